@@ -1,0 +1,117 @@
+"""Typed records for the event contract (v1): parsed once at the boundary, trusted inside.
+
+Every record carries `ts_us`, the instant of `ts` in microseconds since the epoch, so that
+ordering compares instants rather than strings with different offsets.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Mfa = Literal["none", "sms", "email", "totp", "push", "passkey"]
+Channel = Literal["web", "app", "api"]
+Side = Literal["buy", "sell"]
+OrderType = Literal["market", "limit"]
+ChangeField = Literal[
+    "email", "phone", "password", "mfa", "bank_account", "address", "notification_settings"
+]
+
+
+class Holding(msgspec.Struct, frozen=True):
+    symbol: str
+    qty: int
+
+
+class _Event(msgspec.Struct, kw_only=True, tag_field="type"):
+    event_id: str
+    ts: str
+    firm: str | None = None
+    # Filled by the reader, never by input: the instant of `ts`, and fields outside the contract.
+    ts_us: int = 0
+    extra: dict | None = None
+
+
+class Instrument(_Event, tag="instrument", kw_only=True):
+    symbol: str
+    name: str | None = None
+    market: str | None = None
+    currency: str = "JPY"
+    shares_outstanding: int | None = None
+    adv_shares: float | None = None
+    last_price: float | None = None
+
+
+class Account(_Event, tag="account", kw_only=True):
+    account_id: str
+    opened_at: str | None = None
+    holdings: list[Holding] = []
+    cash: float = 0.0
+
+
+class MarketBar(_Event, tag="market_bar", kw_only=True):
+    symbol: str
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: int
+
+
+class Login(_Event, tag="login", kw_only=True):
+    account_id: str
+    session_id: str | None = None
+    success: bool
+    ip: str | None = None
+    user_agent: str | None = None
+    device_id: str | None = None
+    mfa: Mfa = "none"
+    channel: Channel = "web"
+
+
+class AccountChange(_Event, tag="account_change", kw_only=True):
+    account_id: str
+    session_id: str | None = None
+    field: ChangeField
+    ip: str | None = None
+    device_id: str | None = None
+
+
+class Order(_Event, tag="order", kw_only=True):
+    order_id: str
+    account_id: str
+    session_id: str | None = None
+    symbol: str
+    side: Side
+    qty: int
+    order_type: OrderType = "market"
+    limit_price: float | None = None
+    ip: str | None = None
+    device_id: str | None = None
+    channel: Channel = "web"
+
+
+class Execution(_Event, tag="execution", kw_only=True):
+    order_id: str
+    account_id: str
+    symbol: str
+    side: Side
+    qty: int
+    price: float
+
+
+Event = Instrument | Account | MarketBar | Login | AccountChange | Order | Execution
+
+EVENT_TYPES: dict[str, type[_Event]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in (Instrument, Account, MarketBar, Login, AccountChange, Order, Execution)
+}
+
+# The events that get a decision; the others only feed state.
+DECIDABLE = frozenset({"login", "account_change", "order"})
+
+KNOWN_FIELDS: dict[str, frozenset[str]] = {
+    name: frozenset(cls.__struct_fields__) - {"ts_us", "extra"} | {"type"}
+    for name, cls in EVENT_TYPES.items()
+}
