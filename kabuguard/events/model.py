@@ -48,6 +48,9 @@ class Account(_Event, tag="account", kw_only=True):
     opened_at: str | None = None
     holdings: list[Holding] = []
     cash: float = 0.0
+    # Contract extension (optional): the last login before the export began, so a replay of a
+    # short window still knows which accounts were dormant.
+    last_login_at: str | None = None
 
 
 class MarketBar(_Event, tag="market_bar", kw_only=True):
@@ -108,6 +111,9 @@ EVENT_TYPES: dict[str, type[_Event]] = {
     for cls in (Instrument, Account, MarketBar, Login, AccountChange, Order, Execution)
 }
 
+for _tag, _cls in EVENT_TYPES.items():
+    _cls.kind = _tag  # type: ignore[attr-defined]  # a plain attribute: cheaper than the tag lookup
+
 # The events that get a decision; the others only feed state.
 DECIDABLE = frozenset({"login", "account_change", "order"})
 
@@ -115,3 +121,8 @@ KNOWN_FIELDS: dict[str, frozenset[str]] = {
     name: frozenset(cls.__struct_fields__) - {"ts_us", "extra"} | {"type"}
     for name, cls in EVENT_TYPES.items()
 }
+
+
+def account_key(event: Login | AccountChange | Order | Execution | Account) -> str:
+    """An account's identity across firms: `firm:account_id` in multi-firm feeds."""
+    return f"{event.firm}:{event.account_id}" if event.firm else event.account_id

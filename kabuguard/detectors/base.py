@@ -1,0 +1,73 @@
+"""The one protocol every detector follows, and the evidence an event gathers on its way.
+
+A detector belongs to one keyed stage. For each event of the types it handles it first
+`score`s the event against its state (which holds only what came strictly before), then
+`learn`s from it. Scores are log-odds contributions: positive is evidence of takeover or
+manipulation, negative of the customer's own habit; the policy adds them up.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVar
+
+from kabuguard.netintel import UNKNOWN, Network
+
+Stage = Literal["account", "ip", "device", "symbol", "final"]
+S = TypeVar("S")
+
+
+class Finding(NamedTuple):
+    """One reason code and its weight in log-odds."""
+
+    reason: str
+    weight: float
+
+
+class Evidence:
+    """What the stages know about one event, filled stage by stage in the total order."""
+
+    __slots__ = ("findings", "net", "instrument", "session_llr", "price", "llr", "alerts", "notes")
+
+    def __init__(self, net: Network = UNKNOWN, instrument: Any = None) -> None:
+        self.findings: list[Finding] = []
+        self.net = net
+        # The latest `instrument` record for an order's symbol before this event (reference data).
+        self.instrument = instrument
+        # Stage 1's risk of the session this event belongs to (the login's log-odds).
+        self.session_llr = 0.0
+        # The symbol stage's last known price for an order's symbol.
+        self.price: float | None = None
+        # The sum of every stage's findings for this event, set by the final stage before learning.
+        self.llr = 0.0
+        # Alerts raised while processing this event, as contract dicts.
+        self.alerts: list[dict[str, Any]] = []
+        # Cross-stage notices raised by this event (e.g. campaign members), for the final stage.
+        self.notes: list[tuple[str, Any]] = []
+
+
+class Detector(Protocol, Generic[S]):
+    """Score an event from state and say why, then learn from it."""
+
+    name: ClassVar[str]
+    stage: ClassVar[Stage]
+    types: ClassVar[frozenset[str]]
+
+    def initial(self) -> S:
+        """Fresh state for a key never seen before."""
+        ...
+
+    def score(self, event: Any, state: S, ev: Evidence) -> None:
+        """Append findings to `ev.findings`, reading only `state` and earlier stages' evidence."""
+        ...
+
+    def learn(self, event: Any, state: S, ev: Evidence) -> None:
+        """Fold the event into `state`; called after every detector of the stage has scored."""
+        ...
+
+
+def param(params: dict[str, Any], name: str, detector: str) -> Any:
+    """A detector parameter from the policy, with an error that says which one is missing."""
+    try:
+        return params[name]
+    except KeyError:
+        raise KeyError(f"policy: detector `{detector}` needs parameter `{name}`") from None

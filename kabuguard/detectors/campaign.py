@@ -1,0 +1,126 @@
+"""Cross-account campaign: many accounts in risky sessions buying the same thin symbol at once.
+
+The 2025 signature: dozens of hijacked accounts, each looking only mildly odd, all buying one
+illiquid stock within an hour or two. Per symbol, the buyers of a window form a cluster of
+accounts whose sessions stage 1 found risky, joined by accounts that share their IP address or
+device. When the cluster reaches `min_accounts` a `campaign_alert` names its accounts, symbols
+and IPs; later buys from risky or linked sessions score `campaign_buy`, and sells by accounts that
+bought the symbol shortly before the campaign began score `dump_into_pump` (the attackers' own
+accounts cashing out). News-driven crowds buy from their own devices and homes, so their
+sessions are not risky and they do not form a cluster. Known false positives: a social-media
+tip followed by many customers on new phones.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import msgspec
+
+from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.events.model import account_key
+
+
+class Buyer(msgspec.Struct, array_like=True):
+    ts_us: int
+    risky: bool
+    ip: str
+    device: str
+
+
+class CampaignState(msgspec.Struct):
+    buyers: dict[str, Buyer] = {}  # account -> its latest buy in the window
+    earlier: dict[str, int] = {}  # account -> time of its latest buy, over the lookback
+    campaign_id: str = ""
+    started_us: int = 0
+    last_us: int = 0
+    members: list[str] = []
+
+
+class Campaign:
+    name: ClassVar[str] = "campaign"
+    stage: ClassVar[str] = "symbol"
+    types: ClassVar[frozenset[str]] = frozenset({"order"})
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.window_us = int(float(param(params, "window_minutes", self.name)) * 60_000_000)
+        self.lookback_us = int(float(param(params, "lookback_days", self.name)) * 86_400_000_000)
+        self.min_accounts = int(param(params, "min_accounts", self.name))
+        self.risky_llr = float(param(params, "risky_session_llr", self.name))
+        self.buy_weight = float(param(params, "buy_weight", self.name))
+        self.dump_weight = float(param(params, "dump_weight", self.name))
+        self.max_adv_value = float(param(params, "max_adv_value_jpy", self.name))
+
+    def initial(self) -> CampaignState:
+        return CampaignState()
+
+    def _active(self, state: CampaignState, now: int) -> bool:
+        return bool(state.campaign_id) and now - state.last_us <= self.window_us
+
+    def _thin(self, ev: Evidence) -> bool:
+        inst = ev.instrument
+        if inst is None or not inst.adv_shares or not inst.last_price:
+            return True  # unknown liquidity: do not rule the symbol out
+        return inst.adv_shares * inst.last_price <= self.max_adv_value
+
+    def score(self, event: Any, state: CampaignState, ev: Evidence) -> None:
+        now = event.ts_us
+        if not self._thin(ev):
+            return
+        if event.side == "sell":
+            bought = state.earlier.get(account_key(event))
+            if bought is not None and self._active(state, now) and bought < state.started_us:
+                ev.findings.append(Finding("dump_into_pump", self.dump_weight))
+            return
+        me = Buyer(now, ev.session_llr >= self.risky_llr, event.ip or "", event.device_id or "")
+        cluster = self._cluster(state, account_key(event), me, now - self.window_us)
+        if account_key(event) not in cluster:
+            return
+        if len(cluster) >= self.min_accounts or self._active(state, now):
+            ev.findings.append(Finding("campaign_buy", self.buy_weight))
+        if len(cluster) >= self.min_accounts:
+            new = not self._active(state, now)
+            campaign_id = f"cmp-{event.symbol}-{event.event_id}" if new else state.campaign_id
+            members = sorted(cluster if new else set(cluster) | set(state.members))
+            ips = sorted({b.ip for a, b in self._with(state, account_key(event), me).items() if a in members and b.ip})
+            ev.alerts.append({
+                "type": "campaign_alert", "campaign_id": campaign_id, "accounts": members,
+                "symbols": [event.symbol], "ips": ips,
+                "score": round(min(1.0, len(members) / (2 * self.min_accounts)), 4),
+                "reasons": ["campaign_buy"],
+            })
+            ev.notes.append(("campaign_member", (campaign_id, members)))
+
+    def learn(self, event: Any, state: CampaignState, ev: Evidence) -> None:
+        now = event.ts_us
+        if event.side != "buy" or not self._thin(ev):
+            return
+        cutoff = now - self.window_us
+        state.buyers = {a: b for a, b in state.buyers.items() if b.ts_us > cutoff}
+        state.buyers[account_key(event)] = Buyer(now, ev.session_llr >= self.risky_llr, event.ip or "", event.device_id or "")
+        if len(state.earlier) > 4 * len(state.buyers) + 64:
+            horizon = now - self.lookback_us
+            state.earlier = {a: t for a, t in state.earlier.items() if t > horizon}
+        for alert in ev.alerts:
+            if alert["type"] == "campaign_alert":
+                if alert["campaign_id"] != state.campaign_id:
+                    state.campaign_id, state.started_us = alert["campaign_id"], now
+                state.members = alert["accounts"]
+        if any(f.reason == "campaign_buy" for f in ev.findings):
+            state.last_us = now
+        elif account_key(event) not in state.members:
+            state.earlier[account_key(event)] = now
+
+    def _with(self, state: CampaignState, account: str, me: Buyer) -> dict[str, Buyer]:
+        buyers = dict(state.buyers)
+        buyers[account] = me
+        return buyers
+
+    def _cluster(self, state: CampaignState, account: str, me: Buyer, cutoff: int) -> list[str]:
+        """Risky buyers in the window, plus buyers sharing an IP or device with one of them."""
+        buyers = {a: b for a, b in self._with(state, account, me).items() if b.ts_us > cutoff}
+        risky = {a for a, b in buyers.items() if b.risky}
+        ips = {buyers[a].ip for a in risky if buyers[a].ip}
+        devices = {buyers[a].device for a in risky if buyers[a].device}
+        linked = {a for a, b in buyers.items() if (b.ip and b.ip in ips) or (b.device and b.device in devices)}
+        return sorted(risky | linked)

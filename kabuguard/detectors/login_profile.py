@@ -1,0 +1,138 @@
+"""Login profile: how likely this login's device, network, agent and hour are for this account.
+
+A likelihood ratio between two hypotheses, summed over attributes (naive Bayes, as in Freeman
+et al., "Who Are You? A Statistical Approach to Measuring User Authenticity", NDSS 2016):
+the account's own habit, a Dirichlet-smoothed distribution over the values it has used
+(a new value has probability alpha / (n + alpha) after n logins), against a takeover, which
+shows a value new to the account with probability `p_new_attack`. A long, stable history makes
+a new device strong evidence; an account with no history gives none. Network attributes back
+off from coarse to fine (country, then AS, then the /24) so one move is not counted thrice.
+
+>>> from kabuguard.detectors.login_profile import user_agent_family
+>>> user_agent_family("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/124.0 Safari/537.36")
+'chrome/windows'
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any, ClassVar
+
+import msgspec
+
+from kabuguard.detectors.base import Evidence, Finding, param
+
+_BROWSERS = (("edg/", "edge"), ("firefox/", "firefox"), ("opr/", "opera"), ("chrome/", "chrome"),
+             ("crios/", "chrome"), ("safari/", "safari"))
+_SYSTEMS = (("iphone", "ios"), ("ipad", "ios"), ("android", "android"), ("windows", "windows"),
+            ("mac os x", "macos"), ("cros", "chromeos"), ("linux", "linux"))
+
+
+@lru_cache(maxsize=65536)
+def user_agent_family(agent: str) -> str:
+    """Browser (or app) and operating system, without versions, which change on every update."""
+    low = agent.lower()
+    browser = next((name for token, name in _BROWSERS if token in low), None)
+    if browser is None:
+        browser = low.split("/", 1)[0].strip() or "unknown"
+    system = next((name for token, name in _SYSTEMS if token in low), "other")
+    return f"{browser}/{system}"
+
+
+class LoginProfileState(msgspec.Struct):
+    logins: int = 0
+    devices: dict[str, int] = {}
+    countries: dict[str, int] = {}
+    asns: dict[str, int] = {}
+    prefixes: dict[str, int] = {}
+    agents: dict[str, int] = {}
+    hours: list[int] = msgspec.field(default_factory=lambda: [0] * 24)
+
+
+class _Attribute:
+    """One attribute's smoothing and takeover prior, read from the policy."""
+
+    __slots__ = ("reason", "alpha", "log_p_new", "log_p_known", "min_weight")
+
+    def __init__(self, reason: str, conf: dict[str, float]) -> None:
+        self.reason = reason
+        self.alpha = float(conf["alpha"])
+        self.log_p_new = math.log(float(conf["p_new_attack"]))
+        self.log_p_known = math.log(1.0 - float(conf["p_new_attack"]))
+
+    def llr(self, counts: dict[str, int], value: str, n: int) -> float:
+        if counts.get(value, 0) == 0:
+            return self.log_p_new - math.log(self.alpha / (n + self.alpha))
+        # A value the account has used: the attacker would have had to land on it by chance.
+        return self.log_p_known + math.log((n + self.alpha) / n)
+
+
+class LoginProfile:
+    name: ClassVar[str] = "login_profile"
+    stage: ClassVar[str] = "account"
+    types: ClassVar[frozenset[str]] = frozenset({"login"})
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        attrs = param(params, "attributes", self.name)
+        self.device = _Attribute("new_device", attrs["device"])
+        self.country = _Attribute("new_country", attrs["country"])
+        self.asn = _Attribute("new_asn", attrs["asn"])
+        self.prefix = _Attribute("new_ip_range", attrs["ip_range"])
+        self.agent = _Attribute("new_user_agent", attrs["user_agent"])
+        self.hour_min_logins = int(param(params, "hour_min_logins", self.name))
+        self.hour_alpha = float(param(params, "hour_alpha", self.name))
+        self.learn_max_llr = float(param(params, "learn_max_llr", self.name))
+        self.tz_offset_h = int(params.get("local_utc_offset_hours", 9))
+
+    def initial(self) -> LoginProfileState:
+        return LoginProfileState()
+
+    def score(self, event: Any, state: LoginProfileState, ev: Evidence) -> None:
+        n = state.logins
+        found = ev.findings
+        if event.device_id:
+            found.append(Finding(self.device.reason, self.device.llr(state.devices, event.device_id, n)))
+        net = ev.net
+        if net.country:
+            if state.countries.get(net.country, 0) == 0:
+                found.append(Finding(self.country.reason, self.country.llr(state.countries, net.country, n)))
+            elif net.asn and state.asns.get(net.asn, 0) == 0:
+                found.append(Finding(self.asn.reason, self.asn.llr(state.asns, net.asn, n)))
+            elif net.prefix:
+                found.append(Finding(self.prefix.reason, self.prefix.llr(state.prefixes, net.prefix, n)))
+        if event.user_agent:
+            family = user_agent_family(event.user_agent)
+            found.append(Finding(self.agent.reason, self.agent.llr(state.agents, family, n)))
+        if n >= self.hour_min_logins:
+            found.append(Finding("unusual_hour", self._hour_llr(state, self._hour(event.ts_us), n)))
+
+    def learn(self, event: Any, state: LoginProfileState, ev: Evidence) -> None:
+        # Learn only the customer's own logins: a login that looked like a takeover must not
+        # teach the profile the attacker's device for the next one.
+        if not event.success or ev.session_llr > self.learn_max_llr:
+            return
+        state.logins += 1
+        _bump(state.devices, event.device_id)
+        net = ev.net
+        _bump(state.countries, net.country)
+        _bump(state.asns, net.asn)
+        _bump(state.prefixes, net.prefix)
+        if event.user_agent:
+            _bump(state.agents, user_agent_family(event.user_agent))
+        state.hours[self._hour(event.ts_us)] += 1
+
+    def _hour(self, ts_us: int) -> int:
+        return (ts_us // 3_600_000_000 + self.tz_offset_h) % 24
+
+    def _hour_llr(self, state: LoginProfileState, hour: int, n: int) -> float:
+        hours = state.hours
+        # Habits blur across neighbouring hours; a login at 21:10 by a 20:00 regular is normal.
+        near = hours[hour] + 0.5 * (hours[hour - 1] + hours[(hour + 1) % 24])
+        p_own = (near + self.hour_alpha / 24) / (2 * n + self.hour_alpha)
+        return math.log(1 / 24) - math.log(p_own)
+
+
+def _bump(counts: dict[str, int], value: str | None) -> None:
+    if value:
+        counts[value] = counts.get(value, 0) + 1

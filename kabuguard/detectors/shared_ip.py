@@ -1,0 +1,58 @@
+"""Many accounts from one IP address: one operator driving many hijacked accounts.
+
+Counts the distinct accounts that logged in or traded from this address in a window. Mobile
+carriers put thousands of customers behind one NAT address, so mobile-only networks are exempt.
+Known false positives: a household or office sharing one line (kept below `min_accounts`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import msgspec
+
+from kabuguard.detectors._window import others, prune
+from kabuguard.detectors.base import Evidence, Finding, param
+
+
+class SharedKeyState(msgspec.Struct):
+    accounts: dict[str, int] = {}
+
+
+class _ManyAccounts:
+    """Distinct accounts per network identity (an IP or a device) in a sliding window."""
+
+    name: ClassVar[str]
+    stage: ClassVar[str]
+    types: ClassVar[frozenset[str]] = frozenset({"login", "account_change", "order"})
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.window_us = int(float(param(params, "window_hours", self.name)) * 3_600_000_000)
+        self.min_accounts = int(param(params, "min_accounts", self.name))
+        self.weight = float(param(params, "weight", self.name))
+
+    def initial(self) -> SharedKeyState:
+        return SharedKeyState()
+
+    def exempt(self, ev: Evidence) -> bool:
+        return False
+
+    def score(self, event: Any, state: SharedKeyState, ev: Evidence) -> None:
+        if self.exempt(ev):
+            return
+        count = others(state.accounts, event.ts_us - self.window_us, event.account_id) + 1
+        if count >= self.min_accounts:
+            ev.findings.append(Finding(self.name, self.weight + math.log(count / self.min_accounts)))
+
+    def learn(self, event: Any, state: SharedKeyState, ev: Evidence) -> None:
+        state.accounts = prune(state.accounts, event.ts_us - self.window_us)
+        state.accounts[event.account_id] = event.ts_us
+
+
+class SharedIp(_ManyAccounts):
+    name: ClassVar[str] = "shared_ip"
+    stage: ClassVar[str] = "ip"
+
+    def exempt(self, ev: Evidence) -> bool:
+        return ev.net.kind in ("mobile", "private")

@@ -1,0 +1,93 @@
+"""Trading outside the account's own history: a new symbol, a new market segment, an odd size.
+
+A hijacked account buys what the attacker wants, not what its owner buys: symbols the owner
+never held, a segment (Growth, Standard) the owner never traded, sizes far from the owner's.
+Each is a likelihood ratio against the account's own rate of doing the same. Known false
+positives: a customer trying a first small cap, a bonus spent on one large order.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import msgspec
+
+from kabuguard.detectors.base import Evidence, Finding, param
+
+
+class TradingState(msgspec.Struct):
+    symbols: dict[str, int] = {}
+    segments: dict[str, int] = {}
+    orders: int = 0
+    new_symbol_orders: int = 0
+    size_n: int = 0
+    size_mean: float = 0.0
+    size_m2: float = 0.0
+
+
+class UnusualTrading:
+    name: ClassVar[str] = "unusual_trading"
+    stage: ClassVar[str] = "account"
+    types: ClassVar[frozenset[str]] = frozenset({"account", "order"})
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.alpha = float(param(params, "alpha", self.name))
+        self.p_new_symbol_customer = float(param(params, "p_new_symbol_customer", self.name))
+        self.log_p_new_attack = math.log(float(param(params, "p_new_symbol_attack", self.name)))
+        self.min_orders = int(param(params, "min_orders", self.name))
+        self.new_segment_weight = float(param(params, "new_segment_weight", self.name))
+        self.size_z = float(param(params, "size_z", self.name))
+        self.size_weight = float(param(params, "size_weight", self.name))
+
+    def initial(self) -> TradingState:
+        return TradingState()
+
+    def score(self, event: Any, state: TradingState, ev: Evidence) -> None:
+        if event.kind != "order":
+            return
+        found = ev.findings
+        if event.symbol not in state.symbols:
+            own = (state.new_symbol_orders + self.alpha * self.p_new_symbol_customer) / (state.orders + self.alpha)
+            found.append(Finding("new_symbol", self.log_p_new_attack - math.log(own)))
+        if state.orders < self.min_orders:
+            return
+        segment = _segment(ev)
+        if segment and segment not in state.segments:
+            found.append(Finding("new_segment", self.new_segment_weight))
+        size = _log_notional(event, ev)
+        if size is not None and state.size_n >= self.min_orders:
+            sd = math.sqrt(state.size_m2 / (state.size_n - 1)) if state.size_n > 1 else 0.0
+            z = (size - state.size_mean) / max(sd, 0.5)
+            if z >= self.size_z:
+                found.append(Finding("unusual_order_size", self.size_weight))
+
+    def learn(self, event: Any, state: TradingState, ev: Evidence) -> None:
+        if event.kind == "account":
+            for h in event.holdings:
+                state.symbols.setdefault(h.symbol, 0)
+            return
+        state.orders += 1
+        if event.symbol not in state.symbols:
+            state.new_symbol_orders += 1
+        state.symbols[event.symbol] = state.symbols.get(event.symbol, 0) + 1
+        segment = _segment(ev)
+        if segment:
+            state.segments[segment] = state.segments.get(segment, 0) + 1
+        size = _log_notional(event, ev)
+        if size is not None:  # Welford's running mean and variance of log notional
+            state.size_n += 1
+            delta = size - state.size_mean
+            state.size_mean += delta / state.size_n
+            state.size_m2 += delta * (size - state.size_mean)
+
+
+def _segment(ev: Evidence) -> str | None:
+    return ev.instrument.market if ev.instrument is not None else None
+
+
+def _log_notional(event: Any, ev: Evidence) -> float | None:
+    price = event.limit_price or (ev.instrument.last_price if ev.instrument is not None else None)
+    if not price or event.qty <= 0:
+        return None
+    return math.log(price * event.qty)

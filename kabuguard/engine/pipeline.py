@@ -1,0 +1,157 @@
+"""The detection core: one event in, its decision and alerts out, in the total order.
+
+Every runner (replay, service, Spark) drives this same code; they differ only in how events
+arrive and where the `Store` keeps state. A decision reads state built from strictly earlier
+events, so replaying history decides exactly as production would have.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from kabuguard.detectors import ALL
+from kabuguard.detectors.base import Evidence, Finding
+from kabuguard.detectors.session_risk import SessionMemory
+from kabuguard.engine.stages import KeyedStage
+from kabuguard.engine.store import MemoryStore, Store
+from kabuguard.events.model import DECIDABLE, Event, account_key
+from kabuguard.netintel import UNKNOWN, NetIntel, netintel
+from kabuguard.policy import Policy, at_least, load_policy
+
+_ACTIVITY = frozenset({"login", "account_change", "order"})
+
+
+class AccountStatus(msgspec.Struct):
+    """What the final stage keeps per account beyond its detectors: containment and campaigns."""
+
+    contained: bool = False
+    campaign_id: str = ""
+    last_alert_us: int = 0
+
+
+def _quote(event: Any, state: dict[str, Any], ev: Evidence) -> None:
+    """The symbol's last traded price: bars and executions move it, orders read it."""
+    kind = event.kind
+    if kind == "order":
+        ev.price = state.get("quote")
+    elif kind == "market_bar":
+        state["quote"] = event.close
+    elif kind == "execution":
+        state["quote"] = event.price
+
+
+class Pipeline:
+    """The keyed stages wired together over one store."""
+
+    def __init__(self, policy: Policy | None = None, store: Store | None = None,
+                 net: NetIntel | None = None) -> None:
+        self.policy = policy or load_policy()
+        self.store = store if store is not None else MemoryStore()
+        self.net = net or netintel()
+        self.instruments: dict[str, Any] = {}
+        detectors = [cls(self.policy.detectors.get(cls.name, {})) for cls in ALL]
+        self._session_ttl_us = next(d for d in detectors if d.name == "risky_session").ttl_us
+
+        def of(stage: str) -> list[Any]:
+            return [d for d in detectors if d.stage == stage]
+
+        self.account = KeyedStage("account", of("account"), account_key,
+                                  kinds=_ACTIVITY, between=self._session_evidence)
+        self.ip = KeyedStage("ip", of("ip"), lambda e: e.ip)
+        self.device = KeyedStage("device", of("device"), lambda e: e.device_id)
+        self.symbol = KeyedStage("symbol", of("symbol"), lambda e: e.symbol,
+                                 kinds=frozenset({"market_bar", "execution"}), between=_quote)
+        self.final = KeyedStage("final", of("final"), account_key, kinds=_ACTIVITY, between=self._decide)
+        self._decision: dict[str, Any] | None = None
+
+    def process(self, event: Event) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """Decide one event (None for reference data) and return the alerts it raised."""
+        kind = event.kind
+        if kind == "instrument":
+            self.instruments[event.symbol] = event
+            return None, []
+        ev = Evidence(self.net.lookup(event.ip) if kind in _ACTIVITY else UNKNOWN,
+                      self.instruments.get(event.symbol) if kind in ("order", "execution") else None)
+        self._decision = None
+        self.account.run(event, ev, self.store)
+        if kind in _ACTIVITY:
+            self.ip.run(event, ev, self.store)
+            self.device.run(event, ev, self.store)
+        self.symbol.run(event, ev, self.store)
+        if kind in DECIDABLE:
+            self.final.run(event, ev, self.store)
+        for note, payload in ev.notes:
+            if note == "campaign_member":
+                self._mark_campaign(event, *payload)
+        return self._decision, self._stamp(event, ev.alerts)
+
+    def contain(self, firm: str | None, account_id: str) -> None:
+        """Containment: every later event of the account is blocked with reason `contained`."""
+        key = f"{firm}:{account_id}" if firm else account_id
+        state = self.store.get("final", key) or {}
+        status = state.setdefault("status", AccountStatus())
+        status.contained = True
+        self.store.put("final", key, state)
+
+    # -- stage hooks --------------------------------------------------------------------
+
+    def _session_evidence(self, event: Any, state: dict[str, Any], ev: Evidence) -> None:
+        """Stage 1's session risk: a login's own evidence, or the login behind the session."""
+        memory = state.get("session")
+        if memory is None:
+            memory = state["session"] = SessionMemory()
+        if event.kind == "login":
+            ev.session_llr = sum(f.weight for f in ev.findings)
+            memory.open(event, ev.session_llr, self._session_ttl_us)
+        elif event.kind in _ACTIVITY:
+            ev.session_llr = memory.risk(event, self._session_ttl_us)
+
+    def _decide(self, event: Any, state: dict[str, Any], ev: Evidence) -> None:
+        policy = self.policy
+        status = state.get("status")
+        if status is None:
+            status = state["status"] = AccountStatus()
+        if status.campaign_id:
+            ev.findings.append(Finding("campaign_member", policy.campaign_member_weight))
+        ev.llr = sum(f.weight for f in ev.findings)
+        kind = event.kind
+        score = policy.score(kind, ev.llr)
+        reasons = policy.reasons(ev.findings)
+        decision = policy.decide(kind, score)
+        if status.contained:
+            decision, reasons = "block", ["contained", *reasons]
+        out: dict[str, Any] = {
+            "event_id": event.event_id, "ts": event.ts, "type": kind,
+            "account_id": event.account_id,
+        }
+        if event.firm:
+            out["firm"] = event.firm
+        out.update(decision=decision, score=round(score, 6), reasons=reasons)
+        if kind == "order":
+            price = event.limit_price or ev.price or (ev.instrument.last_price if ev.instrument else None)
+            out["notional_jpy"] = round(price * event.qty, 2) if price else None
+        self._decision = out
+        if at_least(decision, "review") and event.ts_us - status.last_alert_us >= policy.alert_cooldown_us:
+            status.last_alert_us = event.ts_us
+            ev.alerts.append({"type": "account_alert", "account_id": event.account_id,
+                              "score": out["score"], "reasons": reasons})
+
+    def _mark_campaign(self, event: Any, campaign_id: str, members: list[str]) -> None:
+        for key in members:
+            state = self.store.get("final", key) or {}
+            status = state.setdefault("status", AccountStatus())
+            status.campaign_id = campaign_id
+            self.store.put("final", key, state)
+
+    @staticmethod
+    def _stamp(event: Any, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        stamped = []
+        for n, alert in enumerate(alerts):
+            head = {"alert_id": f"al-{event.event_id}-{n}", "type": alert["type"], "ts": event.ts,
+                    "event_id": event.event_id}
+            if event.firm:
+                head["firm"] = event.firm
+            stamped.append({**head, **{k: v for k, v in alert.items() if k != "type"}})
+        return stamped

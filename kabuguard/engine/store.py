@@ -1,0 +1,35 @@
+"""Where stage state lives: a small interface keyed by (stage, key).
+
+The in-memory store is the embedded default and the replay's; the service keeps the same
+states in Redis, and Spark holds them per partition. Stores hold state, never logic.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Store(Protocol):
+    def get(self, stage: str, key: str) -> dict[str, Any] | None:
+        """The state of `key` in `stage`: detector name -> state, or None if never seen."""
+        ...
+
+    def put(self, stage: str, key: str, state: dict[str, Any]) -> None:
+        """Save the state after an event changed it."""
+        ...
+
+
+class MemoryStore:
+    """Plain dictionaries; `put` of the object `get` returned is free."""
+
+    def __init__(self) -> None:
+        self._stages: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def get(self, stage: str, key: str) -> dict[str, Any] | None:
+        return self._stages.setdefault(stage, {}).get(key)
+
+    def put(self, stage: str, key: str, state: dict[str, Any]) -> None:
+        self._stages.setdefault(stage, {})[key] = state
+
+    def keys(self, stage: str) -> int:
+        return len(self._stages.get(stage, {}))

@@ -1,0 +1,107 @@
+"""What an IP address says about where a login comes from: network, owner, country, kind.
+
+Backed by the IP-to-ASN and country data that geoip2fast ships inside its package (derived
+from MaxMind GeoLite2, CC BY-SA 4.0), so lookups work offline; `networks.yaml` classifies
+autonomous systems as hosting or mobile-only, and `countries.csv` holds approximate country
+centres (hand-entered, good to a few hundred km) for travel-speed checks.
+"""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+import math
+from functools import cache
+from importlib import resources
+from typing import Literal
+
+import msgspec
+import yaml
+
+Kind = Literal["hosting", "mobile", "fixed", "private", "unknown"]
+
+
+class Network(msgspec.Struct, frozen=True):
+    """The network an address belongs to, as detection sees it."""
+
+    prefix: str  # the /24 (IPv4) or /48 (IPv6) around the address: a household or office
+    asn: str  # the autonomous system's name, or "" when unknown
+    country: str  # ISO 3166 alpha-2, or "" when unknown
+    kind: Kind
+
+
+UNKNOWN = Network(prefix="", asn="", country="", kind="unknown")
+
+
+class NetIntel:
+    """Classifies addresses; results are cached since a brokerage sees the same IPs often."""
+
+    def __init__(self) -> None:
+        from geoip2fast import GeoIP2Fast
+
+        self._db = GeoIP2Fast(geoip2fast_data_file="geoip2fast-asn-ipv6.dat.gz", verbose=False)
+        rules = yaml.safe_load(resources.files(__package__).joinpath("networks.yaml").read_text())
+        self._hosting = tuple(name.lower() for name in rules["hosting"])
+        self._mobile = tuple(name.lower() for name in rules["mobile"])
+        self._cache: dict[str, Network] = {}
+
+    def lookup(self, ip: str | None) -> Network:
+        if not ip:
+            return UNKNOWN
+        found = self._cache.get(ip)
+        if found is None:
+            found = self._classify(ip)
+            if len(self._cache) > 1_000_000:
+                self._cache.clear()
+            self._cache[ip] = found
+        return found
+
+    def _classify(self, ip: str) -> Network:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return UNKNOWN
+        bits = 24 if addr.version == 4 else 48
+        prefix = str(ipaddress.ip_network(f"{addr}/{bits}", strict=False))
+        if addr.is_private or addr.is_loopback or addr.is_link_local:
+            return Network(prefix=prefix, asn="", country="", kind="private")
+        row = self._db.lookup(str(addr))
+        asn = row.asn_name or ""
+        country = row.country_code if len(row.country_code or "") == 2 else ""
+        return Network(prefix=prefix, asn=asn, country=country, kind=self._kind(asn))
+
+    def _kind(self, asn: str) -> Kind:
+        name = asn.lower()
+        if not name:
+            return "unknown"
+        if any(token in name for token in self._hosting):
+            return "hosting"
+        if any(token in name for token in self._mobile):
+            return "mobile"
+        return "fixed"
+
+
+@cache
+def netintel() -> NetIntel:
+    """The process-wide instance: loading the database takes a few hundred milliseconds."""
+    return NetIntel()
+
+
+@cache
+def _centres() -> dict[str, tuple[float, float]]:
+    text = resources.files(__package__).joinpath("countries.csv").read_text()
+    return {row["country"]: (float(row["lat"]), float(row["lon"])) for row in csv.DictReader(text.splitlines())}
+
+
+def country_distance_km(a: str, b: str) -> float | None:
+    """Great-circle distance between two countries' centres; None if either is unknown."""
+    if a == b:
+        return 0.0
+    centres = _centres()
+    if a not in centres or b not in centres:
+        return None
+    (lat1, lon1), (lat2, lon2) = centres[a], centres[b]
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0 * math.asin(math.sqrt(h))

@@ -1,0 +1,99 @@
+"""The policy: turns findings into a score and a decision, with thresholds an analyst can diff.
+
+Loaded from YAML (the default ships beside this module), validated once, then trusted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kabuguard.detectors.base import Finding
+
+DECISIONS = ("allow", "challenge", "review", "block")
+_STRENGTH = {d: i for i, d in enumerate(DECISIONS)}
+
+
+class PolicyError(ValueError):
+    """The policy file is malformed; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    bias: dict[str, float]
+    thresholds: dict[str, tuple[tuple[str, float], ...]]  # strongest first
+    min_reason_weight: float
+    alert_cooldown_us: int
+    campaign_member_weight: float
+    detectors: dict[str, dict[str, Any]]
+    source: str
+
+    def score(self, kind: str, llr: float) -> float:
+        return 1.0 / (1.0 + math.exp(-max(-700.0, min(700.0, self.bias[kind] + llr))))
+
+    def decide(self, kind: str, score: float) -> str:
+        for decision, threshold in self.thresholds[kind]:
+            if score >= threshold:
+                return decision
+        return "allow"
+
+    def reasons(self, findings: list[Finding]) -> list[str]:
+        """Reason codes worth naming, strongest first, each once."""
+        best: dict[str, float] = {}
+        for reason, weight in findings:
+            if weight >= self.min_reason_weight and weight > best.get(reason, 0.0):
+                best[reason] = weight
+        return sorted(best, key=lambda r: (-best[r], r))
+
+
+def at_least(decision: str, floor: str) -> bool:
+    return _STRENGTH[decision] >= _STRENGTH[floor]
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """The policy at `path`, or the default shipped with Kabuguard."""
+    if path is None:
+        text, source = resources.files(__package__).joinpath("default.yaml").read_text(), "default"
+    else:
+        try:
+            text, source = Path(path).read_text(), str(path)
+        except OSError as exc:
+            raise PolicyError(f"{path}: cannot read policy: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{source}: not valid YAML: {exc}") from None
+    return _parse(raw, source)
+
+
+def _parse(raw: Any, source: str) -> Policy:
+    def need(mapping: Any, key: str, where: str) -> Any:
+        if not isinstance(mapping, dict) or key not in mapping:
+            raise PolicyError(f"{source}: missing `{where}{key}`")
+        return mapping[key]
+
+    kinds = ("login", "account_change", "order")
+    bias = need(raw, "bias", "")
+    decisions = need(raw, "decisions", "")
+    thresholds: dict[str, tuple[tuple[str, float], ...]] = {}
+    for kind in kinds:
+        levels = need(decisions, kind, "decisions.")
+        unknown = set(levels) - set(DECISIONS[1:])
+        if unknown:
+            raise PolicyError(f"{source}: decisions.{kind}: unknown decision(s) {sorted(unknown)}")
+        ordered = sorted(((d, float(t)) for d, t in levels.items()), key=lambda item: -_STRENGTH[item[0]])
+        thresholds[kind] = tuple(ordered)
+    return Policy(
+        bias={kind: float(need(bias, kind, "bias.")) for kind in kinds},
+        thresholds=thresholds,
+        min_reason_weight=float(need(raw, "min_reason_weight", "")),
+        alert_cooldown_us=int(float(need(raw, "account_alert_cooldown_hours", "")) * 3_600_000_000),
+        campaign_member_weight=float(need(need(raw, "containment", ""), "campaign_member_weight", "containment.")),
+        detectors=dict(need(raw, "detectors", "")),
+        source=source,
+    )
