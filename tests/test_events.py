@@ -1,0 +1,83 @@
+"""The contract reader: typed records, rejections with place and reason, the total order."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kabuguard.events import Rejection, expand_paths, read_file, total_order
+from kabuguard.events.model import Login, Order
+
+LOGIN = {"type": "login", "event_id": "l1", "ts": "2025-03-21T09:14:03.120+09:00", "account_id": "A1",
+         "session_id": "s1", "success": True, "ip": "126.1.2.3", "user_agent": "x", "device_id": "d1",
+         "mfa": "sms", "channel": "web"}
+
+
+def _lines(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def test_bad_lines_are_reported_with_place_and_reason_and_the_rest_is_read(tmp_path: Path) -> None:
+    path = _lines(tmp_path / "e.jsonl", [
+        LOGIN,
+        "{not json",
+        {**LOGIN, "event_id": "l2", "success": "yes"},
+        {**LOGIN, "event_id": "l3", "ts": "2025-03-21T09:14:03"},
+        {**LOGIN, "event_id": "l4", "type": "teleport"},
+        {k: v for k, v in LOGIN.items() if k != "account_id"} | {"event_id": "l5"},
+        {**LOGIN, "event_id": "l6"},
+    ])
+    items = list(read_file(path))
+    events = [i for i in items if not isinstance(i, Rejection)]
+    rejected = [i for i in items if isinstance(i, Rejection)]
+    assert [e.event_id for e in events] == ["l1", "l6"]
+    assert [r.line for r in rejected] == [2, 3, 4, 5, 6]
+    assert all(r.file == str(path) for r in rejected)
+    reasons = [r.reason for r in rejected]
+    assert "invalid JSON" in reasons[0]
+    assert "success" in reasons[1]
+    assert "offset" in reasons[2]
+    assert "teleport" in reasons[3]
+    assert "account_id" in reasons[4]
+
+
+def test_unknown_fields_are_kept_and_nulls_mean_absent(tmp_path: Path) -> None:
+    path = _lines(tmp_path / "e.jsonl", [{**LOGIN, "risk_vendor_score": 0.3, "mfa": None}])
+    (event,) = read_file(path)
+    assert isinstance(event, Login)
+    assert event.extra == {"risk_vendor_score": 0.3}
+    assert event.mfa == "none"
+
+
+def test_gzip_parquet_and_folders_read_the_same_records(tmp_path: Path) -> None:
+    order = {"type": "order", "event_id": "o1", "ts": "2025-03-21T09:15:00+09:00", "order_id": "o1",
+             "account_id": "A1", "symbol": "9999", "side": "buy", "qty": 100}
+    with gzip.open(tmp_path / "a.jsonl.gz", "wt") as fh:
+        fh.write(json.dumps(LOGIN) + "\n")
+    table = pa.Table.from_pylist([{**order, "limit_price": None, "session_id": None}])
+    pq.write_table(table, tmp_path / "b.parquet")
+    (tmp_path / "ignored.txt").write_text("not an event file")
+    files = expand_paths([tmp_path])
+    assert [f.name for f in files] == ["a.jsonl.gz", "b.parquet"]
+    events = [e for f in files for e in read_file(f)]
+    assert isinstance(events[0], Login)
+    assert isinstance(events[1], Order) and events[1].qty == 100 and events[1].limit_price is None
+
+
+def test_total_order_compares_instants_not_strings_and_drops_duplicates(tmp_path: Path) -> None:
+    # 09:00+09:00 is 00:00Z, earlier than 01:00Z even though the string sorts later.
+    path = _lines(tmp_path / "e.jsonl", [
+        {**LOGIN, "event_id": "late", "ts": "2025-03-21T01:00:00Z"},
+        {**LOGIN, "event_id": "early", "ts": "2025-03-21T09:00:00+09:00"},
+        {**LOGIN, "event_id": "tie-1", "ts": "2025-03-21T02:00:00Z"},
+        {**LOGIN, "event_id": "tie-2", "ts": "2025-03-21T11:00:00+09:00"},
+        {**LOGIN, "event_id": "early", "ts": "2025-03-21T03:00:00Z"},
+    ])
+    ordered = total_order(e for e in read_file(path) if not isinstance(e, Rejection))
+    assert [e.event_id for e in ordered.events] == ["early", "late", "tie-1", "tie-2"]
+    assert ordered.duplicates == 1

@@ -1,0 +1,92 @@
+"""The replay runner and the core's invariants: one decision per event, no look-ahead."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from conftest import Stream, brokerage, ts
+from kabuguard.cli import main
+from kabuguard.engine import Pipeline
+from kabuguard.events import read_file, total_order
+from kabuguard.replay import replay
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_one_decision_per_distinct_activity_event(tmp_path: Path, stream: Stream) -> None:
+    stream.events.append(dict(stream.events[-1]))  # a duplicate event_id is the same event
+    src = stream.write(tmp_path / "e.jsonl")
+    summary = replay([src], tmp_path / "out", quiet=True)
+    decisions = _jsonl(tmp_path / "out" / "decisions.jsonl")
+    activity = {e["event_id"] for e in stream.events if e["type"] in ("login", "account_change", "order")}
+    assert sorted(d["event_id"] for d in decisions) == sorted(activity)
+    assert summary.duplicates == 1
+    assert all(0.0 <= d["score"] <= 1.0 for d in decisions)
+
+
+def test_no_look_ahead_a_cut_stream_decides_its_prefix_identically(tmp_path: Path, stream: Stream) -> None:
+    src = stream.write(tmp_path / "e.jsonl")
+    ordered = total_order(e for e in read_file(src)).events
+    whole = Pipeline()
+    full = [whole.process(e) for e in ordered]
+    for cut in (50, len(ordered) - 10, len(ordered) - 2):
+        part = Pipeline()
+        assert [part.process(e) for e in ordered[:cut]] == full[:cut]
+
+
+def test_the_2025_pattern_is_stopped_and_habits_are_not(tmp_path: Path, stream: Stream) -> None:
+    replay([stream.write(tmp_path / "e.jsonl")], tmp_path / "out", quiet=True)
+    decisions = {d["event_id"]: d for d in _jsonl(tmp_path / "out" / "decisions.jsonl")}
+    attack = [e for e in stream.events if e.get("ip", "").startswith("45.32.")]
+    habit = [e for e in stream.events if e.get("ip", "").startswith("126.1.") and e["ts"] > ts(10, 0, 0)]
+    assert all(decisions[e["event_id"]]["decision"] in ("review", "block") for e in attack if e["type"] == "order")
+    assert all(decisions[e["event_id"]]["decision"] != "allow" for e in attack if e["type"] == "login")
+    assert all(decisions[e["event_id"]]["decision"] == "allow" for e in habit)
+    alerts = _jsonl(tmp_path / "out" / "alerts.jsonl")
+    campaign = [a for a in alerts if a["type"] == "campaign_alert"]
+    assert campaign and campaign[-1]["symbols"] == ["9999"]
+    assert set(campaign[-1]["accounts"]) == {f"A{a}" for a in range(6)}
+
+
+def test_contained_account_is_blocked_with_reason_contained(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    src = s.write(tmp_path / "e.jsonl")
+    pipeline = Pipeline()
+    events = total_order(e for e in read_file(src)).events
+    for event in events:
+        pipeline.process(event)
+    pipeline.contain(None, "A3")
+    later = Stream()
+    later.login(ts(21, 20, 3), "A3", "126.1.3.5", "dev-3")
+    (event,) = read_file(later.write(tmp_path / "later.jsonl"))
+    decision, _ = pipeline.process(event)
+    assert decision["decision"] == "block" and decision["reasons"][0] == "contained"
+
+
+def test_cli_exit_codes_and_help(tmp_path: Path, stream: Stream) -> None:
+    runner = CliRunner()
+    good = stream.write(tmp_path / "good.jsonl")
+    assert runner.invoke(main, ["replay", str(good), "--out", str(tmp_path / "a"), "--quiet"]).exit_code == 0
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(good.read_text() + "{oops\n")
+    result = runner.invoke(main, ["replay", str(bad), "--out", str(tmp_path / "b"), "--quiet"])
+    assert result.exit_code == 1
+    (rejection,) = _jsonl(tmp_path / "b" / "rejected.jsonl")
+    assert rejection["file"] == str(bad) and rejection["line"] == len(stream.events) + 1
+    assert runner.invoke(main, ["replay", "--out", str(tmp_path / "c")]).exit_code == 2
+    for command in ("replay", "simulate", "evaluate", "demo", "phish"):
+        assert runner.invoke(main, [command, "--help"]).exit_code == 0, command
+
+
+def test_a_malformed_policy_is_a_usage_error_naming_the_key(tmp_path: Path, stream: Stream) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("version: 1\nbias: {login: -5}\n")
+    result = CliRunner().invoke(main, ["replay", str(stream.write(tmp_path / "e.jsonl")), "--out",
+                                       str(tmp_path / "o"), "--policy", str(policy)])
+    assert result.exit_code == 2
+    assert "bias.account_change" in result.output
