@@ -24,7 +24,7 @@ class Holding(msgspec.Struct, frozen=True):
     qty: int
 
 
-class _Event(msgspec.Struct, kw_only=True, tag_field="type"):
+class _Event(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_fields=True):
     event_id: str
     ts: str
     firm: str | None = None
