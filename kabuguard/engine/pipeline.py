@@ -50,7 +50,6 @@ class Pipeline:
         self.policy = policy or load_policy()
         self.store = store if store is not None else MemoryStore()
         self.net = net or netintel()
-        self.instruments: dict[str, Any] = {}
         detectors = [cls(self.policy.detectors.get(cls.name, {})) for cls in ALL]
         self._session_ttl_us = next(d for d in detectors if d.name == "risky_session").ttl_us
 
@@ -70,10 +69,11 @@ class Pipeline:
         """Decide one event (None for reference data) and return the alerts it raised."""
         kind = event.kind
         if kind == "instrument":
-            self.instruments[event.symbol] = event
+            # Reference data, broadcast to every stage: the latest record before each event.
+            self.store.put("reference", event.symbol, {"instrument": event})
             return None, []
         ev = Evidence(self.net.lookup(event.ip) if kind in _ACTIVITY else UNKNOWN,
-                      self.instruments.get(event.symbol) if kind in ("order", "execution") else None)
+                      self._instrument(event.symbol) if kind in ("order", "execution") else None)
         self._decision = None
         self.account.run(event, ev, self.store)
         if kind in _ACTIVITY:
@@ -86,6 +86,10 @@ class Pipeline:
             if note == "campaign_member":
                 self._mark_campaign(event, *payload)
         return self._decision, self._stamp(event, ev.alerts)
+
+    def _instrument(self, symbol: str) -> Any:
+        reference = self.store.get("reference", symbol)
+        return reference["instrument"] if reference else None
 
     def contain(self, firm: str | None, account_id: str) -> None:
         """Containment: every later event of the account is blocked with reason `contained`."""
