@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
 from click.testing import CliRunner
 
+import kabuguard.policy
 from conftest import Stream, brokerage, ts
 from kabuguard.cli import main
 from kabuguard.engine import Pipeline
@@ -84,8 +86,10 @@ def test_cli_exit_codes_and_help(tmp_path: Path, stream: Stream) -> None:
 
 
 def test_a_malformed_policy_is_a_usage_error_naming_the_key(tmp_path: Path, stream: Stream) -> None:
+    raw = yaml.safe_load((Path(kabuguard.policy.__file__).parent / "default.yaml").read_text())
+    del raw["bias"]["account_change"]
     policy = tmp_path / "p.yaml"
-    policy.write_text("version: 1\nbias: {login: -5}\n")
+    policy.write_text(yaml.safe_dump(raw))
     result = CliRunner().invoke(main, ["replay", str(stream.write(tmp_path / "e.jsonl")), "--out",
                                        str(tmp_path / "o"), "--policy", str(policy)])
     assert result.exit_code == 2
