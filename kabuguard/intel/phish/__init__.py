@@ -1,0 +1,1 @@
+"""Phishing-domain monitoring for securities brands: registry, scoring, watching, evaluation."""

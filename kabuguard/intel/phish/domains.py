@@ -1,0 +1,154 @@
+"""Offline public-suffix parsing: split a host into subdomain, registered domain and suffix.
+
+The Public Suffix List is read from the snapshot that the `publicsuffixlist` package ships, so
+nothing is fetched at run time. Private suffixes (``duckdns.org``, ``workers.dev``…) are kept as
+suffixes: ``x.duckdns.org`` is its own registered domain, and the provider that can take it down
+is the private suffix, which is exactly what a takedown request needs to know.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import publicsuffixlist
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """A host name split along the Public Suffix List."""
+
+    host: str  # lower-case, IDN labels decoded to Unicode
+    ascii_host: str  # the same in punycode, as DNS and certificates carry it
+    suffix: str  # public suffix (ICANN or private)
+    registered: str  # registered domain: one label left of the suffix, or the host for an IP
+    subdomain: str  # labels left of the registered domain
+    private_suffix: bool  # the suffix is a provider's (free hosting, dynamic DNS), not a TLD
+    is_ip: bool
+    idn: bool  # at least one label was punycode or non-ASCII
+
+    @property
+    def tld(self) -> str:
+        return self.suffix.rsplit(".", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One input line parsed once: the host and what followed it in a URL."""
+
+    raw: str
+    host: Host
+    path: str  # path plus query, lower-case; "" for a bare domain
+
+
+class _SuffixList:
+    """The PSL rules as three sets; a lookup walks a host's labels from the right."""
+
+    def __init__(self, text: str) -> None:
+        self.rules: dict[str, bool] = {}  # suffix -> is private
+        self.wildcards: dict[str, bool] = {}  # "*.ck" stored as "ck"
+        self.exceptions: set[str] = set()
+        private = False
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("// ===BEGIN PRIVATE DOMAINS"):
+                private = True
+            if not line or line.startswith("//"):
+                continue
+            rule = line.split()[0].lower()
+            if rule.startswith("!"):
+                self.exceptions.add(rule[1:])
+            elif rule.startswith("*."):
+                self.wildcards[rule[2:]] = private
+            else:
+                self.rules[rule] = private
+
+    def suffix(self, labels: list[str]) -> tuple[int, bool]:
+        """Number of labels in the longest matching suffix, and whether it is private."""
+        best, private = 1, False  # unknown TLDs count as one-label suffixes (PSL's "*" rule)
+        for n in range(1, len(labels) + 1):
+            candidate = ".".join(labels[-n:])
+            if candidate in self.exceptions:
+                return n - 1, private
+            if candidate in self.rules:
+                best, private = n, self.rules[candidate]
+            parent = ".".join(labels[-n + 1 :]) if n > 1 else None
+            if parent is not None and parent in self.wildcards:
+                best, private = n, self.wildcards[parent]
+        return best, private
+
+
+@lru_cache(maxsize=1)
+def _suffix_list() -> _SuffixList:
+    return _SuffixList(Path(publicsuffixlist.PSLFILE).read_text(encoding="utf-8"))
+
+
+def _decode_label(label: str) -> str:
+    if label.startswith("xn--"):
+        try:
+            return label.encode("ascii").decode("idna")
+        except UnicodeError:
+            return label  # malformed punycode stays as is: still a label we can score
+    return label
+
+
+def _encode_label(label: str) -> str:
+    if label.isascii():
+        return label
+    try:
+        return label.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "xn--" + label.encode("punycode").decode("ascii")
+
+
+def _is_ip(host: str) -> bool:
+    if ":" in host:
+        return True
+    parts = host.split(".")
+    return len(parts) == 4 and all(p.isdigit() for p in parts)
+
+
+@lru_cache(maxsize=65536)
+def split_host(host: str) -> Host:
+    """Split a host name (Unicode or punycode) into its PSL parts."""
+    host = host.strip().strip(".").lower()
+    if _is_ip(host):
+        return Host(host, host, "", host, "", False, True, False)
+    labels = [label for label in host.split(".") if label]
+    unicode_labels = [_decode_label(label) for label in labels]
+    ascii_labels = [_encode_label(label) for label in unicode_labels]
+    idn = any(not label.isascii() for label in unicode_labels)
+    n, private = _suffix_list().suffix(ascii_labels)
+    n = min(n, len(labels))
+    cut = max(len(labels) - n - 1, 0)
+    return Host(
+        host=".".join(unicode_labels),
+        ascii_host=".".join(ascii_labels),
+        suffix=".".join(unicode_labels[len(labels) - n :]),
+        registered=".".join(unicode_labels[cut:]),
+        subdomain=".".join(unicode_labels[:cut]),
+        private_suffix=private,
+        is_ip=False,
+        idn=idn,
+    )
+
+
+def parse_target(raw: str) -> Target:
+    """Parse a domain or URL as a user or a certificate stream gives it.
+
+    Raises ValueError when no host can be found, so callers can reject the line.
+    """
+    text = raw.strip()
+    if "://" not in text:
+        text = "http://" + text.lstrip("*.")  # certificate wildcards name the same registrant
+    parts = urlsplit(text)
+    try:
+        host = parts.hostname
+    except ValueError as exc:
+        raise ValueError(f"unparseable URL {raw!r}: {exc}") from None
+    if not host or " " in host:
+        raise ValueError(f"no host name in {raw!r}")
+    path = parts.path + ("?" + parts.query if parts.query else "")
+    return Target(raw=raw, host=split_host(host), path="" if path == "/" else path.lower())

@@ -1,0 +1,133 @@
+"""Indicators for intel sharing, takedown evidence, and a store of indicators shared by others.
+
+An alert becomes an indicator (domain, URL, brand, score, first seen) that a firm can pass to
+JPCERT/CC, an ISAC or its peers, and a short evidence text for the registrar or host. The store
+is the other direction: indicators confirmed by others, which catch the phishing hosts that
+carry no brand token at all (a random name on a cheap TLD reused across campaigns, the same kit
+path on a new host).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from kabuguard.intel.phish.domains import Target
+from kabuguard.intel.phish.score import Verdict
+
+_DIGITS = re.compile(r"[0-9]+")
+_QUERY_VALUES = re.compile(r"=[^&#]*")
+_MIN_KIT_PATH = 10  # shorter shapes (/login, /jp) are shared by every kit
+
+
+@dataclass(frozen=True, slots=True)
+class Indicator:
+    """One shareable indicator, first seen at `first_seen` (as the source stamped it)."""
+
+    domain: str
+    url: str
+    brand: str
+    brand_name: str
+    score: float
+    first_seen: str
+    reasons: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "type": "phishing-domain",
+            "domain": self.domain,
+            "url": self.url,
+            "brand": self.brand,
+            "brand_name": self.brand_name,
+            "score": round(self.score, 4),
+            "first_seen": self.first_seen,
+            "reasons": list(self.reasons),
+        }
+
+
+def indicator(verdict: Verdict, first_seen: str) -> Indicator:
+    """The indicator for an alert; call only for verdicts that alert (they carry a brand)."""
+    assert verdict.brand is not None and verdict.brand_name is not None
+    reasons = tuple(f"{r.code}:{r.detail}" if r.detail else r.code for r in verdict.reasons)
+    url = verdict.input if "://" in verdict.input else f"https://{verdict.host}/"
+    return Indicator(verdict.registered_domain, url, verdict.brand, verdict.brand_name, verdict.score, first_seen, reasons)
+
+
+_EXPLAIN = {
+    "official-domain-in-host": "spells out the official domain {found} inside its own host name",
+    "brand-token": "carries the brand name '{found}' in its host name",
+    "lookalike": "imitates the brand name by one {detail} ('{found}')",
+    "homoglyph": "imitates the brand name with look-alike characters ({detail}: '{found}')",
+    "combosquat": "glues the brand name to a lure word ('{found}')",
+    "shared-token": "carries the group name '{found}'",
+    "shared-token-corroborated": "carries the group name '{found}' beside a login or securities word",
+    "path-brand-token": "serves a path named after the brand ('{found}')",
+    "cloned-login-path": "copies the path of the brand's real login page ('{found}')",
+    "keyword": "uses lure words ({detail})",
+    "suspicious-tld": "is registered under .{detail}, a TLD heavily used for phishing",
+    "free-host": "is hosted on the free or dynamic-DNS service {detail}",
+    "url-shortener": "hides behind the URL shortener {detail}",
+    "random-label": "uses a machine-generated label ('{detail}')",
+    "deep-subdomain": "nests {detail} subdomain levels to push the real domain out of view",
+    "ip-host": "is a bare IP address",
+    "shared-indicator": "was already confirmed as phishing of this brand ({detail})",
+}
+
+
+def takedown_text(ind: Indicator, verdict: Verdict) -> str:
+    """A short evidence text for a registrar, host or CERT, one paragraph per domain."""
+    lines = [
+        f"Domain: {ind.domain}",
+        f"URL: {ind.url}",
+        f"Impersonated brand: {ind.brand_name} (official: see the brand's registered domains)",
+        f"First seen: {ind.first_seen}",
+        f"Assessment: phishing imitating {ind.brand_name}, score {ind.score:.2f} of 1. The host:",
+    ]
+    for r in verdict.reasons:
+        lines.append("  - " + _EXPLAIN.get(r.code, r.code).format(found=r.found, detail=r.detail))
+    lines.append("Request: suspend the domain or remove the content; it collects login credentials of the brand's customers.")
+    return "\n".join(lines)
+
+
+def kit_path(path: str) -> str | None:
+    """The shape of a URL path as a phishing kit lays it out, or None when too short to tell kits apart."""
+    shape = _QUERY_VALUES.sub("=", _DIGITS.sub("0", path))
+    return shape if len(shape) >= _MIN_KIT_PATH else None
+
+
+class IndicatorStore:
+    """Indicators confirmed by others: registered domains, IP hosts and kit paths, per brand.
+
+    A key confirmed for two different brands is dropped: it no longer says which brand.
+    """
+
+    _AMBIGUOUS = ""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, str] = {}
+        self.first_seen: dict[str, str] = {}
+
+    @staticmethod
+    def _keys_of(target: Target) -> list[str]:
+        keys = [f"domain:{target.host.registered}"]
+        shape = kit_path(target.path)
+        if shape is not None:
+            keys.append(f"kit:{shape}")
+        return keys
+
+    def confirm(self, target: Target, brand: str, when: str) -> None:
+        for key in self._keys_of(target):
+            known = self._keys.get(key)
+            if known is None:
+                self._keys[key] = brand
+                self.first_seen[key] = when
+            elif known != brand:
+                self._keys[key] = self._AMBIGUOUS
+
+    def brand_for(self, target: Target) -> str | None:
+        """The brand an earlier confirmation names for this target, if any and unambiguous."""
+        for key in self._keys_of(target):
+            brand = self._keys.get(key)
+            if brand:
+                return brand
+        return None

@@ -1,0 +1,172 @@
+"""Find a registry brand inside a host or URL path: tokens, lookalikes and their kind of edit.
+
+Matching runs on TR39 skeletons with hyphens and dots removed, so `sb1-sec`, `ѕbisec` and
+`sbi.sec` all meet the token `sbisec`. Long tokens are searched as substrings with one compiled
+regular expression; short ones (`jcb`, `sbi`) only as whole segments or glued to a known keyword,
+because as substrings they occur by chance. Edit-distance-1 lookalikes are found through a
+deletion index (each token with one letter removed), which costs a few dictionary look-ups per
+segment instead of a distance computation per brand.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+
+from kabuguard.intel.phish.confusables import skeleton
+from kabuguard.intel.phish.registry import Registry, compact
+
+_VOWELS = frozenset("aeiou")
+_SEGMENT = re.compile(r"[^a-z]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One piece of brand evidence: which brand, which reason code, and what was seen."""
+
+    brand: str
+    reason: str  # a key of the scoring weights: brand-token, lookalike, homoglyph…
+    token: str  # the brand's token, as a skeleton
+    found: str  # the string seen in the host or path
+    detail: str = ""  # kind of edit: insertion, omission, transposition, idn…
+
+
+@dataclass(frozen=True, slots=True)
+class _Owner:
+    brand: str
+    literal: str  # the token before skeleton mapping, to tell a homoglyph from the real thing
+    shared: bool
+    official: bool
+
+
+def edit_kind(found: str, token: str) -> str | None:
+    """The single edit that turns `token` into `found`, or None if it takes more than one."""
+    if len(found) == len(token) + 1:
+        i = next((k for k in range(len(token)) if found[k] != token[k]), len(token))
+        if found[:i] + found[i + 1 :] != token:
+            return None
+        doubled = (i > 0 and found[i] == found[i - 1]) or (i + 1 < len(found) and found[i] == found[i + 1])
+        return "repetition" if doubled else "insertion"
+    if len(found) + 1 == len(token):
+        return "omission" if edit_kind(token, found) is not None else None
+    if len(found) != len(token):
+        return None
+    diffs = [k for k in range(len(token)) if found[k] != token[k]]
+    if len(diffs) == 1:
+        k = diffs[0]
+        return "vowel-swap" if found[k] in _VOWELS and token[k] in _VOWELS else "substitution"
+    if len(diffs) == 2 and diffs[1] == diffs[0] + 1 and found[diffs[0]] == token[diffs[1]] and found[diffs[1]] == token[diffs[0]]:
+        return "transposition"
+    return None
+
+
+def _deletions(text: str) -> set[str]:
+    return {text[:i] + text[i + 1 :] for i in range(len(text))}
+
+
+class BrandMatcher:
+    """Brand evidence in hosts and paths for one registry; build once, call per domain."""
+
+    def __init__(self, registry: Registry, keywords: list[str], corroborators: list[str], min_length: int) -> None:
+        self.min_length = min_length
+        self.keywords = frozenset(skeleton(compact(k)) for k in keywords)
+        self.corroborators = tuple(sorted({skeleton(compact(c)) for c in corroborators}, key=len, reverse=True))
+        owners: dict[str, list[_Owner]] = defaultdict(list)
+        self.login_paths: list[tuple[str, str]] = []
+        for brand in registry.brands:
+            for token in brand.tokens:
+                owners[skeleton(token)].append(_Owner(brand.id, token, False, False))
+            for token in brand.shared_tokens:
+                owners[skeleton(token)].append(_Owner(brand.id, token, True, False))
+            for domain in map(compact, brand.official_domains):
+                owners[skeleton(domain)].append(_Owner(brand.id, domain, False, True))
+            self.login_paths += [(path, brand.id) for path in brand.login_paths]
+        self.owners = dict(owners)
+        long_tokens = sorted((t for t in self.owners if len(t) >= min_length), key=len, reverse=True)
+        self.long = re.compile("|".join(map(re.escape, long_tokens))) if long_tokens else re.compile(r"(?!x)x")
+        self.short = {t for t in self.owners if len(t) < min_length}
+        self.short_lengths = sorted({len(t) for t in self.short})
+        self.deleted: dict[str, set[str]] = defaultdict(set)
+        for token in long_tokens:
+            if not any(o.official for o in self.owners[token]):
+                for d in _deletions(token):
+                    self.deleted[d].add(token)
+
+    def _evidence(self, token: str, found: str, raw: str, reason_if_ok: str, detail: str = "") -> list[Match]:
+        matches = []
+        for owner in self.owners[token]:
+            reason, why = reason_if_ok, detail
+            if owner.official and reason == "brand-token":
+                reason = "official-domain-in-host"
+            elif owner.shared:
+                reason = "shared-token"
+            if owner.literal not in raw and reason in {"brand-token", "official-domain-in-host"}:
+                reason, why = "homoglyph", ("idn" if not raw.isascii() else "ascii-homoglyph")
+            matches.append(Match(owner.brand, reason, token, found, why))
+        return matches
+
+    def match_host(self, name: str) -> list[Match]:
+        """Evidence in a host name given without its public suffix (`www.sbisec.co.jp.login`)."""
+        raw = name.replace("-", "").replace(".", "")
+        skel = skeleton(name)
+        flat = skel.replace("-", "").replace(".", "")
+        found: list[Match] = []
+        for m in self.long.finditer(flat):
+            found += self._evidence(m.group(), m.group(), raw, "brand-token")
+        segments = [s for s in _SEGMENT.split(skel) if s]
+        for seg in segments:
+            found += self._short(seg, raw)
+        if not any(m.reason != "shared-token" for m in found):
+            candidates = set(segments) | {label.replace("-", "") for label in skel.split(".")}
+            for candidate in candidates:
+                found += self._lookalike(candidate)
+        return self._corroborate(found, flat)
+
+    def _short(self, seg: str, raw: str) -> list[Match]:
+        if seg in self.short:
+            return self._evidence(seg, seg, raw, "brand-token")
+        for n in self.short_lengths:
+            if len(seg) <= n:
+                break
+            head, tail = seg[:n], seg[n:]
+            if head in self.short and tail in self.keywords:
+                return self._evidence(head, seg, raw, "combosquat", f"+{tail}")
+            head, tail = seg[:-n], seg[-n:]
+            if tail in self.short and head in self.keywords:
+                return self._evidence(tail, seg, raw, "combosquat", f"{head}+")
+        return []
+
+    def _lookalike(self, candidate: str) -> list[Match]:
+        if len(candidate) < self.min_length - 1 or candidate in self.owners:
+            return []
+        near = set(self.deleted.get(candidate, ()))  # candidate is a token with one letter missing
+        for d in _deletions(candidate):
+            if d in self.owners and len(d) >= self.min_length:
+                near.add(d)  # candidate is a token with one letter added
+            near |= self.deleted.get(d, set())  # one letter replaced, or two swapped
+        matches = []
+        for token in near:
+            kind = edit_kind(candidate, token)
+            if kind is not None:
+                matches += self._evidence(token, candidate, candidate, "lookalike", kind)
+        return matches
+
+    def _corroborate(self, found: list[Match], flat: str) -> list[Match]:
+        """Upgrade a shared token (`sbi`, `rakuten`) when a securities or login word sits beside it."""
+        out = []
+        for m in found:
+            if m.reason == "shared-token":
+                rest = flat.replace(m.found, " ", 1)
+                if any(c in rest for c in self.corroborators):
+                    m = Match(m.brand, "shared-token-corroborated", m.token, m.found, m.detail)
+            out.append(m)
+        return out
+
+    def match_path(self, path: str) -> list[Match]:
+        """Evidence in a URL path: a brand token as a path segment, or a cloned login path."""
+        found = [Match(brand, "cloned-login-path", p, p) for p, brand in self.login_paths if p in path]
+        for seg in map(skeleton, _SEGMENT.split(path)):
+            if seg in self.owners and (len(seg) >= self.min_length or seg in self.short):
+                found += [Match(o.brand, "path-brand-token" if not o.shared else "shared-token", seg, seg) for o in self.owners[seg]]
+        return found

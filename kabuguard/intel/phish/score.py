@@ -1,0 +1,219 @@
+"""Score a domain or URL for phishing of a registry brand, with the reasons an analyst can check.
+
+Brand evidence (tokens, lookalikes, cloned login paths) decides *which* brand; context (lure
+keywords, TLD reputation, free hosting, random labels, depth) raises or lowers *how sure*. The
+weights live in `data/scoring.yaml` and combine as a noisy-OR, so the score stays in [0, 1] and
+every point of it is explained by a listed reason. Official domains score 0 whatever they contain.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kabuguard.intel.phish.domains import Host, Target, parse_target, split_host
+from kabuguard.intel.phish.lookalike import BrandMatcher, Match
+from kabuguard.intel.phish.registry import Registry
+
+_HEX = re.compile(r"^[0-9a-f]{16,}$")
+_CONSONANT_RUN = re.compile(r"[bcdfghjklmnpqrstvwxz]{5,}")
+_LETTERS = re.compile(r"[a-z]+")
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Weights, word lists and suffix lists; the bundled `data/scoring.yaml` unless given."""
+
+    threshold: float
+    weights: dict[str, float]
+    min_lookalike_length: int
+    deep_subdomain_labels: int
+    lure_keywords: frozenset[str]
+    keywords: list[str]
+    corroborators: list[str]
+    suspicious_tlds: frozenset[str]
+    free_hosts: frozenset[str]
+    url_shorteners: frozenset[str]
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> ScoringConfig:
+        source = path.read_text("utf-8") if path else files("kabuguard.intel.phish").joinpath("data/scoring.yaml").read_text("utf-8")
+        raw = yaml.safe_load(source)
+        return cls(
+            threshold=float(raw["threshold"]),
+            weights={k: float(v) for k, v in raw["weights"].items()},
+            min_lookalike_length=int(raw["min_lookalike_length"]),
+            deep_subdomain_labels=int(raw["deep_subdomain_labels"]),
+            lure_keywords=frozenset(raw["lure_keywords"]),
+            keywords=list(raw["keywords"]),
+            corroborators=list(raw["corroborators"]),
+            suspicious_tlds=frozenset(raw["suspicious_tlds"]),
+            free_hosts=frozenset(raw["free_hosts"]),
+            url_shorteners=frozenset(raw["url_shorteners"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One reason code with what triggered it; brand reasons also name the brand and token."""
+
+    code: str
+    weight: float
+    detail: str = ""
+    brand: str | None = None
+    found: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The score of one input line, as `phish score` writes it."""
+
+    input: str
+    host: str
+    registered_domain: str
+    brand: str | None
+    brand_name: str | None
+    score: float
+    reasons: tuple[Reason, ...] = field(default=())
+    official: bool = False
+
+    def alert(self, threshold: float) -> bool:
+        return self.brand is not None and not self.official and self.score >= threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        reasons = []
+        for r in self.reasons:
+            item: dict[str, Any] = {"code": r.code, "weight": r.weight}
+            if r.detail:
+                item["detail"] = r.detail
+            if r.found:
+                item["found"] = r.found
+            if r.brand:
+                item["brand"] = r.brand
+            reasons.append(item)
+        return {
+            "input": self.input,
+            "host": self.host,
+            "registered_domain": self.registered_domain,
+            "brand": self.brand,
+            "brand_name": self.brand_name,
+            "score": round(self.score, 4),
+            "reasons": reasons,
+        }
+
+
+def looks_random(label: str) -> bool:
+    """A label a person did not choose: long hex, long consonant runs, or few vowels for its length."""
+    if _HEX.match(label):
+        return True
+    letters = "".join(_LETTERS.findall(label))
+    if len(letters) < 8:
+        return sum(c.isdigit() for c in label) >= 4 and len(letters) >= 3
+    vowels = sum(c in "aeiou" for c in letters)
+    return vowels / len(letters) < 0.2 or bool(_CONSONANT_RUN.search(letters))
+
+
+def _noisy_or(weights: list[float]) -> float:
+    keep = 1.0
+    for w in weights:
+        keep *= 1.0 - w
+    return 1.0 - keep
+
+
+class Scorer:
+    """Scores domains and URLs against one registry; build once, then call `score` per line."""
+
+    def __init__(self, registry: Registry, config: ScoringConfig | None = None) -> None:
+        self.registry = registry
+        self.config = config or ScoringConfig.load()
+        c = self.config
+        self.matcher = BrandMatcher(registry, c.keywords, c.corroborators, c.min_lookalike_length)
+        # A brand hosted on a group domain (kabu.dmm.com, cr.mufg.jp) makes the group domain
+        # official too: dmm.com and mufg.jp are the group's own, never a phish of it.
+        self.official = {split_host(d).registered: b.id for b in registry.brands for d in b.official_domains}
+        self.official |= {d: b.id for b in registry.brands for d in b.official_domains}
+        self.names = {b.id: b.name for b in registry.brands}
+        self._host_matches = lru_cache(maxsize=65536)(self.matcher.match_host)
+
+    @property
+    def threshold(self) -> float:
+        return self.config.threshold
+
+    def score(self, raw: str) -> Verdict:
+        """Score one domain or URL; raises ValueError when the line holds no host."""
+        return self.score_target(parse_target(raw))
+
+    def _official_brand(self, labels: list[str]) -> str | None:
+        for i in range(len(labels) - 1):
+            brand = self.official.get(".".join(labels[i:]))
+            if brand is not None:
+                return brand
+        return None
+
+    def score_target(self, target: Target) -> Verdict:
+        h = target.host
+        labels = h.host.split(".")
+        official = self._official_brand(labels)
+        if official is not None:
+            reason = Reason("official", 0.0, h.registered, official)
+            return Verdict(target.raw, h.host, h.registered, official, self.names[official], 0.0, (reason,), True)
+        name = h.host[: -len(h.suffix) - 1] if h.suffix and not h.is_ip else ""
+        matches = list(self._host_matches(name)) if name else []
+        if target.path:
+            matches += self.matcher.match_path(target.path)
+        brand, brand_reasons = self._attribute(matches, name)
+        reasons = brand_reasons + self._context(h, name, labels)
+        score = _noisy_or([r.weight for r in reasons])
+        return Verdict(target.raw, h.host, h.registered, brand, self.names.get(brand) if brand else None, score, tuple(reasons))
+
+    def _attribute(self, matches: list[Match], name: str) -> tuple[str | None, list[Reason]]:
+        """Pick the brand with the strongest evidence; keep the best reason per code for it."""
+        if not matches:
+            return None, []
+        w = self.config.weights
+        by_brand: dict[str, dict[str, Match]] = {}
+        for m in matches:
+            codes = by_brand.setdefault(m.brand, {})
+            if m.reason not in codes or len(m.token) > len(codes[m.reason].token):
+                codes[m.reason] = m
+        strength = {b: (_noisy_or([w[c] for c in codes]), max(len(m.token) for m in codes.values())) for b, codes in by_brand.items()}
+        brand = max(strength, key=lambda b: strength[b])
+        registered_label = name.rsplit(".", 1)[-1]
+        reasons = []
+        for code, m in by_brand[brand].items():
+            detail = m.detail
+            if code == "brand-token" and registered_label.replace("-", "") == m.token:
+                detail = "tld-swap"  # the official label under another suffix: click-sec.co
+            reasons.append(Reason(code, w[code], detail, brand, m.found))
+        return brand, reasons
+
+    def _context(self, h: Host, name: str, labels: list[str]) -> list[Reason]:
+        c, w = self.config, self.config.weights
+        reasons: list[Reason] = []
+        if h.is_ip:
+            return [Reason("ip-host", w["ip-host"], h.host)]
+        words = set(re.split(r"[^a-z0-9]+", name))
+        lure = sorted(words & c.lure_keywords)
+        if lure:
+            reasons.append(Reason("keyword", w["keyword"], ",".join(lure)))
+        if h.tld in c.suspicious_tlds:
+            reasons.append(Reason("suspicious-tld", w["suspicious-tld"], h.tld))
+        suffixes = {".".join(labels[i:]) for i in range(1, len(labels) - 1)}
+        if h.registered in c.url_shorteners:
+            reasons.append(Reason("url-shortener", w["url-shortener"], h.registered))
+        elif h.private_suffix or suffixes & c.free_hosts:
+            provider = h.suffix if h.private_suffix else sorted(suffixes & c.free_hosts)[0]
+            reasons.append(Reason("free-host", w["free-host"], provider))
+        random = [label for label in name.split(".") if looks_random(label)]
+        if random:
+            reasons.append(Reason("random-label", w["random-label"], random[0]))
+        depth = len(h.subdomain.split(".")) if h.subdomain else 0
+        if depth >= c.deep_subdomain_labels:
+            reasons.append(Reason("deep-subdomain", w["deep-subdomain"], str(depth)))
+        return reasons
