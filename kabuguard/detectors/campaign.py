@@ -95,9 +95,16 @@ class Campaign:
         now = event.ts_us
         if event.side != "buy" or not self._thin(ev):
             return
+        buyers = state.buyers
+        key = account_key(event)
+        buyers.pop(key, None)  # re-inserted last: the dict stays in time order, oldest first
         cutoff = now - self.window_us
-        state.buyers = {a: b for a, b in state.buyers.items() if b.ts_us > cutoff}
-        state.buyers[account_key(event)] = Buyer(now, ev.session_llr >= self.risky_llr, event.ip or "", event.device_id or "")
+        while buyers:
+            oldest = next(iter(buyers))
+            if buyers[oldest].ts_us > cutoff:
+                break
+            del buyers[oldest]
+        buyers[key] = Buyer(now, ev.session_llr >= self.risky_llr, event.ip or "", event.device_id or "")
         if len(state.earlier) > 4 * len(state.buyers) + 64:
             horizon = now - self.lookback_us
             state.earlier = {a: t for a, t in state.earlier.items() if t > horizon}

@@ -1,6 +1,6 @@
 """Many accounts from one IP address: one operator driving many hijacked accounts.
 
-Counts the distinct accounts that logged in or traded from this address in a window. Mobile
+Counts the distinct accounts that logged in or changed details from this address in a window. Mobile
 carriers put thousands of customers behind one NAT address, so mobile-only networks are exempt.
 Known false positives: a household or office sharing one line (kept below `min_accounts`).
 """
@@ -25,7 +25,8 @@ class _ManyAccounts:
 
     name: ClassVar[str]
     stage: ClassVar[str]
-    types: ClassVar[frozenset[str]] = frozenset({"login", "account_change", "order"})
+    # Logins and account changes: orders come inside sessions those already counted.
+    types: ClassVar[frozenset[str]] = frozenset({"login", "account_change"})
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.window_us = int(float(param(params, "window_hours", self.name)) * 3_600_000_000)

@@ -41,19 +41,16 @@ class KeyedStage:
         if not key:
             return None
         state = store.get(self.name, key)
-        if state is None:
+        fresh = state is None
+        if fresh:
             state = {}
-        slots = []
-        for detector in detectors:
-            slot = state.get(detector.name)
-            if slot is None:
-                slot = state[detector.name] = detector.initial()
-            slots.append(slot)
+        slots = [state.get(d.name) or state.setdefault(d.name, d.initial()) for d in detectors]
         for detector, slot in zip(detectors, slots):
             detector.score(event, slot, ev)
         if self.between is not None:
             self.between(event, state, ev)
         for detector, slot in zip(detectors, slots):
             detector.learn(event, slot, ev)
-        store.put(self.name, key, state)
+        if fresh or not store.live:
+            store.put(self.name, key, state)
         return state

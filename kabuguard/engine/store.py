@@ -10,6 +10,9 @@ from typing import Any, Protocol
 
 
 class Store(Protocol):
+    # True when `get` hands out the stored objects themselves, so changes need no `put`.
+    live: bool
+
     def get(self, stage: str, key: str) -> dict[str, Any] | None:
         """The state of `key` in `stage`: detector name -> state, or None if never seen."""
         ...
@@ -20,7 +23,9 @@ class Store(Protocol):
 
 
 class MemoryStore:
-    """Plain dictionaries; `put` of the object `get` returned is free."""
+    """Plain dictionaries handing out live objects."""
+
+    live = True
 
     def __init__(self) -> None:
         self._stages: dict[str, dict[str, dict[str, Any]]] = {}
