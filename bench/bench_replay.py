@@ -1,0 +1,107 @@
+"""Replay throughput and memory: events per second, peak RSS, state bytes per account.
+
+Run: .venv/bin/python bench/bench_replay.py [--sizes 250000,1000000,4000000] [--profile]
+
+For each target size it simulates a brokerage (cached under bench/.data/, not committed) sized
+to about that many events, then replays it in a fresh process and reports: events, seconds
+reading, seconds deciding, events per second (deciding, and end to end), peak RSS. It also
+measures the detection state held per account (tracemalloc) on the smallest size, and with
+--profile prints where deciding spends its time (cProfile, top functions).
+Not a test: it reports figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".data"
+# Events per account-day in the default simulation, measured once; sizes are approximate.
+EVENTS_PER_ACCOUNT_DAY = 1.0
+
+
+def _simulate(target: int) -> Path:
+    days = 20
+    accounts = max(1000, int(target / (EVENTS_PER_ACCOUNT_DAY * days)))
+    out = CACHE / f"sim-{target}"
+    if not (out / "labels.jsonl").exists():
+        subprocess.run([sys.executable, "-m", "kabuguard.cli", "simulate", "--out", str(out),
+                        "--accounts", str(accounts), "--days", str(days), "--seed", "101"], check=True)
+    return out / "events"
+
+
+def _child(events_dir: str, profile: bool, state: bool) -> None:
+    """Runs in a fresh process so that peak RSS belongs to one replay."""
+    from kabuguard.engine import Pipeline
+    from kabuguard.events import total_order
+    from kabuguard.replay import read_events
+
+    t0 = time.perf_counter()
+    events, rejected, _ = read_events([events_dir], quiet=True)
+    ordered = total_order(events).events
+    del events
+    t1 = time.perf_counter()
+    pipeline = Pipeline()
+    if state:
+        import tracemalloc
+        tracemalloc.start()
+    if profile:
+        import cProfile
+        import pstats
+        prof = cProfile.Profile()
+        prof.enable()
+    for event in ordered:
+        pipeline.process(event)
+    t2 = time.perf_counter()
+    result = {"events": len(ordered), "read_s": round(t1 - t0, 2), "decide_s": round(t2 - t1, 2),
+              "decide_eps": round(len(ordered) / (t2 - t1)), "end_to_end_eps": round(len(ordered) / (t2 - t0)),
+              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    if state:
+        current, _ = tracemalloc.get_traced_memory()
+        accounts = pipeline.store.keys("final")
+        result["state_bytes_per_account"] = round(current / max(accounts, 1))
+        result["accounts"] = accounts
+    if profile:
+        prof.disable()
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(15)
+    print(json.dumps(result))
+
+
+def _run(cmd: list[str]) -> dict:
+    """The child's JSON result; its stderr (the profile) passes through."""
+    proc = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="250000,1000000,4000000")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--state", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child, args.profile, args.state)
+        return
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"{'target':>10} {'events':>10} {'read s':>8} {'decide s':>9} {'decide ev/s':>12} {'e2e ev/s':>10} {'peak MB':>8}")
+    for n, target in enumerate(sizes):
+        events_dir = _simulate(target)
+        cmd = [sys.executable, __file__, "--child", str(events_dir)]
+        if args.profile and n == len(sizes) - 1:
+            cmd.append("--profile")
+        r = _run(cmd)
+        print(f"{target:>10} {r['events']:>10} {r['read_s']:>8} {r['decide_s']:>9} {r['decide_eps']:>12} {r['end_to_end_eps']:>10} {r['peak_rss_mb']:>8}")
+    small = _simulate(sizes[0])
+    r = _run([sys.executable, __file__, "--child", str(small), "--state"])
+    print(f"detection state: {r['state_bytes_per_account']} bytes per account ({r['accounts']} accounts, tracemalloc)")
+
+
+if __name__ == "__main__":
+    main()
