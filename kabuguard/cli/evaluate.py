@@ -1,0 +1,53 @@
+"""`kabuguard evaluate`: score a replay's decisions and alerts against labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from kabuguard.evaluate import evaluate_run, summary_lines
+
+_REJECTIONS_SHOWN = 10
+
+
+@click.command()
+@click.option(
+    "--labels",
+    "labels_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="labels.jsonl: one line per activity event (event_id, fraud, ...), plus pump_episode lines.",
+)
+@click.option(
+    "--run",
+    "run_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The --out folder of `kabuguard replay` (decisions.jsonl, alerts.jsonl).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for metrics.json, report.html and rejected.jsonl (created if absent).",
+)
+@click.pass_context
+def evaluate(ctx: click.Context, labels_path: Path, run_dir: Path, out_dir: Path) -> None:
+    """Precision, recall, value stopped and detection delays of a run; writes report.html.
+
+    Exits 1 when an input line was rejected (each is listed in OUT/rejected.jsonl).
+    """
+    try:
+        metrics = evaluate_run(labels_path, run_dir, out_dir, progress=True)
+    except FileNotFoundError as exc:
+        raise click.BadParameter(str(exc), param_hint="--run") from None
+    for line in summary_lines(metrics):
+        click.echo(line)
+    click.echo(f"report: {metrics['outputs']['report']}")
+    rejections = metrics["inputs"]["rejections"]
+    for r in rejections[:_REJECTIONS_SHOWN]:
+        click.echo(f"rejected {r['file']}:{r['line']}: {r['reason']}", err=True)
+    if metrics["inputs"]["rejected_lines"]:
+        ctx.exit(1)

@@ -1,0 +1,164 @@
+"""Evaluate a run against labels: compute metrics.json and report.html, and summarise them.
+
+What the labels cannot support (no `role`, no `group`, no pump episodes...) is named under
+`unavailable` instead of being guessed, so that a half-labelled file still gives honest figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import msgspec
+
+from kabuguard.evaluate import campaigns as camp
+from kabuguard.evaluate import metrics as m
+from kabuguard.evaluate.inputs import Run, load, utc_offset_us
+from kabuguard.evaluate.report import render
+
+_EXAMPLES = 5
+_REJECTIONS_SHOWN = 20
+
+
+def evaluate_run(labels_path: Path | str, run_dir: Path | str, out_dir: Path | str, *, progress: bool = False) -> dict:
+    """Read a run and its labels, write metrics.json, report.html and rejected.jsonl to `out_dir`."""
+    run = load(Path(labels_path), Path(run_dir), progress=progress)
+    metrics = compute(run)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics["outputs"] = {
+        "metrics": str(out / "metrics.json"),
+        "report": str(out / "report.html"),
+        "rejected": str(out / "rejected.jsonl"),
+    }
+    (out / "rejected.jsonl").write_bytes(b"".join(msgspec.json.encode(r.to_dict()) + b"\n" for r in run.rejections))
+    (out / "metrics.json").write_bytes(msgspec.json.format(msgspec.json.encode(metrics), indent=2) + b"\n")
+    (out / "report.html").write_text(render(metrics), encoding="utf-8")
+    return metrics
+
+
+def _calendar(run: Run) -> m.Calendar:
+    instants = [d.ts_us for d in run.decisions] + [a.ts_us for a in run.alerts]
+    first = run.decisions[0].ts if run.decisions else run.alerts[0].ts if run.alerts else None
+    offset = utc_offset_us(first) if first else 0
+    return m.Calendar(offset, min(instants, default=0), max(instants, default=0))
+
+
+def _coverage(run: Run, pairs: list[m.Pair]) -> dict:
+    unlabelled = [d.event_id for d in run.decisions if d.event_id not in run.labels]
+    decided = {d.event_id for d in run.decisions}
+    undecided = [label for label in run.labels.values() if label.event_id not in decided]
+    return {
+        "decisions": len(run.decisions),
+        "labelled_decisions": len(pairs),
+        "unlabelled_decisions": len(unlabelled),
+        "unlabelled_examples": unlabelled[:_EXAMPLES],
+        "labels": len(run.labels),
+        "labels_without_decision": len(undecided),
+        "labels_without_decision_fraud": sum(label.fraud for label in undecided),
+        "labels_without_decision_examples": [label.event_id for label in undecided[:_EXAMPLES]],
+    }
+
+
+def _missing_label_fields(run: Run) -> dict[str, str]:
+    """Metrics the labels cannot support, with the field they would need."""
+    present = {
+        name
+        for label in run.labels.values()
+        for name in ("role", "group", "attack_style", "campaign_id")
+        if getattr(label, name)
+    }
+    needs = {
+        "victims_stopped_before_first_order": ("role", "cannot tell hijacked customers from attackers' own accounts"),
+        "false_positive_rate_by_group": ("group", "cannot name the benign confounders"),
+        "attack_styles": ("attack_style", "cannot split by attacker playbook"),
+        "campaigns": ("campaign_id", "cannot group fraudulent events into campaigns"),
+    }
+    return {
+        metric: f"labels carry no `{name}`: {why}"
+        for metric, (name, why) in needs.items()
+        if name not in present
+    }
+
+
+def compute(run: Run) -> dict:
+    """Every metric of metrics.json from validated inputs."""
+    pairs = [(d, run.labels[d.event_id]) for d in run.decisions if d.event_id in run.labels]
+    cal = _calendar(run)
+    unavailable = _missing_label_fields(run)
+    if not pairs:
+        unavailable["detection"] = "no decision has a label: do the labels belong to this run?"
+    if not run.episodes:
+        unavailable["pump_episodes"] = "labels have no `pump_episode` lines"
+    if run.files.get("alerts") and run.files["alerts"].missing:
+        unavailable["alerts"] = f"{run.files['alerts'].path} not found: no alert counted, delays use decisions only"
+    campaign_rows = [] if "campaigns" in unavailable else camp.campaigns(
+        run.labels, {d.event_id: d for d in run.decisions}, camp.account_leads(run.alerts), cal
+    )
+    return {
+        "inputs": {
+            "files": {role: asdict(info) for role, info in run.files.items()},
+            "rejected_lines": len(run.rejections),
+            "rejections": [r.to_dict() for r in run.rejections[:_REJECTIONS_SHOWN]],
+        },
+        "coverage": _coverage(run, pairs),
+        "period": {"first": cal.iso(cal.first_us), "last": cal.iso(cal.last_us), "days": cal.days},
+        "detection": m.detection(pairs),
+        "value_stopped": m.order_value(pairs),
+        "victims_stopped_before_first_order": None
+        if "victims_stopped_before_first_order" in unavailable
+        else m.victims_stopped(pairs),
+        "false_positive_rate_by_group": None
+        if "false_positive_rate_by_group" in unavailable
+        else m.false_positives_by_group(pairs),
+        "attack_styles": None if "attack_styles" in unavailable else m.by_attack_style(pairs),
+        "campaigns": campaign_rows,
+        "campaign_summary": camp.campaign_summary(campaign_rows),
+        "workload": m.workload(run.alerts, run.decisions, cal),
+        "decisions": m.decision_matrix(run.decisions),
+        "pump_episodes": camp.pump_episodes(run.episodes, run.alerts, cal) if run.episodes else None,
+        "decisions_over_time": m.decisions_over_time(run.decisions, cal),
+        "score_histograms": m.score_histograms(pairs),
+        "unavailable": unavailable,
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def summary_lines(metrics: dict) -> list[str]:
+    """A few lines with the headline figures, for the terminal."""
+    orders, logins = metrics["detection"]["order"], metrics["detection"]["login"]
+    value = metrics["value_stopped"]
+    victims = metrics["victims_stopped_before_first_order"]
+    camps = metrics["campaign_summary"]
+    lines = [
+        f"orders (review/block): precision {_pct(orders['precision'])}, recall {_pct(orders['recall'])}"
+        f" ({orders['tp']} caught, {orders['fp']} false, {orders['fn']} missed)",
+        f"logins (challenge+):   precision {_pct(logins['precision'])}, recall {_pct(logins['recall'])}"
+        f" ({logins['tp']} caught, {logins['fp']} false, {logins['fn']} missed)",
+        f"value stopped: ¥{value['stopped_notional_jpy']:,} of ¥{value['fraud_notional_jpy']:,}"
+        f" ({_pct(value['value_stopped'])})",
+    ]
+    if victims is not None:
+        lines.append(
+            f"hijacked accounts stopped before their first fraudulent order: "
+            f"{victims['stopped']}/{victims['victim_accounts']} ({_pct(victims['share'])})"
+        )
+    if camps["campaigns"]:
+        delay = camps["median_delay_min"]
+        lines.append(
+            f"campaigns detected: {camps['detected']}/{camps['campaigns']}"
+            + (f", median delay {delay} min" if delay is not None else "")
+        )
+    lines.append(f"alerts per day: {metrics['workload']['alerts_per_day'] or 0}")
+    coverage = metrics["coverage"]
+    if coverage["unlabelled_decisions"] or coverage["labels_without_decision"]:
+        lines.append(
+            f"warning: {coverage['unlabelled_decisions']} decisions without a label, "
+            f"{coverage['labels_without_decision']} labels without a decision (not in the figures above)"
+        )
+    if metrics["inputs"]["rejected_lines"]:
+        lines.append(f"warning: {metrics['inputs']['rejected_lines']} input lines rejected, see {metrics['outputs']['rejected']}")
+    return lines

@@ -1,0 +1,228 @@
+"""Event-level metrics: how well decisions separate fraud from benign, and what they cost.
+
+Every function takes `pairs`, the decisions that have a label, in decision-file order (the
+total order of the replay), and returns plain JSON-ready values.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from kabuguard.evaluate.inputs import Alert, Decision, Label
+
+Pair = tuple[Decision, Label]
+
+DECISIONS = ("allow", "challenge", "review", "block")
+DECIDED_TYPES = ("login", "account_change", "order")
+_CHALLENGE_OR_STRONGER = frozenset({"challenge", "review", "block"})
+_REVIEW_OR_BLOCK = frozenset({"review", "block"})
+# An order is only stopped when held or refused; a login or change is already
+# interrupted by a step-up challenge, which a phisher without the second factor cannot pass.
+FLAGGED: dict[str, frozenset[str]] = {
+    "order": _REVIEW_OR_BLOCK,
+    "login": _CHALLENGE_OR_STRONGER,
+    "account_change": _CHALLENGE_OR_STRONGER,
+}
+RULES = {"order": "review or block", "login": "challenge or stronger", "account_change": "challenge or stronger"}
+NO_GROUP = "(no group)"
+SCORE_BINS = 20
+_DAY_US = 86_400_000_000
+_MINUTE_US = 60_000_000
+# Bucket widths tried for the decisions-over-time chart, smallest first.
+_BUCKET_MINUTES = (5, 15, 60, 180, 360, 1440, 10080)
+_MAX_BUCKETS = 72
+
+
+def flagged(decision: Decision) -> bool:
+    return decision.decision in FLAGGED[decision.type]
+
+
+def stopped(decision: Decision) -> bool:
+    """Held or refused, whatever the event type: the strictest sense of 'stopped'."""
+    return decision.decision in _REVIEW_OR_BLOCK
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    """A share rounded for reading, or None when there is nothing to divide by."""
+    return round(numerator / denominator, 4) if denominator else None
+
+
+def account_of(decision: Decision | None, label: Label) -> str | None:
+    """The account as the product saw it, else as the label says."""
+    return (decision.account_id if decision else None) or label.account_id
+
+
+@dataclass(frozen=True, slots=True)
+class Calendar:
+    """Local calendar days of the run, in the UTC offset the brokerage writes its timestamps in."""
+
+    offset_us: int
+    first_us: int
+    last_us: int
+
+    def day(self, ts_us: int) -> int:
+        return (ts_us + self.offset_us) // _DAY_US
+
+    @property
+    def days(self) -> int:
+        return self.day(self.last_us) - self.day(self.first_us) + 1
+
+    def iso(self, ts_us: int) -> str:
+        tz = timezone(timedelta(microseconds=self.offset_us))
+        return datetime.fromtimestamp(ts_us / 1_000_000, tz).isoformat(timespec="seconds")
+
+    def date(self, ts_us: int) -> str:
+        return self.iso(ts_us)[:10]
+
+
+def detection(pairs: Iterable[Pair]) -> dict[str, dict]:
+    """Confusion counts, precision and recall per decided type, each under its own FLAGGED rule."""
+    counts: Counter[tuple[str, bool, bool]] = Counter(
+        (d.type, label.fraud, flagged(d)) for d, label in pairs
+    )
+    out: dict[str, dict] = {}
+    for kind in DECIDED_TYPES:
+        tp, fp = counts[kind, True, True], counts[kind, False, True]
+        fn, tn = counts[kind, True, False], counts[kind, False, False]
+        out[kind] = {
+            "rule": RULES[kind],
+            "events": tp + fp + fn + tn,
+            "fraud": tp + fn,
+            "flagged": tp + fp,
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            "tn": tn,
+            "precision": ratio(tp, tp + fp),
+            "recall": ratio(tp, tp + fn),
+        }
+    return out
+
+
+def order_value(pairs: Iterable[Pair]) -> dict:
+    """Fraudulent orders held or refused, by count and by yen notional."""
+    orders = [d for d, label in pairs if label.fraud and d.type == "order"]
+    held = [d for d in orders if stopped(d)]
+    total = sum(d.notional_jpy or 0.0 for d in orders)
+    saved = sum(d.notional_jpy or 0.0 for d in held)
+    return {
+        "fraud_orders": len(orders),
+        "stopped_orders": len(held),
+        "order_recall": ratio(len(held), len(orders)),
+        "fraud_notional_jpy": round(total),
+        "stopped_notional_jpy": round(saved),
+        "value_stopped": ratio(saved, total),
+        "fraud_orders_without_notional": sum(d.notional_jpy is None for d in orders),
+    }
+
+
+def by_attack_style(pairs: list[Pair]) -> dict[str, dict]:
+    """order_value per attack style, so a weak spot against one playbook is not averaged away."""
+    styles: dict[str, list[Pair]] = defaultdict(list)
+    for d, label in pairs:
+        if label.fraud and label.attack_style:
+            styles[label.attack_style].append((d, label))
+    return {style: order_value(group) for style, group in sorted(styles.items())}
+
+
+def victims_stopped(pairs: list[Pair], limit: int = 20) -> dict:
+    """Hijacked accounts stopped before their first fraudulent order could go through.
+
+    Stopped means that first order was held or refused, or an earlier fraudulent event of the
+    account (its takeover login, a changed e-mail) was blocked.
+    """
+    events: dict[str, list[Decision]] = defaultdict(list)
+    victims: set[str] = set()
+    for d, label in pairs:
+        account = account_of(d, label)
+        if not label.fraud or account is None:
+            continue
+        events[account].append(d)
+        if label.role == "victim":
+            victims.add(account)
+    saved, missed, no_order = 0, [], 0
+    for account in sorted(victims):
+        history = sorted(events[account], key=lambda d: d.ts_us)
+        first = next((i for i, d in enumerate(history) if d.type == "order"), None)
+        if first is None:
+            no_order += 1
+        elif stopped(history[first]) or any(d.decision == "block" for d in history[:first]):
+            saved += 1
+        else:
+            missed.append(account)
+    return {
+        "victim_accounts": len(victims) - no_order,
+        "stopped": saved,
+        "share": ratio(saved, len(victims) - no_order),
+        "victims_without_fraud_order": no_order,
+        "missed_accounts": missed[:limit],
+    }
+
+
+def false_positives_by_group(pairs: Iterable[Pair]) -> dict[str, dict[str, dict]]:
+    """Share of each benign confounder group's events flagged, per type; NO_GROUP is the baseline."""
+    total: Counter[tuple[str, str]] = Counter()
+    hit: Counter[tuple[str, str]] = Counter()
+    for d, label in pairs:
+        if label.fraud:
+            continue
+        key = (label.group or NO_GROUP, d.type)
+        total[key] += 1
+        hit[key] += flagged(d)
+    out: dict[str, dict[str, dict]] = defaultdict(dict)
+    for (group, kind), n in sorted(total.items()):
+        out[group][kind] = {"benign": n, "flagged": hit[group, kind], "rate": ratio(hit[group, kind], n)}
+    return dict(out)
+
+
+def decision_matrix(decisions: Iterable[Decision]) -> dict[str, dict[str, int]]:
+    """Counts by type and decision, over every decision, labelled or not."""
+    counts = Counter((d.type, d.decision) for d in decisions)
+    return {kind: {dec: counts[kind, dec] for dec in DECISIONS} for kind in DECIDED_TYPES}
+
+
+def score_histograms(pairs: Iterable[Pair]) -> dict[str, dict[str, list[int]]]:
+    """Score counts in SCORE_BINS equal bins over [0, 1], fraud and benign apart, per type."""
+    out = {kind: {"fraud": [0] * SCORE_BINS, "benign": [0] * SCORE_BINS} for kind in DECIDED_TYPES}
+    for d, label in pairs:
+        index = min(max(int(d.score * SCORE_BINS), 0), SCORE_BINS - 1)
+        out[d.type]["fraud" if label.fraud else "benign"][index] += 1
+    return out
+
+
+def decisions_over_time(decisions: list[Decision], cal: Calendar) -> dict:
+    """Decisions counted per time bucket; the bucket width keeps the chart under _MAX_BUCKETS bars."""
+    span_min = (cal.last_us - cal.first_us) / _MINUTE_US
+    width = next((m for m in _BUCKET_MINUTES if span_min / m < _MAX_BUCKETS), _BUCKET_MINUTES[-1])
+    width_us = width * _MINUTE_US
+    origin = (cal.first_us + cal.offset_us) // width_us * width_us - cal.offset_us
+    n = (cal.last_us - origin) // width_us + 1
+    series = {dec: [0] * n for dec in DECISIONS}
+    for d in decisions:
+        series[d.decision][(d.ts_us - origin) // width_us] += 1
+    return {
+        "bucket_minutes": width,
+        "starts": [cal.iso(origin + i * width_us) for i in range(n)],
+        "counts": series,
+    }
+
+
+def workload(alerts: list[Alert], decisions: list[Decision], cal: Calendar) -> dict:
+    """What lands on an analyst's desk per day: alerts by type, and orders held for review."""
+    per_type: dict[str, Counter[int]] = defaultdict(Counter)
+    for alert in alerts:
+        per_type[alert.__struct_config__.tag][cal.day(alert.ts_us)] += 1  # type: ignore[index]
+    per_type["review_decisions"] = Counter(cal.day(d.ts_us) for d in decisions if d.decision == "review")
+    out: dict = {"days": cal.days, "by_type": {}}
+    for kind, days in sorted(per_type.items()):
+        count = sum(days.values())
+        out["by_type"][kind] = {
+            "count": count,
+            "per_day": ratio(count, cal.days),
+            "peak_day": max(days.values(), default=0),
+        }
+    out["alerts_per_day"] = ratio(len(alerts), cal.days)
+    return out

@@ -1,0 +1,323 @@
+"""report.html: one self-contained page a fraud team lead can read without the JSON.
+
+Built from metrics.json alone, so the page and the numbers can never disagree. Every string that
+came from input (campaign ids, group names, file names, reasons) is escaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from html import escape
+from typing import Any
+
+from kabuguard.evaluate import charts
+from kabuguard.evaluate.metrics import DECIDED_TYPES, DECISIONS
+
+DECISION_COLORS = {"allow": "#b8c2cc", "challenge": "#f2b134", "review": "#ef7d22", "block": "#c8102e"}
+_INTERVENTIONS = {k: v for k, v in DECISION_COLORS.items() if k != "allow"}
+_CLASS_COLORS = {"fraud": "#c8102e", "benign": "#2f6db5"}
+_TYPE_COLORS = {"order": "#c8102e", "login": "#2f6db5", "account_change": "#7a4fb0"}
+
+_CSS = """
+body{font:15px/1.45 system-ui,-apple-system,'Segoe UI','Hiragino Sans',sans-serif;margin:0;color:#1d2329;background:#f5f6f8}
+main{max-width:1040px;margin:0 auto;padding:24px}
+h1{margin:0 0 4px;font-size:24px}h2{margin:32px 0 8px;font-size:19px;border-bottom:1px solid #d5d9de;padding-bottom:4px}
+.sub{color:#5b6670;margin:0 0 16px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:12px}
+.card{background:#fff;border:1px solid #d5d9de;border-radius:6px;padding:12px 14px}
+.card .v{font-size:26px;font-weight:650}.card .k{color:#5b6670;font-size:13px}
+.warn{background:#fff7e6;border:1px solid #f2b134;border-radius:6px;padding:8px 14px;margin:12px 0}
+table{border-collapse:collapse;background:#fff;width:100%;margin:8px 0;font-size:14px}
+th,td{border:1px solid #d5d9de;padding:4px 8px;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#eef0f3}
+.chart{width:100%;height:auto;background:#fff;border:1px solid #d5d9de;border-radius:6px;margin:8px 0}
+.chart text{font-size:12px;fill:#1d2329}.chart .tick{fill:#5b6670;font-size:11px}.chart .grid{stroke:#e3e6ea}
+p.note{color:#5b6670;font-size:13px}
+"""
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    return str(value)
+
+
+def _yen(value: float | None) -> str:
+    return "n/a" if value is None else f"¥{value:,.0f}"
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A table whose numeric cells align right; every cell escaped."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = []
+    for row in rows:
+        cells = []
+        for cell in row:
+            numeric = isinstance(cell, (int, float)) and not isinstance(cell, bool)
+            cls = ' class="n"' if numeric else ""
+            cells.append(f"<td{cls}>{escape(_num(cell))}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _card(key: str, value: str, note: str = "") -> str:
+    extra = f'<div class="k">{escape(note)}</div>' if note else ""
+    return f'<div class="card"><div class="k">{escape(key)}</div><div class="v">{escape(value)}</div>{extra}</div>'
+
+
+def _section(title: str, *parts: str) -> str:
+    return f"<h2>{escape(title)}</h2>{''.join(parts)}"
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{escape(text)}</p>'
+
+
+def _headline(metrics: dict) -> str:
+    det, value = metrics["detection"], metrics["value_stopped"]
+    victims, camps = metrics["victims_stopped_before_first_order"], metrics["campaign_summary"]
+    orders, logins = det["order"], det["login"]
+    cards = [
+        _card("Fraudulent orders held (recall)", _pct(orders["recall"]), f"{orders['tp']:,} of {orders['fraud']:,}"),
+        _card("Held orders that were fraud (precision)", _pct(orders["precision"]), f"{orders['fp']:,} benign orders held"),
+        _card("Takeover logins challenged (recall)", _pct(logins["recall"]), f"precision {_pct(logins['precision'])}"),
+        _card("Value stopped", _pct(value["value_stopped"]), f"{_yen(value['stopped_notional_jpy'])} of {_yen(value['fraud_notional_jpy'])}"),
+    ]
+    if victims is not None:
+        cards.append(
+            _card(
+                "Hijacked accounts stopped before first fraudulent order",
+                _pct(victims["share"]),
+                f"{victims['stopped']:,} of {victims['victim_accounts']:,}",
+            )
+        )
+    if camps["campaigns"]:
+        delay = camps["median_delay_min"]
+        cards.append(
+            _card(
+                "Campaigns detected",
+                f"{camps['detected']} / {camps['campaigns']}",
+                "median delay " + ("n/a" if delay is None else f"{delay:g} min"),
+            )
+        )
+    cards.append(_card("Alerts per day", _num(metrics["workload"]["alerts_per_day"] or 0), f"over {metrics['period']['days']} day(s)"))
+    return f'<div class="cards">{"".join(cards)}</div>'
+
+
+def _warnings(metrics: dict) -> str:
+    items = []
+    rejected = metrics["inputs"]["rejected_lines"]
+    if rejected:
+        items.append(f"{rejected:,} input line(s) rejected (listed at the end of this page).")
+    cov = metrics["coverage"]
+    if cov["unlabelled_decisions"]:
+        items.append(f"{cov['unlabelled_decisions']:,} decision(s) have no label and are left out of every fraud figure.")
+    if cov["labels_without_decision"]:
+        items.append(
+            f"{cov['labels_without_decision']:,} label(s) ({cov['labels_without_decision_fraud']:,} fraudulent) have no "
+            "decision: the run did not see these events, and they are left out of precision, recall and value."
+        )
+    items += [f"Not computed, {name}: {why}." for name, why in metrics["unavailable"].items()]
+    if not items:
+        return ""
+    return '<div class="warn"><ul>' + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul></div>"
+
+
+def _time_charts(metrics: dict) -> str:
+    series = metrics["decisions_over_time"]
+    labels = [s[5:16].replace("T", " ") for s in series["starts"]]
+    width = series["bucket_minutes"]
+    return _section(
+        "Decisions over time",
+        _note(f"Each column is {width} minutes. The second chart leaves out 'allow' so interventions stay visible."),
+        charts.stacked_columns("All decisions", labels, series["counts"], DECISION_COLORS),
+        charts.stacked_columns("Challenges, reviews and blocks", labels, series["counts"], _INTERVENTIONS),
+    )
+
+
+def _score_charts(metrics: dict) -> str:
+    parts = [_note("Share of each class's events per score bin: good separation puts fraud right and benign left.")]
+    for kind, hist in metrics["score_histograms"].items():
+        totals = {cls: sum(counts) for cls, counts in hist.items()}
+        if not any(totals.values()):
+            continue
+        shares = {cls: [c / totals[cls] if totals[cls] else 0 for c in counts] for cls, counts in hist.items()}
+        title = f"{kind}: score distribution ({totals['fraud']:,} fraud, {totals['benign']:,} benign)"
+        parts.append(charts.step_lines(title, shares, _CLASS_COLORS))
+    return _section("Score distributions, fraud vs benign", *parts)
+
+
+def _detection_table(metrics: dict) -> str:
+    rows = [
+        (kind, d["rule"], d["events"], d["fraud"], d["tp"], d["fp"], d["fn"], _pct(d["precision"]), _pct(d["recall"]))
+        for kind, d in metrics["detection"].items()
+    ]
+    matrix = metrics["decisions"]
+    return _section(
+        "Detection by event type",
+        _table(("type", "flagged when", "events", "fraud", "caught", "false", "missed", "precision", "recall"), rows),
+        _note("Decisions by type (all decisions, labelled or not):"),
+        _table(("type", *DECISIONS), ([kind, *(matrix[kind][d] for d in DECISIONS)] for kind in DECIDED_TYPES)),
+    )
+
+
+def _fp_section(metrics: dict) -> str:
+    groups = metrics["false_positive_rate_by_group"]
+    if groups is None:
+        return ""
+    names = sorted(groups)
+    kinds = [k for k in DECIDED_TYPES if any(k in groups[g] for g in names)]
+    series = {k: [groups[g].get(k, {}).get("rate") for g in names] for k in kinds}
+    rows = [
+        (g, k, groups[g][k]["benign"], groups[g][k]["flagged"], _pct(groups[g][k]["rate"]))
+        for g in names
+        for k in kinds
+        if k in groups[g]
+    ]
+    return _section(
+        "False positives per benign confounder group",
+        _note("Orders count as flagged when held or blocked; logins and account changes when challenged or stronger."),
+        charts.horizontal_bars(
+            "False-positive rate per group", names, series, {k: _TYPE_COLORS[k] for k in kinds}, _pct
+        ),
+        _table(("group", "type", "benign events", "flagged", "rate"), rows),
+    )
+
+
+def _style_section(metrics: dict) -> str:
+    styles = metrics["attack_styles"]
+    if not styles:
+        return ""
+    names = sorted(styles)
+    rows = [
+        (s, v["fraud_orders"], v["stopped_orders"], _pct(v["order_recall"]), _yen(v["fraud_notional_jpy"]),
+         _yen(v["stopped_notional_jpy"]), _pct(v["value_stopped"]))
+        for s, v in styles.items()
+    ]
+    chart = charts.horizontal_bars(
+        "Value stopped by attack style",
+        names,
+        {"value stopped": [styles[s]["value_stopped"] for s in names], "order recall": [styles[s]["order_recall"] for s in names]},
+        {"value stopped": "#c8102e", "order recall": "#2f6db5"},
+        _pct,
+    )
+    headers = ("attack style", "fraud orders", "held", "order recall", "fraud value", "value held", "value stopped")
+    return _section("By attack style", chart, _table(headers, rows))
+
+
+def _campaign_section(metrics: dict) -> str:
+    rows = metrics["campaigns"]
+    if not rows:
+        return ""
+    delay_chart = charts.horizontal_bars(
+        "Detection delay per campaign (minutes; n/a = never detected)",
+        [r["campaign_id"] for r in rows],
+        {"delay": [r["detection_delay_min"] for r in rows]},
+        {"delay": "#ef7d22"},
+        lambda v: f"{v:g} min",
+    )
+    headers = (
+        "campaign", "attack style", "accounts", "victims", "fraud events", "fraud orders",
+        "value stopped", "first fraud", "detected", "by", "delay (min)",
+    )
+    table_rows = (
+        (
+            r["campaign_id"], r["attack_style"], r["accounts"], r["victim_accounts"], r["fraud_events"],
+            r["fraud_orders"], _pct(r["value_stopped"]), r["first_fraud_ts"], r["detected_ts"] or "never",
+            r["detected_by"], r["detection_delay_min"],
+        )
+        for r in rows
+    )
+    return _section(
+        "Campaigns",
+        _note("Delay runs from a campaign's first fraudulent event to the first alert naming one of its accounts "
+              "or the first review/block on one of its events."),
+        _table(headers, table_rows),
+        delay_chart,
+    )
+
+
+def _workload_section(metrics: dict) -> str:
+    work = metrics["workload"]
+    rows = [(kind, v["count"], v["per_day"], v["peak_day"]) for kind, v in work["by_type"].items()]
+    return _section(
+        "Analyst workload",
+        _note(f"Over {work['days']} calendar day(s). Review decisions are orders or logins held for an analyst."),
+        _table(("item", "total", "per day", "busiest day"), rows),
+    )
+
+
+def _pump_section(metrics: dict) -> str:
+    pumps = metrics["pump_episodes"]
+    if pumps is None:
+        return ""
+    manip, news = pumps["manipulation"], pumps["news"]
+    rows = (
+        (e["symbol"], e["kind"], e["campaign_id"], e["start"], e["end"], e["alerted"], e["alerted_by"], e["delay_min"])
+        for e in pumps["episodes"]
+    )
+    return _section(
+        "Pump episodes",
+        _note(
+            f"Manipulations alerted while running: {manip['detected']} of {manip['episodes']} "
+            f"(median delay {_num(manip['median_delay_min'])} min). News bursts alerted (false alarms): "
+            f"{news['alerted']} of {news['episodes']}. Symbol alerts outside any manipulation: "
+            f"{pumps['false_symbol_alerts']} on {pumps['false_symbol_days']} symbol-day(s), "
+            f"{_num(pumps['false_symbol_alerts_per_day'])} per day."
+        ),
+        _table(("symbol", "kind", "campaign", "start", "end", "alerted", "by", "delay (min)"), rows),
+    )
+
+
+def _inputs_section(metrics: dict) -> str:
+    files = metrics["inputs"]["files"]
+    rows = [(role, f["path"], f["lines"], f["read"], f["rejected"]) for role, f in files.items()]
+    cov = metrics["coverage"]
+    parts = [
+        _table(("input", "file", "lines", "read", "rejected"), rows),
+        _note(
+            f"{cov['labelled_decisions']:,} of {cov['decisions']:,} decisions have a label; "
+            f"{cov['labels_without_decision']:,} of {cov['labels']:,} labels have no decision."
+        ),
+    ]
+    rejections = metrics["inputs"]["rejections"]
+    if rejections:
+        parts.append(_table(("file", "line", "reason"), ((r["file"], r["line"], r["reason"]) for r in rejections)))
+    return _section("Inputs", *parts)
+
+
+def render(metrics: dict) -> str:
+    """The whole page as one string."""
+    period = metrics["period"]
+    body = "".join(
+        (
+            "<h1>Kabuguard evaluation</h1>",
+            f'<p class="sub">{escape(period["first"])} to {escape(period["last"])}</p>',
+            _warnings(metrics),
+            _headline(metrics),
+            _campaign_section(metrics),
+            _time_charts(metrics),
+            _score_charts(metrics),
+            _fp_section(metrics),
+            _style_section(metrics),
+            _detection_table(metrics),
+            _pump_section(metrics),
+            _workload_section(metrics),
+            _inputs_section(metrics),
+        )
+    )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>Kabuguard evaluation</title><style>{_CSS}</style></head><body><main>{body}</main></body></html>\n"
+    )

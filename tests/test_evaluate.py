@@ -1,0 +1,232 @@
+"""`kabuguard evaluate` on a run small enough to check every figure by hand."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kabuguard.cli import main
+from kabuguard.evaluate import evaluate_run, summary_lines
+
+HOSTILE = "<script>alert('x')</script>"
+
+
+def _ts(hhmm: str) -> str:
+    return f"2025-03-21T{hhmm}:00+09:00"
+
+
+# (event_id, hh:mm, type, account, decision, score, notional, label fields or None)
+EVENTS = [
+    # Campaign C1, pump_2025: victims V1 and V2, the attackers' own account X1.
+    ("l1", "09:00", "login", "V1", "challenge", 0.7, None, dict(fraud=True, campaign_id="C1", attack_style="pump_2025", role="victim")),
+    ("o1", "09:05", "order", "V1", "review", 0.9, 1_000_000, dict(fraud=True, campaign_id="C1", attack_style="pump_2025", role="victim")),
+    ("o2", "09:06", "order", "V1", "allow", 0.3, 500_000, dict(fraud=True, campaign_id="C1", attack_style="pump_2025", role="victim")),
+    ("l2", "09:10", "login", "V2", "block", 0.95, None, dict(fraud=True, campaign_id="C1", attack_style="pump_2025", role="victim")),
+    ("o3", "09:12", "order", "V2", "allow", 0.2, 2_000_000, dict(fraud=True, campaign_id="C1", attack_style="pump_2025", role="victim")),
+    ("o4", "09:20", "order", "X1", "allow", 0.4, 3_000_000, dict(fraud=True, campaign_id="C1", attack_style="pump_2025", role="attacker")),
+    # Campaign C2, stealth_proxy: victim V3, whose first fraudulent order goes through.
+    ("l3", "10:00", "login", "V3", "allow", 0.1, None, dict(fraud=True, campaign_id="C2", attack_style="stealth_proxy", role="victim")),
+    ("o5", "10:30", "order", "V3", "allow", 0.2, 4_000_000, dict(fraud=True, campaign_id="C2", attack_style="stealth_proxy", role="victim")),
+    ("o6", "10:40", "order", "V3", "block", 0.8, 1_000_000, dict(fraud=True, campaign_id="C2", attack_style="stealth_proxy", role="victim")),
+    # Benign customers, some in confounder groups.
+    ("b1l", "09:30", "login", "B1", "challenge", 0.6, None, dict(fraud=False, group="travel")),
+    ("b1o", "09:35", "order", "B1", "review", 0.7, 100_000, dict(fraud=False, group="travel")),
+    ("b2l", "09:40", "login", "B2", "allow", 0.1, None, dict(fraud=False, group="travel")),
+    ("b2o", "09:45", "order", "B2", "allow", 0.1, 200_000, dict(fraud=False, group="travel")),
+    ("b3l", "11:00", "login", "B3", "allow", 0.05, None, dict(fraud=False)),
+    ("b3o", "11:05", "order", "B3", "allow", 0.05, 50_000, dict(fraud=False)),
+    ("b4o", "11:10", "order", "B4", "block", 0.85, 300_000, dict(fraud=False, group=HOSTILE)),
+    # Decided but never labelled.
+    ("u1", "11:20", "order", "B5", "allow", 0.1, 10_000, None),
+]
+
+ALERTS = [
+    {"type": "account_alert", "alert_id": "a1", "ts": _ts("09:03"), "account_id": "V1"},
+    # Before C2 began: an alert on its account then is not a detection of C2.
+    {"type": "account_alert", "alert_id": "a2", "ts": _ts("08:00"), "account_id": "V3"},
+    {"type": "campaign_alert", "alert_id": "a3", "ts": _ts("10:45"), "campaign_id": "k1", "accounts": ["V3", "Z9"], "symbols": [], "ips": []},
+    {"type": "symbol_alert", "alert_id": "a4", "ts": _ts("09:30"), "symbol": "9999"},
+    {"type": "symbol_alert", "alert_id": "a5", "ts": _ts("12:00"), "symbol": "1111"},
+    {"type": "symbol_alert", "alert_id": "a6", "ts": _ts("13:00"), "symbol": "2222"},
+]
+
+EPISODES = [
+    {"kind": "pump_episode", "symbol": "9999", "start": _ts("09:15"), "end": _ts("10:00"), "campaign_id": "C1"},
+    {"kind": "pump_episode", "symbol": "2222", "start": _ts("12:30"), "end": _ts("13:30"), "news": "earnings"},
+]
+
+
+def _write(path: Path, rows: list, extra_lines: tuple[str, ...] = ()) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "".join(line + "\n" for line in extra_lines))
+    return path
+
+
+def _decisions() -> list[dict]:
+    rows = []
+    for event_id, hhmm, kind, account, decision, score, notional, _ in EVENTS:
+        row = {"event_id": event_id, "ts": _ts(hhmm), "type": kind, "account_id": account,
+               "decision": decision, "score": score, "reasons": []}
+        if notional is not None:
+            row["notional_jpy"] = float(notional)
+        rows.append(row)
+    return rows
+
+
+def _labels() -> list[dict]:
+    rows = [
+        {"event_id": e[0], "ts": _ts(e[1]), "type": e[2], "account_id": e[3], **e[7]}
+        for e in EVENTS
+        if e[7] is not None
+    ]
+    rows.append({"event_id": "ghost", "fraud": False, "type": "login"})  # labelled but never decided
+    return rows + EPISODES
+
+
+@pytest.fixture
+def run_files(tmp_path: Path) -> tuple[Path, Path]:
+    run = tmp_path / "run"
+    run.mkdir()
+    _write(run / "decisions.jsonl", _decisions())
+    _write(run / "alerts.jsonl", ALERTS)
+    return _write(tmp_path / "labels.jsonl", _labels()), run
+
+
+@pytest.fixture
+def metrics(run_files: tuple[Path, Path], tmp_path: Path) -> dict:
+    labels, run = run_files
+    return evaluate_run(labels, run, tmp_path / "out")
+
+
+def test_order_and_login_precision_recall(metrics: dict) -> None:
+    orders, logins = metrics["detection"]["order"], metrics["detection"]["login"]
+    # Fraud orders o1 (review) and o6 (block) held, o2 o3 o4 o5 allowed; benign b1o and b4o held.
+    assert (orders["tp"], orders["fn"], orders["fp"], orders["tn"]) == (2, 4, 2, 2)
+    assert orders["precision"] == 0.5
+    assert orders["recall"] == round(2 / 6, 4)
+    # Logins l1 (challenge) and l2 (block) caught, l3 missed; benign b1l challenged.
+    assert (logins["tp"], logins["fn"], logins["fp"], logins["tn"]) == (2, 1, 1, 2)
+    assert logins["precision"] == round(2 / 3, 4)
+
+
+def test_value_stopped(metrics: dict) -> None:
+    value = metrics["value_stopped"]
+    assert value["fraud_notional_jpy"] == 11_500_000
+    assert value["stopped_notional_jpy"] == 2_000_000  # o1 + o6
+    assert value["value_stopped"] == round(2 / 11.5, 4)
+
+
+def test_victims_stopped_before_first_order(metrics: dict) -> None:
+    victims = metrics["victims_stopped_before_first_order"]
+    # V1: first order held. V2: its takeover login was blocked earlier. V3: first order allowed.
+    # X1 is the attackers' own account, not a victim.
+    assert (victims["stopped"], victims["victim_accounts"]) == (2, 3)
+    assert victims["missed_accounts"] == ["V3"]
+
+
+def test_false_positive_rate_per_group(metrics: dict) -> None:
+    groups = metrics["false_positive_rate_by_group"]
+    assert groups["travel"]["order"] == {"benign": 2, "flagged": 1, "rate": 0.5}
+    assert groups["travel"]["login"] == {"benign": 2, "flagged": 1, "rate": 0.5}
+    assert groups[HOSTILE]["order"]["rate"] == 1.0
+    assert groups["(no group)"]["order"]["rate"] == 0.0
+
+
+def test_attack_style_breakdown(metrics: dict) -> None:
+    styles = metrics["attack_styles"]
+    assert styles["pump_2025"]["order_recall"] == 0.25
+    assert styles["pump_2025"]["value_stopped"] == round(1 / 6.5, 4)
+    assert styles["stealth_proxy"]["order_recall"] == 0.5
+    assert styles["stealth_proxy"]["value_stopped"] == 0.2
+
+
+def test_campaign_detection_delay(metrics: dict) -> None:
+    c1, c2 = metrics["campaigns"]
+    # C1 began 09:00; account alert a1 on V1 at 09:03.
+    assert (c1["campaign_id"], c1["detection_delay_min"], c1["detected_by"]) == ("C1", 3.0, "account_alert a1")
+    assert (c1["accounts"], c1["victim_accounts"], c1["fraud_events"]) == (3, 2, 6)
+    # C2 began 10:00; the 08:00 alert on V3 is too early, the 10:40 block on o6 comes before alert a3.
+    assert (c2["detection_delay_min"], c2["detected_by"]) == (40.0, "block on o6")
+    assert c2["attack_style"] == "stealth_proxy"
+    assert metrics["campaign_summary"]["median_delay_min"] == 21.5
+
+
+def test_pump_episodes_and_false_symbol_alerts(metrics: dict) -> None:
+    pumps = metrics["pump_episodes"]
+    pump, news = pumps["episodes"]
+    assert (pump["alerted"], pump["delay_min"]) == (True, 15.0)
+    assert news["kind"] == "news" and news["alerted"]
+    # a5 (no episode) and a6 (during a news burst) are false; both on 2025-03-21.
+    assert (pumps["false_symbol_alerts"], pumps["false_symbol_days"], pumps["false_symbol_alerts_per_day"]) == (2, 2, 2.0)
+
+
+def test_workload_and_decision_matrix(metrics: dict) -> None:
+    work = metrics["workload"]
+    assert work["days"] == 1
+    assert work["by_type"]["symbol_alert"]["per_day"] == 3.0
+    assert work["alerts_per_day"] == 6.0
+    # Every decision counts here, the unlabelled u1 too.
+    assert metrics["decisions"]["order"] == {"allow": 7, "challenge": 0, "review": 2, "block": 2}
+
+
+def test_unmatched_decisions_and_labels_are_counted(metrics: dict) -> None:
+    cov = metrics["coverage"]
+    assert (cov["unlabelled_decisions"], cov["unlabelled_examples"]) == (1, ["u1"])
+    assert (cov["labels_without_decision"], cov["labels_without_decision_examples"]) == (1, ["ghost"])
+    assert any("1 decisions without a label" in line for line in summary_lines(metrics))
+
+
+def test_minimal_labels_say_what_cannot_be_computed(run_files: tuple[Path, Path], tmp_path: Path) -> None:
+    _, run = run_files
+    minimal = _write(tmp_path / "dispositions.jsonl", [{"event_id": e[0], "fraud": e[7]["fraud"]} for e in EVENTS if e[7]])
+    metrics = evaluate_run(minimal, run, tmp_path / "out2")
+    assert metrics["detection"]["order"]["precision"] == 0.5
+    assert metrics["victims_stopped_before_first_order"] is None
+    assert set(metrics["unavailable"]) >= {"victims_stopped_before_first_order", "false_positive_rate_by_group",
+                                           "attack_styles", "campaigns", "pump_episodes"}
+    assert "labels carry no `role`" in (tmp_path / "out2" / "report.html").read_text()
+
+
+def test_report_is_self_contained_with_charts(metrics: dict) -> None:
+    html = Path(metrics["outputs"]["report"]).read_text()
+    assert html.count("<svg") >= 6
+    for title in ("All decisions", "score distribution", "False-positive rate per group",
+                  "Value stopped by attack style", "Detection delay per campaign"):
+        assert title in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
+    assert "http" not in html
+
+
+def test_hostile_strings_are_escaped(metrics: dict) -> None:
+    html = Path(metrics["outputs"]["report"]).read_text()
+    assert HOSTILE not in html
+    assert "&lt;script&gt;" in html
+
+
+def test_cli_reports_bad_lines_and_exits_1(run_files: tuple[Path, Path], tmp_path: Path) -> None:
+    labels, run = run_files
+    with (run / "decisions.jsonl").open("a") as fh:
+        fh.write("{not json\n")
+        fh.write(json.dumps({"event_id": "x", "ts": _ts("09:00"), "type": "order", "decision": "maybe", "score": 0.5}) + "\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["evaluate", "--labels", str(labels), "--run", str(run), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert f"report: {out / 'report.html'}" in result.output
+    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    n = len(EVENTS)
+    assert [(r["line"], r["file"]) for r in rejected] == [(n + 1, str(run / "decisions.jsonl")), (n + 2, str(run / "decisions.jsonl"))]
+    assert "invalid JSON" in rejected[0]["reason"] and "decision" in rejected[1]["reason"]
+
+
+def test_cli_success_and_usage_errors(run_files: tuple[Path, Path], tmp_path: Path) -> None:
+    labels, run = run_files
+    runner = CliRunner()
+    ok = runner.invoke(main, ["evaluate", "--labels", str(labels), "--run", str(run), "--out", str(tmp_path / "o")])
+    assert ok.exit_code == 0, ok.output
+    assert "value stopped: ¥2,000,000 of ¥11,500,000 (17.4%)" in ok.output
+    assert runner.invoke(main, ["evaluate", "--labels", str(labels)]).exit_code == 2
+    assert runner.invoke(main, ["evaluate", "--labels", str(labels), "--run", str(tmp_path), "--out", str(tmp_path / "p")]).exit_code == 2
+    assert "--labels" in runner.invoke(main, ["evaluate", "--help"]).output
