@@ -1,0 +1,130 @@
+"""Each detector's behaviour as an analyst would check it, through the whole pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import Stream, brokerage, ts
+from kabuguard.detectors.base import Evidence
+from kabuguard.detectors.login_profile import LoginProfile
+from kabuguard.engine import Pipeline
+from kabuguard.events import read_file, total_order
+from kabuguard.events.reader import event_from_dict
+from kabuguard.netintel import netintel
+from kabuguard.policy import load_policy
+
+
+def _decide(stream: Stream, tmp_path: Path) -> dict[str, dict]:
+    pipeline = Pipeline()
+    out = {}
+    for event in total_order(read_file(stream.write(tmp_path / "e.jsonl"))).events:
+        decision, _ = pipeline.process(event)
+        if decision:
+            out[decision["event_id"]] = decision
+    return out
+
+
+def _login(i: int, device: str, ip: str = "126.1.2.3", success: bool = True):
+    return event_from_dict({"type": "login", "event_id": f"l{i}", "ts": ts(1 + i // 20, 10, i % 20),
+                            "account_id": "A", "success": success, "ip": ip, "device_id": device,
+                            "user_agent": "Mozilla/5.0 (Windows NT 10.0) Chrome/120"})
+
+
+def test_a_new_device_weighs_more_after_a_long_stable_history() -> None:
+    detector = LoginProfile(load_policy().detectors["login_profile"])
+
+    def new_device_weight(history: int) -> float:
+        state = detector.initial()
+        for i in range(history):
+            ev = Evidence(netintel().lookup("126.1.2.3"))
+            detector.learn(_login(i, "home"), state, ev)
+        ev = Evidence(netintel().lookup("126.1.2.3"))
+        detector.score(_login(history, "other"), state, ev)
+        return dict(ev.findings)["new_device"]
+
+    assert new_device_weight(0) < 0.5 < new_device_weight(3) < new_device_weight(40)
+
+
+def test_known_device_and_network_count_against_takeover() -> None:
+    detector = LoginProfile(load_policy().detectors["login_profile"])
+    state = detector.initial()
+    for i in range(20):
+        detector.learn(_login(i, "home"), state, Evidence(netintel().lookup("126.1.2.3")))
+    ev = Evidence(netintel().lookup("126.1.2.3"))
+    detector.score(_login(21, "home"), state, ev)
+    assert sum(w for _, w in ev.findings) < 0
+
+
+def test_travel_on_the_usual_device_is_allowed_but_a_hosting_login_is_not(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    travel = s.login(ts(20, 3, 0), "A1", "73.162.1.1", "dev-1")  # US residential cable, own device
+    hosted = s.login(ts(20, 4, 0), "A2", "13.112.5.5", "new-laptop")  # AWS Tokyo, new device
+    decisions = _decide(s, tmp_path)
+    assert decisions[travel["event_id"]]["decision"] == "allow"
+    assert decisions[hosted["event_id"]]["decision"] != "allow"
+    assert "hosting_network" in decisions[hosted["event_id"]]["reasons"]
+
+
+def test_impossible_travel_between_logins(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    s.login(ts(20, 9, 0), "A1", "126.1.1.5", "dev-1")
+    hop = s.login(ts(20, 9, 30), "A1", "73.162.1.1", "dev-1")
+    assert "impossible_travel" in _decide(s, tmp_path)[hop["event_id"]]["reasons"]
+
+
+def test_credential_stuffing_source_and_failed_burst(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    for a in range(8):
+        for k in range(3):
+            s.login(ts(20, 2, a, 10 * k), f"A{a}", "45.32.9.9", "bot", success=False)
+    success = s.login(ts(20, 2, 9), "A8", "45.32.9.9", "bot")
+    reasons = _decide(s, tmp_path)[success["event_id"]]["reasons"]
+    assert "credential_stuffing" in reasons
+
+
+def test_one_device_on_many_accounts(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    last = None
+    for a in range(4):
+        last = s.login(ts(20, 12, a), f"A{a}", f"126.1.{a}.5", "shared-box")
+    assert "shared_device" in _decide(s, tmp_path)[last["event_id"]]["reasons"]
+
+
+def test_a_news_crowd_from_home_devices_forms_no_campaign(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    for a in range(10):
+        ip, dev = f"126.1.{a}.5", f"dev-{a}"
+        login = s.login(ts(20, 9, a), f"A{a}", ip, dev)
+        s.order(ts(20, 9, a, 30), f"A{a}", "9999", "buy", 2000, ip, dev, session=login["session_id"])
+    decisions = _decide(s, tmp_path)
+    buys = [e for e in s.events if e["type"] == "order" and e["symbol"] == "9999"]
+    assert all(decisions[b["event_id"]]["decision"] == "allow" for b in buys)
+    assert not any("campaign_buy" in decisions[b["event_id"]]["reasons"] for b in buys)
+
+
+def test_attackers_own_accounts_selling_into_the_pump(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    # An attacker-owned account bought the thin stock days before, from its usual setup.
+    s.add("account", ts(1, 8, 0), account_id="Z", holdings=[], cash=5e6)
+    for day in range(2, 18):
+        s.login(ts(day, 21, 0), "Z", "126.9.9.9", "z-dev")
+    s.order(ts(15, 21, 1), "Z", "9999", "buy", 20000, "126.9.9.9", "z-dev")
+    for a in range(6):
+        ip, dev = f"45.32.1.{a}", f"atk-{a}"
+        login = s.login(ts(20, 10, 3 * a), f"A{a}", ip, dev)
+        s.order(ts(20, 10, 3 * a + 2), f"A{a}", "9999", "buy", 5000, ip, dev, session=login["session_id"])
+    s.login(ts(20, 10, 30), "Z", "126.9.9.9", "z-dev")
+    dump = s.order(ts(20, 10, 31), "Z", "9999", "sell", 20000, "126.9.9.9", "z-dev")
+    decision = _decide(s, tmp_path)[dump["event_id"]]
+    assert "dump_into_pump" in decision["reasons"] and decision["decision"] in ("review", "block")
+
+
+def test_change_first_then_trade_later(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    login = s.login(ts(20, 3, 0), "A4", "103.5.140.10", "atk-x")  # a new device on a foreign network
+    change = s.add("account_change", ts(20, 3, 2), account_id="A4", session_id=login["session_id"],
+                   field="email", ip="103.5.140.10", device_id="atk-x")
+    later = s.order(ts(22, 20, 4, 30), "A4", "7203", "buy", 100, "126.1.4.5", "dev-4")
+    decisions = _decide(s, tmp_path)
+    assert decisions[change["event_id"]]["decision"] in ("review", "block")
+    assert "order_after_risky_change" in decisions[later["event_id"]]["reasons"]
