@@ -74,23 +74,42 @@ def label_mapper(registry: Registry) -> Callable[[str], str | None]:
     return brand_of
 
 
-def token_oracle(registry: Registry) -> Callable[[str], bool]:
-    """Does a host carry a brand or lookalike token? Decided apart from the scorer, so the split
-    does not flatter it: any registry token or shared token as a substring, or any host segment
-    within one edit (or a confusable) of a token of five letters or more."""
-    tokens = {skeleton(t) for b in registry.brands for t in (*b.tokens, *b.shared_tokens)}
-    long_tokens = [t for t in tokens if len(t) >= 5]
+STRATA = ("brand-token", "group-token", "no-token")
 
-    def has_token(host: str) -> bool:
-        flat = skeleton(host).replace("-", "").replace(".", "")
-        if any(t in flat for t in tokens if len(t) >= 4):
-            return True
-        segments = [s for s in re.split(r"[^a-z]+", skeleton(host)) if s]
-        return any(s in tokens for s in segments) or any(
-            edit_kind(s, t) is not None for s in segments if len(s) >= 4 for t in long_tokens
-        )
 
-    return has_token
+def token_oracle(registry: Registry) -> Callable[[str], str]:
+    """Which stratum a host falls in, decided apart from the scorer so the split does not
+    flatter it: `brand-token` when a brand token (four letters or more) appears in it anywhere,
+    a shorter one as a whole segment, or a segment is one edit from a brand token of five
+    letters or more; `group-token` when only a shared group token (rakuten, smbc) or a one-edit
+    variant of it does; `no-token` otherwise. The registry's neighbours (other firms' names,
+    common words) are not lookalikes here either."""
+    neighbours = {skeleton(n) for n in registry.neighbours}
+
+    def finder(tokens: set[str], min_near: int) -> Callable[[str, list[str]], bool]:
+        substring = [t for t in tokens if len(t) >= 4]
+        near = [t for t in tokens if len(t) >= min_near]
+
+        def found(flat: str, segments: list[str]) -> bool:
+            if any(t in flat for t in substring) or any(s in tokens for s in segments):
+                return True
+            candidates = [s for s in segments if len(s) >= 4 and s not in neighbours]
+            return any(edit_kind(s, t) is not None for s in candidates for t in near)
+
+        return found
+
+    brand = finder({skeleton(t) for b in registry.brands for t in b.tokens}, 5)
+    group = finder({skeleton(t) for b in registry.brands for t in b.shared_tokens}, 4)
+
+    def stratum(host: str) -> str:
+        skel = skeleton(host)
+        flat = re.sub(r"[^a-z0-9]", "", skel)
+        segments = [s for s in re.split(r"[^a-z]+", skel) if s]
+        if brand(flat, segments):
+            return "brand-token"
+        return "group-token" if group(flat, segments) else "no-token"
+
+    return stratum
 
 
 @dataclass
@@ -98,16 +117,13 @@ class YearMetrics:
     """Counts for one year; rates are computed from them so they can be summed and checked."""
 
     year: int
-    positives: int = 0
-    positives_token: int = 0
-    detected_token: int = 0
-    positives_no_token: int = 0
-    detected_no_token: int = 0
+    split: str
+    positives: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STRATA, 0))
+    detected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STRATA, 0))
     flagged: int = 0  # flagged as some registry brand, true brand or not
     true_flagged: int = 0
     attributed_right: int = 0
     official_rows_flagged: int = 0
-    split: str = ""
 
     @staticmethod
     def _rate(a: int, b: int) -> float | None:
@@ -115,20 +131,22 @@ class YearMetrics:
 
     def to_dict(self) -> dict:
         r = self._rate
-        return {
+        out = {
             "year": self.year,
             "split": self.split,
-            "positives": self.positives,
-            "recall": r(self.detected_token + self.detected_no_token, self.positives),
-            "recall_with_token": r(self.detected_token, self.positives_token),
-            "positives_with_token": self.positives_token,
-            "recall_without_token": r(self.detected_no_token, self.positives_no_token),
-            "positives_without_token": self.positives_no_token,
+            "positives": sum(self.positives.values()),
+            "recall": r(sum(self.detected.values()), sum(self.positives.values())),
+        }
+        for stratum in STRATA:
+            out[f"recall_{stratum}"] = r(self.detected[stratum], self.positives[stratum])
+            out[f"positives_{stratum}"] = self.positives[stratum]
+        out |= {
             "flagged": self.flagged,
             "precision": r(self.true_flagged, self.flagged),
             "attribution_accuracy": r(self.attributed_right, self.true_flagged),
             "official_rows_flagged": self.official_rows_flagged,
         }
+        return out
 
 
 @dataclass
@@ -179,7 +197,7 @@ def evaluate(
     them from JPCERT/CC or its peers. A row is shared only after it has been scored itself.
     """
     brand_of = label_mapper(registry)
-    has_token = token_oracle(registry)
+    stratum_of = token_oracle(registry)
     wanted = set(years) if years else None
     shared = IndicatorStore()
     detectors = dict(detectors)
@@ -201,31 +219,25 @@ def evaluate(
             continue  # a handful of feed rows carry no host; they count for no detector
         truth = brand_of(row.label)
         if wanted is None or row.year in wanted:
-            token = truth is not None and has_token(target.host.host)
+            stratum = stratum_of(target.host.host) if truth is not None else ""
             official = target.host.registered in officials
             for name, detect in detectors.items():
-                m = evaluations[name].years.setdefault(row.year, YearMetrics(row.year, split=_split(row.year)))
-                _count(m, truth, detect(target), token, official)
+                m = evaluations[name].years.setdefault(row.year, YearMetrics(row.year, _split(row.year)))
+                _count(m, truth, detect(target), stratum, official)
         if truth is not None:
             shared.confirm(target, truth, row.date)
     return list(evaluations.values())
 
 
-def _count(m: YearMetrics, truth: str | None, predicted: str | None, token: bool, official: bool) -> None:
+def _count(m: YearMetrics, truth: str | None, predicted: str | None, stratum: str, official: bool) -> None:
     if predicted is not None:
         m.flagged += 1
         m.official_rows_flagged += official
     if truth is None:
         return
-    m.positives += 1
-    hit = predicted is not None
-    if token:
-        m.positives_token += 1
-        m.detected_token += hit
-    else:
-        m.positives_no_token += 1
-        m.detected_no_token += hit
-    if hit:
+    m.positives[stratum] += 1
+    if predicted is not None:
+        m.detected[stratum] += 1
         m.true_flagged += 1
         m.attributed_right += predicted == truth
 

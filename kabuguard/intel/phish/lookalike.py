@@ -19,6 +19,7 @@ from kabuguard.intel.phish.registry import Registry, compact
 
 _VOWELS = frozenset("aeiou")
 _SEGMENT = re.compile(r"[^a-z]+")
+_SEPARATORS = str.maketrans("", "", ".-_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,22 @@ def edit_kind(found: str, token: str) -> str | None:
     return None
 
 
+def _edges(skel: str) -> set[int]:
+    """Positions in the separator-free form of a host where a label or segment starts or ends."""
+    edges, n, previous_digit = {0}, 0, False
+    for c in skel:
+        if c in ".-_":
+            edges.add(n)
+            continue
+        digit = c.isdigit()
+        if digit != previous_digit:
+            edges.add(n)
+        previous_digit = digit
+        n += 1
+    edges.add(n)
+    return edges
+
+
 def _deletions(text: str) -> set[str]:
     return {text[:i] + text[i + 1 :] for i in range(len(text))}
 
@@ -68,10 +85,14 @@ def _deletions(text: str) -> set[str]:
 class BrandMatcher:
     """Brand evidence in hosts and paths for one registry; build once, call per domain."""
 
-    def __init__(self, registry: Registry, keywords: list[str], corroborators: list[str], min_length: int) -> None:
-        self.min_length = min_length
+    def __init__(self, registry: Registry, keywords: list[str], min_substring: int, anywhere: int) -> None:
+        """`min_substring`: shorter tokens match whole segments only; `anywhere`: tokens at least
+        this long match inside a segment, shorter ones only at a segment's start or end."""
+        self.min_length = min_substring
+        self.anywhere = anywhere
         self.keywords = frozenset(skeleton(compact(k)) for k in keywords)
-        self.corroborators = tuple(sorted({skeleton(compact(c)) for c in corroborators}, key=len, reverse=True))
+        self.corroborators = frozenset(skeleton(c) for c in registry.corroborators)
+        self.neighbours = frozenset(skeleton(n) for n in registry.neighbours)
         owners: dict[str, list[_Owner]] = defaultdict(list)
         self.login_paths: list[tuple[str, str]] = []
         for brand in registry.brands:
@@ -83,13 +104,19 @@ class BrandMatcher:
                 owners[skeleton(domain)].append(_Owner(brand.id, domain, False, True))
             self.login_paths += [(path, brand.id) for path in brand.login_paths]
         self.owners = dict(owners)
-        long_tokens = sorted((t for t in self.owners if len(t) >= min_length), key=len, reverse=True)
+        long_tokens = sorted((t for t in self.owners if len(t) >= min_substring), key=len, reverse=True)
         self.long = re.compile("|".join(map(re.escape, long_tokens))) if long_tokens else re.compile(r"(?!x)x")
-        self.short = {t for t in self.owners if len(t) < min_length}
+        self.short = {t for t in self.owners if len(t) < min_substring}
         self.short_lengths = sorted({len(t) for t in self.short})
+        # Lookalikes are searched for brand tokens of five letters or more and group tokens of
+        # four (those need corroboration anyway); shorter ones have too many one-edit neighbours
+        # among ordinary words and random labels (smcc is one letter from smbc).
         self.deleted: dict[str, set[str]] = defaultdict(set)
-        for token in long_tokens:
-            if not any(o.official for o in self.owners[token]):
+        self.deleted_from: set[str] = set()
+        for token, owners_of in self.owners.items():
+            shared = all(o.shared for o in owners_of)
+            if len(token) >= (4 if shared else 5) and not any(o.official for o in owners_of):
+                self.deleted_from.add(token)
                 for d in _deletions(token):
                     self.deleted[d].add(token)
 
@@ -108,12 +135,19 @@ class BrandMatcher:
 
     def match_host(self, name: str) -> list[Match]:
         """Evidence in a host name given without its public suffix (`www.sbisec.co.jp.login`)."""
-        raw = name.replace("-", "").replace(".", "")
+        raw = name.translate(_SEPARATORS)
         skel = skeleton(name)
-        flat = skel.replace("-", "").replace(".", "")
+        flat = skel.translate(_SEPARATORS)
         found: list[Match] = []
+        edges: set[int] | None = None
         for m in self.long.finditer(flat):
-            found += self._evidence(m.group(), m.group(), raw, "brand-token")
+            token = m.group()
+            if len(token) < self.anywhere:
+                edges = edges if edges is not None else _edges(skel)
+                inside = any(m.start() < e < m.end() for e in edges)
+                if m.start() not in edges and (m.end() not in edges or inside):
+                    continue  # `dccard` inside `smdc-card` is chance, not a brand
+            found += self._evidence(token, token, raw, "brand-token")
         segments = [s for s in _SEGMENT.split(skel) if s]
         for seg in segments:
             found += self._short(seg, raw)
@@ -121,7 +155,7 @@ class BrandMatcher:
             candidates = set(segments) | {label.replace("-", "") for label in skel.split(".")}
             for candidate in candidates:
                 found += self._lookalike(candidate)
-        return self._corroborate(found, flat)
+        return self._corroborate(found, segments)
 
     def _short(self, seg: str, raw: str) -> list[Match]:
         if seg in self.short:
@@ -138,13 +172,16 @@ class BrandMatcher:
         return []
 
     def _lookalike(self, candidate: str) -> list[Match]:
-        if len(candidate) < self.min_length - 1 or candidate in self.owners:
+        if len(candidate) < 4 or candidate in self.owners or candidate in self.neighbours:
             return []
-        near = set(self.deleted.get(candidate, ()))  # candidate is a token with one letter missing
+        # candidate is a token with one letter missing; only for tokens of six letters or more,
+        # since dropping a letter from a shorter one lands on ordinary words (aplus → plus)
+        near = {t for t in self.deleted.get(candidate, ()) if len(t) >= 6}
         for d in _deletions(candidate):
-            if d in self.owners and len(d) >= self.min_length:
-                near.add(d)  # candidate is a token with one letter added
-            near |= self.deleted.get(d, set())  # one letter replaced, or two swapped
+            if d in self.deleted or d in self.deleted_from:
+                if d in self.deleted_from:
+                    near.add(d)  # candidate is a token with one letter added
+                near |= self.deleted.get(d, set())  # one letter replaced, or two swapped
         matches = []
         for token in near:
             kind = edit_kind(candidate, token)
@@ -152,16 +189,21 @@ class BrandMatcher:
                 matches += self._evidence(token, candidate, candidate, "lookalike", kind)
         return matches
 
-    def _corroborate(self, found: list[Match], flat: str) -> list[Match]:
-        """Upgrade a shared token (`sbi`, `rakuten`) when a securities or login word sits beside it."""
+    def _corroborate(self, found: list[Match], segments: list[str]) -> list[Match]:
+        """Upgrade a shared token (`sbi`, `rakuten`) when a family word sits beside it, as its
+        own segment (`sbi-kabu`) or glued to it (`sbisec`, `smbccard`)."""
         out = []
         for m in found:
-            if m.reason == "shared-token":
-                rest = flat.replace(m.found, " ", 1)
-                if any(c in rest for c in self.corroborators):
-                    m = Match(m.brand, "shared-token-corroborated", m.token, m.found, m.detail)
+            if m.reason == "shared-token" and any(self._corroborates(seg, m.found) for seg in segments):
+                m = Match(m.brand, "shared-token-corroborated", m.token, m.found, m.detail)
             out.append(m)
         return out
+
+    def _corroborates(self, seg: str, token: str) -> bool:
+        if seg in self.corroborators:
+            return True
+        rest = seg.replace(token, "", 1) if token in seg else None
+        return rest is not None and rest in self.corroborators
 
     def match_path(self, path: str) -> list[Match]:
         """Evidence in a URL path: a brand token as a path segment, or a cloned login path."""

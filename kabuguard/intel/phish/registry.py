@@ -37,11 +37,18 @@ class Brand:
 
 @dataclass(frozen=True, slots=True)
 class Registry:
-    """The brands one monitor protects, with the file names they came from."""
+    """The brands one monitor protects, with the file names they came from.
+
+    `corroborators` are the family's words (sec, kabu for brokers; card for issuers) that turn a
+    shared group token into evidence for the brand; `neighbours` are real names one edit away
+    from a token (another firm's brand, a common word) that must not be read as lookalikes.
+    """
 
     name: str
     brands: tuple[Brand, ...]
     sources: tuple[str, ...]
+    corroborators: tuple[str, ...] = ()
+    neighbours: tuple[str, ...] = ()
 
     def brand(self, brand_id: str) -> Brand:
         return next(b for b in self.brands if b.id == brand_id)
@@ -104,6 +111,8 @@ def load_registry(*sources: str) -> Registry:
     brands: dict[str, Brand] = {}
     names: list[str] = []
     seen: list[str] = []
+    corroborators: set[str] = set()
+    neighbours: set[str] = set()
 
     def visit(source: str) -> None:
         data, where = _read(source)
@@ -113,6 +122,8 @@ def load_registry(*sources: str) -> Registry:
         for included in data.get("include", []):
             visit(included)
         names.append(data.get("name", Path(where).stem))
+        corroborators.update(compact(w) for w in data.get("corroborators", []))
+        neighbours.update(compact(w) for w in data.get("neighbours", []))
         for entry in data.get("brands", []):
             brand = _brand(entry, where)
             brands[brand.id] = brand
@@ -121,4 +132,4 @@ def load_registry(*sources: str) -> Registry:
         visit(source)
     if not brands:
         raise RegistryError(f"no brands in {', '.join(sources)}; a registry needs a `brands:` list")
-    return Registry(name="+".join(names), brands=tuple(brands.values()), sources=tuple(seen))
+    return Registry("+".join(names), tuple(brands.values()), tuple(seen), tuple(sorted(corroborators)), tuple(sorted(neighbours)))

@@ -32,11 +32,11 @@ class ScoringConfig:
 
     threshold: float
     weights: dict[str, float]
-    min_lookalike_length: int
+    min_substring_length: int
+    anywhere_length: int
     deep_subdomain_labels: int
     lure_keywords: frozenset[str]
     keywords: list[str]
-    corroborators: list[str]
     suspicious_tlds: frozenset[str]
     free_hosts: frozenset[str]
     url_shorteners: frozenset[str]
@@ -48,11 +48,11 @@ class ScoringConfig:
         return cls(
             threshold=float(raw["threshold"]),
             weights={k: float(v) for k, v in raw["weights"].items()},
-            min_lookalike_length=int(raw["min_lookalike_length"]),
+            min_substring_length=int(raw["min_substring_length"]),
+            anywhere_length=int(raw["anywhere_length"]),
             deep_subdomain_labels=int(raw["deep_subdomain_labels"]),
             lure_keywords=frozenset(raw["lure_keywords"]),
             keywords=list(raw["keywords"]),
-            corroborators=list(raw["corroborators"]),
             suspicious_tlds=frozenset(raw["suspicious_tlds"]),
             free_hosts=frozenset(raw["free_hosts"]),
             url_shorteners=frozenset(raw["url_shorteners"]),
@@ -133,7 +133,7 @@ class Scorer:
         self.registry = registry
         self.config = config or ScoringConfig.load()
         c = self.config
-        self.matcher = BrandMatcher(registry, c.keywords, c.corroborators, c.min_lookalike_length)
+        self.matcher = BrandMatcher(registry, c.keywords, c.min_substring_length, c.anywhere_length)
         # A brand hosted on a group domain (kabu.dmm.com, cr.mufg.jp) makes the group domain
         # official too: dmm.com and mufg.jp are the group's own, never a phish of it.
         self.official = {split_host(d).registered: b.id for b in registry.brands for d in b.official_domains}
@@ -173,15 +173,22 @@ class Scorer:
         return Verdict(target.raw, h.host, h.registered, brand, self.names.get(brand) if brand else None, score, tuple(reasons))
 
     def _attribute(self, matches: list[Match], name: str) -> tuple[str | None, list[Reason]]:
-        """Pick the brand with the strongest evidence; keep the best reason per code for it."""
-        if not matches:
-            return None, []
+        """Pick the brand with the strongest evidence; keep the best reason per code for it.
+
+        A shared token alone (`rakuten`, `smbc`) names a group, not one of its firms: it is
+        kept as a reason but attributes no brand, so it cannot raise an alert by itself.
+        """
         w = self.config.weights
+        group = [Reason(m.reason, w[m.reason], m.detail, None, m.found) for m in matches if m.reason == "shared-token"][:1]
         by_brand: dict[str, dict[str, Match]] = {}
         for m in matches:
+            if m.reason == "shared-token":
+                continue
             codes = by_brand.setdefault(m.brand, {})
             if m.reason not in codes or len(m.token) > len(codes[m.reason].token):
                 codes[m.reason] = m
+        if not by_brand:
+            return None, group
         strength = {b: (_noisy_or([w[c] for c in codes]), max(len(m.token) for m in codes.values())) for b, codes in by_brand.items()}
         brand = max(strength, key=lambda b: strength[b])
         registered_label = name.rsplit(".", 1)[-1]
