@@ -1,0 +1,168 @@
+"""The firm's systems as the simulator drives them: sessions, account changes, orders, fills.
+
+Every actor (customers, confounders, attackers) acts through these few methods, so that all
+events share one shape and only the `Tag` (the label, never written into events) differs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+
+from kabuguard.sim.clock import BARS_PER_DAY, CLOSING_AUCTION, MS_PER_MIN, bar_start_ms, fill_slot
+from kabuguard.sim.customers import Customer
+from kabuguard.sim.market import DayBars, Market, round_tick
+
+# The other brokerages a campaign trades through at the same time: the whole market sees this
+# multiple of the buying and selling it does through the simulated firm (9 firms were hit by
+# April 2025; we count the simulated one plus three others active in the same minutes).
+OTHER_FIRMS_FACTOR = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    """The ground truth of one event, written to labels.jsonl only."""
+
+    fraud: bool = False
+    campaign_id: str | None = None
+    attack_style: str | None = None
+    role: str | None = None
+    group: str | None = None
+
+
+BENIGN = Tag()
+
+
+@dataclass(slots=True)
+class _Pending:
+    event: dict
+    customer: Customer
+    symbol: int
+    buy: bool
+    qty: int
+    limit: float | None
+    reserved_price: float
+    sent_ms: int
+    minute: int
+    campaign: bool
+
+
+@dataclass(slots=True)
+class Recorded:
+    ms: int
+    event: dict
+    tag: Tag | None  # None for executions (not decided, not labelled)
+
+
+class Brokerage:
+    """Holds the day's events, the customers' cash and positions, and the unfilled orders."""
+
+    def __init__(self, market: Market, rng: np.random.Generator, multi_firm: bool) -> None:
+        self.market = market
+        self.rng = rng
+        self.multi_firm = multi_firm
+        self.events: list[Recorded] = []
+        self._pending: dict[dt.date, list[_Pending]] = {}
+
+    # -- activity -----------------------------------------------------------------------------
+
+    def _record(self, c: Customer, ms: int, tag: Tag | None, event_type: str, fields: dict) -> dict:
+        event = {"event_id": "", "type": event_type, "ts": ms}
+        if self.multi_firm:
+            event["firm"] = c.firm
+        event.update(fields)
+        self.events.append(Recorded(ms, event, tag))
+        return event
+
+    def session_id(self) -> str:
+        return f"s-{int(self.rng.integers(1 << 63)):016x}"
+
+    def login(
+        self, c: Customer, ms: int, tag: Tag, *, ip: str, user_agent: str, device_id: str | None,
+        channel: str, success: bool = True, mfa: str | None = None,
+    ) -> str:
+        """Record a login attempt; returns its session id (failed attempts get one too)."""
+        session = self.session_id()
+        self._record(c, ms, tag, "login", {
+            "account_id": c.account_id, "session_id": session, "success": success, "ip": ip,
+            "user_agent": user_agent, "device_id": device_id,
+            "mfa": (c.mfa if mfa is None else mfa) if success else "none", "channel": channel,
+        })
+        return session
+
+    def change(self, c: Customer, ms: int, tag: Tag, *, session: str, field: str, ip: str, device_id: str | None) -> None:
+        self._record(c, ms, tag, "account_change", {
+            "account_id": c.account_id, "session_id": session, "field": field, "ip": ip, "device_id": device_id,
+        })
+
+    def order(
+        self, c: Customer, ms: int, tag: Tag, *, session: str, symbol: int, buy: bool, qty: int,
+        ip: str, device_id: str | None, channel: str, limit_offset: float | None = None,
+    ) -> None:
+        """Send an order at the reference price (market) or `limit_offset` away from it (limit).
+        Cash and shares are reserved now and released if the order does not fill."""
+        ref = self.market.reference(symbol)
+        limit = None if limit_offset is None else float(round_tick(ref * (1 + limit_offset)))
+        event = self._record(c, ms, tag, "order", {
+            "order_id": "", "account_id": c.account_id, "session_id": session,
+            "symbol": self.market.universe.codes[symbol], "side": "buy" if buy else "sell", "qty": qty,
+            "order_type": "market" if limit is None else "limit", "limit_price": limit,
+            "ip": ip, "device_id": device_id, "channel": channel,
+        })
+        price = limit or ref
+        c.cash -= qty * price if buy else -qty * price
+        _adjust(c, symbol, qty if buy else -qty)
+        day, minute = fill_slot(ms)
+        self._pending.setdefault(day, []).append(
+            _Pending(event, c, symbol, buy, qty, limit, price, ms, minute, tag.fraud)
+        )
+
+    def lots_for(self, symbol: int, value_jpy: float) -> int:
+        """Shares (whole 100-share units) that `value_jpy` buys at the reference price."""
+        return int(value_jpy // (self.market.reference(symbol) * 100)) * 100
+
+    # -- the market's side ------------------------------------------------------------------
+
+    def flows(self, day: dt.date) -> tuple[np.ndarray, np.ndarray]:
+        """Shares bought and sold per (symbol, minute) on `day`, the campaigns' other-firm
+        trading included."""
+        n = len(self.market.universe)
+        bought = np.zeros((n, BARS_PER_DAY))
+        sold = np.zeros((n, BARS_PER_DAY))
+        for p in self._pending.get(day, ()):
+            weight = 1.0 + (OTHER_FIRMS_FACTOR if p.campaign else 0.0)
+            (bought if p.buy else sold)[p.symbol, p.minute] += p.qty * weight
+        return bought, sold
+
+    def fill(self, day: dt.date, bars: DayBars) -> None:
+        """Execute `day`'s orders at the close of their minute's bar; limits that are not
+        marketable there stay unfilled and release their reservation."""
+        for p in self._pending.pop(day, ()):
+            price = float(bars.close[p.symbol, p.minute])
+            marketable = p.limit is None or (price <= p.limit if p.buy else price >= p.limit)
+            c = p.customer
+            if not marketable:
+                c.cash += p.qty * p.reserved_price if p.buy else -p.qty * p.reserved_price
+                _adjust(c, p.symbol, -p.qty if p.buy else p.qty)
+                continue
+            c.cash += (p.reserved_price - price) * p.qty * (1 if p.buy else -1)
+            slot_ms = bar_start_ms(day, p.minute) + (MS_PER_MIN if p.minute == CLOSING_AUCTION else 0)
+            ms = max(slot_ms, p.sent_ms + int(self.rng.integers(40, 1500)))
+            self._record(c, ms, None, "execution", {
+                "order_id": p.event, "account_id": c.account_id, "symbol": p.event["symbol"],
+                "side": p.event["side"], "qty": p.qty, "price": price,
+            })
+
+    def take_events(self) -> list[Recorded]:
+        events, self.events = self.events, []
+        return events
+
+
+def _adjust(c: Customer, symbol: int, delta: int) -> None:
+    qty = c.holdings.get(symbol, 0) + delta
+    if qty:
+        c.holdings[symbol] = qty
+    else:
+        c.holdings.pop(symbol, None)

@@ -1,0 +1,66 @@
+"""Real IPv4 blocks to draw customers' and attackers' addresses from (see networks.yaml)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+import yaml
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    """One provider: its name, the AS name substring and country geo-IP data report for it."""
+
+    isp: str
+    asn: str
+    country: str | None
+    weight: float
+    blocks: tuple[tuple[int, int], ...]  # (first address, size)
+
+    def address(self, rng: np.random.Generator) -> str:
+        first, size = self.blocks[int(rng.integers(len(self.blocks)))]
+        # Stay off .0 and .255 so the address looks like a host, not a network or broadcast.
+        offset = int(rng.integers(size))
+        offset = offset - offset % 256 + 1 + offset % 254
+        return str(ipaddress.IPv4Address(first + offset))
+
+
+class Networks:
+    """The provider pools by category: residential_jp, mobile_jp, residential_abroad, hosting, office."""
+
+    def __init__(self) -> None:
+        raw = yaml.safe_load(resources.files("kabuguard.sim").joinpath("networks.yaml").read_text())
+        self.pools: dict[str, list[Network]] = {
+            category: [
+                Network(
+                    isp=entry["isp"],
+                    asn=entry["asn"],
+                    country=entry.get("country"),
+                    weight=float(entry["weight"]),
+                    blocks=tuple(
+                        (int(n.network_address), n.num_addresses)
+                        for n in map(ipaddress.IPv4Network, entry["blocks"])
+                    ),
+                )
+                for entry in entries
+            ]
+            for category, entries in raw.items()
+        }
+        self._p = {
+            category: np.array([n.weight for n in nets]) / sum(n.weight for n in nets)
+            for category, nets in self.pools.items()
+        }
+
+    def pick(self, category: str, rng: np.random.Generator, exclude: Network | None = None) -> Network:
+        """A provider of `category` by weight, other than `exclude` (a proxy is never the victim's own ISP)."""
+        nets, p = self.pools[category], self._p[category]
+        while True:
+            net = nets[int(rng.choice(len(nets), p=p))]
+            if net is not exclude:
+                return net
+
+    def address(self, category: str, rng: np.random.Generator) -> str:
+        return self.pick(category, rng).address(rng)

@@ -1,0 +1,161 @@
+"""The simulator writes valid, labelled, deterministic runs whose market answers the pumps."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import ipaddress
+import json
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from kabuguard.cli import main
+from kabuguard.events.model import DECIDABLE, Event
+from kabuguard.sim import Config, simulate
+from kabuguard.sim.instruments import load_tse
+
+SMALL = Config(accounts=1500, days=6, seed=3, symbols=80)
+STYLES = {"pump_2025", "stealth_proxy", "change_first", "credential_stuffing"}
+GROUPS = {"travel", "new_phone", "dormant_return", "smallcap_enthusiast", "shared_ip", "news_burst"}
+
+
+def _digest(out: Path) -> dict[str, str]:
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def _events(out: Path) -> list[dict]:
+    rows = [json.loads(line) for f in sorted((out / "events").glob("*.jsonl.gz")) for line in gzip.open(f)]
+    return rows + pq.read_table(out / "events" / "market_bars.parquet").to_pylist()
+
+
+def _labels(out: Path) -> tuple[list[dict], list[dict]]:
+    lines = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
+    return [x for x in lines if "kind" not in x], [x for x in lines if x.get("kind") == "pump_episode"]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("small")
+    simulate(SMALL, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("default")
+    result = CliRunner().invoke(main, ["simulate", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_same_seed_same_bytes_other_seed_differs(small_run: Path, tmp_path: Path) -> None:
+    simulate(SMALL, tmp_path / "again")
+    simulate(Config(**{**SMALL.__dict__, "seed": SMALL.seed + 1}), tmp_path / "other")
+    assert _digest(tmp_path / "again") == _digest(small_run)
+    other = _digest(tmp_path / "other")
+    assert other.keys() == _digest(small_run).keys()
+    assert other["labels.jsonl"] != _digest(small_run)["labels.jsonl"]
+
+
+def test_every_event_fits_the_contract(small_run: Path) -> None:
+    events = _events(small_run)
+    assert {e["type"] for e in events} == {"instrument", "account", "market_bar", "login", "account_change", "order", "execution"}
+    for e in events:
+        assert "ts_us" not in e and "extra" not in e
+        msgspec.convert(e, Event)
+        assert dt.datetime.fromisoformat(e["ts"]).utcoffset() == dt.timedelta(hours=9)
+        assert e["ts"][-6:] == "+09:00" and len(e["ts"]) == len("2025-03-21T09:14:03.120+09:00")
+    ids = [e["event_id"] for e in events]
+    assert len(ids) == len(set(ids))
+    orders = {e["order_id"] for e in events if e["type"] == "order"}
+    assert {e["order_id"] for e in events if e["type"] == "execution"} <= orders
+
+
+def test_labels_cover_every_decided_event(small_run: Path) -> None:
+    labels, episodes = _labels(small_run)
+    decided = {e["event_id"]: e for e in _events(small_run) if e["type"] in DECIDABLE}
+    assert {x["event_id"] for x in labels} == decided.keys()
+    for x in labels:
+        e = decided[x["event_id"]]
+        assert (x["account_id"], x["type"], x["ts"]) == (e["account_id"], e["type"], e["ts"])
+        assert x["fraud"] == (x["campaign_id"] is not None) == (x["attack_style"] is not None) == (x["role"] is not None)
+        assert not (x["fraud"] and x["group"])
+    assert any(ep["news"] for ep in episodes) and any(ep["campaign_id"] for ep in episodes)
+
+
+def test_default_run_has_every_style_and_group(default_run: Path) -> None:
+    labels, _ = _labels(default_run)
+    assert {x["attack_style"] for x in labels if x["fraud"]} == STYLES
+    assert {x["group"] for x in labels if x["group"]} == GROUPS
+    assert {x["role"] for x in labels if x["fraud"]} == {"victim", "attacker"}
+    victims = {x["account_id"] for x in labels if x["role"] == "victim" and x["type"] == "order"}
+    assert 20 <= len(victims) <= 500  # enough hijacked accounts that trade to evaluate on
+
+
+def test_thin_small_caps_are_thin() -> None:
+    tse = load_tse()
+    small = (tse.market_cap < 5e9) & np.array([m != "TSE Prime" for m in tse.markets])
+    assert 1_000 <= np.median(tse.adv[small]) <= 20_000
+    assert np.median(tse.adv[tse.market_cap > 1e12]) > 1_000_000
+    assert tse.thin.sum() > 500
+
+
+def test_bars_answer_the_pump(default_run: Path) -> None:
+    """On a campaign's pump day its symbol trades a multiple of its usual volume."""
+    bars = pq.read_table(default_run / "events" / "market_bars.parquet", columns=["symbol", "ts", "volume"]).to_pylist()
+    adv = {e["symbol"]: e["adv_shares"] for e in _events_of(default_run, "instrument")}
+    volume: dict[tuple[str, str], int] = {}
+    for b in bars:
+        key = (b["symbol"], b["ts"][:10])
+        volume[key] = volume.get(key, 0) + b["volume"]
+    _, episodes = _labels(default_run)
+    pumps = [ep for ep in episodes if ep["campaign_id"] and ep["start"][:10] == ep["end"][:10]]
+    multiples = [volume.get((ep["symbol"], ep["start"][:10]), 0) / adv[ep["symbol"]] for ep in pumps]
+    assert pumps and np.median(multiples) > 3
+
+
+def _events_of(out: Path, event_type: str) -> list[dict]:
+    return [json.loads(line) for line in gzip.open(out / "events" / "reference.jsonl.gz") if f'"type":"{event_type}"'.encode() in line]
+
+
+def test_parquet_is_readable(small_run: Path) -> None:
+    table = pq.read_table(small_run / "events" / "market_bars.parquet")
+    assert table.num_rows > 1000
+    assert set(table.column_names) >= {"event_id", "type", "ts", "symbol", "open", "high", "low", "close", "volume"}
+    rows = table.slice(0, 500).to_pylist()
+    assert all(r["low"] <= min(r["open"], r["close"]) <= max(r["open"], r["close"]) <= r["high"] for r in rows)
+
+
+def test_multi_firm_tags_firms(tmp_path: Path) -> None:
+    simulate(Config(accounts=900, days=4, seed=5, symbols=40, firms=3), tmp_path)
+    activity = [e for e in _events(tmp_path) if e["type"] in DECIDABLE | {"account", "execution"}]
+    assert {e["firm"] for e in activity} == {"firm-a", "firm-b", "firm-c"}
+
+
+def test_network_blocks_are_what_they_claim() -> None:
+    """Every block's sampled addresses geolocate to the declared country and AS (geoip2fast)."""
+    from geoip2fast import GeoIP2Fast
+
+    from kabuguard.sim.networks import Networks
+
+    geo = GeoIP2Fast(geoip2fast_data_file="geoip2fast-asn.dat.gz")
+    rng = np.random.default_rng(0)
+    for category, nets in Networks().pools.items():
+        for net in nets:
+            for _ in range(20):
+                ip = net.address(rng)
+                found = geo.lookup(ip)
+                assert net.asn.lower() in (found.asn_name or "").lower(), (category, net.isp, ip, found.asn_name)
+                assert net.country in (None, found.country_code), (category, net.isp, ip, found.country_code)
+                assert not ipaddress.ip_address(ip).is_private
+
+
+def test_cli_refuses_an_existing_run(small_run: Path) -> None:
+    result = CliRunner().invoke(main, ["simulate", "--out", str(small_run)])
+    assert result.exit_code == 2 and "already holds a run" in result.output
