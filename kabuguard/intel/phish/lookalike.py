@@ -38,7 +38,7 @@ class _Owner:
     brand: str
     literal: str  # the token before skeleton mapping, to tell a homoglyph from the real thing
     shared: bool
-    official: bool
+    official: str  # the official domain this token spells, or ""
 
 
 def edit_kind(found: str, token: str) -> str | None:
@@ -97,11 +97,11 @@ class BrandMatcher:
         self.login_paths: list[tuple[str, str]] = []
         for brand in registry.brands:
             for token in brand.tokens:
-                owners[skeleton(token)].append(_Owner(brand.id, token, False, False))
+                owners[skeleton(token)].append(_Owner(brand.id, token, False, ""))
             for token in brand.shared_tokens:
-                owners[skeleton(token)].append(_Owner(brand.id, token, True, False))
-            for domain in map(compact, brand.official_domains):
-                owners[skeleton(domain)].append(_Owner(brand.id, domain, False, True))
+                owners[skeleton(token)].append(_Owner(brand.id, token, True, ""))
+            for domain in brand.official_domains:
+                owners[skeleton(compact(domain))].append(_Owner(brand.id, compact(domain), False, domain))
             self.login_paths += [(path, brand.id) for path in brand.login_paths]
         self.owners = dict(owners)
         long_tokens = sorted((t for t in self.owners if len(t) >= min_substring), key=len, reverse=True)
@@ -123,14 +123,14 @@ class BrandMatcher:
     def _evidence(self, token: str, found: str, raw: str, reason_if_ok: str, detail: str = "") -> list[Match]:
         matches = []
         for owner in self.owners[token]:
-            reason, why = reason_if_ok, detail
+            reason, why, seen = reason_if_ok, detail, found
             if owner.official and reason == "brand-token":
-                reason = "official-domain-in-host"
+                reason, seen = "official-domain-in-host", owner.official
             elif owner.shared:
                 reason = "shared-token"
             if owner.literal not in raw and reason in {"brand-token", "official-domain-in-host"}:
                 reason, why = "homoglyph", ("idn" if not raw.isascii() else "ascii-homoglyph")
-            matches.append(Match(owner.brand, reason, token, found, why))
+            matches.append(Match(owner.brand, reason, token, seen, why))
         return matches
 
     def match_host(self, name: str) -> list[Match]:

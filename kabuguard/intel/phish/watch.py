@@ -1,0 +1,170 @@
+"""Follow a stream of new certificates or newly observed domains and alert on brand phishing.
+
+Records arrive as certstream-style JSON lines (``data.leaf_cert.all_domains``), as objects with
+a ``domain`` or ``domains`` field, or as bare domain names, from a file, stdin or a websocket.
+A record that cannot be read is counted and skipped: one bad line must not stop a monitor.
+Every domain is scored once per run; alerts become shareable indicators, optionally joined by
+indicators others have already confirmed (a random name with no brand token in it can still be
+known as a phish of the brand).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from kabuguard.intel.phish.domains import Target, parse_target
+from kabuguard.intel.phish.indicators import Indicator, IndicatorStore, indicator
+from kabuguard.intel.phish.score import Reason, Scorer, Verdict
+
+
+class RecordError(ValueError):
+    """A stream record that holds no usable domain."""
+
+
+def _first_seen(value: object) -> str:
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")
+    if isinstance(value, str) and value:
+        return value
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def domains_of(line: str) -> tuple[list[str], str]:
+    """The domains in one stream record and when they were first seen; raises RecordError."""
+    text = line.strip()
+    if not text.startswith("{"):
+        if not text or " " in text:
+            raise RecordError("not a JSON object or a domain name")
+        return [text], _first_seen(None)
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"invalid JSON: {exc.msg}") from None
+    if not isinstance(record, dict):
+        raise RecordError("a JSON record must be an object")
+    data = record.get("data") if isinstance(record.get("data"), dict) else record
+    leaf = data.get("leaf_cert") if isinstance(data.get("leaf_cert"), dict) else {}
+    found = leaf.get("all_domains") or data.get("domains") or ([data["domain"]] if data.get("domain") else [])
+    if not isinstance(found, list) or not all(isinstance(d, str) for d in found) or not found:
+        raise RecordError("no domain in the record (expected data.leaf_cert.all_domains, domains or domain)")
+    return found, _first_seen(data.get("seen") or data.get("first_seen") or leaf.get("not_before"))
+
+
+def read_lines(source: str, stdin: IO[str]) -> Iterator[str]:
+    """Lines of a file, of stdin ("-"), or messages of a websocket (ws:// or wss://)."""
+    if source == "-":
+        yield from stdin
+    elif source.startswith(("ws://", "wss://")):
+        from websockets.exceptions import ConnectionClosed
+        from websockets.sync.client import connect
+
+        with connect(source, open_timeout=10, max_size=2**22) as ws:
+            try:
+                for message in ws:
+                    yield message if isinstance(message, str) else message.decode("utf-8", "replace")
+            except ConnectionClosed:
+                return
+    else:
+        with Path(source).open(encoding="utf-8", errors="replace") as f:
+            yield from f
+
+
+@dataclass
+class WatchStats:
+    """What the progress line shows and the command reports at the end."""
+
+    records: int = 0
+    domains: int = 0
+    alerts: int = 0
+    rejected: int = 0
+    started: float = 0.0
+
+    def line(self) -> str:
+        rate = self.domains / max(time.monotonic() - self.started, 1e-9)
+        return f"{self.records} records, {self.domains} domains ({rate:,.0f}/s), {self.alerts} alerts, {self.rejected} rejected"
+
+
+class Monitor:
+    """Scores each new domain once and turns alerts into indicators."""
+
+    def __init__(self, scorer: Scorer, threshold: float, known: IndicatorStore | None = None) -> None:
+        self.scorer = scorer
+        self.threshold = threshold
+        self.known = known
+        self.seen: set[str] = set()
+
+    def check(self, domain: str, first_seen: str) -> tuple[Verdict, Indicator] | None:
+        """Score a domain not seen before in this run; the verdict and indicator if it alerts."""
+        host = domain.strip().lower().removeprefix("*.")
+        if host in self.seen:
+            return None
+        self.seen.add(host)
+        target = parse_target(host)
+        verdict = self.scorer.score_target(target)
+        if not verdict.alert(self.threshold) and not verdict.official and self.known is not None:
+            verdict = self._from_known(verdict, target, self.known)
+        if not verdict.alert(self.threshold):
+            return None
+        return verdict, indicator(verdict, first_seen)
+
+    def _from_known(self, verdict: Verdict, target: Target, known: IndicatorStore) -> Verdict:
+        brand = known.brand_for(target)
+        if brand is None:
+            return verdict
+        weight = self.scorer.config.weights["shared-indicator"]
+        reason = Reason("shared-indicator", weight, "shared by peers", brand, verdict.registered_domain)
+        score = 1 - (1 - verdict.score) * (1 - weight)
+        return replace(verdict, brand=brand, brand_name=self.scorer.names[brand], score=score, reasons=(reason, *verdict.reasons))
+
+
+def load_known(path: Path) -> IndicatorStore:
+    """Indicators shared by others, as JSON lines with `url` (or `domain`) and `brand`."""
+    store = IndicatorStore()
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                store.confirm(parse_target(item.get("url") or item["domain"]), item["brand"], item.get("first_seen", ""))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise ValueError(f"{path}:{number}: not an indicator ({exc}); expected JSON with url or domain, and brand") from None
+    return store
+
+
+def watch(
+    lines: Iterable[str],
+    monitor: Monitor,
+    emit: Callable[[Verdict, Indicator], None],
+    reject: Callable[[int, str], None],
+    progress: Callable[[WatchStats], None] | None = None,
+    max_records: int | None = None,
+) -> WatchStats:
+    """Run the monitor over stream lines; calls `emit` per alert and `reject` per bad record."""
+    stats = WatchStats(started=time.monotonic())
+    for line in lines:
+        if not line.strip():
+            continue
+        stats.records += 1
+        try:
+            domains, first_seen = domains_of(line)
+            for domain in domains:
+                stats.domains += 1
+                hit = monitor.check(domain, first_seen)
+                if hit is not None:
+                    stats.alerts += 1
+                    emit(*hit)
+        except ValueError as exc:  # RecordError, or a host that does not parse
+            stats.rejected += 1
+            reject(stats.records, str(exc))
+        if progress is not None and stats.records % 1000 == 0:
+            progress(stats)
+        if max_records is not None and stats.records >= max_records:
+            break
+    return stats
