@@ -53,7 +53,8 @@ def domains_of(line: str) -> tuple[list[str], str]:
     found = leaf.get("all_domains") or data.get("domains") or ([data["domain"]] if data.get("domain") else [])
     if not isinstance(found, list) or not all(isinstance(d, str) for d in found) or not found:
         raise RecordError("no domain in the record (expected data.leaf_cert.all_domains, domains or domain)")
-    return found, _first_seen(data.get("seen") or data.get("first_seen") or leaf.get("not_before"))
+    stamps = (data.get("seen"), data.get("first_seen"), leaf.get("not_before"))
+    return found, _first_seen(next((s for s in stamps if s is not None), None))
 
 
 def read_lines(source: str, stdin: IO[str]) -> Iterator[str]:

@@ -1,0 +1,43 @@
+"""Public-suffix parsing, offline: the registered domain is what a takedown names."""
+
+from __future__ import annotations
+
+import pytest
+
+from kabuguard.intel.phish.domains import parse_target, split_host
+
+
+@pytest.mark.parametrize(
+    ("host", "registered", "suffix", "private"),
+    [
+        ("www.sbisec.co.jp", "sbisec.co.jp", "co.jp", False),
+        ("co.jp", "co.jp", "co.jp", False),  # a bare public suffix is its own registered domain
+        ("kabu.dmm.com", "dmm.com", "com", False),
+        ("a.b.duckdns.org", "b.duckdns.org", "duckdns.org", True),  # the provider holds the suffix
+        ("x.workers.dev", "x.workers.dev", "workers.dev", True),
+        ("foo.bar.ck", "foo.bar.ck", "bar.ck", False),  # wildcard rule *.ck
+        ("www.ck", "www.ck", "ck", False),  # exception rule !www.ck
+        ("shop.foo.kawasaki.jp", "shop.foo.kawasaki.jp", "foo.kawasaki.jp", False),  # *.kawasaki.jp
+        ("www.city.kawasaki.jp", "city.kawasaki.jp", "kawasaki.jp", False),  # !city.kawasaki.jp
+        ("login.unknown-tld-xyz", "login.unknown-tld-xyz", "unknown-tld-xyz", False),
+    ],
+)
+def test_registered_domain_follows_the_psl(host: str, registered: str, suffix: str, private: bool) -> None:
+    h = split_host(host)
+    assert (h.registered, h.suffix, h.private_suffix) == (registered, suffix, private)
+
+
+def test_punycode_is_decoded_and_kept() -> None:
+    h = split_host("xn--bisec-g2e.com")
+    assert h.idn and h.host == "ѕbisec.com"
+    assert h.ascii_host == "xn--bisec-g2e.com"
+    assert split_host("ѕbisec.com").ascii_host.startswith("xn--")
+
+
+def test_urls_wildcards_and_ips() -> None:
+    t = parse_target("https://WWW.Example.co.jp:8443/ETGate/?a=1")
+    assert t.host.registered == "example.co.jp" and t.path == "/etgate/?a=1"
+    assert parse_target("*.login-sbisec.top").host.host == "login-sbisec.top"
+    assert parse_target("http://203.0.113.9/login").host.is_ip
+    with pytest.raises(ValueError):
+        parse_target("http://")

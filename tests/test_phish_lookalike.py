@@ -1,0 +1,99 @@
+"""Lookalikes of securities brands: the kind of edit, the brand, and never an official domain."""
+
+from __future__ import annotations
+
+import pytest
+
+from kabuguard.intel.phish.lookalike import edit_kind
+from kabuguard.intel.phish.registry import load_registry
+from kabuguard.intel.phish.score import Scorer
+
+
+@pytest.fixture(scope="module")
+def scorer() -> Scorer:
+    return Scorer(load_registry("securities-jp"))
+
+
+def reasons(verdict) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {r.code: r.detail for r in verdict.reasons}
+
+
+@pytest.mark.parametrize(
+    ("found", "token", "kind"),
+    [
+        ("sbiseec", "sbisec", "repetition"),
+        ("sbixsec", "sbisec", "insertion"),
+        ("sbsec", "sbisec", "omission"),
+        ("sibsec", "sbisec", "transposition"),
+        ("sbisoc", "sbisec", "vowel-swap"),
+        ("sbisek", "sbisec", "substitution"),
+        ("sbisecxx", "sbisec", None),
+    ],
+)
+def test_edit_kind(found: str, token: str, kind: str | None) -> None:
+    assert edit_kind(found, token) == kind
+
+
+@pytest.mark.parametrize(
+    ("domain", "brand", "code", "detail"),
+    [
+        ("monnex-login.top", "monex", "lookalike", "repetition"),  # a doubled letter
+        ("monexs.jp", "monex", "brand-token", ""),  # the whole token at a segment's start
+        ("matsuil-sec.com", "matsui", "shared-token-corroborated", ""),
+        ("smbcnikkko.com", "smbc-nikko", "lookalike", "repetition"),
+        ("smbcnikkxo.com", "smbc-nikko", "lookalike", "insertion"),
+        ("smbcnkko.com", "smbc-nikko", "lookalike", "omission"),
+        ("smbcnikok.com", "smbc-nikko", "lookalike", "transposition"),
+        ("rakutenseq.jp", "rakuten-sec", "lookalike", "substitution"),
+        ("ѕbisec.com", "sbi-sec", "homoglyph", "idn"),  # Cyrillic ѕ
+        ("xn--bisec-g2e.com", "sbi-sec", "homoglyph", "idn"),  # the same, as DNS carries it
+        ("rnonex.co.jp", "monex", "homoglyph", "ascii-homoglyph"),  # rn for m
+        ("m0nex-secure.net", "monex", "homoglyph", "ascii-homoglyph"),  # zero for o
+        ("www.sbisec.co.jp.account-check.top", "sbi-sec", "official-domain-in-host", ""),
+        ("click-sec.co", "gmo-click", "brand-token", "tld-swap"),
+        ("mizuho-sc.net", "mizuho-sec", "brand-token", "tld-swap"),
+    ],
+)
+def test_lookalikes_are_attributed_with_their_kind(scorer: Scorer, domain: str, brand: str, code: str, detail: str) -> None:
+    verdict = scorer.score(domain)
+    assert verdict.brand == brand
+    assert verdict.alert(scorer.threshold)
+    assert reasons(verdict)[code] == detail
+
+
+def test_cloned_login_path_names_the_brand_on_a_random_host(scorer: Scorer) -> None:
+    verdict = scorer.score("https://qzkxv.top/ETGate/?_ControlID=WPLETlgR001Control")
+    assert verdict.brand == "sbi-sec" and verdict.alert(scorer.threshold)
+    assert "cloned-login-path" in reasons(verdict)
+
+
+def test_group_token_alone_names_no_brand(scorer: Scorer) -> None:
+    # rakuten is the whole group: a Rakuten Ichiba phish is not a 楽天証券 phish
+    group_only = scorer.score("rakuten-point-login.xyz")
+    assert group_only.brand is None and not group_only.alert(scorer.threshold)
+    assert "shared-token" in reasons(group_only)
+    corroborated = scorer.score("rakuten-kabu.xyz")
+    assert corroborated.brand == "rakuten-sec" and corroborated.alert(scorer.threshold)
+
+
+def test_short_tokens_only_match_whole_segments(scorer: Scorer) -> None:
+    assert scorer.score("deposit-ladder.com").brand is None  # no `epos`, no `sbi` inside words
+    assert scorer.score("smdc-card.cc").brand is None  # not nikko, not mufg
+
+
+@pytest.mark.parametrize("registry", ["securities-jp", "cards-jp"])
+def test_official_domains_are_never_flagged(registry: str) -> None:
+    scorer = Scorer(load_registry(registry))
+    for brand in scorer.registry.brands:
+        for domain in brand.official_domains:
+            for probe in (domain, f"www.{domain}", f"https://login.{domain}/", *(f"https://{domain}{p}" for p in brand.login_paths)):
+                verdict = scorer.score(probe)
+                assert verdict.official and verdict.score == 0.0 and not verdict.alert(0.0), probe
+                assert verdict.brand == brand.id or verdict.registered_domain != domain
+
+
+def test_scores_stay_in_unit_interval_with_reasons(scorer: Scorer) -> None:
+    for domain in ["a.b.c.d.e.sbisec.co.jp.xn--80ak6aa92e.duckdns.org", "8.8.8.8", "bit.ly/x", "qwrtzpxk.top"]:
+        verdict = scorer.score(domain)
+        assert 0.0 <= verdict.score <= 1.0
+        assert verdict.score == 0.0 or verdict.reasons

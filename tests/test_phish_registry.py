@@ -1,0 +1,49 @@
+"""Brand registries are data: the bundled securities firms, and a firm's own extension."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kabuguard.intel.phish.registry import RegistryError, bundled_registries, load_registry
+from kabuguard.intel.phish.score import Scorer
+
+
+def test_securities_registry_covers_the_large_online_brokers() -> None:
+    registry = load_registry("securities-jp")
+    assert len(registry.brands) >= 20
+    ids = {b.id for b in registry.brands}
+    assert {"sbi-sec", "rakuten-sec", "monex", "mufg-esmart", "matsui", "smbc-nikko", "nomura", "daiwa", "mizuho-sec",
+            "gmo-click", "dmm-kabu", "paypay-sec", "moomoo"} <= ids
+    for brand in registry.brands:
+        assert brand.official_domains and brand.tokens
+        assert any(not n.isascii() for n in brand.names), f"{brand.id} needs its Japanese name"
+    assert registry.brand("sbi-sec").shared_tokens == ("sbi",)
+    assert "kabu" in registry.brand("mufg-esmart").shared_tokens  # kabu.com's label is a common word
+
+
+def test_a_firm_extends_a_bundled_registry(tmp_path: Path) -> None:
+    own = tmp_path / "ourfirm.yaml"
+    own.write_text(
+        "name: ourfirm\ninclude: [securities-jp]\nbrands:\n"
+        "  - id: kabuguard-sec\n    name: カブガード証券\n    official_domains: [kabuguard-sec.co.jp]\n"
+        "    tokens: [kabuguard]\n    login_paths: [/member/login.do]\n",
+        encoding="utf-8",
+    )
+    registry = load_registry(str(own))
+    assert registry.name == "securities-jp+ourfirm"
+    scorer = Scorer(registry)
+    assert scorer.score("kabuguard-sec-login.top").brand == "kabuguard-sec"
+    assert scorer.score("sbisec-login.top").brand == "sbi-sec"
+    assert scorer.score("https://www.kabuguard-sec.co.jp/member/login.do").official
+
+
+def test_registry_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match="one of"):
+        load_registry("no-such-registry")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("brands:\n  - id: x\n    name: X\n", encoding="utf-8")
+    with pytest.raises(RegistryError, match="official_domains"):
+        load_registry(str(bad))
+    assert {"securities-jp", "cards-jp"} <= set(bundled_registries())

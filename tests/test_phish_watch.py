@@ -1,0 +1,116 @@
+"""The watch loop: certstream-style records in, alerts and indicators out, bad records survived."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kabuguard.cli.phish import phish
+from kabuguard.intel.phish.indicators import takedown_text
+from kabuguard.intel.phish.registry import load_registry
+from kabuguard.intel.phish.score import Scorer
+from kabuguard.intel.phish.watch import Monitor, domains_of, load_known, watch
+
+
+def cert(*domains: str, seen: float = 1735689600.0) -> str:
+    return json.dumps({"message_type": "certificate_update", "data": {"seen": seen, "leaf_cert": {"all_domains": list(domains)}}})
+
+
+RECORDS = [
+    cert("www.example.com", "example.com"),
+    "{not json",
+    cert("*.sbisec-login.top", "sbisec-login.top"),
+    json.dumps({"data": {"leaf_cert": {"all_domains": []}}}),
+    json.dumps({"domain": "rnonex.co.jp", "first_seen": "2025-03-01T00:00:00Z"}),
+    "sbisec.co.jp",
+    json.dumps([1, 2, 3]),
+    "rakuten-sec.co.jp.account-verify.xyz",
+]
+
+
+@pytest.fixture(scope="module")
+def scorer() -> Scorer:
+    return Scorer(load_registry("securities-jp"))
+
+
+def test_domains_of_reads_the_record_shapes() -> None:
+    assert domains_of(cert("a.com", "b.com"))[0] == ["a.com", "b.com"]
+    assert domains_of(cert("a.com", seen=0))[1] == "1970-01-01T00:00:00+00:00"
+    assert domains_of('{"domains": ["x.jp"]}')[0] == ["x.jp"]
+    assert domains_of("plain.example.jp")[0] == ["plain.example.jp"]
+
+
+def test_watch_survives_malformed_records_and_alerts(scorer: Scorer) -> None:
+    alerts, rejected = [], []
+    stats = watch(RECORDS, Monitor(scorer, scorer.threshold), lambda v, i: alerts.append(i), lambda n, why: rejected.append(n))
+    assert stats.records == len(RECORDS) and stats.rejected == 3 and rejected == [2, 4, 7]
+    assert [a.domain for a in alerts] == ["sbisec-login.top", "rnonex.co.jp", "account-verify.xyz"]
+    assert [a.brand for a in alerts] == ["sbi-sec", "monex", "rakuten-sec"]
+    assert alerts[0].first_seen == "2025-01-01T00:00:00+00:00"  # the wildcard and the bare name alert once
+    assert alerts[1].first_seen == "2025-03-01T00:00:00Z"
+
+
+def test_alerts_become_indicators_and_takedown_evidence(scorer: Scorer) -> None:
+    hit = Monitor(scorer, scorer.threshold).check("www.sbisec.co.jp.verify-account.top", "2025-04-01T00:00:00Z")
+    assert hit is not None
+    verdict, ind = hit
+    record = ind.to_dict()
+    assert record["domain"] == "verify-account.top" and record["brand"] == "sbi-sec" and record["first_seen"] == "2025-04-01T00:00:00Z"
+    assert 0.5 <= record["score"] <= 1.0 and record["url"] == "https://www.sbisec.co.jp.verify-account.top/"
+    text = takedown_text(ind, verdict)
+    assert "SBI証券" in text and "verify-account.top" in text and "sbisec.co.jp" in text
+
+
+def test_shared_indicators_catch_hosts_without_a_brand_token(scorer: Scorer, tmp_path: Path) -> None:
+    known = tmp_path / "known.jsonl"
+    known.write_text(json.dumps({"url": "https://qsader.icu/", "brand": "gmo-click"}) + "\n", encoding="utf-8")
+    plain = Monitor(scorer, scorer.threshold)
+    shared = Monitor(scorer, scorer.threshold, load_known(known))
+    assert plain.check("www.qsader.icu", "t") is None
+    hit = shared.check("www.qsader.icu", "t")
+    assert hit is not None and hit[1].brand == "gmo-click" and hit[1].reasons[0].startswith("shared-indicator")
+
+
+def test_watch_command_on_a_file_exits_1_on_rejected_records(tmp_path: Path) -> None:
+    stream = tmp_path / "certs.jsonl"
+    stream.write_text("\n".join(RECORDS) + "\n", encoding="utf-8")
+    evidence = tmp_path / "evidence.txt"
+    result = CliRunner().invoke(phish, ["watch", str(stream), "--quiet", "--evidence", str(evidence)])
+    assert result.exit_code == 1, result.output
+    alerts = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"type"')]
+    assert [a["domain"] for a in alerts] == ["sbisec-login.top", "rnonex.co.jp", "account-verify.xyz"]
+    assert evidence.read_text(encoding="utf-8").count("Domain: ") == 3
+
+
+def test_watch_command_usage_errors() -> None:
+    result = CliRunner().invoke(phish, ["watch", "/no/such/file"])
+    assert result.exit_code == 2 and "neither a file" in result.output
+
+
+@pytest.fixture()
+def websocket_url() -> Iterator[str]:
+    """A certstream-like server on 127.0.0.1 that sends the records, then closes."""
+    from websockets.sync.server import serve
+
+    def handler(ws) -> None:  # type: ignore[no-untyped-def]
+        for record in RECORDS:
+            ws.send(record)
+
+    with serve(handler, "127.0.0.1", 0) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield f"ws://127.0.0.1:{server.socket.getsockname()[1]}"
+        server.shutdown()
+    thread.join(timeout=5)
+
+
+def test_watch_follows_a_websocket(websocket_url: str) -> None:
+    result = CliRunner().invoke(phish, ["watch", websocket_url, "--quiet"])
+    alerts = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"type"')]
+    assert [a["brand"] for a in alerts] == ["sbi-sec", "monex", "rakuten-sec"]
+    assert result.exit_code == 1  # the malformed records were counted
