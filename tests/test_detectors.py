@@ -24,8 +24,9 @@ def _decide(stream: Stream, tmp_path: Path) -> dict[str, dict]:
     return out
 
 
-def _login(i: int, device: str, ip: str = "126.1.2.3", success: bool = True):
-    return event_from_dict({"type": "login", "event_id": f"l{i}", "ts": ts(1 + i // 20, 10, i % 20),
+def _login(i: int, device: str, ip: str = "126.1.2.3", success: bool = True, day: int | None = None):
+    when = ts(day, 10, 0) if day else ts(1 + i // 20, 10, i % 20)
+    return event_from_dict({"type": "login", "event_id": f"l{i}", "ts": when,
                             "account_id": "A", "success": success, "ip": ip, "device_id": device,
                             "user_agent": "Mozilla/5.0 (Windows NT 10.0) Chrome/120"})
 
@@ -39,7 +40,7 @@ def test_a_new_device_weighs_more_after_a_long_stable_history() -> None:
             ev = Evidence(netintel().lookup("126.1.2.3"))
             detector.learn(_login(i, "home"), state, ev)
         ev = Evidence(netintel().lookup("126.1.2.3"))
-        detector.score(_login(history, "other"), state, ev)
+        detector.score(_login(history, "other", day=30), state, ev)  # after probation
         return dict(ev.findings)["new_device"]
 
     assert new_device_weight(0) < 0.5 < new_device_weight(3) < new_device_weight(40)
@@ -51,8 +52,22 @@ def test_known_device_and_network_count_against_takeover() -> None:
     for i in range(20):
         detector.learn(_login(i, "home"), state, Evidence(netintel().lookup("126.1.2.3")))
     ev = Evidence(netintel().lookup("126.1.2.3"))
-    detector.score(_login(21, "home"), state, ev)
+    detector.score(_login(21, "home", day=30), state, ev)
     assert sum(w for _, w in ev.findings) < 0
+
+
+def test_a_device_whose_session_changed_the_email_is_never_trusted(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    first = s.login(ts(20, 21, 0), "A4", "126.7.7.7", "intruder")
+    s.add("account_change", ts(20, 21, 2), account_id="A4", session_id=first["session_id"], field="email",
+          ip="126.7.7.7", device_id="intruder")
+    again = s.login(ts(23, 13, 0), "A4", "126.7.7.7", "intruder")
+    benign = s.login(ts(20, 22, 0), "A5", "126.1.5.5", "new-phone")
+    benign_again = s.login(ts(23, 13, 0), "A5", "126.1.5.5", "new-phone")
+    decisions = _decide(s, tmp_path)
+    assert "new_device" in decisions[again["event_id"]]["reasons"]
+    assert "new_device" in decisions[benign["event_id"]]["reasons"]
+    assert "new_device" not in decisions[benign_again["event_id"]]["reasons"]
 
 
 def test_travel_on_the_usual_device_is_allowed_but_a_hosting_login_is_not(tmp_path: Path) -> None:

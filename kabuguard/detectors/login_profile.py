@@ -8,6 +8,10 @@ shows a value new to the account with probability `p_new_attack`. A long, stable
 a new device strong evidence; an account with no history gives none. Network attributes back
 off from coarse to fine (country, then AS, then the /24) so one move is not counted thrice.
 
+The profile learns a login only after a probation period, and never one whose session changed
+email, phone, MFA or password, or one that was itself risky: an attacker who logs in once from
+a fresh device must not have that device trusted by the time the trading starts.
+
 >>> from kabuguard.detectors.login_profile import user_agent_family
 >>> user_agent_family("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/124.0 Safari/537.36")
 'chrome/windows'
@@ -40,8 +44,20 @@ def user_agent_family(agent: str) -> str:
     return f"{browser}/{system}"
 
 
+class PendingLogin(msgspec.Struct, array_like=True):
+    ts_us: int
+    session_id: str
+    device: str
+    country: str
+    asn: str
+    prefix: str
+    agent: str
+    hour: int
+
+
 class LoginProfileState(msgspec.Struct):
     logins: int = 0
+    pending: list[PendingLogin] = []
     devices: dict[str, int] = {}
     countries: dict[str, int] = {}
     asns: dict[str, int] = {}
@@ -71,9 +87,11 @@ class _Attribute:
 class LoginProfile:
     name: ClassVar[str] = "login_profile"
     stage: ClassVar[str] = "account"
-    types: ClassVar[frozenset[str]] = frozenset({"login"})
+    types: ClassVar[frozenset[str]] = frozenset({"login", "account_change"})
 
     def __init__(self, params: dict[str, Any]) -> None:
+        self.probation_us = int(float(param(params, "probation_hours", self.name)) * 3_600_000_000)
+        self.distrusting = frozenset(param(params, "distrust_on_change", self.name))
         attrs = param(params, "attributes", self.name)
         self.device = _Attribute("new_device", attrs["device"])
         self.country = _Attribute("new_country", attrs["country"])
@@ -89,6 +107,10 @@ class LoginProfile:
         return LoginProfileState()
 
     def score(self, event: Any, state: LoginProfileState, ev: Evidence) -> None:
+        if event.kind != "login":
+            return
+        if state.pending and state.pending[0].ts_us <= event.ts_us - self.probation_us:
+            self._promote(state, event.ts_us - self.probation_us)
         n = state.logins
         found = ev.findings
         if event.device_id:
@@ -108,19 +130,31 @@ class LoginProfile:
             found.append(Finding("unusual_hour", self._hour_llr(state, self._hour(event.ts_us), n)))
 
     def learn(self, event: Any, state: LoginProfileState, ev: Evidence) -> None:
-        # Learn only the customer's own logins: a login that looked like a takeover must not
-        # teach the profile the attacker's device for the next one.
+        if event.kind == "account_change":
+            if event.field in self.distrusting and event.session_id:
+                state.pending = [p for p in state.pending if p.session_id != event.session_id]
+            return
         if not event.success or ev.session_llr > self.learn_max_llr:
             return
-        state.logins += 1
-        _bump(state.devices, event.device_id)
         net = ev.net
-        _bump(state.countries, net.country)
-        _bump(state.asns, net.asn)
-        _bump(state.prefixes, net.prefix)
-        if event.user_agent:
-            _bump(state.agents, user_agent_family(event.user_agent))
-        state.hours[self._hour(event.ts_us)] += 1
+        agent = user_agent_family(event.user_agent) if event.user_agent else ""
+        state.pending.append(PendingLogin(event.ts_us, event.session_id or "", event.device_id or "",
+                                          net.country, net.asn, net.prefix, agent, self._hour(event.ts_us)))
+
+    def _promote(self, state: LoginProfileState, cutoff: int) -> None:
+        """Logins past probation become the customer's habit."""
+        keep = []
+        for p in state.pending:
+            if p.ts_us > cutoff:
+                keep.append(p)
+                continue
+            state.logins += 1
+            for counts, value in ((state.devices, p.device), (state.countries, p.country),
+                                  (state.asns, p.asn), (state.prefixes, p.prefix), (state.agents, p.agent)):
+                if value:
+                    counts[value] = counts.get(value, 0) + 1
+            state.hours[p.hour] += 1
+        state.pending = keep
 
     def _hour(self, ts_us: int) -> int:
         return (ts_us // 3_600_000_000 + self.tz_offset_h) % 24
@@ -131,8 +165,3 @@ class LoginProfile:
         near = hours[hour] + 0.5 * (hours[hour - 1] + hours[(hour + 1) % 24])
         p_own = (near + self.hour_alpha / 24) / (2 * n + self.hour_alpha)
         return math.log(1 / 24) - math.log(p_own)
-
-
-def _bump(counts: dict[str, int], value: str | None) -> None:
-    if value:
-        counts[value] = counts.get(value, 0) + 1
