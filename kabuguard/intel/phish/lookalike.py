@@ -91,6 +91,7 @@ class BrandMatcher:
         self.min_length = min_substring
         self.anywhere = anywhere
         self.keywords = frozenset(skeleton(compact(k)) for k in keywords)
+        self.long_keywords = tuple(k for k in self.keywords if len(k) >= 5)
         self.corroborators = frozenset(skeleton(c) for c in registry.corroborators)
         self.neighbours = frozenset(skeleton(n) for n in registry.neighbours)
         owners: dict[str, list[_Owner]] = defaultdict(list)
@@ -147,6 +148,8 @@ class BrandMatcher:
                 inside = any(m.start() < e < m.end() for e in edges)
                 if m.start() not in edges and (m.end() not in edges or inside):
                     continue  # `dccard` inside `smdc-card` is chance, not a brand
+            if self._runs_into_word(token, flat[m.end() :]):
+                continue  # `rakutensec` in `rakuten-security` is the group plus a lure word
             found += self._evidence(token, token, raw, "brand-token")
         segments = [s for s in _SEGMENT.split(skel) if s]
         for seg in segments:
@@ -156,6 +159,14 @@ class BrandMatcher:
             for candidate in candidates:
                 found += self._lookalike(candidate)
         return self._corroborate(found, segments)
+
+    def _runs_into_word(self, token: str, after: str) -> bool:
+        """True when the token's last letters and what follows spell a keyword (sec|urity)."""
+        return any(
+            token.endswith(word[:k]) and after.startswith(word[k : k + 2])
+            for word in self.long_keywords
+            for k in range(2, len(word) - 1)
+        )
 
     def _short(self, seg: str, raw: str) -> list[Match]:
         if seg in self.short:
@@ -194,15 +205,15 @@ class BrandMatcher:
         own segment (`sbi-kabu`) or glued to it (`sbisec`, `smbccard`)."""
         out = []
         for m in found:
-            if m.reason == "shared-token" and any(self._corroborates(seg, m.found) for seg in segments):
+            if m.reason == "shared-token" and any(self._corroborates(seg, m.found, m.token) for seg in segments):
                 m = Match(m.brand, "shared-token-corroborated", m.token, m.found, m.detail)
             out.append(m)
         return out
 
-    def _corroborates(self, seg: str, token: str) -> bool:
-        if seg in self.corroborators:
+    def _corroborates(self, seg: str, found: str, token: str) -> bool:
+        if seg in self.corroborators and seg not in {found, token}:  # kabu does not corroborate itself
             return True
-        rest = seg.replace(token, "", 1) if token in seg else None
+        rest = seg.replace(found, "", 1) if found in seg else None
         return rest is not None and rest in self.corroborators
 
     def match_path(self, path: str) -> list[Match]:

@@ -1,0 +1,40 @@
+"""`kabuguard phish score`: JSON lines out, CSV in, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from kabuguard.cli import main
+
+
+def test_score_reads_lines_and_writes_json(tmp_path: Path) -> None:
+    source = tmp_path / "domains.txt"
+    source.write_text("sbisec.co.jp\n# a comment\nhttps://sbisec-login.top/ETGate\n\nexample.org\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(main, ["phish", "score", str(source), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["brand"] for r in rows] == ["sbi-sec", "sbi-sec", None]
+    assert rows[0]["score"] == 0.0 and rows[1]["score"] >= 0.9 and rows[2]["score"] < 0.5
+    assert {"input", "registered_domain", "brand", "score", "reasons"} <= set(rows[1])
+    assert {r["code"] for r in rows[1]["reasons"]} >= {"brand-token", "cloned-login-path", "keyword", "suspicious-tld"}
+
+
+def test_score_reads_csv_with_a_url_column_and_flags_rejects() -> None:
+    csv_text = 'date,URL,description\n2025/01/01,https://rakuten-sec.co.jp.login.xyz/,x\n2025/01/02,"http://",y\n'
+    result = CliRunner().invoke(main, ["phish", "score", "-"], input=csv_text)
+    assert result.exit_code == 1
+    assert [json.loads(line)["brand"] for line in result.stdout.splitlines()] == ["rakuten-sec"]
+    logs = [json.loads(line) for line in result.stderr.splitlines()]
+    assert any(log["event"] == "rejected" and log["line"] == 3 for log in logs)
+
+
+def test_usage_errors_exit_2_and_help_everywhere() -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["phish", "score", "-", "--registry", "nope"], input="x.jp\n").exit_code == 2
+    for command in ([], ["score"], ["watch"], ["evaluate"], ["brands"]):
+        result = runner.invoke(main, ["phish", *command, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.output
