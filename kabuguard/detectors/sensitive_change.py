@@ -1,13 +1,15 @@
 """Sensitive account change: contact details, MFA or bank account changed, and what follows.
 
 Attackers change the email, phone or MFA first, so that alerts and one-time codes reach them,
-then trade later ("change first"). A sensitive change is modest evidence on its own; from a
-risky session it is decisive, and orders in the days after a risky change inherit suspicion.
+then trade later ("change first"). A sensitive change is modest evidence on its own; several
+within hours (taking over every channel) or from a risky session are more, and orders in the
+days after inherit the change's evidence (`carry` times its log-odds).
 Known false positives: a customer who changed phone and number on the same day.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import msgspec
@@ -16,7 +18,7 @@ from kabuguard.detectors.base import Evidence, Finding, param
 
 
 class ChangeState(msgspec.Struct):
-    risky_change_us: int = 0
+    changes: list[tuple[int, float]] = []  # (ts_us, the change's llr) of recent sensitive changes
 
 
 class SensitiveChange:
@@ -26,21 +28,27 @@ class SensitiveChange:
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.field_weights = {str(k): float(v) for k, v in param(params, "field_weights", self.name).items()}
-        self.risky_llr = float(param(params, "risky_llr", self.name))
+        self.burst_us = int(float(param(params, "burst_hours", self.name)) * 3_600_000_000)
         self.after_us = int(float(param(params, "after_days", self.name)) * 86_400_000_000)
-        self.after_weight = float(param(params, "after_weight", self.name))
+        self.carry = float(param(params, "carry", self.name))
 
     def initial(self) -> ChangeState:
         return ChangeState()
 
     def score(self, event: Any, state: ChangeState, ev: Evidence) -> None:
+        recent = [(t, llr) for t, llr in state.changes if event.ts_us - t <= self.after_us]
         if event.kind == "account_change":
             weight = self.field_weights.get(event.field, 0.0)
             if weight:
-                ev.findings.append(Finding(self.name, weight))
-        elif state.risky_change_us and event.ts_us - state.risky_change_us <= self.after_us:
-            ev.findings.append(Finding("order_after_risky_change", self.after_weight))
+                # Each further change in the burst window doubles the odds: all channels at once.
+                burst = sum(1 for t, _ in recent if event.ts_us - t <= self.burst_us)
+                ev.findings.append(Finding(self.name, weight + burst * math.log(2)))
+        elif recent:
+            llr = max(llr for _, llr in recent)
+            if llr > 0:
+                ev.findings.append(Finding("order_after_risky_change", self.carry * llr))
 
     def learn(self, event: Any, state: ChangeState, ev: Evidence) -> None:
-        if event.kind == "account_change" and event.field in self.field_weights and ev.llr >= self.risky_llr:
-            state.risky_change_us = event.ts_us
+        if event.kind == "account_change" and event.field in self.field_weights:
+            cutoff = event.ts_us - self.after_us
+            state.changes = [c for c in state.changes if c[0] > cutoff] + [(event.ts_us, ev.llr)]
