@@ -59,12 +59,13 @@ def simulate(config: Config, out: Path, progress: Callable[[int, int], None] | N
     confounders.plan()
     campaigns = Campaigns(customers, universe, networks, broker, habits, days, firms, next(streams))
     campaigns.plan()
+    habits.prepare(customers)
 
     writer = RunWriter(out)
     writer.reference(_instruments(universe, config.start) + _accounts(customers, universe, config.start, next(streams)))
     codes = np.array(universe.codes)
     for i, day in enumerate(days):
-        jobs = habits.day_jobs(day, customers) + confounders.day_jobs(day) + campaigns.day_jobs(day)
+        jobs = habits.day_jobs(day) + confounders.day_jobs(day) + campaigns.day_jobs(day)
         jobs.sort(key=lambda job: job[0])
         for _, act in jobs:
             act()

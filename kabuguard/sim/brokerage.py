@@ -65,6 +65,7 @@ class Brokerage:
         self.multi_firm = multi_firm
         self.events: list[Recorded] = []
         self._pending: dict[dt.date, list[_Pending]] = {}
+        self._session_ids: list[int] = []
 
     # -- activity -----------------------------------------------------------------------------
 
@@ -77,7 +78,9 @@ class Brokerage:
         return event
 
     def session_id(self) -> str:
-        return f"s-{int(self.rng.integers(1 << 63)):016x}"
+        if not self._session_ids:
+            self._session_ids = self.rng.integers(1 << 63, size=4096).tolist()
+        return f"s-{self._session_ids.pop():016x}"
 
     def login(
         self, c: Customer, ms: int, tag: Tag, *, ip: str, user_agent: str, device_id: str | None,

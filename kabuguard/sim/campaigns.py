@@ -37,7 +37,7 @@ from kabuguard.sim.networks import Networks
 HOUR = 60 * MS_PER_MIN
 
 # Victims per campaign (all firms together), by style.
-MEAN_VICTIMS: dict[str, int] = {"pump_2025": 20, "stealth_proxy": 6, "change_first": 5, "credential_stuffing": 5}
+MEAN_VICTIMS: dict[str, int] = {"pump_2025": 15, "stealth_proxy": 6, "change_first": 5, "credential_stuffing": 5}
 # Failed accounts tried per account that falls, in a stuffing burst.
 STUFFING_ATTEMPTS_PER_SUCCESS = (15, 40)
 MIN_WEALTH_JPY = 100_000  # attackers skip accounts with nothing to trade
@@ -85,6 +85,9 @@ class Campaigns:
         self._jobs: dict[dt.date, list[Job]] = {}
         self._used: set[int] = set()
         self._targets = np.flatnonzero(universe.thin)
+        self._members = {f: [c for c in customers if c.firm == f] for f in firms}
+        # Per firm: victims, victims without MFA (stuffing), attackers' own accounts.
+        self._pools = {(f, purpose): _Pool(self._members[f], rng) for f in firms for purpose in ("victim", "no_mfa", "attacker")}
 
     # -- planning -----------------------------------------------------------------------------
 
@@ -114,23 +117,26 @@ class Campaigns:
         start = random_session_ms(day, rng, 5, AFTERNOON_OPEN + 120)
         if style in ("change_first", "credential_stuffing"):
             start = day_start_ms(day) + int(rng.uniform(7, 23.5) * HOUR)  # any time of day
-        firms = [self.firms[i] for i in rng.permutation(len(self.firms))]
-        for k, firm in enumerate(firms):
-            share = victims // len(firms) + (1 if k < victims % len(firms) else 0)
-            pool = self._eligible(firm, need_no_mfa=style == "credential_stuffing")
-            chosen = [pool[i] for i in rng.choice(len(pool), size=min(share, len(pool)), replace=False)] if pool else []
+        for k, firm in enumerate(self.firms):
+            if k:  # the next firm, hours later: most addresses kept, a few new, new fingerprints
+                campaign.infra = [ip for ip in campaign.infra if rng.random() < 0.7] + [
+                    self._infra_address(style) for _ in range(int(rng.integers(1, 3)))
+                ]
+                campaign.tools = [tool_device(rng) for _ in campaign.tools]
+            share = victims // len(self.firms) + (1 if k < victims % len(self.firms) else 0)
+            purpose = "no_mfa" if style == "credential_stuffing" else "victim"
+            chosen = self._pools[firm, purpose].take(share, self._victim_ok if purpose == "victim" else self._no_mfa_ok, self._used)
             if chosen:
                 self._plan_wave(campaign, firm, start, chosen)
             start += int(rng.uniform(2, 24) * HOUR)
 
-    def _eligible(self, firm: str | None, need_no_mfa: bool) -> list[Customer]:
-        """Ordinary customers with something to steal and no phishing-resistant login."""
-        return [
-            c for c in self.customers
-            if c.firm == firm and c.role is None and c.group is None and c.index not in self._used
-            and c.mfa != "passkey" and (c.mfa == "none" or not need_no_mfa)
-            and c.cash + sum(q * self.universe.price[s] for s, q in c.holdings.items()) >= MIN_WEALTH_JPY
-        ]
+    def _victim_ok(self, c: Customer) -> bool:
+        """An ordinary customer with something to steal and no phishing-resistant login."""
+        wealth = c.cash + sum(q * self.universe.price[s] for s, q in c.holdings.items())
+        return c.role is None and c.group is None and c.mfa != "passkey" and wealth >= MIN_WEALTH_JPY
+
+    def _no_mfa_ok(self, c: Customer) -> bool:
+        return c.mfa == "none" and self._victim_ok(c)
 
     def _infra_address(self, style: str) -> str:
         if style == "stealth_proxy" or (style == "change_first" and self.rng.random() < 0.5):
@@ -207,14 +213,15 @@ class Campaigns:
 
     def _plan_credential_stuffing(self, cp: Campaign, ep: Episode, start: int, victims: list[Customer], traders: list[Customer]) -> int:
         rng = self.rng
-        firm = victims[0].firm
-        others = [c for c in self.customers if c.firm == firm and c.role is None and c.index not in self._used]
+        members = self._members[victims[0].firm]
         tried = int(len(victims) * rng.integers(*STUFFING_ATTEMPTS_PER_SUCCESS))
+        drawn = rng.choice(len(members), size=min(2 * tried, len(members)), replace=False)
+        others = [c for c in (members[int(i)] for i in drawn) if c.role is None and c.index not in self._used][:tried]
         duration = rng.uniform(0.5, 2.0) * HOUR
-        device = cp.tools[0]
-        for i in rng.choice(len(others), size=min(tried, len(others)), replace=False):
+        device, infra = cp.tools[0], list(cp.infra)
+        for c in others:
             ms = start + int(rng.integers(int(duration)))
-            self._schedule(ms, partial(self._stuff, cp, others[int(i)], ms, device))
+            self._schedule(ms, partial(self._stuff, cp, c, ms, device, infra))
         last = start
         for v in victims:
             ms = start + int(rng.integers(int(duration)))
@@ -230,12 +237,9 @@ class Campaigns:
         """The attackers' own accounts at this firm: they hold the target already (bought before
         the run), add a little in the days before, and sell into the campaign's buying."""
         rng = self.rng
-        pool = [c for c in self.customers if c.firm == firm and c.role is None and c.group is None and c.index not in self._used]
-        if not pool:
-            return
         price = self.universe.price[cp.symbol]
         stolen = sum(v.cash + sum(q * self.universe.price[s] for s, q in v.holdings.items()) for v in traders)
-        accounts = [pool[i] for i in rng.choice(len(pool), size=min(len(pool), int(rng.integers(1, 3))), replace=False)]
+        accounts = self._pools[firm, "attacker"].take(int(rng.integers(1, 3)), lambda c: c.role is None and c.group is None, self._used)
         for a in accounts:
             self._used.add(a.index)
             a.role = "attacker"
@@ -300,11 +304,11 @@ class Campaigns:
             ms += int(rng.integers(30_000, 240_000))
             self.broker.change(v, ms, tag, field=f, session=session, ip=ip, device_id=device.device_id)
 
-    def _stuff(self, cp: Campaign, c: Customer, ms: int, device: Device) -> None:
+    def _stuff(self, cp: Campaign, c: Customer, ms: int, device: Device, infra: list[str]) -> None:
         """One or two wrong passwords against an account the attackers do not get into."""
         tag = cp.tag("victim")
         for _ in range(1 + int(self.rng.random() < 0.3)):
-            ip = _one(self.rng, cp.infra)
+            ip = _one(self.rng, infra)
             fingerprint = device.device_id if self.rng.random() < 0.5 else None
             self.broker.login(c, ms, tag, success=False, ip=ip, user_agent=device.web_ua, device_id=fingerprint, channel="web")
             ms += int(self.rng.integers(1_000, 15_000))
@@ -333,3 +337,20 @@ def _split(lots: int, pieces: int) -> list[int]:
 
 def _one(rng: np.random.Generator, items: list):
     return items[int(rng.integers(len(items)))]
+
+
+class _Pool:
+    """One firm's customers in a fixed random order, each handed out at most once."""
+
+    def __init__(self, members: list[Customer], rng: np.random.Generator) -> None:
+        self._order = [members[int(i)] for i in rng.permutation(len(members))]
+        self._next = 0
+
+    def take(self, k: int, ok: Callable[[Customer], bool], used: set[int]) -> list[Customer]:
+        out: list[Customer] = []
+        while len(out) < k and self._next < len(self._order):
+            c = self._order[self._next]
+            self._next += 1
+            if c.index not in used and ok(c):
+                out.append(c)
+        return out

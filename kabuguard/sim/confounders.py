@@ -67,7 +67,7 @@ class Confounders:
             c.switch = (first + int(rng.integers(span)), old, new_device(rng, "phone"))
         for c in self._draw(dormant, SHARES["dormant_return"]):
             c.group = "dormant_return"
-            c.returns_ms = first + int(rng.integers(span))
+            c.returns_ms = first + int(rng.integers(len(self.days))) * MS_PER_DAY
             if rng.random() < 0.5:  # the old phone is long gone
                 c.devices = [new_device(rng, "phone")] + c.devices[1:]
         thin = np.flatnonzero(self.universe.thin)

@@ -81,8 +81,9 @@ def population(
     """`n` customers with stable devices, home networks, hours, favourite symbols and sizes."""
     ids = rng.choice(90_000_000, size=n, replace=False) + 10_000_000
     # Large caps are everybody's favourites; thin names are somebody's.
-    popularity = universe.market_cap**0.5
-    popularity /= popularity.sum()
+    popularity = np.cumsum(universe.market_cap**0.5)
+    picks = np.searchsorted(popularity / popularity[-1], rng.random((n, 16)))
+    n_favourites = rng.integers(3, 9, n)
     dormant = rng.random(n) < DORMANT_SHARE
     rate = np.where(dormant, 0.0, np.clip(rng.lognormal(np.log(0.3), 0.9, n), 0.03, 4.0))
     years_open = rng.exponential(4.0, n) + np.where(dormant, 2.0, 0.1)
@@ -92,7 +93,7 @@ def population(
     start_ms = day_start_ms(start)
     customers = []
     for i in range(n):
-        favourites = rng.choice(len(universe), size=int(rng.integers(3, 9)), replace=False, p=popularity)
+        favourites = np.array(list(dict.fromkeys(picks[i].tolist()))[: n_favourites[i]])
         home = networks.pick("residential_jp", rng)
         customers.append(
             Customer(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import numpy as np
 import yaml
@@ -19,16 +20,29 @@ class Device:
     app_ua: str | None  # only phones run the brokerage's app
 
 
-def _choose(rng: np.random.Generator, weights: dict[str, float], uniform: bool = False) -> str:
-    keys = list(weights)
-    p = None if uniform else np.array([weights[k] for k in keys], dtype=float) / sum(weights.values())
-    return keys[int(rng.choice(len(keys), p=p))]
+class _Choice:
+    """A weighted draw over fixed items; the cumulative weights are computed once."""
+
+    def __init__(self, items: list, weights: list[float]) -> None:
+        self.items = items
+        self._cdf = np.cumsum(weights) / sum(weights)
+
+    def draw(self, rng: np.random.Generator, uniform: bool = False) -> Any:
+        if uniform:
+            return self.items[int(rng.integers(len(self.items)))]
+        return self.items[min(int(np.searchsorted(self._cdf, rng.random())), len(self.items) - 1)]
 
 
-def _family(rng: np.random.Generator, kind: str) -> dict:
-    families = _UA[kind]
-    p = np.array([f["weight"] for f in families], dtype=float)
-    return families[int(rng.choice(len(families), p=p / p.sum()))]
+def _versions(entry: dict, key: str = "versions") -> _Choice:
+    return _Choice(list(entry[key]), list(entry[key].values()))
+
+
+_FAMILIES = {
+    kind: _Choice([(f, _versions(f)) for f in _UA[kind]], [f["weight"] for f in _UA[kind]])
+    for kind in ("pc", "phone", "tablet", "api")
+}
+_APPS = {os: (app["template"], _versions(app), _versions(app, "models") if "models" in app else None)
+         for os, app in _UA["app"].items()}
 
 
 def device_id(rng: np.random.Generator) -> str:
@@ -37,26 +51,27 @@ def device_id(rng: np.random.Generator) -> str:
 
 def new_device(rng: np.random.Generator, kind: str) -> Device:
     """A customer's device, its browser version drawn from the spring-2025 mix."""
-    family = _family(rng, kind)
-    version = _choose(rng, family["versions"])
-    web_ua = family["template"].replace("{v}", version)
+    family, versions = _FAMILIES[kind].draw(rng)
+    version = versions.draw(rng)
+    # Safari on iOS reports the OS's major.minor as its own version.
+    web_ua = family["template"].replace("{v}", version).replace("{sv}", ".".join(version.split("_")[:2]))
     app_ua = None
     if kind == "phone":
-        app = _UA["app"][family["os"]]
-        app_ua = app["template"].replace("{v}", _choose(rng, app["versions"]))
+        template, app_versions, models = _APPS[family["os"]]
+        app_ua = template.replace("{v}", app_versions.draw(rng))
         app_ua = app_ua.replace("{os}", version.replace("_", "."))  # the phone's own iOS version
-        if "models" in app:
-            app_ua = app_ua.replace("{model}", _choose(rng, app["models"]))
+        if models is not None:
+            app_ua = app_ua.replace("{model}", models.draw(rng))
     return Device(device_id(rng), kind, web_ua, app_ua)
 
 
 def tool_device(rng: np.random.Generator) -> Device:
     """An attacker's automated browser: a common desktop family, any listed version (older ones
     turn up more often than among customers, yet every string is one customers send too)."""
-    family = _UA["pc"][int(rng.integers(2))]  # Windows Chrome or Edge
-    return Device(device_id(rng), "pc", family["template"].replace("{v}", _choose(rng, family["versions"], uniform=True)), None)
+    family, versions = _FAMILIES["pc"].items[int(rng.integers(2))]  # Windows Chrome or Edge
+    return Device(device_id(rng), "pc", family["template"].replace("{v}", versions.draw(rng, uniform=True)), None)
 
 
 def api_agent(rng: np.random.Generator) -> str:
-    family = _family(rng, "api")
-    return family["template"].replace("{v}", _choose(rng, family["versions"]))
+    family, versions = _FAMILIES["api"].draw(rng)
+    return family["template"].replace("{v}", versions.draw(rng))

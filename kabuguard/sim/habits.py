@@ -16,11 +16,13 @@ import numpy as np
 from kabuguard.sim.brokerage import Brokerage, Tag
 from kabuguard.sim.clock import day_start_ms, is_trading_day, jst_date, jst_hour
 from kabuguard.sim.customers import Customer
-from kabuguard.sim.devices import Device, api_agent
+from kabuguard.sim.devices import api_agent
 
 Job = tuple[int, Callable[[], None]]
 
 WEEKEND_FACTOR = 0.35
+RETURNED_RATE = 0.8  # sessions a day of a dormant account once it is back
+NO_FINGERPRINT = 0.015  # web sessions whose browser blocks the firm's fingerprint script
 TYPO_RATE = 0.03  # sessions preceded by a mistyped password
 # Account changes per session, by field (notification settings dominate; bank details are rare).
 CHANGE_RATE = 0.006
@@ -35,7 +37,7 @@ class Context:
     """Where one session comes from."""
 
     ip: str
-    device: Device | None
+    device_id: str | None
     user_agent: str
     channel: str
     group: str | None
@@ -48,23 +50,31 @@ class Habits:
         self._fields = list(CHANGE_FIELDS)
         self._field_p = np.array(list(CHANGE_FIELDS.values()))
 
-    def day_jobs(self, day: dt.date, customers: list[Customer]) -> list[Job]:
+    def prepare(self, customers: list[Customer]) -> None:
+        """Freeze what `day_jobs` draws from, once the planners have marked the customers."""
+        self._customers = [c for c in customers if c.role is None]
+        self._rate = np.array([c.rate for c in self._customers])
+        self._returns = np.array([-1 if c.returns_ms is None else c.returns_ms for c in self._customers])
+        self._hours = np.array([c.hours for c in self._customers])
+
+    def day_jobs(self, day: dt.date) -> list[Job]:
         """Every ordinary session of `day`, as (start ms, action)."""
         rng, start = self.rng, day_start_ms(day)
         factor = 1.0 if day.weekday() < 5 else WEEKEND_FACTOR
+        # A dormant account that comes back logs in on its return day and keeps visiting.
+        rate = np.where(self._returns < 0, self._rate, np.where(self._returns <= start, RETURNED_RATE, 0.0))
+        counts = rng.poisson(rate * factor)
+        counts = np.maximum(counts, self._returns == start)
+        who = np.repeat(np.arange(len(counts)), counts)
+        hours = self._hours[who, rng.integers(2, size=len(who))] + rng.normal(0, 0.8, len(who))
+        jitter = rng.integers(60_000, size=len(who))
         jobs: list[Job] = []
-        for c in customers:
-            if c.role is not None:
-                continue
-            rate = c.rate
-            if c.returns_ms is not None:
-                rate = 0.8 if start >= c.returns_ms else 0.0
-            for _ in range(int(rng.poisson(rate * factor))):
-                hour = c.hours[int(rng.integers(2))] + rng.normal(0, 0.8)
-                if c.trip is not None and c.trip.start_ms <= start < c.trip.end_ms:
-                    hour += c.trip.hour_shift
-                ms = start + int((hour % 24) * 3_600_000) + int(rng.integers(60_000))
-                jobs.append((ms, partial(self.session, c, ms)))
+        for i, hour, ms_in_minute in zip(who.tolist(), hours.tolist(), jitter.tolist()):
+            c = self._customers[i]
+            if c.trip is not None and c.trip.start_ms <= start < c.trip.end_ms:
+                hour += c.trip.hour_shift
+            ms = start + int((hour % 24) * 60) * 60_000 + ms_in_minute
+            jobs.append((ms, partial(self.session, c, ms)))
         return jobs
 
     def context(self, c: Customer, ms: int) -> Context:
@@ -75,19 +85,20 @@ class Habits:
         if c.switch is not None and ms >= c.switch[0]:
             devices = [c.switch[2] if d is c.switch[1] else d for d in devices]
             group = "new_phone"
-        device = devices[int(rng.integers(len(devices)))]
         if c.uses_api and rng.random() < 0.5:
             return Context(c.home_ip, None, api_agent(rng), "api", group)
+        device = devices[int(rng.integers(len(devices)))]
         channel = "app" if device.app_ua and rng.random() < 0.75 else "web"
         ua = device.app_ua if channel == "app" else device.web_ua
+        device_id = None if channel == "web" and rng.random() < NO_FINGERPRINT else device.device_id
         if c.trip is not None and c.trip.start_ms <= ms < c.trip.end_ms:
             ip = c.trip.hotel_ip if rng.random() < 0.7 else c.trip.network.address(rng)
-            return Context(ip, device, ua, channel, "travel")
+            return Context(ip, device_id, ua, channel, "travel")
         if device.kind == "phone" and rng.random() < 0.55:
-            return Context(c.carrier.address(rng), device, ua, channel, group)
+            return Context(c.carrier.address(rng), device_id, ua, channel, group)
         if c.shared_ip is not None and (not c.office or _office_hours(ms)):
-            return Context(c.shared_ip, device, ua, channel, "shared_ip")
-        return Context(c.home_ip, device, ua, channel, group)
+            return Context(c.shared_ip, device_id, ua, channel, "shared_ip")
+        return Context(c.home_ip, device_id, ua, channel, group)
 
     def session(self, c: Customer, ms: int, buy_symbol: int | None = None, group: str | None = None) -> None:
         """One visit: perhaps a typo first, the login, perhaps a settings change, some orders.
@@ -95,13 +106,12 @@ class Habits:
         rng, broker = self.rng, self.broker
         ctx = self.context(c, ms)
         tag = Tag(group=group or ctx.group)
-        device_id = ctx.device.device_id if ctx.device else None
-        where = {"ip": ctx.ip, "user_agent": ctx.user_agent, "device_id": device_id, "channel": ctx.channel}
+        where = {"ip": ctx.ip, "user_agent": ctx.user_agent, "device_id": ctx.device_id, "channel": ctx.channel}
         if rng.random() < TYPO_RATE:
             broker.login(c, ms, tag, success=False, **where)
             ms += int(rng.integers(5_000, 40_000))
         session = broker.login(c, ms, tag, **where)
-        act = {"session": session, "ip": ctx.ip, "device_id": device_id}
+        act = {"session": session, "ip": ctx.ip, "device_id": ctx.device_id}
         if rng.random() < CHANGE_RATE:
             ms += int(rng.integers(20_000, 300_000))
             field = self._fields[int(rng.choice(len(self._fields), p=self._field_p))]

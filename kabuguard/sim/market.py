@@ -113,6 +113,8 @@ class Market:
             lots = rng.poisson(day_lots * self.profile[m] * momentum)
             volume = lots * 100 + np.rint(bought[:, m] + sold[:, m]).astype(np.int64)
             close = round_tick(price)
+            if m == 0:  # the opening auction's price, not yesterday's close, opens the day
+                last_trade = np.where(volume > 0, close, last_trade)
             bars.open[:, m] = last_trade
             bars.close[:, m] = close
             bars.high[:, m] = np.minimum(round_tick(np.maximum(last_trade, close) * (1 + wick[:, m])), high_cap)

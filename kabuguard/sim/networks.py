@@ -49,16 +49,16 @@ class Networks:
             ]
             for category, entries in raw.items()
         }
-        self._p = {
-            category: np.array([n.weight for n in nets]) / sum(n.weight for n in nets)
+        self._cdf = {
+            category: np.cumsum([n.weight for n in nets]) / sum(n.weight for n in nets)
             for category, nets in self.pools.items()
         }
 
     def pick(self, category: str, rng: np.random.Generator, exclude: Network | None = None) -> Network:
         """A provider of `category` by weight, other than `exclude` (a proxy is never the victim's own ISP)."""
-        nets, p = self.pools[category], self._p[category]
+        nets, cdf = self.pools[category], self._cdf[category]
         while True:
-            net = nets[int(rng.choice(len(nets), p=p))]
+            net = nets[min(int(np.searchsorted(cdf, rng.random())), len(nets) - 1)]
             if net is not exclude:
                 return net
 
