@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -81,3 +82,17 @@ def test_total_order_compares_instants_not_strings_and_drops_duplicates(tmp_path
     ordered = total_order(e for e in read_file(path) if not isinstance(e, Rejection))
     assert [e.event_id for e in ordered.events] == ["early", "late", "tie-1", "tie-2"]
     assert ordered.duplicates == 1
+
+
+def test_parquet_rejects_bad_rows_by_row_number_and_keeps_the_rest(tmp_path: Path) -> None:
+    bar = {"type": "market_bar", "symbol": "9999", "open": 1.0, "high": 2.0, "low": 1.0, "close": 2.0, "volume": 10}
+    rows = [{**bar, "event_id": "b1", "ts": "2025-03-21T09:01:00+09:00"},
+            {**bar, "event_id": "b2", "ts": "2025-03-21T09:02:00"},  # no offset
+            {**bar, "event_id": "b3", "ts": "2025-03-21T09:03:00Z", "volume": None},
+            {**bar, "event_id": "b4", "ts": "2025-03-21T09:04:00.5-05:30"}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "bars.parquet")
+    items = list(read_file(tmp_path / "bars.parquet"))
+    assert [i.event_id for i in items if not isinstance(i, Rejection)] == ["b1", "b4"]
+    assert [(r.line, "offset" in r.reason or "volume" in r.reason) for r in items if isinstance(r, Rejection)] == [(2, True), (3, True)]
+    # 09:04:00.5 at -05:30 is 14:34:00.5 UTC.
+    assert items[-1].ts_us == int(datetime(2025, 3, 21, 14, 34, 0, 500000, tzinfo=timezone.utc).timestamp() * 1_000_000)

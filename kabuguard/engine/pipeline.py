@@ -16,7 +16,7 @@ from kabuguard.detectors.base import Evidence, Finding
 from kabuguard.detectors.session_risk import SessionMemory
 from kabuguard.engine.stages import KeyedStage
 from kabuguard.engine.store import MemoryStore, Store
-from kabuguard.events.model import DECIDABLE, Event, account_key
+from kabuguard.events.model import Event, account_key
 from kabuguard.netintel import UNKNOWN, NetIntel, netintel
 from kabuguard.policy import Policy, at_least, load_policy
 
@@ -63,6 +63,10 @@ class Pipeline:
         self.symbol = KeyedStage("symbol", of("symbol"), lambda e: e.symbol,
                                  kinds=frozenset({"market_bar", "execution"}), between=_quote)
         self.final = KeyedStage("final", of("final"), account_key, kinds=_ACTIVITY, between=self._decide)
+        stages = (self.account, self.ip, self.device, self.symbol, self.final)
+        # Per event type, the stages that handle it, in stage order.
+        self._routes = {kind: tuple(st for st in stages if kind in st.by_kind)
+                        for kind in ("account", "login", "account_change", "order", "execution", "market_bar")}
         self._decision: dict[str, Any] | None = None
 
     def process(self, event: Event) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -75,17 +79,13 @@ class Pipeline:
         ev = Evidence(self.net.lookup(event.ip) if kind in _ACTIVITY else UNKNOWN,
                       self._instrument(event.symbol) if kind in ("order", "execution") else None)
         self._decision = None
-        self.account.run(event, ev, self.store)
-        if kind in _ACTIVITY:
-            self.ip.run(event, ev, self.store)
-            self.device.run(event, ev, self.store)
-        self.symbol.run(event, ev, self.store)
-        if kind in DECIDABLE:
-            self.final.run(event, ev, self.store)
+        store = self.store
+        for stage in self._routes[kind]:
+            stage.run(event, ev, store)
         for note, payload in ev.notes:
             if note == "campaign_member":
                 self._mark_campaign(event, *payload)
-        return self._decision, self._stamp(event, ev.alerts)
+        return self._decision, self._stamp(event, ev.alerts) if ev.alerts else []
 
     def _instrument(self, symbol: str) -> Any:
         reference = self.store.get("reference", symbol)
