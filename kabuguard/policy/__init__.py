@@ -32,6 +32,9 @@ class Policy:
     campaign_member_weight: float
     detectors: dict[str, dict[str, Any]]
     source: str
+    # What an online runner answers when its state or database cannot be reached in time:
+    # `fail_open` allows (reason `degraded`), `fail_closed` challenges.
+    fail_mode: str = "fail_open"
 
     def score(self, kind: str, llr: float) -> float:
         return 1.0 / (1.0 + math.exp(-max(-700.0, min(700.0, self.bias[kind] + llr))))
@@ -96,4 +99,11 @@ def _parse(raw: Any, source: str) -> Policy:
         campaign_member_weight=float(need(need(raw, "containment", ""), "campaign_member_weight", "containment.")),
         detectors=dict(need(raw, "detectors", "")),
         source=source,
+        fail_mode=_fail_mode(raw.get("fail_mode", "fail_open"), source),
     )
+
+
+def _fail_mode(value: Any, source: str) -> str:
+    if value not in ("fail_open", "fail_closed"):
+        raise PolicyError(f"{source}: `fail_mode` must be fail_open or fail_closed, got {value!r}")
+    return str(value)
