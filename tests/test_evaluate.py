@@ -44,6 +44,9 @@ EVENTS = [
     ("u1", "11:20", "order", "B5", "allow", 0.1, 10_000, None),
 ]
 
+# Reason codes on the flagged benign events, to see which rules the false positives come from.
+REASONS = {"b1l": ["new_country"], "b1o": ["new_country", "new_device"], "b4o": ["thin_stock_buy"]}
+
 ALERTS = [
     {"type": "account_alert", "alert_id": "a1", "ts": _ts("09:03"), "account_id": "V1"},
     # Before C2 began: an alert on its account then is not a detection of C2.
@@ -69,7 +72,7 @@ def _decisions() -> list[dict]:
     rows = []
     for event_id, hhmm, kind, account, decision, score, notional, _ in EVENTS:
         row = {"event_id": event_id, "ts": _ts(hhmm), "type": kind, "account_id": account,
-               "decision": decision, "score": score, "reasons": []}
+               "decision": decision, "score": score, "reasons": REASONS.get(event_id, [])}
         if notional is not None:
             row["notional_jpy"] = float(notional)
         rows.append(row)
@@ -106,17 +109,17 @@ def test_order_and_login_precision_recall(metrics: dict) -> None:
     # Fraud orders o1 (review) and o6 (block) held, o2 o3 o4 o5 allowed; benign b1o and b4o held.
     assert (orders["tp"], orders["fn"], orders["fp"], orders["tn"]) == (2, 4, 2, 2)
     assert orders["precision"] == 0.5
-    assert orders["recall"] == round(2 / 6, 4)
+    assert orders["recall"] == pytest.approx(2 / 6, abs=1e-6)
     # Logins l1 (challenge) and l2 (block) caught, l3 missed; benign b1l challenged.
     assert (logins["tp"], logins["fn"], logins["fp"], logins["tn"]) == (2, 1, 1, 2)
-    assert logins["precision"] == round(2 / 3, 4)
+    assert logins["precision"] == pytest.approx(2 / 3, abs=1e-6)
 
 
 def test_value_stopped(metrics: dict) -> None:
     value = metrics["value_stopped"]
     assert value["fraud_notional_jpy"] == 11_500_000
     assert value["stopped_notional_jpy"] == 2_000_000  # o1 + o6
-    assert value["value_stopped"] == round(2 / 11.5, 4)
+    assert value["value_stopped"] == pytest.approx(2 / 11.5, abs=1e-6)
 
 
 def test_victims_stopped_before_first_order(metrics: dict) -> None:
@@ -135,10 +138,16 @@ def test_false_positive_rate_per_group(metrics: dict) -> None:
     assert groups["(no group)"]["order"]["rate"] == 0.0
 
 
+def test_false_positive_reasons(metrics: dict) -> None:
+    reasons = metrics["false_positive_reasons"]
+    assert reasons["travel"] == [("new_country", 2), ("new_device", 1)]
+    assert reasons[HOSTILE] == [("thin_stock_buy", 1)]
+
+
 def test_attack_style_breakdown(metrics: dict) -> None:
     styles = metrics["attack_styles"]
     assert styles["pump_2025"]["order_recall"] == 0.25
-    assert styles["pump_2025"]["value_stopped"] == round(1 / 6.5, 4)
+    assert styles["pump_2025"]["value_stopped"] == pytest.approx(1 / 6.5, abs=1e-6)
     assert styles["stealth_proxy"]["order_recall"] == 0.5
     assert styles["stealth_proxy"]["value_stopped"] == 0.2
 

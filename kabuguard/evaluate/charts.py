@@ -20,19 +20,22 @@ def _text(x: float, y: float, value: str, anchor: str = "start", cls: str = "") 
     return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{css}>{escape(value)}</text>'
 
 
-def _svg(title: str, height: int, body: list[str]) -> str:
+def _svg(title: str, height: int, body: list[str], colors: dict[str, str]) -> str:
+    """The chart with its title on top left and, for more than one series, a legend top right."""
+    legend = _legend(colors) if len(colors) > 1 else []
     return (
         f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" aria-label="{escape(title)}">'
-        f"<title>{escape(title)}</title>{''.join(body)}</svg>"
+        f"<title>{escape(title)}</title>{_text(8, 18, title, cls='title')}{''.join(body + legend)}</svg>"
     )
 
 
-def _legend(colors: dict[str, str], y: float = 14) -> list[str]:
-    out, x = [], float(_LEFT)
-    for name, color in colors.items():
+def _legend(colors: dict[str, str], y: float = 18) -> list[str]:
+    widths = [24 + 7 * len(name) for name in colors]
+    out, x = [], float(WIDTH - _RIGHT - sum(widths))
+    for (name, color), width in zip(colors.items(), widths):
         out.append(f'<rect x="{x:.1f}" y="{y - 9:.1f}" width="10" height="10" fill="{color}"/>')
         out.append(_text(x + 14, y, name))
-        x += 22 + 7 * len(name)
+        x += width
     return out
 
 
@@ -45,9 +48,12 @@ def nice_step(top: float, ticks: int = 4) -> float:
     return next(k * power for k in (1, 2, 5, 10) if k * power >= raw)
 
 
-def _y_axis(top: float, height: int, fmt: Callable[[float], str]) -> tuple[float, list[str]]:
-    """Gridlines and labels for a vertical scale from 0; returns the scale's maximum."""
-    step = nice_step(top)
+def _y_axis(top: float, height: int, fmt: Callable[[float], str], whole: bool) -> tuple[float, list[str]]:
+    """Gridlines and labels for a vertical scale from 0; returns the scale's maximum.
+
+    `whole` keeps the step at 1 or more, so a count axis never reads 0, 0, 1, 1.
+    """
+    step = max(nice_step(top), 1.0) if whole else nice_step(top)
     limit = step * max(1, math.ceil(top / step))
     plot = height - _TOP - _BOTTOM
     out = []
@@ -64,7 +70,7 @@ def stacked_columns(
     """Columns per x position, the series stacked in the order of `colors`."""
     n = len(x_labels)
     totals = [sum(series[name][i] for name in colors) for i in range(n)]
-    limit, body = _y_axis(max(totals, default=0), height, _count)
+    limit, body = _y_axis(max(totals, default=0), height, _count, whole=True)
     plot_w, plot_h = WIDTH - _LEFT - _RIGHT, height - _TOP - _BOTTOM
     slot = plot_w / max(n, 1)
     for i in range(n):
@@ -80,13 +86,13 @@ def stacked_columns(
             base -= h
     every = max(1, math.ceil(n / 6))
     body += [_text(_LEFT + (i + 0.5) * slot, height - _BOTTOM + 16, x_labels[i], "middle", "tick") for i in range(0, n, every)]
-    return _svg(title, height, body + _legend(colors))
+    return _svg(title, height, body, colors)
 
 
 def step_lines(title: str, series: dict[str, Sequence[float]], colors: dict[str, str], height: int = 240) -> str:
     """Histograms over [0, 1] drawn as step lines, so two distributions can overlap legibly."""
     top = max((max(v, default=0) for v in series.values()), default=0)
-    limit, body = _y_axis(top, height, _percent)
+    limit, body = _y_axis(top, height, _percent, whole=False)
     plot_w, plot_h = WIDTH - _LEFT - _RIGHT, height - _TOP - _BOTTOM
     for name, color in colors.items():
         values = series[name]
@@ -99,7 +105,7 @@ def step_lines(title: str, series: dict[str, Sequence[float]], colors: dict[str,
     for score in (0, 0.25, 0.5, 0.75, 1):
         body.append(_text(_LEFT + plot_w * score, height - _BOTTOM + 16, f"{score:g}", "middle", "tick"))
     body.append(_text(WIDTH - _RIGHT, height - 6, "score", "end", "tick"))
-    return _svg(title, height, body + _legend(colors))
+    return _svg(title, height, body, colors)
 
 
 def horizontal_bars(
@@ -108,14 +114,19 @@ def horizontal_bars(
     series: dict[str, Sequence[float | None]],
     colors: dict[str, str],
     fmt: Callable[[float], str],
+    limit: float | None = None,
 ) -> str:
-    """One row per category, one bar per series; a missing value is written 'n/a', not drawn as 0."""
+    """One row per category, one bar per series; a missing value is written 'n/a', not drawn as 0.
+
+    `limit` is the value of a full-width bar (1.0 for shares that should read against 100%);
+    by default the largest value.
+    """
     label_w = min(220, 12 + 7 * max((len(c) for c in categories), default=0))
     rows = len(categories) * len(series)
     gap = 8
     height = _TOP + rows * _BAR_ROW + len(categories) * gap + 12
-    top = max((v for values in series.values() for v in values if v is not None), default=0)
-    limit = top or 1.0
+    if limit is None:
+        limit = max((v for values in series.values() for v in values if v is not None), default=0) or 1.0
     plot_w = WIDTH - label_w - _RIGHT - 70
     body, y = [], float(_TOP)
     for i, category in enumerate(categories):
@@ -133,8 +144,7 @@ def horizontal_bars(
                 body.append(_text(label_w + w + 4, y + 15, fmt(value), cls="tick"))
             y += _BAR_ROW
         y += gap
-    legend = _legend(colors) if len(colors) > 1 else [_text(_LEFT, 14, next(iter(colors)))]
-    return _svg(title, int(height), body + legend)
+    return _svg(title, int(height), body, colors)
 
 
 def _count(value: float) -> str:

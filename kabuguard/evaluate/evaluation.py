@@ -44,6 +44,12 @@ def _calendar(run: Run) -> m.Calendar:
     return m.Calendar(offset, min(instants, default=0), max(instants, default=0))
 
 
+def _period(run: Run, cal: m.Calendar) -> dict:
+    if not (run.decisions or run.alerts):
+        return {"first": None, "last": None, "days": 0}
+    return {"first": cal.iso(cal.first_us), "last": cal.iso(cal.last_us), "days": cal.days}
+
+
 def _coverage(run: Run, pairs: list[m.Pair]) -> dict:
     unlabelled = [d.event_id for d in run.decisions if d.event_id not in run.labels]
     decided = {d.event_id for d in run.decisions}
@@ -102,7 +108,7 @@ def compute(run: Run) -> dict:
             "rejections": [r.to_dict() for r in run.rejections[:_REJECTIONS_SHOWN]],
         },
         "coverage": _coverage(run, pairs),
-        "period": {"first": cal.iso(cal.first_us), "last": cal.iso(cal.last_us), "days": cal.days},
+        "period": _period(run, cal),
         "detection": m.detection(pairs),
         "value_stopped": m.order_value(pairs),
         "victims_stopped_before_first_order": None
@@ -111,6 +117,7 @@ def compute(run: Run) -> dict:
         "false_positive_rate_by_group": None
         if "false_positive_rate_by_group" in unavailable
         else m.false_positives_by_group(pairs),
+        "false_positive_reasons": m.false_positive_reasons(pairs),
         "attack_styles": None if "attack_styles" in unavailable else m.by_attack_style(pairs),
         "campaigns": campaign_rows,
         "campaign_summary": camp.campaign_summary(campaign_rows),

@@ -46,8 +46,11 @@ def stopped(decision: Decision) -> bool:
 
 
 def ratio(numerator: float, denominator: float) -> float | None:
-    """A share rounded for reading, or None when there is nothing to divide by."""
-    return round(numerator / denominator, 4) if denominator else None
+    """A share, or None when there is nothing to divide by.
+
+    Six decimals: a false-positive rate of one order in 100,000 must not round to zero.
+    """
+    return round(numerator / denominator, 6) if denominator else None
 
 
 def account_of(decision: Decision | None, label: Label) -> str | None:
@@ -73,9 +76,6 @@ class Calendar:
     def iso(self, ts_us: int) -> str:
         tz = timezone(timedelta(microseconds=self.offset_us))
         return datetime.fromtimestamp(ts_us / 1_000_000, tz).isoformat(timespec="seconds")
-
-    def date(self, ts_us: int) -> str:
-        return self.iso(ts_us)[:10]
 
 
 def detection(pairs: Iterable[Pair]) -> dict[str, dict]:
@@ -176,6 +176,15 @@ def false_positives_by_group(pairs: Iterable[Pair]) -> dict[str, dict[str, dict]
     for (group, kind), n in sorted(total.items()):
         out[group][kind] = {"benign": n, "flagged": hit[group, kind], "rate": ratio(hit[group, kind], n)}
     return dict(out)
+
+
+def false_positive_reasons(pairs: Iterable[Pair], top: int = 5) -> dict[str, list[tuple[str, int]]]:
+    """The reason codes most often behind flagged benign events, per group: what to tune first."""
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for d, label in pairs:
+        if not label.fraud and flagged(d):
+            counts[label.group or NO_GROUP].update(d.reasons or ())
+    return {group: c.most_common(top) for group, c in sorted(counts.items())}
 
 
 def decision_matrix(decisions: Iterable[Decision]) -> dict[str, dict[str, int]]:

@@ -31,13 +31,16 @@ table{border-collapse:collapse;background:#fff;width:100%;margin:8px 0;font-size
 th,td{border:1px solid #d5d9de;padding:4px 8px;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
 th{background:#eef0f3}
 .chart{width:100%;height:auto;background:#fff;border:1px solid #d5d9de;border-radius:6px;margin:8px 0}
-.chart text{font-size:12px;fill:#1d2329}.chart .tick{fill:#5b6670;font-size:11px}.chart .grid{stroke:#e3e6ea}
+.chart text{font-size:12px;fill:#1d2329}.chart .title{font-weight:600;font-size:13px}.chart .tick{fill:#5b6670;font-size:11px}.chart .grid{stroke:#e3e6ea}
 p.note{color:#5b6670;font-size:13px}
 """
 
 
 def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
+    """One decimal, more below 1% so that a small but real false-positive rate does not read 0.0%."""
+    if value is None:
+        return "n/a"
+    return f"{value:.2%}" if 0 < value < 0.01 else f"{value:.1%}"
 
 
 def _num(value: Any) -> str:
@@ -172,26 +175,27 @@ def _detection_table(metrics: dict) -> str:
 
 
 def _fp_section(metrics: dict) -> str:
-    groups = metrics["false_positive_rate_by_group"]
-    if groups is None:
-        return ""
-    names = sorted(groups)
-    kinds = [k for k in DECIDED_TYPES if any(k in groups[g] for g in names)]
-    series = {k: [groups[g].get(k, {}).get("rate") for g in names] for k in kinds}
-    rows = [
-        (g, k, groups[g][k]["benign"], groups[g][k]["flagged"], _pct(groups[g][k]["rate"]))
-        for g in names
-        for k in kinds
-        if k in groups[g]
-    ]
-    return _section(
-        "False positives per benign confounder group",
-        _note("Orders count as flagged when held or blocked; logins and account changes when challenged or stronger."),
-        charts.horizontal_bars(
-            "False-positive rate per group", names, series, {k: _TYPE_COLORS[k] for k in kinds}, _pct
-        ),
-        _table(("group", "type", "benign events", "flagged", "rate"), rows),
-    )
+    groups, reasons = metrics["false_positive_rate_by_group"], metrics["false_positive_reasons"]
+    parts = [_note("Orders count as flagged when held or blocked; logins and account changes when challenged or stronger.")]
+    if groups is not None:
+        names = sorted(groups)
+        kinds = [k for k in DECIDED_TYPES if any(k in groups[g] for g in names)]
+        series = {k: [groups[g].get(k, {}).get("rate") for g in names] for k in kinds}
+        rows = [
+            (g, k, groups[g][k]["benign"], groups[g][k]["flagged"], _pct(groups[g][k]["rate"]))
+            for g in names
+            for k in kinds
+            if k in groups[g]
+        ]
+        colors = {k: _TYPE_COLORS[k] for k in kinds}
+        parts.append(charts.horizontal_bars("False-positive rate per group", names, series, colors, _pct))
+        parts.append(_table(("group", "type", "benign events", "flagged", "rate"), rows))
+    if reasons:
+        parts.append(_note("Reason codes most often behind flagged benign events: where tuning pays first."))
+        parts.append(
+            _table(("group", "top reasons"), ((g, ", ".join(f"{r} ({n:,})" for r, n in top)) for g, top in reasons.items()))
+        )
+    return _section("False positives", *parts) if len(parts) > 1 else ""
 
 
 def _style_section(metrics: dict) -> str:
@@ -210,6 +214,7 @@ def _style_section(metrics: dict) -> str:
         {"value stopped": [styles[s]["value_stopped"] for s in names], "order recall": [styles[s]["order_recall"] for s in names]},
         {"value stopped": "#c8102e", "order recall": "#2f6db5"},
         _pct,
+        limit=1.0,
     )
     headers = ("attack style", "fraud orders", "held", "order recall", "fraud value", "value held", "value stopped")
     return _section("By attack style", chart, _table(headers, rows))
@@ -299,10 +304,11 @@ def _inputs_section(metrics: dict) -> str:
 def render(metrics: dict) -> str:
     """The whole page as one string."""
     period = metrics["period"]
+    span = f"{period['first']} to {period['last']}" if period["first"] else "no decisions or alerts"
     body = "".join(
         (
             "<h1>Kabuguard evaluation</h1>",
-            f'<p class="sub">{escape(period["first"])} to {escape(period["last"])}</p>',
+            f'<p class="sub">{escape(span)}</p>',
             _warnings(metrics),
             _headline(metrics),
             _campaign_section(metrics),
