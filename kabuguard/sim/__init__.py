@@ -54,7 +54,7 @@ def simulate(config: Config, out: Path, progress: Callable[[int, int], None] | N
     customers = population(config.accounts, firms, universe, networks, config.start, next(streams))
     market = Market(universe, next(streams))
     broker = Brokerage(market, next(streams), multi_firm=config.firms > 1)
-    habits = Habits(broker, next(streams))
+    habits = Habits(broker, networks, next(streams))
     confounders = Confounders(customers, universe, networks, habits, market, days, next(streams))
     confounders.plan()
     campaigns = Campaigns(customers, universe, networks, broker, habits, days, firms, next(streams))

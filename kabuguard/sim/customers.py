@@ -14,6 +14,7 @@ from kabuguard.sim.networks import Network, Networks
 
 MFA_MIX: dict[str, float] = {"none": 0.42, "sms": 0.22, "email": 0.14, "totp": 0.08, "push": 0.08, "passkey": 0.06}
 DORMANT_SHARE = 0.2
+API_SHARE, API_ON_VPS = 0.01, 0.4
 
 # When people look at their portfolio (JST hours): two anchors per profile, each session near one.
 HOUR_PROFILES: list[tuple[float, float]] = [
@@ -54,7 +55,7 @@ class Customer:
     trade_prob: float  # chance that a session places orders
     buy_fraction: float  # typical share of cash put into one buy
     favourites: np.ndarray
-    uses_api: bool
+    api_ip: str | None  # where the customer's API client runs (home, or a VPS bot), if any
     # Set by the confounder and campaign planners.
     group: str | None = None
     role: str | None = None
@@ -63,6 +64,7 @@ class Customer:
     returns_ms: int | None = None  # a dormant account comes back at this instant
     shared_ip: str | None = None  # a household or office address shared with other accounts
     office: bool = False
+    relay: bool = False  # Safari traffic through iCloud Private Relay
     targets: list[int] = field(default_factory=list)  # symbols pushed on the customer (news)
 
     @property
@@ -95,6 +97,7 @@ def population(
     for i in range(n):
         favourites = np.array(list(dict.fromkeys(picks[i].tolist()))[: n_favourites[i]])
         home = networks.pick("residential_jp", rng)
+        home_ip = home.address(rng)
         customers.append(
             Customer(
                 index=i,
@@ -105,7 +108,7 @@ def population(
                 holdings=_holdings(favourites, universe, rng),
                 devices=_devices(rng),
                 home=home,
-                home_ip=home.address(rng),
+                home_ip=home_ip,
                 carrier=networks.pick("mobile_jp", rng),
                 mfa=mfa_names[mfa[i]],
                 rate=float(rate[i]),
@@ -113,10 +116,17 @@ def population(
                 trade_prob=float(rng.beta(2, 4)),
                 buy_fraction=float(rng.uniform(0.08, 0.45)),
                 favourites=favourites,
-                uses_api=bool(rng.random() < 0.01),
+                api_ip=_api_address(home_ip, networks, rng),
             )
         )
     return customers
+
+
+def _api_address(home_ip: str, networks: Networks, rng: np.random.Generator) -> str | None:
+    """1 % trade through the API too; 40 % of those from a bot on a Japanese VPS."""
+    if rng.random() >= API_SHARE:
+        return None
+    return networks.address("vps_jp", rng) if rng.random() < API_ON_VPS else home_ip
 
 
 def _holdings(favourites: np.ndarray, universe: Universe, rng: np.random.Generator) -> dict[int, int]:

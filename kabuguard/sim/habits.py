@@ -17,6 +17,7 @@ from kabuguard.sim.brokerage import Brokerage, Tag
 from kabuguard.sim.clock import day_start_ms, is_trading_day, jst_date, jst_hour
 from kabuguard.sim.customers import Customer
 from kabuguard.sim.devices import api_agent
+from kabuguard.sim.networks import Networks
 
 Job = tuple[int, Callable[[], None]]
 
@@ -44,8 +45,9 @@ class Context:
 
 
 class Habits:
-    def __init__(self, broker: Brokerage, rng: np.random.Generator) -> None:
+    def __init__(self, broker: Brokerage, networks: Networks, rng: np.random.Generator) -> None:
         self.broker = broker
+        self.networks = networks
         self.rng = rng
         self._fields = list(CHANGE_FIELDS)
         self._field_p = np.array(list(CHANGE_FIELDS.values()))
@@ -85,8 +87,8 @@ class Habits:
         if c.switch is not None and ms >= c.switch[0]:
             devices = [c.switch[2] if d is c.switch[1] else d for d in devices]
             group = "new_phone"
-        if c.uses_api and rng.random() < 0.5:
-            return Context(c.home_ip, None, api_agent(rng), "api", group)
+        if c.api_ip is not None and rng.random() < 0.5:
+            return Context(c.api_ip, None, api_agent(rng), "api", group)
         device = devices[int(rng.integers(len(devices)))]
         channel = "app" if device.app_ua and rng.random() < 0.75 else "web"
         ua = device.app_ua if channel == "app" else device.web_ua
@@ -94,6 +96,8 @@ class Habits:
         if c.trip is not None and c.trip.start_ms <= ms < c.trip.end_ms:
             ip = c.trip.hotel_ip if rng.random() < 0.7 else c.trip.network.address(rng)
             return Context(ip, device_id, ua, channel, "travel")
+        if c.relay and channel == "web" and "Version/" in ua:  # Safari
+            return Context(self.networks.address("privacy_relay", rng), device_id, ua, channel, "shared_ip")
         if device.kind == "phone" and rng.random() < 0.55:
             return Context(c.carrier.address(rng), device_id, ua, channel, group)
         if c.shared_ip is not None and (not c.office or _office_hours(ms)):
