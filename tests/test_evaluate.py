@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 import re
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from kabuguard.cli import main
+from kabuguard.evaluate import charts
 from kabuguard.evaluate import evaluate_run, summary_lines
 
 HOSTILE = "<script>alert('x')</script>"
@@ -239,3 +241,8 @@ def test_cli_success_and_usage_errors(run_files: tuple[Path, Path], tmp_path: Pa
     assert runner.invoke(main, ["evaluate", "--labels", str(labels)]).exit_code == 2
     assert runner.invoke(main, ["evaluate", "--labels", str(labels), "--run", str(tmp_path), "--out", str(tmp_path / "p")]).exit_code == 2
     assert "--labels" in runner.invoke(main, ["evaluate", "--help"]).output
+
+
+def test_docstring_examples() -> None:
+    result = doctest.testmod(charts)
+    assert result.attempted and not result.failed

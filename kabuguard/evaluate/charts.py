@@ -40,7 +40,11 @@ def _legend(colors: dict[str, str], y: float = 18) -> list[str]:
 
 
 def nice_step(top: float, ticks: int = 4) -> float:
-    """A 1-2-5 step so that `ticks` steps cover `top`: axes people can read at a glance."""
+    """A 1-2-5 step so that `ticks` steps cover `top`: axes people can read at a glance.
+
+    >>> nice_step(730), nice_step(0.42), nice_step(0)
+    (200, 0.2, 1.0)
+    """
     if top <= 0:
         return 1.0
     raw = top / ticks
@@ -121,7 +125,7 @@ def horizontal_bars(
     `limit` is the value of a full-width bar (1.0 for shares that should read against 100%);
     by default the largest value.
     """
-    label_w = min(220, 12 + 7 * max((len(c) for c in categories), default=0))
+    label_w = min(240, 16 + 7.5 * max((len(c) for c in categories), default=0))
     rows = len(categories) * len(series)
     gap = 8
     height = _TOP + rows * _BAR_ROW + len(categories) * gap + 12

@@ -159,7 +159,7 @@ def summary_lines(metrics: dict) -> list[str]:
             f"campaigns detected: {camps['detected']}/{camps['campaigns']}"
             + (f", median delay {delay} min" if delay is not None else "")
         )
-    lines.append(f"alerts per day: {metrics['workload']['alerts_per_day'] or 0}")
+    lines.append(f"alerts per day: {metrics['workload']['alerts_per_day'] or 0:.1f}")
     coverage = metrics["coverage"]
     if coverage["unlabelled_decisions"] or coverage["labels_without_decision"]:
         lines.append(

@@ -27,7 +27,7 @@ h1{margin:0 0 4px;font-size:24px}h2{margin:32px 0 8px;font-size:19px;border-bott
 .card{background:#fff;border:1px solid #d5d9de;border-radius:6px;padding:12px 14px}
 .card .v{font-size:26px;font-weight:650}.card .k{color:#5b6670;font-size:13px}
 .warn{background:#fff7e6;border:1px solid #f2b134;border-radius:6px;padding:8px 14px;margin:12px 0}
-table{border-collapse:collapse;background:#fff;width:100%;margin:8px 0;font-size:14px}
+.scroll{overflow-x:auto}table{border-collapse:collapse;background:#fff;width:100%;margin:8px 0;font-size:14px}
 th,td{border:1px solid #d5d9de;padding:4px 8px;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
 th{background:#eef0f3}
 .chart{width:100%;height:auto;background:#fff;border:1px solid #d5d9de;border-radius:6px;margin:8px 0}
@@ -55,8 +55,17 @@ def _num(value: Any) -> str:
     return str(value)
 
 
+def _duration(minutes: float) -> str:
+    return f"{minutes:g} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+
+
 def _yen(value: float | None) -> str:
     return "n/a" if value is None else f"¥{value:,.0f}"
+
+
+def _when(iso: str) -> str:
+    """'2025-04-07 09:53' from an RFC 3339 string: minutes are what a reader compares."""
+    return iso[:16].replace("T", " ")
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -70,7 +79,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
             cls = ' class="n"' if numeric else ""
             cells.append(f"<td{cls}>{escape(_num(cell))}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _card(key: str, value: str, note: str = "") -> str:
@@ -110,7 +119,7 @@ def _headline(metrics: dict) -> str:
             _card(
                 "Campaigns detected",
                 f"{camps['detected']} / {camps['campaigns']}",
-                "median delay " + ("n/a" if delay is None else f"{delay:g} min"),
+                "median delay " + ("n/a" if delay is None else _duration(delay)),
             )
         )
     cards.append(_card("Alerts per day", _num(metrics["workload"]["alerts_per_day"] or 0), f"over {metrics['period']['days']} day(s)"))
@@ -229,7 +238,7 @@ def _campaign_section(metrics: dict) -> str:
         [r["campaign_id"] for r in rows],
         {"delay": [r["detection_delay_min"] for r in rows]},
         {"delay": "#ef7d22"},
-        lambda v: f"{v:g} min",
+        _duration,
     )
     headers = (
         "campaign", "attack style", "accounts", "victims", "fraud events", "fraud orders",
@@ -238,7 +247,7 @@ def _campaign_section(metrics: dict) -> str:
     table_rows = (
         (
             r["campaign_id"], r["attack_style"], r["accounts"], r["victim_accounts"], r["fraud_events"],
-            r["fraud_orders"], _pct(r["value_stopped"]), r["first_fraud_ts"], r["detected_ts"] or "never",
+            r["fraud_orders"], _pct(r["value_stopped"]), _when(r["first_fraud_ts"] or "n/a"), _when(r["detected_ts"] or "never"),
             r["detected_by"], r["detection_delay_min"],
         )
         for r in rows
@@ -252,9 +261,22 @@ def _campaign_section(metrics: dict) -> str:
     )
 
 
+def _missed_section(metrics: dict) -> str:
+    victims = metrics["victims_stopped_before_first_order"]
+    if not victims or not victims["missed_accounts"]:
+        return ""
+    missed = victims["missed_accounts"]
+    return _section(
+        "Hijacked accounts not stopped in time",
+        _note(f"Their first fraudulent order went through unheld; the first {len(missed)} are listed, "
+              "worth replaying one by one to see which signal came too late."),
+        f'<p>{escape(", ".join(missed))}</p>',
+    )
+
+
 def _workload_section(metrics: dict) -> str:
     work = metrics["workload"]
-    rows = [(kind, v["count"], v["per_day"], v["peak_day"]) for kind, v in work["by_type"].items()]
+    rows = [(kind.replace("_", " "), v["count"], v["per_day"], v["peak_day"]) for kind, v in work["by_type"].items()]
     return _section(
         "Analyst workload",
         _note(f"Over {work['days']} calendar day(s). Review decisions are orders or logins held for an analyst."),
@@ -268,7 +290,8 @@ def _pump_section(metrics: dict) -> str:
         return ""
     manip, news = pumps["manipulation"], pumps["news"]
     rows = (
-        (e["symbol"], e["kind"], e["campaign_id"], e["start"], e["end"], e["alerted"], e["alerted_by"], e["delay_min"])
+        (e["symbol"], e["kind"], e["campaign_id"], _when(e["start"]), _when(e["end"]), e["alerted"], e["alerted_by"],
+         e["delay_min"])
         for e in pumps["episodes"]
     )
     return _section(
@@ -304,7 +327,11 @@ def _inputs_section(metrics: dict) -> str:
 def render(metrics: dict) -> str:
     """The whole page as one string."""
     period = metrics["period"]
-    span = f"{period['first']} to {period['last']}" if period["first"] else "no decisions or alerts"
+    span = (
+        f"{_when(period['first'])} to {_when(period['last'])} (UTC{period['first'][19:]}), {period['days']} day(s)"
+        if period["first"]
+        else "no decisions or alerts"
+    )
     body = "".join(
         (
             "<h1>Kabuguard evaluation</h1>",
@@ -312,6 +339,7 @@ def render(metrics: dict) -> str:
             _warnings(metrics),
             _headline(metrics),
             _campaign_section(metrics),
+            _missed_section(metrics),
             _time_charts(metrics),
             _score_charts(metrics),
             _fp_section(metrics),
