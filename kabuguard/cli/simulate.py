@@ -34,7 +34,13 @@ def simulate(out_dir: Path, accounts: int, days: int, seed: int, firms: int, sym
     market_bars.parquet with one-minute bars), OUT/labels.jsonl (ground truth per login,
     account change and order, plus pump_episode lines) and OUT/simulation.json (the summary).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from kabuguard.sim import Config
     from kabuguard.sim import simulate as run

@@ -51,7 +51,7 @@ def simulate(config: Config, out: Path, progress: Callable[[int, int], None] | N
     firms = firm_ids(config.firms)
     networks = Networks()
     universe = sample(load_tse(), config.symbols, next(streams))
-    customers = population(config.accounts, firms, universe, networks, config.start, next(streams))
+    customers = population(config.accounts, firms, universe, networks, config.start, config.days, next(streams))
     market = Market(universe, next(streams))
     broker = Brokerage(market, next(streams), multi_firm=config.firms > 1)
     habits = Habits(broker, networks, next(streams))

@@ -11,7 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kabuguard.sim.clock import BARS_PER_DAY, CLOSING_AUCTION, MS_PER_MIN, bar_start_ms, fill_slot
+from kabuguard.sim.clock import (
+    BARS_PER_DAY,
+    CLOSING_AUCTION,
+    MS_PER_MIN,
+    bar_start_ms,
+    fill_slot,
+)
 from kabuguard.sim.customers import Customer
 from kabuguard.sim.market import DayBars, Market, round_tick
 
@@ -32,7 +38,14 @@ class Tag:
     group: str | None = None
 
 
-BENIGN = Tag()
+@dataclass(frozen=True, slots=True)
+class Session:
+    """What every event of one login carries: its id, address, fingerprint and channel."""
+
+    session_id: str
+    ip: str
+    device_id: str | None
+    channel: str
 
 
 @dataclass(slots=True)
@@ -77,7 +90,7 @@ class Brokerage:
         self.events.append(Recorded(ms, event, tag))
         return event
 
-    def session_id(self) -> str:
+    def _session_id(self) -> str:
         if not self._session_ids:
             self._session_ids = self.rng.integers(1 << 63, size=4096).tolist()
         return f"s-{self._session_ids.pop():016x}"
@@ -85,34 +98,35 @@ class Brokerage:
     def login(
         self, c: Customer, ms: int, tag: Tag, *, ip: str, user_agent: str, device_id: str | None,
         channel: str, success: bool = True, mfa: str | None = None,
-    ) -> str:
-        """Record a login attempt; returns its session id (failed attempts get one too)."""
-        session = self.session_id()
+    ) -> Session:
+        """Record a login attempt (failed ones get a session id too); returns the session."""
+        session = Session(self._session_id(), ip, device_id, channel)
         self._record(c, ms, tag, "login", {
-            "account_id": c.account_id, "session_id": session, "success": success, "ip": ip,
+            "account_id": c.account_id, "session_id": session.session_id, "success": success, "ip": ip,
             "user_agent": user_agent, "device_id": device_id,
             "mfa": (c.mfa if mfa is None else mfa) if success else "none", "channel": channel,
         })
         return session
 
-    def change(self, c: Customer, ms: int, tag: Tag, *, session: str, field: str, ip: str, device_id: str | None) -> None:
+    def change(self, c: Customer, ms: int, tag: Tag, session: Session, field: str) -> None:
         self._record(c, ms, tag, "account_change", {
-            "account_id": c.account_id, "session_id": session, "field": field, "ip": ip, "device_id": device_id,
+            "account_id": c.account_id, "session_id": session.session_id, "field": field,
+            "ip": session.ip, "device_id": session.device_id,
         })
 
     def order(
-        self, c: Customer, ms: int, tag: Tag, *, session: str, symbol: int, buy: bool, qty: int,
-        ip: str, device_id: str | None, channel: str, limit_offset: float | None = None,
+        self, c: Customer, ms: int, tag: Tag, session: Session, *, symbol: int, buy: bool, qty: int,
+        limit_offset: float | None = None,
     ) -> None:
         """Send an order at the reference price (market) or `limit_offset` away from it (limit).
         Cash and shares are reserved now and released if the order does not fill."""
         ref = self.market.reference(symbol)
         limit = None if limit_offset is None else float(round_tick(ref * (1 + limit_offset)))
         event = self._record(c, ms, tag, "order", {
-            "order_id": "", "account_id": c.account_id, "session_id": session,
+            "order_id": "", "account_id": c.account_id, "session_id": session.session_id,
             "symbol": self.market.universe.codes[symbol], "side": "buy" if buy else "sell", "qty": qty,
             "order_type": "market" if limit is None else "limit", "limit_price": limit,
-            "ip": ip, "device_id": device_id, "channel": channel,
+            "ip": session.ip, "device_id": session.device_id, "channel": session.channel,
         })
         price = limit or ref
         c.cash -= qty * price if buy else -qty * price

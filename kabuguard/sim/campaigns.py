@@ -20,13 +20,20 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TypeVar
 
 import numpy as np
 
 from kabuguard.sim import calibration
-from kabuguard.sim.brokerage import Brokerage, Tag
+from kabuguard.sim.brokerage import Brokerage, Session, Tag
 from kabuguard.sim.clock import (
-    AFTERNOON_OPEN, MS_PER_MIN, day_start_ms, in_session_or_next_open, is_trading_day, jst_date, random_session_ms,
+    AFTERNOON_OPEN,
+    MS_PER_MIN,
+    day_start_ms,
+    in_session_or_next_open,
+    is_trading_day,
+    jst_date,
+    random_session_ms,
 )
 from kabuguard.sim.customers import Customer
 from kabuguard.sim.devices import Device, new_device, tool_device
@@ -35,6 +42,7 @@ from kabuguard.sim.instruments import Universe
 from kabuguard.sim.networks import Networks
 
 HOUR = 60 * MS_PER_MIN
+T = TypeVar("T")
 
 # Victims per campaign (all firms together), by style.
 MEAN_VICTIMS: dict[str, int] = {"pump_2025": 15, "stealth_proxy": 6, "change_first": 5, "credential_stuffing": 5}
@@ -191,7 +199,7 @@ class Campaigns:
         for v in victims:
             ms = random_session_ms(day, rng)
             ip = self.networks.pick("residential_jp", rng, exclude=v.home).address(rng)
-            device = new_device(rng, "pc")
+            device = new_device(rng, "phone" if v.devices[0].kind == "phone" else "pc")  # looks like theirs
             self._schedule(ms, partial(self._visit, cp, ep, v, ms, ip, device, v in traders, "mimic"))
             last = max(last, ms)
         return last + 15 * MS_PER_MIN
@@ -258,33 +266,32 @@ class Campaigns:
     # -- actions at run time -------------------------------------------------------------------
 
     def _login(self, cp: Campaign, c: Customer, ms: int, ip: str, device: Device, mfa: str | None = None,
-               role: str = "victim") -> tuple[str, dict]:
+               role: str = "victim") -> Session:
         tag = cp.tag(role)
         where = {"ip": ip, "user_agent": device.web_ua, "device_id": device.device_id, "channel": "web"}
         if role == "victim" and self.rng.random() < 0.08:  # the phished password, mistyped once
             self.broker.login(c, ms, tag, success=False, **where)
             ms += int(self.rng.integers(3_000, 20_000))
-        session = self.broker.login(c, ms, tag, mfa=mfa, **where)
-        return session, {"session": session, "ip": ip, "device_id": device.device_id, "channel": "web"}
+        return self.broker.login(c, ms, tag, mfa=mfa, **where)
 
     def _visit(self, cp: Campaign, ep: Episode, v: Customer, ms: int, ip: str, device: Device,
                trade: bool, how: str, mfa: str | None = None) -> None:
         """A hijacked session: log in; if trading, sell (everything, or like the victim would)
         and put the cash into the campaign's symbol."""
         rng, broker, tag = self.rng, self.broker, cp.tag("victim")
-        _, act = self._login(cp, v, ms, ip, device, mfa)
+        session = self._login(cp, v, ms, ip, device, mfa)
         if how != "mimic" and rng.random() < 0.2:  # silence the trade notifications first
             ms += int(rng.integers(20_000, 90_000))
-            broker.change(v, ms, tag, field="notification_settings", **{k: act[k] for k in ("session", "ip", "device_id")})
+            broker.change(v, ms, tag, session, "notification_settings")
         if not trade:
             return
         held = [s for s, q in v.holdings.items() if q > 0 and s != cp.symbol]
         for s in held if how != "mimic" else held[: int(rng.integers(0, 3))]:
             ms += int(rng.integers(5_000, 40_000))
             if how == "mimic":
-                self.habits.sell(v, ms, tag, s, act)
+                self.habits.sell(v, ms, tag, session, s)
             else:
-                broker.order(v, ms, tag, symbol=s, buy=False, qty=v.holdings[s], **act)
+                broker.order(v, ms, tag, session, symbol=s, buy=False, qty=v.holdings[s])
         value = v.cash  # sale proceeds are buying power at once
         if how == "mimic":
             value = min(value, v.cash * v.buy_fraction * 2.5)
@@ -293,16 +300,16 @@ class Campaigns:
         for part in _split(lots, pieces):
             ms += int(rng.integers(8_000, 60_000))
             offset = None if rng.random() < 0.5 else float(rng.uniform(0.02, 0.08))
-            broker.order(v, ms, tag, symbol=cp.symbol, buy=True, qty=part * 100, limit_offset=offset, **act)
+            broker.order(v, ms, tag, session, symbol=cp.symbol, buy=True, qty=part * 100, limit_offset=offset)
             ep.touch(ms)
 
     def _takeover(self, cp: Campaign, v: Customer, ms: int, ip: str, device: Device, fields: list[str]) -> None:
         """Change first: email, then phone and MFA, sometimes the password, minutes apart."""
         rng, tag = self.rng, cp.tag("victim")
-        session, _ = self._login(cp, v, ms, ip, device)
+        session = self._login(cp, v, ms, ip, device)
         for f in fields:
             ms += int(rng.integers(30_000, 240_000))
-            self.broker.change(v, ms, tag, field=f, session=session, ip=ip, device_id=device.device_id)
+            self.broker.change(v, ms, tag, session, f)
 
     def _stuff(self, cp: Campaign, c: Customer, ms: int, device: Device, infra: list[str]) -> None:
         """One or two wrong passwords against an account the attackers do not get into."""
@@ -314,19 +321,19 @@ class Campaigns:
             ms += int(self.rng.integers(1_000, 15_000))
 
     def _accumulate(self, cp: Campaign, a: Customer, ms: int, ip: str, device: Device) -> None:
-        _, act = self._login(cp, a, ms, ip, device, role="attacker")
+        session = self._login(cp, a, ms, ip, device, role="attacker")
         qty = max(100, a.holdings.get(cp.symbol, 0) // 8 // 100 * 100)
-        self.broker.order(a, ms + int(self.rng.integers(20_000, 120_000)), cp.tag("attacker"),
-                          symbol=cp.symbol, buy=True, qty=qty, limit_offset=0.0, **act)
+        self.broker.order(a, ms + int(self.rng.integers(20_000, 120_000)), cp.tag("attacker"), session,
+                          symbol=cp.symbol, buy=True, qty=qty, limit_offset=0.0)
 
     def _dump(self, cp: Campaign, ep: Episode, a: Customer, ms: int, ip: str, device: Device) -> None:
         """Sell the position in a few limit orders above the last price, into the buying."""
         rng = self.rng
-        _, act = self._login(cp, a, ms, ip, device, role="attacker")
+        session = self._login(cp, a, ms, ip, device, role="attacker")
         for lots in _split(a.holdings.get(cp.symbol, 0) // 100, int(rng.integers(2, 5))):
             ms += int(rng.integers(2, 12)) * MS_PER_MIN
-            self.broker.order(a, ms, cp.tag("attacker"), symbol=cp.symbol, buy=False, qty=lots * 100,
-                              limit_offset=float(rng.uniform(0.0, 0.06)), **act)
+            self.broker.order(a, ms, cp.tag("attacker"), session, symbol=cp.symbol, buy=False, qty=lots * 100,
+                              limit_offset=float(rng.uniform(0.0, 0.06)))
             ep.touch(ms)
 
 
@@ -335,7 +342,7 @@ def _split(lots: int, pieces: int) -> list[int]:
     return [q for q in np.diff(np.linspace(0, lots, pieces + 1).round().astype(int)).tolist() if q > 0]
 
 
-def _one(rng: np.random.Generator, items: list):
+def _one(rng: np.random.Generator, items: list[T]) -> T:
     return items[int(rng.integers(len(items)))]
 
 

@@ -10,7 +10,16 @@ from functools import partial
 
 import numpy as np
 
-from kabuguard.sim.clock import AFTERNOON_OPEN, MS_PER_DAY, MS_PER_MIN, PRE_CLOSE, bar_start_ms, day_start_ms, is_trading_day, iso
+from kabuguard.sim.clock import (
+    AFTERNOON_OPEN,
+    MS_PER_DAY,
+    MS_PER_MIN,
+    PRE_CLOSE,
+    bar_start_ms,
+    day_start_ms,
+    is_trading_day,
+    iso,
+)
 from kabuguard.sim.customers import Customer, Trip
 from kabuguard.sim.devices import new_device
 from kabuguard.sim.habits import Habits, Job

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kabuguard.sim.clock import MS_PER_DAY, day_start_ms
-from kabuguard.sim.devices import Device, new_device
+from kabuguard.sim.devices import Device, new_device, with_update
 from kabuguard.sim.instruments import Universe
 from kabuguard.sim.networks import Network, Networks
 
@@ -78,6 +78,7 @@ def population(
     universe: Universe,
     networks: Networks,
     start: dt.date,
+    days: int,
     rng: np.random.Generator,
 ) -> list[Customer]:
     """`n` customers with stable devices, home networks, hours, favourite symbols and sizes."""
@@ -93,6 +94,7 @@ def population(
     mfa_names = list(MFA_MIX)
     mfa = rng.choice(len(mfa_names), size=n, p=list(MFA_MIX.values()))
     start_ms = day_start_ms(start)
+    end_ms = start_ms + days * MS_PER_DAY
     customers = []
     for i in range(n):
         favourites = np.array(list(dict.fromkeys(picks[i].tolist()))[: n_favourites[i]])
@@ -106,7 +108,7 @@ def population(
                 opened_ms=start_ms - int(years_open[i] * 365 * MS_PER_DAY) // 1000 * 1000,
                 cash=float(cash[i]),
                 holdings=_holdings(favourites, universe, rng),
-                devices=_devices(rng),
+                devices=[with_update(d, rng, start_ms, end_ms) for d in _devices(rng)],
                 home=home,
                 home_ip=home_ip,
                 carrier=networks.pick("mobile_jp", rng),

@@ -18,6 +18,29 @@ class Device:
     kind: str  # pc, phone, tablet
     web_ua: str
     app_ua: str | None  # only phones run the brokerage's app
+    upgrade_ms: int | None = None  # when the browser or app updates itself ...
+    upgraded: Device | None = None  # ... into this (same id, newer agents)
+
+    def at(self, ms: int) -> Device:
+        """The device as it presents itself at `ms`."""
+        if self.upgraded is not None and self.upgrade_ms is not None and ms >= self.upgrade_ms:
+            return self.upgraded
+        return self
+
+
+def with_update(device: Device, rng: np.random.Generator, start_ms: int, end_ms: int) -> Device:
+    """`device`, set to auto-update during [start_ms, end_ms) if it runs an outgoing version."""
+    newer = {ua: _upgrade(ua) for ua in (device.web_ua, device.app_ua) if ua}
+    if all(new == old for old, new in newer.items()) or rng.random() >= _UA["upgrades"]["share"]:
+        return device
+    upgraded = Device(device.device_id, device.kind, newer[device.web_ua], newer[device.app_ua] if device.app_ua else None)
+    return Device(device.device_id, device.kind, device.web_ua, device.app_ua, int(rng.integers(start_ms, end_ms)), upgraded)
+
+
+def _upgrade(ua: str) -> str:
+    for old, new in _UA["upgrades"]["from_to"].items():
+        ua = ua.replace(old, new)
+    return ua
 
 
 class _Choice:

@@ -13,7 +13,7 @@ from functools import partial
 
 import numpy as np
 
-from kabuguard.sim.brokerage import Brokerage, Tag
+from kabuguard.sim.brokerage import Brokerage, Session, Tag
 from kabuguard.sim.clock import day_start_ms, is_trading_day, jst_date, jst_hour
 from kabuguard.sim.customers import Customer
 from kabuguard.sim.devices import api_agent
@@ -71,7 +71,7 @@ class Habits:
         hours = self._hours[who, rng.integers(2, size=len(who))] + rng.normal(0, 0.8, len(who))
         jitter = rng.integers(60_000, size=len(who))
         jobs: list[Job] = []
-        for i, hour, ms_in_minute in zip(who.tolist(), hours.tolist(), jitter.tolist()):
+        for i, hour, ms_in_minute in zip(who.tolist(), hours.tolist(), jitter.tolist(), strict=True):
             c = self._customers[i]
             if c.trip is not None and c.trip.start_ms <= start < c.trip.end_ms:
                 hour += c.trip.hour_shift
@@ -89,7 +89,7 @@ class Habits:
             group = "new_phone"
         if c.api_ip is not None and rng.random() < 0.5:
             return Context(c.api_ip, None, api_agent(rng), "api", group)
-        device = devices[int(rng.integers(len(devices)))]
+        device = devices[int(rng.integers(len(devices)))].at(ms)
         channel = "app" if device.app_ua and rng.random() < 0.75 else "web"
         ua = device.app_ua if channel == "app" else device.web_ua
         device_id = None if channel == "web" and rng.random() < NO_FINGERPRINT else device.device_id
@@ -115,14 +115,12 @@ class Habits:
             broker.login(c, ms, tag, success=False, **where)
             ms += int(rng.integers(5_000, 40_000))
         session = broker.login(c, ms, tag, **where)
-        act = {"session": session, "ip": ctx.ip, "device_id": ctx.device_id}
         if rng.random() < CHANGE_RATE:
             ms += int(rng.integers(20_000, 300_000))
-            field = self._fields[int(rng.choice(len(self._fields), p=self._field_p))]
-            broker.change(c, ms, tag, field=field, **act)
+            broker.change(c, ms, tag, session, self._fields[int(rng.choice(len(self._fields), p=self._field_p))])
         if buy_symbol is not None:
             ms += int(rng.integers(20_000, 180_000))
-            self.buy(c, ms, tag, buy_symbol, act | {"channel": ctx.channel}, market=True)
+            self.buy(c, ms, tag, session, buy_symbol, market=True)
             return
         if rng.random() >= c.trade_prob * (1.0 if is_trading_day(jst_date(ms)) else 0.3):
             return
@@ -131,24 +129,24 @@ class Habits:
             held = [s for s, q in c.holdings.items() if q > 0]
             if held and rng.random() < 0.42:
                 symbol = held[int(rng.integers(len(held)))]
-                self.sell(c, ms, tag, symbol, act | {"channel": ctx.channel})
+                self.sell(c, ms, tag, session, symbol)
             else:
                 symbol = int(c.favourites[int(rng.integers(len(c.favourites)))])
-                self.buy(c, ms, tag, symbol, act | {"channel": ctx.channel})
+                self.buy(c, ms, tag, session, symbol)
 
-    def buy(self, c: Customer, ms: int, tag: Tag, symbol: int, act: dict, market: bool = False) -> None:
+    def buy(self, c: Customer, ms: int, tag: Tag, session: Session, symbol: int, market: bool = False) -> None:
         """A buy sized to the customer's habit and cash; skipped when one unit is too dear."""
         rng = self.rng
         value = max(0.0, c.cash) * min(1.0, c.buy_fraction * rng.lognormal(0, 0.4))
         qty = self.broker.lots_for(symbol, value)
         if qty:
-            self.broker.order(c, ms, tag, symbol=symbol, buy=True, qty=qty, **act, **self._pricing(market, buy=True))
+            self.broker.order(c, ms, tag, session, symbol=symbol, buy=True, qty=qty, **self._pricing(market, buy=True))
 
-    def sell(self, c: Customer, ms: int, tag: Tag, symbol: int, act: dict) -> None:
+    def sell(self, c: Customer, ms: int, tag: Tag, session: Session, symbol: int) -> None:
         """Sell all of a position or part of it, in whole units where possible."""
         held = c.holdings[symbol]
         qty = held if held <= 100 or self.rng.random() < 0.5 else max(100, int(held * self.rng.uniform(0.2, 0.8)) // 100 * 100)
-        self.broker.order(c, ms, tag, symbol=symbol, buy=False, qty=qty, **act, **self._pricing(False, buy=False))
+        self.broker.order(c, ms, tag, session, symbol=symbol, buy=False, qty=qty, **self._pricing(False, buy=False))
 
     def _pricing(self, market: bool, buy: bool) -> dict:
         """Market orders, or limits near the last price (a little through it, sometimes away)."""
