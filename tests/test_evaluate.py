@@ -8,11 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from kabuguard.cli import main
-from kabuguard.evaluate import charts
-from kabuguard.evaluate import evaluate_run, summary_lines
+from kabuguard.evaluate import charts, evaluate_run, summary_lines
 
 HOSTILE = "<script>alert('x')</script>"
 
@@ -21,19 +20,26 @@ def _ts(hhmm: str) -> str:
     return f"2025-03-21T{hhmm}:00+09:00"
 
 
+def _fraud(campaign: str, style: str, role: str) -> dict:
+    return {"fraud": True, "campaign_id": campaign, "attack_style": style, "role": role}
+
+
+C1_VICTIM, C1_ATTACKER = _fraud("C1", "pump_2025", "victim"), _fraud("C1", "pump_2025", "attacker")
+C2_VICTIM = _fraud("C2", "stealth_proxy", "victim")
+
 # (event_id, hh:mm, type, account, decision, score, notional, label fields or None)
 EVENTS = [
     # Campaign C1, pump_2025: victims V1 and V2, the attackers' own account X1.
-    ("l1", "09:00", "login", "V1", "challenge", 0.7, None, dict(fraud=True, campaign_id="C1", attack_style="pump_2025", role="victim")),
-    ("o1", "09:05", "order", "V1", "review", 0.9, 1_000_000, dict(fraud=True, campaign_id="C1", attack_style="pump_2025", role="victim")),
-    ("o2", "09:06", "order", "V1", "allow", 0.3, 500_000, dict(fraud=True, campaign_id="C1", attack_style="pump_2025", role="victim")),
-    ("l2", "09:10", "login", "V2", "block", 0.95, None, dict(fraud=True, campaign_id="C1", attack_style="pump_2025", role="victim")),
-    ("o3", "09:12", "order", "V2", "allow", 0.2, 2_000_000, dict(fraud=True, campaign_id="C1", attack_style="pump_2025", role="victim")),
-    ("o4", "09:20", "order", "X1", "allow", 0.4, 3_000_000, dict(fraud=True, campaign_id="C1", attack_style="pump_2025", role="attacker")),
+    ("l1", "09:00", "login", "V1", "challenge", 0.7, None, C1_VICTIM),
+    ("o1", "09:05", "order", "V1", "review", 0.9, 1_000_000, C1_VICTIM),
+    ("o2", "09:06", "order", "V1", "allow", 0.3, 500_000, C1_VICTIM),
+    ("l2", "09:10", "login", "V2", "block", 0.95, None, C1_VICTIM),
+    ("o3", "09:12", "order", "V2", "allow", 0.2, 2_000_000, C1_VICTIM),
+    ("o4", "09:20", "order", "X1", "allow", 0.4, 3_000_000, C1_ATTACKER),
     # Campaign C2, stealth_proxy: victim V3, whose first fraudulent order goes through.
-    ("l3", "10:00", "login", "V3", "allow", 0.1, None, dict(fraud=True, campaign_id="C2", attack_style="stealth_proxy", role="victim")),
-    ("o5", "10:30", "order", "V3", "allow", 0.2, 4_000_000, dict(fraud=True, campaign_id="C2", attack_style="stealth_proxy", role="victim")),
-    ("o6", "10:40", "order", "V3", "block", 0.8, 1_000_000, dict(fraud=True, campaign_id="C2", attack_style="stealth_proxy", role="victim")),
+    ("l3", "10:00", "login", "V3", "allow", 0.1, None, C2_VICTIM),
+    ("o5", "10:30", "order", "V3", "allow", 0.2, 4_000_000, C2_VICTIM),
+    ("o6", "10:40", "order", "V3", "block", 0.8, 1_000_000, C2_VICTIM),
     # Benign customers, some in confounder groups.
     ("b1l", "09:30", "login", "B1", "challenge", 0.6, None, dict(fraud=False, group="travel")),
     ("b1o", "09:35", "order", "B1", "review", 0.7, 100_000, dict(fraud=False, group="travel")),
@@ -53,7 +59,8 @@ ALERTS = [
     {"type": "account_alert", "alert_id": "a1", "ts": _ts("09:03"), "account_id": "V1"},
     # Before C2 began: an alert on its account then is not a detection of C2.
     {"type": "account_alert", "alert_id": "a2", "ts": _ts("08:00"), "account_id": "V3"},
-    {"type": "campaign_alert", "alert_id": "a3", "ts": _ts("10:45"), "campaign_id": "k1", "accounts": ["V3", "Z9"], "symbols": [], "ips": []},
+    {"type": "campaign_alert", "alert_id": "a3", "ts": _ts("10:45"), "campaign_id": "k1",
+     "accounts": ["V3", "Z9"], "symbols": [], "ips": []},
     {"type": "symbol_alert", "alert_id": "a4", "ts": _ts("09:30"), "symbol": "9999"},
     {"type": "symbol_alert", "alert_id": "a5", "ts": _ts("12:00"), "symbol": "1111"},
     {"type": "symbol_alert", "alert_id": "a6", "ts": _ts("13:00"), "symbol": "2222"},
@@ -192,7 +199,8 @@ def test_unmatched_decisions_and_labels_are_counted(metrics: dict) -> None:
 
 def test_minimal_labels_say_what_cannot_be_computed(run_files: tuple[Path, Path], tmp_path: Path) -> None:
     _, run = run_files
-    minimal = _write(tmp_path / "dispositions.jsonl", [{"event_id": e[0], "fraud": e[7]["fraud"]} for e in EVENTS if e[7]])
+    dispositions = [{"event_id": e[0], "fraud": e[7]["fraud"]} for e in EVENTS if e[7]]
+    minimal = _write(tmp_path / "dispositions.jsonl", dispositions)
     metrics = evaluate_run(minimal, run, tmp_path / "out2")
     assert metrics["detection"]["order"]["precision"] == 0.5
     assert metrics["victims_stopped_before_first_order"] is None
@@ -217,30 +225,42 @@ def test_hostile_strings_are_escaped(metrics: dict) -> None:
     assert "&lt;script&gt;" in html
 
 
+def _cli(*args: str | Path) -> Result:
+    return CliRunner().invoke(main, ["evaluate", *map(str, args)])
+
+
 def test_cli_reports_bad_lines_and_exits_1(run_files: tuple[Path, Path], tmp_path: Path) -> None:
     labels, run = run_files
+    bad_decision = {"event_id": "x", "ts": _ts("09:00"), "type": "order", "decision": "maybe", "score": 0.5}
     with (run / "decisions.jsonl").open("a") as fh:
-        fh.write("{not json\n")
-        fh.write(json.dumps({"event_id": "x", "ts": _ts("09:00"), "type": "order", "decision": "maybe", "score": 0.5}) + "\n")
+        fh.write("{not json\n" + json.dumps(bad_decision) + "\n")
+    with labels.open("a") as fh:
+        fh.write(json.dumps({"event_id": "o1", "fraud": "yes"}) + "\n")
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["evaluate", "--labels", str(labels), "--run", str(run), "--out", str(out)])
+    result = _cli("--labels", labels, "--run", run, "--out", out)
     assert result.exit_code == 1, result.output
     assert f"report: {out / 'report.html'}" in result.output
+    decisions, n = str(run / "decisions.jsonl"), len(EVENTS)
+    assert f"rejected {decisions}:{n + 1}: invalid JSON" in result.output
     rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
-    n = len(EVENTS)
-    assert [(r["line"], r["file"]) for r in rejected] == [(n + 1, str(run / "decisions.jsonl")), (n + 2, str(run / "decisions.jsonl"))]
-    assert "invalid JSON" in rejected[0]["reason"] and "decision" in rejected[1]["reason"]
+    assert [(r["file"], r["line"]) for r in rejected] == [
+        (decisions, n + 1),
+        (decisions, n + 2),
+        (str(labels), len(_labels()) + 1),
+    ]
+    assert "`$.decision`" in rejected[1]["reason"] and "`$.fraud`" in rejected[2]["reason"]
+    # The good lines still count.
+    assert json.loads((out / "metrics.json").read_text())["detection"]["order"]["tp"] == 2
 
 
 def test_cli_success_and_usage_errors(run_files: tuple[Path, Path], tmp_path: Path) -> None:
     labels, run = run_files
-    runner = CliRunner()
-    ok = runner.invoke(main, ["evaluate", "--labels", str(labels), "--run", str(run), "--out", str(tmp_path / "o")])
+    ok = _cli("--labels", labels, "--run", run, "--out", tmp_path / "o")
     assert ok.exit_code == 0, ok.output
     assert "value stopped: ¥2,000,000 of ¥11,500,000 (17.4%)" in ok.output
-    assert runner.invoke(main, ["evaluate", "--labels", str(labels)]).exit_code == 2
-    assert runner.invoke(main, ["evaluate", "--labels", str(labels), "--run", str(tmp_path), "--out", str(tmp_path / "p")]).exit_code == 2
-    assert "--labels" in runner.invoke(main, ["evaluate", "--help"]).output
+    assert _cli("--labels", labels).exit_code == 2
+    assert _cli("--labels", labels, "--run", tmp_path, "--out", tmp_path / "p").exit_code == 2  # no decisions.jsonl
+    assert "--labels" in _cli("--help").output
 
 
 def test_docstring_examples() -> None:

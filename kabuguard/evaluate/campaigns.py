@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from statistics import median
 
-from kabuguard.evaluate.inputs import Alert, AccountAlert, CampaignAlert, Decision, Label, PumpEpisode, SymbolAlert
+from kabuguard.evaluate.inputs import (
+    AccountAlert,
+    Alert,
+    CampaignAlert,
+    Decision,
+    Label,
+    PumpEpisode,
+    SymbolAlert,
+    alert_type,
+)
 from kabuguard.evaluate.metrics import Calendar, account_of, order_value, ratio, stopped
 
 # (instant, what raised it) sorted by instant, per account or per symbol.
@@ -31,7 +40,7 @@ class _Campaign:
 
 
 def _describe(alert: Alert) -> str:
-    return f"{alert.__struct_config__.tag} {alert.alert_id or alert.event_id or ''}".strip()  # type: ignore[attr-defined]
+    return f"{alert_type(alert)} {alert.alert_id or alert.event_id or ''}".strip()
 
 
 def _index(pairs: list[tuple[str, tuple[int, str]]]) -> Leads:
@@ -124,19 +133,21 @@ def campaigns(
                 "first_fraud_ts": cal.iso(c.start_us) if c.start_us is not None else None,
                 "detected_ts": cal.iso(first[0]) if first else None,
                 "detected_by": first[1] if first else None,
-                "detection_delay_min": _minutes(first[0] - c.start_us) if first and c.start_us is not None else None,
+                "detection_delay_min": _minutes(first[0] - c.start_us)
+                if first and c.start_us is not None
+                else None,
             }
         )
     return rows
 
 
 def campaign_summary(rows: list[dict]) -> dict:
-    delays = [r["detection_delay_min"] for r in rows if r["detection_delay_min"] is not None]
+    delays: list[float] = [r["detection_delay_min"] for r in rows if r["detection_delay_min"] is not None]
     return {
         "campaigns": len(rows),
         "detected": len(delays),
         "share": ratio(len(delays), len(rows)),
-        "median_delay_min": round(median(delays), 1) if delays else None,
+        "median_delay_min": _median(delays),
         "max_delay_min": max(delays, default=None),
     }
 
@@ -149,9 +160,13 @@ def pump_episodes(episodes: list[PumpEpisode], alerts: list[Alert], cal: Calenda
     """
     leads = symbol_leads(alerts)
     rows = []
+    detected: list[float] = []  # delays of the manipulations alerted on
     for ep in sorted(episodes, key=lambda e: (e.start_us, e.symbol)):
         lead = _first_at_or_after(leads.get(ep.symbol, []), ep.start_us)
         hit = lead if lead is not None and lead[0] <= ep.end_us else None
+        delay = _minutes(hit[0] - ep.start_us) if hit else None
+        if delay is not None and ep.manipulated:
+            detected.append(delay)
         rows.append(
             {
                 "symbol": ep.symbol,
@@ -161,12 +176,11 @@ def pump_episodes(episodes: list[PumpEpisode], alerts: list[Alert], cal: Calenda
                 "end": ep.end.isoformat(),
                 "alerted": hit is not None,
                 "alerted_by": hit[1] if hit else None,
-                "delay_min": _minutes(hit[0] - ep.start_us) if hit else None,
+                "delay_min": delay,
             }
         )
     pumps = [r for r in rows if r["kind"] == "manipulation"]
     news = [r for r in rows if r["kind"] == "news"]
-    detected = [r["delay_min"] for r in pumps if r["alerted"]]
     false_alerts = _false_symbol_alerts(episodes, alerts)
     false_days = {(a.symbol, cal.day(a.ts_us)) for a in false_alerts}
     return {
@@ -175,7 +189,7 @@ def pump_episodes(episodes: list[PumpEpisode], alerts: list[Alert], cal: Calenda
             "episodes": len(pumps),
             "detected": len(detected),
             "share": ratio(len(detected), len(pumps)),
-            "median_delay_min": round(median(detected), 1) if detected else None,
+            "median_delay_min": _median(detected),
         },
         "news": {"episodes": len(news), "alerted": sum(r["alerted"] for r in news)},
         "false_symbol_alerts": len(false_alerts),
@@ -196,6 +210,10 @@ def _false_symbol_alerts(episodes: list[PumpEpisode], alerts: list[Alert]) -> li
         if isinstance(a, SymbolAlert)
         and not any(start <= a.ts_us <= end for start, end in windows.get(a.symbol, ()))
     ]
+
+
+def _median(minutes: list[float]) -> float | None:
+    return round(median(minutes), 1) if minutes else None
 
 
 def _minutes(delta_us: int) -> float:

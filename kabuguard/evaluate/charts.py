@@ -7,7 +7,7 @@ as it is, so the charts are plain SVG markup built here; every text is escaped.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from html import escape
 
 WIDTH = 720
@@ -32,7 +32,7 @@ def _svg(title: str, height: int, body: list[str], colors: dict[str, str]) -> st
 def _legend(colors: dict[str, str], y: float = 18) -> list[str]:
     widths = [24 + 7 * len(name) for name in colors]
     out, x = [], float(WIDTH - _RIGHT - sum(widths))
-    for (name, color), width in zip(colors.items(), widths):
+    for (name, color), width in zip(colors.items(), widths, strict=True):
         out.append(f'<rect x="{x:.1f}" y="{y - 9:.1f}" width="10" height="10" fill="{color}"/>')
         out.append(_text(x + 14, y, name))
         x += width
@@ -69,7 +69,11 @@ def _y_axis(top: float, height: int, fmt: Callable[[float], str], whole: bool) -
 
 
 def stacked_columns(
-    title: str, x_labels: Sequence[str], series: dict[str, Sequence[float]], colors: dict[str, str], height: int = 260
+    title: str,
+    x_labels: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    colors: dict[str, str],
+    height: int = 260,
 ) -> str:
     """Columns per x position, the series stacked in the order of `colors`."""
     n = len(x_labels)
@@ -78,7 +82,7 @@ def stacked_columns(
     plot_w, plot_h = WIDTH - _LEFT - _RIGHT, height - _TOP - _BOTTOM
     slot = plot_w / max(n, 1)
     for i in range(n):
-        base = height - _BOTTOM
+        base = float(height - _BOTTOM)
         for name, color in colors.items():
             h = plot_h * series[name][i] / limit
             if h > 0:
@@ -89,11 +93,16 @@ def stacked_columns(
                 )
             base -= h
     every = max(1, math.ceil(n / 6))
-    body += [_text(_LEFT + (i + 0.5) * slot, height - _BOTTOM + 16, x_labels[i], "middle", "tick") for i in range(0, n, every)]
+    body += [
+        _text(_LEFT + (i + 0.5) * slot, height - _BOTTOM + 16, x_labels[i], "middle", "tick")
+        for i in range(0, n, every)
+    ]
     return _svg(title, height, body, colors)
 
 
-def step_lines(title: str, series: dict[str, Sequence[float]], colors: dict[str, str], height: int = 240) -> str:
+def step_lines(
+    title: str, series: Mapping[str, Sequence[float]], colors: dict[str, str], height: int = 240
+) -> str:
     """Histograms over [0, 1] drawn as step lines, so two distributions can overlap legibly."""
     top = max((max(v, default=0) for v in series.values()), default=0)
     limit, body = _y_axis(top, height, _percent, whole=False)
@@ -115,7 +124,7 @@ def step_lines(title: str, series: dict[str, Sequence[float]], colors: dict[str,
 def horizontal_bars(
     title: str,
     categories: Sequence[str],
-    series: dict[str, Sequence[float | None]],
+    series: Mapping[str, Sequence[float | None]],
     colors: dict[str, str],
     fmt: Callable[[float], str],
     limit: float | None = None,

@@ -20,7 +20,9 @@ _EXAMPLES = 5
 _REJECTIONS_SHOWN = 20
 
 
-def evaluate_run(labels_path: Path | str, run_dir: Path | str, out_dir: Path | str, *, progress: bool = False) -> dict:
+def evaluate_run(
+    labels_path: Path | str, run_dir: Path | str, out_dir: Path | str, *, progress: bool = False
+) -> dict:
     """Read a run and its labels, write metrics.json, report.html and rejected.jsonl to `out_dir`."""
     run = load(Path(labels_path), Path(run_dir), progress=progress)
     metrics = compute(run)
@@ -31,7 +33,9 @@ def evaluate_run(labels_path: Path | str, run_dir: Path | str, out_dir: Path | s
         "report": str(out / "report.html"),
         "rejected": str(out / "rejected.jsonl"),
     }
-    (out / "rejected.jsonl").write_bytes(b"".join(msgspec.json.encode(r.to_dict()) + b"\n" for r in run.rejections))
+    (out / "rejected.jsonl").write_bytes(
+        b"".join(msgspec.json.encode(r.to_dict()) + b"\n" for r in run.rejections)
+    )
     (out / "metrics.json").write_bytes(msgspec.json.format(msgspec.json.encode(metrics), indent=2) + b"\n")
     (out / "report.html").write_text(render(metrics), encoding="utf-8")
     return metrics
@@ -75,7 +79,10 @@ def _missing_label_fields(run: Run) -> dict[str, str]:
         if getattr(label, name)
     }
     needs = {
-        "victims_stopped_before_first_order": ("role", "cannot tell hijacked customers from attackers' own accounts"),
+        "victims_stopped_before_first_order": (
+            "role",
+            "cannot tell hijacked customers from attackers' own accounts",
+        ),
         "false_positive_rate_by_group": ("group", "cannot name the benign confounders"),
         "attack_styles": ("attack_style", "cannot split by attacker playbook"),
         "campaigns": ("campaign_id", "cannot group fraudulent events into campaigns"),
@@ -97,9 +104,15 @@ def compute(run: Run) -> dict:
     if not run.episodes:
         unavailable["pump_episodes"] = "labels have no `pump_episode` lines"
     if run.files.get("alerts") and run.files["alerts"].missing:
-        unavailable["alerts"] = f"{run.files['alerts'].path} not found: no alert counted, delays use decisions only"
-    campaign_rows = [] if "campaigns" in unavailable else camp.campaigns(
-        run.labels, {d.event_id: d for d in run.decisions}, camp.account_leads(run.alerts), cal
+        unavailable["alerts"] = (
+            f"{run.files['alerts'].path} not found: no alert counted, delays use decisions only"
+        )
+    campaign_rows = (
+        []
+        if "campaigns" in unavailable
+        else camp.campaigns(
+            run.labels, {d.event_id: d for d in run.decisions}, camp.account_leads(run.alerts), cal
+        )
     )
     return {
         "inputs": {
@@ -167,5 +180,8 @@ def summary_lines(metrics: dict) -> list[str]:
             f"{coverage['labels_without_decision']} labels without a decision (not in the figures above)"
         )
     if metrics["inputs"]["rejected_lines"]:
-        lines.append(f"warning: {metrics['inputs']['rejected_lines']} input lines rejected, see {metrics['outputs']['rejected']}")
+        lines.append(
+            f"warning: {metrics['inputs']['rejected_lines']} input lines rejected, "
+            f"see {metrics['outputs']['rejected']}"
+        )
     return lines

@@ -82,6 +82,11 @@ class CampaignAlert(_Alert, tag="campaign_alert", kw_only=True):
 Alert = AccountAlert | SymbolAlert | CampaignAlert
 
 
+def alert_type(alert: Alert) -> str:
+    """`account_alert`, `symbol_alert` or `campaign_alert`, as written in the file."""
+    return type(alert).__struct_config__.tag  # type: ignore[return-value]
+
+
 class Label(msgspec.Struct, kw_only=True, gc=False):
     """Ground truth for one activity event; only `event_id` and `fraud` are required."""
 

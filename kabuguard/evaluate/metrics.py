@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from kabuguard.evaluate.inputs import Alert, Decision, Label
+from kabuguard.evaluate.inputs import Alert, Decision, Label, alert_type
 
 Pair = tuple[Decision, Label]
 
@@ -26,7 +26,11 @@ FLAGGED: dict[str, frozenset[str]] = {
     "login": _CHALLENGE_OR_STRONGER,
     "account_change": _CHALLENGE_OR_STRONGER,
 }
-RULES = {"order": "review or block", "login": "challenge or stronger", "account_change": "challenge or stronger"}
+RULES = {
+    "order": "review or block",
+    "login": "challenge or stronger",
+    "account_change": "challenge or stronger",
+}
 NO_GROUP = "(no group)"
 SCORE_BINS = 20
 _DAY_US = 86_400_000_000
@@ -80,9 +84,7 @@ class Calendar:
 
 def detection(pairs: Iterable[Pair]) -> dict[str, dict]:
     """Confusion counts, precision and recall per decided type, each under its own FLAGGED rule."""
-    counts: Counter[tuple[str, bool, bool]] = Counter(
-        (d.type, label.fraud, flagged(d)) for d, label in pairs
-    )
+    counts: Counter[tuple[str, bool, bool]] = Counter((d.type, label.fraud, flagged(d)) for d, label in pairs)
     out: dict[str, dict] = {}
     for kind in DECIDED_TYPES:
         tp, fp = counts[kind, True, True], counts[kind, False, True]
@@ -189,7 +191,7 @@ def false_positive_reasons(pairs: Iterable[Pair], top: int = 5) -> dict[str, lis
 
 def decision_matrix(decisions: Iterable[Decision]) -> dict[str, dict[str, int]]:
     """Counts by type and decision, over every decision, labelled or not."""
-    counts = Counter((d.type, d.decision) for d in decisions)
+    counts: Counter[tuple[str, str]] = Counter((d.type, d.decision) for d in decisions)
     return {kind: {dec: counts[kind, dec] for dec in DECISIONS} for kind in DECIDED_TYPES}
 
 
@@ -223,7 +225,7 @@ def workload(alerts: list[Alert], decisions: list[Decision], cal: Calendar) -> d
     """What lands on an analyst's desk per day: alerts by type, and orders held for review."""
     per_type: dict[str, Counter[int]] = defaultdict(Counter)
     for alert in alerts:
-        per_type[alert.__struct_config__.tag][cal.day(alert.ts_us)] += 1  # type: ignore[index]
+        per_type[alert_type(alert)][cal.day(alert.ts_us)] += 1
     per_type["review_decisions"] = Counter(cal.day(d.ts_us) for d in decisions if d.decision == "review")
     out: dict = {"days": cal.days, "by_type": {}}
     for kind, days in sorted(per_type.items()):

@@ -21,17 +21,24 @@ _TYPE_COLORS = {"order": "#c8102e", "login": "#2f6db5", "account_change": "#7a4f
 _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,'Segoe UI','Hiragino Sans',sans-serif;margin:0;color:#1d2329;background:#f5f6f8}
 main{max-width:1040px;margin:0 auto;padding:24px}
-h1{margin:0 0 4px;font-size:24px}h2{margin:32px 0 8px;font-size:19px;border-bottom:1px solid #d5d9de;padding-bottom:4px}
+h1{margin:0 0 4px;font-size:24px}
+h2{margin:32px 0 8px;font-size:19px;border-bottom:1px solid #d5d9de;padding-bottom:4px}
 .sub{color:#5b6670;margin:0 0 16px}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:12px}
 .card{background:#fff;border:1px solid #d5d9de;border-radius:6px;padding:12px 14px}
-.card .v{font-size:26px;font-weight:650}.card .k{color:#5b6670;font-size:13px}
+.card .v{font-size:26px;font-weight:650}
+.card .k{color:#5b6670;font-size:13px}
 .warn{background:#fff7e6;border:1px solid #f2b134;border-radius:6px;padding:8px 14px;margin:12px 0}
-.scroll{overflow-x:auto}table{border-collapse:collapse;background:#fff;width:100%;margin:8px 0;font-size:14px}
-th,td{border:1px solid #d5d9de;padding:4px 8px;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
+.scroll{overflow-x:auto}
+table{border-collapse:collapse;background:#fff;width:100%;margin:8px 0;font-size:14px}
+th,td{border:1px solid #d5d9de;padding:4px 8px;text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
 th{background:#eef0f3}
 .chart{width:100%;height:auto;background:#fff;border:1px solid #d5d9de;border-radius:6px;margin:8px 0}
-.chart text{font-size:12px;fill:#1d2329}.chart .title{font-weight:600;font-size:13px}.chart .tick{fill:#5b6670;font-size:11px}.chart .grid{stroke:#e3e6ea}
+.chart text{font-size:12px;fill:#1d2329}
+.chart .title{font-weight:600;font-size:13px}
+.chart .tick{fill:#5b6670;font-size:11px}
+.chart .grid{stroke:#e3e6ea}
 p.note{color:#5b6670;font-size:13px}
 """
 
@@ -100,10 +107,26 @@ def _headline(metrics: dict) -> str:
     victims, camps = metrics["victims_stopped_before_first_order"], metrics["campaign_summary"]
     orders, logins = det["order"], det["login"]
     cards = [
-        _card("Fraudulent orders held (recall)", _pct(orders["recall"]), f"{orders['tp']:,} of {orders['fraud']:,}"),
-        _card("Held orders that were fraud (precision)", _pct(orders["precision"]), f"{orders['fp']:,} benign orders held"),
-        _card("Takeover logins challenged (recall)", _pct(logins["recall"]), f"precision {_pct(logins['precision'])}"),
-        _card("Value stopped", _pct(value["value_stopped"]), f"{_yen(value['stopped_notional_jpy'])} of {_yen(value['fraud_notional_jpy'])}"),
+        _card(
+            "Fraudulent orders held (recall)",
+            _pct(orders["recall"]),
+            f"{orders['tp']:,} of {orders['fraud']:,}",
+        ),
+        _card(
+            "Held orders that were fraud (precision)",
+            _pct(orders["precision"]),
+            f"{orders['fp']:,} benign orders held",
+        ),
+        _card(
+            "Takeover logins challenged (recall)",
+            _pct(logins["recall"]),
+            f"precision {_pct(logins['precision'])}",
+        ),
+        _card(
+            "Value stopped",
+            _pct(value["value_stopped"]),
+            f"{_yen(value['stopped_notional_jpy'])} of {_yen(value['fraud_notional_jpy'])}",
+        ),
     ]
     if victims is not None:
         cards.append(
@@ -122,7 +145,13 @@ def _headline(metrics: dict) -> str:
                 "median delay " + ("n/a" if delay is None else _duration(delay)),
             )
         )
-    cards.append(_card("Alerts per day", _num(metrics["workload"]["alerts_per_day"] or 0), f"over {metrics['period']['days']} day(s)"))
+    cards.append(
+        _card(
+            "Alerts per day",
+            _num(metrics["workload"]["alerts_per_day"] or 0),
+            f"over {metrics['period']['days']} day(s)",
+        )
+    )
     return f'<div class="cards">{"".join(cards)}</div>'
 
 
@@ -133,10 +162,13 @@ def _warnings(metrics: dict) -> str:
         items.append(f"{rejected:,} input line(s) rejected (listed at the end of this page).")
     cov = metrics["coverage"]
     if cov["unlabelled_decisions"]:
-        items.append(f"{cov['unlabelled_decisions']:,} decision(s) have no label and are left out of every fraud figure.")
+        items.append(
+            f"{cov['unlabelled_decisions']:,} decision(s) have no label and are left out of every fraud figure."
+        )
     if cov["labels_without_decision"]:
         items.append(
-            f"{cov['labels_without_decision']:,} label(s) ({cov['labels_without_decision_fraud']:,} fraudulent) have no "
+            f"{cov['labels_without_decision']:,} label(s) ({cov['labels_without_decision_fraud']:,} fraudulent) "
+            "have no "
             "decision: the run did not see these events, and they are left out of precision, recall and value."
         )
     items += [f"Not computed, {name}: {why}." for name, why in metrics["unavailable"].items()]
@@ -151,19 +183,25 @@ def _time_charts(metrics: dict) -> str:
     width = series["bucket_minutes"]
     return _section(
         "Decisions over time",
-        _note(f"Each column is {width} minutes. The second chart leaves out 'allow' so interventions stay visible."),
+        _note(
+            f"Each column is {width} minutes. The second chart leaves out 'allow' so interventions stay visible."
+        ),
         charts.stacked_columns("All decisions", labels, series["counts"], DECISION_COLORS),
         charts.stacked_columns("Challenges, reviews and blocks", labels, series["counts"], _INTERVENTIONS),
     )
 
 
 def _score_charts(metrics: dict) -> str:
-    parts = [_note("Share of each class's events per score bin: good separation puts fraud right and benign left.")]
+    parts = [
+        _note("Share of each class's events per score bin: good separation puts fraud right and benign left.")
+    ]
     for kind, hist in metrics["score_histograms"].items():
         totals = {cls: sum(counts) for cls, counts in hist.items()}
         if not any(totals.values()):
             continue
-        shares = {cls: [c / totals[cls] if totals[cls] else 0 for c in counts] for cls, counts in hist.items()}
+        shares = {
+            cls: [c / totals[cls] if totals[cls] else 0 for c in counts] for cls, counts in hist.items()
+        }
         title = f"{kind}: score distribution ({totals['fraud']:,} fraud, {totals['benign']:,} benign)"
         parts.append(charts.step_lines(title, shares, _CLASS_COLORS))
     return _section("Score distributions, fraud vs benign", *parts)
@@ -171,21 +209,40 @@ def _score_charts(metrics: dict) -> str:
 
 def _detection_table(metrics: dict) -> str:
     rows = [
-        (kind, d["rule"], d["events"], d["fraud"], d["tp"], d["fp"], d["fn"], _pct(d["precision"]), _pct(d["recall"]))
+        (
+            kind,
+            d["rule"],
+            d["events"],
+            d["fraud"],
+            d["tp"],
+            d["fp"],
+            d["fn"],
+            _pct(d["precision"]),
+            _pct(d["recall"]),
+        )
         for kind, d in metrics["detection"].items()
     ]
     matrix = metrics["decisions"]
     return _section(
         "Detection by event type",
-        _table(("type", "flagged when", "events", "fraud", "caught", "false", "missed", "precision", "recall"), rows),
+        _table(
+            ("type", "flagged when", "events", "fraud", "caught", "false", "missed", "precision", "recall"),
+            rows,
+        ),
         _note("Decisions by type (all decisions, labelled or not):"),
-        _table(("type", *DECISIONS), ([kind, *(matrix[kind][d] for d in DECISIONS)] for kind in DECIDED_TYPES)),
+        _table(
+            ("type", *DECISIONS), ([kind, *(matrix[kind][d] for d in DECISIONS)] for kind in DECIDED_TYPES)
+        ),
     )
 
 
 def _fp_section(metrics: dict) -> str:
     groups, reasons = metrics["false_positive_rate_by_group"], metrics["false_positive_reasons"]
-    parts = [_note("Orders count as flagged when held or blocked; logins and account changes when challenged or stronger.")]
+    parts = [
+        _note(
+            "Orders count as flagged when held or blocked; logins and account changes when challenged or stronger."
+        )
+    ]
     if groups is not None:
         names = sorted(groups)
         kinds = [k for k in DECIDED_TYPES if any(k in groups[g] for g in names)]
@@ -202,7 +259,10 @@ def _fp_section(metrics: dict) -> str:
     if reasons:
         parts.append(_note("Reason codes most often behind flagged benign events: where tuning pays first."))
         parts.append(
-            _table(("group", "top reasons"), ((g, ", ".join(f"{r} ({n:,})" for r, n in top)) for g, top in reasons.items()))
+            _table(
+                ("group", "top reasons"),
+                ((g, ", ".join(f"{r} ({n:,})" for r, n in top)) for g, top in reasons.items()),
+            )
         )
     return _section("False positives", *parts) if len(parts) > 1 else ""
 
@@ -213,19 +273,37 @@ def _style_section(metrics: dict) -> str:
         return ""
     names = sorted(styles)
     rows = [
-        (s, v["fraud_orders"], v["stopped_orders"], _pct(v["order_recall"]), _yen(v["fraud_notional_jpy"]),
-         _yen(v["stopped_notional_jpy"]), _pct(v["value_stopped"]))
+        (
+            s,
+            v["fraud_orders"],
+            v["stopped_orders"],
+            _pct(v["order_recall"]),
+            _yen(v["fraud_notional_jpy"]),
+            _yen(v["stopped_notional_jpy"]),
+            _pct(v["value_stopped"]),
+        )
         for s, v in styles.items()
     ]
     chart = charts.horizontal_bars(
         "Value stopped by attack style",
         names,
-        {"value stopped": [styles[s]["value_stopped"] for s in names], "order recall": [styles[s]["order_recall"] for s in names]},
+        {
+            "value stopped": [styles[s]["value_stopped"] for s in names],
+            "order recall": [styles[s]["order_recall"] for s in names],
+        },
         {"value stopped": "#c8102e", "order recall": "#2f6db5"},
         _pct,
         limit=1.0,
     )
-    headers = ("attack style", "fraud orders", "held", "order recall", "fraud value", "value held", "value stopped")
+    headers = (
+        "attack style",
+        "fraud orders",
+        "held",
+        "order recall",
+        "fraud value",
+        "value held",
+        "value stopped",
+    )
     return _section("By attack style", chart, _table(headers, rows))
 
 
@@ -241,21 +319,40 @@ def _campaign_section(metrics: dict) -> str:
         _duration,
     )
     headers = (
-        "campaign", "attack style", "accounts", "victims", "fraud events", "fraud orders",
-        "value stopped", "first fraud", "detected", "by", "delay (min)",
+        "campaign",
+        "attack style",
+        "accounts",
+        "victims",
+        "fraud events",
+        "fraud orders",
+        "value stopped",
+        "first fraud",
+        "detected",
+        "by",
+        "delay (min)",
     )
     table_rows = (
         (
-            r["campaign_id"], r["attack_style"], r["accounts"], r["victim_accounts"], r["fraud_events"],
-            r["fraud_orders"], _pct(r["value_stopped"]), _when(r["first_fraud_ts"] or "n/a"), _when(r["detected_ts"] or "never"),
-            r["detected_by"], r["detection_delay_min"],
+            r["campaign_id"],
+            r["attack_style"],
+            r["accounts"],
+            r["victim_accounts"],
+            r["fraud_events"],
+            r["fraud_orders"],
+            _pct(r["value_stopped"]),
+            _when(r["first_fraud_ts"] or "n/a"),
+            _when(r["detected_ts"] or "never"),
+            r["detected_by"],
+            r["detection_delay_min"],
         )
         for r in rows
     )
     return _section(
         "Campaigns",
-        _note("Delay runs from a campaign's first fraudulent event to the first alert naming one of its accounts "
-              "or the first review/block on one of its events."),
+        _note(
+            "Delay runs from a campaign's first fraudulent event to the first alert naming one of its accounts "
+            "or the first review/block on one of its events."
+        ),
         _table(headers, table_rows),
         delay_chart,
     )
@@ -268,18 +365,25 @@ def _missed_section(metrics: dict) -> str:
     missed = victims["missed_accounts"]
     return _section(
         "Hijacked accounts not stopped in time",
-        _note(f"Their first fraudulent order went through unheld; the first {len(missed)} are listed, "
-              "worth replaying one by one to see which signal came too late."),
-        f'<p>{escape(", ".join(missed))}</p>',
+        _note(
+            f"Their first fraudulent order went through unheld; the first {len(missed)} are listed, "
+            "worth replaying one by one to see which signal came too late."
+        ),
+        f"<p>{escape(', '.join(missed))}</p>",
     )
 
 
 def _workload_section(metrics: dict) -> str:
     work = metrics["workload"]
-    rows = [(kind.replace("_", " "), v["count"], v["per_day"], v["peak_day"]) for kind, v in work["by_type"].items()]
+    rows = [
+        (kind.replace("_", " "), v["count"], v["per_day"], v["peak_day"])
+        for kind, v in work["by_type"].items()
+    ]
     return _section(
         "Analyst workload",
-        _note(f"Over {work['days']} calendar day(s). Review decisions are orders or logins held for an analyst."),
+        _note(
+            f"Over {work['days']} calendar day(s). Review decisions are orders or logins held for an analyst."
+        ),
         _table(("item", "total", "per day", "busiest day"), rows),
     )
 
@@ -290,8 +394,16 @@ def _pump_section(metrics: dict) -> str:
         return ""
     manip, news = pumps["manipulation"], pumps["news"]
     rows = (
-        (e["symbol"], e["kind"], e["campaign_id"], _when(e["start"]), _when(e["end"]), e["alerted"], e["alerted_by"],
-         e["delay_min"])
+        (
+            e["symbol"],
+            e["kind"],
+            e["campaign_id"],
+            _when(e["start"]),
+            _when(e["end"]),
+            e["alerted"],
+            e["alerted_by"],
+            e["delay_min"],
+        )
         for e in pumps["episodes"]
     )
     return _section(
@@ -320,7 +432,9 @@ def _inputs_section(metrics: dict) -> str:
     ]
     rejections = metrics["inputs"]["rejections"]
     if rejections:
-        parts.append(_table(("file", "line", "reason"), ((r["file"], r["line"], r["reason"]) for r in rejections)))
+        parts.append(
+            _table(("file", "line", "reason"), ((r["file"], r["line"], r["reason"]) for r in rejections))
+        )
     return _section("Inputs", *parts)
 
 
