@@ -45,17 +45,20 @@ def simulate(out_dir: Path, accounts: int, days: int, seed: int, firms: int, sym
     from kabuguard.sim import Config
     from kabuguard.sim import simulate as run
 
+    try:
+        config = Config(accounts=accounts, days=days, seed=seed, firms=firms, symbols=symbols, start=start.date())
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     if (out_dir / "labels.jsonl").exists() or (out_dir / "events").exists():
         raise click.UsageError(f"{out_dir} already holds a run (events/ or labels.jsonl); choose an empty folder or remove it.")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise click.UsageError(f"cannot create the output folder {out_dir}: {exc.strerror}") from None
-    config = Config(accounts=accounts, days=days, seed=seed, firms=firms, symbols=symbols, start=start.date())
-    with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("days"),
+    with Progress(TextColumn("simulating {task.description:<10}"), BarColumn(), MofNCompleteColumn(), TextColumn("days"),
                   TimeElapsedColumn(), disable=quiet, transient=True) as bar:
-        task = bar.add_task("days", total=days)
-        summary = run(config, out_dir, progress=lambda done, total: bar.update(task, completed=done))
+        task = bar.add_task("", total=days)
+        summary = run(config, out_dir, progress=lambda stage, done: bar.update(task, description=stage, completed=done))
     events = summary["events"]
     click.echo(f"{sum(events.values())} events (" + ", ".join(f"{k} {v}" for k, v in events.items()) + ")")
     click.echo("labels: " + ", ".join(f"{k} {v}" for k, v in summary["labels"].items()))

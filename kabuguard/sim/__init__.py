@@ -32,6 +32,10 @@ class Config:
     symbols: int = 300
     start: dt.date = dt.date(2025, 4, 7)
 
+    def __post_init__(self) -> None:
+        if not any(is_trading_day(self.start + dt.timedelta(days=i)) for i in range(self.days)):
+            raise ValueError(f"{self.start} plus {self.days} days holds no TSE trading day; start earlier or run longer")
+
 
 def firm_ids(n: int) -> list[str | None]:
     """`firm-a`, `firm-b`, ...; None for a single firm (events then carry no `firm`)."""
@@ -40,12 +44,14 @@ def firm_ids(n: int) -> list[str | None]:
     return [f"firm-{chr(ord('a') + i)}" if i < 26 else f"firm-{i + 1}" for i in range(n)]
 
 
-def simulate(config: Config, out: Path, progress: Callable[[int, int], None] | None = None) -> dict:
+def simulate(config: Config, out: Path, progress: Callable[[str, int], None] = lambda stage, days_done: None) -> dict:
     """Write a run to `out` (events/, labels.jsonl, simulation.json); returns the summary.
+    `progress` hears the current stage and the number of days written so far.
 
     Every component draws from its own stream spawned from the seed, so a change in one (more
     news bursts, say) does not reshuffle the others, and the same seed gives the same bytes.
     """
+    progress("customers", 0)
     streams = iter(np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(8))
     days = [config.start + dt.timedelta(days=i) for i in range(config.days)]
     firms = firm_ids(config.firms)
@@ -55,6 +61,7 @@ def simulate(config: Config, out: Path, progress: Callable[[int, int], None] | N
     market = Market(universe, next(streams))
     broker = Brokerage(market, next(streams), multi_firm=config.firms > 1)
     habits = Habits(broker, networks, next(streams))
+    progress("campaigns", 0)
     confounders = Confounders(customers, universe, networks, habits, market, days, next(streams))
     confounders.plan()
     campaigns = Campaigns(customers, universe, networks, broker, habits, days, firms, next(streams))
@@ -74,8 +81,7 @@ def simulate(config: Config, out: Path, progress: Callable[[int, int], None] | N
             broker.fill(day, bars)
             writer.bars(day, codes, bars)
         writer.activity(day, broker.take_events())
-        if progress:
-            progress(i + 1, len(days))
+        progress(f"{day:%Y-%m-%d}", i + 1)
     episodes = confounders.episodes() + [
         {"kind": "pump_episode", "symbol": universe.codes[ep.symbol], "start": iso(ep.start),
          "end": iso(ep.end), "campaign_id": ep.campaign_id, "news": False}
