@@ -25,13 +25,17 @@ def _table() -> dict[int, str]:
     return table
 
 
+_ASCII = str.maketrans({"0": "o", "1": "l", "|": "l", "I": "l"})
+
+
 def skeleton(text: str) -> str:
     """TR39 skeleton of a lower-case label: NFD, map confusables, NFD again, `rn` as `m`.
 
     Combining marks are dropped as well, since a domain reader does not see `é` apart from `e`.
     """
-    decomposed = unicodedata.normalize("NFD", text) if not text.isascii() else text
-    mapped = decomposed.translate(_table())
+    if text.isascii():  # the common case: only 0, 1 and | have ASCII prototypes
+        return text.translate(_ASCII).replace("rn", "m")
+    mapped = unicodedata.normalize("NFD", text).translate(_table())
     if not mapped.isascii():
         mapped = "".join(c for c in unicodedata.normalize("NFD", mapped) if not unicodedata.combining(c))
     # TR39 maps `m` to `rn`; folding the other way gives the same equality and keeps the

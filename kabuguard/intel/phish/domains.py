@@ -8,17 +8,18 @@ is the private suffix, which is exactly what a takedown request needs to know.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
+import re
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import publicsuffixlist
 
+_URL_CHARS = re.compile(r"[/:?#@\[\s\\]")
 
-@dataclass(frozen=True, slots=True)
-class Host:
-    """A host name split along the Public Suffix List."""
+
+class Host(NamedTuple):
+    """A host name split along the Public Suffix List (a tuple: millions are made per hour)."""
 
     host: str  # lower-case, IDN labels decoded to Unicode
     ascii_host: str  # the same in punycode, as DNS and certificates carry it
@@ -34,8 +35,7 @@ class Host:
         return self.suffix.rsplit(".", 1)[-1]
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(NamedTuple):
     """One input line parsed once: the host and what followed it in a URL."""
 
     raw: str
@@ -64,25 +64,35 @@ class _SuffixList:
                 self.wildcards[rule[2:]] = private
             else:
                 self.rules[rule] = private
+        # Every right-hand part of a rule: a walk can stop as soon as it leaves this set.
+        self.tails = {r.split(".", i)[-1] for r in (*self.rules, *self.wildcards, *self.exceptions) for i in range(r.count(".") + 1)}
 
     def suffix(self, labels: list[str]) -> tuple[int, bool]:
         """Number of labels in the longest matching suffix, and whether it is private."""
         best, private = 1, False  # unknown TLDs count as one-label suffixes (PSL's "*" rule)
+        parent = ""
         for n in range(1, len(labels) + 1):
-            candidate = ".".join(labels[-n:])
+            candidate = labels[-n] + "." + parent if parent else labels[-n]
             if candidate in self.exceptions:
                 return n - 1, private
             if candidate in self.rules:
                 best, private = n, self.rules[candidate]
-            parent = ".".join(labels[-n + 1 :]) if n > 1 else None
-            if parent is not None and parent in self.wildcards:
+            if parent in self.wildcards:
                 best, private = n, self.wildcards[parent]
+            if candidate not in self.tails:
+                break
+            parent = candidate
         return best, private
 
 
-@lru_cache(maxsize=1)
-def _suffix_list() -> _SuffixList:
-    return _SuffixList(Path(publicsuffixlist.PSLFILE).read_text(encoding="utf-8"))
+_PSL: _SuffixList | None = None
+
+
+def _load_suffix_list() -> _SuffixList:
+    """Parse the bundled list once, on first use (a module global: this is the hot path)."""
+    global _PSL
+    _PSL = _SuffixList(Path(publicsuffixlist.PSLFILE).read_text(encoding="utf-8"))
+    return _PSL
 
 
 def _decode_label(label: str) -> str:
@@ -106,21 +116,25 @@ def _encode_label(label: str) -> str:
 def _is_ip(host: str) -> bool:
     if ":" in host:
         return True
+    if not host[-1:].isdigit():  # no TLD ends in a digit
+        return False
     parts = host.split(".")
     return len(parts) == 4 and all(p.isdigit() for p in parts)
 
 
-@lru_cache(maxsize=65536)
 def split_host(host: str) -> Host:
     """Split a host name (Unicode or punycode) into its PSL parts."""
     host = host.strip().strip(".").lower()
     if _is_ip(host):
         return Host(host, host, "", host, "", False, True, False)
-    labels = [label for label in host.split(".") if label]
-    unicode_labels = [_decode_label(label) for label in labels]
-    ascii_labels = [_encode_label(label) for label in unicode_labels]
-    idn = any(not label.isascii() for label in unicode_labels)
-    n, private = _suffix_list().suffix(ascii_labels)
+    labels = host.split(".") if ".." not in host else [label for label in host.split(".") if label]
+    if host.isascii() and "xn--" not in host:  # the common case: nothing to decode or encode
+        unicode_labels = ascii_labels = labels
+    else:
+        unicode_labels = [_decode_label(label) for label in labels]
+        ascii_labels = [_encode_label(label) for label in unicode_labels]
+    idn = unicode_labels is not ascii_labels and any(not label.isascii() for label in unicode_labels)
+    n, private = (_PSL or _load_suffix_list()).suffix(ascii_labels)
     n = min(n, len(labels))
     cut = max(len(labels) - n - 1, 0)
     return Host(
@@ -141,6 +155,11 @@ def parse_target(raw: str) -> Target:
     Raises ValueError when no host can be found, so callers can reject the line.
     """
     text = raw.strip()
+    if text.isascii() and not _URL_CHARS.search(text):  # a bare domain, as streams carry them
+        host = text.lower().lstrip("*.")
+        if not host:
+            raise ValueError(f"no host name in {raw!r}")
+        return Target(raw=raw, host=split_host(host), path="")
     if "://" not in text:
         text = "http://" + text.lstrip("*.")  # certificate wildcards name the same registrant
     parts = urlsplit(text)

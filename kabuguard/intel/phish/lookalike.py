@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from kabuguard.intel.phish.confusables import skeleton
 from kabuguard.intel.phish.registry import Registry, compact
@@ -22,8 +23,7 @@ _SEGMENT = re.compile(r"[^a-z]+")
 _SEPARATORS = str.maketrans("", "", ".-_")
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
+class Match(NamedTuple):
     """One piece of brand evidence: which brand, which reason code, and what was seen."""
 
     brand: str
@@ -78,8 +78,44 @@ def _edges(skel: str) -> set[int]:
     return edges
 
 
-def _deletions(text: str) -> set[str]:
-    return {text[:i] + text[i + 1 :] for i in range(len(text))}
+def _trie_pattern(words: list[str]) -> str:
+    """One regular expression for many words, factored by common prefixes (longest first).
+
+    A plain alternation tries every word at every position; a prefix tree lets the regex engine
+    reject most positions on their first letter, which is most of the cost per host.
+    """
+    trie: dict = {}
+    for word in words:
+        node = trie
+        for c in word:
+            node = node.setdefault(c, {})
+        node[""] = {}
+
+    def pattern(node: dict) -> str:
+        ends = "" in node
+        branches = [re.escape(c) + pattern(child) for c, child in sorted(node.items()) if c]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if ends else body
+
+    return pattern(trie)
+
+
+def _one_edit(token: str) -> set[str]:
+    """Every string one edit from the token: one letter dropped, added, replaced, or two swapped."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    out = set()
+    for i in range(len(token) + 1):
+        head, tail = token[:i], token[i:]
+        out |= {head + c + tail for c in letters}
+        if tail:
+            out.add(head + tail[1:])
+            out |= {head + c + tail[1:] for c in letters}
+            if len(tail) > 1:
+                out.add(head + tail[1] + tail[0] + tail[2:])
+    out.discard(token)
+    return out
 
 
 class BrandMatcher:
@@ -106,20 +142,29 @@ class BrandMatcher:
             self.login_paths += [(path, brand.id) for path in brand.login_paths]
         self.owners = dict(owners)
         long_tokens = sorted((t for t in self.owners if len(t) >= min_substring), key=len, reverse=True)
-        self.long = re.compile("|".join(map(re.escape, long_tokens))) if long_tokens else re.compile(r"(?!x)x")
+        self.long = re.compile(_trie_pattern(long_tokens)) if long_tokens else re.compile(r"(?!x)x")
         self.short = {t for t in self.owners if len(t) < min_substring}
-        self.short_lengths = sorted({len(t) for t in self.short})
+        # Short tokens glued to a keyword (myjcb, jcbcard), materialised: one look-up a segment.
+        self.combos: dict[str, tuple[str, str]] = {}
+        for token in self.short:
+            for word in self.keywords:
+                self.combos.setdefault(word + token, (token, f"{word}+"))
+                self.combos.setdefault(token + word, (token, f"+{word}"))
         # Lookalikes are searched for brand tokens of five letters or more and group tokens of
         # four (those need corroboration anyway); shorter ones have too many one-edit neighbours
-        # among ordinary words and random labels (smcc is one letter from smbc).
-        self.deleted: dict[str, set[str]] = defaultdict(set)
-        self.deleted_from: set[str] = set()
+        # among ordinary words and random labels (smcc is one letter from smbc). Dropping a
+        # letter is only read as a lookalike for tokens of six or more (aplus → plus is a word).
+        # The whole one-edit neighbourhood is kept in one dict (some 500 strings a token), so
+        # a lookalike costs one look-up per host segment: the hot path of a certificate stream.
+        self.near: dict[str, set[str]] = defaultdict(set)
         for token, owners_of in self.owners.items():
             shared = all(o.shared for o in owners_of)
             if len(token) >= (4 if shared else 5) and not any(o.official for o in owners_of):
-                self.deleted_from.add(token)
-                for d in _deletions(token):
-                    self.deleted[d].add(token)
+                for variant in _one_edit(token):
+                    if len(variant) >= 4 and (len(variant) >= len(token) or len(token) >= 6):
+                        self.near[variant].add(token)
+        for word in self.neighbours:
+            self.near.pop(word, None)
 
     def _evidence(self, token: str, found: str, raw: str, reason_if_ok: str, detail: str = "") -> list[Match]:
         matches = []
@@ -136,7 +181,7 @@ class BrandMatcher:
 
     def match_host(self, name: str) -> list[Match]:
         """Evidence in a host name given without its public suffix (`www.sbisec.co.jp.login`)."""
-        raw = name.translate(_SEPARATORS)
+        raw = name.translate(_SEPARATORS)  # what was written, to tell a homoglyph from the token
         skel = skeleton(name)
         flat = skel.translate(_SEPARATORS)
         found: list[Match] = []
@@ -151,14 +196,16 @@ class BrandMatcher:
             if self._runs_into_word(token, flat[m.end() :]):
                 continue  # `rakutensec` in `rakuten-security` is the group plus a lure word
             found += self._evidence(token, token, raw, "brand-token")
-        segments = [s for s in _SEGMENT.split(skel) if s]
+        segments = _SEGMENT.split(skel)
         for seg in segments:
-            found += self._short(seg, raw)
+            if seg in self.short or seg in self.combos:
+                found += self._short(seg, raw)
         if not any(m.reason != "shared-token" for m in found):
-            candidates = set(segments) | {label.replace("-", "") for label in skel.split(".")}
+            near = self.near
+            candidates = {c for c in segments if c in near} | {c for c in skel.replace("-", "").split(".") if c in near}
             for candidate in candidates:
                 found += self._lookalike(candidate)
-        return self._corroborate(found, segments)
+        return self._corroborate(found, segments) if found else found
 
     def _runs_into_word(self, token: str, after: str) -> bool:
         """True when the token's last letters and what follows spell a keyword (sec|urity)."""
@@ -171,30 +218,15 @@ class BrandMatcher:
     def _short(self, seg: str, raw: str) -> list[Match]:
         if seg in self.short:
             return self._evidence(seg, seg, raw, "brand-token")
-        for n in self.short_lengths:
-            if len(seg) <= n:
-                break
-            head, tail = seg[:n], seg[n:]
-            if head in self.short and tail in self.keywords:
-                return self._evidence(head, seg, raw, "combosquat", f"+{tail}")
-            head, tail = seg[:-n], seg[-n:]
-            if tail in self.short and head in self.keywords:
-                return self._evidence(tail, seg, raw, "combosquat", f"{head}+")
-        return []
+        combo = self.combos.get(seg)
+        return self._evidence(combo[0], seg, raw, "combosquat", combo[1]) if combo else []
 
     def _lookalike(self, candidate: str) -> list[Match]:
-        if len(candidate) < 4 or candidate in self.owners or candidate in self.neighbours:
+        tokens = self.near.get(candidate)
+        if not tokens or candidate in self.owners:
             return []
-        # candidate is a token with one letter missing; only for tokens of six letters or more,
-        # since dropping a letter from a shorter one lands on ordinary words (aplus → plus)
-        near = {t for t in self.deleted.get(candidate, ()) if len(t) >= 6}
-        for d in _deletions(candidate):
-            if d in self.deleted or d in self.deleted_from:
-                if d in self.deleted_from:
-                    near.add(d)  # candidate is a token with one letter added
-                near |= self.deleted.get(d, set())  # one letter replaced, or two swapped
         matches = []
-        for token in near:
+        for token in tokens:
             kind = edit_kind(candidate, token)
             if kind is not None:
                 matches += self._evidence(token, candidate, candidate, "lookalike", kind)

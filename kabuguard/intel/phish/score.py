@@ -9,11 +9,10 @@ every point of it is explained by a listed reason. Official domains score 0 what
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -23,7 +22,9 @@ from kabuguard.intel.phish.registry import Registry
 
 _HEX = re.compile(r"^[0-9a-f]{16,}$")
 _CONSONANT_RUN = re.compile(r"[bcdfghjklmnpqrstvwxz]{5,}")
-_LETTERS = re.compile(r"[a-z]+")
+_WORD_BREAKS = str.maketrans("-_", "..")
+_NOT_LETTERS = str.maketrans("", "", "0123456789-_")
+_VOWELS = str.maketrans("", "", "aeiou")
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,7 @@ class ScoringConfig:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Reason:
+class Reason(NamedTuple):
     """One reason code with what triggered it; brand reasons also name the brand and token."""
 
     code: str
@@ -70,8 +70,7 @@ class Reason:
     found: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     """The score of one input line, as `phish score` writes it."""
 
     input: str
@@ -80,7 +79,7 @@ class Verdict:
     brand: str | None
     brand_name: str | None
     score: float
-    reasons: tuple[Reason, ...] = field(default=())
+    reasons: tuple[Reason, ...] = ()
     official: bool = False
 
     def alert(self, threshold: float) -> bool:
@@ -109,13 +108,16 @@ class Verdict:
 
 
 def looks_random(label: str) -> bool:
-    """A label a person did not choose: long hex, long consonant runs, or few vowels for its length."""
+    """A label a person did not choose: long hex, many digits among letters, long consonant
+    runs, or few vowels for its length. Labels under eight characters are too short to tell."""
+    if len(label) < 8:
+        return False
     if _HEX.match(label):
         return True
-    letters = "".join(_LETTERS.findall(label))
+    letters = label.translate(_NOT_LETTERS)
     if len(letters) < 8:
-        return sum(c.isdigit() for c in label) >= 4 and len(letters) >= 3
-    vowels = sum(c in "aeiou" for c in letters)
+        return len(label) - len(letters) >= 4 and len(letters) >= 3
+    vowels = len(letters) - len(letters.translate(_VOWELS))
     return vowels / len(letters) < 0.2 or bool(_CONSONANT_RUN.search(letters))
 
 
@@ -134,12 +136,14 @@ class Scorer:
         self.config = config or ScoringConfig.load()
         c = self.config
         self.matcher = BrandMatcher(registry, c.keywords, c.min_substring_length, c.anywhere_length)
-        # A brand hosted on a group domain (kabu.dmm.com, cr.mufg.jp) makes the group domain
-        # official too: dmm.com and mufg.jp are the group's own, never a phish of it.
+        # Keyed by registered domain: a brand hosted on a group domain (kabu.dmm.com, cr.mufg.jp)
+        # makes the group domain official too, since dmm.com and mufg.jp are the group's own.
         self.official = {split_host(d).registered: b.id for b in registry.brands for d in b.official_domains}
-        self.official |= {d: b.id for b in registry.brands for d in b.official_domains}
+        # Free hosts that are not PSL private suffixes (sites.google.com), by registered domain.
+        self.free_hosts: dict[str, list[str]] = {}
+        for suffix in c.free_hosts:
+            self.free_hosts.setdefault(split_host(suffix).registered, []).append(suffix)
         self.names = {b.id: b.name for b in registry.brands}
-        self._host_matches = lru_cache(maxsize=65536)(self.matcher.match_host)
 
     @property
     def threshold(self) -> float:
@@ -149,26 +153,18 @@ class Scorer:
         """Score one domain or URL; raises ValueError when the line holds no host."""
         return self.score_target(parse_target(raw))
 
-    def _official_brand(self, labels: list[str]) -> str | None:
-        for i in range(len(labels) - 1):
-            brand = self.official.get(".".join(labels[i:]))
-            if brand is not None:
-                return brand
-        return None
-
     def score_target(self, target: Target) -> Verdict:
         h = target.host
-        labels = h.host.split(".")
-        official = self._official_brand(labels)
+        official = self.official.get(h.registered)
         if official is not None:
             reason = Reason("official", 0.0, h.registered, official)
             return Verdict(target.raw, h.host, h.registered, official, self.names[official], 0.0, (reason,), True)
         name = h.host[: -len(h.suffix) - 1] if h.suffix and not h.is_ip else ""
-        matches = list(self._host_matches(name)) if name else []
+        matches = self.matcher.match_host(name) if name else []
         if target.path:
-            matches += self.matcher.match_path(target.path)
-        brand, brand_reasons = self._attribute(matches, name)
-        reasons = brand_reasons + self._context(h, name, labels)
+            matches = [*matches, *self.matcher.match_path(target.path)]
+        brand, brand_reasons = self._attribute(matches, name) if matches else (None, [])
+        reasons = brand_reasons + self._context(h, name)
         score = _noisy_or([r.weight for r in reasons])
         return Verdict(target.raw, h.host, h.registered, brand, self.names.get(brand) if brand else None, score, tuple(reasons))
 
@@ -200,27 +196,26 @@ class Scorer:
             reasons.append(Reason(code, w[code], detail, brand, m.found))
         return brand, reasons
 
-    def _context(self, h: Host, name: str, labels: list[str]) -> list[Reason]:
+    def _context(self, h: Host, name: str) -> list[Reason]:
         c, w = self.config, self.config.weights
         reasons: list[Reason] = []
         if h.is_ip:
             return [Reason("ip-host", w["ip-host"], h.host)]
-        words = set(re.split(r"[^a-z0-9]+", name))
+        words = set(name.translate(_WORD_BREAKS).split("."))
         lure = sorted(words & c.lure_keywords)
         if lure:
             reasons.append(Reason("keyword", w["keyword"], ",".join(lure)))
         if h.tld in c.suspicious_tlds:
             reasons.append(Reason("suspicious-tld", w["suspicious-tld"], h.tld))
-        suffixes = {".".join(labels[i:]) for i in range(1, len(labels) - 1)}
+        providers = [s for s in self.free_hosts.get(h.registered, ()) if h.host == s or h.host.endswith("." + s)]
         if h.registered in c.url_shorteners:
             reasons.append(Reason("url-shortener", w["url-shortener"], h.registered))
-        elif h.private_suffix or suffixes & c.free_hosts:
-            provider = h.suffix if h.private_suffix else sorted(suffixes & c.free_hosts)[0]
-            reasons.append(Reason("free-host", w["free-host"], provider))
-        random = [label for label in name.split(".") if looks_random(label)]
+        elif h.private_suffix or providers:
+            reasons.append(Reason("free-host", w["free-host"], h.suffix if h.private_suffix else providers[0]))
+        random = [label for label in name.split(".") if len(label) >= 8 and looks_random(label)]
         if random:
             reasons.append(Reason("random-label", w["random-label"], random[0]))
-        depth = len(h.subdomain.split(".")) if h.subdomain else 0
+        depth = h.subdomain.count(".") + 1 if h.subdomain else 0
         if depth >= c.deep_subdomain_labels:
             reasons.append(Reason("deep-subdomain", w["deep-subdomain"], str(depth)))
         return reasons

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -121,7 +121,7 @@ class Monitor:
         weight = self.scorer.config.weights["shared-indicator"]
         reason = Reason("shared-indicator", weight, "shared by peers", brand, verdict.registered_domain)
         score = 1 - (1 - verdict.score) * (1 - weight)
-        return replace(verdict, brand=brand, brand_name=self.scorer.names[brand], score=score, reasons=(reason, *verdict.reasons))
+        return verdict._replace(brand=brand, brand_name=self.scorer.names[brand], score=score, reasons=(reason, *verdict.reasons))
 
 
 def load_known(path: Path) -> IndicatorStore:
