@@ -181,6 +181,15 @@ def test_pump_episodes_and_false_symbol_alerts(metrics: dict) -> None:
     assert (pumps["false_symbol_alerts"], pumps["false_symbol_days"], pumps["false_symbol_alerts_per_day"]) == (2, 2, 2.0)
 
 
+def test_alert_precision(metrics: dict) -> None:
+    hits = metrics["alert_precision"]
+    # a1 and a2 name fraud accounts V1 and V3 (a2 predates C2 but V3 is still a hijacked account).
+    assert hits["account_alert"] == {"alerts": 2, "on_fraud": 2, "precision": 1.0}
+    assert hits["campaign_alert"]["on_fraud"] == 1
+    # Only a4 falls inside a manipulation episode.
+    assert hits["symbol_alert"]["precision"] == pytest.approx(1 / 3, abs=1e-6)
+
+
 def test_workload_and_decision_matrix(metrics: dict) -> None:
     work = metrics["workload"]
     assert work["days"] == 1

@@ -73,12 +73,18 @@ def stacked_columns(
     x_labels: Sequence[str],
     series: Mapping[str, Sequence[float]],
     colors: dict[str, str],
+    line: tuple[str, str, Sequence[float]] | None = None,
     height: int = 260,
 ) -> str:
-    """Columns per x position, the series stacked in the order of `colors`."""
+    """Columns per x position, the series stacked in the order of `colors`.
+
+    `line` (name, color, values) is drawn over the columns on the same scale, to compare
+    what was done with what was happening (interventions against fraud, say).
+    """
     n = len(x_labels)
     totals = [sum(series[name][i] for name in colors) for i in range(n)]
-    limit, body = _y_axis(max(totals, default=0), height, _count, whole=True)
+    top = max(totals + (list(line[2]) if line else []), default=0)
+    limit, body = _y_axis(top, height, _count, whole=True)
     plot_w, plot_h = WIDTH - _LEFT - _RIGHT, height - _TOP - _BOTTOM
     slot = plot_w / max(n, 1)
     for i in range(n):
@@ -92,12 +98,21 @@ def stacked_columns(
                     f"</title></rect>"
                 )
             base -= h
+    legend = dict(colors)
+    if line is not None:
+        name, color, values = line
+        points = " ".join(
+            f"{_LEFT + (i + 0.5) * slot:.1f},{height - _BOTTOM - plot_h * v / limit:.1f}"
+            for i, v in enumerate(values)
+        )
+        body.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="1.5"/>')
+        legend[name] = color
     every = max(1, math.ceil(n / 6))
     body += [
         _text(_LEFT + (i + 0.5) * slot, height - _BOTTOM + 16, x_labels[i], "middle", "tick")
         for i in range(0, n, every)
     ]
-    return _svg(title, height, body, colors)
+    return _svg(title, height, body, legend)
 
 
 def step_lines(

@@ -54,6 +54,13 @@ def _period(run: Run, cal: m.Calendar) -> dict:
     return {"first": cal.iso(cal.first_us), "last": cal.iso(cal.last_us), "days": cal.days}
 
 
+def _fraud_accounts(run: Run, pairs: list[m.Pair]) -> set[str]:
+    """Accounts with a fraudulent event, as decided or as labelled."""
+    decided = {m.account_of(d, label) for d, label in pairs if label.fraud}
+    labelled = {label.account_id for label in run.labels.values() if label.fraud}
+    return {a for a in decided | labelled if a}
+
+
 def _coverage(run: Run, pairs: list[m.Pair]) -> dict:
     unlabelled = [d.event_id for d in run.decisions if d.event_id not in run.labels]
     decided = {d.event_id for d in run.decisions}
@@ -135,9 +142,10 @@ def compute(run: Run) -> dict:
         "campaigns": campaign_rows,
         "campaign_summary": camp.campaign_summary(campaign_rows),
         "workload": m.workload(run.alerts, run.decisions, cal),
+        "alert_precision": camp.alert_precision(run.alerts, _fraud_accounts(run, pairs), run.episodes),
         "decisions": m.decision_matrix(run.decisions),
         "pump_episodes": camp.pump_episodes(run.episodes, run.alerts, cal) if run.episodes else None,
-        "decisions_over_time": m.decisions_over_time(run.decisions, cal),
+        "decisions_over_time": m.decisions_over_time(run.decisions, run.labels, cal),
         "score_histograms": m.score_histograms(pairs),
         "unavailable": unavailable,
     }

@@ -204,20 +204,25 @@ def score_histograms(pairs: Iterable[Pair]) -> dict[str, dict[str, list[int]]]:
     return out
 
 
-def decisions_over_time(decisions: list[Decision], cal: Calendar) -> dict:
-    """Decisions counted per time bucket; the bucket width keeps the chart under _MAX_BUCKETS bars."""
+def decisions_over_time(decisions: list[Decision], labels: dict[str, Label], cal: Calendar) -> dict:
+    """Decisions, and labelled fraudulent ones, per time bucket of a width that keeps under _MAX_BUCKETS."""
     span_min = (cal.last_us - cal.first_us) / _MINUTE_US
     width = next((m for m in _BUCKET_MINUTES if span_min / m < _MAX_BUCKETS), _BUCKET_MINUTES[-1])
     width_us = width * _MINUTE_US
     origin = (cal.first_us + cal.offset_us) // width_us * width_us - cal.offset_us
     n = (cal.last_us - origin) // width_us + 1
     series = {dec: [0] * n for dec in DECISIONS}
+    fraud = [0] * n
     for d in decisions:
-        series[d.decision][(d.ts_us - origin) // width_us] += 1
+        bucket = (d.ts_us - origin) // width_us
+        series[d.decision][bucket] += 1
+        label = labels.get(d.event_id)
+        fraud[bucket] += label is not None and label.fraud
     return {
         "bucket_minutes": width,
         "starts": [cal.iso(origin + i * width_us) for i in range(n)],
         "counts": series,
+        "fraud": fraud,
     }
 
 

@@ -184,10 +184,17 @@ def _time_charts(metrics: dict) -> str:
     return _section(
         "Decisions over time",
         _note(
-            f"Each column is {width} minutes. The second chart leaves out 'allow' so interventions stay visible."
+            f"Each column is {width} minutes. The second chart leaves out 'allow' so interventions stay "
+            "visible, and draws the labelled fraudulent events as a line: interventions should follow it."
         ),
         charts.stacked_columns("All decisions", labels, series["counts"], DECISION_COLORS),
-        charts.stacked_columns("Challenges, reviews and blocks", labels, series["counts"], _INTERVENTIONS),
+        charts.stacked_columns(
+            "Challenges, reviews and blocks",
+            labels,
+            series["counts"],
+            _INTERVENTIONS,
+            line=("fraudulent events", "#1d2329", series["fraud"]),
+        ),
     )
 
 
@@ -374,17 +381,24 @@ def _missed_section(metrics: dict) -> str:
 
 
 def _workload_section(metrics: dict) -> str:
-    work = metrics["workload"]
+    work, hits = metrics["workload"], metrics["alert_precision"]
     rows = [
-        (kind.replace("_", " "), v["count"], v["per_day"], v["peak_day"])
+        (
+            kind.replace("_", " "),
+            v["count"],
+            v["per_day"],
+            v["peak_day"],
+            _pct(hits.get(kind, {}).get("precision")),
+        )
         for kind, v in work["by_type"].items()
     ]
     return _section(
         "Analyst workload",
         _note(
-            f"Over {work['days']} calendar day(s). Review decisions are orders or logins held for an analyst."
+            f"Over {work['days']} calendar day(s). Review decisions are events held for an analyst. "
+            "An alert is on fraud when its account had a fraudulent event, or its symbol was being manipulated."
         ),
-        _table(("item", "total", "per day", "busiest day"), rows),
+        _table(("item", "total", "per day", "busiest day", "on fraud"), rows),
     )
 
 
