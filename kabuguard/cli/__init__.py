@@ -19,6 +19,8 @@ _COMMANDS: dict[str, str] = {
     "evaluate": "evaluate:evaluate",
     "demo": "demo:demo",
     "phish": "phish:phish",
+    "serve": "serve:serve",
+    "keys": "keys:keys",
 }
 
 

@@ -1,0 +1,67 @@
+"""`kabuguard keys`: create, list and revoke the service's API keys (one firm per key)."""
+
+from __future__ import annotations
+
+import click
+
+from kabuguard.service.settings import SettingsError, load_settings
+
+_db_option = click.option("--db", default=None, help="The service's database (default: as `kabuguard serve` reads it).")
+
+
+def _database(db: str | None):  # noqa: ANN202 - the import stays lazy
+    from kabuguard.service.app import migrate_database
+    from kabuguard.service.storage import Database
+
+    try:
+        url = load_settings(db=db).db
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    migrate_database(url)
+    return Database(url)
+
+
+@click.group()
+def keys() -> None:
+    """API keys of the decision service. A key sees only its firm's data; only its hash is stored."""
+
+
+@keys.command()
+@click.option("--firm", required=True, help="The brokerage this key acts for.")
+@click.option("--name", default="", help="What the key is for (e.g. login-platform).")
+@click.option("--rate-limit", type=float, default=None, help="Requests per second (default: the service's).")
+@_db_option
+def create(firm: str, name: str, rate_limit: float | None, db: str | None) -> None:
+    """Create a key and print it once: it cannot be shown again."""
+    from kabuguard.service.auth import create_key
+
+    try:
+        key_id, token = create_key(_database(db), firm, name, rate_limit)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(token)
+    click.echo(f"key id {key_id} for firm {firm}: store the key now, it is not kept", err=True)
+
+
+@keys.command("list")
+@_db_option
+def list_(db: str | None) -> None:
+    """Every key: id, firm, name, rate limit, created, revoked."""
+    from kabuguard.service.auth import list_keys
+
+    for row in list_keys(_database(db)):
+        rate = row["rate_limit"] if row["rate_limit"] is not None else "default"
+        click.echo(f"{row['key_id']}\t{row['firm']}\t{row['name'] or '-'}\t{rate}\t{row['created_at']}\t"
+                   f"{'revoked ' + row['revoked_at'] if row['revoked_at'] else 'active'}")
+
+
+@keys.command()
+@click.argument("key_id")
+@_db_option
+def revoke(key_id: str, db: str | None) -> None:
+    """Revoke a key by its id (effective within seconds on every worker)."""
+    from kabuguard.service.auth import revoke_key
+
+    if not revoke_key(_database(db), key_id):
+        raise click.UsageError(f"key id {key_id!r}: no such active key (see `kabuguard keys list`)")
+    click.echo(f"revoked {key_id}")

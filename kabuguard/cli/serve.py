@@ -1,0 +1,40 @@
+"""`kabuguard serve`: the online decision service (embedded by default, Redis and PostgreSQL in production)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from kabuguard.service.settings import SettingsError, load_settings
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8000).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default 1; more need --state redis://…).")
+@click.option("--state", default=None, help="`memory` (default, embedded) or a redis:// URL shared by the workers.")
+@click.option("--db", default=None, help="sqlite:///PATH (default sqlite:///kabuguard.db) or postgresql://…")
+@click.option("--policy", "policy", default=None, type=click.Path(exists=True, dir_okay=False), help="Policy YAML (default: the bundled policy).")
+@click.option("--config", "config", default=None, type=click.Path(exists=True, dir_okay=False), help="TOML file with a [service] table (or $KABUGUARD_CONFIG).")
+def serve(host: str | None, port: int | None, workers: int | None, state: str | None, db: str | None,
+          policy: str | None, config: str | None) -> None:
+    """Serve decisions over HTTP: POST /v1/events and the read endpoints, behind API keys.
+
+    Settings come from the options, then KABUGUARD_* environment variables, then the config
+    file (docs/service.md lists them). Create a key first with `kabuguard keys create`.
+    """
+    import uvicorn
+
+    from kabuguard.service.app import migrate_database
+
+    try:
+        settings = load_settings(config, host=host, port=port, workers=workers, state=state, db=db, policy=policy)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    migrate_database(settings.db)
+    # Workers are separate processes: they read the same settings from the environment.
+    os.environ.update(settings.to_env())
+    uvicorn.run("kabuguard.service.app:factory", factory=True, host=settings.host, port=settings.port,
+                workers=settings.workers, access_log=False, log_config=None, lifespan="on",
+                timeout_graceful_shutdown=5)

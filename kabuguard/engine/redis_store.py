@@ -1,0 +1,237 @@
+"""Stage state in Redis for the online service: msgpack-encoded structs, read and written per batch.
+
+The core's `Pipeline` reads and writes state through the synchronous `Store` protocol; Redis is
+a network hop away. So the service works in three steps per request (one event or a batch):
+
+1. `RedisState.load` fetches, in one round trip (a Lua script), every (stage, key) the events
+   can touch, each with its version, and the stored result of every `event_id` already decided;
+2. the pipeline runs against a `WorkingSet`, a `Store` over those bytes that decodes on first
+   use; a key it did not foresee (the members of a new campaign) raises `Missing`, and the
+   caller loads it too and starts the request again from the same bytes;
+3. `RedisState.commit` writes, in one round trip and atomically (a second Lua script), the
+   states that changed, the results by `event_id` and an outbox record for the database, but
+   only if no key read in step 1 changed meanwhile. Otherwise nothing is written and the
+   caller runs again on fresh state (optimistic concurrency).
+
+Two workers or two requests touching one account, IP, device or symbol therefore serialize on
+the commit: none loses another's update, and each decision reads all state committed before
+it, exactly as the replay does. Stores hold state, never logic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, TypedDict
+
+import msgspec
+
+from kabuguard.engine.pipeline import AccountStatus, Pipeline
+from kabuguard.detectors.session_risk import SessionMemory
+from kabuguard.events.model import Instrument
+
+StageKey = tuple[str, str]
+
+
+class Missing(Exception):
+    """The pipeline asked for a key that was not loaded: load it and run again."""
+
+    def __init__(self, stage: str, key: str) -> None:
+        super().__init__(f"{stage}:{key} not loaded")
+        self.stage_key = (stage, key)
+
+
+class StateCodec:
+    """msgpack for each stage's dict of detector name -> state struct, typed per stage."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        types: dict[str, dict[str, Any]] = {"reference": {"instrument": Instrument}}
+        for stage in (pipeline.account, pipeline.ip, pipeline.device, pipeline.symbol, pipeline.final):
+            slots: dict[str, Any] = {}
+            for detectors in stage.by_kind.values():
+                for detector in detectors:
+                    slots[detector.name] = type(detector.initial())
+            types[stage.name] = slots
+        # What the pipeline's own hooks keep beside the detectors' states.
+        types["account"]["session"] = SessionMemory
+        types["symbol"]["quote"] = float | None
+        types["final"]["status"] = AccountStatus
+        self._decoders = {
+            stage: msgspec.msgpack.Decoder(TypedDict(f"{stage}_state", slots, total=False))  # type: ignore[operator]
+            for stage, slots in types.items()
+        }
+        self.encode = msgspec.msgpack.Encoder().encode
+
+    def decode(self, stage: str, data: bytes) -> dict[str, Any]:
+        return self._decoders[stage].decode(data)
+
+
+class WorkingSet:
+    """A `Store` over loaded bytes: decodes on first read, remembers what the events touched."""
+
+    live = True
+
+    def __init__(self, codec: StateCodec, raw: dict[StageKey, bytes | None]) -> None:
+        self._codec = codec
+        self._raw = raw
+        self._states: dict[StageKey, dict[str, Any] | None] = {}
+
+    def get(self, stage: str, key: str) -> dict[str, Any] | None:
+        sk = (stage, key)
+        try:
+            return self._states[sk]
+        except KeyError:
+            pass
+        if sk not in self._raw:
+            raise Missing(stage, key)
+        data = self._raw[sk]
+        state = None if data is None else self._codec.decode(stage, data)
+        self._states[sk] = state
+        return state
+
+    def put(self, stage: str, key: str, state: dict[str, Any]) -> None:
+        self._states[(stage, key)] = state
+
+    def changed(self) -> dict[StageKey, bytes]:
+        """Encoded states that differ from what was loaded."""
+        out = {}
+        encode = self._codec.encode
+        for sk, state in self._states.items():
+            if state is None:
+                continue
+            data = encode(state)
+            if data != self._raw.get(sk):
+                out[sk] = data
+        return out
+
+
+class Snapshot(msgspec.Struct):
+    """What one load returned: state bytes, their versions, and results already recorded."""
+
+    raw: dict[StageKey, bytes | None]
+    versions: dict[StageKey, int]
+    seen: dict[str, bytes]
+
+
+# KEYS: state hashes..., then seen keys. Returns [version, data] per state key, then the seen values.
+_LOAD = """
+local out = {}
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  local v = redis.call('HMGET', KEYS[i], 'v', 'd')
+  out[#out + 1] = v[1] or false
+  out[#out + 1] = v[2] or false
+end
+for i = n + 1, #KEYS do
+  out[#out + 1] = redis.call('GET', KEYS[i]) or false
+end
+return out
+"""
+
+# KEYS: read state hashes (n_read), written state hashes (n_write), seen keys (n_seen), outbox.
+# ARGV: n_read, n_write, n_seen, ttl, outbox field, outbox record, read versions..., write data...,
+# seen values...
+# Writes only when every state read still has the version it had, and no event_id was decided
+# meanwhile; returns 1 when written, 0 on a conflict.
+_COMMIT = """
+local nr, nw, ns = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local ttl = tonumber(ARGV[4])
+local a = 7
+for i = 1, nr do
+  local v = redis.call('HGET', KEYS[i], 'v') or '0'
+  if v ~= ARGV[a + i - 1] then return 0 end
+end
+for i = 1, ns do
+  if redis.call('EXISTS', KEYS[nr + nw + i]) == 1 then return 0 end
+end
+local b = a + nr
+for i = 1, nw do
+  local key = KEYS[nr + i]
+  redis.call('HINCRBY', key, 'v', 1)
+  redis.call('HSET', key, 'd', ARGV[b + i - 1])
+end
+local c = b + nw
+for i = 1, ns do
+  if ttl > 0 then
+    redis.call('SET', KEYS[nr + nw + i], ARGV[c + i - 1], 'EX', ttl)
+  else
+    redis.call('SET', KEYS[nr + nw + i], ARGV[c + i - 1])
+  end
+end
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[nr + nw + ns + 1], ARGV[5], ARGV[6])
+end
+return 1
+"""
+
+
+class RedisState:
+    """State, results and the database outbox of every firm, in one Redis (redis.asyncio client)."""
+
+    def __init__(self, client: Any, prefix: str = "kg:", seen_ttl_s: int = 7 * 86400) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.seen_ttl_s = seen_ttl_s
+        self.outbox_key = f"{prefix}outbox"
+        self._load = client.register_script(_LOAD)
+        self._commit = client.register_script(_COMMIT)
+
+    def state_key(self, firm: str, stage: str, key: str) -> str:
+        return f"{self.prefix}s:{firm}:{stage}:{key}"
+
+    def seen_key(self, firm: str, event_id: str) -> str:
+        return f"{self.prefix}e:{firm}:{event_id}"
+
+    async def load(self, firm: str, keys: Sequence[StageKey], event_ids: Sequence[str]) -> Snapshot:
+        redis_keys = [self.state_key(firm, s, k) for s, k in keys]
+        redis_keys += [self.seen_key(firm, e) for e in event_ids]
+        out = await self._load(keys=redis_keys, args=[len(keys)])
+        raw: dict[StageKey, bytes | None] = {}
+        versions: dict[StageKey, int] = {}
+        for i, sk in enumerate(keys):
+            version, data = out[2 * i], out[2 * i + 1]
+            raw[sk] = data or None
+            versions[sk] = int(version) if version else 0
+        base = 2 * len(keys)
+        seen = {e: out[base + i] for i, e in enumerate(event_ids) if out[base + i]}
+        return Snapshot(raw, versions, seen)
+
+    async def commit(self, firm: str, snapshot: Snapshot, writes: dict[StageKey, bytes],
+                     results: dict[str, bytes], outbox: tuple[str, bytes] | None) -> bool:
+        read = list(snapshot.versions)
+        written = list(writes)
+        keys = [self.state_key(firm, s, k) for s, k in read]
+        keys += [self.state_key(firm, s, k) for s, k in written]
+        keys += [self.seen_key(firm, e) for e in results]
+        keys.append(self.outbox_key)
+        field, record = outbox or ("", b"")
+        args: list[Any] = [len(read), len(written), len(results), self.seen_ttl_s, field, record]
+        args += [str(snapshot.versions[sk]) for sk in read]
+        args += [writes[sk] for sk in written]
+        args += list(results.values())
+        return bool(await self._commit(keys=keys, args=args))
+
+    @staticmethod
+    def outbox_field(firm: str, n: int) -> str:
+        """A unique outbox field that says when it was written (read back by `outbox`)."""
+        return f"{firm}:{time.time_ns()}:{n}"
+
+    async def outbox(self, older_than_s: float, limit: int = 500) -> list[tuple[bytes, bytes]]:
+        """Outbox records left longer than `older_than_s` (their database write did not finish)."""
+        cutoff = time.time_ns() - int(older_than_s * 1e9)
+        found: list[tuple[bytes, bytes]] = []
+        async for field, value in self.client.hscan_iter(self.outbox_key, count=limit):
+            stamp = int(field.split(b":")[-2])
+            if stamp < cutoff:
+                found.append((field, value))
+                if len(found) >= limit:
+                    break
+        return found
+
+    async def done(self, fields: Iterable[bytes | str]) -> None:
+        fields = list(fields)
+        if fields:
+            await self.client.hdel(self.outbox_key, *fields)
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())

@@ -1,0 +1,1 @@
+"""The online decision service: the detection core behind an authenticated HTTP API."""

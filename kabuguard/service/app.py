@@ -1,0 +1,335 @@
+"""The HTTP API: `POST /v1/events` and the read endpoints, each behind a firm-scoped API key.
+
+Handlers stay short: authentication and rate limits are a dependency, parsing is the contract
+reader's, deciding is `Decider`'s, reads are `Database`'s. `create_app()` builds the app from
+`Settings` (for `uvicorn --factory`, from the environment).
+"""
+
+
+import asyncio
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, AsyncIterator
+
+import msgspec
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from kabuguard import __version__
+from kabuguard.engine.pipeline import Pipeline
+from kabuguard.engine.redis_store import RedisState
+from kabuguard.events.model import Event
+from kabuguard.events.reader import ContractError, event_from_dict, parse_ts
+from kabuguard.policy import load_policy
+from kabuguard.service import logging as service_logging
+from kabuguard.service.auth import AuthError, KeyCache, Principal
+from kabuguard.service.decider import Decider
+from kabuguard.service.ratelimit import TokenBuckets
+from kabuguard.service.schemas import AccountAnswer, AlertsPage, EventsAnswer, Problem, event_schemas
+from kabuguard.service.settings import Settings, load_settings
+from kabuguard.service.state import MemoryState
+from kabuguard.service.storage.database import Database, migrate
+
+log = logging.getLogger("kabuguard.service")
+
+_typed = msgspec.json.Decoder(Event | list[Event]).decode
+_plain = msgspec.json.Decoder().decode
+_json = msgspec.json.Encoder().encode
+_PID = str(os.getpid())
+_ALERT_TYPES = ("account_alert", "symbol_alert", "campaign_alert")
+
+
+class BadInput(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def parse_events(body: bytes) -> list[Event]:
+    """One event object or an array of them, validated against the contract."""
+    try:
+        parsed = _typed(body)
+        events = parsed if isinstance(parsed, list) else [parsed]
+        if all(e.extra is None and not e.ts_us for e in events):
+            for event in events:
+                event.ts_us = parse_ts(event.ts)
+            return events
+    except (msgspec.ValidationError, ContractError):
+        pass  # the general path below says which event and which field
+    except msgspec.DecodeError as exc:
+        raise BadInput(400, f"body is not valid JSON: {exc}") from None
+    raw = _plain(body)
+    if isinstance(raw, dict):
+        items, where = [raw], "event"
+    elif isinstance(raw, list):
+        items, where = raw, "events[{}]"
+    else:
+        raise BadInput(422, f"expected an event object or an array of events, got {type(raw).__name__}")
+    out = []
+    for n, item in enumerate(items):
+        try:
+            out.append(event_from_dict(item))
+        except ContractError as exc:
+            raise BadInput(422, f"{where.format(n)}: {exc}") from None
+    return out
+
+
+class Service:
+    """What the handlers share in one worker process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.db)
+        if settings.redis():
+            import redis.asyncio as aioredis
+
+            timeout = max(0.05, settings.deadline_ms / 1000)
+            client = aioredis.from_url(settings.state, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                       max_connections=256, health_check_interval=0)
+            state: Any = RedisState(client, settings.redis_prefix, settings.idempotency_ttl_s)
+        else:
+            state = MemoryState()
+        pipeline = Pipeline(load_policy(settings.policy or None))
+        self.decider = Decider(pipeline, state, self.db, deadline_s=settings.deadline_ms / 1000)
+        self.keys = KeyCache(self.db)
+        self.buckets = TokenBuckets()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self.db.start()
+        if self.decider.embedded:
+            started = time.monotonic()
+            n = await run_in_threadpool(self.decider.rebuild)
+            log.info("state rebuilt from the event log", extra={"events": n, "seconds": round(time.monotonic() - started, 3)})
+        else:
+            self._tasks.append(asyncio.create_task(self.decider.housekeeping()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self.db.stop()
+
+
+def create_app(settings: Settings | None = None, migrate_db: bool = True) -> FastAPI:
+    """The app over `settings`; `migrate_db` brings the schema up to date first (`serve` does
+    it once before starting several workers, which then pass False)."""
+    settings = settings or load_settings()
+    service_logging.configure(settings.log_level)
+    if migrate_db:
+        migrate_database(settings.db)
+    service = Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        log.info("service ready", extra={"state": "redis" if settings.redis() else "memory",
+                                         "db": settings.db.split(":", 1)[0], "version": __version__})
+        yield
+        await service.stop()
+
+    app = FastAPI(title="Kabuguard decision service", version=__version__, lifespan=lifespan,
+                  description="Decisions on logins, account changes and orders, as `kabuguard replay` makes "
+                              "them. Every endpoint but /healthz and /readyz needs a firm's API key.")
+    app.state.service = service
+    bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer kg_<id>_<secret>")
+    header = APIKeyHeader(name="X-API-Key", auto_error=False, description="or X-API-Key: kg_<id>_<secret>")
+
+    async def principal(request: Request,
+                        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+                        api_key: Annotated[str | None, Depends(header)]) -> Principal:
+        token = credentials.credentials if credentials else api_key
+        if not token:
+            raise HTTPException(401, "missing API key: send `Authorization: Bearer <key>` or `X-API-Key`",
+                                headers={"WWW-Authenticate": "Bearer"})
+        try:
+            who = service.keys.verify(token)
+        except AuthError as exc:
+            raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+        except Exception:
+            # The key store is unreachable: refuse rather than guess (the platforms retry).
+            raise HTTPException(503, "cannot verify the API key now: the database is unreachable") from None
+        wait = service.buckets.take(who.key_id, who.rate_limit or settings.rate_limit)
+        if wait:
+            raise HTTPException(429, f"rate limit of this key exceeded; retry in {wait:.3f} s",
+                                headers={"Retry-After": str(max(1, round(wait)))})
+        request.state.principal = who
+        return who
+
+    Auth = Annotated[Principal, Depends(principal)]
+    body_schema, components = event_schemas()
+    errors: dict[int | str, dict[str, Any]] = {
+        code: {"model": Problem} for code in (400, 401, 403, 413, 422, 429)}
+
+    @app.middleware("http")
+    async def access_log(request: Request, call_next: Any) -> Any:
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers["x-kabuguard-worker"] = _PID
+        route = request.scope.get("route")
+        who = getattr(request.state, "principal", None)
+        log.info("request", extra={
+            "method": request.method, "route": getattr(route, "path", "unmatched"),
+            "status": response.status_code, "ms": round((time.perf_counter() - started) * 1000, 3),
+            "key_id": who.key_id if who else None, "firm": who.firm if who else None})
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()))
+            parts.append(f"{where}: {err.get('msg')}")
+        return JSONResponse({"detail": "; ".join(parts)}, status_code=422)
+
+    @app.post("/v1/events", response_model=EventsAnswer, responses=errors, tags=["events"],
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}})
+    async def post_events(request: Request, who: Auth) -> Response:
+        """Decide one event or a batch, in the order given; returns a result per event.
+
+        Logins, account changes and orders get a decision; the other types only feed state.
+        An `event_id` seen before gets its first answer again (`duplicate: true`) and changes
+        nothing. Send events in `ts` order: then the decisions are those of `kabuguard replay`.
+        """
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
+            return _problem(413, f"body of {length} bytes exceeds the limit of {settings.max_body_bytes}")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > settings.max_body_bytes:
+                return _problem(413, f"body exceeds the limit of {settings.max_body_bytes} bytes")
+            chunks.append(chunk)
+        try:
+            events = parse_events(b"".join(chunks))
+        except BadInput as exc:
+            return _problem(exc.status, exc.detail)
+        if len(events) > settings.max_batch:
+            return _problem(413, f"batch of {len(events)} events exceeds the limit of {settings.max_batch}")
+        for n, event in enumerate(events):
+            if event.firm is not None and event.firm != who.firm:
+                return _problem(403, f"events[{n}].firm: this API key belongs to another firm")
+        outcome = await service.decider.decide(who.firm, events)
+        return Response(outcome.body, media_type="application/json",
+                        headers={"X-Kabuguard-Degraded": "true"} if outcome.degraded else None)
+
+    @app.get("/v1/accounts/{account_id}", response_model=AccountAnswer, responses={**errors, 404: {"model": Problem}},
+             tags=["reads"])
+    async def get_account(account_id: str, who: Auth) -> Response:
+        """The account's risk, its latest decisions (newest first) and its open alerts."""
+        try:
+            recent, open_alerts = await run_in_threadpool(service.db.account, who.firm, account_id)
+        except Exception:
+            return _problem(503, "the database is unreachable; retry shortly")
+        status = await _status(service, who.firm, account_id)
+        if not recent and not open_alerts and status is None:
+            return _problem(404, f"account_id: no decisions recorded for {account_id!r} in this firm")
+        risk: dict[str, Any] = {"latest_score": None, "latest_decision": None}
+        if recent:
+            latest = msgspec.json.decode(recent[0])
+            risk.update(latest_score=latest["score"], latest_decision=latest["decision"])
+        if status is not None:
+            risk.update(contained=status.get("contained", False), campaign_id=status.get("campaign_id") or None)
+        body = (b'{"account_id":' + _json(account_id) + b',"risk":' + _json(risk)
+                + b',"recent_decisions":[' + b",".join(recent) + b'],"open_alerts":[' + b",".join(open_alerts) + b"]}")
+        return Response(body, media_type="application/json")
+
+    @app.get("/v1/alerts", response_model=AlertsPage, responses=errors, tags=["reads"])
+    async def get_alerts(who: Auth,
+                         since: Annotated[str | None, Query(description="RFC 3339; alerts at or after")] = None,
+                         until: Annotated[str | None, Query(description="RFC 3339; alerts before")] = None,
+                         type: Annotated[str | None, Query(description="account_alert, symbol_alert or campaign_alert")] = None,
+                         cursor: Annotated[int, Query(ge=0, le=2**62, description="next_cursor of the previous page")] = 0,
+                         limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
+        """Alerts of the key's firm in the order recorded, filtered by time and type, a page at a time."""
+        try:
+            since_us = parse_ts(since) if since is not None else None
+            until_us = parse_ts(until) if until is not None else None
+        except ContractError as exc:
+            return _problem(422, f"since/until: {str(exc).replace('`ts`', 'the value')}")
+        if type is not None and type not in _ALERT_TYPES:
+            return _problem(422, f"type: expected one of {', '.join(_ALERT_TYPES)}, got {type!r}")
+        try:
+            rows = await run_in_threadpool(service.db.alerts, who.firm, since_us, until_us, type, cursor, limit)
+        except Exception:
+            return _problem(503, "the database is unreachable; retry shortly")
+        next_cursor = rows[-1][0] if len(rows) == limit else None
+        body = (b'{"alerts":[' + b",".join(body for _, body in rows) + b'],"next_cursor":'
+                + _json(next_cursor) + b"}")
+        return Response(body, media_type="application/json")
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is up (no authentication)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "a store is unreachable"}})
+    async def readyz() -> JSONResponse:
+        """State and database both reachable (no authentication)."""
+        checks = {}
+        try:
+            async with asyncio.timeout(settings.deadline_ms / 1000):
+                await service.decider.state.ping()
+            checks["state"] = "ok"
+        except Exception as exc:
+            checks["state"] = f"unreachable ({type(exc).__name__})"
+        try:
+            await asyncio.wait_for(run_in_threadpool(service.db.ping), settings.deadline_ms / 1000 * 4)
+            checks["db"] = "ok"
+        except Exception as exc:
+            checks["db"] = f"unreachable ({type(exc).__name__})"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "degraded", **checks}, status_code=200 if ok else 503)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+async def _status(service: Service, firm: str, account_id: str) -> dict[str, Any] | None:
+    """The final stage's containment and campaign for the account, None when unknown or unreachable."""
+    decider = service.decider
+    keys = [("final", account_id), ("final", f"{firm}:{account_id}")]
+    try:
+        async with asyncio.timeout(service.settings.deadline_ms / 1000):
+            snapshot = await decider.state.load(firm, keys, [])
+    except Exception:
+        return None
+    for sk in keys:
+        data = snapshot.raw.get(sk)
+        if data:
+            status = decider.codec.decode("final", data).get("status")
+            if status is not None:
+                return {"contained": status.contained, "campaign_id": status.campaign_id}
+            return {}
+    return None
+
+
+def _problem(status: int, detail: str) -> Response:
+    return Response(_json({"detail": detail}), status_code=status, media_type="application/json")
+
+
+def factory() -> FastAPI:
+    """For `uvicorn --factory kabuguard.service.app:factory`: settings from the environment."""
+    return create_app(load_settings(), migrate_db=False)
+
+
+def migrate_database(url: str) -> None:
+    engine = Database(url).engine
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()

@@ -1,0 +1,286 @@
+"""The service's use of the core: decide a request's events against shared state, record, answer.
+
+One request (a single event or a batch) is one unit: its events are decided in the order given,
+each reading the state every earlier event left, and the request's state changes, results and
+records are committed together or not at all. The same `Pipeline` as the replay decides; only
+where state lives differs (`MemoryState` embedded, `RedisState` in production).
+
+Answers are JSON built from stored bytes: the result of an event is recorded once, at its first
+decision, and a retry of the same `event_id` gets those bytes back, so the answer to a retry is
+byte for byte the first answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from kabuguard.engine.pipeline import Pipeline
+from kabuguard.engine.redis_store import Missing, RedisState, Snapshot, StageKey, StateCodec, WorkingSet
+from kabuguard.events.model import DECIDABLE, Event, account_key
+from kabuguard.service.state import MemoryState
+from kabuguard.service.storage.database import Database, Records
+
+log = logging.getLogger("kabuguard.service")
+
+_ACTIVITY = frozenset({"login", "account_change", "order"})
+_WITH_ACCOUNT = frozenset({"login", "account_change", "order", "execution", "account"})
+_WITH_SYMBOL = frozenset({"order", "execution", "market_bar"})
+_json = msgspec.json.Encoder()
+_msgpack = msgspec.msgpack.Encoder()
+_outbox_decode = msgspec.msgpack.Decoder(tuple[list[dict[str, Any]], list[dict[str, Any]]]).decode
+
+
+class Degraded(Exception):
+    """State or database unreachable in time: the policy's fail mode answers."""
+
+
+class Outcome(msgspec.Struct):
+    """A request's answer as JSON bytes, and how it came about."""
+
+    body: bytes
+    decided: int = 0
+    duplicates: int = 0
+    degraded: bool = False
+
+
+def keys_of(event: Any) -> list[StageKey]:
+    """Every (stage, key) the pipeline may read or write for `event` (except campaign members)."""
+    kind = event.kind
+    keys: list[StageKey] = []
+    if kind in _WITH_ACCOUNT:
+        account = account_key(event)
+        keys.append(("account", account))
+        if kind in DECIDABLE:
+            keys.append(("final", account))
+    if kind in _ACTIVITY:
+        if event.ip:
+            keys.append(("ip", event.ip))
+        if event.device_id:
+            keys.append(("device", event.device_id))
+    if kind in _WITH_SYMBOL:
+        keys.append(("symbol", event.symbol))
+    if kind in ("order", "execution", "instrument"):
+        keys.append(("reference", event.symbol))
+    return keys
+
+
+class Decider:
+    def __init__(self, pipeline: Pipeline, state: MemoryState | RedisState, db: Database,
+                 deadline_s: float = 0.25, max_attempts: int = 64) -> None:
+        self.pipeline = pipeline
+        self.codec = StateCodec(pipeline)
+        self.state = state
+        self.db = db
+        self.deadline_s = deadline_s
+        self.max_attempts = max_attempts
+        self.embedded = isinstance(state, MemoryState)
+        # The embedded state commits after its database write; one request at a time does so.
+        self._lock = asyncio.Lock()
+        self._done: list[str] = []
+        self._n = 0
+        self.fail_decision = "allow" if pipeline.policy.fail_mode == "fail_open" else "challenge"
+
+    # -- the request path -------------------------------------------------------------------
+
+    async def decide(self, firm: str, events: Sequence[Event]) -> Outcome:
+        started = time.monotonic()
+        try:
+            if self.embedded:
+                async with asyncio.timeout(self.deadline_s):
+                    async with self._lock:
+                        return await self._embedded(firm, events)
+            async with asyncio.timeout(self.deadline_s):
+                outcome, records, field = await self._shared(firm, events)
+        except (Degraded, TimeoutError, OSError, ConnectionError) as exc:
+            return self._degraded(firm, events, exc)
+        except Exception as exc:
+            # Driver errors (redis, SQLAlchemy) carry no common base: any failure to reach a
+            # store is degraded mode, never a 500.
+            if _is_store_error(exc):
+                return self._degraded(firm, events, exc)
+            raise
+        if records is not None:
+            remaining = max(0.001, self.deadline_s - (time.monotonic() - started))
+            try:
+                async with asyncio.timeout(remaining):
+                    await self.db.write(records)
+                self._done.append(field)
+            except Exception as exc:
+                # The records wait in the Redis outbox; the flusher writes them when it can.
+                log.warning("database write deferred to the outbox", extra={"error": type(exc).__name__})
+        return outcome
+
+    async def _embedded(self, firm: str, events: Sequence[Event]) -> Outcome:
+        state = self.state
+        assert isinstance(state, MemoryState)
+        outcome, results, writes, records = self._run(firm, events, state.load_now)
+        if results:
+            records.events = [{"firm": firm, "event_id": e.event_id, "body": _msgpack.encode(e)}
+                              for e in events if e.event_id in results]
+            try:
+                await self.db.write(records)
+            except Exception as exc:
+                raise Degraded(f"database: {type(exc).__name__}") from exc
+            state.apply(firm, writes, results)
+        return outcome
+
+    async def _shared(self, firm: str, events: Sequence[Event]) -> tuple[Outcome, Records | None, str]:
+        state = self.state
+        assert isinstance(state, RedisState)
+        keys = _unique(k for e in events for k in keys_of(e))
+        event_ids = _unique(e.event_id for e in events)
+        for _ in range(self.max_attempts):
+            snapshot = await state.load(firm, keys, event_ids)
+            try:
+                outcome, results, writes, records = self._decide(firm, events, snapshot)
+            except Missing as miss:
+                keys.append(miss.stage_key)
+                continue
+            if not results:
+                return outcome, None, ""
+            self._n += 1
+            field = state.outbox_field(firm, self._n)
+            record = _msgpack.encode((records.decisions, records.alerts))
+            if await state.commit(firm, snapshot, writes, results, (field, record)):
+                return outcome, records, field
+        raise Degraded("too many conflicting writers")
+
+    def _run(self, firm: str, events: Sequence[Event], load: Any) -> tuple[Outcome, dict[str, bytes], dict[StageKey, bytes], Records]:
+        keys = _unique(k for e in events for k in keys_of(e))
+        event_ids = _unique(e.event_id for e in events)
+        while True:
+            try:
+                return self._decide(firm, events, load(firm, keys, event_ids))
+            except Missing as miss:
+                keys.append(miss.stage_key)
+
+    def _decide(self, firm: str, events: Sequence[Event], snapshot: Snapshot) -> tuple[Outcome, dict[str, bytes], dict[StageKey, bytes], Records]:
+        """Every event through the pipeline over one working set; nothing is written here."""
+        pipeline = self.pipeline
+        work = WorkingSet(self.codec, dict(snapshot.raw))
+        pipeline.store = work
+        seen = snapshot.seen
+        results: dict[str, bytes] = {}
+        records = Records()
+        parts: list[bytes] = []
+        duplicates = 0
+        for event in events:
+            event_id = event.event_id
+            head = b'{"event_id":' + _json.encode(event_id)
+            prior = seen.get(event_id) or results.get(event_id)
+            if prior is not None:
+                duplicates += 1
+                parts.append(head + b',"duplicate":true,' + prior[1:])
+                continue
+            decision, alerts = pipeline.process(event)
+            record = _json.encode({"decision": decision, "alerts": alerts})
+            results[event_id] = record
+            parts.append(head + b',"duplicate":false,' + record[1:])
+            if decision is not None:
+                records.decisions.append({
+                    "firm": firm, "event_id": event_id, "ts_us": event.ts_us, "type": decision["type"],
+                    "account_id": decision["account_id"], "decision": decision["decision"],
+                    "score": decision["score"], "body": _json.encode(decision)})
+            for alert in alerts:
+                records.alerts.append({
+                    "firm": firm, "alert_id": alert["alert_id"], "event_id": event_id, "ts_us": event.ts_us,
+                    "type": alert["type"], "account_id": alert.get("account_id"), "body": _json.encode(alert)})
+        body = b'{"degraded":false,"results":[' + b",".join(parts) + b"]}"
+        outcome = Outcome(body, decided=len(records.decisions), duplicates=duplicates)
+        return outcome, results, work.changed(), records
+
+    def _degraded(self, firm: str, events: Sequence[Event], exc: BaseException) -> Outcome:
+        log.warning("degraded answer", extra={"error": type(exc).__name__, "events": len(events),
+                                              "fail_mode": self.pipeline.policy.fail_mode})
+        parts = []
+        for event in events:
+            decision = None
+            if event.kind in DECIDABLE:
+                decision = {"event_id": event.event_id, "ts": event.ts, "type": event.kind,
+                            "account_id": event.account_id}
+                if event.firm:
+                    decision["firm"] = event.firm
+                decision.update(decision=self.fail_decision, score=None, reasons=["degraded"])
+            parts.append(_json.encode({"event_id": event.event_id, "duplicate": False, "applied": False,
+                                       "decision": decision, "alerts": []}))
+        body = b'{"degraded":true,"results":[' + b",".join(parts) + b"]}"
+        return Outcome(body, degraded=True)
+
+    # -- background work --------------------------------------------------------------------
+
+    async def housekeeping(self, every_s: float = 0.2, outbox_after_s: float = 5.0) -> None:
+        """Clear written outbox records; write those a crash or an outage left behind."""
+        if self.embedded:
+            return
+        state = self.state
+        assert isinstance(state, RedisState)
+        ticks = 0
+        while True:
+            await asyncio.sleep(every_s)
+            ticks += 1
+            try:
+                if self._done:
+                    done, self._done = self._done, []
+                    await state.done(done)
+                if ticks % 10 == 0:
+                    await self.flush_outbox(outbox_after_s)
+            except Exception as exc:  # a store outage: try again on the next tick
+                log.info("housekeeping postponed", extra={"error": type(exc).__name__})
+
+    async def flush_outbox(self, older_than_s: float = 0.0) -> int:
+        state = self.state
+        assert isinstance(state, RedisState)
+        found = await state.outbox(older_than_s)
+        if not found:
+            return 0
+        records = Records()
+        for _, value in found:
+            decisions, alerts = _outbox_decode(value)
+            records.decisions += decisions
+            records.alerts += alerts
+        await self.db.write(records)
+        await state.done(field for field, _ in found)
+        log.info("outbox flushed", extra={"records": len(found)})
+        return len(found)
+
+    def rebuild(self) -> int:
+        """Embedded start: apply the database's event log to the empty memory state."""
+        state = self.state
+        assert isinstance(state, MemoryState)
+        decode = msgspec.msgpack.Decoder(Event).decode
+        n = 0
+        firm, batch = None, []
+        for row_firm, body in self.db.event_log():
+            if row_firm != firm and batch:
+                self._replay(firm, batch)
+                batch = []
+            firm = row_firm
+            batch.append(decode(body))
+            if len(batch) >= 1000:
+                self._replay(firm, batch)
+                batch = []
+            n += 1
+        if batch:
+            self._replay(firm, batch)
+        return n
+
+    def _replay(self, firm: Any, events: list[Event]) -> None:
+        state = self.state
+        assert isinstance(state, MemoryState)
+        _, results, writes, _ = self._run(firm, events, state.load_now)
+        state.apply(firm, writes, results)
+
+
+def _unique(items: Any) -> list[Any]:
+    return list(dict.fromkeys(items))
+
+
+def _is_store_error(exc: BaseException) -> bool:
+    module = type(exc).__module__
+    return module.startswith(("redis", "sqlalchemy", "psycopg", "sqlite3"))

@@ -1,0 +1,73 @@
+"""The API's documented shapes: request bodies from the contract's own records, answers as models.
+
+Requests are parsed by the contract reader (msgspec), never by these models: the OpenAPI schema
+of `POST /v1/events` is generated from the same typed records, so schema and parser agree.
+Answers are written as bytes by the decider; the models below only describe them.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import msgspec
+from pydantic import BaseModel, Field
+
+from kabuguard.events.model import Event
+
+_INTERNAL = ("ts_us", "extra")
+
+
+def event_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(schema of the body: one event or an array of events, component schemas)."""
+    (body,), components = msgspec.json.schema_components([Event | list[Event]],
+                                                         ref_template="#/components/schemas/{name}")
+    components = copy.deepcopy(components)
+    for schema in components.values():
+        props = schema.get("properties", {})
+        for name in _INTERNAL:
+            props.pop(name, None)
+        # Fields outside the contract are kept, not refused (docs/event-contract.md).
+        schema.pop("additionalProperties", None)
+    return body, components
+
+
+class Decision(BaseModel):
+    event_id: str
+    ts: str
+    type: str
+    account_id: str
+    firm: str | None = None
+    decision: str = Field(description="allow, challenge, review or block")
+    score: float | None = Field(description="in [0, 1]; null for a degraded answer")
+    reasons: list[str]
+    notional_jpy: float | None = None
+
+
+class Result(BaseModel):
+    event_id: str
+    duplicate: bool = Field(description="true when this event_id was decided before: the first answer again")
+    applied: bool | None = Field(None, description="false for a degraded answer: the event did not reach state; resend it")
+    decision: Decision | None = Field(description="null for events that only feed state")
+    alerts: list[dict[str, Any]]
+
+
+class EventsAnswer(BaseModel):
+    degraded: bool = Field(description="true when state or the database was unreachable: the policy's fail mode answered")
+    results: list[Result]
+
+
+class AccountAnswer(BaseModel):
+    account_id: str
+    risk: dict[str, Any]
+    recent_decisions: list[dict[str, Any]]
+    open_alerts: list[dict[str, Any]]
+
+
+class AlertsPage(BaseModel):
+    alerts: list[dict[str, Any]]
+    next_cursor: int | None = Field(description="pass as `cursor` for the next page; null on the last")
+
+
+class Problem(BaseModel):
+    detail: str

@@ -1,0 +1,96 @@
+"""The service's settings: defaults, then a TOML config file, then environment, then the command line.
+
+Each setting `name` is read from the environment as `KABUGUARD_NAME` (upper case) and from the
+config file's `[service]` table as `name`; `docs/service.md` lists them all. The embedded
+default needs none: in-memory state and a SQLite file in the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+_PREFIX = "KABUGUARD_"
+
+
+class SettingsError(ValueError):
+    """A setting is malformed; the message names it and where it came from."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    # "memory" (embedded, one worker) or a redis:// URL shared by every worker.
+    state: str = "memory"
+    # Decisions, alerts, API keys and (embedded) the event log.
+    db: str = "sqlite:///kabuguard.db"
+    policy: str = ""
+    # Prefix of every Redis key, so that several deployments (or tests) can share one Redis.
+    redis_prefix: str = "kg:"
+    # How long the result of an event_id is kept in Redis for idempotent retries.
+    idempotency_ttl_s: int = 7 * 86400
+    # Every answer within this; past it (or when a store is down) the policy's fail mode answers.
+    deadline_ms: int = 250
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_batch: int = 10_000
+    # Requests per second per API key (a token bucket per worker), unless the key sets its own.
+    rate_limit: float = 1000.0
+    log_level: str = "info"
+
+    def redis(self) -> bool:
+        return self.state.startswith(("redis://", "rediss://", "unix://"))
+
+    def validate(self) -> Settings:
+        if self.state != "memory" and not self.redis():
+            raise SettingsError(f"state: expected `memory` or a redis:// URL, got {self.state!r}")
+        if not self.db.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise SettingsError(f"db: expected sqlite:///PATH or postgresql://…, got {self.db!r}")
+        if self.workers < 1:
+            raise SettingsError(f"workers: must be at least 1, got {self.workers}")
+        if self.workers > 1 and not self.redis():
+            raise SettingsError("workers: more than one worker needs shared state: use --state redis://…")
+        return self
+
+    def to_env(self) -> dict[str, str]:
+        """The settings as environment variables, so that worker processes read the same."""
+        return {_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+
+
+def _coerce(name: str, value: Any, kind: Any, origin: str) -> Any:
+    try:
+        if kind in ("int", int):
+            return int(value)
+        if kind in ("float", float):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{origin}: `{name}` must be {kind}, got {value!r}") from None
+
+
+def load_settings(config: str | Path | None = None, env: dict[str, str] | None = None,
+                  **overrides: Any) -> Settings:
+    """Defaults < config file (`config` or $KABUGUARD_CONFIG) < environment < `overrides`."""
+    env = dict(os.environ if env is None else env)
+    values: dict[str, Any] = {}
+    types = {f.name: f.type for f in fields(Settings)}
+    path = config or env.get(_PREFIX + "CONFIG")
+    if path:
+        try:
+            table = tomllib.loads(Path(path).read_text()).get("service", {})
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"{path}: cannot read the config file: {exc}") from None
+        for name, value in table.items():
+            if name not in types:
+                raise SettingsError(f"{path}: unknown setting `{name}` in [service]")
+            values[name] = _coerce(name, value, types[name], str(path))
+    for name, kind in types.items():
+        raw = env.get(_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = _coerce(name, raw, kind, _PREFIX + name.upper())
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return replace(Settings(), **values).validate()

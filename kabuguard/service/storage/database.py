@@ -1,0 +1,203 @@
+"""The database behind the service: migrations, one group-committing writer thread, and reads.
+
+Decisions and alerts reach the database before the answer returns: a request hands its rows to
+the writer thread and waits. The writer commits whatever requests are waiting in one
+transaction (group commit), so a busy service pays one commit for many requests. Inserts ignore
+rows already present (`firm`, `event_id`), so a record written twice (an outbox flushed after a
+crash, a retry) is stored once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Engine
+
+from kabuguard.service.storage.models import alerts, api_keys, decisions, events
+
+
+def engine_for(url: str, **kwargs: Any) -> Engine:
+    """An engine for `sqlite:///PATH` or `postgresql://…` (driven by psycopg 3)."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 5, "check_same_thread": False}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn: Any, _record: Any) -> None:
+            # WAL with synchronous=NORMAL survives a crash of the process (not of the machine).
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=8,
+                         connect_args={"connect_timeout": 2}, **kwargs)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("kabuguard.service.storage") / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+@dataclass
+class Records:
+    """Rows one request (or one outbox record) adds."""
+
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def extend(self, other: Records) -> None:
+        self.decisions += other.decisions
+        self.alerts += other.alerts
+        self.events += other.events
+
+
+def _insert_ignoring(engine: Engine, table: Any) -> Any:
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing()
+
+
+class Database:
+    """The engine, its writer thread and the reads the API needs."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = engine_for(url)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._inserts = {t.name: _insert_ignoring(self.engine, t) for t in (decisions, alerts, events)}
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="kabuguard-db-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.engine.dispose()
+
+    async def write(self, records: Records) -> None:
+        """Return once `records` are committed; raises what the database raised."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put((records, future, loop))
+        await future
+
+    def write_now(self, records: Records) -> None:
+        with self.engine.begin() as conn:
+            self._insert(conn, records)
+
+    def _insert(self, conn: Any, records: Records) -> None:
+        for name, rows in (("events", records.events), ("decisions", records.decisions),
+                           ("alerts", records.alerts)):
+            if rows:
+                conn.execute(self._inserts[name], rows)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            waiting = [item]
+            while len(waiting) < 512:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                waiting.append(nxt)
+            merged = Records()
+            for records, _, _ in waiting:
+                merged.extend(records)
+            error: BaseException | None = None
+            try:
+                self.write_now(merged)
+            except Exception as exc:  # the database's own errors vary by driver
+                error = exc
+            for _, future, loop in waiting:
+                loop.call_soon_threadsafe(_settle, future, error)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    def key(self, key_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).mappings().first()
+        return dict(row) if row else None
+
+    def account(self, firm: str, account_id: str, limit: int = 20) -> tuple[list[bytes], list[bytes]]:
+        """The account's latest decisions (newest first) and its open alerts (bodies)."""
+        with self.engine.connect() as conn:
+            recent = conn.execute(
+                select(decisions.c.body).where(decisions.c.firm == firm, decisions.c.account_id == account_id)
+                .order_by(decisions.c.ts_us.desc(), decisions.c.seq.desc()).limit(limit)).scalars().all()
+            open_alerts = conn.execute(
+                select(alerts.c.body).where(alerts.c.firm == firm, alerts.c.account_id == account_id,
+                                            alerts.c.status == "open")
+                .order_by(alerts.c.ts_us.desc(), alerts.c.seq.desc()).limit(limit)).scalars().all()
+        return list(recent), list(open_alerts)
+
+    def alerts(self, firm: str, since_us: int | None, until_us: int | None, kind: str | None,
+               after: int, limit: int) -> list[tuple[int, bytes]]:
+        """Alerts in order of recording, after cursor `after`, filtered by time and type."""
+        query = select(alerts.c.seq, alerts.c.body).where(alerts.c.firm == firm, alerts.c.seq > after)
+        if since_us is not None:
+            query = query.where(alerts.c.ts_us >= since_us)
+        if until_us is not None:
+            query = query.where(alerts.c.ts_us < until_us)
+        if kind is not None:
+            query = query.where(alerts.c.type == kind)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(alerts.c.seq).limit(limit)).all()
+        return [(seq, body) for seq, body in rows]
+
+    def event_log(self, batch: int = 10_000) -> Any:
+        """(firm, msgpack body) of every logged event in the order applied (embedded rebuild)."""
+        last = 0
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(events.c.seq, events.c.firm, events.c.body)
+                                    .where(events.c.seq > last).order_by(events.c.seq).limit(batch)).all()
+            if not rows:
+                return
+            for seq, firm, body in rows:
+                yield firm, body
+            last = rows[-1][0]
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

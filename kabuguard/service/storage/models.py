@@ -1,0 +1,65 @@
+"""The database tables (SQLAlchemy Core); Alembic migrations under `migrations/` create them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (BigInteger, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table,
+                        UniqueConstraint)
+
+metadata = MetaData()
+
+# SQLite wants INTEGER for an auto-incrementing primary key; PostgreSQL gets a BIGINT identity.
+_Seq = BigInteger().with_variant(Integer(), "sqlite")
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("firm", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("secret_sha256", String(64), nullable=False),  # the key is random: a fast hash suffices
+    Column("rate_limit", Float, nullable=True),  # requests per second; null: the service default
+    Column("created_at", String(40), nullable=False),
+    Column("revoked_at", String(40), nullable=True),
+)
+
+# Each decision as the replay writes it (`body`, the exact JSON line) plus columns to query by.
+decisions = Table(
+    "decisions", metadata,
+    Column("seq", _Seq, primary_key=True, autoincrement=True),
+    Column("firm", String(64), nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("ts_us", BigInteger, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("account_id", String(200), nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    UniqueConstraint("firm", "event_id", name="uq_decisions_firm_event"),
+    Index("ix_decisions_account", "firm", "account_id", "ts_us"),
+)
+
+alerts = Table(
+    "alerts", metadata,
+    Column("seq", _Seq, primary_key=True, autoincrement=True),
+    Column("firm", String(64), nullable=False),
+    Column("alert_id", String(240), nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("ts_us", BigInteger, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("account_id", String(200), nullable=True),
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("body", LargeBinary, nullable=False),
+    UniqueConstraint("firm", "alert_id", name="uq_alerts_firm_alert"),
+    Index("ix_alerts_time", "firm", "ts_us"),
+    Index("ix_alerts_account", "firm", "account_id"),
+)
+
+# The embedded service keeps state in memory and rebuilds it from this log at start: every
+# event applied, in the order applied (msgpack of the typed record).
+events = Table(
+    "events", metadata,
+    Column("seq", _Seq, primary_key=True, autoincrement=True),
+    Column("firm", String(64), nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    UniqueConstraint("firm", "event_id", name="uq_events_firm_event"),
+)
