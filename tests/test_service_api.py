@@ -1,0 +1,229 @@
+"""The service's API as a platform sees it: keys, firms, idempotency, bad input, limits, logs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from conftest import HOME_UA, brokerage, ts
+from kabuguard.cli import main
+from kabuguard.service.app import create_app
+from kabuguard.service.auth import create_key
+from kabuguard.service.settings import Settings, SettingsError, load_settings
+from test_service_support import encode, ordered_stream
+
+
+def _login(event_id: str, account: str = "A1", ip: str = "203.0.113.77", minute: int = 0) -> dict:
+    return {"event_id": event_id, "type": "login", "ts": ts(3, 9, minute), "account_id": account,
+            "session_id": f"s-{event_id}", "success": True, "ip": ip, "user_agent": HOME_UA,
+            "device_id": "dev-1", "mfa": "sms", "channel": "web"}
+
+
+class Api:
+    def __init__(self, client: TestClient, keys: dict[str, str]) -> None:
+        self.client = client
+        self.keys = keys
+
+    def post(self, body: object, firm: str = "acme", raw: bytes | None = None):
+        content = raw if raw is not None else json.dumps(body).encode()
+        return self.client.post("/v1/events", content=content, headers={"Authorization": f"Bearer {self.keys[firm]}"})
+
+    def get(self, path: str, firm: str = "acme", **params: object):
+        return self.client.get(path, params=params, headers={"X-API-Key": self.keys[firm]})
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    app = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9, max_body_bytes=400_000,
+                              max_batch=500))
+    db = app.state.service.db
+    keys = {"acme": create_key(db, "acme", "test")[1], "other": create_key(db, "other", "test")[1],
+            "slow": create_key(db, "slow", "test", rate_limit=2)[1]}
+    with TestClient(app) as client:
+        yield Api(client, keys)
+
+
+def test_health_and_readiness_need_no_key(api: Api) -> None:
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    ready = api.client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["state"] == "ok" and ready.json()["db"] == "ok"
+
+
+def test_every_other_endpoint_needs_a_valid_key(api: Api) -> None:
+    for method, path in (("post", "/v1/events"), ("get", "/v1/alerts"), ("get", "/v1/accounts/A1")):
+        answer = getattr(api.client, method)(path)
+        assert answer.status_code == 401 and "API key" in answer.json()["detail"]
+    wrong = api.client.get("/v1/alerts", headers={"Authorization": "Bearer kg_0123456789ab_" + "x" * 43})
+    assert wrong.status_code == 401 and wrong.json()["detail"] == "unknown API key"
+
+
+def test_a_key_of_one_firm_never_sees_another_firms_data(api: Api) -> None:
+    stream = ordered_stream_of(brokerage())
+    assert api.post(stream).status_code == 200
+    assert api.get("/v1/accounts/A0").status_code == 200
+    assert api.get("/v1/alerts").json()["alerts"]
+    assert api.get("/v1/accounts/A0", firm="other").status_code == 404
+    assert api.get("/v1/alerts", firm="other").json() == {"alerts": [], "next_cursor": None}
+    # The other firm's state is its own: the same account there starts from nothing.
+    fresh = api.post(_login("lo-x", account="A0"), firm="other").json()["results"][0]["decision"]
+    assert "new_device" not in fresh["reasons"]
+    # An event naming a firm must come with that firm's key.
+    answer = api.post({**_login("lo-y"), "firm": "other"})
+    assert answer.status_code == 403 and "events[0].firm" in answer.json()["detail"]
+
+
+def ordered_stream_of(stream) -> list[dict]:  # noqa: ANN001
+    return sorted(stream.events, key=lambda e: e["ts"])
+
+
+def test_same_event_id_twice_returns_the_first_decision_and_updates_state_once(api: Api) -> None:
+    first = api.post(_login("lo-1")).json()["results"][0]
+    again = api.post({**_login("lo-1"), "ip": "198.51.100.9"}).json()["results"][0]
+    assert first["duplicate"] is False and again["duplicate"] is True
+    assert again["decision"] == first["decision"] and again["alerts"] == first["alerts"]
+    # State counted the login once: a later login sees one earlier login, as the replay does.
+    later = api.post(_login("lo-2", minute=5)).json()["results"][0]["decision"]
+    twice = create_app_replay([_login("lo-1"), _login("lo-2", minute=5)])
+    assert encode(later) == twice[-1]
+    recent = api.get("/v1/accounts/A1").json()["recent_decisions"]
+    assert [d["event_id"] for d in recent] == ["lo-2", "lo-1"]
+
+
+def create_app_replay(events: list[dict]) -> list[bytes]:
+    """The replay's decision lines for `events`."""
+    from kabuguard.engine import Pipeline
+    from kabuguard.events.reader import event_from_dict
+
+    pipeline = Pipeline()
+    return [encode(d) for e in events if (d := pipeline.process(event_from_dict(e))[0])]
+
+
+def test_bad_input_gets_4xx_naming_the_field(api: Api) -> None:
+    cases = [
+        (b'{"event_id": "x", "type": "login"', 400, "not valid JSON"),
+        (json.dumps({**_login("b1"), "success": "yes"}).encode(), 422, "$.success"),
+        (json.dumps([_login("b2"), {**_login("b3"), "ts": "yesterday"}]).encode(), 422, "events[1]: `ts`"),
+        (json.dumps({**_login("b4"), "type": "logout"}).encode(), 422, "unknown or missing `type`: 'logout'"),
+        (json.dumps({k: v for k, v in _login("b5").items() if k != "account_id"}).encode(), 422, "account_id"),
+        (b"42", 422, "expected an event object or an array"),
+        (b"x" * 500_000, 413, "exceeds the limit"),
+        (json.dumps([_login(f"m{n}") for n in range(501)]).encode(), 413, "batch of 501"),
+    ]
+    for body, status, words in cases:
+        answer = api.post(None, raw=body)
+        assert answer.status_code == status, (body[:60], answer.text)
+        assert words in answer.json()["detail"], answer.text
+    bad_query = api.get("/v1/alerts", limit=0)
+    assert bad_query.status_code == 422 and "limit" in bad_query.json()["detail"]
+    assert api.get("/v1/alerts", since="tomorrow").status_code == 422
+    assert api.get("/v1/alerts", type="coffee_alert").status_code == 422
+    # Nothing of the refused batches reached state.
+    assert api.get("/v1/accounts/A1").status_code == 404
+
+
+def test_alerts_are_paged_and_filtered_by_time_and_type(api: Api) -> None:
+    api.post(ordered_stream_of(brokerage()))
+    everything = api.get("/v1/alerts", limit=1000).json()["alerts"]
+    assert {a["type"] for a in everything} >= {"account_alert", "campaign_alert"}
+    pages, cursor = [], 0
+    while True:
+        page = api.get("/v1/alerts", limit=3, cursor=cursor).json()
+        pages += page["alerts"]
+        if page["next_cursor"] is None:
+            break
+        cursor = page["next_cursor"]
+    assert pages == everything
+    campaigns = api.get("/v1/alerts", type="campaign_alert").json()["alerts"]
+    assert campaigns and all(a["type"] == "campaign_alert" for a in campaigns)
+    assert api.get("/v1/alerts", until=ts(20, 0, 0)).json()["alerts"] == []
+    assert len(api.get("/v1/alerts", since=ts(20, 0, 0), limit=1000).json()["alerts"]) == len(everything)
+
+
+def test_account_view_has_risk_recent_decisions_and_open_alerts(api: Api) -> None:
+    api.post(ordered_stream_of(brokerage()))
+    view = api.get("/v1/accounts/A0").json()
+    assert view["risk"]["latest_decision"] in ("review", "block")
+    assert view["risk"]["campaign_id"].startswith("cmp-9999")
+    assert view["recent_decisions"][0]["ts"] >= view["recent_decisions"][-1]["ts"]
+    assert view["open_alerts"] and all(a["account_id"] == "A0" for a in view["open_alerts"])
+
+
+def test_rate_limit_per_key(api: Api) -> None:
+    statuses = [api.get("/v1/alerts", firm="slow").status_code for _ in range(5)]
+    assert statuses[:2] == [200, 200] and 429 in statuses
+    limited = api.get("/v1/alerts", firm="slow")
+    assert limited.status_code == 429 and "Retry-After" in limited.headers
+    assert api.get("/v1/alerts").status_code == 200  # another key is not limited
+
+
+def test_logs_are_json_without_ips_or_account_ids(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    app = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db"))
+    key = create_key(app.state.service.db, "acme", "t")[1]
+    with TestClient(app) as client:
+        client.post("/v1/events", content=json.dumps(_login("lo-9", account="SECRET-ACCT", ip="203.0.113.250")),
+                    headers={"X-API-Key": key})
+        client.get("/v1/accounts/SECRET-ACCT", headers={"X-API-Key": key})
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    requests = [line for line in lines if line["msg"] == "request"]
+    assert {r["route"] for r in requests} >= {"/v1/events", "/v1/accounts/{account_id}"}
+    text = "\n".join(json.dumps(line) for line in lines)
+    assert "SECRET-ACCT" not in text and "203.0.113.250" not in text and key not in text
+
+
+def test_keys_are_created_listed_and_revoked_from_the_command_line(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/keys.db"
+    runner = CliRunner()
+    created = runner.invoke(main, ["keys", "create", "--firm", "acme", "--name", "login-platform", "--db", db])
+    assert created.exit_code == 0, created.output
+    key = created.stdout.strip().splitlines()[0]
+    key_id = key.split("_")[1]
+    listed = runner.invoke(main, ["keys", "list", "--db", db]).output
+    assert key_id in listed and "login-platform" in listed and "active" in listed and key not in listed
+    app = create_app(Settings(db=db))
+    with TestClient(app) as client:
+        assert client.get("/v1/alerts", headers={"X-API-Key": key}).status_code == 200
+        assert runner.invoke(main, ["keys", "revoke", key_id, "--db", db]).exit_code == 0
+        app.state.service.keys._cache.clear()  # revocation reaches every worker within CACHE_S seconds
+        answer = client.get("/v1/alerts", headers={"X-API-Key": key})
+        assert answer.status_code == 401 and answer.json()["detail"] == "revoked API key"
+    assert runner.invoke(main, ["keys", "revoke", key_id, "--db", db]).exit_code == 2
+    assert runner.invoke(main, ["keys", "create", "--firm", "a firm", "--db", db]).exit_code == 2
+    # Only the hash is stored.
+    assert key.split("_", 2)[2].encode() not in (tmp_path / "keys.db").read_bytes()
+
+
+def test_settings_come_from_file_then_environment_then_options(tmp_path: Path) -> None:
+    config = tmp_path / "kabuguard.toml"
+    config.write_text('[service]\nport = 9000\nstate = "redis://127.0.0.1:6379/0"\nworkers = 2\n')
+    settings = load_settings(config, env={"KABUGUARD_PORT": "9100"}, workers=3)
+    assert (settings.port, settings.workers, settings.state) == (9100, 3, "redis://127.0.0.1:6379/0")
+    with pytest.raises(SettingsError, match="workers: more than one worker needs shared state"):
+        load_settings(env={"KABUGUARD_WORKERS": "2"})
+    with pytest.raises(SettingsError, match="KABUGUARD_PORT"):
+        load_settings(env={"KABUGUARD_PORT": "eighty"})
+    config.write_text("[service]\ncolour = 1\n")
+    with pytest.raises(SettingsError, match="unknown setting `colour`"):
+        load_settings(config, env={})
+    serve = CliRunner().invoke(main, ["serve", "--workers", "2"])
+    assert serve.exit_code == 2 and "needs shared state" in serve.output
+
+
+def test_openapi_schema_documents_the_contract(api: Api) -> None:
+    schema = api.client.get("/openapi.json").json()
+    assert set(schema["paths"]) == {"/v1/events", "/v1/accounts/{account_id}", "/v1/alerts", "/healthz", "/readyz"}
+    login = schema["components"]["schemas"]["Login"]
+    assert "ts_us" not in login["properties"] and "success" in login["required"]
+    body = schema["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert "anyOf" in body
+
+
+def test_stream_posted_whole_matches_the_ordered_stream(api: Api, tmp_path: Path) -> None:
+    src = brokerage().write(tmp_path / "e.jsonl")
+    stream = ordered_stream([src])
+    answer = api.post(stream).json()
+    assert len(answer["results"]) == len(stream) and answer["degraded"] is False
