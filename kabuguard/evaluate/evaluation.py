@@ -14,7 +14,7 @@ import msgspec
 from kabuguard.evaluate import campaigns as camp
 from kabuguard.evaluate import metrics as m
 from kabuguard.evaluate.inputs import Run, load, utc_offset_us
-from kabuguard.evaluate.report import render
+from kabuguard.evaluate.report import duration, percent, render
 
 _EXAMPLES = 5
 _REJECTIONS_SHOWN = 20
@@ -151,10 +151,6 @@ def compute(run: Run) -> dict:
     }
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
-
-
 def summary_lines(metrics: dict) -> list[str]:
     """A few lines with the headline figures, for the terminal."""
     orders, logins = metrics["detection"]["order"], metrics["detection"]["login"]
@@ -162,23 +158,23 @@ def summary_lines(metrics: dict) -> list[str]:
     victims = metrics["victims_stopped_before_first_order"]
     camps = metrics["campaign_summary"]
     lines = [
-        f"orders (review/block): precision {_pct(orders['precision'])}, recall {_pct(orders['recall'])}"
+        f"orders (review/block): precision {percent(orders['precision'])}, recall {percent(orders['recall'])}"
         f" ({orders['tp']} caught, {orders['fp']} false, {orders['fn']} missed)",
-        f"logins (challenge+):   precision {_pct(logins['precision'])}, recall {_pct(logins['recall'])}"
+        f"logins (challenge+):   precision {percent(logins['precision'])}, recall {percent(logins['recall'])}"
         f" ({logins['tp']} caught, {logins['fp']} false, {logins['fn']} missed)",
         f"value stopped: ¥{value['stopped_notional_jpy']:,} of ¥{value['fraud_notional_jpy']:,}"
-        f" ({_pct(value['value_stopped'])})",
+        f" ({percent(value['value_stopped'])})",
     ]
     if victims is not None:
         lines.append(
             f"hijacked accounts stopped before their first fraudulent order: "
-            f"{victims['stopped']}/{victims['victim_accounts']} ({_pct(victims['share'])})"
+            f"{victims['stopped']}/{victims['victim_accounts']} ({percent(victims['share'])})"
         )
     if camps["campaigns"]:
         delay = camps["median_delay_min"]
         lines.append(
             f"campaigns detected: {camps['detected']}/{camps['campaigns']}"
-            + (f", median delay {delay} min" if delay is not None else "")
+            + (f", median delay {duration(delay)}" if delay is not None else "")
         )
     lines.append(f"alerts per day: {metrics['workload']['alerts_per_day'] or 0:.1f}")
     coverage = metrics["coverage"]

@@ -1,7 +1,8 @@
 """Event-level metrics: how well decisions separate fraud from benign, and what they cost.
 
-Every function takes `pairs`, the decisions that have a label, in decision-file order (the
-total order of the replay), and returns plain JSON-ready values.
+Fraud figures take `pairs`, the decisions that have a label, in decision-file order (the total
+order of the replay); workload and chart series take every decision. All return plain JSON-ready
+values.
 """
 
 from __future__ import annotations

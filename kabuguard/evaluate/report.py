@@ -43,7 +43,7 @@ p.note{color:#5b6670;font-size:13px}
 """
 
 
-def _pct(value: float | None) -> str:
+def percent(value: float | None) -> str:
     """One decimal, more below 1% so that a small but real false-positive rate does not read 0.0%."""
     if value is None:
         return "n/a"
@@ -62,7 +62,8 @@ def _num(value: Any) -> str:
     return str(value)
 
 
-def _duration(minutes: float) -> str:
+def duration(minutes: float) -> str:
+    """Minutes up to two hours, hours beyond: 2,858 min reads better as 47.6 h."""
     return f"{minutes:g} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
 
@@ -109,22 +110,22 @@ def _headline(metrics: dict) -> str:
     cards = [
         _card(
             "Fraudulent orders held (recall)",
-            _pct(orders["recall"]),
+            percent(orders["recall"]),
             f"{orders['tp']:,} of {orders['fraud']:,}",
         ),
         _card(
             "Held orders that were fraud (precision)",
-            _pct(orders["precision"]),
+            percent(orders["precision"]),
             f"{orders['fp']:,} benign orders held",
         ),
         _card(
             "Takeover logins challenged (recall)",
-            _pct(logins["recall"]),
-            f"precision {_pct(logins['precision'])}",
+            percent(logins["recall"]),
+            f"precision {percent(logins['precision'])}",
         ),
         _card(
             "Value stopped",
-            _pct(value["value_stopped"]),
+            percent(value["value_stopped"]),
             f"{_yen(value['stopped_notional_jpy'])} of {_yen(value['fraud_notional_jpy'])}",
         ),
     ]
@@ -132,7 +133,7 @@ def _headline(metrics: dict) -> str:
         cards.append(
             _card(
                 "Hijacked accounts stopped before first fraudulent order",
-                _pct(victims["share"]),
+                percent(victims["share"]),
                 f"{victims['stopped']:,} of {victims['victim_accounts']:,}",
             )
         )
@@ -142,7 +143,7 @@ def _headline(metrics: dict) -> str:
             _card(
                 "Campaigns detected",
                 f"{camps['detected']} / {camps['campaigns']}",
-                "median delay " + ("n/a" if delay is None else _duration(delay)),
+                "median delay " + ("n/a" if delay is None else duration(delay)),
             )
         )
     cards.append(
@@ -168,8 +169,8 @@ def _warnings(metrics: dict) -> str:
     if cov["labels_without_decision"]:
         items.append(
             f"{cov['labels_without_decision']:,} label(s) ({cov['labels_without_decision_fraud']:,} fraudulent) "
-            "have no "
-            "decision: the run did not see these events, and they are left out of precision, recall and value."
+            "have no decision: the run did not see these events, and they are left out of precision, recall "
+            "and value."
         )
     items += [f"Not computed, {name}: {why}." for name, why in metrics["unavailable"].items()]
     if not items:
@@ -179,7 +180,7 @@ def _warnings(metrics: dict) -> str:
 
 def _time_charts(metrics: dict) -> str:
     series = metrics["decisions_over_time"]
-    labels = [s[5:16].replace("T", " ") for s in series["starts"]]
+    labels = [_when(start)[5:] for start in series["starts"]]
     width = series["bucket_minutes"]
     return _section(
         "Decisions over time",
@@ -224,8 +225,8 @@ def _detection_table(metrics: dict) -> str:
             d["tp"],
             d["fp"],
             d["fn"],
-            _pct(d["precision"]),
-            _pct(d["recall"]),
+            percent(d["precision"]),
+            percent(d["recall"]),
         )
         for kind, d in metrics["detection"].items()
     ]
@@ -255,13 +256,13 @@ def _fp_section(metrics: dict) -> str:
         kinds = [k for k in DECIDED_TYPES if any(k in groups[g] for g in names)]
         series = {k: [groups[g].get(k, {}).get("rate") for g in names] for k in kinds}
         rows = [
-            (g, k, groups[g][k]["benign"], groups[g][k]["flagged"], _pct(groups[g][k]["rate"]))
+            (g, k, groups[g][k]["benign"], groups[g][k]["flagged"], percent(groups[g][k]["rate"]))
             for g in names
             for k in kinds
             if k in groups[g]
         ]
         colors = {k: _TYPE_COLORS[k] for k in kinds}
-        parts.append(charts.horizontal_bars("False-positive rate per group", names, series, colors, _pct))
+        parts.append(charts.horizontal_bars("False-positive rate per group", names, series, colors, percent))
         parts.append(_table(("group", "type", "benign events", "flagged", "rate"), rows))
     if reasons:
         parts.append(_note("Reason codes most often behind flagged benign events: where tuning pays first."))
@@ -284,10 +285,10 @@ def _style_section(metrics: dict) -> str:
             s,
             v["fraud_orders"],
             v["stopped_orders"],
-            _pct(v["order_recall"]),
+            percent(v["order_recall"]),
             _yen(v["fraud_notional_jpy"]),
             _yen(v["stopped_notional_jpy"]),
-            _pct(v["value_stopped"]),
+            percent(v["value_stopped"]),
         )
         for s, v in styles.items()
     ]
@@ -299,7 +300,7 @@ def _style_section(metrics: dict) -> str:
             "order recall": [styles[s]["order_recall"] for s in names],
         },
         {"value stopped": "#c8102e", "order recall": "#2f6db5"},
-        _pct,
+        percent,
         limit=1.0,
     )
     headers = (
@@ -323,7 +324,7 @@ def _campaign_section(metrics: dict) -> str:
         [r["campaign_id"] for r in rows],
         {"delay": [r["detection_delay_min"] for r in rows]},
         {"delay": "#ef7d22"},
-        _duration,
+        duration,
     )
     headers = (
         "campaign",
@@ -346,7 +347,7 @@ def _campaign_section(metrics: dict) -> str:
             r["victim_accounts"],
             r["fraud_events"],
             r["fraud_orders"],
-            _pct(r["value_stopped"]),
+            percent(r["value_stopped"]),
             _when(r["first_fraud_ts"] or "n/a"),
             _when(r["detected_ts"] or "never"),
             r["detected_by"],
@@ -388,7 +389,7 @@ def _workload_section(metrics: dict) -> str:
             v["count"],
             v["per_day"],
             v["peak_day"],
-            _pct(hits.get(kind, {}).get("precision")),
+            percent(hits.get(kind, {}).get("precision")),
         )
         for kind, v in work["by_type"].items()
     ]
