@@ -25,8 +25,11 @@ _DEFAULTS = {"accounts": 5000, "days": 14, "seed": 7, "firms": 1, "symbols": 300
               help="TSE instruments simulated (each gets one-minute market bars; bars dominate the run time).")
 @click.option("--start", default=_DEFAULTS["start"], show_default=True, type=click.DateTime(["%Y-%m-%d"]),
               help="First day (JST). The campaign rate follows the FSA's 2025 figure for the month.")
+@click.option("--history-days", type=click.IntRange(min=0), default=None,
+              help="Days of ordinary activity before any campaign (default: half the run, at most 21).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def simulate(out_dir: Path, accounts: int, days: int, seed: int, firms: int, symbols: int, start: dt.datetime, quiet: bool) -> None:
+def simulate(out_dir: Path, accounts: int, days: int, seed: int, firms: int, symbols: int, start: dt.datetime,
+             history_days: int | None, quiet: bool) -> None:
     """Simulate a brokerage hit by 2025-style account takeovers and pumps.
 
     Writes OUT/events/ (reference.jsonl.gz with instruments and opening account states,
@@ -46,7 +49,8 @@ def simulate(out_dir: Path, accounts: int, days: int, seed: int, firms: int, sym
     from kabuguard.sim import simulate as run
 
     try:
-        config = Config(accounts=accounts, days=days, seed=seed, firms=firms, symbols=symbols, start=start.date())
+        config = Config(accounts=accounts, days=days, seed=seed, firms=firms, symbols=symbols, start=start.date(),
+                    history_days=history_days)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if (out_dir / "labels.jsonl").exists() or (out_dir / "events").exists():

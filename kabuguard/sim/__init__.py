@@ -31,6 +31,12 @@ class Config:
     firms: int = 1
     symbols: int = 300
     start: dt.date = dt.date(2025, 4, 7)
+    # Days of ordinary activity before any campaign; None: half the run, at most 21 days.
+    history_days: int | None = None
+
+    @property
+    def history(self) -> int:
+        return min(21, self.days // 2) if self.history_days is None else self.history_days
 
     def __post_init__(self) -> None:
         if not any(is_trading_day(self.start + dt.timedelta(days=i)) for i in range(self.days)):
@@ -64,7 +70,8 @@ def simulate(config: Config, out: Path, progress: Callable[[str, int], None] = l
     progress("campaigns", 0)
     confounders = Confounders(customers, universe, networks, habits, market, days, next(streams))
     confounders.plan()
-    campaigns = Campaigns(customers, universe, networks, broker, habits, days, firms, next(streams))
+    campaigns = Campaigns(customers, universe, networks, broker, habits, days, firms, next(streams),
+                          history_days=config.history)
     campaigns.plan()
     habits.prepare(customers)
 

@@ -85,10 +85,12 @@ class Campaigns:
     def __init__(
         self, customers: list[Customer], universe: Universe, networks: Networks, broker: Brokerage,
         habits: Habits, days: list[dt.date], firms: list[str | None], rng: np.random.Generator,
+        history_days: int = 0,
     ) -> None:
         self.customers, self.universe, self.networks = customers, universe, networks
         self.broker, self.habits, self.rng = broker, habits, rng
         self.days, self.firms = days, firms
+        self.history_days = history_days
         self.campaigns: list[Campaign] = []
         self._jobs: dict[dt.date, list[Job]] = {}
         self._used: set[int] = set()
@@ -103,7 +105,12 @@ class Campaigns:
         rng, n = self.rng, len(self.customers)
         rates = np.array([calibration.daily_hijack_rate(d) for d in self.days])
         trading = np.array([is_trading_day(d) for d in self.days])
-        p_day = rates * trading / (rates * trading).sum()
+        # Campaigns start after the history period, as in a firm whose profiles carry months of
+        # history; a run too short for both keeps its trading days.
+        eligible = trading & (np.arange(len(self.days)) >= self.history_days)
+        if not eligible.any():
+            eligible = trading
+        p_day = rates * eligible / (rates * eligible).sum()
         expected = rates.sum() * n
         for style, share in calibration.STYLE_MIX.items():
             count = max(1, int(rng.poisson(expected * share / MEAN_VICTIMS[style])))
