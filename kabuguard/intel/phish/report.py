@@ -14,7 +14,7 @@ from kabuguard.intel.phish.evaluate import HELD_OUT_YEARS, STRATA, TUNING_YEARS
 _SERIES = (("recall_brand-token", "recall, brand/lookalike token", "#1f77b4"), ("recall", "recall, all", "#aec7e8"),
            ("precision", "precision", "#2ca02c"), ("attribution_accuracy", "attribution", "#ff7f0e"))
 _COLUMNS = ("year", "split", "positives", "recall", *(f"recall_{s}" for s in STRATA), "flagged", "precision",
-            "attribution_accuracy", "official_rows_flagged")
+            "false_positives_with_brand_token", "attribution_accuracy", "official_rows_flagged")
 
 
 def _fmt(value: object) -> str:
