@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import gzip
 import json
 import re
 from pathlib import Path
@@ -218,6 +219,18 @@ def test_minimal_labels_say_what_cannot_be_computed(run_files: tuple[Path, Path]
     assert "labels carry no `role`" in (tmp_path / "out2" / "report.html").read_text()
 
 
+def test_gzip_labels_and_output_into_the_run_folder(run_files: tuple[Path, Path]) -> None:
+    labels, run = run_files
+    packed = labels.with_suffix(".jsonl.gz")
+    packed.write_bytes(gzip.compress(labels.read_bytes()))
+    replay_rejected = '{"file": "events.jsonl", "line": 3, "reason": "bad"}\n' * 2
+    (run / "rejected.jsonl").write_text(replay_rejected)
+    metrics = evaluate_run(packed, run, run)
+    assert metrics["detection"]["order"]["tp"] == 2
+    assert metrics["coverage"]["replay_rejected_lines"] == 2
+    assert (run / "rejected.jsonl").read_text() == replay_rejected  # the replay's own file is left alone
+
+
 def test_report_is_self_contained_with_charts(metrics: dict) -> None:
     html = Path(metrics["outputs"]["report"]).read_text()
     assert html.count("<svg") >= 6
@@ -251,7 +264,7 @@ def test_cli_reports_bad_lines_and_exits_1(run_files: tuple[Path, Path], tmp_pat
     assert f"report: {out / 'report.html'}" in result.output
     decisions, n = str(run / "decisions.jsonl"), len(EVENTS)
     assert f"rejected {decisions}:{n + 1}: invalid JSON" in result.output
-    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    rejected = [json.loads(line) for line in (out / "evaluate-rejected.jsonl").read_text().splitlines()]
     assert [(r["file"], r["line"]) for r in rejected] == [
         (decisions, n + 1),
         (decisions, n + 2),

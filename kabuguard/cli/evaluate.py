@@ -31,13 +31,13 @@ _REJECTIONS_SHOWN = 10
     "out_dir",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for metrics.json, report.html and rejected.jsonl (created if absent).",
+    help="Folder for metrics.json, report.html and evaluate-rejected.jsonl (created if absent).",
 )
 @click.pass_context
 def evaluate(ctx: click.Context, labels_path: Path, run_dir: Path, out_dir: Path) -> None:
     """Precision, recall, value stopped and detection delays of a run; writes report.html.
 
-    Exits 1 when an input line was rejected (each is listed in OUT/rejected.jsonl).
+    Exits 1 when an input line was rejected (each is listed in OUT/evaluate-rejected.jsonl).
     """
     try:
         metrics = evaluate_run(labels_path, run_dir, out_dir, progress=True)

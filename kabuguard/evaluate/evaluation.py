@@ -16,6 +16,7 @@ from kabuguard.evaluate import metrics as m
 from kabuguard.evaluate.inputs import Run, load, utc_offset_us
 from kabuguard.evaluate.report import duration, percent, render
 
+REJECTED = "evaluate-rejected.jsonl"
 _EXAMPLES = 5
 _REJECTIONS_SHOWN = 20
 
@@ -23,7 +24,10 @@ _REJECTIONS_SHOWN = 20
 def evaluate_run(
     labels_path: Path | str, run_dir: Path | str, out_dir: Path | str, *, progress: bool = False
 ) -> dict:
-    """Read a run and its labels, write metrics.json, report.html and rejected.jsonl to `out_dir`."""
+    """Read a run and its labels; write metrics.json, report.html and REJECTED to `out_dir`.
+
+    `out_dir` may be the run folder itself: REJECTED is named apart from the replay's rejected.jsonl.
+    """
     run = load(Path(labels_path), Path(run_dir), progress=progress)
     metrics = compute(run)
     out = Path(out_dir)
@@ -31,11 +35,9 @@ def evaluate_run(
     metrics["outputs"] = {
         "metrics": str(out / "metrics.json"),
         "report": str(out / "report.html"),
-        "rejected": str(out / "rejected.jsonl"),
+        "rejected": str(out / REJECTED),
     }
-    (out / "rejected.jsonl").write_bytes(
-        b"".join(msgspec.json.encode(r.to_dict()) + b"\n" for r in run.rejections)
-    )
+    (out / REJECTED).write_bytes(b"".join(msgspec.json.encode(r.to_dict()) + b"\n" for r in run.rejections))
     (out / "metrics.json").write_bytes(msgspec.json.format(msgspec.json.encode(metrics), indent=2) + b"\n")
     (out / "report.html").write_text(render(metrics), encoding="utf-8")
     return metrics
@@ -74,6 +76,7 @@ def _coverage(run: Run, pairs: list[m.Pair]) -> dict:
         "labels_without_decision": len(undecided),
         "labels_without_decision_fraud": sum(label.fraud for label in undecided),
         "labels_without_decision_examples": [label.event_id for label in undecided[:_EXAMPLES]],
+        "replay_rejected_lines": run.replay_rejected,
     }
 
 

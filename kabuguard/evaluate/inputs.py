@@ -7,6 +7,7 @@ dispositions, an older run), so each line is validated here once, a bad one beco
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -139,6 +140,7 @@ class Run:
     episodes: list[PumpEpisode] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     files: dict[str, InputFile] = field(default_factory=dict)
+    replay_rejected: int = 0  # lines of the replay's own rejected.jsonl: events that got no decision
 
 
 _decode_decision = msgspec.json.Decoder(Decision).decode
@@ -193,7 +195,9 @@ def _progress(paths: list[Path], enabled: bool) -> Iterator[Callable[[Path], Cal
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
 
         def for_file(path: Path) -> Callable[[int], None]:
-            task = bar.add_task(f"reading {path.name}", total=path.stat().st_size)
+            # Bytes counted are uncompressed: a gzip file's size is no total for them.
+            total = None if path.name.endswith(".gz") else path.stat().st_size
+            task = bar.add_task(f"reading {path.name}", total=total)
             return lambda n: bar.advance(task, n)
 
         yield for_file
@@ -219,6 +223,10 @@ def load(labels_path: Path, run_dir: Path, *, progress: bool = False) -> Run:
                 run.episodes.append(item)
             else:
                 run.labels[item.event_id] = item
+    replay_rejected = run_dir / "rejected.jsonl"
+    if replay_rejected.is_file():
+        with replay_rejected.open("rb") as fh:
+            run.replay_rejected = sum(1 for line in fh if line.strip())
     return run
 
 
@@ -248,7 +256,8 @@ def _read(
     records: list[T] = []
     first_line: dict[str, int] = {}
     pending = 0
-    with path.open("rb") as fh:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as fh:
         for number, line in enumerate(fh, start=1):
             pending += len(line)
             if pending >= _ADVANCE_EVERY:

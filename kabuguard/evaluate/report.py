@@ -172,6 +172,11 @@ def _warnings(metrics: dict) -> str:
             "have no decision: the run did not see these events, and they are left out of precision, recall "
             "and value."
         )
+    if cov["replay_rejected_lines"]:
+        items.append(
+            f"The replay rejected {cov['replay_rejected_lines']:,} input line(s) (its rejected.jsonl): "
+            "those events got no decision."
+        )
     items += [f"Not computed, {name}: {why}." for name, why in metrics["unavailable"].items()]
     if not items:
         return ""
