@@ -74,6 +74,7 @@ def simulate(config: Config, out: Path, progress: Callable[[str, int], None] = l
                           history_days=config.history)
     campaigns.plan()
     habits.prepare(customers)
+    broker.open_books(customers)
 
     writer = RunWriter(out)
     writer.reference(_instruments(universe, config.start) + _accounts(customers, universe, config.start, next(streams)))

@@ -59,7 +59,7 @@ class _Pending:
     reserved_price: float
     sent_ms: int
     minute: int
-    campaign: bool
+    weight: float  # how many times the whole market trades it (campaigns trade at other firms too)
 
 
 @dataclass(slots=True)
@@ -79,6 +79,8 @@ class Brokerage:
         self.events: list[Recorded] = []
         self._pending: dict[dt.date, list[_Pending]] = {}
         self._session_ids: list[int] = []
+        self._net: dict[dt.date, np.ndarray] = {}  # net shares bought so far, per fill day
+        self._settled: dict[int, dict[int, int]] = {}
 
     # -- activity -----------------------------------------------------------------------------
 
@@ -118,27 +120,36 @@ class Brokerage:
         self, c: Customer, ms: int, tag: Tag, session: Session, *, symbol: int, buy: bool, qty: int,
         limit_offset: float | None = None,
     ) -> None:
-        """Send an order at the reference price (market) or `limit_offset` away from it (limit).
+        """Send an order at the quoted price (market) or `limit_offset` away from it (limit).
         Cash and shares are reserved now and released if the order does not fill."""
-        ref = self.market.reference(symbol)
-        limit = None if limit_offset is None else float(round_tick(ref * (1 + limit_offset)))
+        day, minute = fill_slot(ms)
+        quote = self.quote(symbol, ms)
+        limit = None if limit_offset is None else float(round_tick(quote * (1 + limit_offset)))
         event = self._record(c, ms, tag, "order", {
             "order_id": "", "account_id": c.account_id, "session_id": session.session_id,
             "symbol": self.market.universe.codes[symbol], "side": "buy" if buy else "sell", "qty": qty,
             "order_type": "market" if limit is None else "limit", "limit_price": limit,
             "ip": session.ip, "device_id": session.device_id, "channel": session.channel,
         })
-        price = limit or ref
-        c.cash -= qty * price if buy else -qty * price
-        _adjust(c, symbol, qty if buy else -qty)
-        day, minute = fill_slot(ms)
-        self._pending.setdefault(day, []).append(
-            _Pending(event, c, symbol, buy, qty, limit, price, ms, minute, tag.fraud)
-        )
+        price = limit or quote
+        # Buys reserve their cash now; a market sale is buying power at once (it executes at
+        # once), a limit sale only when it fills.
+        if buy or limit is None:
+            c.cash -= qty * price if buy else -qty * price
+        _adjust(c.holdings, symbol, qty if buy else -qty)
+        weight = 1.0 + (OTHER_FIRMS_FACTOR if tag.fraud else 0.0)
+        self._net.setdefault(day, np.zeros(len(self.market.universe)))[symbol] += qty * weight * (1 if buy else -1)
+        self._pending.setdefault(day, []).append(_Pending(event, c, symbol, buy, qty, limit, price, ms, minute, weight))
 
-    def lots_for(self, symbol: int, value_jpy: float) -> int:
-        """Shares (whole 100-share units) that `value_jpy` buys at the reference price."""
-        return int(value_jpy // (self.market.reference(symbol) * 100)) * 100
+    def quote(self, symbol: int, ms: int) -> float:
+        """What the order screen shows at `ms` for `symbol`."""
+        day, minute = fill_slot(ms)
+        net = self._net.get(day)
+        return self.market.quote(symbol, day, minute, 0.0 if net is None else float(net[symbol]))
+
+    def lots_for(self, symbol: int, value_jpy: float, ms: int) -> int:
+        """Shares (whole 100-share units) that `value_jpy` buys at the quote."""
+        return int(value_jpy // (self.quote(symbol, ms) * 100)) * 100
 
     # -- the market's side ------------------------------------------------------------------
 
@@ -149,22 +160,27 @@ class Brokerage:
         bought = np.zeros((n, BARS_PER_DAY))
         sold = np.zeros((n, BARS_PER_DAY))
         for p in self._pending.get(day, ()):
-            weight = 1.0 + (OTHER_FIRMS_FACTOR if p.campaign else 0.0)
-            (bought if p.buy else sold)[p.symbol, p.minute] += p.qty * weight
+            (bought if p.buy else sold)[p.symbol, p.minute] += p.qty * p.weight
         return bought, sold
 
     def fill(self, day: dt.date, bars: DayBars) -> None:
-        """Execute `day`'s orders at the close of their minute's bar; limits that are not
-        marketable there stay unfilled and release their reservation."""
+        """Execute `day`'s orders at the close of their minute's bar. A limit that is not
+        marketable there, or a sale of shares that never arrived (their buy did not fill), stays
+        unfilled and releases its reservation."""
+        self._net.pop(day, None)
         for p in self._pending.pop(day, ()):
+            c = p.customer
             price = float(bars.close[p.symbol, p.minute])
             marketable = p.limit is None or (price <= p.limit if p.buy else price >= p.limit)
-            c = p.customer
-            if not marketable:
-                c.cash += p.qty * p.reserved_price if p.buy else -p.qty * p.reserved_price
-                _adjust(c, p.symbol, -p.qty if p.buy else p.qty)
+            delivered = p.buy or self._settled[c.index].get(p.symbol, 0) >= p.qty
+            sign = 1 if p.buy else -1
+            credited = p.buy or p.limit is None
+            if not (marketable and delivered):
+                c.cash += sign * p.qty * p.reserved_price if credited else 0.0
+                _adjust(c.holdings, p.symbol, -sign * p.qty)
                 continue
-            c.cash += (p.reserved_price - price) * p.qty * (1 if p.buy else -1)
+            c.cash += sign * ((p.reserved_price if credited else 0.0) - price) * p.qty
+            _adjust(self._settled[c.index], p.symbol, sign * p.qty)
             slot_ms = bar_start_ms(day, p.minute) + (MS_PER_MIN if p.minute == CLOSING_AUCTION else 0)
             ms = max(slot_ms, p.sent_ms + int(self.rng.integers(40, 1500)))
             self._record(c, ms, None, "execution", {
@@ -172,14 +188,18 @@ class Brokerage:
                 "side": p.event["side"], "qty": p.qty, "price": price,
             })
 
+    def open_books(self, customers: list[Customer]) -> None:
+        """The positions actually held at the start, before any order reserves shares."""
+        self._settled = {c.index: dict(c.holdings) for c in customers}
+
     def take_events(self) -> list[Recorded]:
         events, self.events = self.events, []
         return events
 
 
-def _adjust(c: Customer, symbol: int, delta: int) -> None:
-    qty = c.holdings.get(symbol, 0) + delta
+def _adjust(holdings: dict[int, int], symbol: int, delta: int) -> None:
+    qty = holdings.get(symbol, 0) + delta
     if qty:
-        c.holdings[symbol] = qty
+        holdings[symbol] = qty
     else:
-        c.holdings.pop(symbol, None)
+        holdings.pop(symbol, None)

@@ -302,7 +302,7 @@ class Campaigns:
         value = v.cash  # sale proceeds are buying power at once
         if how == "mimic":
             value = min(value, v.cash * v.buy_fraction * 2.5)
-        lots = broker.lots_for(cp.symbol, max(0.0, value) * 0.97) // 100
+        lots = broker.lots_for(cp.symbol, max(0.0, value) * 0.97, ms) // 100
         pieces = 1 if how == "mimic" else int(rng.integers(1, 4))
         for part in _split(lots, pieces):
             ms += int(rng.integers(8_000, 60_000))

@@ -138,7 +138,7 @@ class Habits:
         """A buy sized to the customer's habit and cash; skipped when one unit is too dear."""
         rng = self.rng
         value = max(0.0, c.cash) * min(1.0, c.buy_fraction * rng.lognormal(0, 0.4))
-        qty = self.broker.lots_for(symbol, value)
+        qty = self.broker.lots_for(symbol, value, ms)
         if qty:
             self.broker.order(c, ms, tag, session, symbol=symbol, buy=True, qty=qty, **self._pricing(market, buy=True))
 

@@ -34,6 +34,11 @@ MOMENTUM_VOLUME = 15.0  # volume multiple per unit of |log return| since the pre
 AUCTION_SHARE = {0: 0.05, AFTERNOON_OPEN: 0.015, CLOSING_AUCTION: 0.08}
 
 
+def daily_limit(prev_close: float | np.ndarray) -> np.ndarray:
+    """The TSE daily price limit (yen either way) for a previous close."""
+    return PRICE_LIMITS[np.searchsorted(PRICE_LIMITS[:, 0], prev_close, side="right"), 1]
+
+
 def round_tick(price: float | np.ndarray) -> np.ndarray:
     tick = TICKS[np.searchsorted(TICKS[:, 0], price), 1]
     return np.maximum(tick, np.round(np.asarray(price) / tick) * tick)
@@ -77,9 +82,17 @@ class Market:
         """Buying by the rest of the market (news readers elsewhere), `shares` per minute from `minute`."""
         self._outside.setdefault(day, []).append((symbol, minute, shares))
 
-    def reference(self, symbol: int) -> float:
-        """The price a customer sees when sizing an order: the last trade."""
-        return float(self.last[symbol])
+    def quote(self, symbol: int, day: dt.date, minute: int, net_shares: float) -> float:
+        """The price a customer sees: the last close moved by the net buying of the day so far
+        (`net_shares`, plus the outside buying before `minute`), within the daily limit."""
+        net = net_shares + sum(
+            float(shares[: max(0, minute - start)].sum())
+            for s, start, shares in self._outside.get(day, ()) if s == symbol
+        )
+        prev = float(self.last[symbol])
+        moved = prev * np.exp((IMPACT_PERMANENT + IMPACT_TEMPORARY) * net / self.universe.adv[symbol])
+        limit = daily_limit(prev)
+        return float(round_tick(np.clip(moved, max(prev - limit, 1.0), prev + limit)))
 
     def trade_day(self, day: dt.date, bought: np.ndarray, sold: np.ndarray) -> DayBars:
         """One trading day's bars given the simulated shares bought and sold per minute."""
@@ -89,7 +102,7 @@ class Market:
             span = min(len(shares), BARS_PER_DAY - minute)
             bought[symbol, minute : minute + span] += shares[:span]
         prev = self.last.copy()
-        limit = PRICE_LIMITS[np.searchsorted(PRICE_LIMITS[:, 0], prev, side="right"), 1]
+        limit = daily_limit(prev)
         low_cap, high_cap = np.maximum(prev - limit, 1.0), prev + limit
         adv = self.universe.adv
         day_lots = adv * rng.lognormal(-0.1, 0.45, n) / 100
