@@ -2,11 +2,13 @@
 
 from kabuguard.detectors.campaign import Campaign
 from kabuguard.detectors.credential_stuffing import CredentialStuffing
+from kabuguard.detectors.device_reputation import DeviceReputation
 from kabuguard.detectors.dormant_reactivation import DormantReactivation
 from kabuguard.detectors.failed_login_burst import FailedLoginBurst
 from kabuguard.detectors.holdings_liquidation import HoldingsLiquidation
 from kabuguard.detectors.hosting_network import HostingNetwork
 from kabuguard.detectors.impossible_travel import ImpossibleTravel
+from kabuguard.detectors.ip_reputation import IpReputation
 from kabuguard.detectors.login_profile import LoginProfile
 from kabuguard.detectors.sensitive_change import SensitiveChange
 from kabuguard.detectors.session_risk import SessionRisk
@@ -19,7 +21,7 @@ from kabuguard.detectors.unusual_trading import UnusualTrading
 ALL = (
     LoginProfile, HostingNetwork, ImpossibleTravel, FailedLoginBurst, DormantReactivation,
     HoldingsLiquidation, UnusualTrading,
-    SharedIp, SharedDevice, CredentialStuffing,
+    SharedIp, SharedDevice, CredentialStuffing, IpReputation, DeviceReputation,
     ThinStockBuy, Campaign,
     SessionRisk, SensitiveChange,
 )
