@@ -21,6 +21,8 @@ from kabuguard.netintel import UNKNOWN, NetIntel, netintel
 from kabuguard.policy import Policy, at_least, load_policy
 
 _ACTIVITY = frozenset({"login", "account_change", "order"})
+# The events that read an instrument (reference data) as of their place in the order.
+_PRICED = frozenset({"order", "execution"})
 
 
 class AccountStatus(msgspec.Struct):
@@ -64,6 +66,7 @@ class Pipeline:
                                  kinds=frozenset({"market_bar", "execution"}), between=_quote)
         self.final = KeyedStage("final", of("final"), account_key, kinds=_ACTIVITY, between=self._decide)
         stages = (self.account, self.ip, self.device, self.symbol, self.final)
+        self.stages = stages
         # Per event type, the stages that handle it, in stage order.
         self._routes = {kind: tuple(st for st in stages if kind in st.by_kind)
                         for kind in ("account", "login", "account_change", "order", "execution", "market_bar")}
@@ -76,16 +79,47 @@ class Pipeline:
             # Reference data, broadcast to every stage: the latest record before each event.
             self.store.put("reference", event.symbol, {"instrument": event})
             return None, []
-        ev = Evidence(self.net.lookup(event.ip) if kind in _ACTIVITY else UNKNOWN,
-                      self._instrument(event.symbol) if kind in ("order", "execution") else None)
+        ev = self.evidence(event, self._instrument(event.symbol) if kind in _PRICED else None)
         self._decision = None
         store = self.store
         for stage in self._routes[kind]:
             stage.run(event, ev, store)
+        if ev.notes:
+            self.apply_notes(ev)
+        return self._decision, self.stamp(event, ev.alerts) if ev.alerts else []
+
+    # -- stage-wise execution: the same steps as `process`, one stage at a time ---------------
+    # A distributed runner (kabuguard.spark) runs each stage over its own keyed partitions, carries
+    # the Evidence from stage to stage, and delivers notes to the keys they name.
+
+    def evidence(self, event: Event, instrument: Any = None) -> Evidence:
+        """A fresh Evidence for a non-reference event; `instrument` is the latest record before it."""
+        return Evidence(self.net.lookup(event.ip) if event.kind in _ACTIVITY else UNKNOWN, instrument)
+
+    def run_stage(self, stage: KeyedStage, event: Event, ev: Evidence) -> dict[str, Any] | None:
+        """Run one stage on `event`; returns its decision when `stage` is the final stage."""
+        self._decision = None
+        stage.run(event, ev, self.store)
+        return self._decision
+
+    @staticmethod
+    def note_targets(note: str, payload: Any) -> list[str]:
+        """The final-stage keys a cross-stage note is for (campaign members), else none."""
+        return list(payload[1]) if note == "campaign_member" else []
+
+    def apply_note(self, key: str, note: str, payload: Any) -> None:
+        """Deliver a note to one final-stage key; its later events see it."""
+        if note == "campaign_member":
+            state = self.store.get("final", key) or {}
+            status = state.setdefault("status", AccountStatus())
+            status.campaign_id = payload[0]
+            self.store.put("final", key, state)
+
+    def apply_notes(self, ev: Evidence) -> None:
+        """Deliver every note an event raised, after all its stages ran."""
         for note, payload in ev.notes:
-            if note == "campaign_member":
-                self._mark_campaign(event, *payload)
-        return self._decision, self._stamp(event, ev.alerts) if ev.alerts else []
+            for key in self.note_targets(note, payload):
+                self.apply_note(key, note, payload)
 
     def _instrument(self, symbol: str) -> Any:
         reference = self.store.get("reference", symbol)
@@ -142,15 +176,9 @@ class Pipeline:
             ev.alerts.append({"type": "account_alert", "account_id": event.account_id,
                               "score": out["score"], "reasons": reasons})
 
-    def _mark_campaign(self, event: Any, campaign_id: str, members: list[str]) -> None:
-        for key in members:
-            state = self.store.get("final", key) or {}
-            status = state.setdefault("status", AccountStatus())
-            status.campaign_id = campaign_id
-            self.store.put("final", key, state)
-
     @staticmethod
-    def _stamp(event: Any, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def stamp(event: Any, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Alerts as written: an id from the event and their place in it, its ts, firm and event_id."""
         stamped = []
         for n, alert in enumerate(alerts):
             head = {"alert_id": f"al-{event.event_id}-{n}", "type": alert["type"], "ts": event.ts,
