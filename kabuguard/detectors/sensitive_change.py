@@ -3,7 +3,8 @@
 Attackers change the email, phone or MFA first, so that alerts and one-time codes reach them,
 then trade later ("change first"). A sensitive change is modest evidence on its own; several
 within hours (taking over every channel) or from a risky session are more, and orders in the
-days after inherit the change's evidence (`carry` times its log-odds).
+days after inherit the change's evidence (`carry` times its log-odds), unless they come from a
+session that stage 1 recognises as the owner's own (its login's log-odds at most `own_session_llr`).
 Known false positives: a customer who changed phone and number on the same day.
 """
 
@@ -31,6 +32,7 @@ class SensitiveChange:
         self.burst_us = int(float(param(params, "burst_hours", self.name)) * 3_600_000_000)
         self.after_us = int(float(param(params, "after_days", self.name)) * 86_400_000_000)
         self.carry = float(param(params, "carry", self.name))
+        self.own_session_llr = float(param(params, "own_session_llr", self.name))
 
     def initial(self) -> ChangeState:
         return ChangeState()
@@ -43,7 +45,7 @@ class SensitiveChange:
                 # Each further change in the burst window doubles the odds: all channels at once.
                 burst = sum(1 for t, _ in recent if event.ts_us - t <= self.burst_us)
                 ev.findings.append(Finding(self.name, weight + burst * math.log(2)))
-        elif recent:
+        elif recent and ev.session_llr > self.own_session_llr:
             llr = max(llr for _, llr in recent)
             if llr > 0:
                 ev.findings.append(Finding("order_after_risky_change", self.carry * llr))
