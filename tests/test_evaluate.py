@@ -189,6 +189,8 @@ def test_alert_precision(metrics: dict) -> None:
     assert hits["campaign_alert"]["on_fraud"] == 1
     # Only a4 falls inside a manipulation episode.
     assert hits["symbol_alert"]["precision"] == pytest.approx(1 / 3, abs=1e-6)
+    # Held for review: o1 (fraud) and b1o (travel).
+    assert hits["review_decisions"] == {"alerts": 2, "on_fraud": 1, "precision": 0.5}
 
 
 def test_workload_and_decision_matrix(metrics: dict) -> None:

@@ -145,7 +145,8 @@ def compute(run: Run) -> dict:
         "campaigns": campaign_rows,
         "campaign_summary": camp.campaign_summary(campaign_rows),
         "workload": m.workload(run.alerts, run.decisions, cal),
-        "alert_precision": camp.alert_precision(run.alerts, _fraud_accounts(run, pairs), run.episodes),
+        "alert_precision": camp.alert_precision(run.alerts, _fraud_accounts(run, pairs), run.episodes)
+        | {"review_decisions": m.review_hits(pairs)},
         "decisions": m.decision_matrix(run.decisions),
         "pump_episodes": camp.pump_episodes(run.episodes, run.alerts, cal) if run.episodes else None,
         "decisions_over_time": m.decisions_over_time(run.decisions, run.labels, cal),

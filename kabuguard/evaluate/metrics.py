@@ -190,6 +190,16 @@ def false_positive_reasons(pairs: Iterable[Pair], top: int = 5) -> dict[str, lis
     return {group: c.most_common(top) for group, c in sorted(counts.items())}
 
 
+def review_hits(pairs: Iterable[Pair]) -> dict:
+    """Of the labelled events held for an analyst, how many were fraud: the review queue's hit rate."""
+    reviewed = [label.fraud for d, label in pairs if d.decision == "review"]
+    return {
+        "alerts": len(reviewed),
+        "on_fraud": sum(reviewed),
+        "precision": ratio(sum(reviewed), len(reviewed)),
+    }
+
+
 def decision_matrix(decisions: Iterable[Decision]) -> dict[str, dict[str, int]]:
     """Counts by type and decision, over every decision, labelled or not."""
     counts: Counter[tuple[str, str]] = Counter((d.type, d.decision) for d in decisions)

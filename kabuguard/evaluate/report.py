@@ -146,6 +146,16 @@ def _headline(metrics: dict) -> str:
                 "median delay " + ("n/a" if delay is None else duration(delay)),
             )
         )
+    pumps = metrics["pump_episodes"]
+    if pumps and pumps["manipulation"]["episodes"]:
+        manip = pumps["manipulation"]
+        cards.append(
+            _card(
+                "Pump episodes alerted while running",
+                f"{manip['detected']} / {manip['episodes']}",
+                f"{pumps['false_symbol_alerts']:,} symbol alerts outside any",
+            )
+        )
     cards.append(
         _card(
             "Alerts per day",
