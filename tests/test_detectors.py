@@ -72,7 +72,7 @@ def test_a_device_whose_session_changed_the_email_is_never_trusted(tmp_path: Pat
 
 def test_travel_on_the_usual_device_is_allowed_but_a_hosting_login_is_not(tmp_path: Path) -> None:
     s = brokerage(attack=False)
-    travel = s.login(ts(20, 3, 0), "A1", "73.162.1.1", "dev-1")  # US residential cable, own device
+    travel = s.login(ts(21, 20, 30), "A1", "73.162.1.1", "dev-1")  # US residential cable, own device, a day later
     hosted = s.login(ts(20, 4, 0), "A2", "13.112.5.5", "new-laptop")  # AWS Tokyo, new device
     decisions = _decide(s, tmp_path)
     assert decisions[travel["event_id"]]["decision"] == "allow"
