@@ -233,5 +233,10 @@ class RedisState:
         if fields:
             await self.client.hdel(self.outbox_key, *fields)
 
+    async def prepare(self) -> None:
+        """Load both scripts into Redis ahead of the first request."""
+        for script in (self._load, self._commit):
+            await self.client.script_load(script.script)
+
     async def ping(self) -> bool:
         return bool(await self.client.ping())

@@ -108,7 +108,18 @@ class Service:
             n = await run_in_threadpool(self.decider.rebuild)
             log.info("state rebuilt from the event log", extra={"events": n, "seconds": round(time.monotonic() - started, 3)})
         else:
-            self._tasks.append(asyncio.create_task(self.decider.housekeeping()))
+            await self._warm_up()
+            self._tasks.append(asyncio.create_task(
+                self.decider.housekeeping(outbox_after_s=self.settings.outbox_after_s)))
+
+    async def _warm_up(self) -> None:
+        """Load the Lua scripts and open a database connection, so the first request is not slower."""
+        state = self.decider.state
+        try:
+            await state.prepare()
+            await run_in_threadpool(self.db.ping)
+        except Exception as exc:  # a store down at start: degraded mode until it is back
+            log.warning("store unreachable at start", extra={"error": type(exc).__name__})
 
     async def stop(self) -> None:
         for task in self._tasks:

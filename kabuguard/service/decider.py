@@ -228,7 +228,7 @@ class Decider:
                 if self._done:
                     done, self._done = self._done, []
                     await state.done(done)
-                if ticks % 10 == 0:
+                if ticks % max(1, int(outbox_after_s / every_s / 2)) == 0:
                     await self.flush_outbox(outbox_after_s)
             except Exception as exc:  # a store outage: try again on the next tick
                 log.info("housekeeping postponed", extra={"error": type(exc).__name__})

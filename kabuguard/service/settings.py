@@ -40,6 +40,9 @@ class Settings:
     max_batch: int = 10_000
     # Requests per second per API key (a token bucket per worker), unless the key sets its own.
     rate_limit: float = 1000.0
+    # Outbox records (decisions and alerts committed to Redis whose database write did not
+    # finish: a crash, a database outage) older than this are written by a background task.
+    outbox_after_s: float = 5.0
     log_level: str = "info"
 
     def redis(self) -> bool:

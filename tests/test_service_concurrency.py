@@ -1,0 +1,78 @@
+"""Requests that touch the same state at the same moment, on two workers sharing Redis, lose nothing."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import httpx
+import redis
+
+from conftest import HOME_UA, ts
+from kabuguard.engine import Pipeline
+from kabuguard.engine.redis_store import StateCodec
+from test_service_support import ServiceProcess, create_key, pg_url, redis_prefix, redis_url
+
+__all__ = ["pg_url", "redis_prefix", "redis_url"]  # fixtures
+
+
+def _login(event_id: str, account: str, ip: str, minute: int) -> dict:
+    return {"event_id": event_id, "type": "login", "ts": ts(3, 9, minute), "account_id": account,
+            "session_id": f"s-{event_id}", "success": True, "ip": ip, "user_agent": HOME_UA,
+            "device_id": f"dev-{account}", "mfa": "sms", "channel": "web"}
+
+
+def _at_once(url: str, key: str, bodies: list[dict]) -> list[httpx.Response]:
+    """Every body in its own thread and connection, released together."""
+    gate = threading.Barrier(len(bodies))
+    answers: list[httpx.Response | None] = [None] * len(bodies)
+
+    def send(n: int) -> None:
+        with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=30) as client:
+            client.get("/healthz")  # connect first, so that the requests leave together
+            gate.wait()
+            answers[n] = client.post("/v1/events", json=bodies[n])
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [a for a in answers if a is not None]
+
+
+def _state(url: str, prefix: str, stage: str, key: str) -> dict:
+    data = redis.Redis.from_url(url).hget(f"{prefix}s:acme:{stage}:{key}", "d")
+    return StateCodec(Pipeline()).decode(stage, data)
+
+
+def test_concurrent_requests_for_one_account_never_lose_an_update(
+        tmp_path: Path, redis_url: str, redis_prefix: str, pg_url: str) -> None:
+    service = ServiceProcess(tmp_path, redis_url, pg_url, workers=2, KABUGUARD_REDIS_PREFIX=redis_prefix)
+    key = create_key(pg_url)
+    service.start()
+    try:
+        workers = set()
+        rounds = 15
+        for n in range(rounds):
+            pair = [_login(f"lo-{n}-a", "A1", "203.0.113.5", n), _login(f"lo-{n}-b", "A1", "203.0.113.6", n)]
+            answers = _at_once(service.url, key, pair)
+            assert [a.status_code for a in answers] == [200, 200]
+            assert all(a.json()["results"][0]["duplicate"] is False for a in answers)
+            workers |= {a.headers["x-kabuguard-worker"] for a in answers}
+        # Ten accounts log in from one address at the same moment: the address's state has all ten.
+        crowd = [_login(f"crowd-{n}", f"B{n}", "198.51.100.44", 30) for n in range(10)]
+        assert all(a.status_code == 200 for a in _at_once(service.url, key, crowd))
+    finally:
+        service.stop()
+    account = _state(redis_url, redis_prefix, "account", "A1")
+    assert account["hosting_network"].logins == 2 * rounds  # every login counted once
+    assert set(_state(redis_url, redis_prefix, "ip", "198.51.100.44")["shared_ip"].accounts) == {f"B{n}" for n in range(10)}
+    assert len(workers) == 2, "both workers took part"
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        ids = conn.exec_driver_sql("SELECT event_id FROM decisions").scalars().all()
+    engine.dispose()
+    assert len(ids) == len(set(ids)) == 2 * rounds + 10
