@@ -140,6 +140,14 @@ def test_victims_stopped_before_first_order(metrics: dict) -> None:
     assert victims["missed_accounts"] == ["V3"]
 
 
+def test_score_thresholds(metrics: dict) -> None:
+    at_07 = next(r for r in metrics["score_thresholds"]["order"] if r["threshold"] == 0.7)
+    # Scores >= 0.7: fraud o1 (0.9) and o6 (0.8) of six; benign b1o (0.7) and b4o (0.85) of four.
+    assert (at_07["recall"], at_07["false_positive_rate"], at_07["precision"]) == (
+        pytest.approx(2 / 6, abs=1e-6), 0.5, 0.5,
+    )
+
+
 def test_false_positive_rate_per_group(metrics: dict) -> None:
     groups = metrics["false_positive_rate_by_group"]
     assert groups["travel"]["order"] == {"benign": 2, "flagged": 1, "rate": 0.5}

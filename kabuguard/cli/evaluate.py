@@ -38,6 +38,10 @@ def evaluate(ctx: click.Context, labels_path: Path, run_dir: Path, out_dir: Path
     """Precision, recall, value stopped and detection delays of a run; writes report.html.
 
     Exits 1 when an input line was rejected (each is listed in OUT/evaluate-rejected.jsonl).
+
+    \b
+    Example:
+      kabuguard evaluate --labels sim/labels.jsonl --run run --out eval
     """
     try:
         metrics = evaluate_run(labels_path, run_dir, out_dir, progress=True)

@@ -117,6 +117,7 @@ def compute(run: Run) -> dict:
         unavailable["alerts"] = (
             f"{run.files['alerts'].path} not found: no alert counted, delays use decisions only"
         )
+    histograms = m.score_histograms(pairs)
     campaign_rows = (
         []
         if "campaigns" in unavailable
@@ -150,7 +151,8 @@ def compute(run: Run) -> dict:
         "decisions": m.decision_matrix(run.decisions),
         "pump_episodes": camp.pump_episodes(run.episodes, run.alerts, cal) if run.episodes else None,
         "decisions_over_time": m.decisions_over_time(run.decisions, run.labels, cal),
-        "score_histograms": m.score_histograms(pairs),
+        "score_histograms": histograms,
+        "score_thresholds": m.score_thresholds(histograms),
         "unavailable": unavailable,
     }
 

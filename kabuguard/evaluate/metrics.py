@@ -215,6 +215,30 @@ def score_histograms(pairs: Iterable[Pair]) -> dict[str, dict[str, list[int]]]:
     return out
 
 
+def score_thresholds(histograms: dict[str, dict[str, list[int]]]) -> dict[str, list[dict]]:
+    """What flagging every event scoring at least t would catch and cost, per type and threshold t.
+
+    Read off the histograms, so thresholds fall on bin edges. It shows a policy owner how far the
+    current decisions sit from what the scores alone could do, before touching the policy file.
+    """
+    out: dict[str, list[dict]] = {}
+    for kind, hist in histograms.items():
+        fraud, benign = sum(hist["fraud"]), sum(hist["benign"])
+        rows = []
+        for edge in range(SCORE_BINS // 2, SCORE_BINS):
+            caught, false = sum(hist["fraud"][edge:]), sum(hist["benign"][edge:])
+            rows.append(
+                {
+                    "threshold": edge / SCORE_BINS,
+                    "recall": ratio(caught, fraud),
+                    "false_positive_rate": ratio(false, benign),
+                    "precision": ratio(caught, caught + false),
+                }
+            )
+        out[kind] = rows
+    return out
+
+
 def decisions_over_time(decisions: list[Decision], labels: dict[str, Label], cal: Calendar) -> dict:
     """Decisions, and labelled fraudulent ones, per time bucket of a width that keeps under _MAX_BUCKETS."""
     span_min = (cal.last_us - cal.first_us) / _MINUTE_US

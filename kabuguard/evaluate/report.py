@@ -216,7 +216,11 @@ def _time_charts(metrics: dict) -> str:
 
 def _score_charts(metrics: dict) -> str:
     parts = [
-        _note("Share of each class's events per score bin: good separation puts fraud right and benign left.")
+        _note(
+            "Share of each class's events per score bin: good separation puts fraud right and benign left. "
+            "Each table says what flagging on the score alone would catch and cost, against the policy's "
+            "decisions above."
+        )
     ]
     for kind, hist in metrics["score_histograms"].items():
         totals = {cls: sum(counts) for cls, counts in hist.items()}
@@ -227,6 +231,16 @@ def _score_charts(metrics: dict) -> str:
         }
         title = f"{kind}: score distribution ({totals['fraud']:,} fraud, {totals['benign']:,} benign)"
         parts.append(charts.step_lines(title, shares, _CLASS_COLORS))
+        rows = (
+            (
+                f"score ≥ {r['threshold']:g}",
+                percent(r["recall"]),
+                percent(r["false_positive_rate"]),
+                percent(r["precision"]),
+            )
+            for r in metrics["score_thresholds"][kind][::2]
+        )
+        parts.append(_table((f"{kind}: if flagged at", "recall", "false-positive rate", "precision"), rows))
     return _section("Score distributions, fraud vs benign", *parts)
 
 
