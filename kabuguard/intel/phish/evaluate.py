@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import re
 import unicodedata
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,7 +230,7 @@ def evaluate(
                 m = evaluations[name].years.setdefault(row.year, YearMetrics(row.year, _split(row.year)))
                 _count(m, truth, predicted, stratum, official)
         if truth is not None:
-            shared.confirm(target, truth, row.date)
+            shared.confirm(target, truth)
     return list(evaluations.values())
 
 

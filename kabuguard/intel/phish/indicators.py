@@ -105,7 +105,6 @@ class IndicatorStore:
 
     def __init__(self) -> None:
         self._keys: dict[str, str] = {}
-        self.first_seen: dict[str, str] = {}
 
     @staticmethod
     def _keys_of(target: Target) -> list[str]:
@@ -115,12 +114,11 @@ class IndicatorStore:
             keys.append(f"kit:{shape}")
         return keys
 
-    def confirm(self, target: Target, brand: str, when: str) -> None:
+    def confirm(self, target: Target, brand: str) -> None:
         for key in self._keys_of(target):
             known = self._keys.get(key)
             if known is None:
                 self._keys[key] = brand
-                self.first_seen[key] = when
             elif known != brand:
                 self._keys[key] = self._AMBIGUOUS
 

@@ -133,7 +133,7 @@ def load_known(path: Path) -> IndicatorStore:
                 continue
             try:
                 item = json.loads(line)
-                store.confirm(parse_target(item.get("url") or item["domain"]), item["brand"], item.get("first_seen", ""))
+                store.confirm(parse_target(item.get("url") or item["domain"]), item["brand"])
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise ValueError(f"{path}:{number}: not an indicator ({exc}); expected JSON with url or domain, and brand") from None
     return store
@@ -149,6 +149,7 @@ def watch(
 ) -> WatchStats:
     """Run the monitor over stream lines; calls `emit` per alert and `reject` per bad record."""
     stats = WatchStats(started=time.monotonic())
+    shown = stats.started
     for line in lines:
         if not line.strip():
             continue
@@ -164,8 +165,9 @@ def watch(
         except ValueError as exc:  # RecordError, or a host that does not parse
             stats.rejected += 1
             reject(stats.records, str(exc))
-        if progress is not None and stats.records % 1000 == 0:
+        if progress is not None and time.monotonic() - shown >= 0.5:  # twice a second is enough to read
             progress(stats)
+            shown = time.monotonic()
         if max_records is not None and stats.records >= max_records:
             break
     return stats
