@@ -285,6 +285,26 @@ def test_cli_reports_bad_lines_and_exits_1(run_files: tuple[Path, Path], tmp_pat
     assert json.loads((out / "metrics.json").read_text())["detection"]["order"]["tp"] == 2
 
 
+def test_hostile_ids_in_every_place_are_escaped(tmp_path: Path) -> None:
+    evil = '"><svg onload=alert(1)>'
+    run = tmp_path / "run"
+    run.mkdir()
+    decision = {"event_id": evil, "ts": _ts("09:00"), "type": "order", "account_id": evil,
+                "decision": "block", "score": 0.9, "reasons": [evil], "notional_jpy": 1.0}
+    _write(run / "decisions.jsonl", [decision])
+    _write(run / "alerts.jsonl", [{"type": "symbol_alert", "alert_id": evil, "ts": _ts("09:01"), "symbol": evil}])
+    labels = _write(tmp_path / "labels.jsonl", [
+        {"event_id": evil, "fraud": False, "group": evil},
+        {"event_id": "f", "fraud": True, "campaign_id": evil, "attack_style": evil, "role": "victim", "account_id": evil,
+         "ts": _ts("08:00")},
+        {"kind": "pump_episode", "symbol": evil, "start": _ts("08:00"), "end": _ts("10:00"), "campaign_id": evil},
+    ], extra_lines=(evil,))
+    metrics = evaluate_run(labels, run, tmp_path / "out")
+    html = Path(metrics["outputs"]["report"]).read_text()
+    assert metrics["campaigns"] and metrics["pump_episodes"] and metrics["inputs"]["rejected_lines"] == 1
+    assert "<svg onload" not in html and "&quot;&gt;&lt;svg onload=alert(1)&gt;" in html
+
+
 def test_cli_success_and_usage_errors(run_files: tuple[Path, Path], tmp_path: Path) -> None:
     labels, run = run_files
     ok = _cli("--labels", labels, "--run", run, "--out", tmp_path / "o")
