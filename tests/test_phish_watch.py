@@ -62,7 +62,7 @@ def test_alerts_become_indicators_and_takedown_evidence(scorer: Scorer) -> None:
     record = ind.to_dict()
     assert record["domain"] == "verify-account.top" and record["brand"] == "sbi-sec" and record["first_seen"] == "2025-04-01T00:00:00Z"
     assert 0.5 <= record["score"] <= 1.0 and record["url"] == "https://www.sbisec.co.jp.verify-account.top/"
-    text = takedown_text(ind, verdict)
+    text = takedown_text(ind, verdict, scorer.registry.brand("sbi-sec").official_domains)
     assert "SBI証券" in text and "verify-account.top" in text and "sbisec.co.jp" in text
 
 

@@ -126,7 +126,7 @@ def watch(source: str, out: IO[str], evidence: IO[str] | None, registries: tuple
         out.write(json.dumps(ind.to_dict(), ensure_ascii=False) + "\n")
         out.flush()
         if evidence is not None:
-            evidence.write(takedown_text(ind, verdict) + "\n\n")
+            evidence.write(takedown_text(ind, verdict, scorer.registry.brand(ind.brand).official_domains) + "\n\n")
 
     console = Console(stderr=True)
     with console.status("watching…", spinner="dots") if not quiet else nullcontext() as status:

@@ -59,8 +59,8 @@ _EXPLAIN = {
     "lookalike": "imitates the brand name by one {detail} ('{found}')",
     "homoglyph": "imitates the brand name with look-alike characters ({detail}: '{found}')",
     "combosquat": "glues the brand name to a lure word ('{found}')",
-    "shared-token": "carries the group name '{found}'",
-    "shared-token-corroborated": "carries the group name '{found}' beside a login or securities word",
+    "shared-token": "carries the group name '{found}'{edit}",
+    "shared-token-corroborated": "carries the group name '{found}'{edit} beside a word of the brand's business",
     "path-brand-token": "serves a path named after the brand ('{found}')",
     "cloned-login-path": "copies the path of the brand's real login page ('{found}')",
     "keyword": "uses lure words ({detail})",
@@ -74,17 +74,18 @@ _EXPLAIN = {
 }
 
 
-def takedown_text(ind: Indicator, verdict: Verdict) -> str:
+def takedown_text(ind: Indicator, verdict: Verdict, official_domains: tuple[str, ...]) -> str:
     """A short evidence text for a registrar, host or CERT, one paragraph per domain."""
     lines = [
         f"Domain: {ind.domain}",
         f"URL: {ind.url}",
-        f"Impersonated brand: {ind.brand_name} (official: see the brand's registered domains)",
+        f"Impersonated brand: {ind.brand_name} (official domains: {', '.join(official_domains)})",
         f"First seen: {ind.first_seen}",
         f"Assessment: phishing imitating {ind.brand_name}, score {ind.score:.2f} of 1. The host:",
     ]
     for r in verdict.reasons:
-        lines.append("  - " + _EXPLAIN.get(r.code, r.code).format(found=r.found, detail=r.detail))
+        edit = f" (one {r.detail} away from the real name)" if r.detail and r.code.startswith("shared-token") else ""
+        lines.append("  - " + _EXPLAIN.get(r.code, r.code).format(found=r.found, detail=r.detail, edit=edit))
     lines.append("Request: suspend the domain or remove the content; it collects login credentials of the brand's customers.")
     return "\n".join(lines)
 
