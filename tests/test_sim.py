@@ -159,3 +159,12 @@ def test_network_blocks_are_what_they_claim() -> None:
 def test_cli_refuses_an_existing_run(small_run: Path) -> None:
     result = CliRunner().invoke(main, ["simulate", "--out", str(small_run)])
     assert result.exit_code == 2 and "already holds a run" in result.output
+
+
+def test_no_one_sells_shares_they_do_not_hold(small_run: Path) -> None:
+    events = _events(small_run)
+    held = {(a["account_id"], h["symbol"]): h["qty"] for a in events if a["type"] == "account" for h in a["holdings"]}
+    for e in sorted((e for e in events if e["type"] == "execution"), key=lambda e: dt.datetime.fromisoformat(e["ts"])):
+        key = (e["account_id"], e["symbol"])
+        held[key] = held.get(key, 0) + (e["qty"] if e["side"] == "buy" else -e["qty"])
+        assert held[key] >= 0, e

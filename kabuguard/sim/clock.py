@@ -7,6 +7,7 @@ JST (+09:00) only when an event is written, so that sorting and arithmetic never
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 import numpy as np
 
@@ -73,8 +74,16 @@ def jst_hour(ms: int) -> int:
 
 def iso(ms: int) -> str:
     """RFC 3339 with milliseconds and the +09:00 offset, e.g. 2025-03-21T09:14:03.120+09:00."""
-    t = dt.datetime.fromtimestamp(ms // 1000, JST)
-    return f"{t:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}+09:00"
+    local = ms + 9 * 3_600_000
+    day, in_day = divmod(local, MS_PER_DAY)
+    seconds, millis = divmod(in_day, 1000)
+    minutes, second = divmod(seconds, 60)
+    return f"{_date_text(day)}T{minutes // 60:02d}:{minutes % 60:02d}:{second:02d}.{millis:03d}+09:00"
+
+
+@functools.lru_cache(maxsize=4096)
+def _date_text(days_since_epoch: int) -> str:
+    return (_EPOCH + dt.timedelta(days=days_since_epoch)).isoformat()
 
 
 def next_trading_day(day: dt.date) -> dt.date:

@@ -11,6 +11,7 @@ without trades.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +73,9 @@ class Market:
         self.universe = universe
         self.rng = rng
         self.last = round_tick(universe.price).astype(float)
+        # Python copies for the per-order quote, which numpy's per-call overhead would dominate.
+        self._last_list: list[float] = self.last.tolist()
+        self._adv_list: list[float] = universe.adv.tolist()
         big = universe.market_cap
         self.sigma_day = np.select([big > 1e12, big > 1e11, big > 1e10], [0.015, 0.02, 0.028], 0.035)
         self.sigma_day *= np.where(np.array(universe.markets) == "TSE Growth", 1.3, 1.0)
@@ -89,10 +93,12 @@ class Market:
             float(shares[: max(0, minute - start)].sum())
             for s, start, shares in self._outside.get(day, ()) if s == symbol
         )
-        prev = float(self.last[symbol])
-        moved = prev * np.exp((IMPACT_PERMANENT + IMPACT_TEMPORARY) * net / self.universe.adv[symbol])
-        limit = daily_limit(prev)
-        return float(round_tick(np.clip(moved, max(prev - limit, 1.0), prev + limit)))
+        prev = self._last_list[symbol]
+        if not net:
+            return prev
+        moved = prev * math.exp((IMPACT_PERMANENT + IMPACT_TEMPORARY) * net / self._adv_list[symbol])
+        limit = float(daily_limit(prev))
+        return float(round_tick(min(max(moved, prev - limit, 1.0), prev + limit)))
 
     def trade_day(self, day: dt.date, bought: np.ndarray, sold: np.ndarray) -> DayBars:
         """One trading day's bars given the simulated shares bought and sold per minute."""
@@ -135,4 +141,5 @@ class Market:
             bars.volume[:, m] = volume
             last_trade = np.where(volume > 0, close, last_trade)
         self.last = last_trade
+        self._last_list = last_trade.tolist()
         return bars

@@ -15,6 +15,7 @@ from typing import IO
 import msgspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kabuguard.sim.brokerage import Recorded
@@ -95,7 +96,9 @@ class RunWriter:
         symbol, minute = symbol[order], minute[order]
         n = len(symbol)
         table = pa.table({
-            "event_id": [f"mb-{day:%Y%m%d}-{i:07d}" for i in range(n)],
+            "event_id": pc.binary_join_element_wise(
+                f"mb-{day:%Y%m%d}-", pc.utf8_lpad(pc.cast(pa.array(np.arange(n)), pa.string()), 7, "0"), ""
+            ),
             "type": ["market_bar"] * n,
             "ts": stamps[minute],
             "symbol": codes[symbol],
