@@ -82,6 +82,8 @@ class Decider:
         self.embedded = isinstance(state, MemoryState)
         # The embedded state commits after its database write; one request at a time does so.
         self._lock = asyncio.Lock()
+        self._queued = 0
+        self.max_queued = 1000
         self._done: list[str] = []
         self._n = 0
         self.fail_decision = "allow" if pipeline.policy.fail_mode == "fail_open" else "challenge"
@@ -92,9 +94,7 @@ class Decider:
         started = time.monotonic()
         try:
             if self.embedded:
-                async with asyncio.timeout(self.deadline_s):
-                    async with self._lock:
-                        return await self._embedded(firm, events)
+                return await self._embedded_in_time(firm, events)
             async with asyncio.timeout(self.deadline_s):
                 outcome, records, field = await self._shared(firm, events)
         except (Degraded, TimeoutError, OSError, ConnectionError) as exc:
@@ -115,6 +115,26 @@ class Decider:
                 # The records wait in the Redis outbox; the flusher writes them when it can.
                 log.warning("database write deferred to the outbox", extra={"error": type(exc).__name__})
         return outcome
+
+    async def _embedded_in_time(self, firm: str, events: Sequence[Event]) -> Outcome:
+        """The embedded path, answered within the deadline. The work itself is not cut short:
+        once its database write commits, its state is applied, even if the answer was already
+        the fail mode (a resend then gets the recorded decision)."""
+        if self._queued >= self.max_queued:
+            raise Degraded("too many requests waiting for the database")
+        self._queued += 1
+
+        async def locked() -> Outcome:
+            try:
+                async with self._lock:
+                    return await self._embedded(firm, events)
+            finally:
+                self._queued -= 1
+
+        task = asyncio.ensure_future(locked())
+        task.add_done_callback(_retrieve)
+        async with asyncio.timeout(self.deadline_s):
+            return await asyncio.shield(task)
 
     async def _embedded(self, firm: str, events: Sequence[Event]) -> Outcome:
         state = self.state
@@ -275,6 +295,12 @@ class Decider:
         assert isinstance(state, MemoryState)
         _, results, writes, _ = self._run(firm, events, state.load_now)
         state.apply(firm, writes, results)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a late task's failure as seen (its request has answered in degraded mode)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _unique(items: Any) -> list[Any]:

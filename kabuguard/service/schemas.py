@@ -47,7 +47,8 @@ class Decision(BaseModel):
 class Result(BaseModel):
     event_id: str
     duplicate: bool = Field(description="true when this event_id was decided before: the first answer again")
-    applied: bool | None = Field(None, description="false for a degraded answer: the event did not reach state; resend it")
+    applied: bool | None = Field(None, description="false for a degraded answer: the event was not decided in time; resend it "
+                                  "to get its decision (new, or the recorded one if it completed late)")
     decision: Decision | None = Field(description="null for events that only feed state")
     alerts: list[dict[str, Any]]
 

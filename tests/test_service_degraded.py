@@ -1,0 +1,136 @@
+"""Redis stopped, hung or restarted: the service answers in time with the policy's fail mode, never a 500,
+and comes back by itself."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import HOME_UA, ts
+from kabuguard.service.app import create_app
+from kabuguard.service.auth import create_key
+from kabuguard.service.settings import Settings
+from test_service_support import RedisServer
+
+DEADLINE_MS = 200
+
+
+def _login(n: int) -> dict:
+    return {"event_id": f"lo-{n}", "type": "login", "ts": ts(3, 9, n % 60), "account_id": "A1",
+            "session_id": f"s-{n}", "success": True, "ip": "203.0.113.5", "user_agent": HOME_UA,
+            "device_id": "dev-1", "mfa": "sms", "channel": "web"}
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    if server.proc is not None:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    server.stop()
+
+
+def _client(tmp_path: Path, server: RedisServer, policy: str = "") -> tuple[TestClient, dict[str, str]]:
+    app = create_app(Settings(state=server.url, db=f"sqlite:///{tmp_path}/kg.db", deadline_ms=DEADLINE_MS,
+                              policy=policy, rate_limit=1e9))
+    key = create_key(app.state.service.db, "acme", "t")[1]
+    return TestClient(app), {"X-API-Key": key}
+
+
+def _timed_post(client: TestClient, headers: dict[str, str], n: int) -> tuple[float, dict, int]:
+    started = time.perf_counter()
+    answer = client.post("/v1/events", json=_login(n), headers=headers)
+    return time.perf_counter() - started, answer.json(), answer.status_code
+
+
+def test_redis_stopped_answers_fail_open_in_time_and_recovers_when_started(tmp_path: Path,
+                                                                           redis_server: RedisServer) -> None:
+    client, headers = _client(tmp_path, redis_server)
+    with client:
+        _, body, status = _timed_post(client, headers, 1)
+        assert status == 200 and body["degraded"] is False
+        redis_server.stop()
+        for n in range(2, 6):
+            elapsed, body, status = _timed_post(client, headers, n)
+            assert status == 200 and body["degraded"] is True
+            decision = body["results"][0]["decision"]
+            assert (decision["decision"], decision["reasons"], decision["score"]) == ("allow", ["degraded"], None)
+            assert body["results"][0]["applied"] is False
+            assert elapsed < DEADLINE_MS / 1000 + 0.3, elapsed
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["state"].startswith("unreachable")
+        redis_server.start()  # the same port: the service finds it again by itself
+        deadline = time.monotonic() + 10
+        while True:
+            _, body, status = _timed_post(client, headers, 10)
+            if not body["degraded"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert status == 200 and body["degraded"] is False
+        assert body["results"][0]["decision"]["reasons"] != ["degraded"]
+        assert client.get("/readyz").status_code == 200
+
+
+def test_redis_hung_answers_fail_closed_within_the_deadline(tmp_path: Path, redis_server: RedisServer) -> None:
+    policy = tmp_path / "policy.yaml"
+    default = resources.files("kabuguard.policy").joinpath("default.yaml").read_text()
+    policy.write_text(default + "\nfail_mode: fail_closed\n")
+    client, headers = _client(tmp_path, redis_server, str(policy))
+    with client:
+        assert _timed_post(client, headers, 1)[1]["degraded"] is False
+        assert redis_server.proc is not None
+        os.kill(redis_server.proc.pid, signal.SIGSTOP)  # accepts connections, never answers
+        try:
+            elapsed, body, status = _timed_post(client, headers, 2)
+        finally:
+            os.kill(redis_server.proc.pid, signal.SIGCONT)
+        assert status == 200 and body["degraded"] is True
+        assert body["results"][0]["decision"]["decision"] == "challenge"
+        assert elapsed < DEADLINE_MS / 1000 + 0.3, elapsed
+        # Resumed: the event that was answered in degraded mode is decided for real when resent.
+        deadline = time.monotonic() + 10
+        while True:
+            _, body, status = _timed_post(client, headers, 2)
+            if not body["degraded"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert body["degraded"] is False and body["results"][0]["duplicate"] is False
+
+
+def test_embedded_database_locked_answers_fail_open_and_recovers(tmp_path: Path) -> None:
+    import sqlite3
+
+    app = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db", deadline_ms=DEADLINE_MS, rate_limit=1e9))
+    headers = {"X-API-Key": create_key(app.state.service.db, "acme", "t")[1]}
+    with TestClient(app) as client:
+        assert _timed_post(client, headers, 1)[1]["degraded"] is False
+        blocker = sqlite3.connect(tmp_path / "kg.db", isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the database
+        try:
+            elapsed, body, status = _timed_post(client, headers, 2)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert status == 200 and body["degraded"] is True
+        assert body["results"][0]["decision"]["reasons"] == ["degraded"]
+        assert elapsed < DEADLINE_MS / 1000 + 0.3, elapsed
+        # The database is free again: the resent event is decided, and recorded exactly once.
+        deadline = time.monotonic() + 10
+        while True:
+            _, body, _ = _timed_post(client, headers, 2)
+            if not body["degraded"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert body["degraded"] is False
+        assert _timed_post(client, headers, 3)[1]["degraded"] is False
+    with sqlite3.connect(tmp_path / "kg.db") as conn:
+        ids = [r[0] for r in conn.execute("SELECT event_id FROM decisions ORDER BY seq")]
+    assert ids == ["lo-1", "lo-2", "lo-3"]
