@@ -143,8 +143,9 @@ def horizontal_bars(
     colors: dict[str, str],
     fmt: Callable[[float], str],
     limit: float | None = None,
+    missing: str = "n/a",
 ) -> str:
-    """One row per category, one bar per series; a missing value is written 'n/a', not drawn as 0.
+    """One row per category, one bar per series; a missing value is written `missing`, not drawn as 0.
 
     `limit` is the value of a full-width bar (1.0 for shares that should read against 100%);
     by default the largest value.
@@ -162,7 +163,7 @@ def horizontal_bars(
         for name, color in colors.items():
             value = series[name][i]
             if value is None:
-                body.append(_text(label_w, y + 15, "n/a", cls="tick"))
+                body.append(_text(label_w, y + 15, missing, cls="tick"))
             else:
                 w = max(plot_w * value / limit, 1)
                 body.append(

@@ -349,11 +349,12 @@ def _campaign_section(metrics: dict) -> str:
     if not rows:
         return ""
     delay_chart = charts.horizontal_bars(
-        "Detection delay per campaign (minutes; n/a = never detected)",
+        "Detection delay per campaign",
         [r["campaign_id"] for r in rows],
         {"delay": [r["detection_delay_min"] for r in rows]},
         {"delay": "#ef7d22"},
         duration,
+        missing="not detected",
     )
     headers = (
         "campaign",
