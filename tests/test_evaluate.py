@@ -210,6 +210,23 @@ def test_workload_and_decision_matrix(metrics: dict) -> None:
     assert metrics["decisions"]["order"] == {"allow": 7, "challenge": 0, "review": 2, "block": 2}
 
 
+def test_decisions_over_time(metrics: dict) -> None:
+    series = metrics["decisions_over_time"]
+    # 08:00 (alert a2) to 13:00 (alert a6) is 300 minutes: 5-minute columns keep under 72.
+    assert series["bucket_minutes"] == 5 and len(series["starts"]) == 61
+    assert sum(map(sum, series["counts"].values())) == len(EVENTS)
+    assert sum(series["fraud"]) == 9
+    assert series["counts"]["review"][(9 * 60 + 5 - 8 * 60) // 5] == 1  # o1 at 09:05
+
+
+def test_progress_display_on_large_input(
+    run_files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    labels, run = run_files
+    monkeypatch.setattr("kabuguard.evaluate.inputs._PROGRESS_MIN_BYTES", 0)
+    assert evaluate_run(labels, run, tmp_path / "out", progress=True)["detection"]["order"]["tp"] == 2
+
+
 def test_unmatched_decisions_and_labels_are_counted(metrics: dict) -> None:
     cov = metrics["coverage"]
     assert (cov["unlabelled_decisions"], cov["unlabelled_examples"]) == (1, ["u1"])
