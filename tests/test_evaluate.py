@@ -281,8 +281,9 @@ def _cli(*args: str | Path) -> Result:
 def test_cli_reports_bad_lines_and_exits_1(run_files: tuple[Path, Path], tmp_path: Path) -> None:
     labels, run = run_files
     bad_decision = {"event_id": "x", "ts": _ts("09:00"), "type": "order", "decision": "maybe", "score": 0.5}
+    bad_score = {"event_id": "y", "ts": _ts("09:00"), "type": "order", "decision": "allow", "score": 1.5}
     with (run / "decisions.jsonl").open("a") as fh:
-        fh.write("{not json\n" + json.dumps(bad_decision) + "\n")
+        fh.write("{not json\n" + json.dumps(bad_decision) + "\n" + json.dumps(bad_score) + "\n")
     with labels.open("a") as fh:
         fh.write(json.dumps({"event_id": "o1", "fraud": "yes"}) + "\n")
     out = tmp_path / "out"
@@ -295,9 +296,11 @@ def test_cli_reports_bad_lines_and_exits_1(run_files: tuple[Path, Path], tmp_pat
     assert [(r["file"], r["line"]) for r in rejected] == [
         (decisions, n + 1),
         (decisions, n + 2),
+        (decisions, n + 3),
         (str(labels), len(_labels()) + 1),
     ]
-    assert "`$.decision`" in rejected[1]["reason"] and "`$.fraud`" in rejected[2]["reason"]
+    assert "`$.decision`" in rejected[1]["reason"] and "`$.score`" in rejected[2]["reason"]
+    assert "`$.fraud`" in rejected[3]["reason"]
     # The good lines still count.
     assert json.loads((out / "metrics.json").read_text())["detection"]["order"]["tp"] == 2
 

@@ -33,6 +33,8 @@ T = TypeVar("T")
 # datetime.fromisoformat on a million lines).
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]
 _MICRO = timedelta(microseconds=1)
+Score = Annotated[float, msgspec.Meta(ge=0, le=1)]
+Yen = Annotated[float, msgspec.Meta(ge=0)]
 
 
 def micros(ts: datetime) -> int:
@@ -51,10 +53,10 @@ class Decision(msgspec.Struct, kw_only=True, gc=False):
     ts: Instant
     type: DecidedType
     decision: DecisionKind
-    score: float
+    score: Score
     account_id: str | None = None
     reasons: list[str] | None = None
-    notional_jpy: float | None = None
+    notional_jpy: Yen | None = None
     ts_us: int = 0
 
 

@@ -210,7 +210,7 @@ def score_histograms(pairs: Iterable[Pair]) -> dict[str, dict[str, list[int]]]:
     """Score counts in SCORE_BINS equal bins over [0, 1], fraud and benign apart, per type."""
     out = {kind: {"fraud": [0] * SCORE_BINS, "benign": [0] * SCORE_BINS} for kind in DECIDED_TYPES}
     for d, label in pairs:
-        index = min(max(int(d.score * SCORE_BINS), 0), SCORE_BINS - 1)
+        index = min(int(d.score * SCORE_BINS), SCORE_BINS - 1)  # a score of 1 joins the top bin
         out[d.type]["fraud" if label.fraud else "benign"][index] += 1
     return out
 
