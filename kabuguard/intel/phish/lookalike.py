@@ -2,9 +2,9 @@
 
 Matching runs on TR39 skeletons with hyphens and dots removed, so `sb1-sec`, `ѕbisec` and
 `sbi.sec` all meet the token `sbisec`. Long tokens are searched as substrings with one compiled
-regular expression; short ones (`jcb`, `sbi`) only as whole segments or glued to a known keyword,
-because as substrings they occur by chance. Edit-distance-1 lookalikes are found through a
-deletion index (each token with one letter removed), which costs a few dictionary look-ups per
+prefix-tree regular expression; short ones (`jcb`, `sbi`) only as whole segments or glued to a
+known keyword, because as substrings they occur by chance. Edit-distance-1 lookalikes are found
+in a precomputed one-edit neighbourhood of every token, which costs one dictionary look-up per
 segment instead of a distance computation per brand.
 """
 
@@ -124,7 +124,6 @@ class BrandMatcher:
     def __init__(self, registry: Registry, keywords: list[str], min_substring: int, anywhere: int) -> None:
         """`min_substring`: shorter tokens match whole segments only; `anywhere`: tokens at least
         this long match inside a segment, shorter ones only at a segment's start or end."""
-        self.min_length = min_substring
         self.anywhere = anywhere
         self.keywords = frozenset(skeleton(compact(k)) for k in keywords)
         self.long_keywords = tuple(k for k in self.keywords if len(k) >= 5)
@@ -252,6 +251,6 @@ class BrandMatcher:
         """Evidence in a URL path: a brand token as a path segment, or a cloned login path."""
         found = [Match(brand, "cloned-login-path", p, p) for p, brand in self.login_paths if p in path]
         for seg in map(skeleton, _SEGMENT.split(path)):
-            if seg in self.owners and (len(seg) >= self.min_length or seg in self.short):
-                found += [Match(o.brand, "path-brand-token" if not o.shared else "shared-token", seg, seg) for o in self.owners[seg]]
+            for o in self.owners.get(seg, ()):
+                found.append(Match(o.brand, "shared-token" if o.shared else "path-brand-token", seg, seg))
         return found

@@ -16,9 +16,10 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from kabuguard.intel.phish.confusables import skeleton
 from kabuguard.intel.phish.domains import Host, Target, parse_target, split_host
 from kabuguard.intel.phish.lookalike import BrandMatcher, Match
-from kabuguard.intel.phish.registry import Registry
+from kabuguard.intel.phish.registry import Registry, compact
 
 _HEX = re.compile(r"^[0-9a-f]{16,}$")
 _CONSONANT_RUN = re.compile(r"[bcdfghjklmnpqrstvwxz]{5,}")
@@ -144,6 +145,7 @@ class Scorer:
         for suffix in c.free_hosts:
             self.free_hosts.setdefault(split_host(suffix).registered, []).append(suffix)
         self.names = {b.id: b.name for b in registry.brands}
+        self.official_labels = {skeleton(compact(split_host(d).registered.split(".")[0])) for b in registry.brands for d in b.official_domains}
 
     @property
     def threshold(self) -> float:
@@ -191,7 +193,7 @@ class Scorer:
         reasons = []
         for code, m in by_brand[brand].items():
             detail = m.detail
-            if code == "brand-token" and registered_label.replace("-", "") == m.token:
+            if code == "brand-token" and m.token in self.official_labels and skeleton(registered_label.replace("-", "")) == m.token:
                 detail = "tld-swap"  # the official label under another suffix: click-sec.co
             reasons.append(Reason(code, w[code], detail, brand, m.found))
         return brand, reasons
