@@ -27,10 +27,16 @@ from kabuguard.sim.instruments import Universe
 from kabuguard.sim.market import Market
 from kabuguard.sim.networks import Networks
 
-# Share of customers per confounder (of those eligible).
+# Share of customers per confounder (of the active ones unless said otherwise).
 SHARES: dict[str, float] = {
-    "travel": 0.012, "new_phone": 0.012, "dormant_return": 0.03,  # of dormant accounts
-    "smallcap_enthusiast": 0.02, "household": 0.04, "office": 0.015, "private_relay": 0.1,  # of Safari users
+    "travel": 0.012,
+    "new_phone": 0.012,  # of customers with a phone
+    "dormant_return": 0.03,  # of dormant accounts
+    "smallcap_enthusiast": 0.02,
+    "household": 0.04,
+    "office": 0.015,
+    "private_relay": 0.1,  # of Safari users
+    "vpn": 0.02,
 }
 TIME_ZONES = {"US": -4, "KR": 9, "TW": 8, "TH": 7}  # hours from UTC, spring 2025
 NEWS_BURST_EVERY_DAYS = 7  # one news-driven burst per week of simulated time, at least one
@@ -86,7 +92,9 @@ class Confounders:
             c.rate, c.trade_prob = c.rate * 2 + 0.3, max(c.trade_prob, 0.5)
         safari = [c for c in self._free(active) if any("Version/" in d.web_ua for d in c.devices)]
         for c in self._draw(safari, SHARES["private_relay"]):
-            c.group, c.relay = "shared_ip", True
+            c.group, c.proxy = "shared_ip", "privacy_relay"
+        for c in self._draw(self._free(active), SHARES["vpn"]):
+            c.group, c.proxy = "shared_ip", "vpn_exit"
         self._share_addresses(self._draw(self._free(active + dormant), SHARES["household"]), (2, 4), "residential_jp")
         self._share_addresses(self._draw(self._free(active), SHARES["office"]), (5, 16), "office")
         self._plan_news(active)

@@ -64,7 +64,7 @@ class Customer:
     returns_ms: int | None = None  # a dormant account comes back at this instant
     shared_ip: str | None = None  # a household or office address shared with other accounts
     office: bool = False
-    relay: bool = False  # Safari traffic through iCloud Private Relay
+    proxy: str | None = None  # networks category the customer's browser traffic goes through
     targets: list[int] = field(default_factory=list)  # symbols pushed on the customer (news)
 
     @property

@@ -24,6 +24,7 @@ Job = tuple[int, Callable[[], None]]
 WEEKEND_FACTOR = 0.35
 RETURNED_RATE = 0.8  # sessions a day of a dormant account once it is back
 NO_FINGERPRINT = 0.015  # web sessions whose browser blocks the firm's fingerprint script
+VPN_ON = 0.6  # sessions a VPN user runs through the VPN
 TYPO_RATE = 0.03  # sessions preceded by a mistyped password
 # Account changes per session, by field (notification settings dominate; bank details are rare).
 CHANGE_RATE = 0.006
@@ -96,8 +97,8 @@ class Habits:
         if c.trip is not None and c.trip.start_ms <= ms < c.trip.end_ms:
             ip = c.trip.hotel_ip if rng.random() < 0.7 else c.trip.network.address(rng)
             return Context(ip, device_id, ua, channel, "travel")
-        if c.relay and channel == "web" and "Version/" in ua:  # Safari
-            return Context(self.networks.address("privacy_relay", rng), device_id, ua, channel, "shared_ip")
+        if c.proxy is not None and channel == "web" and _proxied(c.proxy, ua, rng):
+            return Context(self.networks.address(c.proxy, rng), device_id, ua, channel, "shared_ip")
         if device.kind == "phone" and rng.random() < 0.55:
             return Context(c.carrier.address(rng), device_id, ua, channel, group)
         if c.shared_ip is not None and (not c.office or _office_hours(ms)):
@@ -154,6 +155,13 @@ class Habits:
             return {}
         offset = float(self.rng.normal(0.004, 0.01))
         return {"limit_offset": offset if buy else -offset}
+
+
+def _proxied(category: str, user_agent: str, rng: np.random.Generator) -> bool:
+    """Private Relay carries every Safari session; a VPN is switched on for some sessions."""
+    if category == "privacy_relay":
+        return "Version/" in user_agent
+    return rng.random() < VPN_ON
 
 
 def _office_hours(ms: int) -> bool:
