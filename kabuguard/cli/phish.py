@@ -8,16 +8,22 @@ import sys
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:  # the package is imported lazily, when a command runs
+    from kabuguard.intel.phish.domains import Target
+    from kabuguard.intel.phish.indicators import Indicator
+    from kabuguard.intel.phish.score import Scorer, Verdict
+    from kabuguard.intel.phish.watch import WatchStats
 
 _REGISTRY_HELP = ("Brand registry: a bundled name (securities-jp, cards-jp) or a YAML file; repeat to merge. "
                   "A firm's own file can `include: [securities-jp]` and add its brands.")
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _scorer(registries: tuple[str, ...], scoring: Path | None):  # -> Scorer, imported lazily
+def _scorer(registries: tuple[str, ...], scoring: Path | None) -> Scorer:
     from kabuguard.intel.phish.registry import RegistryError, load_registry
     from kabuguard.intel.phish.score import Scorer, ScoringConfig
 
@@ -122,7 +128,7 @@ def watch(source: str, out: IO[str], evidence: IO[str] | None, registries: tuple
         raise click.UsageError(str(exc)) from None
     monitor = Monitor(scorer, threshold if threshold is not None else scorer.threshold, store)
 
-    def emit(verdict, ind) -> None:  # type: ignore[no-untyped-def]
+    def emit(verdict: Verdict, ind: Indicator) -> None:
         out.write(json.dumps(ind.to_dict(), ensure_ascii=False) + "\n")
         out.flush()
         if evidence is not None:
@@ -130,7 +136,7 @@ def watch(source: str, out: IO[str], evidence: IO[str] | None, registries: tuple
 
     console = Console(stderr=True)
     with console.status("watching…", spinner="dots") if not quiet else nullcontext() as status:
-        def progress(stats) -> None:  # type: ignore[no-untyped-def]
+        def progress(stats: WatchStats) -> None:
             if status is not None:
                 status.update(stats.line())
 
@@ -192,7 +198,7 @@ def evaluate(registries: tuple[str, ...], confirm: str, data_dir: Path | None, o
             scorer = _scorer(regs, scoring)
             task = bar.add_task(f"evaluating {scorer.registry.name}", total=len(rows))
 
-            def kabuguard(target, scorer=scorer):  # type: ignore[no-untyped-def]
+            def kabuguard(target: Target, scorer: Scorer = scorer) -> str | None:
                 verdict = scorer.score_target(target)
                 return verdict.brand if verdict.alert(scorer.threshold) else None
 

@@ -62,10 +62,14 @@ def read_lines(source: str, stdin: IO[str]) -> Iterator[str]:
     if source == "-":
         yield from stdin
     elif source.startswith(("ws://", "wss://")):
-        from websockets.exceptions import ConnectionClosed
+        from websockets.exceptions import ConnectionClosed, WebSocketException
         from websockets.sync.client import connect
 
-        with connect(source, open_timeout=10, max_size=2**22) as ws:
+        try:
+            ws = connect(source, open_timeout=10, max_size=2**22)
+        except WebSocketException as exc:  # a bad URI or handshake: the caller reports it like a missing file
+            raise OSError(f"websocket {source}: {exc}") from None
+        with ws:
             try:
                 for message in ws:
                     yield message if isinstance(message, str) else message.decode("utf-8", "replace")
