@@ -136,7 +136,7 @@ def test_victims_stopped_before_first_order(metrics: dict) -> None:
     victims = metrics["victims_stopped_before_first_order"]
     # V1: first order held. V2: its takeover login was blocked earlier. V3: first order allowed.
     # X1 is the attackers' own account, not a victim.
-    assert (victims["stopped"], victims["victim_accounts"]) == (2, 3)
+    assert (victims["stopped"], victims["victims_with_fraud_order"]) == (2, 3)
     assert victims["missed_accounts"] == ["V3"]
 
 

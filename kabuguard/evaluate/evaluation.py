@@ -174,7 +174,7 @@ def summary_lines(metrics: dict) -> list[str]:
     if victims is not None:
         lines.append(
             f"hijacked accounts stopped before their first fraudulent order: "
-            f"{victims['stopped']}/{victims['victim_accounts']} ({percent(victims['share'])})"
+            f"{victims['stopped']}/{victims['victims_with_fraud_order']} ({percent(victims['share'])})"
         )
     if camps["campaigns"]:
         delay = camps["median_delay_min"]

@@ -157,7 +157,7 @@ def victims_stopped(pairs: list[Pair], limit: int = 20) -> dict:
         else:
             missed.append(account)
     return {
-        "victim_accounts": len(victims) - no_order,
+        "victims_with_fraud_order": len(victims) - no_order,
         "stopped": saved,
         "share": ratio(saved, len(victims) - no_order),
         "victims_without_fraud_order": no_order,

@@ -134,7 +134,7 @@ def _headline(metrics: dict) -> str:
             _card(
                 "Hijacked accounts stopped before first fraudulent order",
                 percent(victims["share"]),
-                f"{victims['stopped']:,} of {victims['victim_accounts']:,}",
+                f"{victims['stopped']:,} of {victims['victims_with_fraud_order']:,}",
             )
         )
     if camps["campaigns"]:
