@@ -113,10 +113,14 @@ class Confounders:
             group = members[i : i + int(rng.integers(*size))]
             net = self.networks.pick(category, rng)
             address = net.address(rng)
+            # Half the households also share the family PC or tablet between their accounts.
+            family = new_device(rng, "pc" if rng.random() < 0.6 else "tablet") if category != "office" and rng.random() < 0.5 else None
             for c in group:
                 c.group, c.shared_ip, c.office = "shared_ip", address, category == "office"
                 if not c.office:
                     c.home, c.home_ip = net, address
+                if family is not None:
+                    c.devices = [*c.devices, family]
             i += len(group)
 
     def _plan_news(self, active: list[Customer]) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, replace
 from importlib import resources
 
 import numpy as np
@@ -19,13 +20,24 @@ class Network:
     country: str | None
     weight: float
     blocks: tuple[tuple[int, int], ...]  # (first address, size)
+    nat_pool: tuple[str, ...] = ()  # a carrier's shared NAT addresses, if any
 
     def address(self, rng: np.random.Generator) -> str:
+        if self.nat_pool:
+            return self.nat_pool[int(rng.integers(len(self.nat_pool)))]
+        return self._any_address(rng)
+
+    def _any_address(self, rng: np.random.Generator) -> str:
         first, size = self.blocks[int(rng.integers(len(self.blocks)))]
         # Stay off .0 and .255 so the address looks like a host, not a network or broadcast.
         offset = int(rng.integers(size))
         offset = offset - offset % 256 + 1 + offset % 254
         return str(ipaddress.IPv4Address(first + offset))
+
+    def with_nat_pool(self, size: int) -> Network:
+        """The same network, its addresses limited to a fixed pool (fixed per ISP, not per run)."""
+        rng = np.random.default_rng(zlib.crc32(self.isp.encode()))
+        return replace(self, nat_pool=tuple(self._any_address(rng) for _ in range(size)))
 
 
 class Networks:
@@ -34,20 +46,7 @@ class Networks:
     def __init__(self) -> None:
         raw = yaml.safe_load(resources.files("kabuguard.sim").joinpath("networks.yaml").read_text())
         self.pools: dict[str, list[Network]] = {
-            category: [
-                Network(
-                    isp=entry["isp"],
-                    asn=entry["asn"],
-                    country=entry.get("country"),
-                    weight=float(entry["weight"]),
-                    blocks=tuple(
-                        (int(n.network_address), n.num_addresses)
-                        for n in map(ipaddress.IPv4Network, entry["blocks"])
-                    ),
-                )
-                for entry in entries
-            ]
-            for category, entries in raw.items()
+            category: [_network(entry) for entry in entries] for category, entries in raw.items()
         }
         self._cdf = {
             category: np.cumsum([n.weight for n in nets]) / sum(n.weight for n in nets)
@@ -64,3 +63,14 @@ class Networks:
 
     def address(self, category: str, rng: np.random.Generator) -> str:
         return self.pick(category, rng).address(rng)
+
+
+def _network(entry: dict) -> Network:
+    network = Network(
+        isp=entry["isp"],
+        asn=entry["asn"],
+        country=entry.get("country"),
+        weight=float(entry["weight"]),
+        blocks=tuple((int(n.network_address), n.num_addresses) for n in map(ipaddress.IPv4Network, entry["blocks"])),
+    )
+    return network.with_nat_pool(entry["nat_pool"]) if "nat_pool" in entry else network
