@@ -29,9 +29,12 @@ def _digest(out: Path) -> dict[str, str]:
     return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
-def _events(out: Path) -> list[dict]:
-    rows = [json.loads(line) for f in sorted((out / "events").glob("*.jsonl.gz")) for line in gzip.open(f)]
-    return rows + pq.read_table(out / "events" / "market_bars.parquet").to_pylist()
+def _events(out: Path, bars: bool = True) -> list[dict]:
+    rows = []
+    for path in sorted((out / "events").glob("*.jsonl.gz")):
+        with gzip.open(path) as f:
+            rows += [json.loads(line) for line in f]
+    return rows + (pq.read_table(out / "events" / "market_bars.parquet").to_pylist() if bars else [])
 
 
 def _labels(out: Path) -> tuple[list[dict], list[dict]]:
@@ -79,7 +82,7 @@ def test_every_event_fits_the_contract(small_run: Path) -> None:
 
 def test_labels_cover_every_decided_event(small_run: Path) -> None:
     labels, episodes = _labels(small_run)
-    decided = {e["event_id"]: e for e in _events(small_run) if e["type"] in DECIDABLE}
+    decided = {e["event_id"]: e for e in _events(small_run, bars=False) if e["type"] in DECIDABLE}
     assert {x["event_id"] for x in labels} == decided.keys()
     for x in labels:
         e = decided[x["event_id"]]
@@ -121,7 +124,7 @@ def test_bars_answer_the_pump(default_run: Path) -> None:
 
 
 def _events_of(out: Path, event_type: str) -> list[dict]:
-    return [json.loads(line) for line in gzip.open(out / "events" / "reference.jsonl.gz") if f'"type":"{event_type}"'.encode() in line]
+    return [e for e in _events(out, bars=False) if e["type"] == event_type]
 
 
 def test_parquet_is_readable(small_run: Path) -> None:
@@ -134,7 +137,7 @@ def test_parquet_is_readable(small_run: Path) -> None:
 
 def test_multi_firm_tags_firms(tmp_path: Path) -> None:
     simulate(Config(accounts=900, days=4, seed=5, symbols=40, firms=3), tmp_path)
-    activity = [e for e in _events(tmp_path) if e["type"] in DECIDABLE | {"account", "execution"}]
+    activity = [e for e in _events(tmp_path, bars=False) if e["type"] in DECIDABLE | {"account", "execution"}]
     assert {e["firm"] for e in activity} == {"firm-a", "firm-b", "firm-c"}
 
 
@@ -162,9 +165,22 @@ def test_cli_refuses_an_existing_run(small_run: Path) -> None:
 
 
 def test_no_one_sells_shares_they_do_not_hold(small_run: Path) -> None:
-    events = _events(small_run)
+    events = _events(small_run, bars=False)
     held = {(a["account_id"], h["symbol"]): h["qty"] for a in events if a["type"] == "account" for h in a["holdings"]}
     for e in sorted((e for e in events if e["type"] == "execution"), key=lambda e: dt.datetime.fromisoformat(e["ts"])):
         key = (e["account_id"], e["symbol"])
         held[key] = held.get(key, 0) + (e["qty"] if e["side"] == "buy" else -e["qty"])
         assert held[key] >= 0, e
+
+
+def test_attackers_leave_no_simulator_tells(default_run: Path) -> None:
+    """Every agent an attacker sends, customers send too; ids look alike whoever made them."""
+    labels = {x["event_id"]: x for x in _labels(default_run)[0]}
+    logins = [e for e in _events(default_run, bars=False) if e["type"] == "login"]
+    benign_agents = {e["user_agent"] for e in logins if not labels[e["event_id"]]["fraud"]}
+    fraud = [e for e in logins if labels[e["event_id"]]["fraud"]]
+    assert {e["user_agent"] for e in fraud} <= benign_agents
+    for e in fraud:
+        assert e["session_id"].startswith("s-") and len(e["session_id"]) == 18
+        assert e["device_id"] is None or (e["device_id"].startswith("dv-") and len(e["device_id"]) == 15)
+    assert any(e["device_id"] is None for e in logins if not labels[e["event_id"]]["fraud"])
