@@ -50,7 +50,7 @@ class Universe:
 
 def load_tse() -> Universe:
     """The whole bundled table (about 3,800 ordinary shares)."""
-    raw = resources.files("kabuguard.data").joinpath("tse_instruments.csv.gz").read_bytes()
+    raw = resources.files("kabuguard").joinpath("data/tse_instruments.csv.gz").read_bytes()
     rows = list(csv.DictReader(io.StringIO(gzip.decompress(raw).decode())))
     return Universe(
         codes=[r["code"] for r in rows],
