@@ -170,6 +170,11 @@ class Campaigns:
         plan = getattr(self, f"_plan_{campaign.style}")
         last_buy = plan(campaign, episode, start, victims, traders)
         self._plan_attackers(campaign, episode, firm, start, last_buy, traders)
+        for v in traders:  # half the owners notice within two days and lock the account again
+            if rng.random() < 0.5:
+                ms = last_buy + int(rng.uniform(2, 48) * HOUR)
+                fields = ("password", "mfa") if rng.random() < 0.5 else ("password",)
+                self._schedule(ms, partial(self.habits.session, v, ms, changes=fields))
 
     def _when_open(self, ms: int) -> int:
         """`ms` if the market is open then, else a little after the next open (not on the bell)."""

@@ -105,9 +105,12 @@ class Habits:
             return Context(c.shared_ip, device_id, ua, channel, "shared_ip")
         return Context(c.home_ip, device_id, ua, channel, group)
 
-    def session(self, c: Customer, ms: int, buy_symbol: int | None = None, group: str | None = None) -> None:
+    def session(
+        self, c: Customer, ms: int, buy_symbol: int | None = None, group: str | None = None, changes: tuple[str, ...] = (),
+    ) -> None:
         """One visit: perhaps a typo first, the login, perhaps a settings change, some orders.
-        `buy_symbol` makes the customer buy that symbol (news), tagged with `group`."""
+        `buy_symbol` makes the customer buy that symbol (news), tagged with `group`; `changes`
+        makes the visit only change those settings (an owner locking the account again)."""
         rng, broker = self.rng, self.broker
         ctx = self.context(c, ms)
         tag = Tag(group=group or ctx.group)
@@ -116,6 +119,11 @@ class Habits:
             broker.login(c, ms, tag, success=False, **where)
             ms += int(rng.integers(5_000, 40_000))
         session = broker.login(c, ms, tag, **where)
+        for field in changes:
+            ms += int(rng.integers(20_000, 180_000))
+            broker.change(c, ms, tag, session, field)
+        if changes:
+            return
         if rng.random() < CHANGE_RATE:
             ms += int(rng.integers(20_000, 300_000))
             broker.change(c, ms, tag, session, self._fields[int(rng.choice(len(self._fields), p=self._field_p))])
