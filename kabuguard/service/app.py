@@ -40,7 +40,7 @@ log = logging.getLogger("kabuguard.service")
 _typed = msgspec.json.Decoder(Event | list[Event]).decode
 _plain = msgspec.json.Decoder().decode
 _json = msgspec.json.Encoder().encode
-_PID = str(os.getpid())
+_PID_BYTES = str(os.getpid()).encode()
 _ALERT_TYPES = ("account_alert", "symbol_alert", "campaign_alert")
 
 
@@ -85,7 +85,7 @@ class Service:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db = Database(settings.db)
+        self.db = Database(settings.db, busy_timeout_s=settings.deadline_ms / 1000)
         if settings.redis():
             import redis.asyncio as aioredis
 
@@ -176,19 +176,6 @@ def create_app(settings: Settings | None = None, migrate_db: bool = True) -> Fas
     body_schema, components = event_schemas()
     errors: dict[int | str, dict[str, Any]] = {
         code: {"model": Problem} for code in (400, 401, 403, 413, 422, 429)}
-
-    @app.middleware("http")
-    async def access_log(request: Request, call_next: Any) -> Any:
-        started = time.perf_counter()
-        response = await call_next(request)
-        response.headers["x-kabuguard-worker"] = _PID
-        route = request.scope.get("route")
-        who = getattr(request.state, "principal", None)
-        log.info("request", extra={
-            "method": request.method, "route": getattr(route, "path", "unmatched"),
-            "status": response.status_code, "ms": round((time.perf_counter() - started) * 1000, 3),
-            "key_id": who.key_id if who else None, "firm": who.firm if who else None})
-        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -307,7 +294,42 @@ def create_app(settings: Settings | None = None, migrate_db: bool = True) -> Fas
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(AccessLog)
     return app
+
+
+class AccessLog:
+    """One structured line per request (route template, status, latency, key id; never the path's
+    ids or the client's address) and the worker's pid as a header. Plain ASGI: cheaper than
+    Starlette's BaseHTTPMiddleware on every request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-kabuguard-worker", _PID_BYTES)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            if log.isEnabledFor(logging.INFO):
+                route = scope.get("route")
+                who = scope.get("state", {}).get("principal")
+                log.info("request", extra={
+                    "method": scope["method"], "route": getattr(route, "path", "unmatched"), "status": status,
+                    "ms": round((time.perf_counter() - started) * 1000, 3),
+                    "key_id": who.key_id if who else None, "firm": who.firm if who else None})
 
 
 async def _status(service: Service, firm: str, account_id: str) -> dict[str, Any] | None:

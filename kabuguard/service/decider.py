@@ -80,10 +80,6 @@ class Decider:
         self.deadline_s = deadline_s
         self.max_attempts = max_attempts
         self.embedded = isinstance(state, MemoryState)
-        # The embedded state commits after its database write; one request at a time does so.
-        self._lock = asyncio.Lock()
-        self._queued = 0
-        self.max_queued = 1000
         self._done: list[str] = []
         self._n = 0
         self.fail_decision = "allow" if pipeline.policy.fail_mode == "fail_open" else "challenge"
@@ -94,7 +90,7 @@ class Decider:
         started = time.monotonic()
         try:
             if self.embedded:
-                return await self._embedded_in_time(firm, events)
+                return self._embedded(firm, events)
             async with asyncio.timeout(self.deadline_s):
                 outcome, records, field = await self._shared(firm, events)
         except (Degraded, TimeoutError, OSError, ConnectionError) as exc:
@@ -116,27 +112,12 @@ class Decider:
                 log.warning("database write deferred to the outbox", extra={"error": type(exc).__name__})
         return outcome
 
-    async def _embedded_in_time(self, firm: str, events: Sequence[Event]) -> Outcome:
-        """The embedded path, answered within the deadline. The work itself is not cut short:
-        once its database write commits, its state is applied, even if the answer was already
-        the fail mode (a resend then gets the recorded decision)."""
-        if self._queued >= self.max_queued:
-            raise Degraded("too many requests waiting for the database")
-        self._queued += 1
+    def _embedded(self, firm: str, events: Sequence[Event]) -> Outcome:
+        """The embedded path, synchronous from load to apply: no other request interleaves.
 
-        async def locked() -> Outcome:
-            try:
-                async with self._lock:
-                    return await self._embedded(firm, events)
-            finally:
-                self._queued -= 1
-
-        task = asyncio.ensure_future(locked())
-        task.add_done_callback(_retrieve)
-        async with asyncio.timeout(self.deadline_s):
-            return await asyncio.shield(task)
-
-    async def _embedded(self, firm: str, events: Sequence[Event]) -> Outcome:
+        The SQLite write comes before the state changes, so state never holds an event the
+        log lacks; a locked or failing database is degraded mode (after its busy timeout,
+        which is the deadline) and changes nothing."""
         state = self.state
         assert isinstance(state, MemoryState)
         outcome, results, writes, records = self._run(firm, events, state.load_now)
@@ -144,7 +125,7 @@ class Decider:
             records.events = [{"firm": firm, "event_id": e.event_id, "body": _msgpack.encode(e)}
                               for e in events if e.event_id in results]
             try:
-                await self.db.write(records)
+                self.db.write_now(records)
             except Exception as exc:
                 raise Degraded(f"database: {type(exc).__name__}") from exc
             state.apply(firm, writes, results)
@@ -295,12 +276,6 @@ class Decider:
         assert isinstance(state, MemoryState)
         _, results, writes, _ = self._run(firm, events, state.load_now)
         state.apply(firm, writes, results)
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    """Mark a late task's failure as seen (its request has answered in degraded mode)."""
-    if not task.cancelled():
-        task.exception()
 
 
 def _unique(items: Any) -> list[Any]:

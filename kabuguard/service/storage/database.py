@@ -22,12 +22,12 @@ from sqlalchemy.engine import Engine
 from kabuguard.service.storage.models import alerts, api_keys, decisions, events
 
 
-def engine_for(url: str, **kwargs: Any) -> Engine:
+def engine_for(url: str, busy_timeout_s: float = 5.0, **kwargs: Any) -> Engine:
     """An engine for `sqlite:///PATH` or `postgresql://…` (driven by psycopg 3)."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 5, "check_same_thread": False}, **kwargs)
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_s, "check_same_thread": False}, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _pragmas(conn: Any, _record: Any) -> None:
@@ -68,23 +68,28 @@ class Records:
         self.events += other.events
 
 
-def _insert_ignoring(engine: Engine, table: Any) -> Any:
-    if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing()
+def _insert_ignoring(dialect: str, table: Any) -> str:
+    """INSERT that skips rows already present (same firm and id), with named parameters."""
+    columns = [c.name for c in table.columns if c.name != "seq" and c.server_default is None]
+    if dialect == "postgresql":
+        values = ", ".join(f"%({c})s" for c in columns)
+        return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({values}) ON CONFLICT DO NOTHING"
+    values = ", ".join(f":{c}" for c in columns)
+    return f"INSERT OR IGNORE INTO {table.name} ({', '.join(columns)}) VALUES ({values})"
 
 
 class Database:
     """The engine, its writer thread and the reads the API needs."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_timeout_s: float = 5.0) -> None:
         self.url = url
-        self.engine = engine_for(url)
+        # SQLite (embedded) is written in the request's own thread: no queue, no thread switch.
+        self.embedded = url.startswith("sqlite")
+        self.engine = engine_for(url, busy_timeout_s)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._inserts = {t.name: _insert_ignoring(self.engine, t) for t in (decisions, alerts, events)}
+        self._sql = {t.name: _insert_ignoring(self.engine.dialect.name, t) for t in (decisions, alerts, events)}
+        self._writer: Any = None
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -98,6 +103,9 @@ class Database:
             self._queue.put(None)
             self._thread.join(timeout=10)
             self._thread = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         self.engine.dispose()
 
     async def write(self, records: Records) -> None:
@@ -108,14 +116,25 @@ class Database:
         await future
 
     def write_now(self, records: Records) -> None:
-        with self.engine.begin() as conn:
-            self._insert(conn, records)
-
-    def _insert(self, conn: Any, records: Records) -> None:
-        for name, rows in (("events", records.events), ("decisions", records.decisions),
-                           ("alerts", records.alerts)):
-            if rows:
-                conn.execute(self._inserts[name], rows)
+        """Insert `records` in one transaction, on a DB-API connection kept open for writing
+        (SQLAlchemy's statement layer costs more than the insert itself on this path)."""
+        conn = self._writer
+        if conn is None:
+            conn = self._writer = self.engine.raw_connection()
+        try:
+            cur = conn.cursor()
+            for name, rows in (("events", records.events), ("decisions", records.decisions),
+                               ("alerts", records.alerts)):
+                if rows:
+                    cur.executemany(self._sql[name], rows)
+            conn.commit()
+        except Exception:
+            self._writer = None
+            try:
+                conn.invalidate()
+            except Exception:  # the connection is gone already
+                pass
+            raise
 
     def _run(self) -> None:
         while True:
