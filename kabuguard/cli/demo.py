@@ -38,7 +38,7 @@ def demo(out_dir: Path, accounts: int, days: int, seed: int, quiet: bool) -> Non
     with progress(quiet) as bar:
         task = bar.add_task("simulating", total=days)
         simulate(Config(accounts=accounts, days=days, seed=seed), out_dir / "sim",
-                 progress=lambda done, total: bar.update(task, completed=done))
+                 progress=lambda stage, done: bar.update(task, description=f"simulating {stage}", completed=done))
     summary = replay([out_dir / "sim" / "events"], out_dir / "run", quiet=quiet)
     click.echo(f"replayed {summary.events:,} events: " + ", ".join(f"{k} {v:,}" for k, v in sorted(summary.decisions.items())))
     metrics = evaluate_run(out_dir / "sim" / "labels.jsonl", out_dir / "run", out_dir / "eval", progress=not quiet)
