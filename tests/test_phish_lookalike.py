@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kabuguard.intel.phish.lookalike import edit_kind
 from kabuguard.intel.phish.registry import load_registry
 from kabuguard.intel.phish.score import Scorer
 
 
+
 @pytest.fixture(scope="module")
 def scorer() -> Scorer:
-    return Scorer(load_registry("securities-jp"))
+    return _SCORER
 
 
 def reasons(verdict) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -97,3 +100,20 @@ def test_scores_stay_in_unit_interval_with_reasons(scorer: Scorer) -> None:
         verdict = scorer.score(domain)
         assert 0.0 <= verdict.score <= 1.0
         assert verdict.score == 0.0 or verdict.reasons
+
+
+def test_context_reasons_on_brandless_hosts(scorer: Scorer) -> None:
+    assert reasons(scorer.score("xkqzvbnmpl.top")).keys() == {"suspicious-tld", "random-label"}
+    assert "random-label" not in reasons(scorer.score("smbc-nikko-login.top"))  # words, not a machine label
+    assert reasons(scorer.score("a.b.c.example.duckdns.org")).keys() >= {"free-host", "deep-subdomain"}
+    assert scorer.score("bit.ly/abc").reasons[0].code == "url-shortener"
+
+
+@given(st.text(max_size=60))
+@settings(max_examples=300, deadline=None)
+def test_any_line_scores_in_unit_interval_or_is_rejected(text: str) -> None:
+    try:
+        verdict = _SCORER.score(text)
+    except ValueError:
+        return
+    assert 0.0 <= verdict.score <= 1.0

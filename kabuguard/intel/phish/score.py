@@ -119,7 +119,8 @@ def looks_random(label: str) -> bool:
     if len(letters) < 8:
         return len(label) - len(letters) >= 4 and len(letters) >= 3
     vowels = len(letters) - len(letters.translate(_VOWELS))
-    return vowels / len(letters) < 0.2 or bool(_CONSONANT_RUN.search(letters))
+    # consonant runs within a word only: smbc-nikko is two words, not a run of five
+    return vowels / len(letters) < 0.2 or any(_CONSONANT_RUN.search(part) for part in label.split("-"))
 
 
 def _noisy_or(weights: list[float]) -> float:
