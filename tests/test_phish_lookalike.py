@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 
 from kabuguard.intel.phish.lookalike import edit_kind
 from kabuguard.intel.phish.registry import load_registry
-from kabuguard.intel.phish.score import Scorer
+from kabuguard.intel.phish.score import Scorer, Verdict
 
+_SCORER = Scorer(load_registry("securities-jp"))
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def scorer() -> Scorer:
     return _SCORER
 
 
-def reasons(verdict) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def reasons(verdict: Verdict) -> dict[str, str]:
     return {r.code: r.detail for r in verdict.reasons}
 
 
