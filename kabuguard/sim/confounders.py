@@ -88,7 +88,7 @@ class Confounders:
         thin = np.flatnonzero(self.universe.thin)
         for c in self._draw(self._free(active), SHARES["smallcap_enthusiast"]):
             c.group = "smallcap_enthusiast"
-            c.favourites = rng.choice(thin, size=int(rng.integers(4, 10)), replace=False)
+            c.favourites = rng.choice(thin, size=min(len(thin), int(rng.integers(4, 10))), replace=False)
             c.rate, c.trade_prob = c.rate * 2 + 0.3, max(c.trade_prob, 0.5)
         safari = [c for c in self._free(active) if any("Version/" in d.web_ua for d in c.devices)]
         for c in self._draw(safari, SHARES["private_relay"]):
