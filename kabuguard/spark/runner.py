@@ -1,0 +1,124 @@
+"""`kabuguard replay --engine spark`: the replay's inputs and outputs, the core's stages on Spark.
+
+Steps: read and validate (kabuguard.spark.read), drop later duplicates of an `event_id` in the
+total order, broadcast the instruments, run the keyed stages (kabuguard.spark.stages), then
+write `decisions.jsonl`, `alerts.jsonl` and `rejected.jsonl` in the total order, byte for byte
+what `kabuguard replay` writes; with `parquet=True` also `decisions.parquet/` and `alerts.parquet/`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from kabuguard.engine import Pipeline
+from kabuguard.policy import Policy, load_policy
+from kabuguard.replay import ReplaySummary
+from kabuguard.spark.progress import watch
+from kabuguard.spark.read import LINE_BITS, expand, read_events
+from kabuguard.spark.session import spark_session
+from kabuguard.spark.stages import market_wide, run_stages
+
+_encode = msgspec.json.Encoder().encode
+_DECISION_SCHEMA = ("event_id string, ts string, type string, account_id string, firm string, "
+                    "decision string, score double, reasons array<string>, notional_jpy double")
+
+
+def replay_spark(paths: Iterable[str | Path], out_dir: str | Path, policy: Policy | None = None,
+                 master: str | None = None, partitions: int | None = None, quiet: bool = False,
+                 parquet: bool = False) -> ReplaySummary:
+    """Decide every activity event of `paths` on Spark, into `out_dir`, as `replay` would."""
+    from pyspark import StorageLevel
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    policy = policy or load_policy()
+    spark = spark_session(master, partitions)
+    sc = spark.sparkContext
+    parts = partitions or max(2, 2 * sc.defaultParallelism)
+    spark.conf.set("spark.sql.shuffle.partitions", str(parts))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with watch(sc, quiet) as w:
+        w.begin("reading and validating")
+        files = expand(spark, paths)
+        decoded = read_events(spark, files, policy).persist(StorageLevel.MEMORY_AND_DISK)
+        counts = {row["bad"]: row["count"] for row in
+                  decoded.groupBy(F.col("reason").isNotNull().alias("bad")).count().collect()}
+        rejected = (decoded.where(F.col("reason").isNotNull()).select("seq", "reason").orderBy("seq").collect()
+                    if counts.get(True) else [])
+
+        w.begin("dropping duplicate event ids")
+        first = Window.partitionBy("event_id").orderBy("ts_us", "seq")
+        events = (decoded.where(F.col("reason").isNull()).withColumn("_n", F.row_number().over(first))
+                  .where("_n = 1")
+                  .select("seq", "ts_us", "kind", "key_account", "key_ip", "key_device", "key_symbol",
+                          "key_final", "ref", "event")
+                  .persist(StorageLevel.MEMORY_AND_DISK))
+        n_events = events.count()
+        decoded.unpersist()
+
+        w.begin("broadcasting instruments")
+        by_symbol: dict[str, tuple[list[tuple[int, int]], list[bytes]]] = {}
+        for row in events.where("kind = 'instrument'").select("ref", "ts_us", "seq", "event").collect():
+            by_symbol.setdefault(row["ref"], ([], []))
+            by_symbol[row["ref"]][0].append((row["ts_us"], row["seq"]))
+            by_symbol[row["ref"]][1].append(bytes(row["event"]))
+        for symbol, (at, records) in by_symbol.items():
+            order = sorted(range(len(at)), key=at.__getitem__)
+            by_symbol[symbol] = ([at[i] for i in order], [records[i] for i in order])
+        refs = sc.broadcast(by_symbol)
+
+        w.begin("deciding")
+        symbol_parts = 1 if market_wide(Pipeline(policy)) else parts
+        decided = run_stages(events.where("kind != 'instrument'").drop("ref"), policy, refs, parts,
+                             symbol_parts).persist(StorageLevel.MEMORY_AND_DISK)
+        verdicts = {r["verdict"]: r["count"] for r in
+                    decided.where("verdict IS NOT NULL").groupBy("verdict").count().collect()}
+        alert_types = {r["type"]: r["count"] for r in
+                       decided.where("alert_types IS NOT NULL")
+                       .select(F.explode(F.split("alert_types", ",")).alias("type")).groupBy("type").count().collect()}
+        events.unpersist()
+
+        w.begin("writing decisions and alerts")
+        staging = out / "_spark"
+        shutil.rmtree(staging, ignore_errors=True)
+        for name, column in (("decisions", "decision"), ("alerts", "alerts")):
+            (decided.where(F.col(column).isNotNull()).orderBy("ts_us", "seq")
+             .select(F.col(column).cast("string").alias("value")).write.text(str(staging / name)))
+            _concatenate(staging / name, out / f"{name}.jsonl")
+        if parquet:
+            w.begin("writing Parquet")
+            (decided.where("decision IS NOT NULL").orderBy("ts_us", "seq")
+             .select(F.from_json(F.col("decision").cast("string"), _DECISION_SCHEMA).alias("d")).select("d.*")
+             .write.mode("overwrite").parquet(str(out / "decisions.parquet")))
+            (decided.where("alerts IS NOT NULL").orderBy("ts_us", "seq")
+             .select(F.explode(F.split(F.col("alerts").cast("string"), "\n")).alias("json"))
+             .select(F.get_json_object("json", "$.alert_id").alias("alert_id"),
+                     F.get_json_object("json", "$.type").alias("type"),
+                     F.get_json_object("json", "$.ts").alias("ts"),
+                     F.get_json_object("json", "$.event_id").alias("event_id"), "json")
+             .write.mode("overwrite").parquet(str(out / "alerts.parquet")))
+        shutil.rmtree(staging, ignore_errors=True)
+        decided.unpersist()
+        refs.unpersist()
+
+    with (out / "rejected.jsonl").open("wb") as fh:
+        for row in rejected:
+            seq = row["seq"]
+            line = {"file": files[seq >> LINE_BITS], "line": seq & ((1 << LINE_BITS) - 1), "reason": row["reason"]}
+            fh.write(_encode(line) + b"\n")
+    return ReplaySummary(files=len(files), events=n_events, duplicates=counts.get(False, 0) - n_events,
+                         rejected=len(rejected), decisions=verdicts, alerts=alert_types, out_dir=out)
+
+
+def _concatenate(parts: Path, target: Path) -> None:
+    """Spark's part files, in partition order (the sort's order), into one file."""
+    with target.open("wb") as fh:
+        for part in sorted(parts.glob("part-*")):
+            with part.open("rb") as src:
+                shutil.copyfileobj(src, fh, 1 << 20)

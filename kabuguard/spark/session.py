@@ -1,0 +1,82 @@
+"""The Spark session the Spark runner works in: checked prerequisites, quiet logs, one per process.
+
+`local[N]` runs on this machine; a cluster is a master URL (`spark://host:7077`, `yarn`,
+`k8s://…`). An existing session (a notebook's, a test fixture's) is reused as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# Spark logs at INFO and draws its own progress bar by default; the runner reports progress itself.
+_LOG4J = """\
+rootLogger.level = error
+rootLogger.appenderRef.stderr.ref = stderr
+appender.stderr.type = Console
+appender.stderr.name = stderr
+appender.stderr.target = SYSTEM_ERR
+appender.stderr.layout.type = PatternLayout
+appender.stderr.layout.pattern = {"level":"%p","logger":"%c","message":"%enc{%m}{JSON}"}%n
+"""
+
+
+class SparkUnavailable(RuntimeError):
+    """Spark cannot start here; the message names what is missing and how to get it."""
+
+
+def check_prerequisites() -> None:
+    """Raise SparkUnavailable unless pyspark is importable and a Java runtime can be found."""
+    try:
+        import pyspark  # noqa: F401
+        import pandas  # noqa: F401  # pyspark's Arrow functions require it
+    except ImportError as exc:
+        raise SparkUnavailable(
+            f"the Spark engine needs pyspark with its SQL extras ({exc.name} is not installed): "
+            "pip install 'kabuguard[spark]'") from None
+    home = os.environ.get("JAVA_HOME")
+    java = Path(home, "bin", "java") if home else None
+    if not (java and java.is_file()) and shutil.which("java") is None:
+        where = f"JAVA_HOME={home} has no bin/java and " if home else ""
+        raise SparkUnavailable(
+            f"the Spark engine needs Java 17 or later, but {where}no `java` is on PATH: install a JDK "
+            "(e.g. `apt-get install openjdk-17-jre-headless`) or set JAVA_HOME to one")
+
+
+def spark_session(master: str | None = None, partitions: int | None = None) -> Any:
+    """The process's SparkSession: an active one as it is, else a new one on `master`."""
+    check_prerequisites()
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    # Local workers must run this interpreter (with kabuguard and pyarrow), not the first python3.
+    if not master or master.startswith("local"):
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    log4j = Path(tempfile.gettempdir(), "kabuguard-spark-log4j2.properties")
+    if not log4j.exists():
+        log4j.write_text(_LOG4J)
+    quiet = f"-Dlog4j2.configurationFile=file:{log4j}"
+    builder = (
+        SparkSession.builder.appName("kabuguard-replay")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraJavaOptions", quiet)
+        .config("spark.executor.extraJavaOptions", quiet)
+        # Timestamp columns of Parquet input come back as UTC instants.
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.useLargeVarTypes", "false")
+        .config("spark.sql.adaptive.enabled", "false")
+    )
+    if master:
+        builder = builder.master(master)
+    if partitions:
+        builder = builder.config("spark.sql.shuffle.partitions", str(partitions))
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark

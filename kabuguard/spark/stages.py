@@ -1,0 +1,254 @@
+"""The core's keyed stages as Spark partitions: one stage at a time, evidence carried per event.
+
+Each stage repartitions the events it handles by its key, sorts every partition by the total
+order (`ts_us`, `seq`) and runs the core's own `KeyedStage` over it with a partition-local
+`MemoryStore`: a key's events all land in one partition and arrive in the replay's order, so
+its state evolves exactly as in the replay. Every event carries its `Evidence` (findings,
+session risk, price, alerts, notes) from stage to stage in the replay's stage order, which is
+the per-event join by event of the stages' outputs. Events a stage does not handle skip its
+shuffle. Notes (campaign members) become notices placed right after the event that raised
+them, in the final stage's partitions of the accounts they name.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from kabuguard.detectors.base import Evidence, Finding
+from kabuguard.engine import Pipeline
+from kabuguard.events.model import Event
+from kabuguard.policy import Policy
+
+# Detectors whose instances hold market-wide state (pump_surveillance's MarketTape reads every
+# symbol's bars): with one of them in the symbol stage, that stage runs as one partition.
+MARKET_WIDE = frozenset({"pump_surveillance"})
+
+STAGE_COLUMNS = ("seq long, ts_us long, kind string, key_account string, key_ip string, "
+                 "key_device string, key_symbol string, key_final string, event binary, "
+                 "ev binary, noted boolean")
+FINAL_IN_COLUMNS = "seq long, ts_us long, sub int, key_final string, event binary, ev binary, note binary"
+OUT_COLUMNS = "seq long, ts_us long, decision binary, verdict string, alerts binary, alert_types string"
+
+_Carried = tuple[list[Finding], float, float | None, float, list[dict[str, Any]], list[tuple[str, Any]]]
+_pack = msgspec.msgpack.Encoder().encode
+_unpack_event = msgspec.msgpack.Decoder(Event).decode
+_unpack_evidence = msgspec.msgpack.Decoder(_Carried).decode
+_unpack_note = msgspec.msgpack.Decoder(tuple[str, str, Any]).decode
+_json = msgspec.json.Encoder().encode
+
+
+def market_wide(pipeline: Pipeline) -> bool:
+    """True when the symbol stage cannot be split by symbol (see MARKET_WIDE)."""
+    return any(d.name in MARKET_WIDE for ds in pipeline.symbol.by_kind.values() for d in ds)
+
+
+class References:
+    """Instrument records by symbol in the total order: the latest strictly before an event."""
+
+    def __init__(self, by_symbol: dict[str, tuple[list[tuple[int, int]], list[bytes]]]) -> None:
+        self._by_symbol = by_symbol
+        self._decoded: dict[tuple[str, int], Any] = {}
+
+    def as_of(self, event: Any, ts_us: int, seq: int) -> Any:
+        if event.kind not in ("order", "execution"):
+            return None
+        found = self._by_symbol.get(event.symbol)
+        if found is None:
+            return None
+        at = bisect_left(found[0], (ts_us, seq)) - 1
+        if at < 0:
+            return None
+        record = self._decoded.get((event.symbol, at))
+        if record is None:
+            record = self._decoded[(event.symbol, at)] = _unpack_event(found[1][at])
+        return record
+
+
+def restore(ev: Evidence, carried: bytes | None) -> None:
+    """Put earlier stages' evidence back on a fresh Evidence (network and instrument are recomputed)."""
+    if carried is None:
+        return
+    findings, session_llr, price, llr, alerts, notes = _unpack_evidence(carried)
+    ev.findings, ev.session_llr, ev.price, ev.llr, ev.alerts = findings, session_llr, price, llr, alerts
+    ev.notes = [(note, payload) for note, payload in notes]
+
+
+def carry(ev: Evidence) -> bytes | None:
+    """The evidence later stages read, or None while it is still that of a fresh Evidence."""
+    if (not ev.findings and not ev.alerts and not ev.notes and ev.price is None
+            and _zero(ev.session_llr) and _zero(ev.llr)):
+        return None
+    return _pack((ev.findings, ev.session_llr, ev.price, ev.llr, ev.alerts, ev.notes))
+
+
+def _zero(x: float) -> bool:
+    return x == 0.0 and math.copysign(1.0, x) > 0
+
+
+class StageTask:
+    """mapInArrow function running stage `name` over one time-sorted partition.
+
+    A class rather than a closure: Spark pickles it by reference, with only its arguments.
+    """
+
+    def __init__(self, name: str, policy: Policy, refs: Any) -> None:
+        self.name, self.policy, self.refs = name, policy, refs
+
+    def __call__(self, batches: Iterator[Any]) -> Iterator[Any]:
+        import pyarrow as pa
+
+        pipeline = Pipeline(self.policy)  # fresh detectors and state: one per partition
+        stage = next(s for s in pipeline.stages if s.name == self.name)
+        references = References(self.refs.value)
+        for batch in batches:
+            seqs = batch.column(0).to_pylist()
+            times = batch.column(1).to_pylist()
+            events = batch.column(8).to_pylist()
+            carried = batch.column(9).to_pylist()
+            out_ev: list[bytes | None] = []
+            noted: list[bool] = []
+            for seq, ts_us, raw, before in zip(seqs, times, events, carried):
+                event = _unpack_event(raw)
+                ev = pipeline.evidence(event, references.as_of(event, ts_us, seq))
+                restore(ev, before)
+                pipeline.run_stage(stage, event, ev)
+                out_ev.append(carry(ev))
+                noted.append(bool(ev.notes))
+            yield pa.RecordBatch.from_arrays(
+                batch.columns[:9] + [pa.array(out_ev, pa.binary()), pa.array(noted, pa.bool_())],
+                schema=batch.schema)
+
+
+def notice_task(batches: Iterator[Any]) -> Iterator[Any]:
+    """Notes raised by an event, one notice per key they name, placed just after the event."""
+    import pyarrow as pa
+
+    for batch in batches:
+        rows: dict[str, list[Any]] = {"seq": [], "ts_us": [], "sub": [], "key_final": [], "note": []}
+        for seq, ts_us, carried in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(),
+                                       batch.column(9).to_pylist()):
+            ev = Evidence()
+            restore(ev, carried)
+            sub = 0
+            for note, payload in ev.notes:
+                for key in Pipeline.note_targets(note, payload):
+                    sub += 1
+                    rows["seq"].append(seq)
+                    rows["ts_us"].append(ts_us)
+                    rows["sub"].append(sub)
+                    rows["key_final"].append(key)
+                    rows["note"].append(_pack((key, note, payload)))
+        yield pa.RecordBatch.from_pydict({
+            "seq": pa.array(rows["seq"], pa.int64()), "ts_us": pa.array(rows["ts_us"], pa.int64()),
+            "sub": pa.array(rows["sub"], pa.int32()), "key_final": pa.array(rows["key_final"], pa.string()),
+            "event": pa.array([None] * len(rows["seq"]), pa.binary()),
+            "ev": pa.array([None] * len(rows["seq"]), pa.binary()),
+            "note": pa.array(rows["note"], pa.binary()),
+        })
+
+
+class FinalTask:
+    """mapInArrow function running the final stage (decisions) over one time-sorted partition."""
+
+    def __init__(self, policy: Policy, refs: Any) -> None:
+        self.policy, self.refs = policy, refs
+
+    def __call__(self, batches: Iterator[Any]) -> Iterator[Any]:
+        pipeline = Pipeline(self.policy)
+        references = References(self.refs.value)
+        final = pipeline.final
+        for batch in batches:
+            out = _Out()
+            for seq, ts_us, raw, before, note in zip(
+                    batch.column(0).to_pylist(), batch.column(1).to_pylist(), batch.column(4).to_pylist(),
+                    batch.column(5).to_pylist(), batch.column(6).to_pylist()):
+                if raw is None:
+                    key, name, payload = _unpack_note(note)
+                    pipeline.apply_note(key, name, payload)
+                    continue
+                event = _unpack_event(raw)
+                ev = pipeline.evidence(event, references.as_of(event, ts_us, seq))
+                restore(ev, before)
+                notes = len(ev.notes)
+                decision = pipeline.run_stage(final, event, ev)
+                if len(ev.notes) != notes:
+                    raise RuntimeError("the final stage raised a note: the Spark runner delivers notes "
+                                       "only from earlier stages (kabuguard/spark/stages.py)")
+                out.add(seq, ts_us, event, decision, ev.alerts)
+            yield out.batch()
+
+
+def emit_task(batches: Iterator[Any]) -> Iterator[Any]:
+    """Alerts of events the final stage does not see (market bars, executions), stamped as the replay does."""
+    for batch in batches:
+        out = _Out()
+        for seq, ts_us, raw, carried in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(),
+                                            batch.column(8).to_pylist(), batch.column(9).to_pylist()):
+            ev = Evidence()
+            restore(ev, carried)
+            if ev.alerts:
+                out.add(seq, ts_us, _unpack_event(raw), None, ev.alerts)
+        yield out.batch()
+
+
+class _Out:
+    """Output rows: the decision and alert lines exactly as the replay encodes them."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[Any]] = {k: [] for k in ("seq", "ts_us", "decision", "verdict", "alerts", "alert_types")}
+
+    def add(self, seq: int, ts_us: int, event: Any, decision: dict[str, Any] | None,
+            alerts: list[dict[str, Any]]) -> None:
+        if decision is None and not alerts:
+            return
+        rows = self.rows
+        rows["seq"].append(seq)
+        rows["ts_us"].append(ts_us)
+        rows["decision"].append(_json(decision) if decision is not None else None)
+        rows["verdict"].append(decision["decision"] if decision is not None else None)
+        if alerts:
+            stamped = Pipeline.stamp(event, alerts)
+            rows["alerts"].append(b"\n".join(_json(a) for a in stamped))
+            rows["alert_types"].append(",".join(a["type"] for a in stamped))
+        else:
+            rows["alerts"].append(None)
+            rows["alert_types"].append(None)
+
+    def batch(self) -> Any:
+        import pyarrow as pa
+
+        r = self.rows
+        return pa.RecordBatch.from_pydict({
+            "seq": pa.array(r["seq"], pa.int64()), "ts_us": pa.array(r["ts_us"], pa.int64()),
+            "decision": pa.array(r["decision"], pa.binary()), "verdict": pa.array(r["verdict"], pa.string()),
+            "alerts": pa.array(r["alerts"], pa.binary()), "alert_types": pa.array(r["alert_types"], pa.string()),
+        })
+
+
+def run_stages(events: Any, policy: Policy, refs: Any, partitions: int, symbol_partitions: int) -> Any:
+    """Decisions and alerts of `events` (STAGE_COLUMNS without ev/noted), as OUT_COLUMNS rows."""
+    from pyspark.sql import functions as F
+
+    df = events.withColumn("ev", F.lit(None).cast("binary")).withColumn("noted", F.lit(False))
+    for name in ("account", "ip", "device", "symbol"):
+        key = f"key_{name}"
+        parts = symbol_partitions if name == "symbol" else partitions
+        handled = (df.where(F.col(key).isNotNull()).repartition(parts, key)
+                   .sortWithinPartitions("ts_us", "seq")
+                   .mapInArrow(StageTask(name, policy, refs), STAGE_COLUMNS))
+        df = handled.unionByName(df.where(F.col(key).isNull()))
+    notices = df.where("noted").mapInArrow(notice_task, FINAL_IN_COLUMNS)
+    decided = (df.where(F.col("key_final").isNotNull())
+               .select("seq", "ts_us", F.lit(0).alias("sub"), "key_final", "event", "ev",
+                       F.lit(None).cast("binary").alias("note"))
+               .unionByName(notices)
+               .repartition(partitions, "key_final").sortWithinPartitions("ts_us", "seq", "sub")
+               .mapInArrow(FinalTask(policy, refs), OUT_COLUMNS))
+    others = (df.where(F.col("key_final").isNull() & F.col("ev").isNotNull())
+              .mapInArrow(emit_task, OUT_COLUMNS))
+    return decided.unionByName(others)
