@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import ipaddress
 import math
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Literal
 
@@ -44,6 +44,7 @@ class NetIntel:
         self._hosting = tuple(name.lower() for name in rules["hosting"])
         self._mobile = tuple(name.lower() for name in rules["mobile"])
         self._cache: dict[str, Network] = {}
+        self._prefixes: dict[str, Network] = {}
 
     def lookup(self, ip: str | None) -> Network:
         if not ip:
@@ -51,8 +52,9 @@ class NetIntel:
         found = self._cache.get(ip)
         if found is None:
             found = self._classify(ip)
-            if len(self._cache) > 1_000_000:
+            if len(self._cache) > 1_000_000:  # bounded memory on an endless stream
                 self._cache.clear()
+                self._prefixes.clear()
             self._cache[ip] = found
         return found
 
@@ -61,15 +63,22 @@ class NetIntel:
             addr = ipaddress.ip_address(ip)
         except ValueError:
             return UNKNOWN
-        bits = 24 if addr.version == 4 else 48
-        prefix = str(ipaddress.ip_network(f"{addr}/{bits}", strict=False))
+        if addr.version == 4:
+            prefix = ip.rsplit(".", 1)[0] + ".0/24"
+        else:
+            prefix = str(ipaddress.IPv6Network(f"{addr}/48", strict=False))
         if addr.is_private or addr.is_loopback or addr.is_link_local:
             return Network(prefix=prefix, asn="", country="", kind="private")
-        row = self._db.lookup(str(addr))
-        asn = row.asn_name or ""
-        country = row.country_code if len(row.country_code or "") == 2 else ""
-        return Network(prefix=prefix, asn=asn, country=country, kind=self._kind(asn))
+        # Routes are announced no finer than a /24 (/48), so one lookup serves the whole prefix.
+        found = self._prefixes.get(prefix)
+        if found is None:
+            row = self._db.lookup(str(addr))
+            asn = row.asn_name or ""
+            country = row.country_code if len(row.country_code or "") == 2 else ""
+            found = self._prefixes[prefix] = Network(prefix=prefix, asn=asn, country=country, kind=self._kind(asn))
+        return found
 
+    @lru_cache(maxsize=65536)
     def _kind(self, asn: str) -> Kind:
         name = asn.lower()
         if not name:
