@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from kabuguard.cli.phish import phish
 from kabuguard.intel.phish.baselines import CatcherBaseline, DnstwistBaseline
-from kabuguard.intel.phish.domains import parse_target
+from kabuguard.intel.phish.domains import Target, parse_target
 from kabuguard.intel.phish.evaluate import HELD_OUT_YEARS, TUNING_YEARS, evaluate, label_mapper, read_jpcert, token_oracle
 from kabuguard.intel.phish.registry import load_registry
 
@@ -62,7 +62,7 @@ def test_evaluation_counts_on_a_fixture(data_dir: Path) -> None:
 
     scorer = Scorer(registry)
 
-    def detect(target):  # type: ignore[no-untyped-def]
+    def detect(target: Target) -> str | None:
         verdict = scorer.score_target(target)
         return verdict.brand if verdict.alert(scorer.threshold) else None
 
@@ -115,7 +115,7 @@ def test_securities_rows_of_the_real_feed() -> None:
 
     scorer = Scorer(registry)
 
-    def detect(target):  # type: ignore[no-untyped-def]
+    def detect(target: Target) -> str | None:
         verdict = scorer.score_target(target)
         return verdict.brand if verdict.alert(scorer.threshold) else None
 

@@ -95,9 +95,9 @@ def test_watch_command_usage_errors() -> None:
 @pytest.fixture()
 def websocket_url() -> Iterator[str]:
     """A certstream-like server on 127.0.0.1 that sends the records, then closes."""
-    from websockets.sync.server import serve
+    from websockets.sync.server import ServerConnection, serve
 
-    def handler(ws) -> None:  # type: ignore[no-untyped-def]
+    def handler(ws: ServerConnection) -> None:
         for record in RECORDS:
             ws.send(record)
 
