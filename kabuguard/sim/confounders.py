@@ -63,33 +63,15 @@ class Confounders:
         self._jobs: dict[dt.date, list[Job]] = {}
 
     def plan(self) -> None:
-        """Mark customers (before campaigns pick victims among the unmarked) and schedule bursts."""
-        rng = self.rng
+        """Mark customers (before campaigns pick victims among the unmarked) and schedule bursts.
+        Each customer joins at most one group."""
         active = [c for c in self.customers if not c.dormant]
         dormant = [c for c in self.customers if c.dormant]
-        first, span = day_start_ms(self.days[0]), len(self.days) * MS_PER_DAY
-        free = self._free(active)
-        for c in self._draw(free, SHARES["travel"]):
-            net = self.networks.pick("residential_abroad", rng)
-            start = first + int(rng.integers(span))
-            c.group = "travel"
-            c.trip = Trip(start, start + int(rng.integers(3, 11)) * MS_PER_DAY, net, net.address(rng),
-                          hour_shift=9 - TIME_ZONES[net.country])
+        self._travellers(self._draw(self._free(active), SHARES["travel"]))
         phones = [c for c in self._free(active) if any(d.kind == "phone" for d in c.devices)]
-        for c in self._draw(phones, SHARES["new_phone"]):
-            old = next(d for d in c.devices if d.kind == "phone")
-            c.group = "new_phone"
-            c.switch = (first + int(rng.integers(span)), old, new_device(rng, "phone"))
-        for c in self._draw(dormant, SHARES["dormant_return"]):
-            c.group = "dormant_return"
-            c.returns_ms = first + int(rng.integers(len(self.days))) * MS_PER_DAY
-            if rng.random() < 0.5:  # the old phone is long gone
-                c.devices = [new_device(rng, "phone")] + c.devices[1:]
-        thin = np.flatnonzero(self.universe.thin)
-        for c in self._draw(self._free(active), SHARES["smallcap_enthusiast"]):
-            c.group = "smallcap_enthusiast"
-            c.favourites = rng.choice(thin, size=min(len(thin), int(rng.integers(4, 10))), replace=False)
-            c.rate, c.trade_prob = c.rate * 2 + 0.3, max(c.trade_prob, 0.5)
+        self._new_phones(self._draw(phones, SHARES["new_phone"]))
+        self._returning(self._draw(dormant, SHARES["dormant_return"]))
+        self._enthusiasts(self._draw(self._free(active), SHARES["smallcap_enthusiast"]))
         safari = [c for c in self._free(active) if any("Version/" in d.web_ua for d in c.devices)]
         for c in self._draw(safari, SHARES["private_relay"]):
             c.group, c.proxy = "shared_ip", "privacy_relay"
@@ -98,6 +80,38 @@ class Confounders:
         self._share_addresses(self._draw(self._free(active + dormant), SHARES["household"]), (2, 4), "residential_jp")
         self._share_addresses(self._draw(self._free(active), SHARES["office"]), (5, 16), "office")
         self._plan_news(active)
+
+    def _instant(self) -> int:
+        """A uniformly random instant of the run."""
+        return day_start_ms(self.days[0]) + int(self.rng.integers(len(self.days) * MS_PER_DAY))
+
+    def _travellers(self, customers: list[Customer]) -> None:
+        for c in customers:
+            net = self.networks.pick("residential_abroad", self.rng)
+            start = self._instant()
+            c.group = "travel"
+            c.trip = Trip(start, start + int(self.rng.integers(3, 11)) * MS_PER_DAY, net, net.address(self.rng),
+                          hour_shift=9 - TIME_ZONES[net.country])
+
+    def _new_phones(self, customers: list[Customer]) -> None:
+        for c in customers:
+            old = next(d for d in c.devices if d.kind == "phone")
+            c.group = "new_phone"
+            c.switch = (self._instant(), old, new_device(self.rng, "phone"))
+
+    def _returning(self, customers: list[Customer]) -> None:
+        for c in customers:
+            c.group = "dormant_return"
+            c.returns_ms = day_start_ms(self.days[0]) + int(self.rng.integers(len(self.days))) * MS_PER_DAY
+            if self.rng.random() < 0.5:  # the old phone is long gone
+                c.devices = [new_device(self.rng, "phone")] + c.devices[1:]
+
+    def _enthusiasts(self, customers: list[Customer]) -> None:
+        thin = np.flatnonzero(self.universe.thin)
+        for c in customers:
+            c.group = "smallcap_enthusiast"
+            c.favourites = self.rng.choice(thin, size=min(len(thin), int(self.rng.integers(4, 10))), replace=False)
+            c.rate, c.trade_prob = c.rate * 2 + 0.3, max(c.trade_prob, 0.5)
 
     def _free(self, customers: list[Customer]) -> list[Customer]:
         return [c for c in customers if c.group is None]
