@@ -29,7 +29,7 @@ from kabuguard.intel.phish.registry import Registry, compact
 
 @lru_cache(maxsize=1)
 def _config() -> dict[str, Any]:
-    return yaml.safe_load(files("kabuguard.intel.phish").joinpath("data/baselines.yaml").read_text("utf-8"))
+    return yaml.safe_load(files("kabuguard").joinpath("data/phish/baselines.yaml").read_text("utf-8"))
 
 
 def _label(domain: str) -> str:

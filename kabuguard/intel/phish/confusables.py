@@ -2,7 +2,7 @@
 
 A skeleton maps every character to the ASCII prototype it can be mistaken for, so two strings
 that a reader cannot tell apart get the same skeleton. The table is bundled data
-(`data/confusables.tsv`), reduced from Unicode's confusables.txt to prototypes made of ASCII
+(`kabuguard/data/phish/confusables.tsv`), reduced from Unicode's confusables.txt to prototypes made of ASCII
 letters and digits, the only ones a lookalike of an ASCII brand domain can use.
 """
 
@@ -15,7 +15,7 @@ from importlib.resources import files
 
 @lru_cache(maxsize=1)
 def _table() -> dict[int, str]:
-    text = files("kabuguard.intel.phish").joinpath("data/confusables.tsv").read_text("utf-8")
+    text = files("kabuguard").joinpath("data/phish/confusables.tsv").read_text("utf-8")
     table: dict[int, str] = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):

@@ -23,8 +23,9 @@ from kabuguard.intel.phish.indicators import IndicatorStore
 from kabuguard.intel.phish.lookalike import edit_kind
 from kabuguard.intel.phish.registry import Registry
 
-# The split is fixed here, not chosen per run: weights and lists in data/scoring.yaml were tuned
-# looking at TUNING_YEARS only. HELD_OUT_YEARS stand for the future and were never inspected.
+# The split is fixed here, not chosen per run: the weights and lists in
+# kabuguard/data/phish/scoring.yaml and the registries were tuned looking at TUNING_YEARS only.
+# HELD_OUT_YEARS stand for the future: run once, after tuning was frozen, and never inspected.
 TUNING_YEARS = (2019, 2020, 2021, 2022)
 HELD_OUT_YEARS = (2023, 2024)
 

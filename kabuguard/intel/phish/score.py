@@ -2,7 +2,7 @@
 
 Brand evidence (tokens, lookalikes, cloned login paths) decides *which* brand; context (lure
 keywords, TLD reputation, free hosting, random labels, depth) raises or lowers *how sure*. The
-weights live in `data/scoring.yaml` and combine as a noisy-OR, so the score stays in [0, 1] and
+weights live in `kabuguard/data/phish/scoring.yaml` and combine as a noisy-OR, so the score stays in [0, 1] and
 every point of it is explained by a listed reason. Official domains score 0 whatever they contain.
 """
 
@@ -30,7 +30,7 @@ _VOWELS = str.maketrans("", "", "aeiou")
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """Weights, word lists and suffix lists; the bundled `data/scoring.yaml` unless given."""
+    """Weights, word lists and suffix lists; the bundled `kabuguard/data/phish/scoring.yaml` unless given."""
 
     threshold: float
     weights: dict[str, float]
@@ -45,7 +45,7 @@ class ScoringConfig:
 
     @classmethod
     def load(cls, path: Path | None = None) -> ScoringConfig:
-        source = path.read_text("utf-8") if path else files("kabuguard.intel.phish").joinpath("data/scoring.yaml").read_text("utf-8")
+        source = path.read_text("utf-8") if path else files("kabuguard").joinpath("data/phish/scoring.yaml").read_text("utf-8")
         raw = yaml.safe_load(source)
         return cls(
             threshold=float(raw["threshold"]),
