@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from collections.abc import Iterator
@@ -114,3 +115,10 @@ def test_watch_follows_a_websocket(websocket_url: str) -> None:
     alerts = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"type"')]
     assert [a["brand"] for a in alerts] == ["sbi-sec", "monex", "rakuten-sec"]
     assert result.exit_code == 1  # the malformed records were counted
+
+
+def test_websocket_reconnects_after_a_drop(websocket_url: str) -> None:
+    from kabuguard.intel.phish.watch import read_lines
+
+    lines = list(read_lines(websocket_url, io.StringIO(), reconnects=1, backoff=0.01))
+    assert lines == RECORDS + RECORDS  # the server closed after one pass; the second came on reconnect

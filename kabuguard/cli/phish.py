@@ -102,9 +102,11 @@ def score(source: IO[str], out: IO[str], registries: tuple[str, ...], scoring: P
 @click.option("--known", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Indicators shared by peers (JSON lines with url or domain, and brand): alert on them even without a brand token.")
 @click.option("--max-records", type=click.IntRange(min=1), help="Stop after this many records.")
+@click.option("--reconnect", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Websocket only: open a dropped connection again up to this many times (backoff 1 s, doubling, at most 60 s).")
 @click.option("--quiet", is_flag=True, help="No progress line.")
 def watch(source: str, out: IO[str], evidence: IO[str] | None, registries: tuple[str, ...], scoring: Path | None,
-          threshold: float | None, known: Path | None, max_records: int | None, quiet: bool) -> None:
+          threshold: float | None, known: Path | None, max_records: int | None, reconnect: int, quiet: bool) -> None:
     """Follow new certificates or domains from SOURCE and alert on brand phishing.
 
     SOURCE is a file, - for stdin, or a ws:// or wss:// URL (certstream-style JSON messages).
@@ -141,7 +143,7 @@ def watch(source: str, out: IO[str], evidence: IO[str] | None, registries: tuple
                 status.update(stats.line())
 
         try:
-            stats = run(read_lines(source, sys.stdin), monitor, emit, lambda n, why: _log("rejected", record=n, reason=why),
+            stats = run(read_lines(source, sys.stdin, reconnect), monitor, emit, lambda n, why: _log("rejected", record=n, reason=why),
                         progress, max_records)
         except OSError as exc:
             raise click.UsageError(f"cannot read {source}: {exc}") from None

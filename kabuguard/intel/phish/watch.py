@@ -57,24 +57,35 @@ def domains_of(line: str) -> tuple[list[str], str]:
     return found, _first_seen(next((s for s in stamps if s is not None), None))
 
 
-def read_lines(source: str, stdin: IO[str]) -> Iterator[str]:
-    """Lines of a file, of stdin ("-"), or messages of a websocket (ws:// or wss://)."""
-    if source == "-":
-        yield from stdin
-    elif source.startswith(("ws://", "wss://")):
-        from websockets.exceptions import ConnectionClosed, WebSocketException
-        from websockets.sync.client import connect
+def _websocket(url: str, reconnects: int, backoff: float) -> Iterator[str]:
+    """Messages of a websocket; a dropped connection is opened again up to `reconnects` times,
+    waiting `backoff` seconds, doubled each time up to a minute (certificate feeds drop often)."""
+    from websockets.exceptions import ConnectionClosed, WebSocketException
+    from websockets.sync.client import connect
 
+    for attempt in range(reconnects + 1):
+        if attempt:
+            time.sleep(min(backoff * 2 ** (attempt - 1), 60.0))
         try:
-            ws = connect(source, open_timeout=10, max_size=2**22)
-        except WebSocketException as exc:  # a bad URI or handshake: the caller reports it like a missing file
-            raise OSError(f"websocket {source}: {exc}") from None
+            ws = connect(url, open_timeout=10, max_size=2**22)
+        except (OSError, WebSocketException) as exc:
+            if attempt == reconnects:  # the caller reports it like a missing file
+                raise OSError(str(exc)) from None
+            continue
         with ws:
             try:
                 for message in ws:
                     yield message if isinstance(message, str) else message.decode("utf-8", "replace")
             except ConnectionClosed:
-                return
+                pass
+
+
+def read_lines(source: str, stdin: IO[str], reconnects: int = 0, backoff: float = 1.0) -> Iterator[str]:
+    """Lines of a file, of stdin ("-"), or messages of a websocket (ws:// or wss://)."""
+    if source == "-":
+        yield from stdin
+    elif source.startswith(("ws://", "wss://")):
+        yield from _websocket(source, reconnects, backoff)
     else:
         with Path(source).open(encoding="utf-8", errors="replace") as f:
             yield from f
