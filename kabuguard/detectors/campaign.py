@@ -6,7 +6,8 @@ accounts whose sessions stage 1 found risky, joined by accounts that share their
 device. When the cluster reaches `min_accounts` a `campaign_alert` names its accounts, symbols
 and IPs; later buys from risky or linked sessions score `campaign_buy`, and sells by accounts that
 bought the symbol shortly before the campaign began score `dump_into_pump` (the attackers' own
-accounts cashing out). News-driven crowds buy from their own devices and homes, so their
+accounts cashing out); sells by other holders who are not among the campaign's buyers score
+`sell_into_pump`. News-driven crowds buy from their own devices and homes, so their
 sessions are not risky and they do not form a cluster. Known false positives: a social-media
 tip followed by many customers on new phones.
 """
@@ -49,6 +50,7 @@ class Campaign:
         self.risky_llr = float(param(params, "risky_session_llr", self.name))
         self.buy_weight = float(param(params, "buy_weight", self.name))
         self.dump_weight = float(param(params, "dump_weight", self.name))
+        self.sell_weight = float(param(params, "sell_weight", self.name))
         self.max_adv_value = float(param(params, "max_adv_value_jpy", self.name))
 
     def initial(self) -> CampaignState:
@@ -68,9 +70,14 @@ class Campaign:
         if not self._thin(ev):
             return
         if event.side == "sell":
-            bought = state.earlier.get(account_key(event))
-            if bought is not None and self._active(state, now) and bought < state.started_us:
+            key = account_key(event)
+            if not self._active(state, now) or key in state.members:
+                return
+            bought = state.earlier.get(key)
+            if bought is not None and bought < state.started_us:
                 ev.findings.append(Finding("dump_into_pump", self.dump_weight))
+            else:  # a position held from before the replay: who sells into the pump profits from it
+                ev.findings.append(Finding("sell_into_pump", self.sell_weight))
             return
         me = Buyer(now, ev.session_llr >= self.risky_llr, event.ip or "", event.device_id or "")
         cluster = self._cluster(state, account_key(event), me, now - self.window_us)

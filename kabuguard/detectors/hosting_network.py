@@ -31,6 +31,7 @@ class HostingNetwork:
         self.p_customer = float(param(params, "p_hosting_customer", self.name))
         self.log_p_attack = math.log(p_attack)
         self.alpha = float(param(params, "alpha", self.name))
+        self.learn_max_llr = float(param(params, "learn_max_llr", self.name))
 
     def initial(self) -> HostingState:
         return HostingState()
@@ -43,6 +44,7 @@ class HostingNetwork:
         ev.findings.append(Finding(self.name, self.log_p_attack - math.log(own)))
 
     def learn(self, event: Any, state: HostingState, ev: Evidence) -> None:
-        if event.success:
+        # A risky login must not teach the account that hosting networks are its habit.
+        if event.success and ev.session_llr <= self.learn_max_llr:
             state.logins += 1
             state.hosting += ev.net.kind == "hosting"
