@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import IO
 
 import msgspec
 import numpy as np
@@ -31,8 +32,9 @@ BAR_SCHEMA = pa.schema([
 ])
 
 
-def _gzip(path: Path) -> IO[bytes]:
-    return gzip.GzipFile(filename="", mode="wb", fileobj=path.open("wb"), mtime=0, compresslevel=5)
+def _write_gzip(path: Path, lines: list[bytes]) -> None:
+    # gzip.compress writes no file name, and mtime=0 no time: the bytes depend on content only.
+    path.write_bytes(gzip.compress(b"".join(lines), compresslevel=5, mtime=0))
 
 
 class RunWriter:
@@ -44,14 +46,17 @@ class RunWriter:
         self._bars = pq.ParquetWriter(self.events_dir / "market_bars.parquet", BAR_SCHEMA, compression="zstd")
         self.counts: dict[str, int] = {}
         self.label_counts: dict[str, int] = {}
+        # Compression and Parquet encoding release the GIL: one thread does them while the
+        # simulation goes on with the next day (a second core's worth on big runs).
+        self._background = ThreadPoolExecutor(max_workers=1)
+        self._pending: list[Future] = []
 
     def reference(self, events: list[dict]) -> None:
         """Instruments and opening account states, before any activity."""
-        with _gzip(self.events_dir / "reference.jsonl.gz") as f:
-            for i, event in enumerate(events):
-                event["event_id"] = f"ref-{i:07d}"
-                self._count(event["type"])
-                f.write(self._encoder.encode(event) + b"\n")
+        for i, event in enumerate(events):
+            event["event_id"] = f"ref-{i:07d}"
+            self._count(event["type"])
+        self._submit(_write_gzip, self.events_dir / "reference.jsonl.gz", [self._encoder.encode(e) + b"\n" for e in events])
 
     def activity(self, day: dt.date, events: list[Recorded]) -> None:
         """One calendar day's logins, changes, orders and executions, in time order."""
@@ -66,15 +71,16 @@ class RunWriter:
             if r.event["type"] == "order":
                 orders += 1
                 r.event["order_id"] = f"od-{stem}-{orders:06d}"
-        with _gzip(self.events_dir / f"activity-{day:%Y-%m-%d}.jsonl.gz") as f:
-            for r in events:
-                event = r.event
-                if event["type"] == "execution":
-                    event = event | {"order_id": event["order_id"]["order_id"]}
-                self._count(event["type"])
-                f.write(self._encoder.encode(event) + b"\n")
-                if r.tag is not None:
-                    self._label(event, r)
+        lines = []
+        for r in events:
+            event = r.event
+            if event["type"] == "execution":
+                event = event | {"order_id": event["order_id"]["order_id"]}
+            self._count(event["type"])
+            lines.append(self._encoder.encode(event) + b"\n")
+            if r.tag is not None:
+                self._label(event, r)
+        self._submit(_write_gzip, self.events_dir / f"activity-{day:%Y-%m-%d}.jsonl.gz", lines)
 
     def _label(self, event: dict, r: Recorded) -> None:
         tag = r.tag
@@ -108,7 +114,7 @@ class RunWriter:
             "close": bars.close[symbol, minute],
             "volume": bars.volume[symbol, minute],
         }, schema=BAR_SCHEMA)
-        self._bars.write_table(table)
+        self._submit(self._bars.write_table, table)
         self._count("market_bar", n)
 
     def episodes(self, lines: list[dict]) -> None:
@@ -117,8 +123,18 @@ class RunWriter:
         self.label_counts["pump_episode"] = len(lines)
 
     def close(self) -> None:
+        self._submit(self._bars.close)
+        self._background.shutdown()
+        for job in self._pending:
+            job.result()  # re-raise a failed write here
         self._labels.close()
-        self._bars.close()
+
+    def _submit(self, fn: Callable[..., None], *args: object) -> None:
+        """Run `fn` on the writer thread, in submission order (row groups stay in day order);
+        at most a few jobs wait, so memory stays bounded, and a failed write surfaces soon."""
+        while len(self._pending) >= 3:
+            self._pending.pop(0).result()
+        self._pending.append(self._background.submit(fn, *args))
 
     def _count(self, event_type: str, n: int = 1) -> None:
         self.counts[event_type] = self.counts.get(event_type, 0) + n
