@@ -32,7 +32,8 @@ IMPACT_PERMANENT = 0.03  # log-price move per ADV of net buying that stays
 IMPACT_TEMPORARY = 0.05  # ... and the part that decays
 TEMPORARY_DECAY = np.exp(-1 / 20)  # per minute
 MOMENTUM_VOLUME = 15.0  # volume multiple per unit of |log return| since the previous close
-AUCTION_SHARE = {0: 0.05, AFTERNOON_OPEN: 0.015, CLOSING_AUCTION: 0.08}
+# Opening (09:00), morning close (11:30), afternoon opening (12:30) and closing (15:30) auctions.
+AUCTION_SHARE = {0: 0.05, AFTERNOON_OPEN - 1: 0.01, AFTERNOON_OPEN: 0.015, CLOSING_AUCTION: 0.08}
 
 
 def daily_limit(prev_close: float | np.ndarray) -> np.ndarray:
