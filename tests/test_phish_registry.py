@@ -46,4 +46,10 @@ def test_registry_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
     bad.write_text("brands:\n  - id: x\n    name: X\n", encoding="utf-8")
     with pytest.raises(RegistryError, match="official_domains"):
         load_registry(str(bad))
+    bad.write_text("brands: [x: {\n", encoding="utf-8")
+    with pytest.raises(RegistryError, match="not valid YAML"):
+        load_registry(str(bad))
+    bad.write_text("- just\n- a list\n", encoding="utf-8")
+    with pytest.raises(RegistryError, match="mapping"):
+        load_registry(str(bad))
     assert {"securities-jp", "cards-jp"} <= set(bundled_registries())

@@ -73,10 +73,18 @@ def _read(source: str) -> tuple[dict, str]:
     if path.suffix in {".yaml", ".yml"} or path.exists():
         if not path.exists():
             raise RegistryError(f"registry file {source} does not exist; give a path or one of {bundled_registries()}")
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}, str(path)
-    if source not in bundled_registries():
+        text, where = path.read_text(encoding="utf-8"), str(path)
+    elif source in bundled_registries():
+        text, where = _BUNDLED.joinpath(f"{source}.yaml").read_text(encoding="utf-8"), source
+    else:
         raise RegistryError(f"unknown registry {source!r}; give a YAML path or one of {bundled_registries()}")
-    return yaml.safe_load(_BUNDLED.joinpath(f"{source}.yaml").read_text(encoding="utf-8")), source
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"{where} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not all(isinstance(b, dict) for b in data.get("brands", [])):
+        raise RegistryError(f"{where}: a registry is a mapping with a `brands:` list of mappings (see securities-jp.yaml)")
+    return data, where
 
 
 def _brand(entry: dict, where: str) -> Brand:
