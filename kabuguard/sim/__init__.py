@@ -92,7 +92,7 @@ def simulate(config: Config, out: Path, progress: Callable[[str, int], None] = l
         progress(f"{day:%Y-%m-%d}", i + 1)
     episodes = confounders.episodes() + [
         {"kind": "pump_episode", "symbol": universe.codes[ep.symbol], "start": iso(ep.start),
-         "end": iso(ep.end), "campaign_id": ep.campaign_id, "news": False}
+         "end": iso(ep.end), "campaign_id": ep.campaign_id, "news": False} | ({"firm": ep.firm} if ep.firm else {})
         for cp in campaigns.campaigns for ep in cp.episodes if ep.start is not None
     ]
     writer.episodes(episodes)

@@ -57,6 +57,7 @@ class Episode:
 
     campaign_id: str
     symbol: int
+    firm: str | None
     start: int | None = None
     end: int | None = None
 
@@ -161,7 +162,7 @@ class Campaigns:
     def _plan_wave(self, campaign: Campaign, firm: str | None, start: int, victims: list[Customer]) -> None:
         rng = self.rng
         self._used.update(c.index for c in victims)
-        episode = Episode(campaign.campaign_id, campaign.symbol)
+        episode = Episode(campaign.campaign_id, campaign.symbol, firm)
         campaign.episodes.append(episode)
         trade_p = calibration.trade_ratio(jst_date(start))
         traders = [v for v in victims if rng.random() < trade_p]
