@@ -24,14 +24,18 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _scorer(registries: tuple[str, ...], scoring: Path | None) -> Scorer:
+    from yaml import YAMLError
+
     from kabuguard.intel.phish.registry import RegistryError, load_registry
     from kabuguard.intel.phish.score import Scorer, ScoringConfig
 
     try:
         registry = load_registry(*registries)
         config = ScoringConfig.load(scoring)
-    except (RegistryError, OSError, KeyError, ValueError) as exc:
+    except (RegistryError, OSError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
+    except (KeyError, TypeError, YAMLError) as exc:
+        raise click.UsageError(f"scoring file {scoring}: {exc!r}; start from kabuguard/data/phish/scoring.yaml") from None
     return Scorer(registry, config)
 
 
