@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, AsyncIterator
+from typing import Annotated, Any, AsyncIterator, Literal
 
 import msgspec
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -40,8 +40,10 @@ log = logging.getLogger("kabuguard.service")
 _typed = msgspec.json.Decoder(Event | list[Event]).decode
 _plain = msgspec.json.Decoder().decode
 _json = msgspec.json.Encoder().encode
+_msgpack = msgspec.msgpack.Encoder().encode
 _PID_BYTES = str(os.getpid()).encode()
 _ALERT_TYPES = ("account_alert", "symbol_alert", "campaign_alert")
+AlertType = Literal["account_alert", "symbol_alert", "campaign_alert"]
 
 
 class BadInput(Exception):
@@ -59,8 +61,9 @@ def parse_events(body: bytes) -> list[Event]:
         if all(e.extra is None and not e.ts_us for e in events):
             for event in events:
                 event.ts_us = parse_ts(event.ts)
+            _msgpack(events)  # state holds 64-bit integers: a larger one is refused below
             return events
-    except (msgspec.ValidationError, ContractError):
+    except (msgspec.ValidationError, ContractError, OverflowError):
         pass  # the general path below says which event and which field
     except msgspec.DecodeError as exc:
         raise BadInput(400, f"body is not valid JSON: {exc}") from None
@@ -74,9 +77,13 @@ def parse_events(body: bytes) -> list[Event]:
     out = []
     for n, item in enumerate(items):
         try:
-            out.append(event_from_dict(item))
+            event = event_from_dict(item)
+            _msgpack(event)  # state holds 64-bit integers: refuse larger ones here, not deep inside
         except ContractError as exc:
             raise BadInput(422, f"{where.format(n)}: {exc}") from None
+        except OverflowError:
+            raise BadInput(422, f"{where.format(n)}: an integer field is out of the 64-bit range") from None
+        out.append(event)
     return out
 
 
@@ -154,6 +161,10 @@ def create_app(settings: Settings | None = None, migrate_db: bool = True) -> Fas
     async def principal(request: Request,
                         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
                         api_key: Annotated[str | None, Depends(header)]) -> Principal:
+        authorization = request.headers.get("authorization")
+        if authorization is not None and credentials is None:
+            raise HTTPException(401, "malformed Authorization header: expected `Bearer <key>`",
+                                headers={"WWW-Authenticate": "Bearer"})
         token = credentials.credentials if credentials else api_key
         if not token:
             raise HTTPException(401, "missing API key: send `Authorization: Bearer <key>` or `X-API-Key`",
@@ -239,9 +250,11 @@ def create_app(settings: Settings | None = None, migrate_db: bool = True) -> Fas
 
     @app.get("/v1/alerts", response_model=AlertsPage, responses=errors, tags=["reads"])
     async def get_alerts(who: Auth,
-                         since: Annotated[str | None, Query(description="RFC 3339; alerts at or after")] = None,
-                         until: Annotated[str | None, Query(description="RFC 3339; alerts before")] = None,
-                         type: Annotated[str | None, Query(description="account_alert, symbol_alert or campaign_alert")] = None,
+                         since: Annotated[str | None, Query(description="RFC 3339; alerts at or after",
+                                                            json_schema_extra={"format": "date-time"})] = None,
+                         until: Annotated[str | None, Query(description="RFC 3339; alerts before",
+                                                            json_schema_extra={"format": "date-time"})] = None,
+                         type: Annotated[AlertType | None, Query(description="the alert type")] = None,
                          cursor: Annotated[int, Query(ge=0, le=2**62, description="next_cursor of the previous page")] = 0,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
         """Alerts of the key's firm in the order recorded, filtered by time and type, a page at a time."""

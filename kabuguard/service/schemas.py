@@ -27,9 +27,26 @@ def event_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
         props = schema.get("properties", {})
         for name in _INTERNAL:
             props.pop(name, None)
+        if "ts" in props:
+            props["ts"] = {"type": "string", "format": "date-time",
+                           "description": "RFC 3339 with an offset, e.g. 2025-03-21T09:14:03.120+09:00"}
         # Fields outside the contract are kept, not refused (docs/event-contract.md).
         schema.pop("additionalProperties", None)
+        _bound_integers(schema)
     return body, components
+
+
+def _bound_integers(node: Any) -> None:
+    """State keeps 64-bit integers: say so, as the parser refuses larger ones."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            node.setdefault("minimum", -(2**63))
+            node.setdefault("maximum", 2**63 - 1)
+        for value in node.values():
+            _bound_integers(value)
+    elif isinstance(node, list):
+        for value in node:
+            _bound_integers(value)
 
 
 class Decision(BaseModel):
