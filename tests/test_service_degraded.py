@@ -17,7 +17,9 @@ from conftest import HOME_UA, ts
 from kabuguard.service.app import create_app
 from kabuguard.service.auth import create_key
 from kabuguard.service.settings import Settings
-from test_service_support import RedisServer
+from test_service_support import RedisServer, TcpProxy, encode, pg_url, redis_prefix, redis_url
+
+__all__ = ["pg_url", "redis_prefix", "redis_url"]  # fixtures
 
 DEADLINE_MS = 200
 
@@ -134,3 +136,46 @@ def test_embedded_database_locked_answers_fail_open_and_recovers(tmp_path: Path)
     with sqlite3.connect(tmp_path / "kg.db") as conn:
         ids = [r[0] for r in conn.execute("SELECT event_id FROM decisions ORDER BY seq")]
     assert ids == ["lo-1", "lo-2", "lo-3"]
+
+
+def test_postgres_unreachable_decisions_wait_in_the_redis_outbox_and_arrive_once(
+        tmp_path: Path, redis_url: str, redis_prefix: str, pg_url: str) -> None:
+    """Redis holds state and an outbox: with PostgreSQL cut off, decisions are still made (and
+    answered in time); the outbox writes them, each once, when the database is back."""
+    import redis
+    import sqlalchemy
+
+    proxy = TcpProxy(int(pg_url.rsplit(":", 1)[1].split("/")[0]))
+    proxy.start()
+    db = pg_url.replace(f":{proxy.target[1]}/", f":{proxy.port}/")
+    app = create_app(Settings(state=redis_url, redis_prefix=redis_prefix, db=db, deadline_ms=DEADLINE_MS,
+                              outbox_after_s=0.5, rate_limit=1e9))
+    headers = {"X-API-Key": create_key(app.state.service.db, "acme", "t")[1]}
+    answers = {}
+    outbox = redis.Redis.from_url(redis_url)
+    try:
+        with TestClient(app) as client:
+            answers[1] = _timed_post(client, headers, 1)[1]
+            proxy.stop()
+            for n in (2, 3, 4):
+                elapsed, body, status = _timed_post(client, headers, n)
+                assert status == 200 and body["degraded"] is False, body
+                assert elapsed < DEADLINE_MS / 1000 + 0.3, elapsed
+                answers[n] = body
+            assert outbox.hlen(f"{redis_prefix}outbox") >= 3
+            assert client.get("/readyz").json()["db"].startswith("unreachable")
+            proxy.start()
+            deadline = time.monotonic() + 20
+            while outbox.hlen(f"{redis_prefix}outbox") and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert outbox.hlen(f"{redis_prefix}outbox") == 0
+    finally:
+        proxy.stop()
+    engine = sqlalchemy.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT event_id, body FROM decisions ORDER BY event_id").all()
+    engine.dispose()
+    assert [r[0] for r in rows] == ["lo-1", "lo-2", "lo-3", "lo-4"]
+    for event_id, body in rows:
+        n = int(event_id.split("-")[1])
+        assert bytes(body) == encode(answers[n]["results"][0]["decision"])

@@ -169,13 +169,19 @@ def create_app(settings: Settings | None = None, migrate_db: bool = True) -> Fas
         if not token:
             raise HTTPException(401, "missing API key: send `Authorization: Bearer <key>` or `X-API-Key`",
                                 headers={"WWW-Authenticate": "Bearer"})
-        try:
-            who = service.keys.verify(token)
-        except AuthError as exc:
-            raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
-        except Exception:
-            # The key store is unreachable: refuse rather than guess (the platforms retry).
-            raise HTTPException(503, "cannot verify the API key now: the database is unreachable") from None
+        who = service.keys.fresh(token)
+        if who is None:
+            try:
+                who = await asyncio.wait_for(run_in_threadpool(service.keys.verify, token),
+                                             settings.deadline_ms / 1000)
+            except AuthError as exc:
+                raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+            except Exception:
+                # The database is unreachable: a key verified before still works; a new one waits.
+                who = service.keys.stale(token)
+                if who is None:
+                    raise HTTPException(503, "cannot verify the API key now: the database is unreachable; "
+                                             "retry shortly") from None
         wait = service.buckets.take(who.key_id, who.rate_limit or settings.rate_limit)
         if wait:
             raise HTTPException(429, f"rate limit of this key exceeded; retry in {wait:.3f} s",

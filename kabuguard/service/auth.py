@@ -79,22 +79,32 @@ class KeyCache:
         self.db = db
         self._cache: dict[str, tuple[float, Principal]] = {}
 
-    def verify(self, token: str) -> Principal:
+    def fresh(self, token: str) -> Principal | None:
+        """The key's principal if verified within `CACHE_S` seconds."""
         hit = self._cache.get(token)
-        now = time.monotonic()
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def stale(self, token: str) -> Principal | None:
+        """The key's principal as last verified, however long ago: used only while the database
+        is unreachable, so that an outage does not lock out the platforms."""
+        hit = self._cache.get(token)
+        return hit[1] if hit is not None else None
+
+    def verify(self, token: str) -> Principal:
+        """Check `token` against the database (raises AuthError, or the database's error)."""
         match = _TOKEN.match(token)
         if match is None:
             raise AuthError("malformed API key: expected kg_<id>_<secret>")
         key_id, secret = match.groups()
         row = self.db.key(key_id)
         if row is None or not hmac.compare_digest(row["secret_sha256"], _digest(secret)):
+            self._cache.pop(token, None)
             raise AuthError("unknown API key")
         if row["revoked_at"] is not None:
+            self._cache.pop(token, None)
             raise AuthError("revoked API key")
         principal = Principal(key_id, row["firm"], row["rate_limit"])
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[token] = (now + CACHE_S, principal)
+        self._cache[token] = (time.monotonic() + CACHE_S, principal)
         return principal
