@@ -135,10 +135,26 @@ def test_parquet_is_readable(small_run: Path) -> None:
     assert all(r["low"] <= min(r["open"], r["close"]) <= max(r["open"], r["close"]) <= r["high"] for r in rows)
 
 
-def test_multi_firm_tags_firms(tmp_path: Path) -> None:
-    simulate(Config(accounts=900, days=4, seed=5, symbols=40, firms=3), tmp_path)
+def test_multi_firm_tags_firms_and_campaigns_reach_them_in_turn(tmp_path: Path) -> None:
+    simulate(Config(accounts=1500, days=8, seed=5, symbols=40, firms=3), tmp_path)
     activity = [e for e in _events(tmp_path, bars=False) if e["type"] in DECIDABLE | {"account", "execution"}]
     assert {e["firm"] for e in activity} == {"firm-a", "firm-b", "firm-c"}
+    labels, _ = _labels(tmp_path)
+    first: dict[tuple[str, str], dt.datetime] = {}
+    for x in labels:
+        if x["fraud"] and x["role"] == "victim":
+            key, ts = (x["campaign_id"], x["firm"]), dt.datetime.fromisoformat(x["ts"])
+            first[key] = min(first.get(key, ts), ts)
+    pairs = [(first[c, "firm-a"], first[c, "firm-b"]) for c, f in first if f == "firm-b" and (c, "firm-a") in first]
+    assert pairs and all(a < b for a, b in pairs)
+
+
+def test_campaign_rate_follows_the_fsa_months() -> None:
+    from kabuguard.sim.calibration import daily_hijack_rate
+
+    april = daily_hijack_rate(dt.date(2025, 4, 10)) * 5000 * 14
+    assert 50 <= april <= 200  # a default run: dozens to hundreds of hijacked accounts
+    assert daily_hijack_rate(dt.date(2025, 1, 10)) < daily_hijack_rate(dt.date(2025, 3, 10)) < daily_hijack_rate(dt.date(2025, 4, 10))
 
 
 def test_network_blocks_are_what_they_claim() -> None:

@@ -29,11 +29,13 @@ from kabuguard.sim.brokerage import Brokerage, Session, Tag
 from kabuguard.sim.clock import (
     AFTERNOON_OPEN,
     MS_PER_MIN,
+    PRE_CLOSE,
     day_start_ms,
     in_session_or_next_open,
     is_trading_day,
     jst_date,
     random_session_ms,
+    session_minute,
 )
 from kabuguard.sim.customers import Customer
 from kabuguard.sim.devices import Device, new_device, tool_device
@@ -75,6 +77,7 @@ class Campaign:
     tools: list[Device]  # the tooling's browser fingerprints, shared across victims
     attackers: list[Customer] = field(default_factory=list)
     episodes: list[Episode] = field(default_factory=list)
+    wave_starts: list[int] = field(default_factory=list)  # one per firm, in the order reached
 
     def tag(self, role: str) -> Tag:
         return Tag(fraud=True, campaign_id=self.campaign_id, attack_style=self.style, role=role)
@@ -134,6 +137,9 @@ class Campaigns:
         if style in ("change_first", "credential_stuffing"):
             start = day_start_ms(day) + int(rng.uniform(7, 23.5) * HOUR)  # any time of day
         for k, firm in enumerate(self.firms):
+            if style in ("pump_2025", "stealth_proxy"):  # these trade as soon as they log in
+                start = self._when_open(start)
+            campaign.wave_starts.append(start)
             if k:  # the next firm, hours later: most addresses kept, a few new, new fingerprints
                 campaign.infra = [ip for ip in campaign.infra if rng.random() < 0.7] + [
                     self._infra_address(style) for _ in range(int(rng.integers(1, 3)))
@@ -192,14 +198,15 @@ class Campaigns:
 
     def _plan_pump_2025(self, cp: Campaign, ep: Episode, start: int, victims: list[Customer], traders: list[Customer]) -> int:
         rng = self.rng
-        start = self._when_open(start)
         window = int(rng.uniform(20, 60) * MS_PER_MIN)
+        # Credential checks come the evening before, yet after the previous firm's wave began.
+        earliest = cp.wave_starts[-2] + 10 * MS_PER_MIN if len(cp.wave_starts) > 1 else 0
         last = start
         for v in victims:
             ms = start + int(rng.integers(window))
             device, ip = _one(rng, cp.tools), _one(rng, cp.infra)
-            if rng.random() < 0.3:  # a credential check the evening before
-                check = day_start_ms(jst_date(ms)) - int(rng.uniform(1, 6) * HOUR)
+            check = max(earliest, day_start_ms(jst_date(ms)) - int(rng.uniform(1, 6) * HOUR))
+            if rng.random() < 0.3 and check < start:
                 self._schedule(check, partial(self._visit, cp, ep, v, check, ip, device, False, "plain"))
             self._schedule(ms, partial(self._visit, cp, ep, v, ms, ip, device, v in traders, "liquidate"))
             last = max(last, ms)
@@ -207,10 +214,11 @@ class Campaigns:
 
     def _plan_stealth_proxy(self, cp: Campaign, ep: Episode, start: int, victims: list[Customer], traders: list[Customer]) -> int:
         rng = self.rng
-        day = jst_date(self._when_open(start))
+        day = jst_date(start)
+        first = session_minute(start - day_start_ms(day)) or 0
         last = start
-        for v in victims:
-            ms = random_session_ms(day, rng)
+        for v in victims:  # spread over the rest of the trading day
+            ms = max(start, random_session_ms(day, rng, first=min(first, PRE_CLOSE - 1)))
             ip = self.networks.pick("residential_jp", rng, exclude=v.home).address(rng)
             device = new_device(rng, "phone" if v.devices[0].kind == "phone" else "pc")  # looks like theirs
             self._schedule(ms, partial(self._visit, cp, ep, v, ms, ip, device, v in traders, "mimic"))
