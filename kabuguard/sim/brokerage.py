@@ -168,7 +168,9 @@ class Brokerage:
         marketable there, or a sale of shares that never arrived (their buy did not fill), stays
         unfilled and releases its reservation."""
         self._net.pop(day, None)
-        for p in self._pending.pop(day, ()):
+        # In the order they were sent: two overlapping sessions of one account (the owner and an
+        # attacker, say) were generated one after the other, not interleaved.
+        for p in sorted(self._pending.pop(day, ()), key=lambda p: p.sent_ms):
             c = p.customer
             price = float(bars.close[p.symbol, p.minute])
             marketable = p.limit is None or (price <= p.limit if p.buy else price >= p.limit)
