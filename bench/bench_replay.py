@@ -22,17 +22,21 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".data"
-# Events per account-day in the default simulation, measured once; sizes are approximate.
-EVENTS_PER_ACCOUNT_DAY = 1.0
+# Measured on default simulations: activity events (logins, changes, orders, executions) per
+# account per calendar day, and one-minute bars per symbol per calendar day (thin symbols skip
+# minutes; weekends have none). Half of each run is activity, half market bars.
+ACTIVITY_PER_ACCOUNT_DAY = 0.44
+BARS_PER_SYMBOL_DAY = 136
+DAYS = 20
 
 
 def _simulate(target: int) -> Path:
-    days = 20
-    accounts = max(1000, int(target / (EVENTS_PER_ACCOUNT_DAY * days)))
+    accounts = max(1000, int(target / 2 / (ACTIVITY_PER_ACCOUNT_DAY * DAYS)))
+    symbols = max(20, min(3778, int(target / 2 / (BARS_PER_SYMBOL_DAY * DAYS))))
     out = CACHE / f"sim-{target}"
     if not (out / "labels.jsonl").exists():
-        subprocess.run([sys.executable, "-m", "kabuguard.cli", "simulate", "--out", str(out),
-                        "--accounts", str(accounts), "--days", str(days), "--seed", "101"], check=True)
+        subprocess.run([sys.executable, "-m", "kabuguard.cli", "simulate", "--out", str(out), "--accounts",
+                        str(accounts), "--days", str(DAYS), "--symbols", str(symbols), "--seed", "101"], check=True)
     return out / "events"
 
 
