@@ -19,7 +19,7 @@ from kabuguard.sim.clock import (
     fill_slot,
 )
 from kabuguard.sim.customers import Customer
-from kabuguard.sim.market import DayBars, Market, round_tick
+from kabuguard.sim.market import DayBars, Market, round_tick_one
 
 # The other brokerages a campaign trades through at the same time: the whole market sees this
 # multiple of the buying and selling it does through the simulated firm (9 firms were hit by
@@ -124,7 +124,7 @@ class Brokerage:
         Cash and shares are reserved now and released if the order does not fill."""
         day, minute = fill_slot(ms)
         quote = self.quote(symbol, ms)
-        limit = None if limit_offset is None else float(round_tick(quote * (1 + limit_offset)))
+        limit = None if limit_offset is None else round_tick_one(quote * (1 + limit_offset))
         event = self._record(c, ms, tag, "order", {
             "order_id": "", "account_id": c.account_id, "session_id": session.session_id,
             "symbol": self.market.universe.codes[symbol], "side": "buy" if buy else "sell", "qty": qty,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -48,12 +49,12 @@ class _Choice:
 
     def __init__(self, items: list, weights: list[float]) -> None:
         self.items = items
-        self._cdf = np.cumsum(weights) / sum(weights)
+        self._cdf = (np.cumsum(weights) / sum(weights)).tolist()  # bisect beats numpy per call
 
     def draw(self, rng: np.random.Generator, uniform: bool = False) -> Any:
         if uniform:
             return self.items[int(rng.integers(len(self.items)))]
-        return self.items[min(int(np.searchsorted(self._cdf, rng.random())), len(self.items) - 1)]
+        return self.items[min(bisect.bisect_left(self._cdf, rng.random()), len(self.items) - 1)]
 
 
 def _versions(entry: dict, key: str = "versions") -> _Choice:

@@ -10,6 +10,7 @@ without trades.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 from dataclasses import dataclass
@@ -36,14 +37,28 @@ MOMENTUM_VOLUME = 15.0  # volume multiple per unit of |log return| since the pre
 AUCTION_SHARE = {0: 0.05, AFTERNOON_OPEN - 1: 0.01, AFTERNOON_OPEN: 0.015, CLOSING_AUCTION: 0.08}
 
 
-def daily_limit(prev_close: float | np.ndarray) -> np.ndarray:
-    """The TSE daily price limit (yen either way) for a previous close."""
+def daily_limit(prev_close: np.ndarray) -> np.ndarray:
+    """The TSE daily price limit (yen either way) for each previous close."""
     return PRICE_LIMITS[np.searchsorted(PRICE_LIMITS[:, 0], prev_close, side="right"), 1]
 
 
-def round_tick(price: float | np.ndarray) -> np.ndarray:
+def round_tick(price: np.ndarray) -> np.ndarray:
     tick = TICKS[np.searchsorted(TICKS[:, 0], price), 1]
-    return np.maximum(tick, np.round(np.asarray(price) / tick) * tick)
+    return np.maximum(tick, np.round(price / tick) * tick)
+
+
+def round_tick_one(price: float) -> float:
+    """`round_tick` for one price, without numpy's per-call overhead (one per order)."""
+    tick = _TICK_SIZES[bisect.bisect_left(_TICK_BOUNDS, price)]
+    return max(tick, round(price / tick) * tick)
+
+
+def daily_limit_one(prev_close: float) -> float:
+    return _LIMIT_SIZES[bisect.bisect_right(_LIMIT_BOUNDS, prev_close)]
+
+
+_TICK_BOUNDS, _TICK_SIZES = TICKS[:, 0].tolist(), TICKS[:, 1].tolist()
+_LIMIT_BOUNDS, _LIMIT_SIZES = PRICE_LIMITS[:, 0].tolist(), PRICE_LIMITS[:, 1].tolist()
 
 
 def _intraday_profile() -> np.ndarray:
@@ -98,8 +113,8 @@ class Market:
         if not net:
             return prev
         moved = prev * math.exp((IMPACT_PERMANENT + IMPACT_TEMPORARY) * net / self._adv_list[symbol])
-        limit = float(daily_limit(prev))
-        return float(round_tick(min(max(moved, prev - limit, 1.0), prev + limit)))
+        limit = daily_limit_one(prev)
+        return round_tick_one(min(max(moved, prev - limit, 1.0), prev + limit))
 
     def trade_day(self, day: dt.date, bought: np.ndarray, sold: np.ndarray) -> DayBars:
         """One trading day's bars given the simulated shares bought and sold per minute."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import zlib
 from dataclasses import dataclass, replace
@@ -49,7 +50,7 @@ class Networks:
             category: [_network(entry) for entry in entries] for category, entries in raw.items()
         }
         self._cdf = {
-            category: np.cumsum([n.weight for n in nets]) / sum(n.weight for n in nets)
+            category: (np.cumsum([n.weight for n in nets]) / sum(n.weight for n in nets)).tolist()
             for category, nets in self.pools.items()
         }
 
@@ -57,7 +58,7 @@ class Networks:
         """A provider of `category` by weight, other than `exclude` (a proxy is never the victim's own ISP)."""
         nets, cdf = self.pools[category], self._cdf[category]
         while True:
-            net = nets[min(int(np.searchsorted(cdf, rng.random())), len(nets) - 1)]
+            net = nets[min(bisect.bisect_left(cdf, rng.random()), len(nets) - 1)]
             if net is not exclude:
                 return net
 
