@@ -207,8 +207,8 @@ class Campaigns:
             device, ip = _one(rng, cp.tools), _one(rng, cp.infra)
             check = max(earliest, day_start_ms(jst_date(ms)) - int(rng.uniform(1, 6) * HOUR))
             if rng.random() < 0.3 and check < start:
-                self._schedule(check, partial(self._visit, cp, ep, v, check, ip, device, False, "plain"))
-            self._schedule(ms, partial(self._visit, cp, ep, v, ms, ip, device, v in traders, "liquidate"))
+                self._schedule(check, partial(self._visit, cp, ep, v, check, ip, device, trade=False))
+            self._schedule(ms, partial(self._visit, cp, ep, v, ms, ip, device, trade=v in traders))
             last = max(last, ms)
         return last + 10 * MS_PER_MIN
 
@@ -221,7 +221,7 @@ class Campaigns:
             ms = max(start, random_session_ms(day, rng, first=min(first, PRE_CLOSE - 1)))
             ip = self.networks.pick("residential_jp", rng, exclude=v.home).address(rng)
             device = new_device(rng, "phone" if v.devices[0].kind == "phone" else "pc")  # looks like theirs
-            self._schedule(ms, partial(self._visit, cp, ep, v, ms, ip, device, v in traders, "mimic"))
+            self._schedule(ms, partial(self._visit, cp, ep, v, ms, ip, device, trade=v in traders, stealthy=True))
             last = max(last, ms)
         return last + 15 * MS_PER_MIN
 
@@ -236,7 +236,7 @@ class Campaigns:
             if v in traders:
                 later = self._when_open(ms + int(rng.uniform(2, 30) * HOUR))
                 mfa = "totp" if "mfa" in fields else None  # the attacker's own authenticator now
-                self._schedule(later, partial(self._visit, cp, ep, v, later, ip, device, True, "liquidate", mfa))
+                self._schedule(later, partial(self._visit, cp, ep, v, later, ip, device, trade=True, mfa=mfa))
                 last = max(last, later)
         return last + 10 * MS_PER_MIN
 
@@ -255,10 +255,10 @@ class Campaigns:
         for v in victims:
             ms = start + int(rng.integers(int(duration)))
             ip = _one(rng, cp.infra)
-            self._schedule(ms, partial(self._visit, cp, ep, v, ms, ip, device, False, "plain"))
+            self._schedule(ms, partial(self._visit, cp, ep, v, ms, ip, device, trade=False))
             if v in traders:
                 later = self._when_open(ms + int(rng.integers(2, 40)) * MS_PER_MIN)
-                self._schedule(later, partial(self._visit, cp, ep, v, later, ip, device, True, "liquidate"))
+                self._schedule(later, partial(self._visit, cp, ep, v, later, ip, device, trade=True))
                 last = max(last, later)
         return last + 10 * MS_PER_MIN
 
@@ -296,28 +296,27 @@ class Campaigns:
         return self.broker.login(c, ms, tag, mfa=mfa, **where)
 
     def _visit(self, cp: Campaign, ep: Episode, v: Customer, ms: int, ip: str, device: Device,
-               trade: bool, how: str, mfa: str | None = None) -> None:
+               trade: bool, stealthy: bool = False, mfa: str | None = None) -> None:
         """A hijacked session: log in; if trading, sell (everything, or like the victim would)
         and put the cash into the campaign's symbol."""
         rng, broker, tag = self.rng, self.broker, cp.tag("victim")
         session = self._login(cp, v, ms, ip, device, mfa)
-        if how != "mimic" and rng.random() < 0.2:  # silence the trade notifications first
+        if not stealthy and rng.random() < 0.2:  # silence the trade notifications first
             ms += int(rng.integers(20_000, 90_000))
             broker.change(v, ms, tag, session, "notification_settings")
         if not trade:
             return
         held = [s for s, q in v.holdings.items() if q > 0 and s != cp.symbol]
-        for s in held if how != "mimic" else held[: int(rng.integers(0, 3))]:
+        for s in held[: int(rng.integers(0, 3))] if stealthy else held:
             ms += int(rng.integers(5_000, 40_000))
-            if how == "mimic":
+            if stealthy:
                 self.habits.sell(v, ms, tag, session, s)
             else:
                 broker.order(v, ms, tag, session, symbol=s, buy=False, qty=v.holdings[s])
-        value = v.cash  # sale proceeds are buying power at once
-        if how == "mimic":
-            value = min(value, v.cash * v.buy_fraction * 2.5)
-        lots = broker.lots_for(cp.symbol, max(0.0, value) * 0.97, ms) // 100
-        pieces = 1 if how == "mimic" else int(rng.integers(1, 4))
+        # Market sales are buying power at once; a stealthy buy stays near the victim's habit.
+        value = max(0.0, v.cash) * (min(1.0, v.buy_fraction * 2.5) if stealthy else 0.97)
+        lots = broker.lots_for(cp.symbol, value, ms) // 100
+        pieces = 1 if stealthy else int(rng.integers(1, 4))
         for part in _split(lots, pieces):
             ms += int(rng.integers(8_000, 60_000))
             offset = None if rng.random() < 0.5 else float(rng.uniform(0.02, 0.08))
