@@ -123,6 +123,20 @@ def test_bars_answer_the_pump(default_run: Path) -> None:
     assert pumps and np.median(multiples) > 3
 
 
+def test_ordinary_days_trade_about_their_adv_and_thin_names_skip_minutes(small_run: Path) -> None:
+    adv = {e["symbol"]: e["adv_shares"] for e in _events_of(small_run, "instrument")}
+    bars = pq.read_table(small_run / "events" / "market_bars.parquet", columns=["symbol", "ts", "volume"]).to_pylist()
+    volume: dict[tuple[str, str], int] = {}
+    minutes: dict[tuple[str, str], int] = {}
+    for b in bars:
+        key = (b["symbol"], b["ts"][:10])
+        volume[key] = volume.get(key, 0) + b["volume"]
+        minutes[key] = minutes.get(key, 0) + 1
+    assert 0.6 < np.median([v / adv[s] for (s, _), v in volume.items()]) < 1.6
+    thin = [m for (s, _), m in minutes.items() if adv[s] < 3000]
+    assert thin and np.median(thin) < 150  # of 330 session minutes
+
+
 def _events_of(out: Path, event_type: str) -> list[dict]:
     return [e for e in _events(out, bars=False) if e["type"] == event_type]
 
