@@ -272,6 +272,9 @@ class Campaigns:
         for a in accounts:
             self._used.add(a.index)
             a.role = "attacker"
+            # Opened for the scheme weeks to a year before (under a bought or borrowed identity),
+            # so younger than most accounts, yet no younger than many real new customers.
+            a.opened_ms = day_start_ms(self.days[0]) - int(rng.uniform(20, 400) * 24 * HOUR) // 1000 * 1000
             lots = max(1, int(stolen * rng.uniform(0.3, 0.6) / len(accounts) / price / 100))
             a.holdings[cp.symbol] = a.holdings.get(cp.symbol, 0) + lots * 100
             a.cash = max(a.cash, lots * price * 100 * 0.3)
