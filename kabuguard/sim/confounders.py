@@ -104,7 +104,7 @@ class Confounders:
             c.group = "dormant_return"
             c.returns_ms = day_start_ms(self.days[0]) + int(self.rng.integers(len(self.days))) * MS_PER_DAY
             if self.rng.random() < 0.5:  # the old phone is long gone
-                c.devices = [new_device(self.rng, "phone")] + c.devices[1:]
+                c.devices = [new_device(self.rng, "phone"), *c.devices[1:]]
 
     def _enthusiasts(self, customers: list[Customer]) -> None:
         thin = np.flatnonzero(self.universe.thin)
@@ -117,7 +117,7 @@ class Confounders:
         return [c for c in customers if c.group is None]
 
     def _draw(self, pool: list[Customer], share: float) -> list[Customer]:
-        k = min(len(pool), int(round(len(pool) * share)))
+        k = min(len(pool), round(len(pool) * share))
         return [pool[i] for i in sorted(self.rng.choice(len(pool), size=k, replace=False))]
 
     def _share_addresses(self, members: list[Customer], size: tuple[int, int], category: str) -> None:

@@ -58,7 +58,7 @@ def derive(rows: list[dict[str, str]]) -> list[dict[str, object]]:
         rng = np.random.default_rng(zlib.crc32(code.encode()))
         log_price = 3.0 + 0.15 * (np.log10(cap) - 10.3) + rng.normal(0, 0.3)
         price = float(np.clip(round(10**log_price), 50, 60000))
-        shares = max(100, int(round(cap / price / 100)) * 100)
+        shares = max(100, round(cap / price / 100) * 100)
         adv = shares * _turnover(segment, cap) * float(rng.lognormal(0, 0.5))
         out.append(
             {
@@ -68,7 +68,7 @@ def derive(rows: list[dict[str, str]]) -> list[dict[str, object]]:
                 "market_cap_jpy": round(cap),
                 "price_jpy": price,
                 "shares_outstanding": shares,
-                "adv_shares": max(100, int(round(adv / 100)) * 100),
+                "adv_shares": max(100, round(adv / 100) * 100),
             }
         )
     return sorted(out, key=lambda r: str(r["code"]))

@@ -23,8 +23,6 @@ from kabuguard.sim.brokerage import Recorded
 from kabuguard.sim.clock import BARS_PER_DAY, MS_PER_MIN, bar_start_ms, iso
 from kabuguard.sim.market import DayBars
 
-DECIDED = ("login", "account_change", "order")
-
 BAR_SCHEMA = pa.schema([
     ("event_id", pa.string()), ("type", pa.string()), ("ts", pa.string()), ("symbol", pa.string()),
     ("open", pa.float64()), ("high", pa.float64()), ("low", pa.float64()), ("close", pa.float64()),
