@@ -81,8 +81,8 @@ def main(source: str, target: str) -> None:
     writer = csv.DictWriter(text, FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    with open(target, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
-        gz.write(text.getvalue().encode())
+    with open(target, "wb") as f:  # no name and no time in the header: reproducible bytes
+        f.write(gzip.compress(text.getvalue().encode(), mtime=0))
 
 
 if __name__ == "__main__":
