@@ -14,14 +14,20 @@ from kabuguard.netintel import netintel
 from kabuguard.policy import load_policy
 
 
-def _decide(stream: Stream, tmp_path: Path) -> dict[str, dict]:
+def _run(stream: Stream, tmp_path: Path) -> tuple[dict[str, dict], list[dict]]:
+    """Decisions by event id, and every alert raised, for a stream replayed through the core."""
     pipeline = Pipeline()
-    out = {}
+    decisions, alerts = {}, []
     for event in total_order(read_file(stream.write(tmp_path / "e.jsonl"))).events:
-        decision, _ = pipeline.process(event)
+        decision, raised = pipeline.process(event)
+        alerts.extend(raised)
         if decision:
-            out[decision["event_id"]] = decision
-    return out
+            decisions[decision["event_id"]] = decision
+    return decisions, alerts
+
+
+def _decide(stream: Stream, tmp_path: Path) -> dict[str, dict]:
+    return _run(stream, tmp_path)[0]
 
 
 def _login(i: int, device: str, ip: str = "126.1.2.3", success: bool = True, day: int | None = None):
@@ -93,8 +99,11 @@ def test_credential_stuffing_source_and_failed_burst(tmp_path: Path) -> None:
         for k in range(3):
             s.login(ts(20, 2, a, 10 * k), f"A{a}", "45.32.9.9", "bot", success=False)
     success = s.login(ts(20, 2, 9), "A8", "45.32.9.9", "bot")
-    reasons = _decide(s, tmp_path)[success["event_id"]]["reasons"]
-    assert "credential_stuffing" in reasons
+    decisions, alerts = _run(s, tmp_path)
+    assert "credential_stuffing" in decisions[success["event_id"]]["reasons"]
+    stuffing = [a for a in alerts if a["reasons"] == ["credential_stuffing"]]
+    assert len(stuffing) == 1  # one alert per attack, while it is still failing
+    assert stuffing[0]["ips"] == ["45.32.9.9"] and stuffing[0]["accounts"] == [f"A{a}" for a in range(5)]
 
 
 def test_one_device_on_many_accounts(tmp_path: Path) -> None:
