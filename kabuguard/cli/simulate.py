@@ -66,4 +66,7 @@ def simulate(out_dir: Path, accounts: int, days: int, seed: int, firms: int, sym
     events = summary["events"]
     click.echo(f"{sum(events.values())} events (" + ", ".join(f"{k} {v}" for k, v in events.items()) + ")")
     click.echo("labels: " + ", ".join(f"{k} {v}" for k, v in summary["labels"].items()))
-    click.echo(f"{len(summary['campaigns'])} campaigns; written to {out_dir}")
+    hijacked, traded = summary["hijacked_accounts"], summary["traded_accounts"]
+    click.echo(f"{len(summary['campaigns'])} campaigns; hijacked accounts (traded in): "
+               + ", ".join(f"{style} {n} ({traded.get(style, 0)})" for style, n in hijacked.items()))
+    click.echo(f"written to {out_dir}")

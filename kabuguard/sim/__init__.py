@@ -101,6 +101,8 @@ def simulate(config: Config, out: Path, progress: Callable[[str, int], None] = l
         "config": asdict(config) | {"start": config.start.isoformat()},
         "events": dict(sorted(writer.counts.items())),
         "labels": dict(sorted(writer.label_counts.items())),
+        "hijacked_accounts": {style: len(a) for style, a in sorted(writer.hijacked.items())},
+        "traded_accounts": {style: len(a) for style, a in sorted(writer.traded.items())},
         "campaigns": [
             {"campaign_id": cp.campaign_id, "attack_style": cp.style, "symbol": universe.codes[cp.symbol],
              "attackers": len(cp.attackers)}

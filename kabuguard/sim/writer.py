@@ -44,6 +44,9 @@ class RunWriter:
         self._bars = pq.ParquetWriter(self.events_dir / "market_bars.parquet", BAR_SCHEMA, compression="zstd")
         self.counts: dict[str, int] = {}
         self.label_counts: dict[str, int] = {}
+        # Per attack style, the victims' accounts the attackers got into, and traded in.
+        self.hijacked: dict[str, set[str]] = {}
+        self.traded: dict[str, set[str]] = {}
         # Compression and Parquet encoding release the GIL: one thread does them while the
         # simulation goes on with the next day (a second core's worth on big runs).
         self._background = ThreadPoolExecutor(max_workers=1)
@@ -91,6 +94,9 @@ class RunWriter:
             line["firm"] = event["firm"]
         key = tag.attack_style or tag.group or "benign"
         self.label_counts[key] = self.label_counts.get(key, 0) + 1
+        if tag.role == "victim" and (event["type"] == "order" or event.get("success")):
+            seen = self.traded if event["type"] == "order" else self.hijacked
+            seen.setdefault(key, set()).add(event["account_id"])
         self._labels.write(self._encoder.encode(line) + b"\n")
 
     def bars(self, day: dt.date, codes: np.ndarray, bars: DayBars) -> None:
