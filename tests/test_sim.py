@@ -214,3 +214,10 @@ def test_attackers_leave_no_simulator_tells(default_run: Path) -> None:
         assert e["session_id"].startswith("s-") and len(e["session_id"]) == 18
         assert e["device_id"] is None or (e["device_id"].startswith("dv-") and len(e["device_id"]) == 15)
     assert any(e["device_id"] is None for e in logins if not labels[e["event_id"]]["fraud"])
+
+
+def test_cli_defaults_are_the_config_defaults() -> None:
+    from kabuguard.cli.simulate import _DEFAULTS
+
+    config = Config()
+    assert _DEFAULTS == {name: str(getattr(config, name)) if name == "start" else getattr(config, name) for name in _DEFAULTS}

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+# kabuguard.sim.Config's defaults, repeated so that `kabuguard --help` need not import numpy and
+# pyarrow; tests/test_sim.py checks that the two agree.
 _DEFAULTS = {"accounts": 5000, "days": 14, "seed": 7, "firms": 1, "symbols": 300, "start": "2025-04-07"}
 
 
