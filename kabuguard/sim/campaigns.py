@@ -51,6 +51,7 @@ MEAN_VICTIMS: dict[str, int] = {"pump_2025": 15, "stealth_proxy": 6, "change_fir
 # Failed accounts tried per account that falls, in a stuffing burst.
 STUFFING_ATTEMPTS_PER_SUCCESS = (15, 40)
 MIN_WEALTH_JPY = 100_000  # attackers skip accounts with nothing to trade
+MIN_CAMPAIGNS = 2  # per style and run, so that every style can be evaluated on its own
 
 
 @dataclass
@@ -117,7 +118,7 @@ class Campaigns:
         p_day = rates * eligible / (rates * eligible).sum()
         expected = rates.sum() * n
         for style, share in calibration.STYLE_MIX.items():
-            count = max(1, int(rng.poisson(expected * share / MEAN_VICTIMS[style])))
+            count = max(MIN_CAMPAIGNS, int(rng.poisson(expected * share / MEAN_VICTIMS[style])))
             for _ in range(count):
                 day = self.days[int(rng.choice(len(self.days), p=p_day))]
                 victims = max(2, int(rng.poisson(MEAN_VICTIMS[style])))
