@@ -235,7 +235,7 @@ class Campaigns:
             fields = ["email"] + [f for f, p in (("phone", 0.6), ("mfa", 0.7), ("password", 0.3)) if rng.random() < p]
             self._schedule(ms, partial(self._takeover, cp, v, ms, ip, device, fields))
             if v in traders:
-                later = self._when_open(ms + int(rng.uniform(2, 30) * HOUR))
+                later = self._when_open(ms + int(rng.uniform(2, 24) * HOUR))
                 mfa = "totp" if "mfa" in fields else None  # the attacker's own authenticator now
                 self._schedule(later, partial(self._visit, cp, ep, v, later, ip, device, trade=True, mfa=mfa))
                 last = max(last, later)
