@@ -102,7 +102,12 @@ class Campaigns:
         self._targets = np.flatnonzero(universe.thin)
         self._members = {f: [c for c in customers if c.firm == f] for f in firms}
         # Per firm: victims, victims without MFA (stuffing), attackers' own accounts.
-        self._pools = {(f, purpose): _Pool(self._members[f], rng) for f in firms for purpose in ("victim", "no_mfa", "attacker")}
+        # Phished accounts lean to the well-off (more to sell); attackers' own accounts do not.
+        wealth = {c.index: np.sqrt(max(1.0, c.cash + sum(q * universe.price[s] for s, q in c.holdings.items()))) for c in customers}
+        self._pools = {
+            (f, purpose): _Pool(self._members[f], rng, [wealth[c.index] for c in self._members[f]] if purpose != "attacker" else None)
+            for f in firms for purpose in ("victim", "no_mfa", "attacker")
+        }
 
     # -- planning -----------------------------------------------------------------------------
 
@@ -371,10 +376,14 @@ def _one(rng: np.random.Generator, items: list[T]) -> T:
 
 
 class _Pool:
-    """One firm's customers in a fixed random order, each handed out at most once."""
+    """One firm's customers in a fixed random order (weighted, if given), each handed out at most once."""
 
-    def __init__(self, members: list[Customer], rng: np.random.Generator) -> None:
-        self._order = [members[int(i)] for i in rng.permutation(len(members))]
+    def __init__(self, members: list[Customer], rng: np.random.Generator, weights: list[float] | None = None) -> None:
+        if weights is None:
+            order = rng.permutation(len(members))
+        else:  # weighted sampling without replacement (Efraimidis-Spirakis): sort Exp(1) / w
+            order = np.argsort(rng.exponential(size=len(members)) / np.asarray(weights, dtype=float), kind="stable")
+        self._order = [members[int(i)] for i in order]
         self._next = 0
 
     def take(self, k: int, ok: Callable[[Customer], bool], used: set[int]) -> list[Customer]:

@@ -25,6 +25,7 @@ WEEKEND_FACTOR = 0.35
 RETURNED_RATE = 0.8  # sessions a day of a dormant account once it is back
 NO_FINGERPRINT = 0.015  # web sessions whose browser blocks the firm's fingerprint script
 VPN_ON = 0.6  # sessions a VPN user runs through the VPN
+CASH_OUT_RATE = 0.01  # trading sessions that sell every position at market
 TYPO_RATE = 0.03  # sessions preceded by a mistyped password
 # Account changes per session, by field (notification settings dominate; bank details are rare).
 CHANGE_RATE = 0.006
@@ -132,6 +133,11 @@ class Habits:
             self.buy(c, ms, tag, session, buy_symbol, market=True)
             return
         if rng.random() >= c.trade_prob * (1.0 if is_trading_day(jst_date(ms)) else 0.3):
+            return
+        if c.holdings and rng.random() < CASH_OUT_RATE:  # a house, a tuition bill: sell everything
+            for symbol in [s for s, q in c.holdings.items() if q > 0]:
+                ms += int(rng.integers(10_000, 90_000))
+                self.broker.order(c, ms, tag, session, symbol=symbol, buy=False, qty=c.holdings[symbol])
             return
         for _ in range(1 + int(rng.poisson(0.4))):
             ms += int(rng.integers(15_000, 240_000))
