@@ -31,7 +31,8 @@ class MemoryStore:
         self._stages: dict[str, dict[str, dict[str, Any]]] = {}
 
     def get(self, stage: str, key: str) -> dict[str, Any] | None:
-        return self._stages.setdefault(stage, {}).get(key)
+        states = self._stages.get(stage)
+        return states.get(key) if states is not None else None
 
     def put(self, stage: str, key: str, state: dict[str, Any]) -> None:
         self._stages.setdefault(stage, {})[key] = state
