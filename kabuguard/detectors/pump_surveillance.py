@@ -1,0 +1,415 @@
+"""Market surveillance: a pump in progress seen in the whole market's one-minute bars.
+
+The 2025 attackers spread their buying over many firms, so no firm saw the crowd in its own
+orders; every firm sees the market. Per symbol, from its own bars so far (no look-ahead):
+
+- **pace**: a bar's volume per minute since the symbol's previous bar (at most
+  `max_gap_minutes`), so a thin name that trades a few times a day is not a spike each time it
+  trades, and an opening auction after the night counts over the night, not over one minute.
+  Its baseline is a robust EWMA of log pace (winsorised, with its mean absolute deviation) plus a
+  time-of-day profile (`bucket_minutes`), learned over `baseline_minutes` of trading.
+- **price**: each bar's log return, less the market's move, in the symbol's own volatility per
+  elapsed minute; a decayed sum over `price_window_minutes` catches a climb as well as a jump.
+- **market**: the median one-minute return and median volume surprise of all symbols, from
+  minutes *strictly before* the bar's own (`MarketTape`), so a rising index or a busy market
+  day does not look like a pump.
+
+An episode opens when volume is at least `onset_volume_multiple` times the symbol's pace for
+the time of day (and `onset_volume_z` deviations above it) while the price has risen
+`onset_price_z` volatility units and `onset_price_move` in log terms: one `symbol_alert`. It
+ends when no bar has reached `end_volume_multiple` for `end_quiet_minutes` (or after
+`max_episode_hours`): one more alert with `ended` evidence. Baselines do not learn during an
+episode.
+
+Market data cannot tell a pump from genuine news. The alert carries this firm's view of the
+buyers: `pump` when a buyer of the symbol at this firm was in a risky session (stage 1's
+session risk), else `news_or_unknown`; a later risky buyer upgrades it with one more alert.
+Buys into a symbol under an alert score `symbol_under_pump`; sells by accounts that bought
+shortly before the onset score `dump_into_pump`.
+
+    >>> from kabuguard.events.reader import event_from_dict
+    >>> from kabuguard.policy import load_policy
+    >>> detector = PumpSurveillance(load_policy().detectors["pump_surveillance"])
+    >>> state, found = detector.initial(), []
+    >>> def bar(minute, close, volume):
+    ...     hh, mm = divmod(9 * 60 + minute, 60)
+    ...     return event_from_dict({"event_id": f"b{minute}", "type": "market_bar", "symbol": "9999",
+    ...         "ts": f"2025-03-03T{hh:02d}:{mm:02d}:00.000+09:00", "open": close, "high": close,
+    ...         "low": close, "close": close, "volume": volume})
+    >>> for minute in range(1, 150):  # a quiet morning: 200 shares a minute, a tick either way
+    ...     ev = Evidence()
+    ...     detector.score(bar(minute, 500.0 + minute % 2, 200), state, ev)
+    ...     detector.learn(bar(minute, 500.0 + minute % 2, 200), state, ev)
+    ...     found += ev.alerts
+    >>> ev = Evidence()
+    >>> detector.score(bar(150, 540.0, 6000), state, ev)  # thirty times the pace, +8%
+    >>> [(a["reasons"], a["evidence"]["assessment"]) for a in found + ev.alerts]
+    [(['volume_price_surge', 'news_or_unknown'], 'news_or_unknown')]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import msgspec
+
+from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.events.model import account_key
+
+_MIN_US = 60_000_000
+_DAY_MIN = 1440
+_MAD_TO_SD = 1.2533  # mean absolute deviation -> standard deviation, for a normal law
+_WINSOR = 3.0  # baselines learn from values clipped to this many deviations
+
+
+class MarketTape(msgspec.Struct, gc=False):
+    """The market factor: per minute, the median return and median volume surprise of all symbols.
+
+    Cross-symbol state, fed by every bar and read only for minutes strictly before the reader's
+    own, so bars of the same minute never see each other. It partitions as one more key (a
+    per-minute aggregate, joined as of the previous minute), like reference data.
+    """
+
+    minute: int = -1  # the minute being collected
+    returns: list[float] = []
+    surprises: list[float] = []
+    index: float = 0.0  # cumulative median log return over finished minutes
+    surprise: float = 0.0  # median volume surprise of the last finished minute
+
+
+class Episode(msgspec.Struct, gc=False):
+    episode_id: str
+    started_us: int  # start of the first elevated bar (its ts less one minute)
+    onset_ts: str  # the bar that raised the alert
+    onset_us: int
+    ref_close: float  # the close before the surge
+    assessment: str
+    last_hot_us: int
+    last_hot_ts: str
+    peak_multiple: float
+    peak_move: float
+
+
+class SymbolTape(msgspec.Struct, gc=False):
+    """One symbol's baselines (learned from its bars) and its open episode, if any."""
+
+    n: int = 0  # bars learned
+    last_us: int = 0
+    last_close: float = 0.0
+    market_ref: float = 0.0  # the market index as read at the previous bar
+    mu: float = 0.0  # EWMA of log pace
+    dev: float = 0.0  # EWMA of |log pace - expected|
+    var: float = 0.0  # EWMA of squared excess log return per minute
+    profile: list[float] = []  # log-pace offset per time-of-day bucket
+    drift: float = 0.0  # decayed sum of standardised excess returns
+    drift_norm: float = 0.0  # decayed sum of squared weights (its variance under no drift)
+    move: float = 0.0  # decayed sum of excess log returns
+    heat: float = 0.0  # decayed sum of volume: about `price_window_minutes` of trading
+    surge_us: int = 0  # start of the current run of elevated bars, 0 if none
+    surge_close: float = 0.0  # the close before that run
+    surge_market: float = 0.0  # the market index then
+    episode: Episode | None = None
+    buyers: dict[str, tuple[int, float]] = {}  # account -> (latest buy, its session risk)
+
+
+class _Bar(msgspec.Struct, gc=False):
+    """What scoring a bar computed, reused by learning the same bar."""
+
+    event_id: str
+    gap: float
+    pace: float
+    bucket: int
+    surprise: float  # log pace over the expected, less the market's volume surprise
+    excess: float
+    u: float
+    decay: float
+    market: float
+
+
+class PumpSurveillance:
+    name: ClassVar[str] = "pump_surveillance"
+    stage: ClassVar[str] = "symbol"
+    types: ClassVar[frozenset[str]] = frozenset({"market_bar", "order"})
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        p = lambda key: float(param(params, key, self.name))  # noqa: E731
+        self.baseline_minutes = p("baseline_minutes")
+        self.max_gap = p("max_gap_minutes")
+        self.horizon = p("pace_horizon_minutes")
+        self.bucket_minutes = int(p("bucket_minutes"))
+        self.buckets = -(-_DAY_MIN // self.bucket_minutes)
+        self.profile_rate = p("profile_rate")
+        self.warmup = int(p("warmup_bars"))
+        self.prior_count = p("prior_bars")
+        self.prior_dev = p("prior_log_pace_deviation")
+        self.min_dev = p("min_log_pace_deviation")
+        self.prior_var = p("prior_sigma_per_minute") ** 2
+        self.min_var = p("min_sigma_per_minute") ** 2
+        self.window = p("price_window_minutes")
+        self.on_multiple = math.log(p("onset_volume_multiple"))
+        self.on_volume_z = p("onset_volume_z")
+        self.on_price_z = p("onset_price_z")
+        self.on_move = p("onset_price_move")
+        self.end_multiple = math.log(p("end_volume_multiple"))
+        self.end_quiet_us = int(p("end_quiet_minutes") * _MIN_US)
+        self.max_episode_us = int(p("max_episode_hours") * 60 * _MIN_US)
+        self.beta = p("market_beta")
+        self.market_min = int(p("market_min_symbols"))
+        self.risky_llr = p("risky_session_llr")
+        self.assess_us = int(p("assess_window_minutes") * _MIN_US)
+        self.min_risky = int(p("min_risky_buyers"))
+        self.under_pump_weight = p("under_pump_weight")
+        self.under_surge_weight = p("under_surge_weight")
+        self.dump_lookback_us = int(p("dump_lookback_days") * 1440 * _MIN_US)
+        self.dump_weight = p("dump_weight")
+        self.dump_weight_unassessed = p("dump_weight_news_or_unknown")
+        # Cross-symbol, read as of earlier minutes only; see MarketTape. The pipeline has no
+        # market key yet, so the one tape lives with the detector (one per Pipeline).
+        self.market = MarketTape()
+        self._bar: _Bar | None = None
+
+    def initial(self) -> SymbolTape:
+        return SymbolTape(dev=self.prior_dev, var=self.prior_var, profile=[0.0] * self.buckets)
+
+    # -- scoring ------------------------------------------------------------------------
+
+    def score(self, event: Any, state: SymbolTape, ev: Evidence) -> None:
+        if event.kind == "order":
+            self._score_order(event, state, ev)
+            return
+        now = event.ts_us
+        episode = state.episode
+        if episode is not None and (now - episode.last_hot_us >= self.end_quiet_us
+                                    or now - episode.onset_us >= self.max_episode_us):
+            ev.alerts.append(self._ended(event, episode))
+        volume = event.volume
+        if volume <= 0 or event.close <= 0:
+            self._bar = None
+            return
+        market = self._market_as_of(now)
+        if state.n:
+            gap = (now - state.last_us) / _MIN_US
+            gap = self.max_gap if gap > self.max_gap else (1.0 if gap < 1.0 else gap)
+        else:
+            gap = self.max_gap
+        bucket = (now // _MIN_US) % _DAY_MIN // self.bucket_minutes
+        pace = math.log(volume / (gap if gap < self.horizon else self.horizon))
+        if state.n:
+            excess = math.log(event.close / state.last_close) - self.beta * (market.index - state.market_ref)
+            var = state.var if state.var > self.min_var else self.min_var
+            u = excess / math.sqrt(var * gap)
+            decay = math.exp(-gap / self.window)
+        else:
+            excess = u = 0.0
+            decay = 0.0
+        surprise = pace - state.mu - state.profile[bucket]
+        if market.surprise > 0.0:
+            surprise -= market.surprise
+        self._bar = bar = _Bar(event.event_id, gap, pace, bucket, surprise, excess, u, decay, market.index)
+        if state.n < self.warmup or surprise < self.on_multiple or self._active(state, now) is not None:
+            return
+        dev = state.dev if state.dev > self.min_dev else self.min_dev
+        volume_z = surprise / (_MAD_TO_SD * dev)
+        drift = state.drift * decay + u
+        price_z = drift / math.sqrt(state.drift_norm * decay * decay + 1.0)
+        if u > price_z:
+            price_z = u
+        move = state.move * decay + excess
+        if excess > move:
+            move = excess
+        if volume_z < self.on_volume_z or price_z < self.on_price_z or move < self.on_move:
+            return
+        self._onset(event, state, ev, bar, surprise, volume_z, price_z)
+
+    def _onset(self, event: Any, state: SymbolTape, ev: Evidence, bar: _Bar,
+               surprise: float, volume_z: float, price_z: float) -> None:
+        now = event.ts_us
+        surging = state.surge_us != 0
+        started = state.surge_us if surging else now - _MIN_US
+        moved = event.close / (state.surge_close if surging else state.last_close) - 1.0
+        market_moved = bar.market - (state.surge_market if surging else state.market_ref)
+        assessment, risky, buyers = self._assess(state, now)
+        strength = min(volume_z / self.on_volume_z, price_z / self.on_price_z)
+        ev.alerts.append({
+            "type": "symbol_alert", "symbol": event.symbol,
+            "score": round(1.0 - 0.5 / strength, 4),
+            "reasons": ["volume_price_surge", assessment],
+            "evidence": {
+                "episode_id": f"pump-{event.symbol}-{event.event_id}",
+                "assessment": assessment,
+                "volume_multiple": round(math.exp(surprise), 2),
+                "volume_z": round(volume_z, 2),
+                "price_move_pct": round(100 * moved, 2),
+                "price_z": round(price_z, 2),
+                "market_move_pct": round(100 * (math.exp(market_moved) - 1.0), 3),
+                "minutes_since_onset": round((now - started) / _MIN_US, 1),
+                "buyers_here": buyers, "risky_buyers_here": risky,
+            },
+        })
+
+    def _ended(self, event: Any, episode: Episode) -> dict[str, Any]:
+        last = min(episode.last_hot_us + self.end_quiet_us, episode.onset_us + self.max_episode_us)
+        return {
+            "type": "symbol_alert", "symbol": event.symbol, "score": 0.0,
+            "reasons": ["volume_price_surge_ended"],
+            "evidence": {
+                "episode_id": episode.episode_id, "ended": True, "assessment": episode.assessment,
+                "onset_ts": episode.onset_ts, "last_active_ts": episode.last_hot_ts,
+                "minutes_active": round((episode.last_hot_us - episode.started_us) / _MIN_US, 1),
+                "ended_by": "quiet" if last == episode.last_hot_us + self.end_quiet_us else "max_episode_hours",
+                "peak_volume_multiple": round(math.exp(episode.peak_multiple), 2),
+                "peak_price_move_pct": round(100 * episode.peak_move, 2),
+            },
+        }
+
+    def _assess(self, state: SymbolTape, now: int) -> tuple[str, int, int]:
+        """`pump` when this firm's recent buyers include risky sessions; else `news_or_unknown`."""
+        cutoff = now - self.assess_us
+        recent = [llr for ts, llr in state.buyers.values() if ts > cutoff]
+        risky = sum(llr >= self.risky_llr for llr in recent)
+        return ("pump" if risky >= self.min_risky else "news_or_unknown"), risky, len(recent)
+
+    def _active(self, state: SymbolTape, now: int) -> Episode | None:
+        episode = state.episode
+        if episode is None or now - episode.last_hot_us >= self.end_quiet_us \
+                or now - episode.onset_us >= self.max_episode_us:
+            return None
+        return episode
+
+    def _score_order(self, event: Any, state: SymbolTape, ev: Evidence) -> None:
+        episode = self._active(state, event.ts_us)
+        if episode is None:
+            return
+        pump = episode.assessment == "pump"
+        if event.side == "buy":
+            if not pump and ev.session_llr >= self.risky_llr:
+                _, risky, buyers = self._assess(state, event.ts_us)
+                if risky + 1 >= self.min_risky:
+                    pump = True
+                    ev.alerts.append({
+                        "type": "symbol_alert", "symbol": event.symbol, "score": 1.0,
+                        "reasons": ["volume_price_surge", "pump"],
+                        "evidence": {"episode_id": episode.episode_id, "assessment": "pump",
+                                     "reassessed": True, "onset_ts": episode.onset_ts,
+                                     "buyers_here": buyers + 1, "risky_buyers_here": risky + 1},
+                    })
+            ev.findings.append(Finding("symbol_under_pump",
+                                       self.under_pump_weight if pump else self.under_surge_weight))
+            return
+        bought = state.buyers.get(account_key(event))
+        if bought is None or not (episode.started_us - self.dump_lookback_us <= bought[0] < episode.started_us):
+            return
+        if any(f.reason == "dump_into_pump" for f in ev.findings):
+            return  # the campaign detector already holds it
+        ev.findings.append(Finding("dump_into_pump", self.dump_weight if pump else self.dump_weight_unassessed))
+
+    def _market_as_of(self, now: int) -> MarketTape:
+        """The tape with every minute before `now`'s finished: never the bar's own minute."""
+        tape = self.market
+        minute = (now - 1) // _MIN_US  # a bar ending at 09:31:00 belongs to the minute 09:30
+        if minute > tape.minute:
+            if tape.minute >= 0 and len(tape.returns) >= self.market_min:
+                tape.returns.sort()
+                tape.index += tape.returns[len(tape.returns) // 2]
+            if tape.minute >= 0 and len(tape.surprises) >= self.market_min:
+                tape.surprises.sort()
+                tape.surprise = tape.surprises[len(tape.surprises) // 2]
+            else:
+                tape.surprise = 0.0
+            tape.minute = minute
+            tape.returns = []
+            tape.surprises = []
+        return tape
+
+    # -- learning -----------------------------------------------------------------------
+
+    def learn(self, event: Any, state: SymbolTape, ev: Evidence) -> None:
+        if event.kind == "order":
+            self._learn_order(event, state, ev)
+            return
+        now = event.ts_us
+        for alert in ev.alerts:
+            if alert["type"] != "symbol_alert" or alert.get("symbol") != event.symbol:
+                continue
+            evidence = alert.get("evidence", {})
+            if evidence.get("ended"):
+                state.episode = None
+            elif "volume_multiple" in evidence:
+                started = state.surge_us or now - _MIN_US
+                state.episode = Episode(
+                    evidence["episode_id"], started, event.ts, now,
+                    state.surge_close if state.surge_us else state.last_close,
+                    evidence["assessment"], now, event.ts, 0.0, 0.0)
+        bar = self._bar
+        self._bar = None
+        if bar is None or bar.event_id != event.event_id:
+            return
+        episode = state.episode
+        n = state.n
+        surprise = bar.surprise
+        if n:
+            state.drift = state.drift * bar.decay + bar.u
+            state.drift_norm = state.drift_norm * bar.decay * bar.decay + 1.0
+            state.move = state.move * bar.decay + bar.excess
+            if bar.gap <= 1.0:
+                self.market.returns.append(math.log(event.close / state.last_close))
+        state.heat = state.heat * bar.decay + event.volume
+        elevated = n >= self.warmup and surprise >= self.end_multiple
+        if elevated:
+            if not state.surge_us:
+                state.surge_us, state.surge_close, state.surge_market = now - _MIN_US, state.last_close, state.market_ref
+        else:
+            state.surge_us = 0
+        if episode is not None:
+            # Still hot while the volume of the last few minutes runs above the usual pace.
+            if math.log(state.heat / self.window) + surprise - bar.pace >= self.end_multiple:
+                episode.last_hot_us, episode.last_hot_ts = now, event.ts
+            if surprise > episode.peak_multiple:
+                episode.peak_multiple = surprise
+            moved = event.close / episode.ref_close - 1.0
+            if moved > episode.peak_move:
+                episode.peak_move = moved
+        elif n == 0:
+            state.mu = bar.pace
+        else:
+            # Baselines learn only outside episodes, from winsorised values: a pump never
+            # becomes the symbol's habit, and a lasting change of pace is still followed.
+            rate = 1.0 - math.exp(-bar.gap / self.baseline_minutes)
+            d = bar.pace - state.mu - state.profile[bar.bucket]
+            dev = state.dev if state.dev > self.min_dev else self.min_dev
+            limit = _WINSOR * _MAD_TO_SD * dev
+            d = limit if d > limit else (-limit if d < -limit else d)
+            if n >= self.warmup:
+                self.market.surprises.append(bar.pace - state.mu - state.profile[bar.bucket])
+                state.profile[bar.bucket] += self.profile_rate * d
+            fast = 1.0 / (n + 1.0)
+            state.mu += (fast if fast > rate else rate) * d
+            slow = 1.0 / (n + self.prior_count)
+            slow = slow if slow > rate else rate
+            state.dev += slow * ((d if d > 0 else -d) - state.dev)
+            var = state.var if state.var > self.min_var else self.min_var
+            sq = bar.excess * bar.excess / bar.gap
+            cap = _WINSOR * _WINSOR * var
+            state.var += slow * ((sq if sq < cap else cap) - state.var)
+        state.n = n + 1
+        state.last_us = now
+        state.last_close = event.close
+        state.market_ref = bar.market
+
+    def _learn_order(self, event: Any, state: SymbolTape, ev: Evidence) -> None:
+        for alert in ev.alerts:
+            if alert.get("evidence", {}).get("reassessed") and state.episode is not None:
+                state.episode.assessment = "pump"
+        if event.side != "buy":
+            return
+        buyers = state.buyers
+        key = account_key(event)
+        buyers.pop(key, None)  # re-inserted last: oldest first
+        horizon = event.ts_us - max(self.dump_lookback_us, self.assess_us)
+        while buyers:
+            oldest = next(iter(buyers))
+            if buyers[oldest][0] > horizon:
+                break
+            del buyers[oldest]
+        buyers[key] = (event.ts_us, ev.session_llr)
