@@ -47,7 +47,7 @@ HOUR = 60 * MS_PER_MIN
 T = TypeVar("T")
 
 # Victims per campaign (all firms together), by style.
-MEAN_VICTIMS: dict[str, int] = {"pump_2025": 15, "stealth_proxy": 6, "change_first": 5, "credential_stuffing": 5}
+MEAN_VICTIMS: dict[str, int] = {"pump_2025": 12, "stealth_proxy": 6, "change_first": 5, "credential_stuffing": 5}
 # Failed accounts tried per account that falls, in a stuffing burst.
 STUFFING_ATTEMPTS_PER_SUCCESS = (15, 40)
 MIN_WEALTH_JPY = 100_000  # attackers skip accounts with nothing to trade
@@ -206,7 +206,7 @@ class Campaigns:
         rng = self.rng
         window = int(rng.uniform(20, 60) * MS_PER_MIN)
         # Credential checks come the evening before, yet after the previous firm's wave began.
-        earliest = cp.wave_starts[-2] + 10 * MS_PER_MIN if len(cp.wave_starts) > 1 else 0
+        earliest = cp.wave_starts[-2] + HOUR if len(cp.wave_starts) > 1 else 0  # past its 20-60 min window
         last = start
         for v in victims:
             ms = start + int(rng.integers(window))
@@ -223,8 +223,8 @@ class Campaigns:
         day = jst_date(start)
         first = session_minute(start - day_start_ms(day)) or 0
         last = start
-        for v in victims:  # spread over the rest of the trading day
-            ms = max(start, random_session_ms(day, rng, first=min(first, PRE_CLOSE - 1)))
+        for i, v in enumerate(victims):  # the first at the wave's start, the others over the rest of the day
+            ms = start if i == 0 else max(start, random_session_ms(day, rng, first=min(first, PRE_CLOSE - 1)))
             ip = self.networks.pick("residential_jp", rng, exclude=v.home).address(rng)
             device = new_device(rng, "phone" if v.devices[0].kind == "phone" else "pc")  # looks like theirs
             self._schedule(ms, partial(self._visit, cp, ep, v, ms, ip, device, trade=v in traders, stealthy=True))
