@@ -14,7 +14,13 @@ from kabuguard.policy import PolicyError, load_policy
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for decisions.jsonl, alerts.jsonl and rejected.jsonl.")
 @click.option("--policy", "policy_path", type=click.Path(exists=True, dir_okay=False), help="Policy YAML (default: the bundled policy).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def replay(paths: tuple[str, ...], out_dir: str, policy_path: str | None, quiet: bool) -> None:
+@click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
+              help="local: one process (the reference); spark: the same stages on Apache Spark (docs/spark.md).")
+@click.option("--master", help="Spark master URL, e.g. local[2] or spark://host:7077 (default: Spark's own).")
+@click.option("--partitions", type=click.IntRange(min=1), help="Spark partitions per keyed stage (default: twice the cores).")
+@click.option("--parquet", is_flag=True, help="Spark: also write decisions.parquet/ and alerts.parquet/.")
+def replay(paths: tuple[str, ...], out_dir: str, policy_path: str | None, quiet: bool, engine: str,
+           master: str | None, partitions: int | None, parquet: bool) -> None:
     """Replay contract files (JSONL, JSONL.gz, Parquet or folders) through the detection core.
 
     Each decision uses only events before it, exactly as the online service would have decided.
@@ -26,7 +32,21 @@ def replay(paths: tuple[str, ...], out_dir: str, policy_path: str | None, quiet:
         policy = load_policy(policy_path)
     except PolicyError as exc:
         raise click.UsageError(str(exc)) from None
-    summary = run(paths, out_dir, policy, quiet=quiet)
+    if engine == "spark":
+        from kabuguard.spark import SparkUnavailable, check_prerequisites
+
+        try:
+            check_prerequisites()
+        except SparkUnavailable as exc:
+            raise click.UsageError(str(exc)) from None
+        from kabuguard.spark import replay_spark
+
+        summary = replay_spark(paths, out_dir, policy, master=master, partitions=partitions, quiet=quiet,
+                               parquet=parquet)
+    elif master or partitions or parquet:
+        raise click.UsageError("--master, --partitions and --parquet need --engine spark")
+    else:
+        summary = run(paths, out_dir, policy, quiet=quiet)
     click.echo(
         f"{summary.events} events from {summary.files} files ({summary.duplicates} duplicates, "
         f"{summary.rejected} rejected lines); decisions: "

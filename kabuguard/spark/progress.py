@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,15 +15,23 @@ class _Watch:
     def __init__(self, sc: Any, quiet: bool) -> None:
         self.sc = sc
         self.step = "starting"
+        self.timings: dict[str, float] = {}
+        self._since = time.perf_counter()
         self._stop = threading.Event()
         self._bar = progress(quiet)
         self._task = self._bar.add_task("spark", total=None)
         self._thread = threading.Thread(target=self._poll, daemon=True) if not quiet else None
 
     def begin(self, step: str) -> None:
-        """Name the next Spark jobs (also shown in the Spark UI)."""
+        """Name the next Spark jobs (also shown in the Spark UI); times the step before."""
+        self._close()
         self.step = step
         self.sc.setJobDescription(step)
+
+    def _close(self) -> None:
+        now = time.perf_counter()
+        self.timings[self.step] = self.timings.get(self.step, 0.0) + now - self._since
+        self._since = now
 
     def _poll(self) -> None:
         tracker = self.sc.statusTracker()
@@ -50,6 +59,7 @@ def watch(sc: Any, quiet: bool = False) -> Iterator[_Watch]:
         try:
             yield w
         finally:
+            w._close()
             w._stop.set()
             if w._thread is not None:
                 w._thread.join()

@@ -30,8 +30,11 @@ _DECISION_SCHEMA = ("event_id string, ts string, type string, account_id string,
 
 def replay_spark(paths: Iterable[str | Path], out_dir: str | Path, policy: Policy | None = None,
                  master: str | None = None, partitions: int | None = None, quiet: bool = False,
-                 parquet: bool = False) -> ReplaySummary:
-    """Decide every activity event of `paths` on Spark, into `out_dir`, as `replay` would."""
+                 parquet: bool = False, timings: dict[str, float] | None = None) -> ReplaySummary:
+    """Decide every activity event of `paths` on Spark, into `out_dir`, as `replay` would.
+
+    `timings`, when given, receives the seconds each step took (for bench/bench_spark.py).
+    """
     from pyspark import StorageLevel
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -76,7 +79,7 @@ def replay_spark(paths: Iterable[str | Path], out_dir: str | Path, policy: Polic
         w.begin("deciding")
         symbol_parts = 1 if market_wide(Pipeline(policy)) else parts
         decided = run_stages(events.where("kind != 'instrument'").drop("ref"), policy, refs, parts,
-                             symbol_parts).persist(StorageLevel.MEMORY_AND_DISK)
+                             symbol_parts, w.begin)
         verdicts = {r["verdict"]: r["count"] for r in
                     decided.where("verdict IS NOT NULL").groupBy("verdict").count().collect()}
         alert_types = {r["type"]: r["count"] for r in
@@ -106,6 +109,8 @@ def replay_spark(paths: Iterable[str | Path], out_dir: str | Path, policy: Polic
         shutil.rmtree(staging, ignore_errors=True)
         decided.unpersist()
         refs.unpersist()
+    if timings is not None:
+        timings.update(w.timings)
 
     with (out / "rejected.jsonl").open("wb") as fh:
         for row in rejected:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -230,18 +230,32 @@ class _Out:
         })
 
 
-def run_stages(events: Any, policy: Policy, refs: Any, partitions: int, symbol_partitions: int) -> Any:
-    """Decisions and alerts of `events` (STAGE_COLUMNS without ev/noted), as OUT_COLUMNS rows."""
+def run_stages(events: Any, policy: Policy, refs: Any, partitions: int, symbol_partitions: int,
+               begin: Callable[[str], None] = lambda step: None) -> Any:
+    """Decisions and alerts of `events` (STAGE_COLUMNS without ev/noted), as OUT_COLUMNS rows.
+
+    Each stage's output is persisted before the next reads it: its rows are read twice (the
+    handled part through the next shuffle, the rest around it), and an unpersisted plan would
+    run every earlier stage's Python again for each read.
+    """
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     df = events.withColumn("ev", F.lit(None).cast("binary")).withColumn("noted", F.lit(False))
+    previous = None
     for name in ("account", "ip", "device", "symbol"):
+        begin(f"stage {name}")
         key = f"key_{name}"
         parts = symbol_partitions if name == "symbol" else partitions
         handled = (df.where(F.col(key).isNotNull()).repartition(parts, key)
                    .sortWithinPartitions("ts_us", "seq")
                    .mapInArrow(StageTask(name, policy, refs), STAGE_COLUMNS))
-        df = handled.unionByName(df.where(F.col(key).isNull()))
+        df = handled.unionByName(df.where(F.col(key).isNull())).persist(StorageLevel.MEMORY_AND_DISK)
+        df.count()
+        if previous is not None:
+            previous.unpersist()
+        previous = df
+    begin("stage final")
     notices = df.where("noted").mapInArrow(notice_task, FINAL_IN_COLUMNS)
     decided = (df.where(F.col("key_final").isNotNull())
                .select("seq", "ts_us", F.lit(0).alias("sub"), "key_final", "event", "ev",
@@ -251,4 +265,7 @@ def run_stages(events: Any, policy: Policy, refs: Any, partitions: int, symbol_p
                .mapInArrow(FinalTask(policy, refs), OUT_COLUMNS))
     others = (df.where(F.col("key_final").isNull() & F.col("ev").isNotNull())
               .mapInArrow(emit_task, OUT_COLUMNS))
-    return decided.unionByName(others)
+    out = decided.unionByName(others).persist(StorageLevel.MEMORY_AND_DISK)
+    out.count()
+    df.unpersist()
+    return out

@@ -1,0 +1,110 @@
+"""`kabuguard replay --engine spark` decides exactly as the local replay, byte for byte.
+
+One SparkSession (local[2]) serves every test here; runs are small so that CI stays quick.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from conftest import brokerage, ts
+from kabuguard.cli import main
+from kabuguard.replay import replay
+from kabuguard.sim import Config, simulate
+
+_OUTPUTS = ("decisions.jsonl", "alerts.jsonl", "rejected.jsonl")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from kabuguard.spark import SparkUnavailable, spark_session
+
+    try:
+        session = spark_session("local[2]", partitions=3)
+    except SparkUnavailable as exc:
+        pytest.skip(str(exc))
+    yield session
+    session.stop()
+
+
+def _same_outputs(local: Path, distributed: Path) -> None:
+    for name in _OUTPUTS:
+        assert (distributed / name).read_bytes() == (local / name).read_bytes(), name
+
+
+def test_spark_replay_equals_local_replay_on_a_simulated_multi_firm_brokerage(spark, tmp_path: Path) -> None:
+    from kabuguard.spark import replay_spark
+
+    simulate(Config(accounts=300, days=5, seed=5, firms=3, symbols=20), tmp_path / "sim")
+    events = tmp_path / "sim" / "events"
+    local = replay([events], tmp_path / "local", quiet=True)
+    distributed = replay_spark([events], tmp_path / "spark", quiet=True)
+    _same_outputs(tmp_path / "local", tmp_path / "spark")
+    assert local.decisions and sum(local.decisions.values()) > 500
+    assert (distributed.events, distributed.duplicates, distributed.decisions, distributed.alerts) == \
+        (local.events, local.duplicates, local.decisions, local.alerts)
+    assert {json.loads(line)["firm"] for line in (tmp_path / "spark" / "decisions.jsonl").open()} >= {"firm-a", "firm-b"}
+
+
+def test_campaigns_duplicates_bad_lines_and_parquet_in_and_out_through_the_cli(spark, tmp_path: Path) -> None:
+    """Campaign membership crosses accounts; input order, rejections and Parquet rows as the replay reads them."""
+    stream = brokerage(attack=True)
+    events = stream.events
+    half = len(events) // 2
+    src = tmp_path / "in"
+    src.mkdir()
+    # Second file first on the command line; its events interleave in time with the first's.
+    with gzip.open(src / "b.jsonl.gz", "wt") as fh:
+        for e in events[half::2]:
+            fh.write(json.dumps(e) + "\r\n")
+        fh.write("{not json\n\n   \n")
+        fh.write(json.dumps({"event_id": "x1", "type": "login", "ts": ts(3, 9, 0)}) + "\n")
+        fh.write(json.dumps({"event_id": "x2", "type": "teleport", "ts": ts(3, 9, 0)}) + "\n")
+        fh.write(json.dumps({**events[half], "ts": "yesterday"}) + "\n")
+        fh.write(json.dumps(events[half + 2]) + "\n")  # a duplicate event_id
+    (src / "a.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events[:half]))
+    rows = [dict(e, note="extra column") for e in events[half + 1::2]]
+    columns = sorted({k for r in rows for k in r} - {"holdings"})
+    table = pa.table({c: [r.get(c) for r in rows] for c in columns})
+    pq.write_table(table, src / "c.parquet", row_group_size=7)
+    pq.write_table(pa.table({"event_id": ["p1", "p2"], "type": ["order", "login"],
+                             "ts": [ts(4, 9, 0), "not a time"]}), src / "d.parquet")
+    inputs = [str(src / "b.jsonl.gz"), str(src / "a.jsonl"), str(src / "c.parquet"), str(src / "d.parquet")]
+
+    runner = CliRunner()
+    local = runner.invoke(main, ["replay", *inputs, "--out", str(tmp_path / "local"), "--quiet"])
+    distributed = runner.invoke(main, ["replay", *inputs, "--out", str(tmp_path / "spark"), "--quiet",
+                                       "--engine", "spark", "--master", "local[2]", "--partitions", "3", "--parquet"])
+    assert distributed.exit_code == local.exit_code == 1
+    assert distributed.output.replace("spark", "local") == local.output
+    _same_outputs(tmp_path / "local", tmp_path / "spark")
+    rejected = [json.loads(line) for line in (tmp_path / "spark" / "rejected.jsonl").open()]
+    assert len(rejected) == 6 and {r["file"] for r in rejected} == {inputs[0], inputs[3]}
+    alerts = [json.loads(line) for line in (tmp_path / "spark" / "alerts.jsonl").open()]
+    assert any(a["type"] == "campaign_alert" and len(a["accounts"]) > 1 for a in alerts)
+    decisions = [json.loads(line) for line in (tmp_path / "spark" / "decisions.jsonl").open()]
+    table = spark.read.parquet(str(tmp_path / "spark" / "decisions.parquet")).collect()
+    assert sorted((d["event_id"], d["decision"], d["score"], d["reasons"]) for d in decisions) == \
+        sorted((r["event_id"], r["decision"], r["score"], r["reasons"]) for r in table)
+
+
+def test_missing_java_is_named_with_the_fix(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    src = brokerage(attack=False).write(tmp_path / "e.jsonl")
+    result = CliRunner().invoke(main, ["replay", str(src), "--out", str(tmp_path / "out"), "--engine", "spark"])
+    assert result.exit_code == 2
+    assert "Java 17" in result.output and "JAVA_HOME" in result.output
+
+
+def test_spark_options_need_the_spark_engine(tmp_path: Path) -> None:
+    src = brokerage(attack=False).write(tmp_path / "e.jsonl")
+    result = CliRunner().invoke(main, ["replay", str(src), "--out", str(tmp_path / "out"), "--partitions", "4"])
+    assert result.exit_code == 2 and "--engine spark" in result.output
