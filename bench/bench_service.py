@@ -207,13 +207,87 @@ def _drop(setup: str, db: str) -> None:
             client.delete(key)
 
 
+def _cpu_s(service: Any) -> float:
+    """CPU seconds used so far by the server and its workers (user + system, from /proc)."""
+    pids = {service.proc.pid, *_workers(service)}
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def _load(service: Any, key: str, bodies: Path, rate: float | None, connections: int, per_request: int = 1) -> dict[str, Any]:
     args = [sys.executable, __file__, "load", "--port", str(service.port), "--key", key, "--bodies", str(bodies),
             "--connections", str(connections), "--events-per-request", str(per_request)]
     if rate:
         args += ["--rate", str(rate)]
+    cpu = _cpu_s(service)
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    result = json.loads(out.strip().splitlines()[-1])
+    # The server's own CPU per request: unlike latency, it does not depend on what else runs.
+    result["server_cpu_ms_per_request"] = round(1000 * (_cpu_s(service) - cpu) / result["requests"], 3)
+    return result
+
+
+# Where a worker's CPU goes: each py-spy sample goes to the part of the request path named by its
+# innermost frame that matches (so the detection core's time is its own, not its callers').
+_WHERE = (
+    ("detection core (Pipeline, stages, detectors)", ("kabuguard/engine/pipeline.py", "kabuguard/engine/stages.py",
+                                                       "kabuguard/detectors/", "kabuguard/netintel/", "kabuguard/policy/")),
+    ("Redis client (redis-py, two scripts a request)", ("redis/",)),
+    ("database writes (SQLite / psycopg, writer thread)", ("kabuguard/service/storage/", "sqlite3", "psycopg",
+                                                          "sqlalchemy/")),
+    ("state codec and working set (msgpack)", ("kabuguard/engine/redis_store.py",)),
+    ("decider: keys, answer bytes, records", ("kabuguard/service/decider.py", "kabuguard/service/state.py")),
+    ("parsing the body (contract reader)", ("parse_events", "kabuguard/events/")),
+    ("authentication, rate limit", ("kabuguard/service/auth.py", "kabuguard/service/ratelimit.py", "principal (")),
+    ("logging", ("logging/", "kabuguard/service/logging.py")),
+    ("HTTP: uvicorn, Starlette, FastAPI", ("uvicorn/", "starlette/", "fastapi/", "httptools", "h11/", "anyio/",
+                                          "pydantic")),
+    ("event loop", ("asyncio/", "uvloop")),
+)
+
+
+def _profile(pids: list[int], seconds: float, out: Path) -> list[subprocess.Popen[bytes]]:
+    """py-spy on every worker (raw collapsed stacks, one file each), or nothing without py-spy."""
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        return []
+    return [subprocess.Popen([str(spy), "record", "--nonblocking", "-r", "250", "-d", str(int(seconds)), "-f", "raw",
+                              "-o", f"{out}.{pid}", "--threads", "-p", str(pid)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
+
+
+def _where(out: Path) -> dict[str, float]:
+    """Share of CPU samples per part of the request path, from py-spy's collapsed stacks."""
+    total = 0
+    counts = dict.fromkeys([name for name, _ in _WHERE] + ["other"], 0)
+    lines = [line for raw in out.parent.glob(out.name + ".*") for line in raw.read_text().splitlines()]
+    for line in lines:
+        stack, _, n = line.rpartition(" ")
+        samples = int(n)
+        total += samples
+        for frame in reversed(stack.split(";")[1:]):
+            name = next((name for name, needles in _WHERE if any(x in frame for x in needles)), None)
+            if name is not None:
+                counts[name] += samples
+                break
+        else:
+            counts["other"] += samples
+    return {name: round(100 * c / max(total, 1), 1) for name, c in counts.items()}
+
+
+def _workers(service: Any) -> list[int]:
+    children = subprocess.run(["pgrep", "-P", str(service.proc.pid)], capture_output=True, text=True).stdout.split()
+    # uvicorn with several workers runs them as children (plus a resource tracker); with one, itself.
+    pids = [int(p) for p in children if "kabuguard" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")
+            or "multiprocessing" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")]
+    return [p for p in pids if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")] or [service.proc.pid]
 
 
 def run_setup(setup: str, args: argparse.Namespace, workdir: Path, streams: Any) -> list[dict[str, Any]]:
@@ -233,8 +307,13 @@ def run_setup(setup: str, args: argparse.Namespace, workdir: Path, streams: Any)
             events = _cycle(decidable[offset:] + decidable[:offset], n)
             offset = (offset + n) % len(decidable)
             bodies = _write_bodies(workdir / f"r{rate}.jsonl", events, f"{setup}{rate}")
+            spies = _profile(_workers(service), args.seconds - 1, workdir / "spy") if args.profile and rate == 1000 else []
             result = _load(service, key, bodies, rate, max(16, int(rate / 50)))
-            results.append({"setup": setup, "mode": f"{rate}/s", **result})
+            for spy in spies:
+                spy.wait(60)
+            if spies:
+                result["where_time_goes_pct"] = _where(workdir / "spy")
+            results.append({"setup": setup, "mode": f"{rate:g}/s", **result})
             print(json.dumps(results[-1]), flush=True)
         n = int(args.max_requests)
         bodies = _write_bodies(workdir / "max.jsonl", _cycle(decidable, n), f"{setup}max")
@@ -253,11 +332,12 @@ def run_setup(setup: str, args: argparse.Namespace, workdir: Path, streams: Any)
 
 
 def _table(results: list[dict[str, Any]]) -> str:
-    lines = ["| setup | load | requests | errors | achieved req/s | events/s | p50 ms | p99 ms | p99.9 ms |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| setup | load | requests | errors | achieved req/s | events/s | p50 ms | p99 ms | p99.9 ms | server CPU ms/request |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r['setup']} | {r['mode']} | {r['requests']} | {r['errors']} | {r['achieved_rps']} | "
-                     f"{r.get('events_per_s', r['achieved_rps'])} | {r['p50_ms']} | {r['p99_ms']} | {r['p999_ms']} |")
+                     f"{r.get('events_per_s', r['achieved_rps'])} | {r['p50_ms']} | {r['p99_ms']} | {r['p999_ms']} | "
+                     f"{r['server_cpu_ms_per_request']} |")
     return "\n".join(lines)
 
 
@@ -281,6 +361,7 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=15000)
     parser.add_argument("--workers", type=int, default=2, help="Workers of the Redis setup.")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--profile", action="store_true", help="py-spy on a worker during the 1000/s run.")
     args = parser.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -291,6 +372,12 @@ def main() -> None:
         for setup in (("embedded", "redis") if args.setup == "both" else (args.setup,)):
             results += run_setup(setup, args, workdir, streams)
     print(_table(results))
+    for r in results:
+        if "where_time_goes_pct" in r:
+            print(f"\nwhere a worker's CPU goes at 1000 req/s, {r['setup']} (py-spy, % of samples):")
+            for name, pct in r["where_time_goes_pct"].items():
+                print(f"  {pct:5.1f}  {name}")
+    print(f"\nload average during the run: {os.getloadavg()}")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
 
