@@ -151,7 +151,8 @@ class Pipeline:
         status = state.get("status")
         if status is None:
             status = state["status"] = AccountStatus()
-        if status.campaign_id:
+        # Membership follows the campaign's sessions, not the owner's own recognised ones.
+        if status.campaign_id and ev.session_llr > policy.own_session_llr:
             ev.findings.append(Finding("campaign_member", policy.campaign_member_weight))
         ev.llr = sum(f.weight for f in ev.findings)
         kind = event.kind
