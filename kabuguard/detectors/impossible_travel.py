@@ -30,6 +30,7 @@ class ImpossibleTravel:
         self.max_kmh = float(param(params, "max_kmh", self.name))
         self.min_km = float(param(params, "min_km", self.name))
         self.weight = float(param(params, "weight", self.name))
+        self.learn_max_llr = float(param(params, "learn_max_llr", self.name))
 
     def initial(self) -> TravelState:
         return TravelState()
@@ -46,6 +47,7 @@ class ImpossibleTravel:
             ev.findings.append(Finding(self.name, self.weight))
 
     def learn(self, event: Any, state: TravelState, ev: Evidence) -> None:
-        if event.success and ev.net.country:
+        # An attacker's login abroad must not make the owner's next login at home "impossible".
+        if event.success and ev.net.country and ev.session_llr <= self.learn_max_llr:
             state.last_ts_us = event.ts_us
             state.last_country = ev.net.country
