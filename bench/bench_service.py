@@ -249,7 +249,7 @@ _WHERE = (
     ("logging", ("logging/", "kabuguard/service/logging.py")),
     ("HTTP: uvicorn, Starlette, FastAPI", ("uvicorn/", "starlette/", "fastapi/", "httptools", "h11/", "anyio/",
                                           "pydantic")),
-    ("event loop", ("asyncio/", "uvloop")),
+    ("event loop, including waiting in it", ("asyncio/", "uvloop")),
 )
 
 
