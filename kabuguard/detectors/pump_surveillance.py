@@ -37,9 +37,9 @@ shortly before the onset score `dump_into_pump`.
     ...         "ts": f"2025-03-03T{hh:02d}:{mm:02d}:00.000+09:00", "open": close, "high": close,
     ...         "low": close, "close": close, "volume": volume})
     >>> for minute in range(1, 150):  # a quiet morning: 200 shares a minute, a tick either way
-    ...     ev = Evidence()
-    ...     detector.score(bar(minute, 500.0 + minute % 2, 200), state, ev)
-    ...     detector.learn(bar(minute, 500.0 + minute % 2, 200), state, ev)
+    ...     ev, event = Evidence(), bar(minute, 500.0 + minute % 2, 200)
+    ...     detector.score(event, state, ev)
+    ...     detector.learn(event, state, ev)
     ...     found += ev.alerts
     >>> ev = Evidence()
     >>> detector.score(bar(150, 540.0, 6000), state, ev)  # thirty times the pace, +8%
@@ -61,6 +61,7 @@ _MIN_US = 60_000_000
 _DAY_MIN = 1440
 _MAD_TO_SD = 1.2533  # mean absolute deviation -> standard deviation, for a normal law
 _WINSOR = 3.0  # baselines learn from values clipped to this many deviations
+_LIMIT = _WINSOR * _MAD_TO_SD
 
 
 class MarketTape(msgspec.Struct, gc=False):
@@ -113,20 +114,6 @@ class SymbolTape(msgspec.Struct, gc=False):
     buyers: dict[str, tuple[int, float]] = {}  # account -> (latest buy, its session risk)
 
 
-class _Bar(msgspec.Struct, gc=False):
-    """What scoring a bar computed, reused by learning the same bar."""
-
-    event_id: str
-    gap: float
-    pace: float
-    bucket: int
-    surprise: float  # log pace over the expected, less the market's volume surprise
-    excess: float
-    u: float
-    decay: float
-    market: float
-
-
 class PumpSurveillance:
     name: ClassVar[str] = "pump_surveillance"
     stage: ClassVar[str] = "symbol"
@@ -134,7 +121,7 @@ class PumpSurveillance:
 
     def __init__(self, params: dict[str, Any]) -> None:
         p = lambda key: float(param(params, key, self.name))  # noqa: E731
-        self.baseline_minutes = p("baseline_minutes")
+        self.inv_baseline = 1.0 / p("baseline_minutes")
         self.max_gap = p("max_gap_minutes")
         self.horizon = p("pace_horizon_minutes")
         self.bucket_minutes = int(p("bucket_minutes"))
@@ -147,6 +134,7 @@ class PumpSurveillance:
         self.prior_var = p("prior_sigma_per_minute") ** 2
         self.min_var = p("min_sigma_per_minute") ** 2
         self.window = p("price_window_minutes")
+        self.inv_window = 1.0 / self.window
         self.on_multiple = math.log(p("onset_volume_multiple"))
         self.on_volume_z = p("onset_volume_z")
         self.on_price_z = p("onset_price_z")
@@ -167,7 +155,8 @@ class PumpSurveillance:
         # Cross-symbol, read as of earlier minutes only; see MarketTape. The pipeline has no
         # market key yet, so the one tape lives with the detector (one per Pipeline).
         self.market = MarketTape()
-        self._bar: _Bar | None = None
+        # What scoring a bar computed, for learning the same bar right after (not state).
+        self._bar: tuple | None = None
 
     def initial(self) -> SymbolTape:
         return SymbolTape(dev=self.prior_dev, var=self.prior_var, profile=[0.0] * self.buckets)
@@ -175,7 +164,7 @@ class PumpSurveillance:
     # -- scoring ------------------------------------------------------------------------
 
     def score(self, event: Any, state: SymbolTape, ev: Evidence) -> None:
-        if event.kind == "order":
+        if event.kind != "market_bar":
             self._score_order(event, state, ev)
             return
         now = event.ts_us
@@ -183,31 +172,36 @@ class PumpSurveillance:
         if episode is not None and (now - episode.last_hot_us >= self.end_quiet_us
                                     or now - episode.onset_us >= self.max_episode_us):
             ev.alerts.append(self._ended(event, episode))
-        volume = event.volume
-        if volume <= 0 or event.close <= 0:
+            episode = None
+        volume, close = event.volume, event.close
+        if volume <= 0 or close <= 0:
             self._bar = None
             return
-        market = self._market_as_of(now)
-        if state.n:
+        tape = self.market
+        if (now - 1) // _MIN_US > tape.minute:
+            self._roll(tape, (now - 1) // _MIN_US)
+        index = tape.index
+        n = state.n
+        bucket = now // _MIN_US % _DAY_MIN // self.bucket_minutes
+        if n:
             gap = (now - state.last_us) / _MIN_US
-            gap = self.max_gap if gap > self.max_gap else (1.0 if gap < 1.0 else gap)
-        else:
-            gap = self.max_gap
-        bucket = (now // _MIN_US) % _DAY_MIN // self.bucket_minutes
-        pace = math.log(volume / (gap if gap < self.horizon else self.horizon))
-        if state.n:
-            excess = math.log(event.close / state.last_close) - self.beta * (market.index - state.market_ref)
+            if gap > self.max_gap:
+                gap = self.max_gap
+            elif gap < 1.0:
+                gap = 1.0
+            ret = math.log(close / state.last_close)
+            excess = ret - self.beta * (index - state.market_ref)
             var = state.var if state.var > self.min_var else self.min_var
             u = excess / math.sqrt(var * gap)
-            decay = math.exp(-gap / self.window)
+            decay = math.exp(-gap * self.inv_window)
         else:
-            excess = u = 0.0
-            decay = 0.0
+            gap, ret, excess, u, decay = self.max_gap, 0.0, 0.0, 0.0, 0.0
+        pace = math.log(volume / (gap if gap < self.horizon else self.horizon))
         surprise = pace - state.mu - state.profile[bucket]
-        if market.surprise > 0.0:
-            surprise -= market.surprise
-        self._bar = bar = _Bar(event.event_id, gap, pace, bucket, surprise, excess, u, decay, market.index)
-        if state.n < self.warmup or surprise < self.on_multiple or self._active(state, now) is not None:
+        if tape.surprise > 0.0:
+            surprise -= tape.surprise
+        self._bar = bar = (event, gap, pace, bucket, surprise, ret, excess, u, decay, index)
+        if n < self.warmup or surprise < self.on_multiple or episode is not None:
             return
         dev = state.dev if state.dev > self.min_dev else self.min_dev
         volume_z = surprise / (_MAD_TO_SD * dev)
@@ -222,13 +216,13 @@ class PumpSurveillance:
             return
         self._onset(event, state, ev, bar, surprise, volume_z, price_z)
 
-    def _onset(self, event: Any, state: SymbolTape, ev: Evidence, bar: _Bar,
+    def _onset(self, event: Any, state: SymbolTape, ev: Evidence, bar: tuple,
                surprise: float, volume_z: float, price_z: float) -> None:
         now = event.ts_us
         surging = state.surge_us != 0
         started = state.surge_us if surging else now - _MIN_US
         moved = event.close / (state.surge_close if surging else state.last_close) - 1.0
-        market_moved = bar.market - (state.surge_market if surging else state.market_ref)
+        market_moved = bar[-1] - (state.surge_market if surging else state.market_ref)
         assessment, risky, buyers = self._assess(state, now)
         strength = min(volume_z / self.on_volume_z, price_z / self.on_price_z)
         ev.alerts.append({
@@ -304,31 +298,90 @@ class PumpSurveillance:
             return  # the campaign detector already holds it
         ev.findings.append(Finding("dump_into_pump", self.dump_weight if pump else self.dump_weight_unassessed))
 
-    def _market_as_of(self, now: int) -> MarketTape:
-        """The tape with every minute before `now`'s finished: never the bar's own minute."""
-        tape = self.market
-        minute = (now - 1) // _MIN_US  # a bar ending at 09:31:00 belongs to the minute 09:30
-        if minute > tape.minute:
-            if tape.minute >= 0 and len(tape.returns) >= self.market_min:
-                tape.returns.sort()
-                tape.index += tape.returns[len(tape.returns) // 2]
-            if tape.minute >= 0 and len(tape.surprises) >= self.market_min:
-                tape.surprises.sort()
-                tape.surprise = tape.surprises[len(tape.surprises) // 2]
-            else:
-                tape.surprise = 0.0
-            tape.minute = minute
-            tape.returns = []
-            tape.surprises = []
-        return tape
+    def _roll(self, tape: MarketTape, minute: int) -> None:
+        """Close the tape's minute (its medians) and start collecting `minute`, the bar's own:
+        a bar reads the tape only for minutes before its own."""
+        if tape.minute >= 0 and len(tape.returns) >= self.market_min:
+            tape.returns.sort()
+            tape.index += tape.returns[len(tape.returns) // 2]
+        if tape.minute >= 0 and len(tape.surprises) >= self.market_min:
+            tape.surprises.sort()
+            tape.surprise = tape.surprises[len(tape.surprises) // 2]
+        else:
+            tape.surprise = 0.0
+        tape.minute = minute
+        tape.returns = []
+        tape.surprises = []
 
     # -- learning -----------------------------------------------------------------------
 
     def learn(self, event: Any, state: SymbolTape, ev: Evidence) -> None:
-        if event.kind == "order":
+        if event.kind != "market_bar":
             self._learn_order(event, state, ev)
             return
+        bar = self._bar
+        self._bar = None
+        if ev.alerts:
+            self._open_or_close(event, state, ev)
+        if bar is None or bar[0] is not event:
+            return
+        _, gap, pace, bucket, surprise, ret, excess, u, decay, index = bar
         now = event.ts_us
+        n = state.n
+        if n:
+            state.drift = state.drift * decay + u
+            state.drift_norm = state.drift_norm * decay * decay + 1.0
+            state.move = state.move * decay + excess
+            if gap <= 1.0:
+                self.market.returns.append(ret)
+        state.heat = heat = state.heat * decay + event.volume
+        warm = n >= self.warmup
+        if warm and surprise >= self.end_multiple:
+            if not state.surge_us:
+                state.surge_us, state.surge_close, state.surge_market = now - _MIN_US, state.last_close, state.market_ref
+        elif state.surge_us:
+            state.surge_us = 0
+        episode = state.episode
+        if episode is not None:
+            # Still hot while the volume of the last few minutes runs above the usual pace.
+            if math.log(heat * self.inv_window) + surprise - pace >= self.end_multiple:
+                episode.last_hot_us, episode.last_hot_ts = now, event.ts
+            if surprise > episode.peak_multiple:
+                episode.peak_multiple = surprise
+            moved = event.close / episode.ref_close - 1.0
+            if moved > episode.peak_move:
+                episode.peak_move = moved
+        elif n:
+            # Baselines learn only outside episodes, from winsorised values: a pump never
+            # becomes the symbol's habit, and a lasting change of pace is still followed.
+            mu, dev, profile = state.mu, state.dev, state.profile
+            offset = profile[bucket]
+            raw = pace - mu - offset
+            limit = (dev if dev > self.min_dev else self.min_dev) * _LIMIT
+            d = limit if raw > limit else (-limit if raw < -limit else raw)
+            if warm:
+                self.market.surprises.append(raw)
+                profile[bucket] = offset + self.profile_rate * d
+            rate = gap * self.inv_baseline  # 1 - exp(-gap / baseline), gap << baseline
+            fast = 1.0 / (n + 1.0)
+            state.mu = mu + (fast if fast > rate else rate) * d
+            slow = 1.0 / (n + self.prior_count)
+            if slow < rate:
+                slow = rate
+            state.dev = dev + slow * ((d if d > 0.0 else -d) - dev)
+            var = state.var
+            sq = excess * excess / gap
+            cap = _WINSOR * _WINSOR * (var if var > self.min_var else self.min_var)
+            state.var = var + slow * ((sq if sq < cap else cap) - var)
+        else:
+            state.mu = pace
+        state.n = n + 1
+        state.last_us = now
+        state.last_close = event.close
+        state.market_ref = index
+
+    def _open_or_close(self, event: Any, state: SymbolTape, ev: Evidence) -> None:
+        """Open the episode this bar's onset alert announced, or close the one it ended."""
         for alert in ev.alerts:
             if alert["type"] != "symbol_alert" or alert.get("symbol") != event.symbol:
                 continue
@@ -336,66 +389,11 @@ class PumpSurveillance:
             if evidence.get("ended"):
                 state.episode = None
             elif "volume_multiple" in evidence:
-                started = state.surge_us or now - _MIN_US
+                surging = state.surge_us != 0
                 state.episode = Episode(
-                    evidence["episode_id"], started, event.ts, now,
-                    state.surge_close if state.surge_us else state.last_close,
-                    evidence["assessment"], now, event.ts, 0.0, 0.0)
-        bar = self._bar
-        self._bar = None
-        if bar is None or bar.event_id != event.event_id:
-            return
-        episode = state.episode
-        n = state.n
-        surprise = bar.surprise
-        if n:
-            state.drift = state.drift * bar.decay + bar.u
-            state.drift_norm = state.drift_norm * bar.decay * bar.decay + 1.0
-            state.move = state.move * bar.decay + bar.excess
-            if bar.gap <= 1.0:
-                self.market.returns.append(math.log(event.close / state.last_close))
-        state.heat = state.heat * bar.decay + event.volume
-        elevated = n >= self.warmup and surprise >= self.end_multiple
-        if elevated:
-            if not state.surge_us:
-                state.surge_us, state.surge_close, state.surge_market = now - _MIN_US, state.last_close, state.market_ref
-        else:
-            state.surge_us = 0
-        if episode is not None:
-            # Still hot while the volume of the last few minutes runs above the usual pace.
-            if math.log(state.heat / self.window) + surprise - bar.pace >= self.end_multiple:
-                episode.last_hot_us, episode.last_hot_ts = now, event.ts
-            if surprise > episode.peak_multiple:
-                episode.peak_multiple = surprise
-            moved = event.close / episode.ref_close - 1.0
-            if moved > episode.peak_move:
-                episode.peak_move = moved
-        elif n == 0:
-            state.mu = bar.pace
-        else:
-            # Baselines learn only outside episodes, from winsorised values: a pump never
-            # becomes the symbol's habit, and a lasting change of pace is still followed.
-            rate = 1.0 - math.exp(-bar.gap / self.baseline_minutes)
-            d = bar.pace - state.mu - state.profile[bar.bucket]
-            dev = state.dev if state.dev > self.min_dev else self.min_dev
-            limit = _WINSOR * _MAD_TO_SD * dev
-            d = limit if d > limit else (-limit if d < -limit else d)
-            if n >= self.warmup:
-                self.market.surprises.append(bar.pace - state.mu - state.profile[bar.bucket])
-                state.profile[bar.bucket] += self.profile_rate * d
-            fast = 1.0 / (n + 1.0)
-            state.mu += (fast if fast > rate else rate) * d
-            slow = 1.0 / (n + self.prior_count)
-            slow = slow if slow > rate else rate
-            state.dev += slow * ((d if d > 0 else -d) - state.dev)
-            var = state.var if state.var > self.min_var else self.min_var
-            sq = bar.excess * bar.excess / bar.gap
-            cap = _WINSOR * _WINSOR * var
-            state.var += slow * ((sq if sq < cap else cap) - state.var)
-        state.n = n + 1
-        state.last_us = now
-        state.last_close = event.close
-        state.market_ref = bar.market
+                    evidence["episode_id"], state.surge_us if surging else event.ts_us - _MIN_US, event.ts,
+                    event.ts_us, state.surge_close if surging else state.last_close,
+                    evidence["assessment"], event.ts_us, event.ts, 0.0, 0.0)
 
     def _learn_order(self, event: Any, state: SymbolTape, ev: Evidence) -> None:
         for alert in ev.alerts:
