@@ -62,6 +62,7 @@ _DAY_MIN = 1440
 _MAD_TO_SD = 1.2533  # mean absolute deviation -> standard deviation, for a normal law
 _WINSOR = 3.0  # baselines learn from values clipped to this many deviations
 _LIMIT = _WINSOR * _MAD_TO_SD
+_log, _exp, _sqrt = math.log, math.exp, math.sqrt
 
 
 class MarketTape(msgspec.Struct, gc=False):
@@ -155,6 +156,10 @@ class PumpSurveillance:
         # Cross-symbol, read as of earlier minutes only; see MarketTape. The pipeline has no
         # market key yet, so the one tape lives with the detector (one per Pipeline).
         self.market = MarketTape()
+        # The bar path's constants, unpacked once per bar (cheaper than attribute lookups).
+        self._score_k = (self.max_gap, self.horizon, self.bucket_minutes, self.beta, self.min_var, self.inv_window)
+        self._learn_k = (self.warmup, self.end_multiple, self.min_dev, self.profile_rate, self.inv_baseline,
+                         self.prior_count, self.min_var)
         # What scoring a bar computed, for learning the same bar right after (not state).
         self._bar: tuple | None = None
 
@@ -181,22 +186,23 @@ class PumpSurveillance:
         if (now - 1) // _MIN_US > tape.minute:
             self._roll(tape, (now - 1) // _MIN_US)
         index = tape.index
+        max_gap, horizon, bucket_minutes, beta, min_var, inv_window = self._score_k
         n = state.n
-        bucket = now // _MIN_US % _DAY_MIN // self.bucket_minutes
+        bucket = now // _MIN_US % _DAY_MIN // bucket_minutes
         if n:
             gap = (now - state.last_us) / _MIN_US
-            if gap > self.max_gap:
-                gap = self.max_gap
+            if gap > max_gap:
+                gap = max_gap
             elif gap < 1.0:
                 gap = 1.0
-            ret = math.log(close / state.last_close)
-            excess = ret - self.beta * (index - state.market_ref)
-            var = state.var if state.var > self.min_var else self.min_var
-            u = excess / math.sqrt(var * gap)
-            decay = math.exp(-gap * self.inv_window)
+            ret = _log(close / state.last_close)
+            excess = ret - beta * (index - state.market_ref)
+            var = state.var
+            u = excess / _sqrt((var if var > min_var else min_var) * gap)
+            decay = _exp(-gap * inv_window)
         else:
-            gap, ret, excess, u, decay = self.max_gap, 0.0, 0.0, 0.0, 0.0
-        pace = math.log(volume / (gap if gap < self.horizon else self.horizon))
+            gap, ret, excess, u, decay = max_gap, 0.0, 0.0, 0.0, 0.0
+        pace = _log(volume / (gap if gap < horizon else horizon))
         surprise = pace - state.mu - state.profile[bucket]
         if tape.surprise > 0.0:
             surprise -= tape.surprise
@@ -334,9 +340,10 @@ class PumpSurveillance:
             state.move = state.move * decay + excess
             if gap <= 1.0:
                 self.market.returns.append(ret)
+        warmup, end_multiple, min_dev, profile_rate, inv_baseline, prior_count, min_var = self._learn_k
         state.heat = heat = state.heat * decay + event.volume
-        warm = n >= self.warmup
-        if warm and surprise >= self.end_multiple:
+        warm = n >= warmup
+        if warm and surprise >= end_multiple:
             if not state.surge_us:
                 state.surge_us, state.surge_close, state.surge_market = now - _MIN_US, state.last_close, state.market_ref
         elif state.surge_us:
@@ -344,7 +351,7 @@ class PumpSurveillance:
         episode = state.episode
         if episode is not None:
             # Still hot while the volume of the last few minutes runs above the usual pace.
-            if math.log(heat * self.inv_window) + surprise - pace >= self.end_multiple:
+            if _log(heat * self.inv_window) + surprise - pace >= end_multiple:
                 episode.last_hot_us, episode.last_hot_ts = now, event.ts
             if surprise > episode.peak_multiple:
                 episode.peak_multiple = surprise
@@ -357,21 +364,21 @@ class PumpSurveillance:
             mu, dev, profile = state.mu, state.dev, state.profile
             offset = profile[bucket]
             raw = pace - mu - offset
-            limit = (dev if dev > self.min_dev else self.min_dev) * _LIMIT
+            limit = (dev if dev > min_dev else min_dev) * _LIMIT
             d = limit if raw > limit else (-limit if raw < -limit else raw)
             if warm:
                 self.market.surprises.append(raw)
-                profile[bucket] = offset + self.profile_rate * d
-            rate = gap * self.inv_baseline  # 1 - exp(-gap / baseline), gap << baseline
+                profile[bucket] = offset + profile_rate * d
+            rate = gap * inv_baseline  # 1 - exp(-gap / baseline), gap << baseline
             fast = 1.0 / (n + 1.0)
             state.mu = mu + (fast if fast > rate else rate) * d
-            slow = 1.0 / (n + self.prior_count)
+            slow = 1.0 / (n + prior_count)
             if slow < rate:
                 slow = rate
             state.dev = dev + slow * ((d if d > 0.0 else -d) - dev)
             var = state.var
             sq = excess * excess / gap
-            cap = _WINSOR * _WINSOR * (var if var > self.min_var else self.min_var)
+            cap = _WINSOR * _WINSOR * (var if var > min_var else min_var)
             state.var = var + slow * ((sq if sq < cap else cap) - var)
         else:
             state.mu = pace
