@@ -148,6 +148,8 @@ class PumpSurveillance:
         self.risky_llr = p("risky_session_llr")
         self.assess_us = int(p("assess_window_minutes") * _MIN_US)
         self.min_risky = int(p("min_risky_buyers"))
+        self.min_risky_share = p("min_risky_share")
+        self.own_session_llr = float(p("own_session_llr"))
         self.under_pump_weight = p("under_pump_weight")
         self.under_surge_weight = p("under_surge_weight")
         self.dump_lookback_us = int(p("dump_lookback_days") * 1440 * _MIN_US)
@@ -268,7 +270,11 @@ class PumpSurveillance:
         cutoff = now - self.assess_us
         recent = [llr for ts, llr in state.buyers.values() if ts > cutoff]
         risky = sum(llr >= self.risky_llr for llr in recent)
-        return ("pump" if risky >= self.min_risky else "news_or_unknown"), risky, len(recent)
+        return ("pump" if self._pump(risky, len(recent)) else "news_or_unknown"), risky, len(recent)
+
+    def _pump(self, risky: int, buyers: int) -> bool:
+        """Enough of this firm's buyers in risky sessions: a news crowd has one odd login, a pump many."""
+        return risky >= self.min_risky and risky >= self.min_risky_share * buyers
 
     def _active(self, state: SymbolTape, now: int) -> Episode | None:
         episode = state.episode
@@ -282,10 +288,12 @@ class PumpSurveillance:
         if episode is None:
             return
         pump = episode.assessment == "pump"
+        # A customer on their own recognised device buying into a pump is its victim, not its author.
+        own = ev.session_llr <= self.own_session_llr
         if event.side == "buy":
             if not pump and ev.session_llr >= self.risky_llr:
                 _, risky, buyers = self._assess(state, event.ts_us)
-                if risky + 1 >= self.min_risky:
+                if self._pump(risky + 1, buyers + 1):
                     pump = True
                     ev.alerts.append({
                         "type": "symbol_alert", "symbol": event.symbol, "score": 1.0,
@@ -295,7 +303,7 @@ class PumpSurveillance:
                                      "buyers_here": buyers + 1, "risky_buyers_here": risky + 1},
                     })
             ev.findings.append(Finding("symbol_under_pump",
-                                       self.under_pump_weight if pump else self.under_surge_weight))
+                                       self.under_pump_weight if pump and not own else self.under_surge_weight))
             return
         bought = state.buyers.get(account_key(event))
         if bought is None or not (episode.started_us - self.dump_lookback_us <= bought[0] < episode.started_us):

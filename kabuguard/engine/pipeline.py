@@ -52,7 +52,9 @@ class Pipeline:
         self.policy = policy or load_policy()
         self.store = store if store is not None else MemoryStore()
         self.net = net or netintel()
-        detectors = [cls(self.policy.detectors.get(cls.name, {})) for cls in ALL]
+        # Policy-wide parameters reach every detector beside its own section.
+        shared = {"own_session_llr": self.policy.own_session_llr}
+        detectors = [cls({**shared, **self.policy.detectors.get(cls.name, {})}) for cls in ALL]
         self._session_ttl_us = next(d for d in detectors if d.name == "risky_session").ttl_us
 
         def of(stage: str) -> list[Any]:

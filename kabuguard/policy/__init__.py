@@ -98,7 +98,7 @@ def _parse(raw: Any, source: str) -> Policy:
         min_reason_weight=float(need(raw, "min_reason_weight", "")),
         alert_cooldown_us=int(float(need(raw, "account_alert_cooldown_hours", "")) * 3_600_000_000),
         campaign_member_weight=float(need(need(raw, "containment", ""), "campaign_member_weight", "containment.")),
-        own_session_llr=float(need(raw["containment"], "own_session_llr", "containment.")),
+        own_session_llr=float(need(raw, "own_session_llr", "")),
         detectors=dict(need(raw, "detectors", "")),
         source=source,
         fail_mode=_fail_mode(raw.get("fail_mode", "fail_open"), source),
