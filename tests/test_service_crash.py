@@ -82,14 +82,15 @@ def _recorded(url: str) -> tuple[list[bytes], list[bytes]]:
     return decisions, alerts
 
 
+@pytest.mark.parametrize("wait_for_database", ["0", "1"], ids=["answer-after-redis", "answer-after-postgres"])
 def test_sigkill_with_redis_and_postgres_loses_and_doubles_nothing(
-        tmp_path: Path, redis_url: str, redis_prefix: str, pg_url: str) -> None:
+        tmp_path: Path, redis_url: str, redis_prefix: str, pg_url: str, wait_for_database: str) -> None:
     src = brokerage().write(tmp_path / "e.jsonl")
     want_decisions, want_alerts = replay_reference([src], tmp_path / "replay")
     stream = ordered_stream([src])
     chunks = list(batches(stream, 20))
     service = ServiceProcess(tmp_path, redis_url, pg_url, workers=2, KABUGUARD_REDIS_PREFIX=redis_prefix,
-                             KABUGUARD_OUTBOX_AFTER_S="0.5")
+                             KABUGUARD_OUTBOX_AFTER_S="0.5", KABUGUARD_WAIT_FOR_DATABASE=wait_for_database)
     key = create_key(pg_url)
     service.start()
     try:

@@ -119,7 +119,8 @@ class Service:
         else:
             state = MemoryState()
         pipeline = Pipeline(load_policy(settings.policy or None))
-        self.decider = Decider(pipeline, state, self.db, deadline_s=settings.deadline_ms / 1000)
+        self.decider = Decider(pipeline, state, self.db, deadline_s=settings.deadline_ms / 1000,
+                               wait_for_database=bool(settings.wait_for_database))
         self.keys = KeyCache(self.db)
         self.buckets = TokenBuckets()
         self._tasks: list[asyncio.Task[None]] = []

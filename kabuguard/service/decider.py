@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,7 +73,7 @@ def keys_of(event: Any) -> list[StageKey]:
 
 class Decider:
     def __init__(self, pipeline: Pipeline, state: MemoryState | RedisState, db: Database,
-                 deadline_s: float = 0.25, max_attempts: int = 64) -> None:
+                 deadline_s: float = 0.25, max_attempts: int = 64, wait_for_database: bool = False) -> None:
         self.pipeline = pipeline
         self.codec = StateCodec(pipeline)
         self.state = state
@@ -80,7 +81,10 @@ class Decider:
         self.deadline_s = deadline_s
         self.max_attempts = max_attempts
         self.embedded = isinstance(state, MemoryState)
-        self._done: list[str] = []
+        self._done: deque[str] = deque()
+        # Production: answer after the Redis commit (whose outbox holds the records) or only
+        # once PostgreSQL has them too.
+        self.wait_for_database = wait_for_database
         self._n = 0
         self.fail_decision = "allow" if pipeline.policy.fail_mode == "fail_open" else "challenge"
 
@@ -102,6 +106,11 @@ class Decider:
                 return self._degraded(firm, events, exc)
             raise
         if records is not None:
+            if not self.wait_for_database:
+                # The records are durable in the Redis outbox already (same atomic commit as the
+                # state): the database write follows, off the answer's path.
+                self.db.submit(records, lambda error: self._written(field, error))
+                return outcome
             remaining = max(0.001, self.deadline_s - (time.monotonic() - started))
             try:
                 async with asyncio.timeout(remaining):
@@ -111,6 +120,13 @@ class Decider:
                 # The records wait in the Redis outbox; the flusher writes them when it can.
                 log.warning("database write deferred to the outbox", extra={"error": type(exc).__name__})
         return outcome
+
+    def _written(self, field: str, error: BaseException | None) -> None:
+        """Writer thread: the outbox record can go (or waits for the flusher after an error)."""
+        if error is None:
+            self._done.append(field)  # deque.append: safe from another thread
+        else:
+            log.warning("database write deferred to the outbox", extra={"error": type(error).__name__})
 
     def _embedded(self, firm: str, events: Sequence[Event]) -> Outcome:
         """The embedded path, synchronous from load to apply: no other request interleaves.
@@ -227,7 +243,7 @@ class Decider:
             ticks += 1
             try:
                 if self._done:
-                    done, self._done = self._done, []
+                    done = [self._done.popleft() for _ in range(len(self._done))]
                     await state.done(done)
                 if ticks % max(1, int(outbox_after_s / every_s / 2)) == 0:
                     await self.flush_outbox(outbox_after_s)

@@ -43,6 +43,9 @@ class Settings:
     # Outbox records (decisions and alerts committed to Redis whose database write did not
     # finish: a crash, a database outage) older than this are written by a background task.
     outbox_after_s: float = 5.0
+    # With Redis: answer once the database has the records too (1), or as soon as Redis has
+    # committed state and the outbox (0, the default): both survive a crash of the service.
+    wait_for_database: int = 0
     log_level: str = "info"
 
     def redis(self) -> bool:

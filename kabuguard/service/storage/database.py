@@ -14,6 +14,7 @@ import queue
 import threading
 from dataclasses import dataclass, field
 from importlib import resources
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import create_engine, event, select
@@ -128,8 +129,12 @@ class Database:
         """Return once `records` are committed; raises what the database raised."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.put((records, future, loop))
+        self._queue.put((records, lambda error: loop.call_soon_threadsafe(_settle, future, error)))
         await future
+
+    def submit(self, records: Records, done: Callable[[BaseException | None], None]) -> None:
+        """Queue `records` for the next group commit; `done(error)` runs in the writer thread."""
+        self._queue.put((records, done))
 
     def write_now(self, records: Records) -> None:
         """Insert `records` in one transaction, on a DB-API connection kept open for writing
@@ -172,15 +177,18 @@ class Database:
                     break
                 waiting.append(nxt)
             merged = Records()
-            for records, _, _ in waiting:
+            for records, _ in waiting:
                 merged.extend(records)
             error: BaseException | None = None
             try:
                 self.write_now(merged)
             except Exception as exc:  # the database's own errors vary by driver
                 error = exc
-            for _, future, loop in waiting:
-                loop.call_soon_threadsafe(_settle, future, error)
+            for _, done in waiting:
+                try:
+                    done(error)
+                except Exception:  # a callback's failure must not stop the writer
+                    pass
 
     # -- reading ----------------------------------------------------------------------------
 
