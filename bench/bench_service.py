@@ -187,7 +187,8 @@ def _serve(setup: str, workdir: Path, workers: int) -> tuple[Any, str, str]:
             conn.execute(f'CREATE DATABASE "{name}"')
         db = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
         service = ServiceProcess(workdir, REDIS_URL, db, workers=workers, KABUGUARD_DEADLINE_MS="1000",
-                                 KABUGUARD_REDIS_PREFIX=f"kgbench:{name}:")
+                                 KABUGUARD_REDIS_PREFIX=f"kgbench:{name}:",
+                                 KABUGUARD_WAIT_FOR_DATABASE=os.environ.get("KABUGUARD_WAIT_FOR_DATABASE", "0"))
     key = create_key(db)
     service.start()
     return service, key, db
