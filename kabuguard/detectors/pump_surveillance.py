@@ -149,7 +149,6 @@ class PumpSurveillance:
         self.assess_us = int(p("assess_window_minutes") * _MIN_US)
         self.min_risky = int(p("min_risky_buyers"))
         self.min_risky_share = p("min_risky_share")
-        self.own_session_llr = float(p("own_session_llr"))
         self.under_pump_weight = p("under_pump_weight")
         self.under_surge_weight = p("under_surge_weight")
         self.dump_lookback_us = int(p("dump_lookback_days") * 1440 * _MIN_US)
@@ -288,8 +287,8 @@ class PumpSurveillance:
         if episode is None:
             return
         pump = episode.assessment == "pump"
-        # A customer on their own recognised device buying into a pump is its victim, not its author.
-        own = ev.session_llr <= self.own_session_llr
+        # Only a risky session buying into a pump looks like its author; the others are its audience.
+        risky_buyer = ev.session_llr >= self.risky_llr
         if event.side == "buy":
             if not pump and ev.session_llr >= self.risky_llr:
                 _, risky, buyers = self._assess(state, event.ts_us)
@@ -303,7 +302,7 @@ class PumpSurveillance:
                                      "buyers_here": buyers + 1, "risky_buyers_here": risky + 1},
                     })
             ev.findings.append(Finding("symbol_under_pump",
-                                       self.under_pump_weight if pump and not own else self.under_surge_weight))
+                                       self.under_pump_weight if pump and risky_buyer else self.under_surge_weight))
             return
         bought = state.buyers.get(account_key(event))
         if bought is None or not (episode.started_us - self.dump_lookback_us <= bought[0] < episode.started_us):
