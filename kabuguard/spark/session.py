@@ -75,6 +75,9 @@ def spark_session(master: str | None = None, partitions: int | None = None) -> A
     )
     if master:
         builder = builder.master(master)
+    if (not master or master.startswith("local")) and "spark.driver.memory" not in os.environ.get("PYSPARK_SUBMIT_ARGS", ""):
+        # In local mode the driver JVM is the executor; Spark's 1 GB default runs out near 4M events.
+        builder = builder.config("spark.driver.memory", os.environ.get("KABUGUARD_SPARK_MEMORY", "4g"))
     if partitions:
         builder = builder.config("spark.sql.shuffle.partitions", str(partitions))
     spark = builder.getOrCreate()
