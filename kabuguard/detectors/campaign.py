@@ -47,6 +47,7 @@ class Campaign:
         self.window_us = int(float(param(params, "window_minutes", self.name)) * 60_000_000)
         self.lookback_us = int(float(param(params, "lookback_days", self.name)) * 86_400_000_000)
         self.min_accounts = int(param(params, "min_accounts", self.name))
+        self.min_share = float(param(params, "min_share", self.name))
         self.risky_llr = float(param(params, "risky_session_llr", self.name))
         self.buy_weight = float(param(params, "buy_weight", self.name))
         self.dump_weight = float(param(params, "dump_weight", self.name))
@@ -80,12 +81,14 @@ class Campaign:
                 ev.findings.append(Finding("sell_into_pump", self.sell_weight))
             return
         me = Buyer(now, ev.session_llr >= self.risky_llr, event.ip or "", event.device_id or "")
-        cluster = self._cluster(state, account_key(event), me, now - self.window_us)
+        cluster, buyers = self._cluster(state, account_key(event), me, now - self.window_us)
         if account_key(event) not in cluster:
             return
-        if len(cluster) >= self.min_accounts or self._active(state, now):
+        # A news crowd has a few odd sessions among many ordinary buyers; a campaign is mostly odd.
+        formed = len(cluster) >= self.min_accounts and len(cluster) >= self.min_share * buyers
+        if formed or self._active(state, now):
             ev.findings.append(Finding("campaign_buy", self.buy_weight))
-        if len(cluster) >= self.min_accounts:
+        if formed:
             new = not self._active(state, now)
             campaign_id = f"cmp-{event.symbol}-{event.event_id}" if new else state.campaign_id
             members = sorted(cluster if new else set(cluster) | set(state.members))
@@ -130,11 +133,12 @@ class Campaign:
         buyers[account] = me
         return buyers
 
-    def _cluster(self, state: CampaignState, account: str, me: Buyer, cutoff: int) -> list[str]:
-        """Risky buyers in the window, plus buyers sharing an IP or device with one of them."""
+    def _cluster(self, state: CampaignState, account: str, me: Buyer, cutoff: int) -> tuple[list[str], int]:
+        """Risky buyers in the window, plus buyers sharing an IP or device with one of them; and
+        how many accounts bought in the window."""
         buyers = {a: b for a, b in self._with(state, account, me).items() if b.ts_us > cutoff}
         risky = {a for a, b in buyers.items() if b.risky}
         ips = {buyers[a].ip for a in risky if buyers[a].ip}
         devices = {buyers[a].device for a in risky if buyers[a].device}
         linked = {a for a, b in buyers.items() if (b.ip and b.ip in ips) or (b.device and b.device in devices)}
-        return sorted(risky | linked)
+        return sorted(risky | linked), len(buyers)
