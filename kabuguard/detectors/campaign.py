@@ -80,19 +80,21 @@ class Campaign:
             else:  # a position held from before the replay: who sells into the pump profits from it
                 ev.findings.append(Finding("sell_into_pump", self.sell_weight))
             return
-        me = Buyer(now, ev.session_llr >= self.risky_llr, event.ip or "", event.device_id or "")
-        cluster, buyers = self._cluster(state, account_key(event), me, now - self.window_us)
-        if account_key(event) not in cluster:
+        key = account_key(event)
+        window = {**{a: b for a, b in state.buyers.items() if b.ts_us > now - self.window_us}, key: self._buyer(event, ev)}
+        cluster = self._cluster(window)
+        if key not in cluster:
             return
         # A news crowd has a few odd sessions among many ordinary buyers; a campaign is mostly odd.
-        formed = len(cluster) >= self.min_accounts and len(cluster) >= self.min_share * buyers
+        formed = len(cluster) >= self.min_accounts and len(cluster) >= self.min_share * len(window)
         if formed or self._active(state, now):
             ev.findings.append(Finding("campaign_buy", self.buy_weight))
         if formed:
             new = not self._active(state, now)
             campaign_id = f"cmp-{event.symbol}-{event.event_id}" if new else state.campaign_id
             members = sorted(cluster if new else set(cluster) | set(state.members))
-            ips = sorted({b.ip for a, b in self._with(state, account_key(event), me).items() if a in members and b.ip})
+            known = {**state.buyers, key: window[key]}  # members may reach back past the window
+            ips = sorted({b.ip for a, b in known.items() if a in members and b.ip})
             ev.alerts.append({
                 "type": "campaign_alert", "campaign_id": campaign_id, "accounts": members,
                 "symbols": [event.symbol], "ips": ips,
@@ -114,7 +116,7 @@ class Campaign:
             if buyers[oldest].ts_us > cutoff:
                 break
             del buyers[oldest]
-        buyers[key] = Buyer(now, ev.session_llr >= self.risky_llr, event.ip or "", event.device_id or "")
+        buyers[key] = self._buyer(event, ev)
         if len(state.earlier) > 4 * len(state.buyers) + 64:
             horizon = now - self.lookback_us
             state.earlier = {a: t for a, t in state.earlier.items() if t > horizon}
@@ -125,20 +127,17 @@ class Campaign:
                 state.members = alert["accounts"]
         if any(f.reason == "campaign_buy" for f in ev.findings):
             state.last_us = now
-        elif account_key(event) not in state.members:
-            state.earlier[account_key(event)] = now
+        elif key not in state.members:
+            state.earlier[key] = now
 
-    def _with(self, state: CampaignState, account: str, me: Buyer) -> dict[str, Buyer]:
-        buyers = dict(state.buyers)
-        buyers[account] = me
-        return buyers
+    def _buyer(self, event: Any, ev: Evidence) -> Buyer:
+        return Buyer(event.ts_us, ev.session_llr >= self.risky_llr, event.ip or "", event.device_id or "")
 
-    def _cluster(self, state: CampaignState, account: str, me: Buyer, cutoff: int) -> tuple[list[str], int]:
-        """Risky buyers in the window, plus buyers sharing an IP or device with one of them; and
-        how many accounts bought in the window."""
-        buyers = {a: b for a, b in self._with(state, account, me).items() if b.ts_us > cutoff}
-        risky = {a for a, b in buyers.items() if b.risky}
-        ips = {buyers[a].ip for a in risky if buyers[a].ip}
-        devices = {buyers[a].device for a in risky if buyers[a].device}
-        linked = {a for a, b in buyers.items() if (b.ip and b.ip in ips) or (b.device and b.device in devices)}
-        return sorted(risky | linked), len(buyers)
+    @staticmethod
+    def _cluster(window: dict[str, Buyer]) -> list[str]:
+        """The window's risky buyers, plus buyers sharing an IP or device with one of them."""
+        risky = {a for a, b in window.items() if b.risky}
+        ips = {window[a].ip for a in risky if window[a].ip}
+        devices = {window[a].device for a in risky if window[a].device}
+        linked = {a for a, b in window.items() if (b.ip and b.ip in ips) or (b.device and b.device in devices)}
+        return sorted(risky | linked)

@@ -16,7 +16,7 @@ from kabuguard.detectors.base import Evidence, Finding
 from kabuguard.detectors.session_risk import SessionMemory
 from kabuguard.engine.stages import KeyedStage
 from kabuguard.engine.store import MemoryStore, Store
-from kabuguard.events.model import Event, account_key
+from kabuguard.events.model import Event, account_key, firm_account_key
 from kabuguard.netintel import UNKNOWN, NetIntel, netintel
 from kabuguard.policy import Policy, at_least, load_policy
 
@@ -112,8 +112,7 @@ class Pipeline:
     def apply_note(self, key: str, note: str, payload: Any) -> None:
         """Deliver a note to one final-stage key; its later events see it."""
         if note == "campaign_member":
-            state = self.store.get("final", key) or {}
-            status = state.setdefault("status", AccountStatus())
+            state, status = self._status(key)
             status.campaign_id = payload[0]
             self.store.put("final", key, state)
 
@@ -129,11 +128,15 @@ class Pipeline:
 
     def contain(self, firm: str | None, account_id: str) -> None:
         """Containment: every later event of the account is blocked with reason `contained`."""
-        key = f"{firm}:{account_id}" if firm else account_id
-        state = self.store.get("final", key) or {}
-        status = state.setdefault("status", AccountStatus())
+        key = firm_account_key(firm, account_id)
+        state, status = self._status(key)
         status.contained = True
         self.store.put("final", key, state)
+
+    def _status(self, key: str) -> tuple[dict[str, Any], AccountStatus]:
+        """An account's final-stage state and its status, created when first needed."""
+        state = self.store.get("final", key) or {}
+        return state, state.setdefault("status", AccountStatus())
 
     # -- stage hooks --------------------------------------------------------------------
 

@@ -125,4 +125,8 @@ KNOWN_FIELDS: dict[str, frozenset[str]] = {
 
 def account_key(event: Login | AccountChange | Order | Execution | Account) -> str:
     """An account's identity across firms: `firm:account_id` in multi-firm feeds."""
-    return f"{event.firm}:{event.account_id}" if event.firm else event.account_id
+    return firm_account_key(event.firm, event.account_id)
+
+
+def firm_account_key(firm: str | None, account_id: str) -> str:
+    return f"{firm}:{account_id}" if firm else account_id
