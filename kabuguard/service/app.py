@@ -22,6 +22,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.concurrency import run_in_threadpool
 
 from kabuguard import __version__
+from kabuguard.console.containment import Containment
+from kabuguard.console.webhooks import Deliverer
 from kabuguard.engine.pipeline import Pipeline
 from kabuguard.engine.redis_store import RedisState
 from kabuguard.events.model import Event
@@ -123,6 +125,10 @@ class Service:
                                wait_for_database=bool(settings.wait_for_database))
         self.keys = KeyCache(self.db)
         self.buckets = TokenBuckets()
+        self.deliverer = Deliverer(self.db.engine, settings.webhook_secret, settings.webhook_backoff_s,
+                                   settings.webhook_max_backoff_s)
+        self.containment = Containment(self.db.engine, self.decider, settings.receivers(), self.deliverer,
+                                       pipeline.policy.playbooks)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -138,6 +144,7 @@ class Service:
             await self._warm_up()
             self._tasks.append(asyncio.create_task(
                 self.decider.housekeeping(outbox_after_s=self.settings.outbox_after_s)))
+        self._tasks.append(asyncio.create_task(self.deliverer.run()))
 
     async def authenticate(self, authorization: str | None, api_key: str | None) -> Principal:
         """The key's principal, after its rate limit; raises Refusal (401, 429, 503)."""
@@ -195,6 +202,11 @@ class Service:
             if event.firm is not None and event.firm != who.firm:
                 return _refused(403, f"events[{n}].firm: this API key belongs to another firm")
         outcome = await self.decider.decide(who.firm, events)
+        if outcome.alerts and self.containment.playbooks:
+            try:
+                await self.containment.run_playbooks(who.firm, outcome.alerts)
+            except Exception as exc:  # the decisions stand; the playbook's failure is logged
+                log.error("playbook failed", extra={"error": type(exc).__name__})
         return 200, outcome.body, [("X-Kabuguard-Degraded", "true")] if outcome.degraded else []
 
     async def _warm_up(self) -> None:
