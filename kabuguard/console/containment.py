@@ -71,10 +71,22 @@ class Containment:
             for playbook in self.playbooks:
                 if not playbook.matches(alert):
                     continue
-                await self.contain(f"playbook:{playbook.name}", firm, alert_accounts(firm, alert),
+                # A growing campaign raises an alert per new member: contain each account once.
+                accounts = await run_in_threadpool(self._not_yet, firm, alert_accounts(firm, alert), playbook.dry_run)
+                if not accounts:
+                    continue
+                await self.contain(f"playbook:{playbook.name}", firm, accounts,
                                    f"{alert['type']} score {alert.get('score')} >= {playbook.min_score}",
                                    measures=playbook.measures, source=f"playbook:{playbook.name}",
                                    alert_id=alert["alert_id"], dry_run=playbook.dry_run)
+
+    def _not_yet(self, firm: str, accounts: list[str], dry_run: bool) -> list[str]:
+        """`accounts` without a containment action (of the same dry-run kind) yet."""
+        with self.engine.connect() as conn:
+            done = set(conn.execute(select(containment_actions.c.account_id).where(
+                containment_actions.c.firm == firm, containment_actions.c.account_id.in_(accounts),
+                containment_actions.c.dry_run == int(dry_run))).scalars())
+        return [a for a in accounts if a not in done]
 
     def _record(self, actor: str, firm: str, accounts: list[str], reason: str, measures: list[str], source: str,
                 alert_id: str | None, dry_run: bool) -> list[str]:
