@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from kabuguard import __version__
 from kabuguard.console.containment import Containment
+from kabuguard.console.web import mount_console
 from kabuguard.console.webhooks import Deliverer
 from kabuguard.engine.pipeline import Pipeline
 from kabuguard.engine.redis_store import RedisState
@@ -364,6 +365,7 @@ def create_app(settings: Settings | None = None, migrate_db: bool = True) -> Fas
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    mount_console(app, service)
     app.add_middleware(EventsFastPath, service=service)
     app.add_middleware(AccessLog)
     return app
