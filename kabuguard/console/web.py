@@ -21,7 +21,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from kabuguard.console import audit, cases, queries
-from kabuguard.console.containment import actions
+from kabuguard.console.cases import CaseError
+from kabuguard.console.containment import ContainmentError, actions
 from kabuguard.console.models import DISPOSITIONS
 from kabuguard.console.sessions import COOKIE, Session, close_session, find_session, open_session
 from kabuguard.console.users import authenticate
@@ -244,11 +245,12 @@ def mount_console(app: FastAPI, service: Any) -> None:
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
         return page(request, "error.html", exc.status_code, message=exc.detail)
 
-    @app.exception_handler(ValueError)  # CaseError, bad containment input: the form's mistake
-    async def bad_input(request: Request, exc: ValueError) -> Response:
-        if not request.url.path.startswith(PREFIX):
-            raise exc
+    async def bad_input(request: Request, exc: Exception) -> Response:
+        """The form's mistake (a closed case, no reason given): say so on a page."""
         return await run_in_threadpool(page, request, "error.html", 400, message=str(exc))
+
+    for error in (CaseError, ContainmentError):
+        app.add_exception_handler(error, bad_input)
 
 
 def _cookie(response: Response, name: str, value: str, settings: Any, max_age: int) -> None:
