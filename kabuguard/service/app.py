@@ -22,6 +22,9 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.concurrency import run_in_threadpool
 
 from kabuguard import __version__
+from kabuguard.console.containment import Containment
+from kabuguard.console.web import mount_console
+from kabuguard.console.webhooks import Deliverer
 from kabuguard.engine.pipeline import Pipeline
 from kabuguard.engine.redis_store import RedisState
 from kabuguard.events.model import Event
@@ -125,6 +128,10 @@ class Service:
         self.decider = Decider(pipeline, state, self.db, deadline_s=settings.deadline_ms / 1000,
                                wait_for_database=bool(settings.wait_for_database))
         self.keys = KeyCache(self.db)
+        self.deliverer = Deliverer(self.db.engine, settings.webhook_secret, settings.webhook_backoff_s,
+                                   settings.webhook_max_backoff_s)
+        self.containment = Containment(self.db.engine, self.decider, settings.receivers(), self.deliverer,
+                                       pipeline.policy.playbooks)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -140,6 +147,7 @@ class Service:
             await self._warm_up()
             self._tasks.append(asyncio.create_task(
                 self.decider.housekeeping(outbox_after_s=self.settings.outbox_after_s)))
+        self._tasks.append(asyncio.create_task(self.deliverer.run()))
 
     async def authenticate(self, authorization: str | None, api_key: str | None) -> Principal:
         """The key's principal, after its rate limit; raises Refusal (401, 429, 503)."""
@@ -197,6 +205,11 @@ class Service:
             if event.firm is not None and event.firm != who.firm:
                 return _refused(403, f"events[{n}].firm: this API key belongs to another firm")
         outcome = await self.decider.decide(who.firm, events)
+        if outcome.alerts and self.containment.playbooks:
+            try:
+                await self.containment.run_playbooks(who.firm, outcome.alerts)
+            except Exception as exc:  # the decisions stand; the playbook's failure is logged
+                log.error("playbook failed", extra={"error": type(exc).__name__})
         return 200, outcome.body, [("X-Kabuguard-Degraded", "true")] if outcome.degraded else []
 
     async def _warm_up(self) -> None:
@@ -354,6 +367,7 @@ def create_app(settings: Settings | None = None, migrate_db: bool = True) -> Fas
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    mount_console(app, service)
     app.add_middleware(EventsFastPath, service=service)
     app.add_middleware(AccessLog)
     return app
