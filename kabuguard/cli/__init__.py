@@ -21,6 +21,7 @@ _COMMANDS: dict[str, str] = {
     "phish": "phish:phish",
     "serve": "serve:serve",
     "keys": "keys:keys",
+    "intel": "intel:intel",
 }
 
 
