@@ -15,6 +15,7 @@ from kabuguard.detectors.sensitive_change import SensitiveChange
 from kabuguard.detectors.session_risk import SessionRisk
 from kabuguard.detectors.shared_device import SharedDevice
 from kabuguard.detectors.shared_ip import SharedIp
+from kabuguard.detectors.suspect_flow import SuspectFlow
 from kabuguard.detectors.thin_stock_buy import ThinStockBuy
 from kabuguard.detectors.unusual_trading import UnusualTrading
 
@@ -23,6 +24,6 @@ ALL = (
     LoginProfile, HostingNetwork, ImpossibleTravel, FailedLoginBurst, DormantReactivation,
     HoldingsLiquidation, UnusualTrading,
     SharedIp, SharedDevice, CredentialStuffing, IpReputation, DeviceReputation,
-    ThinStockBuy, Campaign, PumpSurveillance,
+    ThinStockBuy, Campaign, PumpSurveillance, SuspectFlow,
     SessionRisk, SensitiveChange,
 )
