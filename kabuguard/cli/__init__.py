@@ -23,6 +23,7 @@ _COMMANDS: dict[str, str] = {
     "keys": "keys:keys",
     "users": "users:users",
     "cases": "cases:cases",
+    "intel": "intel:intel",
 }
 
 

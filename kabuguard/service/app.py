@@ -33,7 +33,7 @@ from kabuguard.policy import load_policy
 from kabuguard.service import logging as service_logging
 from kabuguard.service.auth import AuthError, KeyCache, Principal
 from kabuguard.service.decider import Decider
-from kabuguard.service.ratelimit import TokenBuckets
+from kabuguard.service.ratelimit import RateLimiter, RedisBuckets, TokenBuckets
 from kabuguard.service.schemas import AccountAnswer, AlertsPage, EventsAnswer, Problem, event_schemas
 from kabuguard.service.settings import Settings, load_settings
 from kabuguard.service.state import MemoryState
@@ -119,13 +119,15 @@ class Service:
             client = aioredis.from_url(settings.state, socket_timeout=timeout, socket_connect_timeout=timeout,
                                        max_connections=256, health_check_interval=0)
             state: Any = RedisState(client, settings.redis_prefix, settings.idempotency_ttl_s)
+            # A tenth of the deadline at most: the decision needs the rest of it.
+            self.buckets: RateLimiter = RedisBuckets(client, settings.redis_prefix, timeout_s=max(0.005, timeout / 10))
         else:
             state = MemoryState()
+            self.buckets = TokenBuckets()
         pipeline = Pipeline(load_policy(settings.policy or None))
         self.decider = Decider(pipeline, state, self.db, deadline_s=settings.deadline_ms / 1000,
                                wait_for_database=bool(settings.wait_for_database))
         self.keys = KeyCache(self.db)
-        self.buckets = TokenBuckets()
         self.deliverer = Deliverer(self.db.engine, settings.webhook_secret, settings.webhook_backoff_s,
                                    settings.webhook_max_backoff_s)
         self.containment = Containment(self.db.engine, self.decider, settings.receivers(), self.deliverer,
@@ -170,7 +172,7 @@ class Service:
                 if who is None:
                     raise Refusal(503, "cannot verify the API key now: the database is unreachable; "
                                        "retry shortly") from None
-        wait = self.buckets.take(who.key_id, who.rate_limit or self.settings.rate_limit)
+        wait = await self.buckets.take(who.key_id, who.rate_limit or self.settings.rate_limit)
         if wait:
             raise Refusal(429, f"rate limit of this key exceeded; retry in {wait:.3f} s",
                           {"Retry-After": str(max(1, round(wait)))})

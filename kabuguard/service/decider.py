@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from kabuguard.detectors.shared_indicator import INTEL_KEY, intel_key
 from kabuguard.engine.pipeline import Pipeline
 from kabuguard.engine.redis_store import Missing, RedisState, Snapshot, StageKey, StateCodec, WorkingSet
 from kabuguard.events.model import DECIDABLE, Event, account_key
@@ -60,11 +61,13 @@ def keys_of(event: Any) -> list[StageKey]:
         keys.append(("account", account))
         if kind in DECIDABLE:
             keys.append(("final", account))
-    if kind in _ACTIVITY:
+    if kind in _ACTIVITY or kind == "indicator":
         if event.ip:
             keys.append(("ip", event.ip))
         if event.device_id:
             keys.append(("device", event.device_id))
+        if intel_key(event):
+            keys.append(("intel", INTEL_KEY))
     if kind in _WITH_SYMBOL:
         keys.append(("symbol", event.symbol))
     if kind in ("order", "execution", "instrument"):

@@ -38,7 +38,7 @@ class Settings:
     deadline_ms: int = 250
     max_body_bytes: int = 4 * 1024 * 1024
     max_batch: int = 10_000
-    # Requests per second per API key (a token bucket per worker), unless the key sets its own.
+    # Requests per second per API key (shared by the workers through Redis), unless the key sets its own.
     rate_limit: float = 1000.0
     # Outbox records (decisions and alerts committed to Redis whose database write did not
     # finish: a crash, a database outage) older than this are written by a background task.
