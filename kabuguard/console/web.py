@@ -30,6 +30,10 @@ from kabuguard.console.webhooks import deliveries
 from kabuguard.policy.playbooks import MEASURES
 
 PREFIX = "/console"
+# Password guessing: after this many failed logins for one user name in this many minutes, its
+# logins are refused until the window has passed (each failure is in the audit log).
+MAX_FAILED_LOGINS = 10
+LOCKOUT_MINUTES = 15
 _LOGIN_COOKIE = "kg_login"  # the login form's CSRF token (double submit): no session exists yet
 _STATIC = {"cytoscape.min.js": "text/javascript", "uPlot.iife.min.js": "text/javascript",
            "uPlot.min.css": "text/css", "console.css": "text/css", "console.js": "text/javascript"}
@@ -99,8 +103,13 @@ def mount_console(app: FastAPI, service: Any) -> None:
         expected = request.cookies.get(_LOGIN_COOKIE, "")
         if not expected or not hmac.compare_digest(csrf, expected):
             raise HTTPException(403, "missing or wrong CSRF token: reload the login page")
+        if audit.recent(engine, username, "session.login_failed", LOCKOUT_MINUTES) >= MAX_FAILED_LOGINS:
+            return page(request, "login.html", 429, csrf=expected, next=next,
+                        error=f"Too many failed logins for this user: try again in {LOCKOUT_MINUTES} minutes.")
         user = authenticate(engine, username, password)
         if user is None:
+            with engine.begin() as conn:
+                audit.record(conn, username[:64], "session.login_failed", "wrong user name or password")
             return page(request, "login.html", 401, csrf=expected, next=next, error="Wrong user name or password.")
         with engine.begin() as conn:
             audit.record(conn, user.username, "session.login", "logged in")
