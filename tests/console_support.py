@@ -1,15 +1,25 @@
-"""Helpers for the console tests: a real webhook receiver on loopback. (No tests here.)"""
+"""Helpers for the console tests: the service in-process, a real webhook receiver on loopback,
+policies with playbooks. (No tests here.)"""
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import yaml
+from fastapi.testclient import TestClient
+
+from conftest import HOME_UA, ts
 from kabuguard.console.webhooks import verify
+from kabuguard.service.app import create_app
+from kabuguard.service.auth import create_key
+from kabuguard.service.settings import Settings
 from test_service_support import free_port
 
 SECRET = "test-webhook-secret-0123456789"
@@ -64,3 +74,37 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0, what: str = "
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+class Served:
+    """The service in this process (its lifespan, deliverer included, on the TestClient's loop)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.app = create_app(settings)
+        self.service = self.app.state.service
+        self.key = create_key(self.service.db, "acme", "test")[1]
+        self.client = TestClient(self.app)
+
+    def post(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        answer = self.client.post("/v1/events", json=events, headers={"X-API-Key": self.key})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["results"]
+
+    def contain(self, accounts: list[str], reason: str = "confirmed takeover") -> list[str]:
+        call = functools.partial(self.service.containment.contain, "hana", "acme", accounts, reason)
+        return self.client.portal.call(call)  # type: ignore[union-attr]
+
+
+def late_login(account: str, n: int = 1) -> dict[str, Any]:
+    return {"event_id": f"late-{account}-{n}", "type": "login", "ts": ts(21, 20, n), "account_id": account,
+            "session_id": f"s-late-{n}", "success": True, "ip": "126.1.3.5", "user_agent": HOME_UA,
+            "device_id": "dev-3", "mfa": "sms", "channel": "web"}
+
+
+def policy_with(tmp_path: Path, playbooks: list[dict[str, Any]]) -> Path:
+    """The bundled policy with these playbooks."""
+    raw = yaml.safe_load((Path(__file__).parent.parent / "kabuguard/policy/default.yaml").read_text())
+    raw["playbooks"] = playbooks
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path

@@ -3,45 +3,21 @@ webhook receiver exactly once even after one was down, and playbooks contain (or
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from fastapi.testclient import TestClient
 
-from conftest import HOME_UA, brokerage, ts
-from console_support import SECRET, WebhookReceiver, wait_for
+from conftest import brokerage
+from console_support import SECRET, Served, WebhookReceiver, late_login, policy_with, wait_for
 from kabuguard.console import audit
 from kabuguard.console.containment import actions
 from kabuguard.console.webhooks import deliveries, sign, verify
 from kabuguard.policy import PolicyError, load_policy
-from kabuguard.service.app import create_app
-from kabuguard.service.auth import create_key
 from kabuguard.service.settings import Settings
 from test_service_support import ordered_stream, pg_url, redis_prefix, redis_url  # noqa: F401 - fixtures
-
-
-class Served:
-    """The service in this process (its lifespan, deliverer included, on the TestClient's loop)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.app = create_app(settings)
-        self.service = self.app.state.service
-        self.key = create_key(self.service.db, "acme", "test")[1]
-        self.client = TestClient(self.app)
-
-    def post(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        answer = self.client.post("/v1/events", json=events, headers={"X-API-Key": self.key})
-        assert answer.status_code == 200, answer.text
-        return answer.json()["results"]
-
-    def contain(self, accounts: list[str], reason: str = "confirmed takeover") -> list[str]:
-        call = functools.partial(self.service.containment.contain, "hana", "acme", accounts, reason)
-        return self.client.portal.call(call)  # type: ignore[union-attr]
 
 
 @pytest.fixture
@@ -50,12 +26,6 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
     s = Served(Settings(db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9, **settings))
     with s.client:
         yield s
-
-
-def _late_login(account: str, n: int = 1) -> dict[str, Any]:
-    return {"event_id": f"late-{account}-{n}", "type": "login", "ts": ts(21, 20, n), "account_id": account,
-            "session_id": f"s-late-{n}", "success": True, "ip": "126.1.3.5", "user_agent": HOME_UA,
-            "device_id": "dev-3", "mfa": "sms", "channel": "web"}
 
 
 def _habits(tmp_path: Path) -> list[dict[str, Any]]:
@@ -67,18 +37,18 @@ def test_contained_account_is_blocked_with_reason_contained_and_stays_so_after_r
     first = Served(Settings(db=db, rate_limit=1e9))
     with first.client:
         first.post(_habits(tmp_path))
-        assert first.post([_late_login("A3", 1)])[0]["decision"]["decision"] == "allow"
+        assert first.post([late_login("A3", 1)])[0]["decision"]["decision"] == "allow"
         first.contain(["A3"])
-        (result,) = first.post([_late_login("A3", 2)])
+        (result,) = first.post([late_login("A3", 2)])
         assert result["decision"]["decision"] == "block" and result["decision"]["reasons"][0] == "contained"
-        assert first.post([_late_login("A4", 3)])[0]["decision"]["decision"] == "allow"
+        assert first.post([late_login("A4", 3)])[0]["decision"]["decision"] == "allow"
         (entry,) = audit.entries(first.service.db.engine, target="account:A3")
         assert (entry["actor"], entry["action"], entry["reason"]) == ("hana", "contain", "confirmed takeover")
     # The embedded state is rebuilt from the event log at start, containment included.
     again = Served(Settings(db=db, rate_limit=1e9))
     with again.client:
-        assert again.post([_late_login("A3", 4)])[0]["decision"]["reasons"][0] == "contained"
-        assert again.post([_late_login("A4", 5)])[0]["decision"]["decision"] == "allow"
+        assert again.post([late_login("A3", 4)])[0]["decision"]["reasons"][0] == "contained"
+        assert again.post([late_login("A4", 5)])[0]["decision"]["decision"] == "allow"
 
 
 def test_containment_with_redis_and_postgres_blocks_later_events(tmp_path: Path, redis_url: str,
@@ -87,7 +57,7 @@ def test_containment_with_redis_and_postgres_blocks_later_events(tmp_path: Path,
     with s.client:
         s.post(_habits(tmp_path))
         s.contain(["A3"])
-        assert s.post([_late_login("A3")])[0]["decision"]["reasons"][0] == "contained"
+        assert s.post([late_login("A3")])[0]["decision"]["reasons"][0] == "contained"
         account = s.client.get("/v1/accounts/A3", headers={"X-API-Key": s.key}).json()
         assert account["risk"]["contained"] is True
 
@@ -119,17 +89,8 @@ def test_outbox_delivers_every_action_exactly_once_per_receiver_after_one_was_do
                                              "cancel_open_orders"] for r in receiver.received)
 
 
-def _policy(tmp_path: Path, playbooks: list[dict[str, Any]]) -> Path:
-    """The bundled policy with these playbooks."""
-    raw = yaml.safe_load((Path(__file__).parent.parent / "kabuguard/policy/default.yaml").read_text())
-    raw["playbooks"] = playbooks
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
 def _policy_with_playbook(tmp_path: Path, dry_run: bool) -> Path:
-    return _policy(tmp_path, [{"name": "contain_campaign", "alert": "campaign_alert", "min_score": 0.5,
+    return policy_with(tmp_path, [{"name": "contain_campaign", "alert": "campaign_alert", "min_score": 0.5,
                                "measures": ["suspend", "revoke_sessions"], "dry_run": dry_run}])
 
 
@@ -148,7 +109,7 @@ def test_playbook_contains_a_campaigns_members_or_only_records_in_dry_run(tmp_pa
             members = [a["account_id"] for a in done]
             assert members and len(set(members)) == len(members) and all(a["source"] == "playbook:contain_campaign" for a in done)
             assert all(a["dry_run"] == int(dry_run) for a in done)
-            (result,) = s.post([_late_login(sorted(members)[0])])
+            (result,) = s.post([late_login(sorted(members)[0])])
             entries = audit.entries(engine)
             if dry_run:
                 assert result["decision"]["decision"] != "block" or "contained" not in result["decision"]["reasons"]
@@ -173,7 +134,7 @@ def test_a_receiver_can_tell_a_genuine_delivery_from_a_forged_or_replayed_one() 
 
 
 def test_a_malformed_playbook_stops_the_policy_load_naming_the_key(tmp_path: Path) -> None:
-    path = _policy(tmp_path, [{"name": "p", "alert": "campaign_alert", "min_score": 0.5, "measures": ["freeze"]}])
+    path = policy_with(tmp_path, [{"name": "p", "alert": "campaign_alert", "min_score": 0.5, "measures": ["freeze"]}])
     with pytest.raises(PolicyError, match=r"playbooks\[0\]\.measures: unknown \['freeze'\]"):
         load_policy(path)
     assert load_policy().playbooks[0].dry_run is True  # the bundled playbook only records

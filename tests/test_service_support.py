@@ -23,6 +23,7 @@ import pytest
 
 from kabuguard.events import read_file, total_order
 from kabuguard.events.reader import expand_paths
+from kabuguard.policy import Policy
 from kabuguard.replay import replay
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,9 +53,9 @@ def ordered_stream(paths: list[Path]) -> list[dict[str, Any]]:
     return [contract(e) for e in ordered.events]
 
 
-def replay_reference(paths: list[Path], out: Path) -> tuple[list[bytes], list[bytes]]:
+def replay_reference(paths: list[Path], out: Path, policy: Policy | None = None) -> tuple[list[bytes], list[bytes]]:
     """`kabuguard replay`'s decision and alert lines, as bytes."""
-    replay(paths, out, quiet=True)
+    replay(paths, out, policy=policy, quiet=True)
     return ((out / "decisions.jsonl").read_bytes().splitlines(), (out / "alerts.jsonl").read_bytes().splitlines())
 
 

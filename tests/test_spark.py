@@ -15,9 +15,12 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import brokerage, ts
+from console_support import policy_with
 from kabuguard.cli import main
+from kabuguard.policy import load_policy
 from kabuguard.replay import replay
 from kabuguard.sim import Config, simulate
+from test_playbooks import PLAYBOOK, attacked_then_home
 
 _OUTPUTS = ("decisions.jsonl", "alerts.jsonl", "rejected.jsonl")
 
@@ -127,3 +130,20 @@ def test_spark_options_need_the_spark_engine(tmp_path: Path) -> None:
     src = brokerage(attack=False).write(tmp_path / "e.jsonl")
     result = CliRunner().invoke(main, ["replay", str(src), "--out", str(tmp_path / "out"), "--partitions", "4"])
     assert result.exit_code == 2 and "--engine spark" in result.output
+
+
+def test_spark_contains_as_the_replay_when_a_live_playbook_fires(spark, tmp_path: Path) -> None:
+    """A campaign playbook's containment crosses accounts from the symbol stage; an account
+    alert's stays in the final stage's own partition."""
+    from kabuguard.spark import replay_spark
+
+    src = attacked_then_home(tmp_path)
+    policy = load_policy(policy_with(tmp_path, [{**PLAYBOOK, "dry_run": False},
+                                                {"name": "contain_account", "alert": "account_alert",
+                                                 "min_score": 0.9, "dry_run": False}]))
+    replay([src], tmp_path / "local", policy=policy, quiet=True)
+    replay_spark([src], tmp_path / "spark", policy=policy, quiet=True)
+    _same_outputs(tmp_path / "local", tmp_path / "spark")
+    alerts = [json.loads(line) for line in (tmp_path / "spark" / "alerts.jsonl").open()]
+    assert {name for a in alerts for name in a.get("playbook", [])} == {"contain_campaign", "contain_account"}
+    assert any("contained" in json.loads(line)["reasons"] for line in (tmp_path / "spark" / "decisions.jsonl").open())

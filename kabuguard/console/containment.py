@@ -4,7 +4,8 @@ An action is recorded first (its row, its audit entry and one webhook outbox row
 in one transaction), then applied to the core's state, so that the account's later events are
 decided `block` with reason `contained`, and the deliverer is woken to tell the firm's systems
 to suspend the account, revoke its sessions, force a password reset and cancel its open orders.
-Playbooks from the policy call the same path when an alert matches them.
+Playbooks are decided by the core, which contains their accounts in its own state (so the
+replay and Spark decide as the service does); here they get only their record and webhooks.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from kabuguard.console.cases import alert_accounts, load_alerts
 from kabuguard.console.clock import now_iso, now_us
 from kabuguard.console.models import containment_actions, webhook_outbox
 from kabuguard.console.webhooks import Deliverer
-from kabuguard.policy.playbooks import MEASURES, Playbook
+from kabuguard.policy.playbooks import MEASURES, Playbook, fired
 from kabuguard.service.decider import Decider
 
 log = logging.getLogger("kabuguard.console")
@@ -41,11 +42,10 @@ class Containment:
         self.decider = decider
         self.receivers = list(receivers)
         self.deliverer = deliverer
-        self.playbooks = list(playbooks)
+        self.playbooks = {p.name: p for p in playbooks}
 
     async def contain(self, actor: str, firm: str, account_ids: Sequence[str], reason: str, *,
-                      measures: Sequence[str] = MEASURES, source: str = "console", alert_id: str | None = None,
-                      dry_run: bool = False) -> list[str]:
+                      measures: Sequence[str] = MEASURES, alert_id: str | None = None) -> list[str]:
         """Contain `account_ids` of `firm`; returns the action ids (one per account)."""
         if not reason.strip():
             raise ContainmentError("reason: say why the account is contained")
@@ -53,12 +53,11 @@ class Containment:
         if unknown or not measures:
             raise ContainmentError(f"measures: expected some of {', '.join(MEASURES)}, got {sorted(measures)}")
         accounts = list(dict.fromkeys(account_ids))
-        ids = await run_in_threadpool(self._record, actor, firm, accounts, reason, list(measures), source,
-                                      alert_id, dry_run)
-        if not dry_run:
-            # Either form of the account's key: multi-firm feeds key accounts `firm:account`.
-            await self.decider.contain(firm, [k for a in accounts for k in (a, f"{firm}:{a}")])
-            self.deliverer.wake()
+        ids = await run_in_threadpool(self._record, actor, firm, accounts, reason, list(measures), "console",
+                                      alert_id, False)
+        # Either form of the account's key: multi-firm feeds key accounts `firm:account`.
+        await self.decider.contain(firm, [k for a in accounts for k in (a, f"{firm}:{a}")])
+        self.deliverer.wake()
         return ids
 
     async def contain_alert(self, actor: str, firm: str, alert_id: str, reason: str, *,
@@ -69,20 +68,24 @@ class Containment:
         return await self.contain(actor, firm, alert_accounts(firm, alert), reason, measures=measures,
                                   alert_id=alert_id)
 
-    async def run_playbooks(self, firm: str, alerts: Sequence[dict[str, Any]]) -> None:
-        """Apply every playbook an alert matches (called after the alert is recorded)."""
+    async def record_playbooks(self, firm: str, alerts: Sequence[dict[str, Any]]) -> None:
+        """Record what the core's playbooks did on these newly raised alerts, and send its webhooks.
+
+        The core has contained the accounts already (or, in dry run, changed nothing): this adds
+        the containment actions and audit entries, as `playbook:<name>`, and the webhooks of a
+        live playbook; once per account, however many alerts a growing campaign raises."""
         for alert in alerts:
-            for playbook in self.playbooks:
-                if not playbook.matches(alert):
-                    continue
-                # A growing campaign raises an alert per new member: contain each account once.
-                accounts = await run_in_threadpool(self._not_yet, firm, alert_accounts(firm, alert), playbook.dry_run)
+            for name, dry_run in fired(alert):
+                playbook = self.playbooks[name]
+                accounts = await run_in_threadpool(self._not_yet, firm, alert_accounts(firm, alert), dry_run)
                 if not accounts:
                     continue
-                await self.contain(f"playbook:{playbook.name}", firm, accounts,
-                                   f"{alert['type']} score {alert.get('score')} >= {playbook.min_score}",
-                                   measures=playbook.measures, source=f"playbook:{playbook.name}",
-                                   alert_id=alert["alert_id"], dry_run=playbook.dry_run)
+                await run_in_threadpool(
+                    self._record, f"playbook:{name}", firm, accounts,
+                    f"{alert['type']} score {alert.get('score')} >= {playbook.min_score}", list(playbook.measures),
+                    f"playbook:{name}", alert["alert_id"], dry_run)
+                if not dry_run:
+                    self.deliverer.wake()
 
     def _not_yet(self, firm: str, accounts: list[str], dry_run: bool) -> list[str]:
         """`accounts` without a containment action (of the same dry-run kind) yet."""

@@ -22,6 +22,8 @@ from kabuguard.netintel import UNKNOWN, NetIntel, netintel
 from kabuguard.policy import Policy, at_least, load_policy
 
 _ACTIVITY = frozenset({"login", "account_change", "order"})
+# Notes for final-stage keys, each (note, (tag, keys)): campaign membership and containment.
+_KEYED_NOTES = frozenset({"campaign_member", "contain"})
 # The events that read an instrument (reference data) as of their place in the order.
 _PRICED = frozenset({"order", "execution"})
 
@@ -90,6 +92,8 @@ class Pipeline:
         store = self.store
         for run in self._routes[kind]:
             run(event, ev, store)
+        if ev.alerts:
+            self._fire_playbooks(event, ev, 0)
         if ev.notes:
             self.apply_notes(ev)
         return self._decision, self.stamp(event, ev.alerts) if ev.alerts else []
@@ -105,20 +109,37 @@ class Pipeline:
     def run_stage(self, stage: KeyedStage, event: Event, ev: Evidence) -> dict[str, Any] | None:
         """Run one stage on `event`; returns its decision when `stage` is the final stage."""
         self._decision = None
+        raised = len(ev.alerts)
         stage.run(event, ev, self.store)
+        if len(ev.alerts) > raised:
+            self._fire_playbooks(event, ev, raised)
         return self._decision
+
+    def _fire_playbooks(self, event: Any, ev: Evidence, start: int) -> None:
+        """The policy's playbooks on the alerts from `start` on, right after the stage that raised
+        them: each names itself in the alert, and a live one contains the alert's accounts
+        through a note, so every runner contains them at the same place in the order."""
+        for alert in ev.alerts[start:]:
+            for playbook in self.policy.playbooks:
+                if playbook.matches(alert):
+                    alert.setdefault(playbook.field, []).append(playbook.name)
+                    if not playbook.dry_run:
+                        accounts = alert["accounts"] if alert["type"] == "campaign_alert" else [account_key(event)]
+                        ev.notes.append(("contain", (playbook.name, list(accounts))))
 
     @staticmethod
     def note_targets(note: str, payload: Any) -> list[str]:
-        """The final-stage keys a cross-stage note is for (campaign members), else none."""
-        return list(payload[1]) if note == "campaign_member" else []
+        """The final-stage keys a cross-stage note is for (campaign members, contained accounts)."""
+        return list(payload[1]) if note in _KEYED_NOTES else []
 
     def apply_note(self, key: str, note: str, payload: Any) -> None:
         """Deliver a note to one final-stage key; its later events see it."""
+        state, status = self._status(key)
         if note == "campaign_member":
-            state, status = self._status(key)
             status.campaign_id = payload[0]
-            self.store.put("final", key, state)
+        elif note == "contain":
+            status.contained = True
+        self.store.put("final", key, state)
 
     def apply_notes(self, ev: Evidence) -> None:
         """Deliver every note an event raised, after all its stages ran."""
@@ -133,9 +154,7 @@ class Pipeline:
     def contain(self, firm: str | None, account_id: str) -> None:
         """Containment: every later event of the account is blocked with reason `contained`."""
         key = firm_account_key(firm, account_id)
-        state, status = self._status(key)
-        status.contained = True
-        self.store.put("final", key, state)
+        self.apply_note(key, "contain", ("console", [key]))
 
     def _status(self, key: str) -> tuple[dict[str, Any], AccountStatus]:
         """An account's final-stage state and its status, created when first needed."""

@@ -1,8 +1,12 @@
-"""Automatic playbooks: containment the service applies itself when an alert matches.
+"""Automatic playbooks: containment the detection core applies itself when an alert matches.
 
 Declared in the policy file (`playbooks:`), for example: contain every member of a campaign
-alert whose score reaches 0.75. With `dry_run: true` the service only records what it would
-have done (audit log and containment actions marked dry-run; no state change, no webhook).
+alert whose score reaches 0.75. The core decides, so the replay, the service and Spark contain
+the same accounts at the same place in the order: a live playbook names itself in the alert's
+`playbook` field and contains the accounts in the final stage's state (their later events are
+blocked, reason `contained`); with `dry_run: true` it only names itself in `playbook_dry_run`
+and no decision changes. The service adds the side effects (containment actions, audit entries,
+webhooks) from those fields.
 """
 
 from __future__ import annotations
@@ -24,6 +28,21 @@ class Playbook:
 
     def matches(self, alert: dict[str, Any]) -> bool:
         return alert["type"] == self.alert and float(alert.get("score") or 0.0) >= self.min_score
+
+    @property
+    def field(self) -> str:
+        """The alert field that names this playbook when it fires."""
+        return DRY_RUN_FIELD if self.dry_run else LIVE_FIELD
+
+
+# Alert fields naming the playbooks an alert fired: live ones contained its accounts.
+LIVE_FIELD, DRY_RUN_FIELD = "playbook", "playbook_dry_run"
+
+
+def fired(alert: dict[str, Any]) -> list[tuple[str, bool]]:
+    """The playbooks the core fired on `alert`, as (name, dry_run)."""
+    return [(name, False) for name in alert.get(LIVE_FIELD, ())] + \
+        [(name, True) for name in alert.get(DRY_RUN_FIELD, ())]
 
 
 def parse_playbooks(raw: Any, source: str) -> tuple[Playbook, ...]:

@@ -207,7 +207,7 @@ class Service:
         outcome = await self.decider.decide(who.firm, events)
         if outcome.alerts and self.containment.playbooks:
             try:
-                await self.containment.run_playbooks(who.firm, outcome.alerts)
+                await self.containment.record_playbooks(who.firm, outcome.alerts)
             except Exception as exc:  # the decisions stand; the playbook's failure is logged
                 log.error("playbook failed", extra={"error": type(exc).__name__})
         return 200, outcome.body, [("X-Kabuguard-Degraded", "true")] if outcome.degraded else []

@@ -6,8 +6,8 @@ order (`ts_us`, `seq`) and runs the core's own `KeyedStage` over it with a parti
 its state evolves exactly as in the replay. Every event carries its `Evidence` (findings,
 session risk, price, alerts, notes) from stage to stage in the replay's stage order, which is
 the per-event join by event of the stages' outputs. Events a stage does not handle skip its
-shuffle. Notes (campaign members) become notices placed right after the event that raised
-them, in the final stage's partitions of the accounts they name.
+shuffle. Notes (campaign members, a live playbook's containment) become notices placed right
+after the event that raised them, in the final stage's partitions of the accounts they name.
 """
 
 from __future__ import annotations
@@ -178,9 +178,15 @@ class FinalTask:
                 restore(ev, before)
                 notes = len(ev.notes)
                 decision = pipeline.run_stage(final, event, ev)
-                if len(ev.notes) != notes:
-                    raise RuntimeError("the final stage raised a note: the Spark runner delivers notes "
-                                       "only from earlier stages (kabuguard/spark/stages.py)")
+                # The final stage's own notes (a playbook on an account alert) are for its key,
+                # which this partition holds; they apply right after the event, as in `process`.
+                for note, payload in ev.notes[notes:]:
+                    for key in Pipeline.note_targets(note, payload):
+                        if key != final.key_of(event):
+                            raise RuntimeError(f"the final stage raised a note for another account ({note}): "
+                                               "the Spark runner delivers those only from earlier stages "
+                                               "(kabuguard/spark/stages.py)")
+                        pipeline.apply_note(key, note, payload)
                 out.add(seq, ts_us, event, decision, ev.alerts)
             yield out.batch()
 
