@@ -46,3 +46,38 @@ def export(run_dir: Path, events: tuple[Path, ...], out: Path, tlp: str, firm: s
         kinds[obj["type"]] = kinds.get(obj["type"], 0) + 1
     click.echo(", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
     click.echo(f"written to {out}")
+
+
+@intel.group()
+def collections() -> None:
+    """TAXII collections of `kabuguard serve` and which firms may read and write them."""
+
+
+@collections.command("create")
+@click.argument("collection_id")
+@click.option("--title", required=True, help="What the collection holds, e.g. 'indicators shared by members'.")
+@click.option("--description", default="", help="A longer description shown to clients.")
+@click.option("--read", "readers", default="*", show_default=True,
+              help="Comma-separated firms (API-key firms) that may read; `*` for every firm.")
+@click.option("--write", "writers", default="", help="Comma-separated firms that may add objects; `*` for every firm.")
+@click.option("--db", default=None, help="The service's database (default: as `kabuguard serve` reads it).")
+def create_collection(collection_id: str, title: str, description: str, readers: str, writers: str,
+                      db: str | None) -> None:
+    """Create a collection with its read and write rights."""
+    from sqlalchemy.exc import IntegrityError
+
+    from kabuguard.cli.keys import open_database
+    from kabuguard.intel.taxii.store import TaxiiError, TaxiiStore
+
+    store = TaxiiStore(open_database(db).engine)
+    try:
+        store.create_collection(collection_id, title, description, _firms(readers), _firms(writers))
+    except TaxiiError as exc:
+        raise click.UsageError(exc.detail) from None
+    except IntegrityError:
+        raise click.UsageError(f"collection {collection_id!r} exists already") from None
+    click.echo(f"collection {collection_id}: read {readers or 'nobody'}, write {writers or 'nobody'}")
+
+
+def _firms(text: str) -> list[str]:
+    return [f.strip() for f in text.split(",") if f.strip()]

@@ -9,7 +9,7 @@ from kabuguard.service.settings import SettingsError, load_settings
 _db_option = click.option("--db", default=None, help="The service's database (default: as `kabuguard serve` reads it).")
 
 
-def _database(db: str | None):  # noqa: ANN202 - the import stays lazy
+def open_database(db: str | None):  # noqa: ANN202 - the import stays lazy
     from kabuguard.service.app import migrate_database
     from kabuguard.service.storage import Database
 
@@ -36,7 +36,7 @@ def create(firm: str, name: str, rate_limit: float | None, db: str | None) -> No
     from kabuguard.service.auth import create_key
 
     try:
-        key_id, token = create_key(_database(db), firm, name, rate_limit)
+        key_id, token = create_key(open_database(db), firm, name, rate_limit)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(token)
@@ -49,7 +49,7 @@ def list_(db: str | None) -> None:
     """Every key: id, firm, name, rate limit, created, revoked."""
     from kabuguard.service.auth import list_keys
 
-    for row in list_keys(_database(db)):
+    for row in list_keys(open_database(db)):
         rate = row["rate_limit"] if row["rate_limit"] is not None else "default"
         click.echo(f"{row['key_id']}\t{row['firm']}\t{row['name'] or '-'}\t{rate}\t{row['created_at']}\t"
                    f"{'revoked ' + row['revoked_at'] if row['revoked_at'] else 'active'}")
@@ -62,6 +62,6 @@ def revoke(key_id: str, db: str | None) -> None:
     """Revoke a key by its id (effective within seconds on every worker)."""
     from kabuguard.service.auth import revoke_key
 
-    if not revoke_key(_database(db), key_id):
+    if not revoke_key(open_database(db), key_id):
         raise click.UsageError(f"key id {key_id!r}: no such active key (see `kabuguard keys list`)")
     click.echo(f"revoked {key_id}")
