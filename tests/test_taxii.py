@@ -131,3 +131,29 @@ def test_rights_and_credentials_are_enforced(taxii: Running) -> None:
     assert requests.get(taxii.url, auth=("firm-b", taxii.keys["firm-b"]), headers={"Accept": "text/html"}).status_code == 406
     bad = taxii.collection("regulator", "firm-b").add_objects(json.dumps({"objects": [{"type": "indicator", "id": "nope"}]}))
     assert bad.failure_count == 1 and "objects[0]" in bad.failures[0]["message"]
+
+
+def test_intel_pull_writes_indicator_events_that_replay_reads(taxii: Running, three_firms: Path, tmp_path: Path) -> None:
+    objects = _bundle(three_firms, tmp_path)["objects"]
+    revoked = next(o for o in objects if o["type"] == "indicator")
+    objects.append(dict(revoked, modified="2030-01-01T00:00:00.000Z", revoked=True))
+    other = {"type": "indicator", "spec_version": "2.1", "id": "indicator--" + "2" * 8 + "-2222-4222-8222-" + "2" * 12,
+             "created": "2025-01-01T00:00:00Z", "modified": "2025-01-01T00:00:00Z", "pattern_type": "stix",
+             "pattern": "[file:hashes.'SHA-256' = 'aa']", "valid_from": "2025-01-01T00:00:00Z"}
+    taxii.collection("shared", "firm-a").add_objects(json.dumps({"objects": objects + [other]}))
+    out = tmp_path / "indicators.jsonl"
+    result = CliRunner().invoke(main, ["intel", "pull", taxii.url, "--collection", "shared", "--out", str(out),
+                                       "--user", "firm-b"], env={"KABUGUARD_TAXII_KEY": taxii.keys["firm-b"]})
+    assert result.exit_code == 0, result.output
+    assert "revoked 1" in result.output and "pattern Kabuguard cannot match 1" in result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    shared = {(o["pattern"]) for o in objects if o["type"] == "indicator" and o["id"] != revoked["id"]}
+    assert len(lines) == len(shared) and {line["source"] for line in lines} == {"firm-a"}
+    assert all(line["ts"] > "2026" for line in lines)  # arrival: now, never the sharer's first sighting
+    from kabuguard.replay import replay
+
+    summary = replay([out], tmp_path / "run", quiet=True)
+    assert summary.events == len(lines) and summary.rejected == 0
+    missing = CliRunner().invoke(main, ["intel", "pull", taxii.url, "--collection", "nope", "--out", str(out)],
+                                 env={"KABUGUARD_TAXII_KEY": taxii.keys["firm-b"]})
+    assert missing.exit_code == 2 and "offered: regulator, shared" in missing.output

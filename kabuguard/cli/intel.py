@@ -81,3 +81,41 @@ def create_collection(collection_id: str, title: str, description: str, readers:
 
 def _firms(text: str) -> list[str]:
     return [f.strip() for f in text.split(",") if f.strip()]
+
+
+@intel.command()
+@click.argument("url")
+@click.option("--collection", "collection_id", required=True, help="The collection's id, as the server lists it.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("indicators.jsonl"),
+              show_default=True, help="Contract JSON lines of `indicator` events (replay and serve read them).")
+@click.option("--user", default="kabuguard", show_default=True, help="HTTP Basic user name sent with the key.")
+@click.option("--key-env", default="KABUGUARD_TAXII_KEY", show_default=True,
+              help="Environment variable holding the API key (the password) for the server.")
+@click.option("--added-after", help="Only objects the server added after this timestamp (incremental pulls).")
+def pull(url: str, collection_id: str, out: Path, user: str, key_env: str, added_after: str | None) -> None:
+    """Pull a TAXII 2.1 collection (URL: discovery or API root) into indicator events.
+
+    Each event's `ts` is now, its arrival here: detection uses it from now on, never for the past.
+    """
+    import os
+
+    import requests
+    from taxii2client.exceptions import TAXIIServiceException
+
+    from kabuguard.intel.pull import PullSummary, fetch_objects, indicator_events, now
+
+    key = os.environ.get(key_env, "")
+    if not key:
+        raise click.UsageError(f"{key_env} is not set: export the API key the server gave this firm")
+    summary = PullSummary()
+    arrived = now()
+    try:
+        lines = indicator_events(fetch_objects(url, collection_id, user, key, added_after), lambda _: arrived, summary)
+    except LookupError as exc:
+        raise click.UsageError(str(exc)) from None
+    except (requests.RequestException, TAXIIServiceException) as exc:
+        raise click.ClickException(f"{url}: {exc}") from None
+    out.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+    skipped = ", ".join(f"{why} {n}" for why, n in sorted(summary.skipped.items())) or "none"
+    click.echo(f"{summary.objects} objects, {summary.indicators} indicators: {summary.written} written to {out}; "
+               f"skipped: {skipped}")
