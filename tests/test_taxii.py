@@ -157,3 +157,20 @@ def test_intel_pull_writes_indicator_events_that_replay_reads(taxii: Running, th
     missing = CliRunner().invoke(main, ["intel", "pull", taxii.url, "--collection", "nope", "--out", str(out)],
                                  env={"KABUGUARD_TAXII_KEY": taxii.keys["firm-b"]})
     assert missing.exit_code == 2 and "offered: regulator, shared" in missing.output
+
+
+def test_stats_endpoint_aggregates_what_firms_reported_for_the_regulator_only(taxii: Running, three_firms: Path,
+                                                                               tmp_path: Path) -> None:
+    from test_intel_stats import bundles
+
+    paths = bundles(three_firms, tmp_path)
+    for firm, path in zip(("firm-a", "firm-b", "fsa"), paths):
+        taxii.collection("regulator", firm).add_objects(json.dumps({"objects": json.loads(path.read_text())["objects"]}))
+    url = taxii.url.replace("/taxii2/", "/v1/intel/stats")
+    answer = requests.get(url, params={"collection": "regulator"}, headers={"Authorization": f"Bearer {taxii.keys['fsa']}"})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+    expected = CliRunner().invoke(main, ["intel", "stats", "--json", *map(str, paths)])
+    assert answer.json() == json.loads(expected.output)
+    assert requests.get(url, params={"collection": "regulator"}, auth=("firm-b", taxii.keys["firm-b"])).status_code == 403
+    assert requests.get(url, params={"collection": "regulator"}).status_code == 401
+    assert requests.get(url, auth=("fsa", taxii.keys["fsa"])).status_code == 422

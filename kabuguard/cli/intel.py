@@ -119,3 +119,55 @@ def pull(url: str, collection_id: str, out: Path, user: str, key_env: str, added
     skipped = ", ".join(f"{why} {n}" for why, n in sorted(summary.skipped.items())) or "none"
     click.echo(f"{summary.objects} objects, {summary.indicators} indicators: {summary.written} written to {out}; "
                f"skipped: {skipped}")
+
+
+@intel.command()
+@click.argument("bundles", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--taxii", "url", help="Aggregate a TAXII collection instead (discovery or API root URL).")
+@click.option("--collection", "collection_id", help="With --taxii: the collection firms report to.")
+@click.option("--user", default="kabuguard", show_default=True, help="With --taxii: HTTP Basic user name.")
+@click.option("--key-env", default="KABUGUARD_TAXII_KEY", show_default=True, help="With --taxii: variable holding the API key.")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Targeted symbols to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON (the shape of GET /v1/intel/stats).")
+def stats(bundles: tuple[Path, ...], url: str | None, collection_id: str | None, user: str, key_env: str,
+          top: int, as_json: bool) -> None:
+    """Across firms: the FSA's monthly figures and the most targeted symbols, from shared bundles."""
+    import os
+
+    from kabuguard.intel.stats import aggregate
+
+    if bool(url) == bool(bundles) or bool(url) != bool(collection_id):
+        raise click.UsageError("give bundle files, or --taxii URL with --collection ID")
+    if url:
+        from kabuguard.intel.pull import fetch_objects
+
+        key = os.environ.get(key_env, "")
+        if not key:
+            raise click.UsageError(f"{key_env} is not set: export the API key the server gave you")
+        try:
+            objects = list(fetch_objects(url, collection_id or "", user, key))
+        except LookupError as exc:
+            raise click.UsageError(str(exc)) from None
+    else:
+        objects = []
+        for path in bundles:
+            try:
+                objects.extend(json.loads(path.read_text())["objects"])
+            except (ValueError, KeyError, TypeError):
+                raise click.UsageError(f"{path}: not a STIX bundle (a JSON object with `objects`)") from None
+    figures = aggregate(objects, top)
+    if as_json:
+        click.echo(json.dumps(figures, indent=1, ensure_ascii=False))
+        return
+    click.echo("| month | firms affected | firms with unauthorised trades | unauthorised accesses | unauthorised trades "
+               "| sell (oku yen) | buy (oku yen) |")
+    click.echo("|---|---|---|---|---|---|---|")
+    for m in figures["months"]:
+        click.echo(f"| {m['month']} | {m['firms_affected']} | {m['firms_with_unauthorised_trades']} | "
+                   f"{m['unauthorised_access_count']} | {m['unauthorised_trade_count']} | {m['sell_amount_oku_yen']:.2f} | "
+                   f"{m['buy_amount_oku_yen']:.2f} |")
+    click.echo("\n| symbol | firms | accounts | buy orders | bought (JPY) | sold (JPY) | first seen | last seen |")
+    click.echo("|---|---|---|---|---|---|---|---|")
+    for s in figures["top_symbols"]:
+        click.echo(f"| {s['symbol']} | {len(s['firms'])} | {s['accounts']} | {s['buy_orders']} | {s['buy_notional_jpy']:,.0f} | "
+                   f"{s['sell_notional_jpy']:,.0f} | {s['first_seen'][:16]} | {s['last_seen'][:16]} |")

@@ -139,13 +139,13 @@ def _note(found: Findings, event: Any, verdict: dict[str, Any], net: Any) -> Non
     for identity in identities:
         found.values[identity].add(account, when)
     month = datetime.fromisoformat(event.ts).astimezone(_JST).strftime("%Y-%m")
-    report = found.months.setdefault(month, {"access": set(), "accounts": set(), "trades": 0, "buy": 0.0, "sell": 0.0})
+    report = found.months.setdefault(month, {"access": set(), "accounts": set(), "traders": set(), "buy": 0.0, "sell": 0.0})
     report["accounts"].add(account)
-    if event.kind == "login":
+    if event.kind == "login" and event.success:  # the FSA counts accesses, not attempts
         report["access"].add(event.session_id or event.event_id)
     elif event.kind == "order":
         value = verdict.get("notional_jpy") or 0.0
-        report["trades"] += 1
+        report["traders"].add(account)  # the FSA counts accounts with unauthorised trades
         report[event.side] += value
         symbol = found.symbols.setdefault(event.symbol, {"accounts": set(), "orders": 0, "buy": 0.0, "sell": 0.0,
                                                          "first": when, "last": when})
@@ -235,7 +235,7 @@ def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min
     for month, m in sorted(found.months.items()):
         objects.append(MonthlyReport(
             id=stable_id("x-kabuguard-monthly-report", firm, month), name=f"{firm} {month}", month=month,
-            unauthorised_access_count=len(m["access"]), unauthorised_trade_count=m["trades"],
+            unauthorised_access_count=len(m["access"]), unauthorised_trade_count=len(m["traders"]),
             sell_amount_jpy=round(m["sell"], 2), buy_amount_jpy=round(m["buy"], 2),
             accounts=sorted(pseudonymise("account", a) for a in m["accounts"]), **common))
     bundle = v21.Bundle(objects=objects, id=stable_id("bundle", firm, tlp, created), allow_custom=True)

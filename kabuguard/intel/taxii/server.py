@@ -16,9 +16,10 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from kabuguard.intel.stats import STATS_TYPES, aggregate
 from kabuguard.intel.taxii.store import Page, TaxiiError, TaxiiStore
 
 TAXII = "application/taxii+json;version=2.1"
@@ -60,6 +61,20 @@ def credentials(authorization: str | None) -> tuple[str | None, str | None]:
     return None, password
 
 
+async def authenticated_firm(request: Request, authenticate: Authenticate, refusal: type[Exception]) -> str:
+    """The firm of the request's API key (Basic password, Bearer or X-API-Key); raises Refused."""
+    try:
+        bearer, key = credentials(request.headers.get("authorization"))
+        who = await authenticate(bearer, key or request.headers.get("x-api-key"))
+    except refusal as exc:
+        headers = dict(getattr(exc, "headers", None) or {})
+        if headers.get("WWW-Authenticate"):
+            headers["WWW-Authenticate"] = 'Basic realm="taxii", Bearer'
+        raise Refused(getattr(exc, "status"), getattr(exc, "detail"), headers) from None
+    request.state.principal = who
+    return who.firm
+
+
 def taxii_router(store: TaxiiStore, authenticate: Authenticate, max_content_length: int,
                  refusal: type[Exception]) -> APIRouter:
     """The routes, over `store`, with the service's own key check (`authenticate`, raising `refusal`)."""
@@ -70,16 +85,7 @@ def taxii_router(store: TaxiiStore, authenticate: Authenticate, max_content_leng
         accept = request.headers.get("accept")
         if accept and not any(t in accept for t in ("application/taxii+json", "*/*", "application/*")):
             raise Refused(406, f"Accept: this server answers {TAXII}")
-        try:
-            bearer, key = credentials(request.headers.get("authorization"))
-            who = await authenticate(bearer, key or request.headers.get("x-api-key"))
-        except refusal as exc:
-            headers = dict(getattr(exc, "headers", None) or {})
-            if headers.get("WWW-Authenticate"):
-                headers["WWW-Authenticate"] = 'Basic realm="taxii", Bearer'
-            raise Refused(getattr(exc, "status"), getattr(exc, "detail"), headers) from None
-        request.state.principal = who
-        return who.firm
+        return await authenticated_firm(request, authenticate, refusal)
 
     Firm = Annotated[str, Depends(firm)]
 
@@ -199,15 +205,40 @@ def _envelope(page: Page, fields: dict[str, Any]) -> Response:
     return _answer(b"".join(parts) + b"}", headers=headers)
 
 
+def stats_router(store: TaxiiStore, authenticate: Authenticate, refusal: type[Exception]) -> APIRouter:
+    """`GET /v1/intel/stats?collection=ID`: the regulator's figures (`intel stats --json`) over a
+    collection the key's firm may read, for the console."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/v1/intel/stats")
+    async def intel_stats(request: Request, collection: str | None = None, top: int = 10) -> Response:
+        who = await authenticated_firm(request, authenticate, refusal)
+        if not collection:
+            raise Refused(422, "collection: name the collection firms report to (?collection=ID)")
+        if not (await run_in_threadpool(store.rights, who, collection)).can_read:
+            raise Refused(403, f"collection {collection!r}: this firm may not read it")
+        shared = await run_in_threadpool(store.latest_objects, collection, list(STATS_TYPES))
+        return JSONResponse(aggregate(shared, max(1, min(top, 100))))
+
+    return router
+
+
 def install(app: Any, store: TaxiiStore, authenticate: Authenticate, max_content_length: int,
             refusal: type[Exception]) -> None:
-    """Mount the TAXII routes on the service's app, with TAXII error resources for failures."""
+    """Mount the TAXII routes and the stats endpoint on the service's app.
+
+    Failures answer as TAXII error resources under /taxii2/, as `{"detail": ...}` elsewhere."""
     app.include_router(taxii_router(store, authenticate, max_content_length, refusal))
+    app.include_router(stats_router(store, authenticate, refusal))
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> Response:
-        return _error(exc.status, "refused", exc.detail, exc.headers)
+        if request.url.path.startswith("/taxii2/"):
+            return _error(exc.status, "refused", exc.detail, exc.headers)
+        return JSONResponse({"detail": exc.detail}, exc.status, headers=exc.headers)
 
     @app.exception_handler(TaxiiError)
     async def taxii_error(request: Request, exc: TaxiiError) -> Response:
-        return _error(exc.status, "refused", exc.detail)
+        if request.url.path.startswith("/taxii2/"):
+            return _error(exc.status, "refused", exc.detail)
+        return JSONResponse({"detail": exc.detail}, exc.status)

@@ -149,6 +149,14 @@ class TaxiiStore:
                 clauses.append(t.c.version == timestamp(version))
         return or_(*clauses)
 
+    def latest_objects(self, collection_id: str, types: list[str]) -> list[dict[str, Any]]:
+        """The latest version of every object of `types` in the collection (for aggregates)."""
+        t = taxii_objects
+        with self.engine.connect() as conn:
+            bodies = conn.execute(select(t.c.body).where(t.c.collection_id == collection_id, t.c.latest == 1,
+                                                         t.c.type.in_(types)).order_by(t.c.seq)).scalars().all()
+        return [json.loads(body) for body in bodies]
+
     def status(self, firm: str, status_id: str) -> bytes:
         with self.engine.connect() as conn:
             row = conn.execute(select(taxii_status.c.body).where(
