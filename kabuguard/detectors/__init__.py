@@ -16,6 +16,7 @@ from kabuguard.detectors.session_risk import SessionRisk
 from kabuguard.detectors.shared_device import SharedDevice
 from kabuguard.detectors.shared_indicator import SharedIndicatorDevice, SharedIndicatorIp, SharedIndicatorNetwork
 from kabuguard.detectors.shared_ip import SharedIp
+from kabuguard.detectors.suspect_flow import SuspectFlow
 from kabuguard.detectors.thin_stock_buy import ThinStockBuy
 from kabuguard.detectors.unusual_trading import UnusualTrading
 
@@ -25,6 +26,6 @@ ALL = (
     HoldingsLiquidation, UnusualTrading,
     SharedIp, SharedDevice, CredentialStuffing, IpReputation, DeviceReputation,
     SharedIndicatorIp, SharedIndicatorDevice, SharedIndicatorNetwork,
-    ThinStockBuy, Campaign, PumpSurveillance,
+    ThinStockBuy, Campaign, PumpSurveillance, SuspectFlow,
     SessionRisk, SensitiveChange,
 )

@@ -72,7 +72,7 @@ class Pipeline:
         stages = (self.account, self.ip, self.device, self.intel, self.symbol, self.final)
         self.stages = stages
         # Per event type, the stages that handle it, in stage order.
-        self._routes = {kind: tuple(st for st in stages if kind in st.by_kind)
+        self._routes = {kind: tuple(st.run for st in stages if kind in st.by_kind)
                         for kind in ("account", "login", "account_change", "order", "execution", "market_bar",
                                      "indicator")}
         self._decision: dict[str, Any] | None = None
@@ -84,11 +84,12 @@ class Pipeline:
             # Reference data, broadcast to every stage: the latest record before each event.
             self.store.put("reference", event.symbol, {"instrument": event})
             return None, []
-        ev = self.evidence(event, self._instrument(event.symbol) if kind in _PRICED else None)
+        ev = Evidence(self.net.lookup(event.ip) if kind in _ACTIVITY else UNKNOWN,
+                      self._instrument(event.symbol) if kind in _PRICED else None)
         self._decision = None
         store = self.store
-        for stage in self._routes[kind]:
-            stage.run(event, ev, store)
+        for run in self._routes[kind]:
+            run(event, ev, store)
         if ev.notes:
             self.apply_notes(ev)
         return self._decision, self.stamp(event, ev.alerts) if ev.alerts else []
