@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from kabuguard.detectors.market_factor import MARKET_KEY
 from kabuguard.engine.pipeline import Pipeline
 from kabuguard.engine.redis_store import Missing, RedisState, Snapshot, StageKey, StateCodec, WorkingSet
 from kabuguard.events.model import DECIDABLE, Event, account_key
@@ -64,6 +65,8 @@ def keys_of(event: Any) -> list[StageKey]:
             keys.append(("ip", event.ip))
         if event.device_id:
             keys.append(("device", event.device_id))
+    if kind == "market_bar":
+        keys.append(("market", MARKET_KEY))
     if kind in _WITH_SYMBOL:
         keys.append(("symbol", event.symbol))
     if kind in ("order", "execution", "instrument"):
