@@ -100,14 +100,20 @@ class MarketFactor:
         gap = (now - mark.last_us) / _MIN_US
         if gap <= 1.0:
             tape.returns.append(_log(close / mark.last_close))
-        pace = _log(volume / min(max(gap, 1.0), self.horizon))
-        raw = pace - mark.pace
-        if mark.n >= self.warmup:
+            gap = 1.0
+        horizon = self.horizon
+        raw = _log(volume / (gap if gap < horizon else horizon)) - mark.pace
+        n = mark.n
+        if n >= self.warmup:
             tape.surprises.append(raw)
-        d = _CLIP if raw > _CLIP else (-_CLIP if raw < -_CLIP else raw)
-        rate = max(1.0 / (mark.n + 1.0), gap * self.inv_baseline)
-        mark.pace += min(rate, 1.0) * d
-        mark.last_us, mark.last_close, mark.n = now, close, mark.n + 1
+        rate = gap * self.inv_baseline
+        fast = 1.0 / (n + 1.0)
+        if rate < fast:
+            rate = fast
+        elif rate > 1.0:
+            rate = 1.0
+        mark.pace += rate * (_CLIP if raw > _CLIP else (-_CLIP if raw < -_CLIP else raw))
+        mark.last_us, mark.last_close, mark.n = now, close, n + 1
 
     def _roll(self, tape: MarketTape, minute: int) -> None:
         """Close the tape's minute (its medians) and start collecting `minute`."""
