@@ -20,10 +20,11 @@ import datetime as dt
 import os
 import time
 
+import msgspec
 import numpy as np
 
 from kabuguard.detectors.base import Evidence
-from kabuguard.detectors.market_factor import MarketFactor
+from kabuguard.detectors.market_factor import MARKET_KEY, MarketFactor
 from kabuguard.detectors.pump_surveillance import PumpSurveillance
 from kabuguard.engine import Pipeline
 from kabuguard.events.model import MarketBar
@@ -89,6 +90,18 @@ def pipeline_path(bars: list[MarketBar]) -> tuple[float, float, int]:
     return time.perf_counter() - t0, time.process_time() - c0, alerts
 
 
+def state_bytes(bars: list[MarketBar]) -> tuple[float, int]:
+    """State after the bars, as the service would store it (msgpack): mean bytes per symbol key,
+    and the market stage's one key."""
+    pipeline = Pipeline()
+    for bar in bars:
+        pipeline.process(bar)
+    encode, store = msgspec.msgpack.encode, pipeline.store
+    symbols = {bar.symbol for bar in bars}
+    per_symbol = sum(len(encode(store.get("symbol", s))) for s in symbols) / len(symbols)
+    return per_symbol, len(encode(store.get("market", MARKET_KEY)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--symbols", type=int, default=2000)
@@ -103,6 +116,8 @@ def main() -> None:
                        ("full pipeline (Pipeline.process) ", pipeline_path)):
         wall, cpu, alerts = min(path(bars) for _ in range(args.repeat))
         print(f"{name}: {len(bars) / wall:,.0f} bars/s wall, {len(bars) / cpu:,.0f} bars/s CPU ({alerts} alerts)")
+    per_symbol, market_key = state_bytes(bars)
+    print(f"state: {per_symbol:,.0f} bytes per symbol key, {market_key:,} bytes in the market key (msgpack)")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if args.profile:
         import cProfile
