@@ -152,3 +152,73 @@ def test_change_first_then_trade_later(tmp_path: Path) -> None:
     decisions = _decide(s, tmp_path)
     assert decisions[change["event_id"]]["decision"] in ("review", "block")
     assert "order_after_risky_change" in decisions[later["event_id"]]["reasons"]
+
+
+IPHONE_UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_2 like Mac OS X) AppleWebKit/605.1.15 Version/18.2 Mobile Safari/604.1"
+
+
+def test_a_login_where_nothing_is_familiar_is_more_than_its_parts(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    # Someone else's machine on another fixed-line ISP (a residential proxy): device, AS and browser new.
+    proxy = s.login(ts(20, 13, 0), "A1", "153.162.24.225", "fresh-pc", ua=IPHONE_UA)
+    # The owner's new phone at home: only the device changed.
+    phone = s.login(ts(20, 13, 5), "A2", "126.1.2.5", "new-phone", ua=IPHONE_UA)
+    decisions = _decide(s, tmp_path)
+    assert "unfamiliar_login" in decisions[proxy["event_id"]]["reasons"]
+    assert "unfamiliar_login" not in decisions[phone["event_id"]]["reasons"]
+    assert decisions[proxy["event_id"]]["score"] > decisions[phone["event_id"]]["score"]
+
+
+def _thin_target(s: Stream, day: int) -> None:
+    """Three hijacked accounts buy the thin stock 9999 from proxies on fresh machines, hours apart."""
+    for n, a in enumerate((1, 2, 3)):
+        ip, dev = f"45.32.7.{a}", f"proxy-pc-{a}"
+        login = s.login(ts(day, 9 + 2 * n, 0), f"A{a}", ip, dev)
+        s.order(ts(day, 9 + 2 * n, 1), f"A{a}", "9999", "buy", 3000, ip, dev, session=login["session_id"])
+
+
+def test_the_account_selling_to_hijacked_buyers_is_held(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    s.add("account", ts(1, 8, 0), account_id="Z", opened_at="2024-01-10T10:00:00.000+09:00",
+          holdings=[{"symbol": "9999", "qty": 30000}], cash=1e5)
+    for day in range(2, 19):
+        s.login(ts(day, 21, 0), "Z", "126.9.9.9", "z-dev")
+    _thin_target(s, 20)
+    s.login(ts(21, 9, 0), "Z", "126.9.9.9", "z-dev")
+    dump = s.order(ts(21, 9, 1), "Z", "9999", "sell", 9000, "126.9.9.9", "z-dev")
+    # A customer selling a position nobody hijacked has been buying is not touched.
+    s.login(ts(21, 9, 5), "A7", "126.1.7.5", "dev-7")
+    ordinary = s.order(ts(21, 9, 6), "A7", "7203", "sell", 100, "126.1.7.5", "dev-7")
+    decisions = _decide(s, tmp_path)
+    assert "sell_into_suspect_buying" in decisions[dump["event_id"]]["reasons"]
+    assert decisions[dump["event_id"]]["decision"] in ("review", "block")
+    assert decisions[ordinary["event_id"]]["decision"] == "allow"
+
+
+def test_the_owners_own_buy_of_the_same_name_is_not_suspect(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    _thin_target(s, 20)
+    login = s.login(ts(20, 16, 0), "A8", "126.1.8.5", "dev-8")
+    own = s.order(ts(20, 16, 1), "A8", "9999", "buy", 100, "126.1.8.5", "dev-8", session=login["session_id"])
+    decisions = _decide(s, tmp_path)
+    assert "buy_with_suspect_buyers" not in decisions[own["event_id"]]["reasons"]
+    assert decisions[own["event_id"]]["decision"] == "allow"
+
+
+def test_a_young_account_adding_to_a_large_thin_position_is_held(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    # Days of the thin stock's volume, bought into by an account opened months ago...
+    s.add("account", ts(1, 8, 0), account_id="Z", opened_at="2024-12-01T10:00:00.000+09:00",
+          holdings=[{"symbol": "9999", "qty": 40000}], cash=5e6)
+    # ...and a long-standing customer holding a few hundred shares of it.
+    s.add("account", ts(1, 8, 0), account_id="H", opened_at="2012-06-01T10:00:00.000+09:00",
+          holdings=[{"symbol": "9999", "qty": 300}], cash=5e6)
+    s.login(ts(18, 21, 0), "Z", "126.9.9.9", "z-dev")
+    build = s.order(ts(18, 21, 1), "Z", "9999", "buy", 2000, "126.9.9.9", "z-dev")
+    s.login(ts(18, 21, 5), "H", "126.9.8.8", "h-dev")
+    holder = s.order(ts(18, 21, 6), "H", "9999", "buy", 200, "126.9.8.8", "h-dev")
+    decisions = _decide(s, tmp_path)
+    assert "concentrated_thin_position" in decisions[build["event_id"]]["reasons"]
+    assert decisions[build["event_id"]]["decision"] in ("review", "block")
+    assert "concentrated_thin_position" not in decisions[holder["event_id"]]["reasons"]
+    assert decisions[holder["event_id"]]["decision"] == "allow"

@@ -14,7 +14,9 @@ from kabuguard.detectors.pump_surveillance import PumpSurveillance
 from kabuguard.detectors.sensitive_change import SensitiveChange
 from kabuguard.detectors.session_risk import SessionRisk
 from kabuguard.detectors.shared_device import SharedDevice
+from kabuguard.detectors.shared_indicator import SharedIndicatorDevice, SharedIndicatorIp, SharedIndicatorNetwork
 from kabuguard.detectors.shared_ip import SharedIp
+from kabuguard.detectors.suspect_flow import SuspectFlow
 from kabuguard.detectors.thin_stock_buy import ThinStockBuy
 from kabuguard.detectors.unusual_trading import UnusualTrading
 
@@ -23,6 +25,7 @@ ALL = (
     LoginProfile, HostingNetwork, ImpossibleTravel, FailedLoginBurst, DormantReactivation,
     HoldingsLiquidation, UnusualTrading,
     SharedIp, SharedDevice, CredentialStuffing, IpReputation, DeviceReputation,
-    ThinStockBuy, Campaign, PumpSurveillance,
+    SharedIndicatorIp, SharedIndicatorDevice, SharedIndicatorNetwork,
+    ThinStockBuy, Campaign, PumpSurveillance, SuspectFlow,
     SessionRisk, SensitiveChange,
 )

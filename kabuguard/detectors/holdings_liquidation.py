@@ -5,6 +5,14 @@ positions too, so alone this is modest evidence; with a risky session it is deci
 Holdings come from the `account` record and move with executions. A buy of a thin stock the
 account does not hold, within hours of such sells, is the scheme itself: the victim's money
 moved into the pump (`liquidate_into_thin_stock`).
+
+The other side of a pump: whoever means to sell into it holds the thin stock first, in a size
+the market cannot absorb quietly. A buy that adds to a position already worth a large share of
+the symbol's average daily volume (`concentrated_thin_position`) is pre-positioning as market
+surveillance knows it, the more so from an account opened within the last year (attackers open
+or buy accounts for the scheme; tenure is the oldest prior in fraud work); selling out of such a position is the distribution that follows (weaker
+alone: holders sell for many reasons). Known false positives: a long-term holder of a micro cap
+averaging down or taking profit.
 """
 
 from __future__ import annotations
@@ -15,11 +23,15 @@ from typing import Any, ClassVar
 import msgspec
 
 from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.events.reader import ContractError, parse_ts
+
+_DAY_US = 86_400_000_000
 
 
 class HoldingsState(msgspec.Struct):
     holdings: dict[str, int] = {}
     sells: dict[str, int] = {}  # symbol -> time of a recent large sell
+    opened_us: int = 0  # when the account was opened, 0 when unknown
 
 
 class HoldingsLiquidation:
@@ -33,6 +45,12 @@ class HoldingsLiquidation:
         self.weight = float(param(params, "weight", self.name))
         self.into_thin_weight = float(param(params, "into_thin_weight", self.name))
         self.thin_adv_value = float(param(params, "thin_adv_value_jpy", self.name))
+        self.min_adv_days = float(param(params, "concentration_min_adv_days", self.name))
+        self.concentration_weight = float(param(params, "concentration_weight", self.name))
+        self.concentration_max_weight = float(param(params, "concentration_max_weight", self.name))
+        self.concentration_sell_weight = float(param(params, "concentration_sell_weight", self.name))
+        self.young_us = int(float(param(params, "young_account_days", self.name)) * _DAY_US)
+        self.young_weight = float(param(params, "young_account_weight", self.name))
 
     def initial(self) -> HoldingsState:
         return HoldingsState()
@@ -43,12 +61,26 @@ class HoldingsLiquidation:
         cutoff = event.ts_us - self.window_us
         sold = sum(1 for s, t in state.sells.items() if t > cutoff and s != event.symbol)
         if event.side == "buy":
-            if sold and state.holdings.get(event.symbol, 0) == 0 and self._thin(ev):
+            position = state.holdings.get(event.symbol, 0)
+            if not self._thin(ev):
+                return
+            if sold and position == 0:
                 ev.findings.append(Finding("liquidate_into_thin_stock", self.into_thin_weight + math.log(sold)))
+            young = bool(state.opened_us) and event.ts_us - state.opened_us < self.young_us
+            self._concentration(position, ev, self.concentration_weight + (self.young_weight if young else 0.0))
             return
         held = state.holdings.get(event.symbol, 0)
+        if self._thin(ev):
+            self._concentration(held, ev, self.concentration_sell_weight)
         if held > 0 and event.qty >= self.min_fraction * held:
             ev.findings.append(Finding(self.name, self.weight + math.log(1 + sold)))
+
+    def _concentration(self, position: int, ev: Evidence, base: float) -> None:
+        """A position worth `min_adv_days` of the symbol's volume or more; more the larger it is."""
+        floor = self.min_adv_days * ev.instrument.adv_shares
+        if base > 0 and position >= floor:
+            weight = min(self.concentration_max_weight, base + math.log(position / floor))
+            ev.findings.append(Finding("concentrated_thin_position", weight))
 
     def _thin(self, ev: Evidence) -> bool:
         inst = ev.instrument
@@ -59,6 +91,11 @@ class HoldingsLiquidation:
         kind = event.kind
         if kind == "account":
             state.holdings = {h.symbol: h.qty for h in event.holdings}
+            if event.opened_at:
+                try:
+                    state.opened_us = parse_ts(event.opened_at)
+                except ContractError:
+                    pass  # an unreadable optional field leaves the account's age unknown
         elif kind == "execution":
             delta = event.qty if event.side == "buy" else -event.qty
             state.holdings[event.symbol] = max(0, state.holdings.get(event.symbol, 0) + delta)

@@ -8,6 +8,13 @@ shows a value new to the account with probability `p_new_attack`. A long, stable
 a new device strong evidence; an account with no history gives none. Network attributes back
 off from coarse to fine (country, then AS, then the /24) so one move is not counted thrice.
 
+Naive Bayes treats the attributes as independent; for customers they are not. A customer's new
+phone comes on the home network, a trip abroad on the usual phone: one thing changes at a time.
+A login on a device *and* a fixed-line or hosting network both new to an account with a history
+(`unfamiliar_login`), the more so in a browser family the account never used, is what a stolen
+password used from someone else's machine looks like, residential proxy or not. Mobile networks
+are left out: customers roam between carriers' addresses on their own phones.
+
 The profile learns a login only after a probation period, and never one whose session changed
 email, phone, MFA or password, or one that was itself risky: an attacker who logs in once from
 a fresh device must not have that device trusted by the time the trading starts.
@@ -102,6 +109,10 @@ class LoginProfile:
         self.hour_alpha = float(param(params, "hour_alpha", self.name))
         self.learn_max_llr = float(param(params, "learn_max_llr", self.name))
         self.tz_offset_h = int(params.get("local_utc_offset_hours", 9))
+        unfamiliar = param(params, "unfamiliar", self.name)
+        self.unfamiliar_min_logins = int(unfamiliar["min_logins"])
+        self.unfamiliar_weight = float(unfamiliar["weight"])
+        self.unfamiliar_agent_weight = float(unfamiliar["new_agent_weight"])
 
     def initial(self) -> LoginProfileState:
         return LoginProfileState()
@@ -113,19 +124,28 @@ class LoginProfile:
             self._promote(state, event.ts_us - self.probation_us)
         n = state.logins
         found = ev.findings
+        new_device = bool(event.device_id) and state.devices.get(event.device_id, 0) == 0
         if event.device_id:
             found.append(Finding(self.device.reason, self.device.llr(state.devices, event.device_id, n)))
         net = ev.net
+        new_network = False
         if net.country:
             if state.countries.get(net.country, 0) == 0:
+                new_network = True
                 found.append(Finding(self.country.reason, self.country.llr(state.countries, net.country, n)))
             elif net.asn and state.asns.get(net.asn, 0) == 0:
+                new_network = True
                 found.append(Finding(self.asn.reason, self.asn.llr(state.asns, net.asn, n)))
             elif net.prefix:
                 found.append(Finding(self.prefix.reason, self.prefix.llr(state.prefixes, net.prefix, n)))
+        new_agent = False
         if event.user_agent:
             family = user_agent_family(event.user_agent)
+            new_agent = state.agents.get(family, 0) == 0
             found.append(Finding(self.agent.reason, self.agent.llr(state.agents, family, n)))
+        if new_device and new_network and n >= self.unfamiliar_min_logins and net.kind in ("fixed", "hosting"):
+            weight = self.unfamiliar_weight + (self.unfamiliar_agent_weight if new_agent else 0.0)
+            found.append(Finding("unfamiliar_login", weight))
         if n >= self.hour_min_logins:
             found.append(Finding("unusual_hour", self._hour_llr(state, self._hour(event.ts_us), n)))
 
