@@ -10,6 +10,7 @@ from kabuguard.detectors.hosting_network import HostingNetwork
 from kabuguard.detectors.impossible_travel import ImpossibleTravel
 from kabuguard.detectors.ip_reputation import IpReputation
 from kabuguard.detectors.login_profile import LoginProfile
+from kabuguard.detectors.owners_crowd import OwnersCrowd
 from kabuguard.detectors.pump_surveillance import PumpSurveillance
 from kabuguard.detectors.sensitive_change import SensitiveChange
 from kabuguard.detectors.session_risk import SessionRisk
@@ -24,6 +25,6 @@ ALL = (
     LoginProfile, HostingNetwork, ImpossibleTravel, FailedLoginBurst, DormantReactivation,
     HoldingsLiquidation, UnusualTrading,
     SharedIp, SharedDevice, CredentialStuffing, IpReputation, DeviceReputation,
-    ThinStockBuy, Campaign, PumpSurveillance, SuspectFlow,
+    ThinStockBuy, Campaign, PumpSurveillance, SuspectFlow, OwnersCrowd,
     SessionRisk, SensitiveChange,
 )
