@@ -71,3 +71,15 @@ def brokerage(attack: bool = True) -> Stream:
 @pytest.fixture
 def stream() -> Stream:
     return brokerage()
+
+
+@pytest.fixture(scope="session")
+def three_firms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small simulated run at three firms, replayed: sim/ (events, labels) and run/ (decisions, alerts)."""
+    from kabuguard.replay import replay
+    from kabuguard.sim import Config, simulate
+
+    root = tmp_path_factory.mktemp("three_firms")
+    simulate(Config(accounts=600, days=10, seed=7, firms=3, symbols=40), root / "sim")
+    replay([root / "sim" / "events"], root / "run", quiet=True)
+    return root

@@ -44,6 +44,7 @@ def test_spark_replay_equals_local_replay_on_a_simulated_multi_firm_brokerage(sp
 
     simulate(Config(accounts=300, days=5, seed=5, firms=3, symbols=20), tmp_path / "sim")
     events = tmp_path / "sim" / "events"
+    _shared_indicators(events)
     local = replay([events], tmp_path / "local", quiet=True)
     distributed = replay_spark([events], tmp_path / "spark", quiet=True)
     _same_outputs(tmp_path / "local", tmp_path / "spark")
@@ -51,6 +52,24 @@ def test_spark_replay_equals_local_replay_on_a_simulated_multi_firm_brokerage(sp
     assert (distributed.events, distributed.duplicates, distributed.decisions, distributed.alerts) == \
         (local.events, local.duplicates, local.decisions, local.alerts)
     assert {json.loads(line)["firm"] for line in (tmp_path / "spark" / "decisions.jsonl").open()} >= {"firm-a", "firm-b"}
+    assert any("shared_indicator" in line for line in (tmp_path / "spark" / "decisions.jsonl").open())
+
+
+def _shared_indicators(events: Path) -> None:
+    """Indicators arriving mid-run for addresses, devices and agents seen on day 3, so that every
+    stage that owns an indicator type routes some."""
+    seen: dict[str, set[str]] = {"ip": set(), "device": set(), "user_agent": set()}
+    with gzip.open(sorted(events.glob("activity-*.jsonl.gz"))[2], "rt") as fh:
+        for line in fh:
+            event = json.loads(line)
+            if event["type"] == "login":
+                for kind, field in (("ip", "ip"), ("device", "device_id"), ("user_agent", "user_agent")):
+                    if event.get(field) and len(seen[kind]) < 15:
+                        seen[kind].add(event[field])
+    lines = [{"event_id": f"ind-{kind}-{n}", "type": "indicator", "ts": "2025-04-08T12:00:00+09:00",
+              "indicator_type": kind, "value": value, "source": "regulator"}
+             for kind, values in seen.items() for n, value in enumerate(sorted(values))]
+    (events / "indicators.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
 def test_campaigns_duplicates_bad_lines_and_parquet_in_and_out_through_the_cli(spark, tmp_path: Path) -> None:

@@ -21,6 +21,9 @@ _COMMANDS: dict[str, str] = {
     "phish": "phish:phish",
     "serve": "serve:serve",
     "keys": "keys:keys",
+    "users": "users:users",
+    "cases": "cases:cases",
+    "intel": "intel:intel",
 }
 
 

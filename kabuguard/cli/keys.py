@@ -6,10 +6,11 @@ import click
 
 from kabuguard.service.settings import SettingsError, load_settings
 
-_db_option = click.option("--db", default=None, help="The service's database (default: as `kabuguard serve` reads it).")
+db_option = click.option("--db", default=None, help="The service's database (default: as `kabuguard serve` reads it).")
 
 
-def _database(db: str | None):  # noqa: ANN202 - the import stays lazy
+def open_database(db: str | None):  # noqa: ANN202 - the import stays lazy
+    """The service database at `db` (or as `serve` reads it), migrated to the newest schema."""
     from kabuguard.service.app import migrate_database
     from kabuguard.service.storage import Database
 
@@ -30,13 +31,13 @@ def keys() -> None:
 @click.option("--firm", required=True, help="The brokerage this key acts for.")
 @click.option("--name", default="", help="What the key is for (e.g. login-platform).")
 @click.option("--rate-limit", type=float, default=None, help="Requests per second (default: the service's).")
-@_db_option
+@db_option
 def create(firm: str, name: str, rate_limit: float | None, db: str | None) -> None:
     """Create a key and print it once: it cannot be shown again."""
     from kabuguard.service.auth import create_key
 
     try:
-        key_id, token = create_key(_database(db), firm, name, rate_limit)
+        key_id, token = create_key(open_database(db), firm, name, rate_limit)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(token)
@@ -44,12 +45,12 @@ def create(firm: str, name: str, rate_limit: float | None, db: str | None) -> No
 
 
 @keys.command("list")
-@_db_option
+@db_option
 def list_(db: str | None) -> None:
     """Every key: id, firm, name, rate limit, created, revoked."""
     from kabuguard.service.auth import list_keys
 
-    for row in list_keys(_database(db)):
+    for row in list_keys(open_database(db)):
         rate = row["rate_limit"] if row["rate_limit"] is not None else "default"
         click.echo(f"{row['key_id']}\t{row['firm']}\t{row['name'] or '-'}\t{rate}\t{row['created_at']}\t"
                    f"{'revoked ' + row['revoked_at'] if row['revoked_at'] else 'active'}")
@@ -57,11 +58,11 @@ def list_(db: str | None) -> None:
 
 @keys.command()
 @click.argument("key_id")
-@_db_option
+@db_option
 def revoke(key_id: str, db: str | None) -> None:
     """Revoke a key by its id (effective within seconds on every worker)."""
     from kabuguard.service.auth import revoke_key
 
-    if not revoke_key(_database(db), key_id):
+    if not revoke_key(open_database(db), key_id):
         raise click.UsageError(f"key id {key_id!r}: no such active key (see `kabuguard keys list`)")
     click.echo(f"revoked {key_id}")

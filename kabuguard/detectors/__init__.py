@@ -15,6 +15,7 @@ from kabuguard.detectors.pump_surveillance import PumpSurveillance
 from kabuguard.detectors.sensitive_change import SensitiveChange
 from kabuguard.detectors.session_risk import SessionRisk
 from kabuguard.detectors.shared_device import SharedDevice
+from kabuguard.detectors.shared_indicator import SharedIndicatorDevice, SharedIndicatorIp, SharedIndicatorNetwork
 from kabuguard.detectors.shared_ip import SharedIp
 from kabuguard.detectors.suspect_flow import SuspectFlow
 from kabuguard.detectors.thin_stock_buy import ThinStockBuy
@@ -25,6 +26,7 @@ ALL = (
     LoginProfile, HostingNetwork, ImpossibleTravel, FailedLoginBurst, DormantReactivation,
     HoldingsLiquidation, UnusualTrading,
     SharedIp, SharedDevice, CredentialStuffing, IpReputation, DeviceReputation,
+    SharedIndicatorIp, SharedIndicatorDevice, SharedIndicatorNetwork,
     ThinStockBuy, Campaign, PumpSurveillance, SuspectFlow, OwnersCrowd,
     SessionRisk, SensitiveChange,
 )

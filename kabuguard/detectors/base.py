@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVa
 
 from kabuguard.netintel import UNKNOWN, Network
 
-Stage = Literal["account", "ip", "device", "symbol", "final"]
+Stage = Literal["account", "ip", "device", "intel", "symbol", "final"]
 S = TypeVar("S")
 
 

@@ -13,6 +13,7 @@ import msgspec
 
 from kabuguard.detectors import ALL
 from kabuguard.detectors.base import Evidence, Finding
+from kabuguard.detectors.shared_indicator import intel_key
 from kabuguard.detectors.session_risk import SessionMemory
 from kabuguard.engine.stages import KeyedStage
 from kabuguard.engine.store import MemoryStore, Store
@@ -64,14 +65,16 @@ class Pipeline:
                                   kinds=_ACTIVITY, between=self._session_evidence)
         self.ip = KeyedStage("ip", of("ip"), lambda e: e.ip)
         self.device = KeyedStage("device", of("device"), lambda e: e.device_id)
+        self.intel = KeyedStage("intel", of("intel"), intel_key)
         self.symbol = KeyedStage("symbol", of("symbol"), lambda e: e.symbol,
                                  kinds=frozenset({"market_bar", "execution"}), between=_quote)
         self.final = KeyedStage("final", of("final"), account_key, kinds=_ACTIVITY, between=self._decide)
-        stages = (self.account, self.ip, self.device, self.symbol, self.final)
+        stages = (self.account, self.ip, self.device, self.intel, self.symbol, self.final)
         self.stages = stages
         # Per event type, the stages that handle it, in stage order.
-        self._routes = {kind: tuple(st for st in stages if kind in st.by_kind)
-                        for kind in ("account", "login", "account_change", "order", "execution", "market_bar")}
+        self._routes = {kind: tuple(st.run for st in stages if kind in st.by_kind)
+                        for kind in ("account", "login", "account_change", "order", "execution", "market_bar",
+                                     "indicator")}
         self._decision: dict[str, Any] | None = None
 
     def process(self, event: Event) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -81,11 +84,12 @@ class Pipeline:
             # Reference data, broadcast to every stage: the latest record before each event.
             self.store.put("reference", event.symbol, {"instrument": event})
             return None, []
-        ev = self.evidence(event, self._instrument(event.symbol) if kind in _PRICED else None)
+        ev = Evidence(self.net.lookup(event.ip) if kind in _ACTIVITY else UNKNOWN,
+                      self._instrument(event.symbol) if kind in _PRICED else None)
         self._decision = None
         store = self.store
-        for stage in self._routes[kind]:
-            stage.run(event, ev, store)
+        for run in self._routes[kind]:
+            run(event, ev, store)
         if ev.notes:
             self.apply_notes(ev)
         return self._decision, self.stamp(event, ev.alerts) if ev.alerts else []

@@ -46,7 +46,7 @@ class StateCodec:
 
     def __init__(self, pipeline: Pipeline) -> None:
         types: dict[str, dict[str, Any]] = {"reference": {"instrument": Instrument}}
-        for stage in (pipeline.account, pipeline.ip, pipeline.device, pipeline.symbol, pipeline.final):
+        for stage in pipeline.stages:
             slots: dict[str, Any] = {}
             for detectors in stage.by_kind.values():
                 for detector in detectors:

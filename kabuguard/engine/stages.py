@@ -16,6 +16,9 @@ from kabuguard.engine.store import Store
 
 KeyOf = Callable[[Any], str | None]
 Hook = Callable[[Any, dict[str, Any], Evidence], None]
+# What a stage runs for one event type, resolved once: per detector its state's name, its
+# fresh state and its bound `score` and `learn` (the hot loop then does no attribute lookups).
+Step = tuple[str, Callable[[], Any], Callable[..., None], Callable[..., None]]
 
 
 class KeyedStage:
@@ -31,11 +34,14 @@ class KeyedStage:
             for kind in detector.types:
                 by_kind.setdefault(kind, []).append(detector)
         self.by_kind = by_kind
+        self._steps: dict[str, tuple[Step, ...]] = {
+            kind: tuple((d.name, d.initial, d.score, d.learn) for d in ds) for kind, ds in by_kind.items()
+        }
 
     def run(self, event: Any, ev: Evidence, store: Store) -> dict[str, Any] | None:
         """Score then learn `event`; returns the key's state (None when the stage skips it)."""
-        detectors = self.by_kind.get(event.kind)
-        if detectors is None:
+        steps = self._steps.get(event.kind)
+        if steps is None:
             return None
         key = self.key_of(event)
         if not key:
@@ -44,13 +50,19 @@ class KeyedStage:
         fresh = state is None
         if fresh:
             state = {}
-        slots = [state.get(d.name) or state.setdefault(d.name, d.initial()) for d in detectors]
-        for detector, slot in zip(detectors, slots):
-            detector.score(event, slot, ev)
+        # Scoring reads only the detector's own state, so each state is created just before
+        # its detector scores, in the same order as before.
+        slots = []
+        for name, initial, score, _ in steps:
+            slot = state.get(name)
+            if slot is None:
+                slot = state[name] = initial()
+            score(event, slot, ev)
+            slots.append(slot)
         if self.between is not None:
             self.between(event, state, ev)
-        for detector, slot in zip(detectors, slots):
-            detector.learn(event, slot, ev)
+        for step, slot in zip(steps, slots):
+            step[3](event, slot, ev)
         if fresh or not store.live:
             store.put(self.name, key, state)
         return state

@@ -71,6 +71,9 @@ class Login(_Event, tag="login", kw_only=True):
     device_id: str | None = None
     mfa: Mfa = "none"
     channel: Channel = "web"
+    # Contract extension (optional): the page the customer came from (HTTP Referer or Origin),
+    # so that arrival from a reported phishing site can be recognised.
+    referrer: str | None = None
 
 
 class AccountChange(_Event, tag="account_change", kw_only=True):
@@ -104,11 +107,45 @@ class Execution(_Event, tag="execution", kw_only=True):
     price: float
 
 
-Event = Instrument | Account | MarketBar | Login | AccountChange | Order | Execution
+IndicatorType = Literal["ip", "device", "domain", "url", "asn", "user_agent"]
+
+
+class Indicator(_Event, tag="indicator", kw_only=True):
+    """An indicator shared by another firm or the regulator; `ts` is when it arrived here.
+
+    Feeds state only: detection sees it from its arrival on, never before, so a replay of
+    history with the indicators it had received decides as production did.
+    """
+
+    indicator_type: IndicatorType
+    value: str
+    # Who shared it (a firm or the regulator), and the STIX object it came from.
+    source: str | None = None
+    stix_id: str | None = None
+
+    def __post_init__(self) -> None:
+        value = self.value.strip()
+        if self.indicator_type == "domain":
+            value = value.lower().rstrip(".")
+        if not value:
+            raise ValueError("`value` is empty")
+        self.value = value
+
+    # The keyed stages route by these, as they route activity by its address and device.
+    @property
+    def ip(self) -> str | None:
+        return self.value if self.indicator_type == "ip" else None
+
+    @property
+    def device_id(self) -> str | None:
+        return self.value if self.indicator_type == "device" else None
+
+
+Event = Instrument | Account | MarketBar | Login | AccountChange | Order | Execution | Indicator
 
 EVENT_TYPES: dict[str, type[_Event]] = {
     cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (Instrument, Account, MarketBar, Login, AccountChange, Order, Execution)
+    for cls in (Instrument, Account, MarketBar, Login, AccountChange, Order, Execution, Indicator)
 }
 
 for _tag, _cls in EVENT_TYPES.items():

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from kabuguard.detectors.base import Finding
+from kabuguard.policy.playbooks import Playbook, parse_playbooks
 
 DECISIONS = ("allow", "challenge", "review", "block")
 _STRENGTH = {d: i for i, d in enumerate(DECISIONS)}
@@ -36,6 +37,8 @@ class Policy:
     # What an online runner answers when its state or database cannot be reached in time:
     # `fail_open` allows (reason `degraded`), `fail_closed` challenges.
     fail_mode: str = "fail_open"
+    # Containment the service applies itself when an alert matches (policy/playbooks.py).
+    playbooks: tuple[Playbook, ...] = ()
 
     def score(self, kind: str, llr: float) -> float:
         return 1.0 / (1.0 + math.exp(-max(-700.0, min(700.0, self.bias[kind] + llr))))
@@ -102,7 +105,15 @@ def _parse(raw: Any, source: str) -> Policy:
         detectors=dict(need(raw, "detectors", "")),
         source=source,
         fail_mode=_fail_mode(raw.get("fail_mode", "fail_open"), source),
+        playbooks=_playbooks(raw.get("playbooks"), source),
     )
+
+
+def _playbooks(value: Any, source: str) -> tuple[Playbook, ...]:
+    try:
+        return parse_playbooks(value, source)
+    except ValueError as exc:
+        raise PolicyError(str(exc)) from None
 
 
 def _fail_mode(value: Any, source: str) -> str:

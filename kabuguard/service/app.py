@@ -22,6 +22,9 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.concurrency import run_in_threadpool
 
 from kabuguard import __version__
+from kabuguard.console.containment import Containment
+from kabuguard.console.web import mount_console
+from kabuguard.console.webhooks import Deliverer
 from kabuguard.engine.pipeline import Pipeline
 from kabuguard.engine.redis_store import RedisState
 from kabuguard.events.model import Event
@@ -30,7 +33,7 @@ from kabuguard.policy import load_policy
 from kabuguard.service import logging as service_logging
 from kabuguard.service.auth import AuthError, KeyCache, Principal
 from kabuguard.service.decider import Decider
-from kabuguard.service.ratelimit import TokenBuckets
+from kabuguard.service.ratelimit import RateLimiter, RedisBuckets, TokenBuckets
 from kabuguard.service.schemas import AccountAnswer, AlertsPage, EventsAnswer, Problem, event_schemas
 from kabuguard.service.settings import Settings, load_settings
 from kabuguard.service.state import MemoryState
@@ -116,13 +119,19 @@ class Service:
             client = aioredis.from_url(settings.state, socket_timeout=timeout, socket_connect_timeout=timeout,
                                        max_connections=256, health_check_interval=0)
             state: Any = RedisState(client, settings.redis_prefix, settings.idempotency_ttl_s)
+            # A tenth of the deadline at most: the decision needs the rest of it.
+            self.buckets: RateLimiter = RedisBuckets(client, settings.redis_prefix, timeout_s=max(0.005, timeout / 10))
         else:
             state = MemoryState()
+            self.buckets = TokenBuckets()
         pipeline = Pipeline(load_policy(settings.policy or None))
         self.decider = Decider(pipeline, state, self.db, deadline_s=settings.deadline_ms / 1000,
                                wait_for_database=bool(settings.wait_for_database))
         self.keys = KeyCache(self.db)
-        self.buckets = TokenBuckets()
+        self.deliverer = Deliverer(self.db.engine, settings.webhook_secret, settings.webhook_backoff_s,
+                                   settings.webhook_max_backoff_s)
+        self.containment = Containment(self.db.engine, self.decider, settings.receivers(), self.deliverer,
+                                       pipeline.policy.playbooks)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -138,6 +147,7 @@ class Service:
             await self._warm_up()
             self._tasks.append(asyncio.create_task(
                 self.decider.housekeeping(outbox_after_s=self.settings.outbox_after_s)))
+        self._tasks.append(asyncio.create_task(self.deliverer.run()))
 
     async def authenticate(self, authorization: str | None, api_key: str | None) -> Principal:
         """The key's principal, after its rate limit; raises Refusal (401, 429, 503)."""
@@ -162,7 +172,7 @@ class Service:
                 if who is None:
                     raise Refusal(503, "cannot verify the API key now: the database is unreachable; "
                                        "retry shortly") from None
-        wait = self.buckets.take(who.key_id, who.rate_limit or self.settings.rate_limit)
+        wait = await self.buckets.take(who.key_id, who.rate_limit or self.settings.rate_limit)
         if wait:
             raise Refusal(429, f"rate limit of this key exceeded; retry in {wait:.3f} s",
                           {"Retry-After": str(max(1, round(wait)))})
@@ -195,6 +205,11 @@ class Service:
             if event.firm is not None and event.firm != who.firm:
                 return _refused(403, f"events[{n}].firm: this API key belongs to another firm")
         outcome = await self.decider.decide(who.firm, events)
+        if outcome.alerts and self.containment.playbooks:
+            try:
+                await self.containment.run_playbooks(who.firm, outcome.alerts)
+            except Exception as exc:  # the decisions stand; the playbook's failure is logged
+                log.error("playbook failed", extra={"error": type(exc).__name__})
         return 200, outcome.body, [("X-Kabuguard-Degraded", "true")] if outcome.degraded else []
 
     async def _warm_up(self) -> None:
@@ -352,6 +367,7 @@ def create_app(settings: Settings | None = None, migrate_db: bool = True) -> Fas
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    mount_console(app, service)
     app.add_middleware(EventsFastPath, service=service)
     app.add_middleware(AccessLog)
     return app

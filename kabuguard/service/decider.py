@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from kabuguard.detectors.shared_indicator import INTEL_KEY, intel_key
 from kabuguard.engine.pipeline import Pipeline
 from kabuguard.engine.redis_store import Missing, RedisState, Snapshot, StageKey, StateCodec, WorkingSet
 from kabuguard.events.model import DECIDABLE, Event, account_key
@@ -48,6 +49,7 @@ class Outcome(msgspec.Struct):
     decided: int = 0
     duplicates: int = 0
     degraded: bool = False
+    alerts: list[dict[str, Any]] = []  # the alerts raised, for the playbooks
 
 
 def keys_of(event: Any) -> list[StageKey]:
@@ -59,11 +61,13 @@ def keys_of(event: Any) -> list[StageKey]:
         keys.append(("account", account))
         if kind in DECIDABLE:
             keys.append(("final", account))
-    if kind in _ACTIVITY:
+    if kind in _ACTIVITY or kind == "indicator":
         if event.ip:
             keys.append(("ip", event.ip))
         if event.device_id:
             keys.append(("device", event.device_id))
+        if intel_key(event):
+            keys.append(("intel", INTEL_KEY))
     if kind in _WITH_SYMBOL:
         keys.append(("symbol", event.symbol))
     if kind in ("order", "execution", "instrument"):
@@ -138,8 +142,7 @@ class Decider:
         assert isinstance(state, MemoryState)
         outcome, results, writes, records = self._run(firm, events, state.load_now)
         if results:
-            records.events = [{"firm": firm, "event_id": e.event_id, "body": _msgpack.encode(e)}
-                              for e in events if e.event_id in results]
+            records.events = [logged(firm, e) for e in events if e.event_id in results]
             try:
                 self.db.write_now(records)
             except Exception as exc:
@@ -186,6 +189,7 @@ class Decider:
         results: dict[str, bytes] = {}
         records = Records()
         parts: list[bytes] = []
+        raised: list[dict[str, Any]] = []
         duplicates = 0
         for event in events:
             event_id = event.event_id
@@ -204,12 +208,13 @@ class Decider:
                     "firm": firm, "event_id": event_id, "ts_us": event.ts_us, "type": decision["type"],
                     "account_id": decision["account_id"], "decision": decision["decision"],
                     "score": decision["score"], "body": _json.encode(decision)})
+            raised += alerts
             for alert in alerts:
                 records.alerts.append({
                     "firm": firm, "alert_id": alert["alert_id"], "event_id": event_id, "ts_us": event.ts_us,
                     "type": alert["type"], "account_id": alert.get("account_id"), "body": _json.encode(alert)})
         body = b'{"degraded":false,"results":[' + b",".join(parts) + b"]}"
-        outcome = Outcome(body, decided=len(records.decisions), duplicates=duplicates)
+        outcome = Outcome(body, decided=len(records.decisions), duplicates=duplicates, alerts=raised)
         return outcome, results, work.changed(), records
 
     def _degraded(self, firm: str, events: Sequence[Event], exc: BaseException) -> Outcome:
@@ -228,6 +233,43 @@ class Decider:
                                        "decision": decision, "alerts": []}))
         body = b'{"degraded":true,"results":[' + b",".join(parts) + b"]}"
         return Outcome(body, degraded=True)
+
+    # -- containment ------------------------------------------------------------------------
+
+    async def contain(self, firm: str, account_keys: Sequence[str]) -> None:
+        """Mark accounts contained in the shared state: the core blocks their later events with
+        reason `contained`. Embedded, the containment is logged with the events so that the
+        rebuild applies it at the same place; with Redis it commits like a request (retried on
+        a concurrent change of the same keys)."""
+        if self.embedded:
+            self.db.write_now(Records(events=[
+                {"firm": firm, "event_id": CONTAIN_PREFIX + key, "body": b"", "account_id": key,
+                 "symbol": None, "ts_us": None} for key in account_keys]))
+            self._contain_now(firm, account_keys)
+            return
+        state = self.state
+        assert isinstance(state, RedisState)
+        keys = [("final", key) for key in account_keys]
+        for _ in range(self.max_attempts):
+            snapshot = await state.load(firm, keys, [])
+            if await state.commit(firm, snapshot, self._contained(snapshot, account_keys), {}, None):
+                return
+        raise Degraded("too many conflicting writers")
+
+    def _contain_now(self, firm: str, account_keys: Sequence[str]) -> None:
+        state = self.state
+        assert isinstance(state, MemoryState)
+        snapshot = state.load_now(firm, [("final", key) for key in account_keys], [])
+        state.apply(firm, self._contained(snapshot, account_keys), {})
+
+    def _contained(self, snapshot: Snapshot, account_keys: Sequence[str]) -> dict[StageKey, bytes]:
+        """The final-stage states of `account_keys` with containment set, by the core's own `contain`."""
+        pipeline = self.pipeline
+        work = WorkingSet(self.codec, dict(snapshot.raw))
+        pipeline.store = work
+        for key in account_keys:
+            pipeline.contain(None, key)
+        return work.changed()
 
     # -- background work --------------------------------------------------------------------
 
@@ -273,11 +315,14 @@ class Decider:
         decode = msgspec.msgpack.Decoder(Event).decode
         n = 0
         firm, batch = None, []
-        for row_firm, body in self.db.event_log():
-            if row_firm != firm and batch:
+        for row_firm, event_id, body in self.db.event_log():
+            if (row_firm != firm or not body) and batch:
                 self._replay(firm, batch)
                 batch = []
             firm = row_firm
+            if not body:  # a containment, at its place in the order
+                self._contain_now(firm, [event_id.removeprefix(CONTAIN_PREFIX)])
+                continue
             batch.append(decode(body))
             if len(batch) >= 1000:
                 self._replay(firm, batch)
@@ -292,6 +337,16 @@ class Decider:
         assert isinstance(state, MemoryState)
         _, results, writes, _ = self._run(firm, events, state.load_now)
         state.apply(firm, writes, results)
+
+
+CONTAIN_PREFIX = "~contain:"
+
+
+def logged(firm: str, event: Event) -> dict[str, Any]:
+    """An event-log row: the typed record, and the account, symbol and time the console reads by."""
+    return {"firm": firm, "event_id": event.event_id, "body": _msgpack.encode(event),
+            "account_id": getattr(event, "account_id", None), "symbol": getattr(event, "symbol", None),
+            "ts_us": event.ts_us}
 
 
 def _unique(items: Any) -> list[Any]:

@@ -38,7 +38,7 @@ class Settings:
     deadline_ms: int = 250
     max_body_bytes: int = 4 * 1024 * 1024
     max_batch: int = 10_000
-    # Requests per second per API key (a token bucket per worker), unless the key sets its own.
+    # Requests per second per API key (shared by the workers through Redis), unless the key sets its own.
     rate_limit: float = 1000.0
     # Outbox records (decisions and alerts committed to Redis whose database write did not
     # finish: a crash, a database outage) older than this are written by a background task.
@@ -47,6 +47,16 @@ class Settings:
     # committed state and the outbox (0, the default): both survive a crash of the service.
     wait_for_database: int = 0
     log_level: str = "info"
+    # The console (docs/console.md): session cookies marked Secure (sent over HTTPS only; set 0
+    # only for plain HTTP on a development machine) and how long a login lasts.
+    console_secure_cookie: int = 1
+    console_session_hours: float = 12.0
+    # Containment webhooks: receivers (comma-separated URLs), the HMAC secret shared with them
+    # (give it in the environment, KABUGUARD_WEBHOOK_SECRET, not in a file), retry backoff.
+    webhook_urls: str = ""
+    webhook_secret: str = ""
+    webhook_backoff_s: float = 1.0
+    webhook_max_backoff_s: float = 300.0
 
     def redis(self) -> bool:
         return self.state.startswith(("redis://", "rediss://", "unix://"))
@@ -60,7 +70,13 @@ class Settings:
             raise SettingsError(f"workers: must be at least 1, got {self.workers}")
         if self.workers > 1 and not self.redis():
             raise SettingsError("workers: more than one worker needs shared state: use --state redis://…")
+        if self.receivers() and not self.webhook_secret:
+            raise SettingsError("webhook_secret: webhook_urls are set but no secret to sign with "
+                                "(set KABUGUARD_WEBHOOK_SECRET)")
         return self
+
+    def receivers(self) -> list[str]:
+        return [url.strip() for url in self.webhook_urls.split(",") if url.strip()]
 
     def to_env(self) -> dict[str, str]:
         """The settings as environment variables, so that worker processes read the same."""

@@ -58,7 +58,7 @@ def replay_spark(paths: Iterable[str | Path], out_dir: str | Path, policy: Polic
         first = Window.partitionBy("event_id").orderBy("ts_us", "seq")
         events = (decoded.where(F.col("reason").isNull()).withColumn("_n", F.row_number().over(first))
                   .where("_n = 1")
-                  .select("seq", "ts_us", "kind", "key_account", "key_ip", "key_device", "key_symbol",
+                  .select("seq", "ts_us", "kind", "key_account", "key_ip", "key_device", "key_intel", "key_symbol",
                           "key_final", "ref", "event")
                   .persist(StorageLevel.MEMORY_AND_DISK))
         n_events = events.count()

@@ -28,8 +28,10 @@ from kabuguard.policy import Policy
 # symbol's bars): with one of them in the symbol stage, that stage runs as one partition.
 MARKET_WIDE = frozenset({"pump_surveillance"})
 
+# STAGE_COLUMNS without `ev` and `noted`; the event and evidence columns' places in a row.
+_EVENT, _EV = 9, 10
 STAGE_COLUMNS = ("seq long, ts_us long, kind string, key_account string, key_ip string, "
-                 "key_device string, key_symbol string, key_final string, event binary, "
+                 "key_device string, key_intel string, key_symbol string, key_final string, event binary, "
                  "ev binary, noted boolean")
 FINAL_IN_COLUMNS = "seq long, ts_us long, sub int, key_final string, event binary, ev binary, note binary"
 OUT_COLUMNS = "seq long, ts_us long, decision binary, verdict string, alerts binary, alert_types string"
@@ -108,8 +110,8 @@ class StageTask:
         for batch in batches:
             seqs = batch.column(0).to_pylist()
             times = batch.column(1).to_pylist()
-            events = batch.column(8).to_pylist()
-            carried = batch.column(9).to_pylist()
+            events = batch.column(_EVENT).to_pylist()
+            carried = batch.column(_EV).to_pylist()
             out_ev: list[bytes | None] = []
             noted: list[bool] = []
             for seq, ts_us, raw, before in zip(seqs, times, events, carried):
@@ -120,7 +122,7 @@ class StageTask:
                 out_ev.append(carry(ev))
                 noted.append(bool(ev.notes))
             yield pa.RecordBatch.from_arrays(
-                batch.columns[:9] + [pa.array(out_ev, pa.binary()), pa.array(noted, pa.bool_())],
+                batch.columns[:_EV] + [pa.array(out_ev, pa.binary()), pa.array(noted, pa.bool_())],
                 schema=batch.schema)
 
 
@@ -131,7 +133,7 @@ def notice_task(batches: Iterator[Any]) -> Iterator[Any]:
     for batch in batches:
         rows: dict[str, list[Any]] = {"seq": [], "ts_us": [], "sub": [], "key_final": [], "note": []}
         for seq, ts_us, carried in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(),
-                                       batch.column(9).to_pylist()):
+                                       batch.column(_EV).to_pylist()):
             ev = Evidence()
             restore(ev, carried)
             sub = 0
@@ -188,7 +190,7 @@ def emit_task(batches: Iterator[Any]) -> Iterator[Any]:
     for batch in batches:
         out = _Out()
         for seq, ts_us, raw, carried in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(),
-                                            batch.column(8).to_pylist(), batch.column(9).to_pylist()):
+                                            batch.column(_EVENT).to_pylist(), batch.column(_EV).to_pylist()):
             ev = Evidence()
             restore(ev, carried)
             if ev.alerts:
@@ -243,7 +245,7 @@ def run_stages(events: Any, policy: Policy, refs: Any, partitions: int, symbol_p
 
     df = events.withColumn("ev", F.lit(None).cast("binary")).withColumn("noted", F.lit(False))
     previous = None
-    for name in ("account", "ip", "device", "symbol"):
+    for name in ("account", "ip", "device", "intel", "symbol"):
         begin(f"stage {name}")
         key = f"key_{name}"
         parts = symbol_partitions if name == "symbol" else partitions

@@ -228,16 +228,17 @@ class Database:
         return [(seq, body) for seq, body in rows]
 
     def event_log(self, batch: int = 10_000) -> Any:
-        """(firm, msgpack body) of every logged event in the order applied (embedded rebuild)."""
+        """(firm, event_id, msgpack body) of every logged event in the order applied (embedded
+        rebuild); an empty body is a containment."""
         last = 0
         while True:
             with self.engine.connect() as conn:
-                rows = conn.execute(select(events.c.seq, events.c.firm, events.c.body)
+                rows = conn.execute(select(events.c.seq, events.c.firm, events.c.event_id, events.c.body)
                                     .where(events.c.seq > last).order_by(events.c.seq).limit(batch)).all()
             if not rows:
                 return
-            for seq, firm, body in rows:
-                yield firm, body
+            for seq, firm, event_id, body in rows:
+                yield firm, event_id, body
             last = rows[-1][0]
 
 

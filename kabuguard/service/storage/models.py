@@ -54,12 +54,20 @@ alerts = Table(
 )
 
 # The embedded service keeps state in memory and rebuilds it from this log at start: every
-# event applied, in the order applied (msgpack of the typed record).
+# event applied, in the order applied (msgpack of the typed record). The console reads an
+# account's activity and a symbol's bars from it (`account_id`, `symbol`, `ts_us`, migration 0002).
+# A containment applied to the state is logged here too (event_id `~contain:<account key>`,
+# empty body), so the rebuild applies it at its place in the order.
 events = Table(
     "events", metadata,
     Column("seq", _Seq, primary_key=True, autoincrement=True),
     Column("firm", String(64), nullable=False),
     Column("event_id", String(200), nullable=False),
     Column("body", LargeBinary, nullable=False),
+    Column("account_id", String(200), nullable=True),
+    Column("symbol", String(32), nullable=True),
+    Column("ts_us", BigInteger, nullable=True),
     UniqueConstraint("firm", "event_id", name="uq_events_firm_event"),
+    Index("ix_events_account", "firm", "account_id", "ts_us"),
+    Index("ix_events_symbol", "firm", "symbol", "ts_us"),
 )

@@ -1,0 +1,58 @@
+"""`kabuguard users`: create, list and disable the console's users (roles analyst, lead, admin, auditor)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from kabuguard.cli.keys import db_option, open_database
+from kabuguard.console.models import ROLES
+
+
+@click.group()
+def users() -> None:
+    """Users of the analyst console (/console). Passwords are stored as argon2id hashes."""
+
+
+@users.command()
+@click.argument("username")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="auditor reads only; the others act.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (for scripts).")
+@db_option
+def create(username: str, role: str, password_stdin: bool, db: str | None) -> None:
+    """Create a user; the password is asked for (twice) unless given on standard input."""
+    from kabuguard.console.users import UserError, create_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        create_user(open_database(db).engine, username, role, password)
+    except UserError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"created {username} ({role})")
+
+
+@users.command("list")
+@db_option
+def list_(db: str | None) -> None:
+    """Every user: name, role, created, active or disabled."""
+    from kabuguard.console.users import list_users
+
+    for row in list_users(open_database(db).engine):
+        state = f"disabled {row['disabled_at']}" if row["disabled_at"] else "active"
+        click.echo(f"{row['username']}\t{row['role']}\t{row['created_at']}\t{state}")
+
+
+@users.command()
+@click.argument("username")
+@db_option
+def disable(username: str, db: str | None) -> None:
+    """Disable a user: their sessions stop working at once."""
+    from kabuguard.console.users import disable_user
+
+    if not disable_user(open_database(db).engine, username):
+        raise click.UsageError(f"user {username!r}: no such active user (see `kabuguard users list`)")
+    click.echo(f"disabled {username}")

@@ -1,0 +1,229 @@
+"""What the console's pages read: the alert queue, an account's timeline, a campaign's graph and
+market, the dashboard. Reads only; the records are the service's (decisions, alerts, the
+embedded event log) and the console's own (cases, containment)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from kabuguard.console.cases import alert_accounts
+from kabuguard.console.models import cases, containment_actions
+from kabuguard.events.model import Event
+from kabuguard.netintel import netintel
+from kabuguard.service.storage.models import alerts, decisions, events
+
+_decode_event = msgspec.msgpack.Decoder(Event).decode
+_HOUR_US = 3_600_000_000
+SORTS = ("time", "score", "type", "firm")
+
+
+def iso(ts_us: int) -> str:
+    return datetime.fromtimestamp(ts_us / 1e6, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    """The queue's filters and order, from the page's query string."""
+
+    type: str = ""
+    firm: str = ""
+    reason: str = ""
+    min_score: float = 0.0
+    since: str = ""  # YYYY-MM-DD, event time
+    until: str = ""
+    sort: str = "time"
+    descending: bool = True
+
+
+def _day_us(day: str) -> int:
+    return int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp() * 1e6)
+
+
+def alert_queue(engine: Engine, f: AlertFilter, after_seq: int = 0, limit: int = 300) -> list[dict[str, Any]]:
+    """Alerts matching `f`, in its order; `after_seq` gives only those recorded since (polling)."""
+    query = select(alerts.c.seq, alerts.c.firm, alerts.c.status, alerts.c.body).where(alerts.c.seq > after_seq)
+    if f.type:
+        query = query.where(alerts.c.type == f.type)
+    if f.firm:
+        query = query.where(alerts.c.firm == f.firm)
+    if f.since:
+        query = query.where(alerts.c.ts_us >= _day_us(f.since))
+    if f.until:
+        query = query.where(alerts.c.ts_us < _day_us(f.until) + 24 * _HOUR_US)
+    with engine.connect() as conn:
+        rows = conn.execute(query.order_by(alerts.c.seq.desc()).limit(5000)).all()
+    out = []
+    for seq, firm, status, body in rows:
+        alert = msgspec.json.decode(body)
+        if f.reason and f.reason not in alert.get("reasons", ()):
+            continue
+        if float(alert.get("score") or 0.0) < f.min_score:
+            continue
+        alert.update(seq=seq, firm=firm, status=status, subject=_subject(firm, alert))
+        out.append(alert)
+    key = {"time": lambda a: (a["ts"], a["seq"]), "score": lambda a: (a.get("score") or 0.0, a["seq"]),
+           "type": lambda a: (a["type"], a["seq"]), "firm": lambda a: (a["firm"], a["seq"])}[f.sort]
+    out.sort(key=key, reverse=f.descending)
+    return out[:limit]
+
+
+def _subject(firm: str, alert: dict[str, Any]) -> str:
+    if alert["type"] == "symbol_alert":
+        return f"symbol {alert['symbol']}"
+    if alert["type"] == "campaign_alert":
+        return f"{len(alert_accounts(firm, alert))} accounts, {', '.join(alert.get('symbols') or []) or 'no symbol'}"
+    return f"account {alert.get('account_id')}"
+
+
+def alert(engine: Engine, firm: str, alert_id: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(alerts.c.body, alerts.c.ts_us).where(
+            alerts.c.firm == firm, alerts.c.alert_id == alert_id)).first()
+    if row is None:
+        return None
+    found = msgspec.json.decode(row[0])
+    found.update(firm=firm, ts_us=row[1])
+    return found
+
+
+def _logged(engine: Engine, firm: str, column: Any, values: list[str], start_us: int, end_us: int) -> list[Any]:
+    """Typed events of the embedded event log for some accounts or symbols, in a time window."""
+    if not values:
+        return []
+    with engine.connect() as conn:
+        bodies = conn.execute(select(events.c.body).where(
+            events.c.firm == firm, column.in_(values), events.c.ts_us >= start_us, events.c.ts_us < end_us)
+            .order_by(events.c.ts_us, events.c.seq)).scalars().all()
+    return [_decode_event(b) for b in bodies if b]
+
+
+def timeline(engine: Engine, firm: str, account_id: str, limit: int = 500) -> dict[str, Any]:
+    """The account's activity in time order, each decided event with its decision, score and
+    reasons, and the devices, IPs, ASNs and countries it used, each marked new at its first use."""
+    with engine.connect() as conn:
+        decided = {d["event_id"]: d for d in (msgspec.json.decode(b) for b in conn.execute(
+            select(decisions.c.body).where(decisions.c.firm == firm, decisions.c.account_id == account_id)
+            .order_by(decisions.c.ts_us.desc(), decisions.c.seq.desc()).limit(limit)).scalars())}
+        contained = conn.execute(select(func.count()).select_from(containment_actions).where(
+            containment_actions.c.firm == firm, containment_actions.c.account_id == account_id,
+            containment_actions.c.dry_run == 0)).scalar_one()
+    logged = _logged(engine, firm, events.c.account_id, [account_id], 0, 2**62)
+    net = netintel()
+    seen: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in ("device", "ip", "asn", "country")}
+    rows = []
+    for event in logged:
+        row: dict[str, Any] = {"ts": event.ts, "type": event.kind, "event_id": event.event_id, "new": []}
+        ip = getattr(event, "ip", None)
+        if event.kind in ("login", "account_change", "order"):
+            network = net.lookup(ip)
+            for kind, value in (("device", event.device_id), ("ip", ip), ("asn", network.asn),
+                                ("country", network.country)):
+                if not value:
+                    continue
+                first = seen[kind].setdefault(value, {"value": value, "first": event.ts, "uses": 0})
+                first["uses"] += 1
+                if first["uses"] == 1 and any(seen[kind][v]["uses"] for v in seen[kind] if v != value):
+                    row["new"].append(kind)
+            row.update(ip=ip, device=event.device_id, asn=network.asn, country=network.country)
+        row["what"] = _what(event)
+        decision = decided.pop(event.event_id, None)
+        if decision:
+            row.update(decision=decision["decision"], score=decision["score"], reasons=decision["reasons"])
+        rows.append(row)
+    # Without an event log (production), the decisions alone.
+    rows += [{"ts": d["ts"], "type": d["type"], "event_id": d["event_id"], "new": [], "what": "",
+              "decision": d["decision"], "score": d["score"], "reasons": d["reasons"]} for d in decided.values()]
+    rows.sort(key=lambda r: r["ts"])
+    return {"rows": rows[-limit:], "seen": {k: list(v.values()) for k, v in seen.items()},
+            "contained": contained > 0}
+
+
+def _what(event: Any) -> str:
+    kind = event.kind
+    if kind == "login":
+        return f"{'success' if event.success else 'failed'} login, {event.channel}, mfa {event.mfa}"
+    if kind == "account_change":
+        return f"changed {event.field}"
+    if kind == "order":
+        price = f" @ {event.limit_price:g}" if event.limit_price else ""
+        return f"{event.side} {event.qty:,} {event.symbol} {event.order_type}{price}"
+    if kind == "execution":
+        return f"filled {event.side} {event.qty:,} {event.symbol} @ {event.price:g}"
+    if kind == "account":
+        return f"account record, {len(event.holdings)} holdings, cash {event.cash:,.0f}"
+    return kind
+
+
+def campaign(engine: Engine, found: dict[str, Any], before_h: float = 24.0, after_h: float = 6.0) -> dict[str, Any]:
+    """A campaign alert's graph (accounts, IPs, devices, symbols; cytoscape elements) from the
+    members' activity around it, and each symbol's minute bars around the attack window."""
+    firm, at = found["firm"], found["ts_us"]
+    members = alert_accounts(firm, found)
+    start, end = at - int(before_h * _HOUR_US), at + int(after_h * _HOUR_US)
+    nodes: dict[str, dict[str, Any]] = {}
+    edges: Counter[tuple[str, str]] = Counter()
+
+    def node(kind: str, value: str) -> str:
+        nid = f"{kind}:{value}"
+        nodes.setdefault(nid, {"data": {"id": nid, "label": value, "kind": kind}})
+        return nid
+
+    for account in members:
+        node("account", account)
+    for event in _logged(engine, firm, events.c.account_id, members, start, end):
+        if event.kind not in ("login", "order", "account_change"):
+            continue
+        a = node("account", event.account_id)
+        for kind, value in (("ip", event.ip), ("device", event.device_id),
+                            ("symbol", getattr(event, "symbol", None))):
+            if value:
+                edges[(a, node(kind, value))] += 1
+    for ip in found.get("ips") or []:  # what the alert itself names, with or without an event log
+        node("ip", ip)
+    symbols = list(found.get("symbols") or [])
+    for symbol in symbols:
+        node("symbol", symbol)
+    elements = list(nodes.values()) + [
+        {"data": {"id": f"{s}->{t}", "source": s, "target": t, "weight": n}} for (s, t), n in edges.items()]
+    bars: dict[str, dict[str, list[float]]] = {}
+    for symbol in symbols:
+        series: dict[str, list[float]] = defaultdict(list)
+        for bar in _logged(engine, firm, events.c.symbol, [symbol], at - 3 * _HOUR_US, at + 3 * _HOUR_US):
+            if bar.kind == "market_bar":
+                series["t"].append(bar.ts_us / 1e6)
+                series["close"].append(bar.close)
+                series["volume"].append(bar.volume)
+        bars[symbol] = dict(series)
+    return {"elements": elements, "bars": bars, "alert_ts": at / 1e6, "members": members}
+
+
+def dashboard(engine: Engine) -> dict[str, Any]:
+    """Decisions per hour by decision, alerts by reason, value held (review) and blocked, open cases."""
+    with engine.connect() as conn:
+        per_hour = conn.execute(select((decisions.c.ts_us // _HOUR_US).label("hour"), decisions.c.decision,
+                                       func.count()).group_by("hour", decisions.c.decision)).all()
+        order_bodies = conn.execute(select(decisions.c.decision, decisions.c.body).where(
+            decisions.c.type == "order", decisions.c.decision.in_(("review", "block")))).all()
+        alert_bodies = conn.execute(select(alerts.c.body)).scalars().all()
+        open_cases = conn.execute(select(func.count()).select_from(cases).where(cases.c.status == "open")).scalar_one()
+    hours = sorted({int(h) for h, _, _ in per_hour})
+    index = {h: i for i, h in enumerate(hours)}
+    series = {d: [0] * len(hours) for d in ("allow", "challenge", "review", "block")}
+    for hour, decision, n in per_hour:
+        series[decision][index[int(hour)]] += n
+    value = {"review": 0.0, "block": 0.0}
+    for decision, body in order_bodies:
+        value[decision] += msgspec.json.decode(body).get("notional_jpy") or 0.0
+    reasons: Counter[str] = Counter()
+    for body in alert_bodies:
+        reasons.update(msgspec.json.decode(body).get("reasons") or ())
+    return {"hours": [h * 3600 for h in hours], "decisions": series, "value_held_jpy": value["review"],
+            "value_blocked_jpy": value["block"], "alerts_by_reason": reasons.most_common(12),
+            "open_cases": open_cases, "alerts": len(alert_bodies)}

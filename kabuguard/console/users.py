@@ -1,0 +1,95 @@
+"""Console users: a name, a role and an argon2id password hash; disabled, never deleted.
+
+Roles: `analyst` and `lead` work cases and contain accounts, `admin` as well, `auditor` reads
+everything and acts on nothing. Passwords are hashed with argon2id (argon2-cffi's defaults,
+RFC 9106's second recommended profile), so a stolen table does not yield them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from kabuguard.console.clock import now_iso
+from kabuguard.console.models import ROLES, users
+
+ACTING_ROLES = frozenset({"analyst", "lead", "admin"})
+MIN_PASSWORD = 12
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+_hasher = PasswordHasher()
+# Verifying an unknown name costs as much as a known one: no timing tells which names exist.
+_DUMMY_HASH = _hasher.hash("not a password of anyone")
+
+
+class UserError(ValueError):
+    """A bad user name, role or password, or a name taken; the message says which."""
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: int
+    username: str
+    role: str
+
+    @property
+    def can_act(self) -> bool:
+        return self.role in ACTING_ROLES
+
+
+def create_user(engine: Engine, username: str, role: str, password: str) -> User:
+    if not _NAME.match(username):
+        raise UserError(f"username {username!r}: use letters, digits, '_', '.', '@' or '-' (at most 64)")
+    if role not in ROLES:
+        raise UserError(f"role {role!r}: expected one of {', '.join(ROLES)}")
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"password: at least {MIN_PASSWORD} characters")
+    try:
+        with engine.begin() as conn:
+            user_id = conn.execute(users.insert().values(
+                username=username, role=role, password_hash=_hasher.hash(password),
+                created_at=now_iso())).inserted_primary_key[0]
+    except IntegrityError:
+        raise UserError(f"username {username!r}: taken") from None
+    return User(int(user_id), username, role)
+
+
+def list_users(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(users.c.username, users.c.role, users.c.created_at, users.c.disabled_at)
+                            .order_by(users.c.username)).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def disable_user(engine: Engine, username: str) -> bool:
+    """Disable `username`: its sessions stop working at their next request."""
+    with engine.begin() as conn:
+        done = conn.execute(update(users).where(users.c.username == username, users.c.disabled_at.is_(None))
+                            .values(disabled_at=now_iso()))
+    return done.rowcount > 0
+
+
+def authenticate(engine: Engine, username: str, password: str) -> User | None:
+    """The active user with this name and password, else None."""
+    with engine.connect() as conn:
+        row = conn.execute(select(users).where(users.c.username == username)).mappings().first()
+    try:
+        _hasher.verify(row["password_hash"] if row else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if row is None or row["disabled_at"] is not None:
+        return None
+    return User(row["user_id"], row["username"], row["role"])
+
+
+def active_user(engine: Engine, user_id: int) -> User | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(users).where(users.c.user_id == user_id, users.c.disabled_at.is_(None))
+                           ).mappings().first()
+    return User(row["user_id"], row["username"], row["role"]) if row else None

@@ -1,0 +1,256 @@
+"""The console's routes at /console: server-rendered pages, a few JSON reads for the charts and
+the live queue, and form posts that act. Authentication, CSRF and roles are dependencies, so
+each handler is the few lines of what it does.
+
+- `viewer`: a live session (else the login page, or 401 for JSON), any role.
+- `checked`: a viewer whose request carries the session's CSRF token (form field `csrf` or
+  header `X-CSRF-Token`); every state-changing route has it.
+- `actor`: a checked viewer whose role may act (analyst, lead, admin); an auditor gets 403.
+"""
+
+
+import hmac
+import secrets
+from importlib import resources
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+
+from kabuguard.console import audit, cases, queries
+from kabuguard.console.containment import actions
+from kabuguard.console.models import DISPOSITIONS
+from kabuguard.console.sessions import COOKIE, Session, close_session, find_session, open_session
+from kabuguard.console.users import authenticate
+from kabuguard.console.webhooks import deliveries
+from kabuguard.policy.playbooks import MEASURES
+
+PREFIX = "/console"
+_LOGIN_COOKIE = "kg_login"  # the login form's CSRF token (double submit): no session exists yet
+_STATIC = {"cytoscape.min.js": "text/javascript", "uPlot.iife.min.js": "text/javascript",
+           "uPlot.min.css": "text/css", "console.css": "text/css", "console.js": "text/javascript"}
+_HEADERS = {"Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                       "img-src 'self' data:; frame-ancestors 'none'",
+            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
+
+
+class LoginRequired(Exception):
+    """No live session: pages go to the login page, JSON reads get 401."""
+
+
+def mount_console(app: FastAPI, service: Any) -> None:
+    """Add the console's routes and error pages to the service's app."""
+    engine = service.db.engine
+    settings = service.settings
+    containment = service.containment
+    templates = Jinja2Templates(directory=str(resources.files("kabuguard.console") / "templates"))
+    static = resources.files("kabuguard.console") / "static"
+
+    def page(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
+        session = getattr(request.state, "console", None)
+        return templates.TemplateResponse(request, name, {"session": session, "measures": MEASURES, **context},
+                                          status_code=code, headers=_HEADERS)
+
+    def viewer(request: Request) -> Session:
+        session = find_session(engine, request.cookies.get(COOKIE))
+        if session is None:
+            raise LoginRequired()
+        request.state.console = session
+        return session
+
+    async def checked(request: Request, session: Annotated[Session, Depends(viewer)]) -> Session:
+        token = request.headers.get("x-csrf-token")
+        if token is None and request.headers.get("content-type", "").startswith(
+                ("application/x-www-form-urlencoded", "multipart/form-data")):
+            token = (await request.form()).get("csrf")
+        if not isinstance(token, str) or not hmac.compare_digest(token, session.csrf):
+            raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
+        return session
+
+    def actor(session: Annotated[Session, Depends(checked)]) -> Session:
+        if not session.user.can_act:
+            raise HTTPException(403, f"your role ({session.user.role}) can read but not act")
+        return session
+
+    Viewer = Annotated[Session, Depends(viewer)]
+    Actor = Annotated[Session, Depends(actor)]
+    Checked = Annotated[Session, Depends(checked)]
+    router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+    def back(path: str, done: str) -> RedirectResponse:
+        return RedirectResponse(f"{PREFIX}{path}?{urlencode({'done': done})}", status_code=303)
+
+    # -- login ----------------------------------------------------------------------------
+
+    @router.get("/login")
+    def login_page(request: Request, next: str = "") -> HTMLResponse:
+        token = request.cookies.get(_LOGIN_COOKIE) or secrets.token_urlsafe(32)
+        response = page(request, "login.html", csrf=token, next=next, error="")
+        _cookie(response, _LOGIN_COOKIE, token, settings, max_age=3600)
+        return response
+
+    @router.post("/login")
+    def login(request: Request, username: Annotated[str, Form()], password: Annotated[str, Form()],
+              csrf: Annotated[str, Form()], next: Annotated[str, Form()] = "") -> Response:
+        expected = request.cookies.get(_LOGIN_COOKIE, "")
+        if not expected or not hmac.compare_digest(csrf, expected):
+            raise HTTPException(403, "missing or wrong CSRF token: reload the login page")
+        user = authenticate(engine, username, password)
+        if user is None:
+            return page(request, "login.html", 401, csrf=expected, next=next, error="Wrong user name or password.")
+        with engine.begin() as conn:
+            audit.record(conn, user.username, "session.login", "logged in")
+        response = RedirectResponse(next if next.startswith(PREFIX + "/") else f"{PREFIX}/", status_code=303)
+        _cookie(response, COOKIE, open_session(engine, user, settings.console_session_hours), settings,
+                max_age=int(settings.console_session_hours * 3600))
+        response.delete_cookie(_LOGIN_COOKIE, path=PREFIX)
+        return response
+
+    @router.post("/logout")
+    def logout(request: Request, session: Checked) -> Response:
+        close_session(engine, request.cookies[COOKIE])
+        response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+        response.delete_cookie(COOKIE, path=PREFIX)
+        return response
+
+    # -- reading --------------------------------------------------------------------------
+
+    @router.get("/")
+    def dashboard(request: Request, session: Viewer) -> HTMLResponse:
+        return page(request, "dashboard.html", data=queries.dashboard(engine))
+
+    @router.get("/api/dashboard")
+    def dashboard_data(session: Viewer) -> dict[str, Any]:
+        return queries.dashboard(engine)
+
+    def alert_filter(type: str = "", firm: str = "", reason: str = "", min_score: float = 0.0, since: str = "",
+                     until: str = "", sort: Annotated[str, Query(pattern="^(time|score|type|firm)$")] = "time",
+                     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc") -> queries.AlertFilter:
+        return queries.AlertFilter(type, firm, reason, min_score, since, until, sort, order == "desc")
+
+    Filter = Annotated[queries.AlertFilter, Depends(alert_filter)]
+
+    @router.get("/alerts")
+    def alert_queue(request: Request, session: Viewer, f: Filter) -> HTMLResponse:
+        rows = queries.alert_queue(engine, f)
+        return page(request, "alerts.html", alerts=rows, f=f, last_seq=max((a["seq"] for a in rows), default=0),
+                    query=request.url.query)
+
+    @router.get("/api/alerts")
+    def alert_feed(session: Viewer, f: Filter, after: int = 0) -> dict[str, Any]:
+        """Alerts recorded after `after` (the page polls this, so new alerts appear without a reload)."""
+        return {"alerts": queries.alert_queue(engine, f, after_seq=after)}
+
+    @router.get("/alerts/{firm}/{alert_id}")
+    def alert_page(request: Request, session: Viewer, firm: str, alert_id: str, done: str = "") -> HTMLResponse:
+        found = queries.alert(engine, firm, alert_id)
+        if found is None:
+            raise HTTPException(404, f"alert {alert_id!r} of firm {firm!r}: not found")
+        taken = [a for a in actions(engine, firm) if a["alert_id"] == alert_id]
+        return page(request, "alert.html", alert=found, accounts=cases.alert_accounts(firm, found), done=done,
+                    actions=taken, deliveries=deliveries(engine, [a["action_id"] for a in taken]))
+
+    @router.get("/api/campaign/{firm}/{alert_id}")
+    def campaign_data(session: Viewer, firm: str, alert_id: str) -> dict[str, Any]:
+        found = queries.alert(engine, firm, alert_id)
+        if found is None:
+            raise HTTPException(404, f"alert {alert_id!r} of firm {firm!r}: not found")
+        return queries.campaign(engine, found)
+
+    @router.get("/accounts/{firm}/{account_id}")
+    def account_page(request: Request, session: Viewer, firm: str, account_id: str, done: str = "") -> HTMLResponse:
+        return page(request, "account.html", firm=firm, account_id=account_id, done=done,
+                    timeline=queries.timeline(engine, firm, account_id), actions=actions(engine, firm, account_id))
+
+    @router.get("/cases")
+    def case_list(request: Request, session: Viewer, status: str = "") -> HTMLResponse:
+        return page(request, "cases.html", cases=cases.list_cases(engine, status or None), status=status)
+
+    @router.get("/cases/{case_id}")
+    def case_page(request: Request, session: Viewer, case_id: int, done: str = "") -> HTMLResponse:
+        return page(request, "case.html", case=cases.get_case(engine, case_id), done=done,
+                    dispositions=DISPOSITIONS, trail=audit.entries(engine, target=f"case:{case_id}"))
+
+    @router.get("/audit")
+    def audit_page(request: Request, session: Viewer) -> HTMLResponse:
+        return page(request, "audit.html", entries=audit.entries(engine), deliveries=deliveries(engine, limit=200),
+                    actions=actions(engine, limit=200))
+
+    @router.get("/static/{name}")
+    def asset(session: Viewer, name: str) -> FileResponse:
+        if name not in _STATIC:
+            raise HTTPException(404, f"{name}: no such asset")
+        return FileResponse(str(static / name), media_type=_STATIC[name], headers={"Cache-Control": "private, max-age=3600"})
+
+    # -- acting ---------------------------------------------------------------------------
+
+    @router.post("/contain/account")
+    async def contain_account(session: Actor, firm: Annotated[str, Form()], account_id: Annotated[str, Form()],
+                              reason: Annotated[str, Form()]) -> Response:
+        await containment.contain(session.user.username, firm, [account_id], reason)
+        return back(f"/accounts/{quote(firm)}/{quote(account_id)}", f"contained {account_id}")
+
+    @router.post("/contain/alert")
+    async def contain_alert(session: Actor, firm: Annotated[str, Form()], alert_id: Annotated[str, Form()],
+                            reason: Annotated[str, Form()]) -> Response:
+        ids = await containment.contain_alert(session.user.username, firm, alert_id, reason)
+        return back(f"/alerts/{quote(firm)}/{quote(alert_id)}", f"contained {len(ids)} accounts")
+
+    @router.post("/cases")
+    def open_case(session: Actor, firm: Annotated[str, Form()], alert_id: Annotated[str, Form()]) -> Response:
+        case_id = cases.open_case(engine, session.user.username, firm, [alert_id])
+        return back(f"/cases/{case_id}", "case opened")
+
+    @router.post("/cases/{case_id}/assign")
+    def assign(session: Actor, case_id: int, assignee: Annotated[str, Form()] = "") -> Response:
+        cases.assign(engine, session.user.username, case_id, assignee.strip())
+        return back(f"/cases/{case_id}", "assigned")
+
+    @router.post("/cases/{case_id}/comment")
+    def comment(session: Actor, case_id: int, text: Annotated[str, Form()]) -> Response:
+        cases.comment(engine, session.user.username, case_id, text)
+        return back(f"/cases/{case_id}", "comment added")
+
+    @router.post("/cases/{case_id}/link")
+    def link(session: Actor, case_id: int, account_id: Annotated[str, Form()],
+             reason: Annotated[str, Form()] = "") -> Response:
+        cases.link_account(engine, session.user.username, case_id, account_id.strip(), reason)
+        return back(f"/cases/{case_id}", f"linked {account_id}")
+
+    @router.post("/cases/{case_id}/close")
+    def close(session: Actor, case_id: int, disposition: Annotated[str, Form()],
+              reason: Annotated[str, Form()]) -> Response:
+        cases.close(engine, session.user.username, case_id, disposition, reason)
+        return back(f"/cases/{case_id}", f"closed as {disposition}")
+
+    app.include_router(router)
+
+    @app.get(PREFIX, include_in_schema=False)
+    def console_root() -> RedirectResponse:
+        return RedirectResponse(f"{PREFIX}/", status_code=307)
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, exc: LoginRequired) -> Response:
+        if request.url.path.startswith(f"{PREFIX}/api/") or request.method != "GET":
+            return JSONResponse({"detail": "log in to the console first"}, status_code=401)
+        return RedirectResponse(f"{PREFIX}/login?{urlencode({'next': request.url.path})}", status_code=303)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if not request.url.path.startswith(PREFIX) or request.url.path.startswith(f"{PREFIX}/api/"):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        return page(request, "error.html", exc.status_code, message=exc.detail)
+
+    @app.exception_handler(ValueError)  # CaseError, bad containment input: the form's mistake
+    async def bad_input(request: Request, exc: ValueError) -> Response:
+        if not request.url.path.startswith(PREFIX):
+            raise exc
+        return await run_in_threadpool(page, request, "error.html", 400, message=str(exc))
+
+
+def _cookie(response: Response, name: str, value: str, settings: Any, max_age: int) -> None:
+    response.set_cookie(name, value, max_age=max_age, path=PREFIX, httponly=True, samesite="strict",
+                        secure=bool(settings.console_secure_cookie))

@@ -1,0 +1,247 @@
+"""`kabuguard intel export`: what a firm's decisions established, as a STIX 2.1 bundle to share.
+
+From a replay's (or the service's) decisions and alerts, and the events they were made on:
+
+- indicators for the attackers' addresses, networks (AS names of hosting providers), device
+  fingerprints of their tooling, user agents, the phishing domains and URLs their victims came
+  from (or that the phishing monitor reported), each with a sighting at this firm (count, first
+  and last seen);
+- campaigns from the firm's campaign alerts, which the address indicators `indicate`;
+- the targeted symbols and a monthly report in the FSA's terms (custom objects, `stix.py`).
+
+What never leaves: account ids and device ids appear only as keyed pseudonyms (`pseudonym.py`);
+a customer's address, device or user agent is never an indicator. An address, device or agent
+is shared only when it served flagged events on at least `min_accounts` accounts (or, for an
+address, belongs to a hosting network or a campaign alert) and no account ever used it in a
+recognised session (a login allowed without a single reason). Every object carries the TLP
+marking chosen.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from stix2 import v21
+
+from kabuguard.detectors.shared_indicator import parent_domains
+from kabuguard.events import read_file
+from kabuguard.events.reader import expand_paths
+from kabuguard.intel.pseudonym import Pseudonymiser
+from kabuguard.intel.stix import TLP, MonthlyReport, TargetedSymbol, extension_definitions, pattern, stable_id
+from kabuguard.netintel import netintel
+from kabuguard.progress import progress
+
+_FLAGGED = frozenset({"review", "block"})
+_ACTIVITY = frozenset({"login", "account_change", "order"})
+_JST = timezone(timedelta(hours=9))
+
+
+class RunError(ValueError):
+    """The run folder lacks what the export needs; the message names the file."""
+
+
+@dataclass
+class Sighting:
+    """One indicator value at this firm: the accounts and times of the flagged events that carried it."""
+
+    accounts: set[str] = field(default_factory=set)
+    count: int = 0
+    first: str = ""
+    last: str = ""
+
+    def add(self, account: str, ts: str) -> None:
+        self.accounts.add(account)
+        self.count += 1
+        self.first = min(self.first, ts) if self.first else ts
+        self.last = max(self.last, ts)
+
+
+@dataclass
+class Findings:
+    """What the run established at one firm, before it becomes STIX."""
+
+    values: dict[tuple[str, str], Sighting] = field(default_factory=lambda: defaultdict(Sighting))
+    habits: set[tuple[str, str]] = field(default_factory=set)  # values seen in recognised sessions
+    campaigns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    symbols: dict[str, dict[str, Any]] = field(default_factory=dict)
+    months: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last_ts: str = ""
+
+
+def export_bundle(run_dir: str | Path, events: Iterable[str | Path], firm: str | None, tlp: str,
+                  pseudonymise: Pseudonymiser, phish: str | Path | None = None, min_accounts: int = 2,
+                  quiet: bool = False) -> dict[str, Any]:
+    """The STIX bundle (as a dict) of `firm`'s findings in `run_dir` (all firms when None)."""
+    found = gather(Path(run_dir), list(events), firm, quiet)
+    if phish is not None:
+        _phishing(Path(phish), found)
+    return build(found, firm or "kabuguard", tlp, pseudonymise, min_accounts)
+
+
+def gather(run_dir: Path, events: list[str | Path], firm: str | None, quiet: bool) -> Findings:
+    decisions = _jsonl(run_dir / "decisions.jsonl")
+    alerts = _jsonl(run_dir / "alerts.jsonl")
+    mine = (lambda line: line.get("firm") == firm) if firm else (lambda line: True)
+    verdicts = {d["event_id"]: d for d in decisions if mine(d)}
+    found = Findings()
+    found.last_ts = max((d["ts"] for d in verdicts.values()), default="")
+    for alert in alerts:
+        if not mine(alert):
+            continue
+        if alert["type"] == "campaign_alert":
+            campaign = found.campaigns.setdefault(alert["campaign_id"], {"ips": set(), "symbols": set(), "first": alert["ts"], "last": alert["ts"]})
+            campaign["ips"].update(alert.get("ips") or ())
+            campaign["symbols"].update(alert.get("symbols") or ())
+            campaign["last"] = max(campaign["last"], alert["ts"])
+    net = netintel()
+    with progress(quiet) as bar:
+        files = expand_paths(events)
+        task = bar.add_task("reading events", total=len(files))
+        for path in files:
+            for event in read_file(path):
+                if getattr(event, "kind", None) in _ACTIVITY and (not firm or event.firm == firm):
+                    verdict = verdicts.get(event.event_id)
+                    if verdict is not None:
+                        _note(found, event, verdict, net)
+            bar.advance(task)
+    return found
+
+
+def _note(found: Findings, event: Any, verdict: dict[str, Any], net: Any) -> None:
+    identities = [("ip", event.ip), ("device", event.device_id)]
+    if event.kind == "login":
+        identities.append(("user_agent", event.user_agent))
+        if event.referrer:
+            identities.append(("url", event.referrer))
+            identities.extend(("domain", d) for d in parent_domains(event.referrer)[:1])
+    identities = [(k, v) for k, v in identities if v]
+    account = f"{event.firm}:{event.account_id}" if event.firm else event.account_id
+    if verdict["decision"] not in _FLAGGED:
+        if event.kind == "login" and verdict["decision"] == "allow" and not verdict["reasons"]:
+            found.habits.update(identities)
+        return
+    network = net.lookup(event.ip) if event.ip else None
+    if network is not None and network.kind == "hosting" and network.asn:
+        identities.append(("asn", network.asn))
+    for identity in identities:
+        found.values[identity].add(account, event.ts)
+    month = datetime.fromisoformat(event.ts).astimezone(_JST).strftime("%Y-%m")
+    report = found.months.setdefault(month, {"access": set(), "accounts": set(), "trades": 0, "buy": 0.0, "sell": 0.0})
+    report["accounts"].add(account)
+    if event.kind == "login":
+        report["access"].add(event.session_id or event.event_id)
+    elif event.kind == "order":
+        value = verdict.get("notional_jpy") or 0.0
+        report["trades"] += 1
+        report[event.side] += value
+        symbol = found.symbols.setdefault(event.symbol, {"accounts": set(), "orders": 0, "buy": 0.0, "sell": 0.0,
+                                                         "first": event.ts, "last": event.ts})
+        symbol["accounts"].add(account)
+        symbol["orders"] += event.side == "buy"
+        symbol[event.side] += value
+        symbol["first"], symbol["last"] = min(symbol["first"], event.ts), max(symbol["last"], event.ts)
+
+
+def _phishing(path: Path, found: Findings) -> None:
+    """Alerts of `kabuguard phish watch` (JSON lines with `domain`, `url`, `first_seen`)."""
+    for n, line in enumerate(_jsonl(path), start=1):
+        try:
+            seen = line["first_seen"]
+            found.values[("domain", line["domain"].lower())].add("phish", seen)
+            found.values[("url", line["url"])].add("phish", seen)
+        except (KeyError, AttributeError, TypeError):
+            raise RunError(f"{path}:{n}: expected a phishing alert with `domain`, `url` and `first_seen`") from None
+
+
+def _shareable(kind: str, value: str, sighting: Sighting, found: Findings, campaign_ips: set[str],
+               min_accounts: int) -> bool:
+    """Attackers' infrastructure only: never what a customer used in a recognised session."""
+    if (kind, value) in found.habits:
+        return False
+    if "phish" in sighting.accounts:  # the phishing monitor's own finding
+        return True
+    if kind == "ip" and (value in campaign_ips or netintel().lookup(value).kind == "hosting"):
+        return True
+    return len(sighting.accounts) >= min_accounts
+
+
+def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min_accounts: int) -> dict[str, Any]:
+    marking = TLP[tlp]
+    marks = [marking.id]
+    created = _stix_ts(found.last_ts) if found.last_ts else "1970-01-01T00:00:00Z"
+    identity = v21.Identity(id=stable_id("identity", firm), name=firm, identity_class="organization",
+                            sectors=["financial-services"], created=created, modified=created, object_marking_refs=marks)
+    common = {"created_by_ref": identity.id, "created": created, "modified": created, "object_marking_refs": marks}
+    objects: list[Any] = [marking, identity, *extension_definitions(identity.id, marking.id, created)]
+
+    campaign_ids = {}
+    campaign_ips: set[str] = set()
+    for name, c in sorted(found.campaigns.items()):
+        campaign = v21.Campaign(id=stable_id("campaign", firm, name), name=f"{firm} {name}",
+                                description=f"Campaign alert at {firm}; symbols: {', '.join(sorted(c['symbols'])) or 'none'}",
+                                first_seen=_stix_ts(c["first"]), last_seen=_stix_ts(c["last"]), **common)
+        campaign_ids[name] = campaign.id
+        campaign_ips |= c["ips"]
+        objects.append(campaign)
+
+    for (kind, value), sighting in sorted(found.values.items()):
+        if not _shareable(kind, value, sighting, found, campaign_ips, min_accounts):
+            continue
+        indicator = v21.Indicator(
+            id=stable_id("indicator", firm, kind, value), name=f"{kind.replace('_', ' ')} seen in account takeovers",
+            description=f"Served {sighting.count} flagged events on {len(sighting.accounts - {'phish'})} accounts at {firm}.",
+            indicator_types=["malicious-activity"], pattern=pattern(kind, value), pattern_type="stix",
+            valid_from=_stix_ts(sighting.first), **common)
+        objects.append(indicator)
+        objects.append(v21.Sighting(
+            id=stable_id("sighting", firm, kind, value), sighting_of_ref=indicator.id, count=sighting.count,
+            first_seen=_stix_ts(sighting.first), last_seen=_stix_ts(sighting.last),
+            where_sighted_refs=[identity.id], **common))
+        for name, c in sorted(found.campaigns.items()):
+            if kind == "ip" and value in c["ips"]:
+                objects.append(v21.Relationship(
+                    id=stable_id("relationship", firm, kind, value, name), relationship_type="indicates",
+                    source_ref=indicator.id, target_ref=campaign_ids[name], **common))
+
+    for symbol, s in sorted(found.symbols.items()):
+        if not s["orders"]:  # sold only: a victim's holdings, not a target
+            continue
+        objects.append(TargetedSymbol(
+            id=stable_id("x-kabuguard-targeted-symbol", firm, symbol), name=f"{symbol} bought by hijacked accounts",
+            symbol=symbol, first_seen=_stix_ts(s["first"]), last_seen=_stix_ts(s["last"]),
+            campaign_refs=[campaign_ids[n] for n, c in sorted(found.campaigns.items()) if symbol in c["symbols"]] or None,
+            accounts=sorted(pseudonymise("account", a) for a in s["accounts"]), buy_orders=s["orders"],
+            buy_notional_jpy=round(s["buy"], 2), sell_notional_jpy=round(s["sell"], 2), **common))
+    for month, m in sorted(found.months.items()):
+        objects.append(MonthlyReport(
+            id=stable_id("x-kabuguard-monthly-report", firm, month), name=f"{firm} {month}", month=month,
+            unauthorised_access_count=len(m["access"]), unauthorised_trade_count=m["trades"],
+            sell_amount_jpy=round(m["sell"], 2), buy_amount_jpy=round(m["buy"], 2),
+            accounts=sorted(pseudonymise("account", a) for a in m["accounts"]), **common))
+    bundle = v21.Bundle(objects=objects, id=stable_id("bundle", firm, tlp, created), allow_custom=True)
+    return json.loads(bundle.serialize())
+
+
+def _stix_ts(ts: str) -> str:
+    """An RFC 3339 timestamp with offset as STIX wants it: UTC, `Z`, milliseconds."""
+    return datetime.fromisoformat(ts).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise RunError(f"{path}: not found; --run must name the output folder of `kabuguard replay`")
+    out = []
+    with path.open("rb") as fh:
+        for n, line in enumerate(fh, start=1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise RunError(f"{path}:{n}: not JSON ({exc.msg})") from None
+    return out

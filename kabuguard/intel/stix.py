@@ -1,0 +1,113 @@
+"""STIX 2.1 vocabulary of Kabuguard: patterns per indicator type, markings, custom objects, stable ids.
+
+Patterns are single comparisons (`[ipv4-addr:value = '203.0.113.9']`), so that a peer's tooling
+and `kabuguard intel pull` can read them back without a pattern engine. Kabuguard's own object
+types (`x-kabuguard-targeted-symbol`, `x-kabuguard-monthly-report`) and the device fingerprint
+observable (`x-kabuguard-device`) follow STIX 2.1's rule for custom objects: each is announced
+by an extension definition (`extension_types: new-sdo`) carried in every bundle.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from typing import Any
+
+import stix2
+from stix2 import v21
+from stix2.properties import FloatProperty, IntegerProperty, ListProperty, ReferenceProperty, StringProperty
+
+TLP = {"white": stix2.TLP_WHITE, "green": stix2.TLP_GREEN, "amber": stix2.TLP_AMBER, "red": stix2.TLP_RED}
+# Stable ids: the same firm exporting the same indicator again names the same object.
+_NAMESPACE = uuid.UUID("6f1d3c9e-2b7a-5e44-9c1a-4b0a7d2e8f31")
+
+
+def stable_id(kind: str, *parts: str) -> str:
+    """A STIX id derived from what the object is about, not from when it was made.
+
+    The name's UUIDv5 with the version bits of a v4: STIX wants v4 ids for domain objects.
+    """
+    derived = uuid.uuid5(_NAMESPACE, "|".join((kind, *parts)))
+    return f"{kind}--{uuid.UUID(bytes=derived.bytes, version=4)}"
+
+
+# One extension definition per custom object type, as STIX 2.1 asks.
+EXTENSIONS = {kind: stable_id("extension-definition", kind, "v1")
+              for kind in ("x-kabuguard-targeted-symbol", "x-kabuguard-monthly-report")}
+
+_PATHS = {
+    "domain": "domain-name:value",
+    "url": "url:value",
+    "asn": "autonomous-system:name",
+    "user_agent": "network-traffic:extensions.'http-request-ext'.request_header.'User-Agent'",
+    "device": "x-kabuguard-device:fingerprint",
+}
+_KIND_OF_PATH = {path: kind for kind, path in _PATHS.items()} | {"ipv4-addr:value": "ip", "ipv6-addr:value": "ip"}
+_COMPARISON = re.compile(r"^\[\s*(?P<path>.+?)\s*=\s*'(?P<value>(?:[^'\\]|\\.)*)'\s*\]$")
+
+
+def pattern(kind: str, value: str) -> str:
+    """The STIX pattern matching one indicator value of Kabuguard's type `kind`."""
+    if kind == "ip":
+        path = "ipv6-addr:value" if ipaddress.ip_address(value).version == 6 else "ipv4-addr:value"
+    else:
+        path = _PATHS[kind]
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"[{path} = '{escaped}']"
+
+
+def parse_pattern(text: str) -> tuple[str, str] | None:
+    """(Kabuguard indicator type, value) of a single-comparison pattern; None for any other pattern."""
+    match = _COMPARISON.match(text.strip())
+    if match is None:
+        return None
+    kind = _KIND_OF_PATH.get(match["path"])
+    if kind is None:
+        return None
+    return kind, re.sub(r"\\(.)", r"\1", match["value"])
+
+
+@v21.CustomObject("x-kabuguard-targeted-symbol", [
+    ("name", StringProperty(required=True)),
+    ("symbol", StringProperty(required=True)),
+    ("first_seen", stix2.properties.TimestampProperty(required=True)),
+    ("last_seen", stix2.properties.TimestampProperty(required=True)),
+    ("campaign_refs", ListProperty(ReferenceProperty(valid_types="campaign", spec_version="2.1"))),
+    ("accounts", ListProperty(StringProperty)),  # pseudonyms, never account ids
+    ("buy_orders", IntegerProperty(min=0)),
+    ("buy_notional_jpy", FloatProperty(min=0)),
+    ("sell_notional_jpy", FloatProperty(min=0)),
+], extension_name=EXTENSIONS["x-kabuguard-targeted-symbol"])
+class TargetedSymbol:
+    """A symbol the firm's hijacked accounts were spent on: what a regulator ranks pumps by."""
+
+
+@v21.CustomObject("x-kabuguard-monthly-report", [
+    ("name", StringProperty(required=True)),
+    ("month", StringProperty(required=True)),  # YYYY-MM, Japan time
+    ("unauthorised_access_count", IntegerProperty(min=0, required=True)),
+    ("unauthorised_trade_count", IntegerProperty(min=0, required=True)),
+    ("sell_amount_jpy", FloatProperty(min=0, required=True)),
+    ("buy_amount_jpy", FloatProperty(min=0, required=True)),
+    ("accounts", ListProperty(StringProperty)),  # pseudonyms of the accounts accessed
+], extension_name=EXTENSIONS["x-kabuguard-monthly-report"])
+class MonthlyReport:
+    """One firm's month in the FSA's terms, from its own decisions (docs/intel.md)."""
+
+
+_DESCRIPTIONS = {
+    "x-kabuguard-targeted-symbol": "A symbol a firm's hijacked accounts bought: buy orders and values, "
+                                   "campaigns, pseudonymised accounts.",
+    "x-kabuguard-monthly-report": "A firm's month in the FSA's terms: unauthorised access and trade counts, "
+                                  "sell and buy amounts, pseudonymised accounts.",
+}
+
+
+def extension_definitions(creator: str, marking: str, created: str) -> list[Any]:
+    """The extension definitions announcing Kabuguard's custom object types."""
+    return [v21.ExtensionDefinition(
+        id=ext, created_by_ref=creator, created=created, modified=created, name=kind,
+        description=_DESCRIPTIONS[kind], schema="https://github.com/kabuguard/kabuguard/blob/main/docs/intel.md",
+        version="1.0.0", extension_types=["new-sdo"], object_marking_refs=[marking])
+        for kind, ext in EXTENSIONS.items()]

@@ -1,0 +1,156 @@
+"""Containment: the core blocks a contained account's later events, the action reaches every
+webhook receiver exactly once even after one was down, and playbooks contain (or only record)."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from conftest import HOME_UA, brokerage, ts
+from console_support import SECRET, WebhookReceiver, wait_for
+from kabuguard.console import audit
+from kabuguard.console.containment import actions
+from kabuguard.console.webhooks import deliveries
+from kabuguard.service.app import create_app
+from kabuguard.service.auth import create_key
+from kabuguard.service.settings import Settings
+from test_service_support import ordered_stream, pg_url, redis_prefix, redis_url  # noqa: F401 - fixtures
+
+
+class Served:
+    """The service in this process (its lifespan, deliverer included, on the TestClient's loop)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.app = create_app(settings)
+        self.service = self.app.state.service
+        self.key = create_key(self.service.db, "acme", "test")[1]
+        self.client = TestClient(self.app)
+
+    def post(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        answer = self.client.post("/v1/events", json=events, headers={"X-API-Key": self.key})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["results"]
+
+    def contain(self, accounts: list[str], reason: str = "confirmed takeover") -> list[str]:
+        call = functools.partial(self.service.containment.contain, "hana", "acme", accounts, reason)
+        return self.client.portal.call(call)  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
+    settings = getattr(request, "param", {})
+    s = Served(Settings(db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9, **settings))
+    with s.client:
+        yield s
+
+
+def _late_login(account: str, n: int = 1) -> dict[str, Any]:
+    return {"event_id": f"late-{account}-{n}", "type": "login", "ts": ts(21, 20, n), "account_id": account,
+            "session_id": f"s-late-{n}", "success": True, "ip": "126.1.3.5", "user_agent": HOME_UA,
+            "device_id": "dev-3", "mfa": "sms", "channel": "web"}
+
+
+def _habits(tmp_path: Path) -> list[dict[str, Any]]:
+    return ordered_stream([brokerage(attack=False).write(tmp_path / "e.jsonl")])
+
+
+def test_contained_account_is_blocked_with_reason_contained_and_stays_so_after_restart(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/kg.db"
+    first = Served(Settings(db=db, rate_limit=1e9))
+    with first.client:
+        first.post(_habits(tmp_path))
+        assert first.post([_late_login("A3", 1)])[0]["decision"]["decision"] == "allow"
+        first.contain(["A3"])
+        (result,) = first.post([_late_login("A3", 2)])
+        assert result["decision"]["decision"] == "block" and result["decision"]["reasons"][0] == "contained"
+        assert first.post([_late_login("A4", 3)])[0]["decision"]["decision"] == "allow"
+        (entry,) = audit.entries(first.service.db.engine, target="account:A3")
+        assert (entry["actor"], entry["action"], entry["reason"]) == ("hana", "contain", "confirmed takeover")
+    # The embedded state is rebuilt from the event log at start, containment included.
+    again = Served(Settings(db=db, rate_limit=1e9))
+    with again.client:
+        assert again.post([_late_login("A3", 4)])[0]["decision"]["reasons"][0] == "contained"
+        assert again.post([_late_login("A4", 5)])[0]["decision"]["decision"] == "allow"
+
+
+def test_containment_with_redis_and_postgres_blocks_later_events(tmp_path: Path, redis_url: str,
+                                                                redis_prefix: str, pg_url: str) -> None:
+    s = Served(Settings(db=pg_url, state=redis_url, redis_prefix=redis_prefix, rate_limit=1e9))
+    with s.client:
+        s.post(_habits(tmp_path))
+        s.contain(["A3"])
+        assert s.post([_late_login("A3")])[0]["decision"]["reasons"][0] == "contained"
+        account = s.client.get("/v1/accounts/A3", headers={"X-API-Key": s.key}).json()
+        assert account["risk"]["contained"] is True
+
+
+def test_outbox_delivers_every_action_exactly_once_per_receiver_after_one_was_down(tmp_path: Path) -> None:
+    up, down = WebhookReceiver(), WebhookReceiver()
+    up.start()
+    settings = Settings(db=f"sqlite:///{tmp_path}/kg.db", webhook_urls=f"{up.url},{down.url}",
+                        webhook_secret=SECRET, webhook_backoff_s=0.1, webhook_max_backoff_s=0.4)
+    s = Served(settings)
+    try:
+        with s.client:
+            ids = [i for batch in (["A1", "A2"], ["A3"], ["A4", "A5"]) for i in s.contain(batch)]
+            wait_for(lambda: len(up.received) == 5, what="the receiver that is up")
+            wait_for(lambda: all(r["attempts"] >= 2 for r in deliveries(s.service.db.engine)
+                                 if r["receiver"] == down.url), what="failed attempts at the receiver that is down")
+            down.start()
+            wait_for(lambda: len(down.received) == 5, what="the receiver that came back")
+            wait_for(lambda: all(r["delivered_at"] for r in deliveries(s.service.db.engine)), what="all delivered")
+            time.sleep(1.0)  # more ticks of the deliverer: nothing is sent again
+    finally:
+        up.stop()
+        down.stop()
+    for receiver in (up, down):
+        assert sorted(receiver.deliveries()) == sorted(ids)  # each action, once
+        assert all(r["signed"] for r in receiver.received)
+        assert {r["body"]["account_id"] for r in receiver.received} == {"A1", "A2", "A3", "A4", "A5"}
+        assert all(r["body"]["measures"] == ["suspend", "revoke_sessions", "force_password_reset",
+                                             "cancel_open_orders"] for r in receiver.received)
+
+
+def _policy_with_playbook(tmp_path: Path, dry_run: bool) -> Path:
+    raw = yaml.safe_load((Path(__file__).parent.parent / "kabuguard/policy/default.yaml").read_text())
+    raw["playbooks"] = [{"name": "contain_campaign", "alert": "campaign_alert", "min_score": 0.5,
+                         "measures": ["suspend", "revoke_sessions"], "dry_run": dry_run}]
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_playbook_contains_a_campaigns_members_or_only_records_in_dry_run(tmp_path: Path, dry_run: bool) -> None:
+    receiver = WebhookReceiver()
+    receiver.start()
+    s = Served(Settings(db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9,
+                        policy=str(_policy_with_playbook(tmp_path, dry_run)),
+                        webhook_urls=receiver.url, webhook_secret=SECRET))
+    try:
+        with s.client:
+            s.post(ordered_stream([brokerage().write(tmp_path / "e.jsonl")]))
+            engine = s.service.db.engine
+            done = actions(engine)
+            members = [a["account_id"] for a in done]
+            assert members and len(set(members)) == len(members) and all(a["source"] == "playbook:contain_campaign" for a in done)
+            assert all(a["dry_run"] == int(dry_run) for a in done)
+            (result,) = s.post([_late_login(sorted(members)[0])])
+            entries = audit.entries(engine)
+            if dry_run:
+                assert result["decision"]["decision"] != "block" or "contained" not in result["decision"]["reasons"]
+                assert {e["action"] for e in entries} == {"contain.dry_run"}
+                assert deliveries(engine) == []
+            else:
+                assert result["decision"]["reasons"][0] == "contained"
+                assert {e["action"] for e in entries} == {"contain"}
+                wait_for(lambda: len(receiver.received) == len(members), what="playbook webhooks")
+    finally:
+        receiver.stop()

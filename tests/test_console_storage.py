@@ -1,0 +1,134 @@
+"""The console's records on SQLite and PostgreSQL: users, cases, dispositions as labels, the audit log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from conftest import brokerage
+from kabuguard.cli import main
+from kabuguard.console import audit, cases
+from kabuguard.console.users import UserError, authenticate, create_user, disable_user
+from kabuguard.evaluate.inputs import load as load_run
+from kabuguard.service.app import create_app
+from kabuguard.service.auth import create_key
+from kabuguard.service.settings import Settings
+from test_service_support import ordered_stream, pg_url  # noqa: F401 - a fixture
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/kg.db"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def attacked(db_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    """The service over `db_url` after a brokerage's two weeks and a campaign on day 20."""
+    app = create_app(Settings(db=db_url, rate_limit=1e9))
+    key = create_key(app.state.service.db, "acme", "test")[1]
+    with TestClient(app) as client:
+        stream = ordered_stream([brokerage().write(tmp_path / "e.jsonl")])
+        assert client.post("/v1/events", json=stream, headers={"X-API-Key": key}).status_code == 200
+        yield client
+
+
+def _engine(client: TestClient) -> sqlalchemy.Engine:
+    return client.app.state.service.db.engine  # type: ignore[attr-defined]
+
+
+def _campaign_alert(engine: sqlalchemy.Engine) -> dict:
+    with engine.connect() as conn:
+        bodies = conn.execute(sqlalchemy.text("SELECT body FROM alerts WHERE type = 'campaign_alert'")).scalars()
+        return json.loads(list(bodies)[-1])
+
+
+def test_users_log_in_with_their_password_until_disabled(db_url: str) -> None:
+    app = create_app(Settings(db=db_url))
+    engine = app.state.service.db.engine
+    create_user(engine, "hana", "analyst", "correct horse battery")
+    with pytest.raises(UserError, match="taken"):
+        create_user(engine, "hana", "lead", "another long password")
+    with pytest.raises(UserError, match="role"):
+        create_user(engine, "ken", "root", "another long password")
+    with pytest.raises(UserError, match="at least 12"):
+        create_user(engine, "ken", "auditor", "short")
+    assert authenticate(engine, "hana", "correct horse battery").role == "analyst"
+    assert authenticate(engine, "hana", "wrong password!!") is None
+    assert authenticate(engine, "nobody", "correct horse battery") is None
+    with engine.connect() as conn:
+        stored = conn.execute(sqlalchemy.text("SELECT password_hash FROM users")).scalar_one()
+    assert stored.startswith("$argon2id$") and "correct horse" not in stored
+    assert disable_user(engine, "hana")
+    assert authenticate(engine, "hana", "correct horse battery") is None
+
+
+def test_users_command_creates_lists_and_disables(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/kg.db"
+    runner = CliRunner()
+    made = runner.invoke(main, ["users", "create", "aiko", "--role", "auditor", "--password-stdin", "--db", db],
+                         input="a long enough password\n")
+    assert made.exit_code == 0, made.output
+    listed = runner.invoke(main, ["users", "list", "--db", db])
+    assert "aiko\tauditor" in listed.output and "active" in listed.output
+    assert runner.invoke(main, ["users", "disable", "aiko", "--db", db]).exit_code == 0
+    assert "disabled" in runner.invoke(main, ["users", "list", "--db", db]).output
+    again = runner.invoke(main, ["users", "disable", "aiko", "--db", db])
+    assert again.exit_code == 2 and "no such active user" in again.output
+
+
+def test_a_case_from_a_campaign_alert_is_worked_closed_and_becomes_labels(attacked: TestClient, db_url: str,
+                                                                          tmp_path: Path) -> None:
+    engine = _engine(attacked)
+    alert = _campaign_alert(engine)
+    case_id = cases.open_case(engine, "hana", "acme", [alert["alert_id"]])
+    case = cases.get_case(engine, case_id)
+    assert case["status"] == "open" and set(case["accounts"]) == {f"A{a}" for a in range(6)}
+    cases.assign(engine, "lead1", case_id, "hana")
+    cases.comment(engine, "hana", case_id, "same hosting range on all six")
+    cases.link_account(engine, "hana", case_id, "A7", "shares the payout bank account")
+    with pytest.raises(cases.CaseError, match="disposition"):
+        cases.close(engine, "hana", case_id, "maybe", "unsure")
+    cases.close(engine, "hana", case_id, "fraud", "confirmed with the customers")
+    with pytest.raises(cases.CaseError, match="closed"):
+        cases.comment(engine, "hana", case_id, "too late")
+    case = cases.get_case(engine, case_id)
+    assert (case["assignee"], case["disposition"], len(case["comments"])) == ("hana", "fraud", 1)
+    assert "A7" in case["accounts"]
+    trail = [e["action"] for e in audit.entries(engine, target=f"case:{case_id}")]
+    assert trail == ["case.close", "case.link_account", "case.comment", "case.assign", "case.open"]
+
+    # The dispositions as a labels file that `kabuguard evaluate` reads with its own reader.
+    labels = tmp_path / "labels.jsonl"
+    written = CliRunner().invoke(main, ["cases", "labels", "--out", str(labels), "--db", db_url])
+    assert written.exit_code == 0, written.output
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with engine.connect() as conn:
+        bodies = conn.execute(sqlalchemy.text("SELECT body FROM decisions ORDER BY seq")).scalars().all()
+    (run_dir / "decisions.jsonl").write_bytes(b"".join(bytes(b) + b"\n" for b in bodies))
+    (run_dir / "alerts.jsonl").write_bytes(b"")
+    run = load_run(labels, run_dir)
+    assert not run.rejections and run.labels
+    attack_orders = {d.event_id for d in run.decisions if d.account_id in {f"A{a}" for a in range(6)}
+                     and d.ts.day == 20}
+    assert attack_orders <= set(run.labels) and all(run.labels[e].fraud for e in attack_orders)
+    assert all(label.campaign_id == alert["campaign_id"] for label in run.labels.values())
+
+
+def test_audit_log_refuses_updates_and_deletes(attacked: TestClient) -> None:
+    engine = _engine(attacked)
+    with engine.begin() as conn:
+        audit.record(conn, "hana", "case.comment", "first entry")
+    for statement in ("UPDATE audit_log SET reason = 'rewritten'", "DELETE FROM audit_log"):
+        with pytest.raises(sqlalchemy.exc.DBAPIError, match="append-only"):
+            with engine.begin() as conn:
+                conn.execute(sqlalchemy.text(statement))
+    assert audit.entries(engine)[0]["reason"] == "first entry"

@@ -1,0 +1,97 @@
+"""Indicators shared by other firms raise `shared_indicator`, only after they arrived."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import Stream, brokerage, ts
+from kabuguard.engine import Pipeline
+from kabuguard.events import read_file, total_order
+from kabuguard.events.reader import ContractError, event_from_dict
+from kabuguard.replay import replay
+
+
+def _decide(stream: Stream, tmp_path: Path) -> dict[str, dict]:
+    pipeline = Pipeline()
+    decisions = {}
+    for event in total_order(read_file(stream.write(tmp_path / "e.jsonl"))).events:
+        decision, _ = pipeline.process(event)
+        if decision:
+            decisions[decision["event_id"]] = decision
+    return decisions
+
+
+def _indicator(s: Stream, when: str, kind: str, value: str) -> None:
+    s.add("indicator", when, indicator_type=kind, value=value, source="firm-a")
+
+
+def test_an_address_counts_from_its_arrival_on_never_before(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    before = s.login(ts(20, 9, 0), "A1", "45.32.7.7", "dev-1")
+    _indicator(s, ts(20, 9, 30), "ip", "45.32.7.7")
+    after = s.login(ts(20, 10, 0), "A2", "45.32.7.7", "dev-2")
+    order = s.order(ts(20, 10, 1), "A2", "7203", "sell", 1000, "45.32.7.7", "dev-2", session=after["session_id"])
+    elsewhere = s.login(ts(20, 10, 0), "A3", "126.1.3.5", "dev-3")
+    decisions = _decide(s, tmp_path)
+    assert "shared_indicator" not in decisions[before["event_id"]]["reasons"]
+    assert "shared_indicator" in decisions[after["event_id"]]["reasons"]
+    assert "shared_indicator" in decisions[order["event_id"]]["reasons"]
+    assert "shared_indicator" not in decisions[elsewhere["event_id"]]["reasons"]
+    assert decisions[after["event_id"]]["score"] > decisions[before["event_id"]]["score"]
+
+
+def test_an_indicator_expires_after_max_age(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    _indicator(s, ts(1, 7, 0), "device", "atk-9")  # 30 days is the default; day 1 to day 20 is within
+    within = s.login(ts(20, 9, 0), "A1", "126.1.1.5", "atk-9")
+    decisions = _decide(s, tmp_path)
+    assert "shared_indicator" in decisions[within["event_id"]]["reasons"]
+    late = brokerage(attack=False)
+    _indicator(late, ts(1, 7, 0), "device", "atk-9")
+    expired = late.add("login", "2025-04-02T09:00:00.000+09:00", account_id="A1", session_id="s-x", success=True,
+                       ip="126.1.1.5", user_agent="x", device_id="atk-9", mfa="sms", channel="web")
+    assert "shared_indicator" not in _decide(late, tmp_path)[expired["event_id"]]["reasons"]
+
+
+def test_arrival_from_a_reported_phishing_domain_and_a_shared_user_agent(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    _indicator(s, ts(19, 23, 0), "domain", "Kabu-Login.Example.")
+    _indicator(s, ts(19, 23, 0), "user_agent", "python-requests/2.31")
+    phished = s.login(ts(20, 9, 0), "A1", "126.1.1.5", "dev-1")
+    phished["referrer"] = "https://secure.kabu-login.example/jp/login?x=1"
+    tool = s.login(ts(20, 9, 5), "A2", "126.1.2.5", "dev-2", ua="python-requests/2.31")
+    clean = s.login(ts(20, 9, 6), "A3", "126.1.3.5", "dev-3")
+    clean["referrer"] = "https://www.example-broker.jp/"
+    decisions = _decide(s, tmp_path)
+    assert "shared_indicator" in decisions[phished["event_id"]]["reasons"]
+    assert "shared_indicator" in decisions[tool["event_id"]]["reasons"]
+    assert "shared_indicator" not in decisions[clean["event_id"]]["reasons"]
+    # The customer's own device and network still count: the evidence moves the score a lot,
+    # the decision only with other evidence.
+    assert decisions[phished["event_id"]]["score"] > 100 * decisions[clean["event_id"]]["score"]
+
+
+def test_a_replay_cut_before_the_indicator_decides_its_prefix_identically(tmp_path: Path) -> None:
+    s = brokerage(attack=True)
+    _indicator(s, ts(20, 10, 4), "ip", "45.32.1.3")
+    whole = replay([s.write(tmp_path / "all.jsonl")], tmp_path / "whole", quiet=True)
+    cut = Stream()
+    cut.events = [e for e in s.events if e["ts"] < ts(20, 10, 4)]
+    replay([cut.write(tmp_path / "cut.jsonl")], tmp_path / "cut", quiet=True)
+    prefix = (tmp_path / "cut" / "decisions.jsonl").read_text().splitlines()
+    assert (tmp_path / "whole" / "decisions.jsonl").read_text().splitlines()[:len(prefix)] == prefix
+    assert whole.events == len(s.events)
+    later = [line for line in (tmp_path / "whole" / "decisions.jsonl").read_text().splitlines()[len(prefix):]
+             if "45.32.1.3" in line or "shared_indicator" in line]
+    assert later  # the attacker's later events from that address carry the reason
+
+
+@pytest.mark.parametrize("value,reason", [(" ", "`value` is empty"), (None, "value")])
+def test_a_bad_indicator_line_is_refused_naming_the_field(value: object, reason: str) -> None:
+    record = {"event_id": "i1", "type": "indicator", "ts": ts(1, 1, 0), "indicator_type": "ip", "value": value}
+    with pytest.raises(ContractError, match=reason):
+        event_from_dict(record)
+    with pytest.raises(ContractError, match="indicator_type"):
+        event_from_dict({**record, "value": "1.2.3.4", "indicator_type": "email"})
