@@ -42,7 +42,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
                     "--symbols", "20", "--seed", "5", "--quiet"], check=True, capture_output=True)
     db = f"sqlite:///{work}/kg.db"
     for user, role in (("hana", "analyst"), ("aiko", "auditor")):
-        subprocess.run([KABUGUARD, "users", "create", user, "--role", role, "--password-stdin", "--db", db],
+        subprocess.run([KABUGUARD, "users", "create", user, "--role", role, "--all-firms", "--password-stdin", "--db", db],
                        input=PASSWORD + "\n", text=True, check=True, capture_output=True)
     receiver = WebhookReceiver()
     receiver.start()

@@ -53,13 +53,13 @@ def _campaign_alert(engine: sqlalchemy.Engine) -> dict:
 def test_users_log_in_with_their_password_until_disabled(db_url: str) -> None:
     app = create_app(Settings(db=db_url))
     engine = app.state.service.db.engine
-    create_user(engine, "hana", "analyst", "correct horse battery")
+    create_user(engine, "hana", "analyst", "correct horse battery", "acme")
     with pytest.raises(UserError, match="taken"):
-        create_user(engine, "hana", "lead", "another long password")
+        create_user(engine, "hana", "lead", "another long password", None)
     with pytest.raises(UserError, match="role"):
-        create_user(engine, "ken", "root", "another long password")
+        create_user(engine, "ken", "root", "another long password", None)
     with pytest.raises(UserError, match="at least 12"):
-        create_user(engine, "ken", "auditor", "short")
+        create_user(engine, "ken", "auditor", "short", None)
     assert authenticate(engine, "hana", "correct horse battery").role == "analyst"
     assert authenticate(engine, "hana", "wrong password!!") is None
     assert authenticate(engine, "nobody", "correct horse battery") is None
@@ -73,11 +73,18 @@ def test_users_log_in_with_their_password_until_disabled(db_url: str) -> None:
 def test_users_command_creates_lists_and_disables(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/kg.db"
     runner = CliRunner()
-    made = runner.invoke(main, ["users", "create", "aiko", "--role", "auditor", "--password-stdin", "--db", db],
-                         input="a long enough password\n")
+    made = runner.invoke(main, ["users", "create", "aiko", "--role", "auditor", "--all-firms", "--password-stdin",
+                                "--db", db], input="a long enough password\n")
     assert made.exit_code == 0, made.output
+    scoped = runner.invoke(main, ["users", "create", "hana", "--role", "analyst", "--firm", "acme",
+                                  "--password-stdin", "--db", db], input="a long enough password\n")
+    assert scoped.exit_code == 0, scoped.output
+    neither = runner.invoke(main, ["users", "create", "ken", "--role", "analyst", "--password-stdin", "--db", db],
+                            input="a long enough password\n")
+    assert neither.exit_code == 2 and "--firm FIRM" in neither.output and "--all-firms" in neither.output
     listed = runner.invoke(main, ["users", "list", "--db", db])
-    assert "aiko\tauditor" in listed.output and "active" in listed.output
+    assert "aiko\tauditor\t*\t" in listed.output and "hana\tanalyst\tacme\t" in listed.output
+    assert "active" in listed.output and "ken" not in listed.output
     assert runner.invoke(main, ["users", "disable", "aiko", "--db", db]).exit_code == 0
     assert "disabled" in runner.invoke(main, ["users", "list", "--db", db]).output
     again = runner.invoke(main, ["users", "disable", "aiko", "--db", db])

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import brokerage
-from kabuguard.console import audit
+from kabuguard.console import audit, cases
 from kabuguard.console.containment import actions
 from kabuguard.console.users import create_user
 from kabuguard.service.app import create_app
@@ -27,7 +27,7 @@ def app(tmp_path: Path) -> Iterator[TestClient]:
     application = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9, console_secure_cookie=0))
     engine = application.state.service.db.engine
     for role in ("analyst", "lead", "admin", "auditor"):
-        create_user(engine, role, role, PASSWORD)
+        create_user(engine, role, role, PASSWORD, None)
     key = create_key(application.state.service.db, "acme", "test")[1]
     with TestClient(application) as client:
         client.post("/v1/events", json=ordered_stream([brokerage().write(tmp_path / "e.jsonl")]),
@@ -76,7 +76,7 @@ def test_every_console_route_but_the_login_page_requires_a_session(app: TestClie
 
 def test_login_sets_a_session_cookie_httponly_samesite_and_refuses_a_wrong_password(tmp_path: Path) -> None:
     application = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db"))  # Secure by default
-    create_user(application.state.service.db.engine, "hana", "analyst", PASSWORD)
+    create_user(application.state.service.db.engine, "hana", "analyst", PASSWORD, None)
     with TestClient(application, base_url="https://testserver") as client:
         form = client.get("/console/login").text
         csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
@@ -143,3 +143,58 @@ def test_repeated_failed_logins_lock_the_user_name_for_a_while(app: TestClient) 
     locked = app.post("/console/login", data={**attempt, "password": PASSWORD})
     assert locked.status_code == 429 and "Too many failed logins" in locked.text
     assert login(app, "lead")  # another user is not affected
+
+
+def test_a_user_of_one_firm_sees_and_acts_only_on_that_firms_records(tmp_path: Path) -> None:
+    application = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9, console_secure_cookie=0))
+    engine = application.state.service.db.engine
+    create_user(engine, "hana", "analyst", PASSWORD, "acme")
+    create_user(engine, "kaito", "analyst", PASSWORD, "kaede")
+    create_user(engine, "root", "admin", PASSWORD, None)
+    stream = ordered_stream([brokerage().write(tmp_path / "e.jsonl")])
+    with TestClient(application) as client:
+        for firm in ("acme", "kaede"):
+            key = create_key(application.state.service.db, firm, "test")[1]
+            client.post("/v1/events", json=stream, headers={"X-API-Key": key})
+        # Firm kaede works its own campaign: a case, a containment, their audit entries.
+        csrf = login(client, "kaito")
+        firm, theirs = _campaign(client)
+        assert firm == "kaede"
+        assert client.post("/console/cases", data={"firm": "kaede", "alert_id": theirs, "csrf": csrf},
+                           follow_redirects=False).status_code == 303
+        (case_id,) = [c["case_id"] for c in cases.list_cases(engine)]
+        assert client.post("/console/contain/account", data={"firm": "kaede", "account_id": "A7", "csrf": csrf,
+                                                               "reason": "kaede's own reason"},
+                           follow_redirects=False).status_code == 303
+
+        csrf = login(client, "hana")
+        queue = client.get("/console/alerts").text
+        assert "/console/alerts/acme/" in queue and "/console/alerts/kaede/" not in queue
+        assert "/console/alerts/kaede/" not in client.get("/console/alerts", params={"firm": "kaede"}).text
+        assert {a["firm"] for a in client.get("/console/api/alerts").json()["alerts"]} == {"acme"}
+        for path in (f"/console/alerts/kaede/{theirs}", f"/console/api/campaign/kaede/{theirs}",
+                     "/console/accounts/kaede/A7", f"/console/cases/{case_id}"):
+            assert client.get(path).status_code == 404, path
+        assert str(case_id) not in re.findall(r'href="/console/cases/(\d+)"', client.get("/console/cases").text)
+        audit_page = client.get("/console/audit").text
+        assert "kaede&#39;s own reason" not in audit_page and "kaede's own reason" not in audit_page
+        for path, data in (("/console/contain/account", {"firm": "kaede", "account_id": "A1", "reason": "x"}),
+                           ("/console/contain/alert", {"firm": "kaede", "alert_id": theirs, "reason": "x"}),
+                           ("/console/cases", {"firm": "kaede", "alert_id": theirs}),
+                           (f"/console/cases/{case_id}/comment", {"text": "x"}),
+                           (f"/console/cases/{case_id}/close", {"disposition": "benign", "reason": "x"})):
+            assert client.post(path, data={**data, "csrf": csrf}, follow_redirects=False).status_code == 404, path
+        assert [a["account_id"] for a in actions(engine, "kaede") if not a["dry_run"]] == ["A7"]
+        assert cases.get_case(engine, case_id)["status"] == "open" and not cases.get_case(engine, case_id)["comments"]
+        ours = client.get("/console/api/dashboard").json()["alerts"]
+        # ... and acts on its own firm as before.
+        firm, alert_id = _campaign(client)
+        assert firm == "acme" and client.get(f"/console/alerts/acme/{alert_id}").status_code == 200
+        assert client.post("/console/contain/account", data={"firm": "acme", "account_id": "A1", "csrf": csrf,
+                                                              "reason": "confirmed"},
+                           follow_redirects=False).status_code == 303
+
+        login(client, "root")  # a user of every firm sees both
+        assert client.get("/console/api/dashboard").json()["alerts"] == 2 * ours
+        assert client.get(f"/console/alerts/kaede/{theirs}").status_code == 200
+        assert {a["firm"] for a in client.get("/console/api/alerts").json()["alerts"]} == {"acme", "kaede"}

@@ -18,32 +18,38 @@ def users() -> None:
 @users.command()
 @click.argument("username")
 @click.option("--role", required=True, type=click.Choice(ROLES), help="auditor reads only; the others act.")
+@click.option("--firm", help="The firm whose alerts, cases, accounts and audit entries the user sees and acts on.")
+@click.option("--all-firms", is_flag=True, help="The user sees and acts on every firm (the deployment's own "
+                                                 "team, a regulator's auditor).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input (for scripts).")
 @db_option
-def create(username: str, role: str, password_stdin: bool, db: str | None) -> None:
-    """Create a user; the password is asked for (twice) unless given on standard input."""
+def create(username: str, role: str, firm: str | None, all_firms: bool, password_stdin: bool, db: str | None) -> None:
+    """Create a user of one firm (--firm) or of all (--all-firms); the password is asked for
+    (twice) unless given on standard input."""
     from kabuguard.console.users import UserError, create_user
 
+    if (firm is None) == (not all_firms):
+        raise click.UsageError("users create: give --firm FIRM (the user's firm) or --all-firms, one of them")
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        create_user(open_database(db).engine, username, role, password)
+        create_user(open_database(db).engine, username, role, password, firm)
     except UserError as exc:
         raise click.UsageError(str(exc)) from None
-    click.echo(f"created {username} ({role})")
+    click.echo(f"created {username} ({role}, {f'firm {firm}' if firm else 'all firms'})")
 
 
 @users.command("list")
 @db_option
 def list_(db: str | None) -> None:
-    """Every user: name, role, created, active or disabled."""
+    """Every user: name, role, firm (`*`: all firms), created, active or disabled."""
     from kabuguard.console.users import list_users
 
     for row in list_users(open_database(db).engine):
         state = f"disabled {row['disabled_at']}" if row["disabled_at"] else "active"
-        click.echo(f"{row['username']}\t{row['role']}\t{row['created_at']}\t{state}")
+        click.echo(f"{row['username']}\t{row['role']}\t{row['firm'] or '*'}\t{row['created_at']}\t{state}")
 
 
 @users.command()

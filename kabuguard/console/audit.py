@@ -26,11 +26,14 @@ def record(conn: Connection, actor: str, action: str, reason: str, *, firm: str 
         detail=json.dumps(detail, sort_keys=True) if detail else None))
 
 
-def entries(engine: Engine, limit: int = 200, target: str | None = None) -> list[dict[str, Any]]:
-    """The newest entries first, optionally for one target."""
+def entries(engine: Engine, limit: int = 200, target: str | None = None,
+            firm: str | None = None) -> list[dict[str, Any]]:
+    """The newest entries first, optionally for one target, optionally of one firm."""
     query = select(audit_log).order_by(audit_log.c.seq.desc()).limit(limit)
     if target is not None:
         query = query.where(audit_log.c.target == target)
+    if firm is not None:
+        query = query.where(audit_log.c.firm == firm)
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(query).mappings()]
 

@@ -111,6 +111,15 @@ def close(engine: Engine, actor: str, case_id: int, disposition: str, reason: st
                      detail={"disposition": disposition})
 
 
+def case_firm(engine: Engine, case_id: int) -> str:
+    """The firm a case belongs to (what decides who may see it)."""
+    with engine.connect() as conn:
+        firm = conn.execute(select(cases.c.firm).where(cases.c.case_id == case_id)).scalar()
+    if firm is None:
+        raise CaseError(f"case {case_id}: no such case")
+    return str(firm)
+
+
 def get_case(engine: Engine, case_id: int) -> dict[str, Any]:
     """The case with its alerts (bodies), accounts and comments."""
     with engine.connect() as conn:
@@ -128,10 +137,13 @@ def get_case(engine: Engine, case_id: int) -> dict[str, Any]:
     return case
 
 
-def list_cases(engine: Engine, status: str | None = None) -> list[dict[str, Any]]:
+def list_cases(engine: Engine, status: str | None = None, firm: str | None = None) -> list[dict[str, Any]]:
+    """Cases, newest first; of one firm when `firm` is given."""
     query = select(cases).order_by(cases.c.case_id.desc())
     if status:
         query = query.where(cases.c.status == status)
+    if firm is not None:
+        query = query.where(cases.c.firm == firm)
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(query).mappings()]
 

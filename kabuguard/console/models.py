@@ -19,6 +19,8 @@ users = Table(
     Column("password_hash", String(200), nullable=False),  # argon2id
     Column("created_at", String(40), nullable=False),
     Column("disabled_at", String(40), nullable=True),
+    # The one firm whose data the user sees and acts on; NULL: every firm (migration 0004).
+    Column("firm", String(64), nullable=True),
 )
 
 # A session is a random token in an HttpOnly cookie; only its SHA-256 is stored.

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.engine import Engine
 
 from kabuguard.console.cases import alert_accounts
@@ -40,6 +40,7 @@ class AlertFilter:
     until: str = ""
     sort: str = "time"
     descending: bool = True
+    scope: str | None = None  # the viewer's firm (None: every firm), beside any `firm` filter
 
 
 def _day_us(day: str) -> int:
@@ -51,8 +52,9 @@ def alert_queue(engine: Engine, f: AlertFilter, after_seq: int = 0, limit: int =
     query = select(alerts.c.seq, alerts.c.firm, alerts.c.status, alerts.c.body).where(alerts.c.seq > after_seq)
     if f.type:
         query = query.where(alerts.c.type == f.type)
-    if f.firm:
-        query = query.where(alerts.c.firm == f.firm)
+    for firm in (f.firm, f.scope):
+        if firm:
+            query = query.where(alerts.c.firm == firm)
     if f.since:
         query = query.where(alerts.c.ts_us >= _day_us(f.since))
     if f.until:
@@ -204,15 +206,20 @@ def campaign(engine: Engine, found: dict[str, Any], before_h: float = 24.0, afte
     return {"elements": elements, "bars": bars, "alert_ts": at / 1e6, "members": members}
 
 
-def dashboard(engine: Engine) -> dict[str, Any]:
-    """Decisions per hour by decision, alerts by reason, value held (review) and blocked, open cases."""
+def dashboard(engine: Engine, firm: str | None = None) -> dict[str, Any]:
+    """Decisions per hour by decision, alerts by reason, value held (review) and blocked, open
+    cases; of one firm, or of every firm when `firm` is None."""
+    def of(table: Any) -> Any:
+        return table.c.firm == firm if firm is not None else true()
+
     with engine.connect() as conn:
         per_hour = conn.execute(select((decisions.c.ts_us // _HOUR_US).label("hour"), decisions.c.decision,
-                                       func.count()).group_by("hour", decisions.c.decision)).all()
+                                       func.count()).where(of(decisions)).group_by("hour", decisions.c.decision)).all()
         order_bodies = conn.execute(select(decisions.c.decision, decisions.c.body).where(
-            decisions.c.type == "order", decisions.c.decision.in_(("review", "block")))).all()
-        alert_bodies = conn.execute(select(alerts.c.body)).scalars().all()
-        open_cases = conn.execute(select(func.count()).select_from(cases).where(cases.c.status == "open")).scalar_one()
+            of(decisions), decisions.c.type == "order", decisions.c.decision.in_(("review", "block")))).all()
+        alert_bodies = conn.execute(select(alerts.c.body).where(of(alerts))).scalars().all()
+        open_cases = conn.execute(select(func.count()).select_from(cases).where(
+            of(cases), cases.c.status == "open")).scalar_one()
     hours = sorted({int(h) for h, _, _ in per_hour})
     index = {h: i for i, h in enumerate(hours)}
     series = {d: [0] * len(hours) for d in ("allow", "challenge", "review", "block")}

@@ -1,8 +1,11 @@
 """Console users: a name, a role and an argon2id password hash; disabled, never deleted.
 
 Roles: `analyst` and `lead` work cases and contain accounts, `admin` as well, `auditor` reads
-everything and acts on nothing. Passwords are hashed with argon2id (argon2-cffi's defaults,
-RFC 9106's second recommended profile), so a stolen table does not yield them.
+everything and acts on nothing. A user belongs to one firm, or to all of them (`firm` None: a
+deployment's own team, or a regulator's auditor), because one deployment can serve several
+brokerages whose fraud teams must not see each other's customers. Passwords are hashed with
+argon2id (argon2-cffi's defaults, RFC 9106's second recommended profile), so a stolen table does
+not yield them.
 """
 
 from __future__ import annotations
@@ -37,13 +40,20 @@ class User:
     user_id: int
     username: str
     role: str
+    firm: str | None  # None: every firm
 
     @property
     def can_act(self) -> bool:
         return self.role in ACTING_ROLES
 
+    def sees(self, firm: str) -> bool:
+        return self.firm is None or self.firm == firm
 
-def create_user(engine: Engine, username: str, role: str, password: str) -> User:
+
+def create_user(engine: Engine, username: str, role: str, password: str, firm: str | None) -> User:
+    """A new active user of `firm` (None: of every firm)."""
+    if firm is not None and not _NAME.match(firm):
+        raise UserError(f"firm {firm!r}: use letters, digits, '_', '.', '@' or '-' (at most 64)")
     if not _NAME.match(username):
         raise UserError(f"username {username!r}: use letters, digits, '_', '.', '@' or '-' (at most 64)")
     if role not in ROLES:
@@ -54,15 +64,15 @@ def create_user(engine: Engine, username: str, role: str, password: str) -> User
         with engine.begin() as conn:
             user_id = conn.execute(users.insert().values(
                 username=username, role=role, password_hash=_hasher.hash(password),
-                created_at=now_iso())).inserted_primary_key[0]
+                created_at=now_iso(), firm=firm)).inserted_primary_key[0]
     except IntegrityError:
         raise UserError(f"username {username!r}: taken") from None
-    return User(int(user_id), username, role)
+    return User(int(user_id), username, role, firm)
 
 
 def list_users(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
-        rows = conn.execute(select(users.c.username, users.c.role, users.c.created_at, users.c.disabled_at)
+        rows = conn.execute(select(users.c.username, users.c.role, users.c.firm, users.c.created_at, users.c.disabled_at)
                             .order_by(users.c.username)).mappings().all()
     return [dict(r) for r in rows]
 
@@ -85,11 +95,15 @@ def authenticate(engine: Engine, username: str, password: str) -> User | None:
         return None
     if row is None or row["disabled_at"] is not None:
         return None
-    return User(row["user_id"], row["username"], row["role"])
+    return _user(row)
 
 
 def active_user(engine: Engine, user_id: int) -> User | None:
     with engine.connect() as conn:
         row = conn.execute(select(users).where(users.c.user_id == user_id, users.c.disabled_at.is_(None))
                            ).mappings().first()
-    return User(row["user_id"], row["username"], row["role"]) if row else None
+    return _user(row) if row else None
+
+
+def _user(row: Any) -> User:
+    return User(row["user_id"], row["username"], row["role"], row["firm"])

@@ -6,6 +6,9 @@ each handler is the few lines of what it does.
 - `checked`: a viewer whose request carries the session's CSRF token (form field `csrf` or
   header `X-CSRF-Token`); every state-changing route has it.
 - `actor`: a checked viewer whose role may act (analyst, lead, admin); an auditor gets 403.
+
+A user of one firm sees and acts on that firm's records only: lists are filtered by the user's
+firm, and a page or action naming another firm's alert, account or case is refused with 404.
 """
 
 
@@ -85,6 +88,14 @@ def mount_console(app: FastAPI, service: Any) -> None:
     Checked = Annotated[Session, Depends(checked)]
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
+    def within(session: Session, firm: str) -> None:
+        """Refuse what belongs to a firm the user does not see (as not found: nothing to tell)."""
+        if not session.user.sees(firm):
+            raise HTTPException(404, f"firm {firm!r}: not found among your firm's records ({session.user.firm})")
+
+    def case_within(session: Session, case_id: int) -> None:
+        within(session, cases.case_firm(engine, case_id))
+
     def back(path: str, done: str) -> RedirectResponse:
         return RedirectResponse(f"{PREFIX}{path}?{urlencode({'done': done})}", status_code=303)
 
@@ -112,7 +123,7 @@ def mount_console(app: FastAPI, service: Any) -> None:
                 audit.record(conn, username[:64], "session.login_failed", "wrong user name or password")
             return page(request, "login.html", 401, csrf=expected, next=next, error="Wrong user name or password.")
         with engine.begin() as conn:
-            audit.record(conn, user.username, "session.login", "logged in")
+            audit.record(conn, user.username, "session.login", "logged in", firm=user.firm)
         response = RedirectResponse(next if next.startswith(PREFIX + "/") else f"{PREFIX}/", status_code=303)
         _cookie(response, COOKIE, open_session(engine, user, settings.console_session_hours), settings,
                 max_age=int(settings.console_session_hours * 3600))
@@ -130,16 +141,18 @@ def mount_console(app: FastAPI, service: Any) -> None:
 
     @router.get("/")
     def dashboard(request: Request, session: Viewer) -> HTMLResponse:
-        return page(request, "dashboard.html", data=queries.dashboard(engine))
+        return page(request, "dashboard.html", data=queries.dashboard(engine, session.user.firm))
 
     @router.get("/api/dashboard")
     def dashboard_data(session: Viewer) -> dict[str, Any]:
-        return queries.dashboard(engine)
+        return queries.dashboard(engine, session.user.firm)
 
-    def alert_filter(type: str = "", firm: str = "", reason: str = "", min_score: float = 0.0, since: str = "",
-                     until: str = "", sort: Annotated[str, Query(pattern="^(time|score|type|firm)$")] = "time",
+    def alert_filter(session: Viewer, type: str = "", firm: str = "", reason: str = "", min_score: float = 0.0,
+                     since: str = "", until: str = "",
+                     sort: Annotated[str, Query(pattern="^(time|score|type|firm)$")] = "time",
                      order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc") -> queries.AlertFilter:
-        return queries.AlertFilter(type, firm, reason, min_score, since, until, sort, order == "desc")
+        return queries.AlertFilter(type, firm, reason, min_score, since, until, sort, order == "desc",
+                                   session.user.firm)
 
     Filter = Annotated[queries.AlertFilter, Depends(alert_filter)]
 
@@ -156,6 +169,7 @@ def mount_console(app: FastAPI, service: Any) -> None:
 
     @router.get("/alerts/{firm}/{alert_id}")
     def alert_page(request: Request, session: Viewer, firm: str, alert_id: str, done: str = "") -> HTMLResponse:
+        within(session, firm)
         found = queries.alert(engine, firm, alert_id)
         if found is None:
             raise HTTPException(404, f"alert {alert_id!r} of firm {firm!r}: not found")
@@ -165,6 +179,7 @@ def mount_console(app: FastAPI, service: Any) -> None:
 
     @router.get("/api/campaign/{firm}/{alert_id}")
     def campaign_data(session: Viewer, firm: str, alert_id: str) -> dict[str, Any]:
+        within(session, firm)
         found = queries.alert(engine, firm, alert_id)
         if found is None:
             raise HTTPException(404, f"alert {alert_id!r} of firm {firm!r}: not found")
@@ -172,22 +187,27 @@ def mount_console(app: FastAPI, service: Any) -> None:
 
     @router.get("/accounts/{firm}/{account_id}")
     def account_page(request: Request, session: Viewer, firm: str, account_id: str, done: str = "") -> HTMLResponse:
+        within(session, firm)
         return page(request, "account.html", firm=firm, account_id=account_id, done=done,
                     timeline=queries.timeline(engine, firm, account_id), actions=actions(engine, firm, account_id))
 
     @router.get("/cases")
     def case_list(request: Request, session: Viewer, status: str = "") -> HTMLResponse:
-        return page(request, "cases.html", cases=cases.list_cases(engine, status or None), status=status)
+        return page(request, "cases.html", cases=cases.list_cases(engine, status or None, session.user.firm),
+                    status=status)
 
     @router.get("/cases/{case_id}")
     def case_page(request: Request, session: Viewer, case_id: int, done: str = "") -> HTMLResponse:
+        case_within(session, case_id)
         return page(request, "case.html", case=cases.get_case(engine, case_id), done=done,
                     dispositions=DISPOSITIONS, trail=audit.entries(engine, target=f"case:{case_id}"))
 
     @router.get("/audit")
     def audit_page(request: Request, session: Viewer) -> HTMLResponse:
-        return page(request, "audit.html", entries=audit.entries(engine), deliveries=deliveries(engine, limit=200),
-                    actions=actions(engine, limit=200))
+        firm = session.user.firm
+        taken = actions(engine, firm, limit=200)
+        sent = deliveries(engine, None if firm is None else [a["action_id"] for a in taken], limit=200)
+        return page(request, "audit.html", entries=audit.entries(engine, firm=firm), deliveries=sent, actions=taken)
 
     @router.get("/static/{name}")
     def asset(session: Viewer, name: str) -> FileResponse:
@@ -200,39 +220,46 @@ def mount_console(app: FastAPI, service: Any) -> None:
     @router.post("/contain/account")
     async def contain_account(session: Actor, firm: Annotated[str, Form()], account_id: Annotated[str, Form()],
                               reason: Annotated[str, Form()]) -> Response:
+        within(session, firm)
         await containment.contain(session.user.username, firm, [account_id], reason)
         return back(f"/accounts/{quote(firm)}/{quote(account_id)}", f"contained {account_id}")
 
     @router.post("/contain/alert")
     async def contain_alert(session: Actor, firm: Annotated[str, Form()], alert_id: Annotated[str, Form()],
                             reason: Annotated[str, Form()]) -> Response:
+        within(session, firm)
         ids = await containment.contain_alert(session.user.username, firm, alert_id, reason)
         return back(f"/alerts/{quote(firm)}/{quote(alert_id)}", f"contained {len(ids)} accounts")
 
     @router.post("/cases")
     def open_case(session: Actor, firm: Annotated[str, Form()], alert_id: Annotated[str, Form()]) -> Response:
+        within(session, firm)
         case_id = cases.open_case(engine, session.user.username, firm, [alert_id])
         return back(f"/cases/{case_id}", "case opened")
 
     @router.post("/cases/{case_id}/assign")
     def assign(session: Actor, case_id: int, assignee: Annotated[str, Form()] = "") -> Response:
+        case_within(session, case_id)
         cases.assign(engine, session.user.username, case_id, assignee.strip())
         return back(f"/cases/{case_id}", "assigned")
 
     @router.post("/cases/{case_id}/comment")
     def comment(session: Actor, case_id: int, text: Annotated[str, Form()]) -> Response:
+        case_within(session, case_id)
         cases.comment(engine, session.user.username, case_id, text)
         return back(f"/cases/{case_id}", "comment added")
 
     @router.post("/cases/{case_id}/link")
     def link(session: Actor, case_id: int, account_id: Annotated[str, Form()],
              reason: Annotated[str, Form()] = "") -> Response:
+        case_within(session, case_id)
         cases.link_account(engine, session.user.username, case_id, account_id.strip(), reason)
         return back(f"/cases/{case_id}", f"linked {account_id}")
 
     @router.post("/cases/{case_id}/close")
     def close(session: Actor, case_id: int, disposition: Annotated[str, Form()],
               reason: Annotated[str, Form()]) -> Response:
+        case_within(session, case_id)
         cases.close(engine, session.user.username, case_id, disposition, reason)
         return back(f"/cases/{case_id}", f"closed as {disposition}")
 
