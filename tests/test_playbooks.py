@@ -8,11 +8,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from conftest import Stream, brokerage, ts
 from console_support import Served, policy_with
 from kabuguard.console import audit
 from kabuguard.console.containment import actions
-from kabuguard.policy import load_policy
+from kabuguard.policy import PolicyError, load_policy
 from kabuguard.service.settings import Settings
 from test_service_support import batches, encode, ordered_stream, pg_url, redis_prefix, redis_url, replay_reference
 
@@ -108,3 +110,9 @@ def test_a_dry_run_playbook_names_itself_in_the_alert_and_changes_no_decision(tm
     marked = [a for a in map(json.loads, dry_alerts) if a.get("playbook_dry_run") == ["contain_campaign"]]
     assert marked and all("playbook" not in a for a in marked)
     assert len(dry_alerts) == len(plain_alerts)
+
+
+def test_two_playbooks_of_one_name_stop_the_policy_load_naming_the_entry(tmp_path: Path) -> None:
+    path = policy_with(tmp_path, [PLAYBOOK, {**PLAYBOOK, "alert": "account_alert"}])
+    with pytest.raises(PolicyError, match=r"playbooks\[1\]\.name: 'contain_campaign' is used by an earlier playbook"):
+        load_policy(path)

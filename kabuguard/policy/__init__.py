@@ -37,7 +37,7 @@ class Policy:
     # What an online runner answers when its state or database cannot be reached in time:
     # `fail_open` allows (reason `degraded`), `fail_closed` challenges.
     fail_mode: str = "fail_open"
-    # Containment the service applies itself when an alert matches (policy/playbooks.py).
+    # Containment the core applies itself when an alert matches (policy/playbooks.py).
     playbooks: tuple[Playbook, ...] = ()
 
     def score(self, kind: str, llr: float) -> float:

@@ -56,6 +56,9 @@ def parse_playbooks(raw: Any, source: str) -> tuple[Playbook, ...]:
         where = f"{source}: playbooks[{n}]"
         if not isinstance(item, dict) or not {"name", "alert", "min_score"} <= set(item):
             raise ValueError(f"{where}: needs `name`, `alert` and `min_score`")
+        if any(p.name == str(item["name"]) for p in out):
+            # Alerts and containment actions name a playbook: the name must say which.
+            raise ValueError(f"{where}.name: {item['name']!r} is used by an earlier playbook")
         if item["alert"] not in _ALERTS:
             raise ValueError(f"{where}.alert: expected one of {', '.join(_ALERTS)}, got {item['alert']!r}")
         measures = tuple(item.get("measures", MEASURES))
