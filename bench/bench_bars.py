@@ -5,10 +5,11 @@ Run: .venv/bin/python bench/bench_bars.py [--symbols 2000] [--minutes 500] [--pr
 Builds typed `market_bar` records (as the reader would hand them over) for a whole market:
 `--symbols` names, one bar a minute for the liquid half and a few an hour for the thin half,
 random walks with U-shaped volume. Then it times, in this one process:
-- the detector's bar path: `score` then `learn` per bar, state per symbol in a dict;
+- the detectors' bar path: `market_factor` (the market stage, one state) then
+  `pump_surveillance` (state per symbol in a dict), each `score` then `learn`, per bar;
 - the full pipeline path: `Pipeline.process` per bar (stage lookup, the store, evidence, the
   last-price hook and every symbol-stage detector for bars).
-With --profile it prints where the detector's bar path spends its time (cProfile).
+With --profile it prints where the detectors' bar path spends its time (cProfile).
 Not a test: it reports figures.
 """
 
@@ -19,9 +20,11 @@ import datetime as dt
 import os
 import time
 
+import msgspec
 import numpy as np
 
 from kabuguard.detectors.base import Evidence
+from kabuguard.detectors.market_factor import MARKET_KEY, MarketFactor
 from kabuguard.detectors.pump_surveillance import PumpSurveillance
 from kabuguard.engine import Pipeline
 from kabuguard.events.model import MarketBar
@@ -54,13 +57,18 @@ def market(symbols: int, minutes: int, seed: int = 1) -> list[MarketBar]:
 
 
 def detector_path(bars: list[MarketBar]) -> tuple[float, float, int]:
-    detector = PumpSurveillance(load_policy().detectors["pump_surveillance"])
+    policy = load_policy()
+    market, detector = MarketFactor(policy.detectors["market_factor"]), PumpSurveillance(policy.detectors["pump_surveillance"])
+    tape = market.initial()
     states: dict[str, object] = {}
     score, learn, initial = detector.score, detector.learn, detector.initial
+    read, feed = market.score, market.learn
     ev = Evidence()
     alerts = 0
     t0, c0 = time.perf_counter(), time.process_time()
     for bar in bars:
+        read(bar, tape, ev)
+        feed(bar, tape, ev)
         state = states.get(bar.symbol)
         if state is None:
             state = states[bar.symbol] = initial()
@@ -82,6 +90,18 @@ def pipeline_path(bars: list[MarketBar]) -> tuple[float, float, int]:
     return time.perf_counter() - t0, time.process_time() - c0, alerts
 
 
+def state_bytes(bars: list[MarketBar]) -> tuple[float, int]:
+    """State after the bars, as the service would store it (msgpack): mean bytes per symbol key,
+    and the market stage's one key."""
+    pipeline = Pipeline()
+    for bar in bars:
+        pipeline.process(bar)
+    encode, store = msgspec.msgpack.encode, pipeline.store
+    symbols = {bar.symbol for bar in bars}
+    per_symbol = sum(len(encode(store.get("symbol", s))) for s in symbols) / len(symbols)
+    return per_symbol, len(encode(store.get("market", MARKET_KEY)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--symbols", type=int, default=2000)
@@ -92,10 +112,12 @@ def main() -> None:
     bars = market(args.symbols, args.minutes)
     print(f"{len(bars)} bars, {args.symbols} symbols, {args.minutes} minutes")
     # Wall clock and this process's CPU time: on a shared machine the second is the fairer figure.
-    for name, path in (("detector bar path (score + learn)", detector_path),
+    for name, path in (("detectors' bar path (score + learn)", detector_path),
                        ("full pipeline (Pipeline.process) ", pipeline_path)):
         wall, cpu, alerts = min(path(bars) for _ in range(args.repeat))
         print(f"{name}: {len(bars) / wall:,.0f} bars/s wall, {len(bars) / cpu:,.0f} bars/s CPU ({alerts} alerts)")
+    per_symbol, market_key = state_bytes(bars)
+    print(f"state: {per_symbol:,.0f} bytes per symbol key, {market_key:,} bytes in the market key (msgpack)")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if args.profile:
         import cProfile

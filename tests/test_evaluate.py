@@ -190,6 +190,23 @@ def test_pump_episodes_and_false_symbol_alerts(metrics: dict) -> None:
     assert (pumps["false_symbol_alerts"], pumps["false_symbol_days"], pumps["false_symbol_alerts_per_day"]) == (2, 2, 2.0)
 
 
+def test_false_symbol_alerts_per_symbol_day_watched_and_end_notices_are_not_alerts(
+        run_files: tuple[Path, Path], tmp_path: Path) -> None:
+    labels, run = run_files
+    ended = {"type": "symbol_alert", "alert_id": "a7", "ts": _ts("14:00"), "symbol": "9999",
+             "reasons": ["volume_price_surge_ended"]}  # after the 9999 episode: closes a4
+    _write(run / "alerts.jsonl", [*ALERTS, ended])
+    # Bars of four symbols on 2025-03-21 and of one on the next day (JST): five symbol-days.
+    bars = [{"event_id": f"b{n}", "type": "market_bar", "ts": ts, "symbol": symbol, "open": 100.0, "high": 100.0,
+             "low": 100.0, "close": 100.0, "volume": 100}
+            for n, (symbol, ts) in enumerate([("9999", _ts("09:01")), ("9999", _ts("09:02")), ("1111", _ts("09:01")),
+                                              ("2222", _ts("09:01")), ("3333", _ts("09:01")),
+                                              ("9999", "2025-03-22T00:30:00+09:00")])]
+    pumps = evaluate_run(labels, run, tmp_path / "out", bars=[_write(tmp_path / "bars.jsonl", bars)])["pump_episodes"]
+    assert (pumps["false_symbol_alerts"], pumps["symbol_days"]) == (2, 5)
+    assert pumps["false_symbol_alerts_per_symbol_day"] == pytest.approx(2 / 5)
+
+
 def test_alert_precision(metrics: dict) -> None:
     hits = metrics["alert_precision"]
     # a1 and a2 name fraud accounts V1 and V3 (a2 predates C2 but V3 is still a hijacked account).

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from conftest import Stream, brokerage, ts
-from kabuguard.engine import Pipeline
+from kabuguard.detectors.market_factor import MARKET_KEY
+from kabuguard.engine import MemoryStore, Pipeline
 from kabuguard.events import read_file, total_order
 from kabuguard.policy import load_policy
 from kabuguard.replay import replay
@@ -132,7 +133,9 @@ def test_a_volume_and_price_surge_raises_one_alert_per_episode_and_ends_it(tmp_p
     onset, end = surges[0], ends[0]
     assert onset["ts"] <= ts(7, 10, 2)  # the first pump bar ends 10:01; one more minute at most
     evidence = onset["evidence"]
-    assert evidence["volume_multiple"] >= 6 and evidence["price_move_pct"] >= 2 and evidence["price_z"] >= 4
+    limits = load_policy().detectors["pump_surveillance"]
+    assert evidence["volume_multiple"] >= limits["onset_volume_multiple"] and evidence["price_z"] >= limits["onset_price_z"]
+    assert evidence["price_move_pct"] >= 100 * limits["onset_price_move"]
     assert evidence["minutes_since_onset"] >= 1 and evidence["assessment"] == "news_or_unknown"
     assert onset["reasons"] == [SURGE, "news_or_unknown"] and 0.5 <= onset["score"] <= 1
     assert end["evidence"]["ended"] and end["evidence"]["episode_id"] == evidence["episode_id"]
@@ -154,9 +157,28 @@ def test_a_market_wide_rise_raises_nothing_though_each_symbol_alone_would(tmp_pa
     assert _surges(alerts) == []
     # Without the market factor the same bars would look like thirty pumps.
     policy = load_policy()
-    params = {**policy.detectors["pump_surveillance"], "market_min_symbols": 10_000}
-    blind = dataclasses.replace(policy, detectors={**policy.detectors, "pump_surveillance": params})
+    params = {**policy.detectors["market_factor"], "market_min_symbols": 10_000}
+    blind = dataclasses.replace(policy, detectors={**policy.detectors, "market_factor": params})
     assert len({a["symbol"] for a in _surges(_run(s, tmp_path, blind)[0])}) >= 20
+
+
+def test_workers_sharing_a_store_share_the_market_factor(tmp_path: Path) -> None:
+    """Two service workers over one store (as with Redis), each seeing every other bar: the
+    market factor lives in the store's `market` stage, so both net the rally out."""
+    s = Stream()
+    m = Market(s, seed=5)
+    symbols = [f"{1000 + i}" for i in range(30)]
+    for day in range(1, 6):
+        m.liquid_day(day, symbols)
+    m.liquid_day(6, symbols, drift={i: 0.003 for i in range(60, 100)}, volume_x={i: 10.0 for i in range(60, 100)})
+    store = MemoryStore()
+    workers = (Pipeline(store=store), Pipeline(store=store))
+    alerts = []
+    for n, event in enumerate(total_order(read_file(s.write(tmp_path / "e.jsonl"))).events):
+        alerts += workers[n % 2].process(event)[1]
+    assert _surges(alerts) == []
+    tape = store.get("market", MARKET_KEY)["market_factor"]
+    assert tape.index > 0.1  # the day's +12% rally, read by both workers from the one key
 
 
 def test_auctions_lunch_and_overnight_gaps_raise_nothing(tmp_path: Path) -> None:
@@ -242,8 +264,7 @@ def test_a_surge_bought_by_risky_sessions_is_labelled_pump_and_by_ordinary_ones_
     surge = _surges(alerts)[0]
     assert surge["evidence"]["assessment"] == "pump" and surge["reasons"] == [SURGE, "pump"]
     assert surge["evidence"]["risky_buyers_here"] == 1
-    # Under a `pump` alert the same sell is held on its own (blocked when it also sells to the
-    # risky buyer, `sell_into_suspect_buying`).
+    # Under a `pump` alert the same sell is held (for review on its own; suspect_flow may add more).
     assert decisions[orders["dump"]["event_id"]]["decision"] in ("review", "block")
     ordinary, _ = _brokerage_with_pump("126.1.3.5", "dev-3")
     assert _surges(_run(ordinary, tmp_path)[0])[0]["evidence"]["assessment"] == "news_or_unknown"

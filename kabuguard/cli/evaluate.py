@@ -33,8 +33,16 @@ _REJECTIONS_SHOWN = 10
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for metrics.json, report.html and evaluate-rejected.jsonl (created if absent).",
 )
+@click.option(
+    "--bars",
+    "bars",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="The market bars the run replayed (files or folders; repeatable): false symbol alerts "
+    "are then also reported per symbol-day watched.",
+)
 @click.pass_context
-def evaluate(ctx: click.Context, labels_path: Path, run_dir: Path, out_dir: Path) -> None:
+def evaluate(ctx: click.Context, labels_path: Path, run_dir: Path, out_dir: Path, bars: tuple[Path, ...]) -> None:
     """Precision, recall, value stopped and detection delays of a run; writes report.html.
 
     Exits 1 when an input line was rejected (each is listed in OUT/evaluate-rejected.jsonl).
@@ -42,9 +50,10 @@ def evaluate(ctx: click.Context, labels_path: Path, run_dir: Path, out_dir: Path
     \b
     Example:
       kabuguard evaluate --labels sim/labels.jsonl --run run --out eval
+      kabuguard evaluate --labels sim/labels.jsonl --run run --out eval --bars sim/events/market_bars.parquet
     """
     try:
-        metrics = evaluate_run(labels_path, run_dir, out_dir, progress=True)
+        metrics = evaluate_run(labels_path, run_dir, out_dir, progress=True, bars=bars)
     except FileNotFoundError as exc:
         raise click.BadParameter(str(exc), param_hint="--run") from None
     for line in summary_lines(metrics):

@@ -10,6 +10,7 @@ from kabuguard.detectors.hosting_network import HostingNetwork
 from kabuguard.detectors.impossible_travel import ImpossibleTravel
 from kabuguard.detectors.ip_reputation import IpReputation
 from kabuguard.detectors.login_profile import LoginProfile
+from kabuguard.detectors.market_factor import MarketFactor
 from kabuguard.detectors.owners_crowd import OwnersCrowd
 from kabuguard.detectors.pump_surveillance import PumpSurveillance
 from kabuguard.detectors.sensitive_change import SensitiveChange
@@ -27,6 +28,7 @@ ALL = (
     HoldingsLiquidation, UnusualTrading,
     SharedIp, SharedDevice, CredentialStuffing, IpReputation, DeviceReputation,
     SharedIndicatorIp, SharedIndicatorDevice, SharedIndicatorNetwork,
+    MarketFactor,
     ThinStockBuy, Campaign, PumpSurveillance, SuspectFlow, OwnersCrowd,
     SessionRisk, SensitiveChange,
 )

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVa
 
 from kabuguard.netintel import UNKNOWN, Network
 
-Stage = Literal["account", "ip", "device", "intel", "symbol", "final"]
+Stage = Literal["account", "ip", "device", "intel", "market", "symbol", "final"]
 S = TypeVar("S")
 
 
@@ -26,7 +26,7 @@ class Finding(NamedTuple):
 class Evidence:
     """What the stages know about one event, filled stage by stage in the total order."""
 
-    __slots__ = ("findings", "net", "instrument", "session_llr", "price", "llr", "alerts", "notes")
+    __slots__ = ("findings", "net", "instrument", "session_llr", "market", "price", "llr", "alerts", "notes")
 
     def __init__(self, net: Network = UNKNOWN, instrument: Any = None) -> None:
         self.findings: list[Finding] = []
@@ -35,6 +35,8 @@ class Evidence:
         self.instrument = instrument
         # Stage 1's risk of the session this event belongs to (the login's log-odds).
         self.session_llr = 0.0
+        # A market bar's market factor as of the minutes before it: (index, volume surprise).
+        self.market = (0.0, 0.0)
         # The symbol stage's last known price for an order's symbol.
         self.price: float | None = None
         # The sum of every stage's findings for this event, set by the final stage before learning.

@@ -11,8 +11,8 @@ orders; every firm sees the market. Per symbol, from its own bars so far (no loo
 - **price**: each bar's log return, less the market's move, in the symbol's own volatility per
   elapsed minute; a decayed sum over `price_window_minutes` catches a climb as well as a jump.
 - **market**: the median one-minute return and median volume surprise of all symbols, from
-  minutes *strictly before* the bar's own (`MarketTape`), so a rising index or a busy market
-  day does not look like a pump.
+  minutes *strictly before* the bar's own (`ev.market`, from the market stage before this one:
+  `market_factor`), so a rising index or a busy market day does not look like a pump.
 
 An episode opens when volume is at least `onset_volume_multiple` times the symbol's pace for
 the time of day (and `onset_volume_z` deviations above it) while the price has risen
@@ -63,21 +63,6 @@ _MAD_TO_SD = 1.2533  # mean absolute deviation -> standard deviation, for a norm
 _WINSOR = 3.0  # baselines learn from values clipped to this many deviations
 _LIMIT = _WINSOR * _MAD_TO_SD
 _log, _exp, _sqrt = math.log, math.exp, math.sqrt
-
-
-class MarketTape(msgspec.Struct, gc=False):
-    """The market factor: per minute, the median return and median volume surprise of all symbols.
-
-    Cross-symbol state, fed by every bar and read only for minutes strictly before the reader's
-    own, so bars of the same minute never see each other. It partitions as one more key (a
-    per-minute aggregate, joined as of the previous minute), like reference data.
-    """
-
-    minute: int = -1  # the minute being collected
-    returns: list[float] = []
-    surprises: list[float] = []
-    index: float = 0.0  # cumulative median log return over finished minutes
-    surprise: float = 0.0  # median volume surprise of the last finished minute
 
 
 class Episode(msgspec.Struct, gc=False):
@@ -144,7 +129,6 @@ class PumpSurveillance:
         self.end_quiet_us = int(p("end_quiet_minutes") * _MIN_US)
         self.max_episode_us = int(p("max_episode_hours") * 60 * _MIN_US)
         self.beta = p("market_beta")
-        self.market_min = int(p("market_min_symbols"))
         self.risky_llr = p("risky_session_llr")
         self.assess_us = int(p("assess_window_minutes") * _MIN_US)
         self.min_risky = int(p("min_risky_buyers"))
@@ -154,9 +138,6 @@ class PumpSurveillance:
         self.dump_lookback_us = int(p("dump_lookback_days") * 1440 * _MIN_US)
         self.dump_weight = p("dump_weight")
         self.dump_weight_unassessed = p("dump_weight_news_or_unknown")
-        # Cross-symbol, read as of earlier minutes only; see MarketTape. The pipeline has no
-        # market key yet, so the one tape lives with the detector (one per Pipeline).
-        self.market = MarketTape()
         # The bar path's constants, unpacked once per bar (cheaper than attribute lookups).
         self._score_k = (self.max_gap, self.horizon, self.bucket_minutes, self.beta, self.min_var, self.inv_window)
         self._learn_k = (self.warmup, self.end_multiple, self.min_dev, self.profile_rate, self.inv_baseline,
@@ -183,10 +164,7 @@ class PumpSurveillance:
         if volume <= 0 or close <= 0:
             self._bar = None
             return
-        tape = self.market
-        if (now - 1) // _MIN_US > tape.minute:
-            self._roll(tape, (now - 1) // _MIN_US)
-        index = tape.index
+        index, busy = ev.market
         max_gap, horizon, bucket_minutes, beta, min_var, inv_window = self._score_k
         n = state.n
         bucket = now // _MIN_US % _DAY_MIN // bucket_minutes
@@ -196,18 +174,17 @@ class PumpSurveillance:
                 gap = max_gap
             elif gap < 1.0:
                 gap = 1.0
-            ret = _log(close / state.last_close)
-            excess = ret - beta * (index - state.market_ref)
+            excess = _log(close / state.last_close) - beta * (index - state.market_ref)
             var = state.var
             u = excess / _sqrt((var if var > min_var else min_var) * gap)
             decay = _exp(-gap * inv_window)
         else:
-            gap, ret, excess, u, decay = max_gap, 0.0, 0.0, 0.0, 0.0
+            gap, excess, u, decay = max_gap, 0.0, 0.0, 0.0
         pace = _log(volume / (gap if gap < horizon else horizon))
         surprise = pace - state.mu - state.profile[bucket]
-        if tape.surprise > 0.0:
-            surprise -= tape.surprise
-        self._bar = bar = (event, gap, pace, bucket, surprise, ret, excess, u, decay, index)
+        if busy > 0.0:
+            surprise -= busy
+        self._bar = bar = (event, gap, pace, bucket, surprise, excess, u, decay, index)
         if n < self.warmup or surprise < self.on_multiple or episode is not None:
             return
         dev = state.dev if state.dev > self.min_dev else self.min_dev
@@ -311,21 +288,6 @@ class PumpSurveillance:
             return  # the campaign detector already holds it
         ev.findings.append(Finding("dump_into_pump", self.dump_weight if pump else self.dump_weight_unassessed))
 
-    def _roll(self, tape: MarketTape, minute: int) -> None:
-        """Close the tape's minute (its medians) and start collecting `minute`, the bar's own:
-        a bar reads the tape only for minutes before its own."""
-        if tape.minute >= 0 and len(tape.returns) >= self.market_min:
-            tape.returns.sort()
-            tape.index += tape.returns[len(tape.returns) // 2]
-        if tape.minute >= 0 and len(tape.surprises) >= self.market_min:
-            tape.surprises.sort()
-            tape.surprise = tape.surprises[len(tape.surprises) // 2]
-        else:
-            tape.surprise = 0.0
-        tape.minute = minute
-        tape.returns = []
-        tape.surprises = []
-
     # -- learning -----------------------------------------------------------------------
 
     def learn(self, event: Any, state: SymbolTape, ev: Evidence) -> None:
@@ -338,15 +300,13 @@ class PumpSurveillance:
             self._open_or_close(event, state, ev)
         if bar is None or bar[0] is not event:
             return
-        _, gap, pace, bucket, surprise, ret, excess, u, decay, index = bar
+        _, gap, pace, bucket, surprise, excess, u, decay, index = bar
         now = event.ts_us
         n = state.n
         if n:
             state.drift = state.drift * decay + u
             state.drift_norm = state.drift_norm * decay * decay + 1.0
             state.move = state.move * decay + excess
-            if gap <= 1.0:
-                self.market.returns.append(ret)
         warmup, end_multiple, min_dev, profile_rate, inv_baseline, prior_count, min_var = self._learn_k
         state.heat = heat = state.heat * decay + event.volume
         warm = n >= warmup
@@ -374,7 +334,6 @@ class PumpSurveillance:
             limit = (dev if dev > min_dev else min_dev) * _LIMIT
             d = limit if raw > limit else (-limit if raw < -limit else raw)
             if warm:
-                self.market.surprises.append(raw)
                 profile[bucket] = offset + profile_rate * d
             rate = gap * inv_baseline  # 1 - exp(-gap / baseline), gap << baseline
             fast = 1.0 / (n + 1.0)

@@ -7,12 +7,14 @@ events, so replaying history decides exactly as production would have.
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 import msgspec
 
 from kabuguard.detectors import ALL
 from kabuguard.detectors.base import Evidence, Finding
+from kabuguard.detectors.market_factor import MARKET_KEY
 from kabuguard.detectors.shared_indicator import intel_key
 from kabuguard.detectors.session_risk import SessionMemory
 from kabuguard.engine.stages import KeyedStage
@@ -63,13 +65,15 @@ class Pipeline:
 
         self.account = KeyedStage("account", of("account"), account_key,
                                   kinds=_ACTIVITY, between=self._session_evidence)
-        self.ip = KeyedStage("ip", of("ip"), lambda e: e.ip)
-        self.device = KeyedStage("device", of("device"), lambda e: e.device_id)
+        self.ip = KeyedStage("ip", of("ip"), attrgetter("ip"))
+        self.device = KeyedStage("device", of("device"), attrgetter("device_id"))
         self.intel = KeyedStage("intel", of("intel"), intel_key)
-        self.symbol = KeyedStage("symbol", of("symbol"), lambda e: e.symbol,
+        # One key: the whole market's minute-by-minute factor, read by the symbol stage.
+        self.market = KeyedStage("market", of("market"), lambda e: MARKET_KEY)
+        self.symbol = KeyedStage("symbol", of("symbol"), attrgetter("symbol"),
                                  kinds=frozenset({"market_bar", "execution"}), between=_quote)
         self.final = KeyedStage("final", of("final"), account_key, kinds=_ACTIVITY, between=self._decide)
-        stages = (self.account, self.ip, self.device, self.intel, self.symbol, self.final)
+        stages = (self.account, self.ip, self.device, self.intel, self.market, self.symbol, self.final)
         self.stages = stages
         # Per event type, the stages that handle it, in stage order.
         self._routes = {kind: tuple(st.run for st in stages if kind in st.by_kind)

@@ -28,6 +28,7 @@ from kabuguard.evaluate.metrics import Calendar, account_of, order_value, ratio,
 # (instant, what raised it) sorted by instant, per account or per symbol.
 Leads = dict[str, list[tuple[int, str]]]
 _MINUTE_US = 60_000_000
+_ENDED = "volume_price_surge_ended"
 _first = itemgetter(0)
 
 
@@ -153,11 +154,13 @@ def campaign_summary(rows: list[dict]) -> dict:
     }
 
 
-def pump_episodes(episodes: list[PumpEpisode], alerts: list[Alert], cal: Calendar) -> dict:
+def pump_episodes(episodes: list[PumpEpisode], alerts: list[Alert], cal: Calendar,
+                  symbol_days: int | None = None) -> dict:
     """Was each labelled episode alerted on while it ran, and how many symbol alerts were false.
 
     A symbol alert is false unless it falls inside a manipulation episode on its symbol; alerts
-    during a news burst count as false, since the price move there was genuine.
+    during a news burst count as false, since the price move there was genuine. A notice that
+    an episode ended is no new alert. Per symbol-day when the symbol-days watched are known.
     """
     leads = symbol_leads(alerts)
     rows = []
@@ -197,6 +200,8 @@ def pump_episodes(episodes: list[PumpEpisode], alerts: list[Alert], cal: Calenda
         "false_symbol_days": len(false_days),
         "false_symbol_alerts_per_day": ratio(len(false_alerts), cal.days),
         "false_symbol_days_per_day": ratio(len(false_days), cal.days),
+        "symbol_days": symbol_days,
+        "false_symbol_alerts_per_symbol_day": ratio(len(false_alerts), symbol_days) if symbol_days else None,
     }
 
 
@@ -218,7 +223,7 @@ def alert_precision(alerts: list[Alert], fraud_accounts: set[str], episodes: lis
             hit = any(a in fraud_accounts for a in alert.accounts) or any(
                 _inside(alert.ts_us, windows.get(s, ())) for s in alert.symbols
             )
-        elif episodes:
+        elif episodes and not _ended(alert):
             hit = id(alert) not in false_ids
         else:
             continue
@@ -246,8 +251,14 @@ def _inside(ts_us: int, windows: Iterable[tuple[int, int]]) -> bool:
 def _false_symbol_alerts(episodes: list[PumpEpisode], alerts: list[Alert]) -> list[SymbolAlert]:
     windows = _manipulation_windows(episodes)
     return [
-        a for a in alerts if isinstance(a, SymbolAlert) and not _inside(a.ts_us, windows.get(a.symbol, ()))
+        a for a in alerts
+        if isinstance(a, SymbolAlert) and not _ended(a) and not _inside(a.ts_us, windows.get(a.symbol, ()))
     ]
+
+
+def _ended(alert: SymbolAlert) -> bool:
+    """A notice that an episode alerted earlier is over (`volume_price_surge_ended`), not a new alert."""
+    return _ENDED in alert.reasons
 
 
 def _median(minutes: list[float]) -> float | None:

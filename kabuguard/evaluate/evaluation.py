@@ -6,6 +6,7 @@ What the labels cannot support (no `role`, no `group`, no pump episodes...) is n
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,13 +23,15 @@ _REJECTIONS_SHOWN = 20
 
 
 def evaluate_run(
-    labels_path: Path | str, run_dir: Path | str, out_dir: Path | str, *, progress: bool = False
+    labels_path: Path | str, run_dir: Path | str, out_dir: Path | str, *, progress: bool = False,
+    bars: Iterable[Path | str] = (),
 ) -> dict:
     """Read a run and its labels; write metrics.json, report.html and REJECTED to `out_dir`.
 
     `out_dir` may be the run folder itself: REJECTED is named apart from the replay's rejected.jsonl.
+    `bars`, the market bars the run replayed, give false symbol alerts per symbol-day watched.
     """
-    run = load(Path(labels_path), Path(run_dir), progress=progress)
+    run = load(Path(labels_path), Path(run_dir), progress=progress, bars=[Path(b) for b in bars])
     metrics = compute(run)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -149,7 +152,7 @@ def compute(run: Run) -> dict:
         "alert_precision": camp.alert_precision(run.alerts, _fraud_accounts(run, pairs), run.episodes)
         | {"review_decisions": m.review_hits(pairs)},
         "decisions": m.decision_matrix(run.decisions),
-        "pump_episodes": camp.pump_episodes(run.episodes, run.alerts, cal) if run.episodes else None,
+        "pump_episodes": camp.pump_episodes(run.episodes, run.alerts, cal, run.symbol_days) if run.episodes else None,
         "decisions_over_time": m.decisions_over_time(run.decisions, run.labels, cal),
         "score_histograms": histograms,
         "score_thresholds": m.score_thresholds(histograms),

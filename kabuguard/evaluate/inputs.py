@@ -8,7 +8,7 @@ dispositions, an older run), so each line is validated here once, a bad one beco
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
-from kabuguard.events.reader import ContractError, Rejection
+from kabuguard.events.reader import ContractError, Rejection, expand_paths, read_file
 from kabuguard.progress import progress
 
 DecisionKind = Literal["allow", "challenge", "review", "block"]
@@ -27,6 +27,7 @@ DecidedType = Literal["login", "account_change", "order"]
 _PROGRESS_MIN_BYTES = 8 << 20
 _ADVANCE_EVERY = 1 << 20
 _MB = 1 << 20
+_DAY_US = 86_400_000_000
 
 T = TypeVar("T")
 # RFC 3339 with an offset, parsed by msgspec while it decodes the line (far faster than
@@ -74,6 +75,7 @@ class AccountAlert(_Alert, tag="account_alert", kw_only=True):
 
 class SymbolAlert(_Alert, tag="symbol_alert", kw_only=True):
     symbol: str
+    reasons: list[str] = []
 
 
 class CampaignAlert(_Alert, tag="campaign_alert", kw_only=True):
@@ -144,6 +146,7 @@ class Run:
     rejections: list[Rejection] = field(default_factory=list)
     files: dict[str, InputFile] = field(default_factory=dict)
     replay_rejected: int = 0  # lines of the replay's own rejected.jsonl: events that got no decision
+    symbol_days: int | None = None  # symbol-days watched (a market bar), when the bars were given
 
 
 _decode_decision = msgspec.json.Decoder(Decision).decode
@@ -201,8 +204,10 @@ def _progress(paths: list[Path], enabled: bool) -> Iterator[Callable[[Path], Cal
         yield for_file
 
 
-def load(labels_path: Path, run_dir: Path, *, progress: bool = False) -> Run:
-    """Read the three inputs; a missing alerts.jsonl is noted (no alerts), a missing decisions.jsonl is an error."""
+def load(labels_path: Path, run_dir: Path, *, progress: bool = False, bars: Iterable[Path] = ()) -> Run:
+    """Read the three inputs; a missing alerts.jsonl is noted (no alerts), a missing decisions.jsonl is an error.
+
+    `bars` (the market bars the run replayed, optional) give the symbol-days watched."""
     decisions_path = run_dir / "decisions.jsonl"
     alerts_path = run_dir / "alerts.jsonl"
     if not decisions_path.is_file():
@@ -221,6 +226,9 @@ def load(labels_path: Path, run_dir: Path, *, progress: bool = False) -> Run:
                 run.episodes.append(item)
             else:
                 run.labels[item.event_id] = item
+    bars = list(bars)
+    if bars:
+        run.symbol_days = symbol_days(bars)
     replay_rejected = run_dir / "rejected.jsonl"
     if replay_rejected.is_file():
         with replay_rejected.open("rb") as fh:
@@ -287,6 +295,21 @@ def _read(
     info.rejected = info.lines - len(records)
     info.read = len(records)
     return records
+
+
+def symbol_days(paths: Iterable[Path]) -> int:
+    """Distinct (symbol, local day) pairs with a market bar in `paths`: the symbol-days watched,
+    each day in the UTC offset of the first bar (the market's own calendar)."""
+    days: set[tuple[str, int]] = set()
+    offset: int | None = None
+    for path in expand_paths(paths):
+        for item in read_file(path):
+            if getattr(item, "kind", None) != "market_bar":
+                continue
+            if offset is None:
+                offset = utc_offset_us(datetime.fromisoformat(item.ts))
+            days.add((item.symbol, (item.ts_us + offset) // _DAY_US))
+    return len(days)
 
 
 def utc_offset_us(ts: datetime) -> int:

@@ -458,7 +458,9 @@ def _pump_section(metrics: dict) -> str:
             f"(median delay {_num(manip['median_delay_min'])} min). News bursts alerted (false alarms): "
             f"{news['alerted']} of {news['episodes']}. Symbol alerts outside any manipulation: "
             f"{pumps['false_symbol_alerts']} on {pumps['false_symbol_days']} symbol-day(s), "
-            f"{_num(pumps['false_symbol_alerts_per_day'])} per day."
+            f"{_num(pumps['false_symbol_alerts_per_day'])} per day"
+            + (f", {pumps['false_symbol_alerts_per_symbol_day']} per symbol-day watched ({pumps['symbol_days']:,})."
+               if pumps["symbol_days"] else ".")
         ),
         _table(("symbol", "kind", "campaign", "start", "end", "alerted", "by", "delay (min)"), rows),
     )

@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from kabuguard.detectors.market_factor import MARKET_KEY
 from kabuguard.detectors.shared_indicator import INTEL_KEY, intel_key
 from kabuguard.engine.pipeline import Pipeline
 from kabuguard.engine.redis_store import Missing, RedisState, Snapshot, StageKey, StateCodec, WorkingSet
@@ -68,6 +69,8 @@ def keys_of(event: Any) -> list[StageKey]:
             keys.append(("device", event.device_id))
         if intel_key(event):
             keys.append(("intel", INTEL_KEY))
+    if kind == "market_bar":
+        keys.append(("market", MARKET_KEY))
     if kind in _WITH_SYMBOL:
         keys.append(("symbol", event.symbol))
     if kind in ("order", "execution", "instrument"):

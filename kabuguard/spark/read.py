@@ -21,7 +21,7 @@ from kabuguard.policy import Policy
 
 # seq = file index << LINE_BITS | line number: one long that sorts like (file, line).
 LINE_BITS = 40
-STAGE_KEYS = ("account", "ip", "device", "intel", "symbol", "final")
+STAGE_KEYS = ("account", "ip", "device", "intel", "market", "symbol", "final")
 EVENT_COLUMNS = ("seq long, ts_us long, event_id string, kind string, "
                  + ", ".join(f"key_{name} string" for name in STAGE_KEYS)
                  + ", ref string, event binary, reason string")

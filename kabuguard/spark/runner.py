@@ -14,13 +14,12 @@ from pathlib import Path
 
 import msgspec
 
-from kabuguard.engine import Pipeline
 from kabuguard.policy import Policy, load_policy
 from kabuguard.replay import ReplaySummary
 from kabuguard.spark.progress import watch
-from kabuguard.spark.read import LINE_BITS, expand, read_events
+from kabuguard.spark.read import LINE_BITS, STAGE_KEYS, expand, read_events
 from kabuguard.spark.session import spark_session
-from kabuguard.spark.stages import market_wide, run_stages
+from kabuguard.spark.stages import run_stages
 
 _encode = msgspec.json.Encoder().encode
 _DECISION_SCHEMA = ("event_id string, ts string, type string, account_id string, firm string, "
@@ -58,8 +57,7 @@ def replay_spark(paths: Iterable[str | Path], out_dir: str | Path, policy: Polic
         first = Window.partitionBy("event_id").orderBy("ts_us", "seq")
         events = (decoded.where(F.col("reason").isNull()).withColumn("_n", F.row_number().over(first))
                   .where("_n = 1")
-                  .select("seq", "ts_us", "kind", "key_account", "key_ip", "key_device", "key_intel", "key_symbol",
-                          "key_final", "ref", "event")
+                  .select("seq", "ts_us", "kind", *(f"key_{name}" for name in STAGE_KEYS), "ref", "event")
                   .persist(StorageLevel.MEMORY_AND_DISK))
         n_events = events.count()
         decoded.unpersist()
@@ -76,9 +74,7 @@ def replay_spark(paths: Iterable[str | Path], out_dir: str | Path, policy: Polic
         refs = sc.broadcast(by_symbol)
 
         w.begin("deciding")
-        symbol_parts = 1 if market_wide(Pipeline(policy)) else parts
-        decided = run_stages(events.where("kind != 'instrument'").drop("ref"), policy, refs, parts,
-                             symbol_parts, w.begin)
+        decided = run_stages(events.where("kind != 'instrument'").drop("ref"), policy, refs, parts, w.begin)
         verdicts = {r["verdict"]: r["count"] for r in
                     decided.where("verdict IS NOT NULL").groupBy("verdict").count().collect()}
         alert_types = {r["type"]: r["count"] for r in

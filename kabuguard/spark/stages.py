@@ -23,30 +23,24 @@ from kabuguard.detectors.base import Evidence, Finding
 from kabuguard.engine import Pipeline
 from kabuguard.events.model import Event
 from kabuguard.policy import Policy
+from kabuguard.spark.read import STAGE_KEYS
 
-# Detectors whose instances hold market-wide state (pump_surveillance's MarketTape reads every
-# symbol's bars): with one of them in the symbol stage, that stage runs as one partition.
-MARKET_WIDE = frozenset({"pump_surveillance"})
-
-# STAGE_COLUMNS without `ev` and `noted`; the event and evidence columns' places in a row.
-_EVENT, _EV = 9, 10
-STAGE_COLUMNS = ("seq long, ts_us long, kind string, key_account string, key_ip string, "
-                 "key_device string, key_intel string, key_symbol string, key_final string, event binary, "
-                 "ev binary, noted boolean")
+STAGE_COLUMNS = ("seq long, ts_us long, kind string, "
+                 + "".join(f"key_{name} string, " for name in STAGE_KEYS)
+                 + "event binary, ev binary, noted boolean")
+# Column positions in STAGE_COLUMNS rows.
+_EVENT = 3 + len(STAGE_KEYS)
+_EV = _EVENT + 1
 FINAL_IN_COLUMNS = "seq long, ts_us long, sub int, key_final string, event binary, ev binary, note binary"
 OUT_COLUMNS = "seq long, ts_us long, decision binary, verdict string, alerts binary, alert_types string"
 
-_Carried = tuple[list[Finding], float, float | None, float, list[dict[str, Any]], list[tuple[str, Any]]]
+_Carried = tuple[list[Finding], float, tuple[float, float], float | None, float, list[dict[str, Any]],
+                 list[tuple[str, Any]]]
 _pack = msgspec.msgpack.Encoder().encode
 _unpack_event = msgspec.msgpack.Decoder(Event).decode
 _unpack_evidence = msgspec.msgpack.Decoder(_Carried).decode
 _unpack_note = msgspec.msgpack.Decoder(tuple[str, str, Any]).decode
 _json = msgspec.json.Encoder().encode
-
-
-def market_wide(pipeline: Pipeline) -> bool:
-    """True when the symbol stage cannot be split by symbol (see MARKET_WIDE)."""
-    return any(d.name in MARKET_WIDE for ds in pipeline.symbol.by_kind.values() for d in ds)
 
 
 class References:
@@ -75,17 +69,17 @@ def restore(ev: Evidence, carried: bytes | None) -> None:
     """Put earlier stages' evidence back on a fresh Evidence (network and instrument are recomputed)."""
     if carried is None:
         return
-    findings, session_llr, price, llr, alerts, notes = _unpack_evidence(carried)
-    ev.findings, ev.session_llr, ev.price, ev.llr, ev.alerts = findings, session_llr, price, llr, alerts
+    findings, session_llr, market, price, llr, alerts, notes = _unpack_evidence(carried)
+    ev.findings, ev.session_llr, ev.market, ev.price, ev.llr, ev.alerts = findings, session_llr, market, price, llr, alerts
     ev.notes = [(note, payload) for note, payload in notes]
 
 
 def carry(ev: Evidence) -> bytes | None:
     """The evidence later stages read, or None while it is still that of a fresh Evidence."""
     if (not ev.findings and not ev.alerts and not ev.notes and ev.price is None
-            and _zero(ev.session_llr) and _zero(ev.llr)):
+            and _zero(ev.session_llr) and _zero(ev.llr) and _zero(ev.market[0]) and _zero(ev.market[1])):
         return None
-    return _pack((ev.findings, ev.session_llr, ev.price, ev.llr, ev.alerts, ev.notes))
+    return _pack((ev.findings, ev.session_llr, ev.market, ev.price, ev.llr, ev.alerts, ev.notes))
 
 
 def _zero(x: float) -> bool:
@@ -232,7 +226,7 @@ class _Out:
         })
 
 
-def run_stages(events: Any, policy: Policy, refs: Any, partitions: int, symbol_partitions: int,
+def run_stages(events: Any, policy: Policy, refs: Any, partitions: int,
                begin: Callable[[str], None] = lambda step: None) -> Any:
     """Decisions and alerts of `events` (STAGE_COLUMNS without ev/noted), as OUT_COLUMNS rows.
 
@@ -245,10 +239,10 @@ def run_stages(events: Any, policy: Policy, refs: Any, partitions: int, symbol_p
 
     df = events.withColumn("ev", F.lit(None).cast("binary")).withColumn("noted", F.lit(False))
     previous = None
-    for name in ("account", "ip", "device", "intel", "symbol"):
+    for name in STAGE_KEYS[:-1]:
         begin(f"stage {name}")
         key = f"key_{name}"
-        parts = symbol_partitions if name == "symbol" else partitions
+        parts = 1 if name == "market" else partitions  # the market stage has one key
         handled = (df.where(F.col(key).isNotNull()).repartition(parts, key)
                    .sortWithinPartitions("ts_us", "seq")
                    .mapInArrow(StageTask(name, policy, refs), STAGE_COLUMNS))
