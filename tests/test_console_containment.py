@@ -17,7 +17,8 @@ from conftest import HOME_UA, brokerage, ts
 from console_support import SECRET, WebhookReceiver, wait_for
 from kabuguard.console import audit
 from kabuguard.console.containment import actions
-from kabuguard.console.webhooks import deliveries
+from kabuguard.console.webhooks import deliveries, sign, verify
+from kabuguard.policy import PolicyError, load_policy
 from kabuguard.service.app import create_app
 from kabuguard.service.auth import create_key
 from kabuguard.service.settings import Settings
@@ -118,13 +119,18 @@ def test_outbox_delivers_every_action_exactly_once_per_receiver_after_one_was_do
                                              "cancel_open_orders"] for r in receiver.received)
 
 
-def _policy_with_playbook(tmp_path: Path, dry_run: bool) -> Path:
+def _policy(tmp_path: Path, playbooks: list[dict[str, Any]]) -> Path:
+    """The bundled policy with these playbooks."""
     raw = yaml.safe_load((Path(__file__).parent.parent / "kabuguard/policy/default.yaml").read_text())
-    raw["playbooks"] = [{"name": "contain_campaign", "alert": "campaign_alert", "min_score": 0.5,
-                         "measures": ["suspend", "revoke_sessions"], "dry_run": dry_run}]
+    raw["playbooks"] = playbooks
     path = tmp_path / "policy.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+def _policy_with_playbook(tmp_path: Path, dry_run: bool) -> Path:
+    return _policy(tmp_path, [{"name": "contain_campaign", "alert": "campaign_alert", "min_score": 0.5,
+                               "measures": ["suspend", "revoke_sessions"], "dry_run": dry_run}])
 
 
 @pytest.mark.parametrize("dry_run", [False, True])
@@ -154,3 +160,20 @@ def test_playbook_contains_a_campaigns_members_or_only_records_in_dry_run(tmp_pa
                 wait_for(lambda: len(receiver.received) == len(members), what="playbook webhooks")
     finally:
         receiver.stop()
+
+
+def test_a_receiver_can_tell_a_genuine_delivery_from_a_forged_or_replayed_one() -> None:
+    body = b'{"action_id": "a1", "account_id": "A1"}'
+    header = sign(SECRET, body)
+    assert verify(SECRET, body, header)
+    assert not verify(SECRET, body.replace(b"A1", b"A2"), header)  # tampered body
+    assert not verify("another-secret", body, header)
+    assert not verify(SECRET, body, sign(SECRET, body, timestamp=int(time.time()) - 3600))  # replayed later
+    assert not verify(SECRET, body, "v1=deadbeef")
+
+
+def test_a_malformed_playbook_stops_the_policy_load_naming_the_key(tmp_path: Path) -> None:
+    path = _policy(tmp_path, [{"name": "p", "alert": "campaign_alert", "min_score": 0.5, "measures": ["freeze"]}])
+    with pytest.raises(PolicyError, match=r"playbooks\[0\]\.measures: unknown \['freeze'\]"):
+        load_policy(path)
+    assert load_policy().playbooks[0].dry_run is True  # the bundled playbook only records

@@ -132,3 +132,14 @@ def test_pages_show_the_run(app: TestClient) -> None:
     feed = app.get("/console/api/alerts", params={"after": 0, "type": "campaign_alert"}).json()["alerts"]
     assert feed and all(a["type"] == "campaign_alert" for a in feed)
     assert app.get("/console/cases").status_code == 200
+
+
+def test_repeated_failed_logins_lock_the_user_name_for_a_while(app: TestClient) -> None:
+    form = app.get("/console/login").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+    attempt = {"username": "analyst", "csrf": csrf}
+    for n in range(10):
+        assert app.post("/console/login", data={**attempt, "password": f"guess number {n}"}).status_code == 401
+    locked = app.post("/console/login", data={**attempt, "password": PASSWORD})
+    assert locked.status_code == 429 and "Too many failed logins" in locked.text
+    assert login(app, "lead")  # another user is not affected

@@ -222,3 +222,24 @@ def test_a_young_account_adding_to_a_large_thin_position_is_held(tmp_path: Path)
     assert decisions[build["event_id"]]["decision"] in ("review", "block")
     assert "concentrated_thin_position" not in decisions[holder["event_id"]]["reasons"]
     assert decisions[holder["event_id"]]["decision"] == "allow"
+
+
+def _late_buyer_on_a_new_laptop(s: Stream) -> dict:
+    login = s.login(ts(20, 9, 20), "A9", "126.1.9.5", "new-laptop")
+    return s.order(ts(20, 9, 21), "A9", "9999", "buy", 300, "126.1.9.5", "new-laptop", session=login["session_id"])
+
+
+def test_a_news_crowd_explains_the_stock_for_a_buyer_on_a_new_laptop(tmp_path: Path) -> None:
+    crowd = brokerage(attack=False)
+    for a in range(8):  # customers on their own devices and homes buy the news
+        ip, dev = f"126.1.{a}.5", f"dev-{a}"
+        login = crowd.login(ts(20, 9, a), f"A{a}", ip, dev)
+        crowd.order(ts(20, 9, a, 30), f"A{a}", "9999", "buy", 300, ip, dev, session=login["session_id"])
+    late = _late_buyer_on_a_new_laptop(crowd)
+    decision = _decide(crowd, tmp_path)[late["event_id"]]
+    alone = brokerage(attack=False)
+    lone = _late_buyer_on_a_new_laptop(alone)
+    (tmp_path / "alone").mkdir()
+    without = _decide(alone, tmp_path / "alone")[lone["event_id"]]
+    assert decision["decision"] == "allow"
+    assert decision["score"] < without["score"]

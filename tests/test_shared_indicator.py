@@ -11,6 +11,9 @@ from kabuguard.engine import Pipeline
 from kabuguard.events import read_file, total_order
 from kabuguard.events.reader import ContractError, event_from_dict
 from kabuguard.replay import replay
+from test_service_support import redis_prefix, redis_url
+
+__all__ = ["redis_prefix", "redis_url"]  # fixtures
 
 
 def _decide(stream: Stream, tmp_path: Path) -> dict[str, dict]:
@@ -95,3 +98,32 @@ def test_a_bad_indicator_line_is_refused_naming_the_field(value: object, reason:
         event_from_dict(record)
     with pytest.raises(ContractError, match="indicator_type"):
         event_from_dict({**record, "value": "1.2.3.4", "indicator_type": "email"})
+
+
+@pytest.mark.parametrize("state", ["memory", "redis"])
+def test_the_service_decides_indicators_as_the_replay(state: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Indicators posted to `kabuguard serve` (embedded, or Redis state) weigh as in the replay."""
+    from fastapi.testclient import TestClient
+
+    from kabuguard.service.app import create_app
+    from kabuguard.service.auth import create_key
+    from kabuguard.service.settings import Settings
+    from test_service_equivalence import _send
+    from test_service_support import ordered_stream, replay_reference
+
+    s = brokerage(attack=True)
+    for n, (kind, value) in enumerate([("ip", "45.32.1.3"), ("device", "atk-4"), ("user_agent", "kit/1.0")]):
+        _indicator(s, ts(20, 10, 2 * n), kind, value)
+    s.login(ts(20, 11, 0), "A7", "126.1.7.5", "dev-7", ua="kit/1.0")
+    src = s.write(tmp_path / "e.jsonl")
+    want_decisions, want_alerts = replay_reference([src], tmp_path / "replay")
+    assert sum(b"shared_indicator" in line for line in want_decisions) >= 3
+    settings = {"db": f"sqlite:///{tmp_path}/kg.db", "rate_limit": 1e9}
+    if state == "redis":
+        settings.update(state=request.getfixturevalue("redis_url"), redis_prefix=request.getfixturevalue("redis_prefix"))
+    app = create_app(Settings(**settings))
+    key = create_key(app.state.service.db, "acme", "test")[1]
+    with TestClient(app) as client:
+        got = _send(lambda body: client.post("/v1/events", content=body, headers={"X-API-Key": key}),
+                    ordered_stream([src]), size=37)
+    assert got == (want_decisions, want_alerts)

@@ -46,3 +46,128 @@ def export(run_dir: Path, events: tuple[Path, ...], out: Path, tlp: str, firm: s
         kinds[obj["type"]] = kinds.get(obj["type"], 0) + 1
     click.echo(", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
     click.echo(f"written to {out}")
+
+
+@intel.group()
+def collections() -> None:
+    """TAXII collections of `kabuguard serve` and which firms may read and write them."""
+
+
+@collections.command("create")
+@click.argument("collection_id")
+@click.option("--title", required=True, help="What the collection holds, e.g. 'indicators shared by members'.")
+@click.option("--description", default="", help="A longer description shown to clients.")
+@click.option("--read", "readers", default="*", show_default=True,
+              help="Comma-separated firms (API-key firms) that may read; `*` for every firm.")
+@click.option("--write", "writers", default="", help="Comma-separated firms that may add objects; `*` for every firm.")
+@click.option("--db", default=None, help="The service's database (default: as `kabuguard serve` reads it).")
+def create_collection(collection_id: str, title: str, description: str, readers: str, writers: str,
+                      db: str | None) -> None:
+    """Create a collection with its read and write rights."""
+    from sqlalchemy.exc import IntegrityError
+
+    from kabuguard.cli.keys import open_database
+    from kabuguard.intel.taxii.store import TaxiiError, TaxiiStore
+
+    store = TaxiiStore(open_database(db).engine)
+    try:
+        store.create_collection(collection_id, title, description, _firms(readers), _firms(writers))
+    except TaxiiError as exc:
+        raise click.UsageError(exc.detail) from None
+    except IntegrityError:
+        raise click.UsageError(f"collection {collection_id!r} exists already") from None
+    click.echo(f"collection {collection_id}: read {readers or 'nobody'}, write {writers or 'nobody'}")
+
+
+def _firms(text: str) -> list[str]:
+    return [f.strip() for f in text.split(",") if f.strip()]
+
+
+@intel.command()
+@click.argument("url")
+@click.option("--collection", "collection_id", required=True, help="The collection's id, as the server lists it.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("indicators.jsonl"),
+              show_default=True, help="Contract JSON lines of `indicator` events (replay and serve read them).")
+@click.option("--user", default="kabuguard", show_default=True, help="HTTP Basic user name sent with the key.")
+@click.option("--key-env", default="KABUGUARD_TAXII_KEY", show_default=True,
+              help="Environment variable holding the API key (the password) for the server.")
+@click.option("--added-after", help="Only objects the server added after this timestamp (incremental pulls).")
+def pull(url: str, collection_id: str, out: Path, user: str, key_env: str, added_after: str | None) -> None:
+    """Pull a TAXII 2.1 collection (URL: discovery or API root) into indicator events.
+
+    Each event's `ts` is now, its arrival here: detection uses it from now on, never for the past.
+    """
+    import os
+
+    import requests
+    from taxii2client.exceptions import TAXIIServiceException
+
+    from kabuguard.intel.pull import PullSummary, fetch_objects, indicator_events, now
+
+    key = os.environ.get(key_env, "")
+    if not key:
+        raise click.UsageError(f"{key_env} is not set: export the API key the server gave this firm")
+    summary = PullSummary()
+    arrived = now()
+    try:
+        lines = indicator_events(fetch_objects(url, collection_id, user, key, added_after), lambda _: arrived, summary)
+    except LookupError as exc:
+        raise click.UsageError(str(exc)) from None
+    except (requests.RequestException, TAXIIServiceException) as exc:
+        raise click.ClickException(f"{url}: {exc}") from None
+    out.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+    skipped = ", ".join(f"{why} {n}" for why, n in sorted(summary.skipped.items())) or "none"
+    click.echo(f"{summary.objects} objects, {summary.indicators} indicators: {summary.written} written to {out}; "
+               f"skipped: {skipped}")
+
+
+@intel.command()
+@click.argument("bundles", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--taxii", "url", help="Aggregate a TAXII collection instead (discovery or API root URL).")
+@click.option("--collection", "collection_id", help="With --taxii: the collection firms report to.")
+@click.option("--user", default="kabuguard", show_default=True, help="With --taxii: HTTP Basic user name.")
+@click.option("--key-env", default="KABUGUARD_TAXII_KEY", show_default=True, help="With --taxii: variable holding the API key.")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Targeted symbols to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON (the shape of GET /v1/intel/stats).")
+def stats(bundles: tuple[Path, ...], url: str | None, collection_id: str | None, user: str, key_env: str,
+          top: int, as_json: bool) -> None:
+    """Across firms: the FSA's monthly figures and the most targeted symbols, from shared bundles."""
+    import os
+
+    from kabuguard.intel.stats import aggregate
+
+    if bool(url) == bool(bundles) or bool(url) != bool(collection_id):
+        raise click.UsageError("give bundle files, or --taxii URL with --collection ID")
+    if url:
+        from kabuguard.intel.pull import fetch_objects
+
+        key = os.environ.get(key_env, "")
+        if not key:
+            raise click.UsageError(f"{key_env} is not set: export the API key the server gave you")
+        try:
+            objects = list(fetch_objects(url, collection_id or "", user, key))
+        except LookupError as exc:
+            raise click.UsageError(str(exc)) from None
+    else:
+        objects = []
+        for path in bundles:
+            try:
+                objects.extend(json.loads(path.read_text())["objects"])
+            except (ValueError, KeyError, TypeError):
+                raise click.UsageError(f"{path}: not a STIX bundle (a JSON object with `objects`)") from None
+    figures = aggregate(objects, top)
+    if as_json:
+        click.echo(json.dumps(figures, indent=1, ensure_ascii=False))
+        return
+    click.echo("| month | firms affected | firms with unauthorised trades | unauthorised accesses | unauthorised trades "
+               "| sell (oku yen) | buy (oku yen) |")
+    click.echo("|---|---|---|---|---|---|---|")
+    for m in figures["months"]:
+        click.echo(f"| {m['month']} | {m['firms_affected']} | {m['firms_with_unauthorised_trades']} | "
+                   f"{m['unauthorised_access_count']} | {m['unauthorised_trade_count']} | {m['sell_amount_oku_yen']:.2f} | "
+                   f"{m['buy_amount_oku_yen']:.2f} |")
+    click.echo("\n| symbol | firms | accounts | buy orders | bought (JPY) | sold (JPY) | first seen | last seen |")
+    click.echo("|---|---|---|---|---|---|---|---|")
+    for s in figures["top_symbols"]:
+        click.echo(f"| {s['symbol']} | {len(s['firms'])} | {s['accounts']} | {s['buy_orders']} | {s['buy_notional_jpy']:,.0f} | "
+                   f"{s['sell_notional_jpy']:,.0f} | {s['first_seen'][:16]} | {s['last_seen'][:16]} |")

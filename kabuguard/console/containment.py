@@ -30,6 +30,10 @@ from kabuguard.service.decider import Decider
 log = logging.getLogger("kabuguard.console")
 
 
+class ContainmentError(ValueError):
+    """No reason given, or unknown measures; the message says which."""
+
+
 class Containment:
     def __init__(self, engine: Engine, decider: Decider, receivers: Sequence[str], deliverer: Deliverer,
                  playbooks: Sequence[Playbook] = ()) -> None:
@@ -44,10 +48,10 @@ class Containment:
                       dry_run: bool = False) -> list[str]:
         """Contain `account_ids` of `firm`; returns the action ids (one per account)."""
         if not reason.strip():
-            raise ValueError("reason: say why the account is contained")
+            raise ContainmentError("reason: say why the account is contained")
         unknown = set(measures) - set(MEASURES)
         if unknown or not measures:
-            raise ValueError(f"measures: expected some of {', '.join(MEASURES)}, got {sorted(measures)}")
+            raise ContainmentError(f"measures: expected some of {', '.join(MEASURES)}, got {sorted(measures)}")
         accounts = list(dict.fromkeys(account_ids))
         ids = await run_in_threadpool(self._record, actor, firm, accounts, reason, list(measures), source,
                                       alert_id, dry_run)

@@ -21,7 +21,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from kabuguard.console import audit, cases, queries
-from kabuguard.console.containment import actions
+from kabuguard.console.cases import CaseError
+from kabuguard.console.containment import ContainmentError, actions
 from kabuguard.console.models import DISPOSITIONS
 from kabuguard.console.sessions import COOKIE, Session, close_session, find_session, open_session
 from kabuguard.console.users import authenticate
@@ -29,6 +30,10 @@ from kabuguard.console.webhooks import deliveries
 from kabuguard.policy.playbooks import MEASURES
 
 PREFIX = "/console"
+# Password guessing: after this many failed logins for one user name in this many minutes, its
+# logins are refused until the window has passed (each failure is in the audit log).
+MAX_FAILED_LOGINS = 10
+LOCKOUT_MINUTES = 15
 _LOGIN_COOKIE = "kg_login"  # the login form's CSRF token (double submit): no session exists yet
 _STATIC = {"cytoscape.min.js": "text/javascript", "uPlot.iife.min.js": "text/javascript",
            "uPlot.min.css": "text/css", "console.css": "text/css", "console.js": "text/javascript"}
@@ -98,8 +103,13 @@ def mount_console(app: FastAPI, service: Any) -> None:
         expected = request.cookies.get(_LOGIN_COOKIE, "")
         if not expected or not hmac.compare_digest(csrf, expected):
             raise HTTPException(403, "missing or wrong CSRF token: reload the login page")
+        if audit.recent(engine, username, "session.login_failed", LOCKOUT_MINUTES) >= MAX_FAILED_LOGINS:
+            return page(request, "login.html", 429, csrf=expected, next=next,
+                        error=f"Too many failed logins for this user: try again in {LOCKOUT_MINUTES} minutes.")
         user = authenticate(engine, username, password)
         if user is None:
+            with engine.begin() as conn:
+                audit.record(conn, username[:64], "session.login_failed", "wrong user name or password")
             return page(request, "login.html", 401, csrf=expected, next=next, error="Wrong user name or password.")
         with engine.begin() as conn:
             audit.record(conn, user.username, "session.login", "logged in")
@@ -244,11 +254,12 @@ def mount_console(app: FastAPI, service: Any) -> None:
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
         return page(request, "error.html", exc.status_code, message=exc.detail)
 
-    @app.exception_handler(ValueError)  # CaseError, bad containment input: the form's mistake
-    async def bad_input(request: Request, exc: ValueError) -> Response:
-        if not request.url.path.startswith(PREFIX):
-            raise exc
+    async def bad_input(request: Request, exc: Exception) -> Response:
+        """The form's mistake (a closed case, no reason given): say so on a page."""
         return await run_in_threadpool(page, request, "error.html", 400, message=str(exc))
+
+    for error in (CaseError, ContainmentError):
+        app.add_exception_handler(error, bad_input)
 
 
 def _cookie(response: Response, name: str, value: str, settings: Any, max_age: int) -> None:

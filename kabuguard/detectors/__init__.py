@@ -11,6 +11,7 @@ from kabuguard.detectors.impossible_travel import ImpossibleTravel
 from kabuguard.detectors.ip_reputation import IpReputation
 from kabuguard.detectors.login_profile import LoginProfile
 from kabuguard.detectors.market_factor import MarketFactor
+from kabuguard.detectors.owners_crowd import OwnersCrowd
 from kabuguard.detectors.pump_surveillance import PumpSurveillance
 from kabuguard.detectors.sensitive_change import SensitiveChange
 from kabuguard.detectors.session_risk import SessionRisk
@@ -28,6 +29,6 @@ ALL = (
     SharedIp, SharedDevice, CredentialStuffing, IpReputation, DeviceReputation,
     SharedIndicatorIp, SharedIndicatorDevice, SharedIndicatorNetwork,
     MarketFactor,
-    ThinStockBuy, Campaign, PumpSurveillance, SuspectFlow,
+    ThinStockBuy, Campaign, PumpSurveillance, SuspectFlow, OwnersCrowd,
     SessionRisk, SensitiveChange,
 )

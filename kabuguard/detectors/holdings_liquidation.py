@@ -49,6 +49,7 @@ class HoldingsLiquidation:
         self.concentration_weight = float(param(params, "concentration_weight", self.name))
         self.concentration_max_weight = float(param(params, "concentration_max_weight", self.name))
         self.concentration_sell_weight = float(param(params, "concentration_sell_weight", self.name))
+        self.sell_min_adv_days = float(param(params, "concentration_sell_min_adv_days", self.name))
         self.young_us = int(float(param(params, "young_account_days", self.name)) * _DAY_US)
         self.young_weight = float(param(params, "young_account_weight", self.name))
 
@@ -66,18 +67,24 @@ class HoldingsLiquidation:
                 return
             if sold and position == 0:
                 ev.findings.append(Finding("liquidate_into_thin_stock", self.into_thin_weight + math.log(sold)))
-            young = bool(state.opened_us) and event.ts_us - state.opened_us < self.young_us
-            self._concentration(position, ev, self.concentration_weight + (self.young_weight if young else 0.0))
+            self._concentration(position, ev, self.concentration_weight + self._young(state, event),
+                                self.min_adv_days)
             return
         held = state.holdings.get(event.symbol, 0)
         if self._thin(ev):
-            self._concentration(held, ev, self.concentration_sell_weight)
+            self._concentration(held, ev, self.concentration_sell_weight + self._young(state, event),
+                                self.sell_min_adv_days)
         if held > 0 and event.qty >= self.min_fraction * held:
             ev.findings.append(Finding(self.name, self.weight + math.log(1 + sold)))
 
-    def _concentration(self, position: int, ev: Evidence, base: float) -> None:
-        """A position worth `min_adv_days` of the symbol's volume or more; more the larger it is."""
-        floor = self.min_adv_days * ev.instrument.adv_shares
+    def _young(self, state: HoldingsState, event: Any) -> float:
+        """More for an account opened within `young_account_days`: tenure, the oldest prior in fraud."""
+        young = bool(state.opened_us) and event.ts_us - state.opened_us < self.young_us
+        return self.young_weight if young else 0.0
+
+    def _concentration(self, position: int, ev: Evidence, base: float, adv_days: float) -> None:
+        """A position worth `adv_days` of the symbol's volume or more; more the larger it is."""
+        floor = adv_days * ev.instrument.adv_shares
         if base > 0 and position >= floor:
             weight = min(self.concentration_max_weight, base + math.log(position / floor))
             ev.findings.append(Finding("concentrated_thin_position", weight))

@@ -31,7 +31,8 @@ class SessionMemory(msgspec.Struct):
         if not event.success:
             return
         cutoff = event.ts_us - ttl_us
-        if any(ts <= cutoff for ts, _ in self.sessions.values()):
+        # The oldest session first (min() in C): most logins expire nothing.
+        if self.sessions and min(self.sessions.values())[0] <= cutoff:
             self.sessions = {k: v for k, v in self.sessions.items() if v[0] > cutoff}
         self.latest = (event.ts_us, llr)
         if event.session_id:

@@ -7,6 +7,7 @@ events, so replaying history decides exactly as production would have.
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -64,12 +65,12 @@ class Pipeline:
 
         self.account = KeyedStage("account", of("account"), account_key,
                                   kinds=_ACTIVITY, between=self._session_evidence)
-        self.ip = KeyedStage("ip", of("ip"), lambda e: e.ip)
-        self.device = KeyedStage("device", of("device"), lambda e: e.device_id)
+        self.ip = KeyedStage("ip", of("ip"), attrgetter("ip"))
+        self.device = KeyedStage("device", of("device"), attrgetter("device_id"))
         self.intel = KeyedStage("intel", of("intel"), intel_key)
         # One key: the whole market's minute-by-minute factor, read by the symbol stage.
         self.market = KeyedStage("market", of("market"), lambda e: MARKET_KEY)
-        self.symbol = KeyedStage("symbol", of("symbol"), lambda e: e.symbol,
+        self.symbol = KeyedStage("symbol", of("symbol"), attrgetter("symbol"),
                                  kinds=frozenset({"market_bar", "execution"}), between=_quote)
         self.final = KeyedStage("final", of("final"), account_key, kinds=_ACTIVITY, between=self._decide)
         stages = (self.account, self.ip, self.device, self.intel, self.market, self.symbol, self.final)

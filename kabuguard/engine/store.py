@@ -6,6 +6,7 @@ states in Redis, and Spark holds them per partition. Stores hold state, never lo
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any, Protocol
 
 
@@ -28,14 +29,13 @@ class MemoryStore:
     live = True
 
     def __init__(self) -> None:
-        self._stages: dict[str, dict[str, dict[str, Any]]] = {}
+        self._stages: defaultdict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
 
     def get(self, stage: str, key: str) -> dict[str, Any] | None:
-        states = self._stages.get(stage)
-        return states.get(key) if states is not None else None
+        return self._stages[stage].get(key)
 
     def put(self, stage: str, key: str, state: dict[str, Any]) -> None:
-        self._stages.setdefault(stage, {})[key] = state
+        self._stages[stage][key] = state
 
     def keys(self, stage: str) -> int:
         return len(self._stages.get(stage, {}))

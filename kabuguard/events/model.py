@@ -24,7 +24,9 @@ class Holding(msgspec.Struct, frozen=True):
     qty: int
 
 
-class _Event(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_fields=True):
+# gc=False: events hold no reference cycles, and a replay keeps millions of them for the sort;
+# untracked, they cost the cyclic garbage collector nothing and 16 bytes less each.
+class _Event(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_fields=True, gc=False):
     event_id: str
     ts: str
     firm: str | None = None

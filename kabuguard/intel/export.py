@@ -50,16 +50,21 @@ class RunError(ValueError):
 class Sighting:
     """One indicator value at this firm: the accounts and times of the flagged events that carried it."""
 
-    accounts: set[str] = field(default_factory=set)
+    accounts: dict[str, str] = field(default_factory=dict)  # account -> its first flagged event's ts
     count: int = 0
     first: str = ""
     last: str = ""
 
     def add(self, account: str, ts: str) -> None:
-        self.accounts.add(account)
+        self.accounts[account] = min(self.accounts.get(account, ts), ts)
         self.count += 1
         self.first = min(self.first, ts) if self.first else ts
         self.last = max(self.last, ts)
+
+    def known_since(self, accounts: int) -> str:
+        """When the firm had seen it on `accounts` accounts: the earliest it could have shared it."""
+        times = sorted(self.accounts.values())
+        return times[min(accounts, len(times)) - 1]
 
 
 @dataclass
@@ -90,15 +95,16 @@ def gather(run_dir: Path, events: list[str | Path], firm: str | None, quiet: boo
     mine = (lambda line: line.get("firm") == firm) if firm else (lambda line: True)
     verdicts = {d["event_id"]: d for d in decisions if mine(d)}
     found = Findings()
-    found.last_ts = max((d["ts"] for d in verdicts.values()), default="")
+    found.last_ts = max((_stix_ts(d["ts"]) for d in verdicts.values()), default="")
     for alert in alerts:
         if not mine(alert):
             continue
         if alert["type"] == "campaign_alert":
-            campaign = found.campaigns.setdefault(alert["campaign_id"], {"ips": set(), "symbols": set(), "first": alert["ts"], "last": alert["ts"]})
+            when = _stix_ts(alert["ts"])
+            campaign = found.campaigns.setdefault(alert["campaign_id"], {"ips": set(), "symbols": set(), "first": when, "last": when})
             campaign["ips"].update(alert.get("ips") or ())
             campaign["symbols"].update(alert.get("symbols") or ())
-            campaign["last"] = max(campaign["last"], alert["ts"])
+            campaign["last"] = max(campaign["last"], when)
     net = netintel()
     with progress(quiet) as bar:
         files = expand_paths(events)
@@ -129,79 +135,87 @@ def _note(found: Findings, event: Any, verdict: dict[str, Any], net: Any) -> Non
     network = net.lookup(event.ip) if event.ip else None
     if network is not None and network.kind == "hosting" and network.asn:
         identities.append(("asn", network.asn))
+    when = _stix_ts(event.ts)  # UTC: times from different offsets compare as instants
     for identity in identities:
-        found.values[identity].add(account, event.ts)
+        found.values[identity].add(account, when)
     month = datetime.fromisoformat(event.ts).astimezone(_JST).strftime("%Y-%m")
-    report = found.months.setdefault(month, {"access": set(), "accounts": set(), "trades": 0, "buy": 0.0, "sell": 0.0})
+    report = found.months.setdefault(month, {"access": set(), "accounts": set(), "traders": set(), "buy": 0.0, "sell": 0.0})
     report["accounts"].add(account)
-    if event.kind == "login":
+    if event.kind == "login" and event.success:  # the FSA counts accesses, not attempts
         report["access"].add(event.session_id or event.event_id)
     elif event.kind == "order":
         value = verdict.get("notional_jpy") or 0.0
-        report["trades"] += 1
+        report["traders"].add(account)  # the FSA counts accounts with unauthorised trades
         report[event.side] += value
         symbol = found.symbols.setdefault(event.symbol, {"accounts": set(), "orders": 0, "buy": 0.0, "sell": 0.0,
-                                                         "first": event.ts, "last": event.ts})
+                                                         "first": when, "last": when})
         symbol["accounts"].add(account)
         symbol["orders"] += event.side == "buy"
         symbol[event.side] += value
-        symbol["first"], symbol["last"] = min(symbol["first"], event.ts), max(symbol["last"], event.ts)
+        symbol["first"], symbol["last"] = min(symbol["first"], when), max(symbol["last"], when)
 
 
 def _phishing(path: Path, found: Findings) -> None:
     """Alerts of `kabuguard phish watch` (JSON lines with `domain`, `url`, `first_seen`)."""
     for n, line in enumerate(_jsonl(path), start=1):
         try:
-            seen = line["first_seen"]
+            seen = _stix_ts(line["first_seen"])
             found.values[("domain", line["domain"].lower())].add("phish", seen)
             found.values[("url", line["url"])].add("phish", seen)
-        except (KeyError, AttributeError, TypeError):
+        except (KeyError, AttributeError, TypeError, ValueError):
             raise RunError(f"{path}:{n}: expected a phishing alert with `domain`, `url` and `first_seen`") from None
 
 
-def _shareable(kind: str, value: str, sighting: Sighting, found: Findings, campaign_ips: set[str],
-               min_accounts: int) -> bool:
-    """Attackers' infrastructure only: never what a customer used in a recognised session."""
+def _shareable_since(kind: str, value: str, sighting: Sighting, found: Findings, campaign_ips: dict[str, str],
+                     min_accounts: int) -> str | None:
+    """When the value became shareable (`valid_from`), or None when it must not leave.
+
+    Attackers' infrastructure only: never what a customer used in a recognised session.
+    """
     if (kind, value) in found.habits:
-        return False
+        return None
     if "phish" in sighting.accounts:  # the phishing monitor's own finding
-        return True
-    if kind == "ip" and (value in campaign_ips or netintel().lookup(value).kind == "hosting"):
-        return True
-    return len(sighting.accounts) >= min_accounts
+        return sighting.first
+    if kind == "ip" and value in campaign_ips:
+        return min(sighting.known_since(min_accounts), max(sighting.first, campaign_ips[value]))
+    if kind == "ip" and netintel().lookup(value).kind == "hosting":
+        return sighting.first
+    return sighting.known_since(min_accounts) if len(sighting.accounts) >= min_accounts else None
 
 
 def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min_accounts: int) -> dict[str, Any]:
     marking = TLP[tlp]
     marks = [marking.id]
-    created = _stix_ts(found.last_ts) if found.last_ts else "1970-01-01T00:00:00Z"
+    created = found.last_ts or "1970-01-01T00:00:00.000Z"
     identity = v21.Identity(id=stable_id("identity", firm), name=firm, identity_class="organization",
                             sectors=["financial-services"], created=created, modified=created, object_marking_refs=marks)
     common = {"created_by_ref": identity.id, "created": created, "modified": created, "object_marking_refs": marks}
     objects: list[Any] = [marking, identity, *extension_definitions(identity.id, marking.id, created)]
 
     campaign_ids = {}
-    campaign_ips: set[str] = set()
+    campaign_ips: dict[str, str] = {}  # address -> its first campaign alert
     for name, c in sorted(found.campaigns.items()):
         campaign = v21.Campaign(id=stable_id("campaign", firm, name), name=f"{firm} {name}",
                                 description=f"Campaign alert at {firm}; symbols: {', '.join(sorted(c['symbols'])) or 'none'}",
-                                first_seen=_stix_ts(c["first"]), last_seen=_stix_ts(c["last"]), **common)
+                                first_seen=c["first"], last_seen=c["last"], **common)
         campaign_ids[name] = campaign.id
-        campaign_ips |= c["ips"]
+        for ip in c["ips"]:
+            campaign_ips[ip] = min(campaign_ips.get(ip, c["first"]), c["first"])
         objects.append(campaign)
 
     for (kind, value), sighting in sorted(found.values.items()):
-        if not _shareable(kind, value, sighting, found, campaign_ips, min_accounts):
+        since = _shareable_since(kind, value, sighting, found, campaign_ips, min_accounts)
+        if since is None:
             continue
         indicator = v21.Indicator(
             id=stable_id("indicator", firm, kind, value), name=f"{kind.replace('_', ' ')} seen in account takeovers",
-            description=f"Served {sighting.count} flagged events on {len(sighting.accounts - {'phish'})} accounts at {firm}.",
+            description=f"Served {sighting.count} flagged events on {len(sighting.accounts.keys() - {'phish'})} accounts at {firm}.",
             indicator_types=["malicious-activity"], pattern=pattern(kind, value), pattern_type="stix",
-            valid_from=_stix_ts(sighting.first), **common)
+            valid_from=since, **common)
         objects.append(indicator)
         objects.append(v21.Sighting(
             id=stable_id("sighting", firm, kind, value), sighting_of_ref=indicator.id, count=sighting.count,
-            first_seen=_stix_ts(sighting.first), last_seen=_stix_ts(sighting.last),
+            first_seen=sighting.first, last_seen=sighting.last,
             where_sighted_refs=[identity.id], **common))
         for name, c in sorted(found.campaigns.items()):
             if kind == "ip" and value in c["ips"]:
@@ -214,14 +228,14 @@ def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min
             continue
         objects.append(TargetedSymbol(
             id=stable_id("x-kabuguard-targeted-symbol", firm, symbol), name=f"{symbol} bought by hijacked accounts",
-            symbol=symbol, first_seen=_stix_ts(s["first"]), last_seen=_stix_ts(s["last"]),
+            symbol=symbol, first_seen=s["first"], last_seen=s["last"],
             campaign_refs=[campaign_ids[n] for n, c in sorted(found.campaigns.items()) if symbol in c["symbols"]] or None,
             accounts=sorted(pseudonymise("account", a) for a in s["accounts"]), buy_orders=s["orders"],
             buy_notional_jpy=round(s["buy"], 2), sell_notional_jpy=round(s["sell"], 2), **common))
     for month, m in sorted(found.months.items()):
         objects.append(MonthlyReport(
             id=stable_id("x-kabuguard-monthly-report", firm, month), name=f"{firm} {month}", month=month,
-            unauthorised_access_count=len(m["access"]), unauthorised_trade_count=m["trades"],
+            unauthorised_access_count=len(m["access"]), unauthorised_trade_count=len(m["traders"]),
             sell_amount_jpy=round(m["sell"], 2), buy_amount_jpy=round(m["buy"], 2),
             accounts=sorted(pseudonymise("account", a) for a in m["accounts"]), **common))
     bundle = v21.Bundle(objects=objects, id=stable_id("bundle", firm, tlp, created), allow_custom=True)

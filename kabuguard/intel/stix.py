@@ -86,8 +86,8 @@ class TargetedSymbol:
 @v21.CustomObject("x-kabuguard-monthly-report", [
     ("name", StringProperty(required=True)),
     ("month", StringProperty(required=True)),  # YYYY-MM, Japan time
-    ("unauthorised_access_count", IntegerProperty(min=0, required=True)),
-    ("unauthorised_trade_count", IntegerProperty(min=0, required=True)),
+    ("unauthorised_access_count", IntegerProperty(min=0, required=True)),  # flagged successful logins
+    ("unauthorised_trade_count", IntegerProperty(min=0, required=True)),  # accounts with flagged orders
     ("sell_amount_jpy", FloatProperty(min=0, required=True)),
     ("buy_amount_jpy", FloatProperty(min=0, required=True)),
     ("accounts", ListProperty(StringProperty)),  # pseudonyms of the accounts accessed

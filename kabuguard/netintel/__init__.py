@@ -32,6 +32,20 @@ class Network(msgspec.Struct, frozen=True):
 
 UNKNOWN = Network(prefix="", asn="", country="", kind="unknown")
 
+# IPv4 /24s (first three octets) holding both private and public addresses: Python's private
+# ranges include 192.0.0.0/29, 192.0.0.170/31 and 255.255.255.255/32.
+_MIXED_V4 = frozenset({"192.0.0", "255.255.255"} | {
+    str(net.network_address).rsplit(".", 1)[0]
+    for net in getattr(getattr(ipaddress.IPv4Address, "_constants", None), "_private_networks", [])
+    if net.prefixlen > 24
+})
+
+
+def _is_octet(text: str) -> bool:
+    """A decimal octet as the standard library's IPv4 parser accepts it (no leading zeros)."""
+    return text.isascii() and text.isdigit() and len(text) <= 3 and (len(text) == 1 or text[0] != "0") \
+        and int(text) <= 255
+
 
 class NetIntel:
     """Classifies addresses; results are cached since a brokerage sees the same IPs often."""
@@ -59,6 +73,13 @@ class NetIntel:
         return found
 
     def _classify(self, ip: str) -> Network:
+        # A new address in a /24 already classified as public: same network, no parsing or
+        # private-range checks (the /24s that mix private and public addresses excepted).
+        head, dot, last = ip.rpartition(".")
+        if dot and _is_octet(last) and head not in _MIXED_V4:
+            known = self._prefixes.get(head + ".0/24")
+            if known is not None:
+                return known
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:

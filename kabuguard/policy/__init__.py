@@ -55,7 +55,7 @@ class Policy:
         for reason, weight in findings:
             if weight >= self.min_reason_weight and weight > best.get(reason, 0.0):
                 best[reason] = weight
-        return sorted(best, key=lambda r: (-best[r], r))
+        return [r for _, r in sorted([(-w, r) for r, w in best.items()])]
 
 
 def at_least(decision: str, floor: str) -> bool:

@@ -29,6 +29,8 @@ from kabuguard.engine.pipeline import Pipeline
 from kabuguard.engine.redis_store import RedisState
 from kabuguard.events.model import Event
 from kabuguard.events.reader import ContractError, event_from_dict, parse_ts
+from kabuguard.intel.taxii.server import install as install_taxii
+from kabuguard.intel.taxii.store import TaxiiStore
 from kabuguard.policy import load_policy
 from kabuguard.service import logging as service_logging
 from kabuguard.service.auth import AuthError, KeyCache, Principal
@@ -368,6 +370,8 @@ def create_app(settings: Settings | None = None, migrate_db: bool = True) -> Fas
 
     app.openapi = openapi  # type: ignore[method-assign]
     mount_console(app, service)
+    # TAXII 2.1 (docs/intel.md): the same keys, the same database.
+    install_taxii(app, TaxiiStore(service.db.engine), service.authenticate, settings.max_body_bytes, Refusal)
     app.add_middleware(EventsFastPath, service=service)
     app.add_middleware(AccessLog)
     return app

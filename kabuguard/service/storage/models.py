@@ -71,3 +71,44 @@ events = Table(
     Index("ix_events_account", "firm", "account_id", "ts_us"),
     Index("ix_events_symbol", "firm", "symbol", "ts_us"),
 )
+
+# TAXII 2.1 (kabuguard/intel/taxii): collections, who may read and write them, their objects
+# (every version, each row the object's exact JSON), and the status of each POST.
+taxii_collections = Table(
+    "taxii_collections", metadata,
+    Column("collection_id", String(64), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("description", String(1000), nullable=False, server_default=""),
+    Column("created_at", String(40), nullable=False),
+)
+
+# One row per firm and collection; firm `*` is every firm with an API key.
+taxii_rights = Table(
+    "taxii_rights", metadata,
+    Column("collection_id", String(64), primary_key=True),
+    Column("firm", String(64), primary_key=True),
+    Column("can_read", Integer, nullable=False),
+    Column("can_write", Integer, nullable=False),
+)
+
+taxii_objects = Table(
+    "taxii_objects", metadata,
+    Column("seq", _Seq, primary_key=True, autoincrement=True),
+    Column("collection_id", String(64), nullable=False),
+    Column("stix_id", String(200), nullable=False),
+    Column("version", String(40), nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("date_added", String(40), nullable=False),
+    Column("latest", Integer, nullable=False),  # 1 on the newest version of the object only
+    Column("added_by", String(64), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    UniqueConstraint("collection_id", "stix_id", "version", name="uq_taxii_object_version"),
+    Index("ix_taxii_objects_stix_id", "collection_id", "stix_id"),
+)
+
+taxii_status = Table(
+    "taxii_status", metadata,
+    Column("status_id", String(64), primary_key=True),
+    Column("firm", String(64), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+)

@@ -1,0 +1,226 @@
+"""TAXII collections in the service's database: rights per firm, every version of every object.
+
+Each object version is one row holding the object's exact JSON, so a page is the concatenation
+of stored bytes (a 1,000-object page is one indexed range scan, no re-encoding). `latest` marks
+the newest version of each object, which is what `match[version]=last` (the default) returns.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.engine import Engine
+
+from kabuguard.service.storage.models import taxii_collections, taxii_objects, taxii_rights, taxii_status
+
+ANY_FIRM = "*"
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,248}--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class TaxiiError(ValueError):
+    """A request the TAXII server refuses; `status` is the HTTP status."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def timestamp(value: str | None = None) -> str:
+    """A TAXII timestamp (UTC, microseconds, `Z`): now, or `value` normalised so strings sort as instants."""
+    if value is None:
+        moment = datetime.now(timezone.utc)
+    else:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise TaxiiError(400, f"not an RFC 3339 timestamp: {value!r}") from None
+        if moment.tzinfo is None:
+            raise TaxiiError(400, f"timestamp without a UTC offset: {value!r}")
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Rights:
+    can_read: bool
+    can_write: bool
+
+
+@dataclass(frozen=True)
+class Page:
+    bodies: list[bytes]
+    rows: list[tuple[int, str, str, str]]  # seq, stix_id, version, date_added
+    more: bool
+    next: str | None
+
+
+class TaxiiStore:
+    """Collections, rights, objects and statuses, through SQLAlchemy Core."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- administration (kabuguard intel collections) ---------------------------------------
+
+    def create_collection(self, collection_id: str, title: str, description: str,
+                          readers: list[str], writers: list[str]) -> None:
+        if not _COLLECTION.match(collection_id):
+            raise TaxiiError(400, f"collection id {collection_id!r}: use letters, digits, '_', '.' or '-' (at most 64)")
+        with self.engine.begin() as conn:
+            conn.execute(taxii_collections.insert().values(collection_id=collection_id, title=title,
+                                                           description=description, created_at=timestamp()))
+            for firm in sorted(set(readers) | set(writers)):
+                conn.execute(taxii_rights.insert().values(collection_id=collection_id, firm=firm,
+                                                          can_read=int(firm in readers), can_write=int(firm in writers)))
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def collections(self, firm: str) -> list[dict[str, Any]]:
+        """Collections `firm` may read or write, with its rights, in id order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(taxii_collections, taxii_rights.c.can_read, taxii_rights.c.can_write)
+                .join(taxii_rights, taxii_rights.c.collection_id == taxii_collections.c.collection_id)
+                .where(taxii_rights.c.firm.in_((firm, ANY_FIRM)))
+                .order_by(taxii_collections.c.collection_id)).mappings().all()
+        merged: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            entry = merged.setdefault(row["collection_id"], {
+                "id": row["collection_id"], "title": row["title"], "can_read": False, "can_write": False,
+                "media_types": ["application/stix+json;version=2.1"]} | (
+                {"description": row["description"]} if row["description"] else {}))
+            entry["can_read"] |= bool(row["can_read"])
+            entry["can_write"] |= bool(row["can_write"])
+        return list(merged.values())
+
+    def collection(self, firm: str, collection_id: str) -> dict[str, Any]:
+        """The collection as `firm` sees it; 404 when it does not exist or `firm` has no right on it."""
+        for entry in self.collections(firm):
+            if entry["id"] == collection_id:
+                return entry
+        raise TaxiiError(404, f"collection {collection_id!r}: no such collection for this firm")
+
+    def rights(self, firm: str, collection_id: str) -> Rights:
+        entry = self.collection(firm, collection_id)
+        return Rights(entry["can_read"], entry["can_write"])
+
+    def page(self, collection_id: str, added_after: str | None, after: int, limit: int,
+             ids: list[str], types: list[str], versions: list[str], stix_id: str | None = None) -> Page:
+        """Objects in order of addition, after cursor `after`, filtered as TAXII's `match[...]` says."""
+        t = taxii_objects
+        query = select(t.c.seq, t.c.stix_id, t.c.version, t.c.date_added, t.c.body).where(
+            t.c.collection_id == collection_id, t.c.seq > after)
+        if stix_id is not None:
+            query = query.where(t.c.stix_id == stix_id)
+        if added_after is not None:
+            query = query.where(t.c.date_added > timestamp(added_after))
+        if ids:
+            query = query.where(t.c.stix_id.in_(ids))
+        if types:
+            query = query.where(t.c.type.in_(types))
+        query = query.where(self._versions(versions or ["last"]))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(t.c.seq).limit(limit + 1)).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page([r[4] for r in rows], [r[:4] for r in rows], more, str(rows[-1][0]) if more else None)
+
+    @staticmethod
+    def _versions(versions: list[str]) -> Any:
+        t = taxii_objects
+        clauses = []
+        for version in versions:
+            if version == "all":
+                return t.c.seq.is_not(None)
+            if version == "last":
+                clauses.append(t.c.latest == 1)
+            elif version == "first":
+                other = t.alias("other_version")
+                clauses.append(t.c.version == select(func.min(other.c.version)).where(
+                    other.c.collection_id == t.c.collection_id, other.c.stix_id == t.c.stix_id).scalar_subquery())
+            else:
+                clauses.append(t.c.version == timestamp(version))
+        return or_(*clauses)
+
+    def latest_objects(self, collection_id: str, types: list[str]) -> list[dict[str, Any]]:
+        """The latest version of every object of `types` in the collection (for aggregates)."""
+        t = taxii_objects
+        with self.engine.connect() as conn:
+            bodies = conn.execute(select(t.c.body).where(t.c.collection_id == collection_id, t.c.latest == 1,
+                                                         t.c.type.in_(types)).order_by(t.c.seq)).scalars().all()
+        return [json.loads(body) for body in bodies]
+
+    def status(self, firm: str, status_id: str) -> bytes:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(taxii_status.c.body).where(
+                taxii_status.c.status_id == status_id, taxii_status.c.firm == firm)).first()
+        if row is None:
+            raise TaxiiError(404, f"status {status_id!r}: no such status for this firm")
+        return row[0]
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def add(self, firm: str, collection_id: str, objects: list[Any]) -> dict[str, Any]:
+        """Store an envelope's objects; every version once. Returns the TAXII status resource."""
+        requested = timestamp()
+        successes: list[dict[str, Any]] = []
+        failures: list[dict[str, Any]] = []
+        fresh: dict[tuple[str, str], dict[str, Any]] = {}
+        for n, obj in enumerate(objects):
+            problem = _problem(obj)
+            if problem:
+                name = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else f"objects[{n}]"
+                failures.append({"id": name, "message": f"objects[{n}]: {problem}"})
+                continue
+            version = timestamp(obj.get("modified") or obj.get("created") or requested)
+            successes.append({"id": obj["id"], "version": version})
+            fresh.setdefault((obj["id"], version), {
+                "collection_id": collection_id, "stix_id": obj["id"], "version": version, "type": obj["type"],
+                "added_by": firm, "body": json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()})
+        t = taxii_objects
+        with self.engine.begin() as conn:
+            ids = sorted({stix_id for stix_id, _ in fresh})
+            known: dict[str, set[str]] = {}
+            for start in range(0, len(ids), 500):
+                for stix_id, version in conn.execute(select(t.c.stix_id, t.c.version).where(
+                        t.c.collection_id == collection_id, t.c.stix_id.in_(ids[start:start + 500]))):
+                    known.setdefault(stix_id, set()).add(version)
+            rows = [row for key, row in fresh.items() if key[1] not in known.get(key[0], ())]
+            newest = {stix_id: max(known.get(stix_id, set()) | {r["version"] for r in rows if r["stix_id"] == stix_id})
+                      for stix_id in {r["stix_id"] for r in rows}} if rows else {}
+            superseded = sorted(i for i, v in newest.items() if known.get(i) and v > max(known[i]))
+            for start in range(0, len(superseded), 500):
+                conn.execute(update(t).where(t.c.collection_id == collection_id,
+                                             t.c.stix_id.in_(superseded[start:start + 500])).values(latest=0))
+            added = timestamp()
+            for row in rows:
+                row.update(date_added=added, latest=int(row["version"] == newest[row["stix_id"]]))
+            if rows:
+                conn.execute(t.insert(), rows)
+            status = {"id": str(uuid.uuid4()), "status": "complete", "request_timestamp": requested,
+                      "total_count": len(objects), "success_count": len(successes), "successes": successes,
+                      "failure_count": len(failures), "failures": failures, "pending_count": 0, "pendings": []}
+            conn.execute(taxii_status.insert().values(status_id=status["id"], firm=firm,
+                                                      body=json.dumps(status).encode()))
+        return status
+
+
+def _problem(obj: Any) -> str | None:
+    """Why an object cannot be stored, or None: TAXII stores STIX 2.1 objects with a type and an id."""
+    if not isinstance(obj, dict):
+        return "not a JSON object"
+    kind, stix_id = obj.get("type"), obj.get("id")
+    if not isinstance(kind, str) or not isinstance(stix_id, str) or not _ID.match(stix_id):
+        return "needs `type` and an `id` of the form <type>--<UUID>"
+    if not stix_id.startswith(f"{kind}--"):
+        return f"`id` {stix_id!r} does not start with its type {kind!r}"
+    if obj.get("spec_version", "2.1") != "2.1":
+        return f"spec_version {obj.get('spec_version')!r}: this server stores STIX 2.1"
+    return None

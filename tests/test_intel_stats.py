@@ -1,0 +1,54 @@
+"""`kabuguard intel stats`: the FSA's monthly figures and targeted symbols, summed across firms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from kabuguard.cli import main
+from kabuguard.intel.pseudonym import KEY_ENV
+
+FIRMS = ("firm-a", "firm-b", "firm-c")
+
+
+def bundles(three_firms: Path, tmp_path: Path) -> list[Path]:
+    out = []
+    for firm in FIRMS:
+        path = tmp_path / f"{firm}.json"
+        result = CliRunner().invoke(main, ["intel", "export", "--quiet", "--run", str(three_firms / "run"), "--events",
+                                           str(three_firms / "sim" / "events"), "--firm", firm, "--out", str(path)],
+                                    env={KEY_ENV: f"{firm}-own-test-key-0123456789"})
+        assert result.exit_code == 0, result.output
+        out.append(path)
+    return out
+
+
+def _stats(*args: str) -> dict:
+    result = CliRunner().invoke(main, ["intel", "stats", "--json", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_figures_add_up_across_firms_and_count_a_resent_bundle_once(three_firms: Path, tmp_path: Path) -> None:
+    paths = bundles(three_firms, tmp_path)
+    per_firm = [_stats(str(p)) for p in paths]
+    together = _stats(*map(str, paths))
+    assert _stats(*map(str, paths), str(paths[0])) == together
+    month = together["months"][0]
+    assert month["month"] == "2025-04" and month["firms_affected"] == 3
+    for field in ("unauthorised_access_count", "unauthorised_trade_count", "buy_amount_jpy"):
+        assert month[field] == round(sum(s["months"][0][field] for s in per_firm), 2) > 0
+    assert month["buy_amount_oku_yen"] == round(month["buy_amount_jpy"] / 1e8, 4)
+    # Campaigns reach every firm with the same target: the top symbols are seen at several firms.
+    top = together["top_symbols"]
+    assert top == sorted(top, key=lambda s: -s["buy_notional_jpy"])
+    assert max(len(s["firms"]) for s in top) >= 2
+    campaign_symbols = {c["symbol"] for c in json.loads((three_firms / "sim" / "simulation.json").read_text())["campaigns"]}
+    assert top[0]["symbol"] in campaign_symbols
+
+
+def test_the_table_and_usage_errors() -> None:
+    result = CliRunner().invoke(main, ["intel", "stats"])
+    assert result.exit_code == 2 and "bundle files, or --taxii" in result.output

@@ -1,0 +1,176 @@
+"""The TAXII 2.1 server of `kabuguard serve`, driven by the OASIS `taxii2-client` over loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import uvicorn
+from click.testing import CliRunner
+from taxii2client.exceptions import AccessError
+from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
+
+from kabuguard.cli import main
+from kabuguard.intel.pseudonym import KEY_ENV
+from kabuguard.service.app import create_app
+from kabuguard.service.auth import create_key
+from kabuguard.service.settings import Settings
+
+
+class Running:
+    """A `kabuguard serve` app on a free loopback port, in a thread, with keys and collections."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        db = f"sqlite:///{tmp_path}/kg.db"
+        app = create_app(Settings(db=db, rate_limit=1e9))
+        self.keys = {firm: create_key(app.state.service.db, firm, "taxii")[1] for firm in ("firm-a", "firm-b", "fsa")}
+        runner = CliRunner()
+        for args in (["shared", "--title", "members' indicators", "--read", "*", "--write", "firm-a,fsa"],
+                     ["regulator", "--title", "reports to the FSA", "--read", "fsa", "--write", "*"]):
+            result = runner.invoke(main, ["intel", "collections", "create", *args, "--db", db])
+            assert result.exit_code == 0, result.output
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{port}/taxii2/"
+
+    def collection(self, name: str, firm: str) -> Collection:
+        return Collection(f"{self.url}kabuguard/collections/{name}/", user=firm, password=self.keys[firm])
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def taxii(tmp_path: Path) -> Iterator[Running]:
+    running = Running(tmp_path)
+    yield running
+    running.stop()
+
+
+def _bundle(three_firms: Path, tmp_path: Path) -> dict:
+    out = tmp_path / "bundle.json"
+    result = CliRunner().invoke(main, ["intel", "export", "--quiet", "--run", str(three_firms / "run"), "--events",
+                                       str(three_firms / "sim" / "events"), "--firm", "firm-a", "--out", str(out)],
+                                env={KEY_ENV: "test-only-key-not-a-secret-0123456789"})
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text())
+
+
+def test_taxii2_client_discovers_posts_pages_and_filters(taxii: Running, three_firms: Path, tmp_path: Path) -> None:
+    server = Server(taxii.url, user="firm-b", password=taxii.keys["firm-b"])
+    assert server.title == "Kabuguard TAXII 2.1"
+    root = server.default
+    assert isinstance(root, ApiRoot) and "application/taxii+json;version=2.1" in root.versions
+    visible = {c.id: (c.can_read, c.can_write) for c in root.collections}
+    assert visible == {"shared": (True, False), "regulator": (False, True)}  # reports to the FSA: write only
+
+    bundle = _bundle(three_firms, tmp_path)
+    objects = bundle["objects"]
+    status = taxii.collection("shared", "firm-a").add_objects(json.dumps({"objects": objects}))
+    assert status.status == "complete" and status.success_count == len(objects) and status.failure_count == 0
+    assert Server(taxii.url, user="firm-a", password=taxii.keys["firm-a"]).default.get_status(status.id).total_count == len(objects)
+
+    shared = taxii.collection("shared", "firm-b")
+    pages = list(as_pages(shared.get_objects, per_request=40))
+    assert len(pages) == -(-len(objects) // 40)
+    got = [o for page in pages for o in page.get("objects", [])]
+    assert sorted(o["id"] for o in got) == sorted(o["id"] for o in objects)
+    assert got[0] == objects[0]  # stored as posted
+
+    manifest = shared.get_manifest()
+    assert len(manifest["objects"]) == min(100, len(objects))
+    last_added = max(m["date_added"] for m in manifest["objects"])
+    indicators = shared.get_objects(**{"type": "indicator"})["objects"]
+    assert indicators and all(o["type"] == "indicator" for o in indicators)
+    assert shared.get_objects(added_after=last_added).get("objects", []) == \
+        [o for o in got[len(manifest["objects"]):]][:100]
+
+    # A newer version of an indicator: the default read returns it, versions lists both.
+    first = dict(indicators[0])
+    newer = dict(first, modified="2030-01-01T00:00:00.000Z", description="revoked by firm A", revoked=True)
+    taxii.collection("shared", "firm-a").add_objects(json.dumps({"objects": [newer]}))
+    assert shared.get_object(first["id"])["objects"] == [newer]
+    assert len(shared.object_versions(first["id"])["versions"]) == 2
+    assert shared.get_objects(**{"id": first["id"], "version": "first"})["objects"] == [first]
+
+
+def test_rights_and_credentials_are_enforced(taxii: Running) -> None:
+    envelope = json.dumps({"objects": [{"type": "identity", "spec_version": "2.1", "id": "identity--" + "1" * 8 + "-1111-4111-8111-" + "1" * 12,
+                                        "created": "2025-01-01T00:00:00Z", "modified": "2025-01-01T00:00:00Z",
+                                        "name": "x"}]})
+    with pytest.raises(AccessError):  # the client reads the rights from the collection resource...
+        taxii.collection("shared", "firm-b").add_objects(envelope)
+    refused = requests.post(f"{taxii.url}kabuguard/collections/shared/objects/", data=envelope,  # ...the server enforces them
+                            auth=("firm-b", taxii.keys["firm-b"]), headers={"Content-Type": "application/taxii+json;version=2.1"})
+    assert refused.status_code == 403 and "may not write" in refused.json()["description"]
+    # Everyone may write to the regulator's inbox; only the regulator reads it.
+    assert taxii.collection("regulator", "firm-b").add_objects(envelope).success_count == 1
+    assert len(taxii.collection("regulator", "fsa").get_objects()["objects"]) == 1
+    bare = requests.get(f"{taxii.url}kabuguard/collections/regulator/objects/", auth=("firm-b", taxii.keys["firm-b"]),
+                        headers={"Accept": "application/taxii+json;version=2.1"})
+    assert bare.status_code == 403 and bare.headers["content-type"] == "application/taxii+json;version=2.1"
+    anonymous = requests.get(taxii.url, headers={"Accept": "application/taxii+json;version=2.1"})
+    assert anonymous.status_code == 401 and "Basic" in anonymous.headers["www-authenticate"]
+    wrong = requests.get(taxii.url, auth=("firm-b", "kg_000000000000_" + "x" * 40))
+    assert wrong.status_code == 401
+    assert requests.get(taxii.url, auth=("firm-b", taxii.keys["firm-b"]), headers={"Accept": "text/html"}).status_code == 406
+    bad = taxii.collection("regulator", "firm-b").add_objects(json.dumps({"objects": [{"type": "indicator", "id": "nope"}]}))
+    assert bad.failure_count == 1 and "objects[0]" in bad.failures[0]["message"]
+
+
+def test_intel_pull_writes_indicator_events_that_replay_reads(taxii: Running, three_firms: Path, tmp_path: Path) -> None:
+    objects = _bundle(three_firms, tmp_path)["objects"]
+    revoked = next(o for o in objects if o["type"] == "indicator")
+    objects.append(dict(revoked, modified="2030-01-01T00:00:00.000Z", revoked=True))
+    other = {"type": "indicator", "spec_version": "2.1", "id": "indicator--" + "2" * 8 + "-2222-4222-8222-" + "2" * 12,
+             "created": "2025-01-01T00:00:00Z", "modified": "2025-01-01T00:00:00Z", "pattern_type": "stix",
+             "pattern": "[file:hashes.'SHA-256' = 'aa']", "valid_from": "2025-01-01T00:00:00Z"}
+    taxii.collection("shared", "firm-a").add_objects(json.dumps({"objects": objects + [other]}))
+    out = tmp_path / "indicators.jsonl"
+    result = CliRunner().invoke(main, ["intel", "pull", taxii.url, "--collection", "shared", "--out", str(out),
+                                       "--user", "firm-b"], env={"KABUGUARD_TAXII_KEY": taxii.keys["firm-b"]})
+    assert result.exit_code == 0, result.output
+    assert "revoked 1" in result.output and "pattern Kabuguard cannot match 1" in result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    shared = {(o["pattern"]) for o in objects if o["type"] == "indicator" and o["id"] != revoked["id"]}
+    assert len(lines) == len(shared) and {line["source"] for line in lines} == {"firm-a"}
+    assert all(line["ts"] > "2026" for line in lines)  # arrival: now, never the sharer's first sighting
+    from kabuguard.replay import replay
+
+    summary = replay([out], tmp_path / "run", quiet=True)
+    assert summary.events == len(lines) and summary.rejected == 0
+    missing = CliRunner().invoke(main, ["intel", "pull", taxii.url, "--collection", "nope", "--out", str(out)],
+                                 env={"KABUGUARD_TAXII_KEY": taxii.keys["firm-b"]})
+    assert missing.exit_code == 2 and "offered: regulator, shared" in missing.output
+
+
+def test_stats_endpoint_aggregates_what_firms_reported_for_the_regulator_only(taxii: Running, three_firms: Path,
+                                                                               tmp_path: Path) -> None:
+    from test_intel_stats import bundles
+
+    paths = bundles(three_firms, tmp_path)
+    for firm, path in zip(("firm-a", "firm-b", "fsa"), paths):
+        taxii.collection("regulator", firm).add_objects(json.dumps({"objects": json.loads(path.read_text())["objects"]}))
+    url = taxii.url.replace("/taxii2/", "/v1/intel/stats")
+    answer = requests.get(url, params={"collection": "regulator"}, headers={"Authorization": f"Bearer {taxii.keys['fsa']}"})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+    expected = CliRunner().invoke(main, ["intel", "stats", "--json", *map(str, paths)])
+    assert answer.json() == json.loads(expected.output)
+    assert requests.get(url, params={"collection": "regulator"}, auth=("firm-b", taxii.keys["firm-b"])).status_code == 403
+    assert requests.get(url, params={"collection": "regulator"}).status_code == 401
+    assert requests.get(url, auth=("fsa", taxii.keys["fsa"])).status_code == 422
