@@ -30,6 +30,11 @@ def event_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
         if "ts" in props:
             props["ts"] = {"type": "string", "format": "date-time",
                            "description": "RFC 3339 with an offset, e.g. 2025-03-21T09:14:03.120+09:00"}
+        # An optional field may come as null, which reads as absent (docs/event-contract.md).
+        required = set(schema.get("required", ()))
+        for name, prop in props.items():
+            if name not in required:
+                props[name] = {"anyOf": [prop, {"type": "null"}]}
         # Fields outside the contract are kept, not refused (docs/event-contract.md).
         schema.pop("additionalProperties", None)
         _bound_integers(schema)
