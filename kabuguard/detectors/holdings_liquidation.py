@@ -85,7 +85,7 @@ class HoldingsLiquidation:
     def _concentration(self, position: int, ev: Evidence, base: float, adv_days: float) -> None:
         """A position worth `adv_days` of the symbol's volume or more; more the larger it is."""
         floor = adv_days * ev.instrument.adv_shares
-        if base > 0 and position >= floor:
+        if base > 0 and floor > 0 and position >= floor:
             weight = min(self.concentration_max_weight, base + math.log(position / floor))
             ev.findings.append(Finding("concentrated_thin_position", weight))
 

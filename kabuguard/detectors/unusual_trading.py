@@ -88,6 +88,6 @@ def _segment(ev: Evidence) -> str | None:
 
 def _log_notional(event: Any, ev: Evidence) -> float | None:
     price = event.limit_price or (ev.instrument.last_price if ev.instrument is not None else None)
-    if not price or event.qty <= 0:
+    if not price or price <= 0 or event.qty <= 0:  # a nonsensical price has no size to compare
         return None
     return math.log(price * event.qty)
