@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from conftest import brokerage
 from kabuguard.console import audit, cases
 from kabuguard.console.containment import actions
 from kabuguard.console.users import create_user
+from kabuguard.intel.taxii.store import TaxiiStore
 from kabuguard.service.app import create_app
 from kabuguard.service.auth import create_key
 from kabuguard.service.settings import Settings
@@ -198,3 +200,42 @@ def test_a_user_of_one_firm_sees_and_acts_only_on_that_firms_records(tmp_path: P
         assert client.get("/console/api/dashboard").json()["alerts"] == 2 * ours
         assert client.get(f"/console/alerts/kaede/{theirs}").status_code == 200
         assert {a["firm"] for a in client.get("/console/api/alerts").json()["alerts"]} == {"acme", "kaede"}
+
+
+def _report(firm: str, month: str, accesses: int, trades: int, bought: float) -> list[dict]:
+    """A firm's identity, monthly report and one targeted symbol, as `intel export` shares them."""
+    ident = f"identity--{uuid.uuid5(uuid.NAMESPACE_DNS, firm)}"
+    base = {"spec_version": "2.1", "created": "2025-05-01T00:00:00.000Z", "modified": "2025-05-01T00:00:00.000Z",
+            "created_by_ref": ident}
+    return [{"type": "identity", "id": ident, "name": firm, "identity_class": "organization", **base},
+            {"type": "x-kabuguard-monthly-report", "id": f"x-kabuguard-monthly-report--{uuid.uuid4()}",
+             "name": f"{firm} {month}", "month": month, "unauthorised_access_count": accesses,
+             "unauthorised_trade_count": trades, "sell_amount_jpy": 2 * bought, "buy_amount_jpy": bought, **base},
+            {"type": "x-kabuguard-targeted-symbol", "id": f"x-kabuguard-targeted-symbol--{uuid.uuid4()}",
+             "name": "9999", "symbol": "9999", "first_seen": "2025-04-08T01:00:00Z", "last_seen": "2025-04-09T01:00:00Z",
+             "accounts": ["p1", "p2"], "buy_orders": trades, "buy_notional_jpy": bought, "sell_notional_jpy": 0.0, **base}]
+
+
+def test_the_regulators_page_sums_the_firms_reports_for_those_who_may_read_them(tmp_path: Path) -> None:
+    application = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db", console_secure_cookie=0))
+    engine = application.state.service.db.engine
+    store = TaxiiStore(engine)
+    store.create_collection("fsa-inbox", "reports to the regulator", "", readers=["fsa"], writers=["*"])
+    store.add("acme", "fsa-inbox", _report("acme", "2025-04", accesses=7, trades=3, bought=2e8))
+    store.add("kaede", "fsa-inbox", _report("kaede", "2025-04", accesses=5, trades=2, bought=1e8))
+    create_user(engine, "regulator", "auditor", PASSWORD, "fsa")
+    create_user(engine, "operator", "admin", PASSWORD, None)
+    create_user(engine, "broker", "analyst", PASSWORD, "acme")
+    for user in ("regulator", "operator"):
+        with TestClient(application) as client:
+            login(client, user)
+            page = client.get("/console/intel").text
+            month = re.search(r'<table id="intel-months".*?<tbody>(.*?)</tbody>', page, re.S).group(1)
+            cells = re.findall(r"<td>([^<]*)</td>", month)
+            assert cells[:2] == ["2025-04", "12"] and cells[2:] == ["5", "6.0", "3.0", "2", "2"], (user, cells)
+            symbols = re.search(r'<table id="intel-symbols".*?<tbody>(.*?)</tbody>', page, re.S).group(1).replace("\n", "")
+            assert "<td>9999</td><td>acme, kaede</td><td>4</td><td>5</td><td>300,000,000</td>" in symbols
+    with TestClient(application) as client:
+        login(client, "broker")  # acme reports to the inbox but may not read it
+        assert 'id="no-collection"' in client.get("/console/intel").text
+        assert client.get("/console/intel", params={"collection": "fsa-inbox"}).status_code == 404

@@ -30,6 +30,8 @@ from kabuguard.console.models import DISPOSITIONS
 from kabuguard.console.sessions import COOKIE, Session, close_session, find_session, open_session
 from kabuguard.console.users import authenticate
 from kabuguard.console.webhooks import deliveries
+from kabuguard.intel.stats import STATS_TYPES, aggregate
+from kabuguard.intel.taxii.store import TaxiiStore
 from kabuguard.policy.playbooks import MEASURES
 
 PREFIX = "/console"
@@ -208,6 +210,19 @@ def mount_console(app: FastAPI, service: Any) -> None:
         taken = actions(engine, firm, limit=200)
         sent = deliveries(engine, None if firm is None else [a["action_id"] for a in taken], limit=200)
         return page(request, "audit.html", entries=audit.entries(engine, firm=firm), deliveries=sent, actions=taken)
+
+    taxii = TaxiiStore(engine)
+
+    @router.get("/intel")
+    def intel_page(request: Request, session: Viewer, collection: str = "") -> HTMLResponse:
+        """The regulator's view: the FSA's monthly figures and the most targeted symbols, summed
+        over the firms' reports in a TAXII collection the user's firm may read."""
+        readable = [c for c in taxii.collections(session.user.firm) if c["can_read"]]
+        chosen = collection or (readable[0]["id"] if readable else "")
+        if chosen and chosen not in {c["id"] for c in readable}:
+            raise HTTPException(404, f"collection {chosen!r}: not found among the collections your firm may read")
+        stats = aggregate(taxii.latest_objects(chosen, list(STATS_TYPES))) if chosen else None
+        return page(request, "intel.html", collections=readable, chosen=chosen, stats=stats)
 
     @router.get("/static/{name}")
     def asset(session: Viewer, name: str) -> FileResponse:

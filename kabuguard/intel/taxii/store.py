@@ -82,14 +82,16 @@ class TaxiiStore:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def collections(self, firm: str) -> list[dict[str, Any]]:
-        """Collections `firm` may read or write, with its rights, in id order."""
+    def collections(self, firm: str | None) -> list[dict[str, Any]]:
+        """Collections `firm` may read or write, with its rights, in id order; None: every
+        collection with the rights of any firm (the deployment's own operators, in the console)."""
+        query = (select(taxii_collections, taxii_rights.c.can_read, taxii_rights.c.can_write)
+                 .join(taxii_rights, taxii_rights.c.collection_id == taxii_collections.c.collection_id)
+                 .order_by(taxii_collections.c.collection_id))
+        if firm is not None:
+            query = query.where(taxii_rights.c.firm.in_((firm, ANY_FIRM)))
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(taxii_collections, taxii_rights.c.can_read, taxii_rights.c.can_write)
-                .join(taxii_rights, taxii_rights.c.collection_id == taxii_collections.c.collection_id)
-                .where(taxii_rights.c.firm.in_((firm, ANY_FIRM)))
-                .order_by(taxii_collections.c.collection_id)).mappings().all()
+            rows = conn.execute(query).mappings().all()
         merged: dict[str, dict[str, Any]] = {}
         for row in rows:
             entry = merged.setdefault(row["collection_id"], {
