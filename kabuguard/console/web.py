@@ -51,7 +51,7 @@ class LoginRequired(Exception):
     """No live session: pages go to the login page, JSON reads get 401."""
 
 
-def mount_console(app: FastAPI, service: Any) -> None:
+def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
     """Add the console's routes and error pages to the service's app."""
     engine = service.db.engine
     settings = service.settings
@@ -210,8 +210,6 @@ def mount_console(app: FastAPI, service: Any) -> None:
         taken = actions(engine, firm, limit=200)
         sent = deliveries(engine, None if firm is None else [a["action_id"] for a in taken], limit=200)
         return page(request, "audit.html", entries=audit.entries(engine, firm=firm), deliveries=sent, actions=taken)
-
-    taxii = TaxiiStore(engine)
 
     @router.get("/intel")
     def intel_page(request: Request, session: Viewer, collection: str = "") -> HTMLResponse:

@@ -369,9 +369,10 @@ def create_app(settings: Settings | None = None, migrate_db: bool = True) -> Fas
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    mount_console(app, service)
-    # TAXII 2.1 (docs/intel.md): the same keys, the same database.
-    install_taxii(app, TaxiiStore(service.db.engine), service.authenticate, settings.max_body_bytes, Refusal)
+    # TAXII 2.1 (docs/intel.md): the same keys, the same database; the console reads it too.
+    taxii = TaxiiStore(service.db.engine)
+    mount_console(app, service, taxii)
+    install_taxii(app, taxii, service.authenticate, settings.max_body_bytes, Refusal)
     app.add_middleware(EventsFastPath, service=service)
     app.add_middleware(AccessLog)
     return app
