@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from kabuguard.events.order import SPILL_AFTER
+
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".data"
 # Measured on default simulations: activity events (logins, changes, orders, executions) per
@@ -41,16 +43,21 @@ def _simulate(target: int) -> Path:
     return out / "events"
 
 
-def _child(events_dir: str, profile: bool, state: bool) -> None:
+def _child(events_dir: str, profile: bool, state: bool, spill_after: int) -> None:
     """Runs in a fresh process so that peak RSS belongs to one replay."""
+    import itertools
+    import tempfile
+
     from kabuguard.engine import Pipeline
-    from kabuguard.events import total_order
-    from kabuguard.replay import read_events
+    from kabuguard.events.order import TotalOrder
+    from kabuguard.replay import read_into
 
     t0, c0 = time.perf_counter(), time.process_time()
-    events, rejected, _ = read_events([events_dir], quiet=True)
-    ordered = total_order(events).events
-    del events
+    order = TotalOrder(spill_after, workdir=tempfile.gettempdir())
+    read_into([events_dir], order.add, quiet=True)
+    # The first event comes once the held events are sorted and the runs opened: reading's share.
+    merged = iter(order)
+    ordered = itertools.chain([next(merged)], merged)
     t1, c1 = time.perf_counter(), time.process_time()
     pipeline = Pipeline()
     if state:
@@ -62,17 +69,17 @@ def _child(events_dir: str, profile: bool, state: bool) -> None:
         prof = cProfile.Profile()
         prof.enable()
     process = pipeline.process
-    for event in ordered:
+    n = 0
+    for n, event in enumerate(ordered, start=1):
         process(event)
     t2, c2 = time.perf_counter(), time.process_time()
-    n = len(ordered)
     # Process CPU time beside wall clock: on a shared machine wall clock mostly measures the others.
     result = {"events": n, "read_s": round(t1 - t0, 2), "decide_s": round(t2 - t1, 2),
               "decide_eps": round(n / (t2 - t1)), "end_to_end_eps": round(n / (t2 - t0)),
               "read_cpu_s": round(c1 - c0, 2), "decide_cpu_s": round(c2 - c1, 2),
               "decide_eps_cpu": round(n / (c2 - c1)), "end_to_end_eps_cpu": round(n / (c2 - c0)),
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-              "load": os.getloadavg()[0]}
+              "load": os.getloadavg()[0], "runs_on_disk": order.runs}
     if state:
         current, _ = tracemalloc.get_traced_memory()
         accounts = pipeline.store.keys("final")
@@ -94,24 +101,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="250000,1000000,4000000")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--spill-after", type=int, default=SPILL_AFTER,
+                        help="Events sorted in memory before runs go to disk (the replay's default).")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--state", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.profile, args.state)
+        _child(args.child, args.profile, args.state, args.spill_after)
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"{'target':>10} {'events':>10} {'read s':>8} {'decide s':>9} {'decide ev/s':>12} {'e2e ev/s':>10} "
-          f"{'read cpu s':>10} {'decide cpu s':>12} {'decide ev/cpu s':>15} {'e2e ev/cpu s':>13} {'peak MB':>8} {'load':>5}")
+          f"{'read cpu s':>10} {'decide cpu s':>12} {'decide ev/cpu s':>15} {'e2e ev/cpu s':>13} {'peak MB':>8} {'load':>5} "
+          f"{'runs':>5}")
     for n, target in enumerate(sizes):
         events_dir = _simulate(target)
-        cmd = [sys.executable, __file__, "--child", str(events_dir)]
+        cmd = [sys.executable, __file__, "--child", str(events_dir), "--spill-after", str(args.spill_after)]
         if args.profile and n == len(sizes) - 1:
             cmd.append("--profile")
         r = _run(cmd)
         print(f"{target:>10} {r['events']:>10} {r['read_s']:>8} {r['decide_s']:>9} {r['decide_eps']:>12} "
               f"{r['end_to_end_eps']:>10} {r['read_cpu_s']:>10} {r['decide_cpu_s']:>12} {r['decide_eps_cpu']:>15} "
-              f"{r['end_to_end_eps_cpu']:>13} {r['peak_rss_mb']:>8} {r['load']:>5}", flush=True)
+              f"{r['end_to_end_eps_cpu']:>13} {r['peak_rss_mb']:>8} {r['load']:>5} {r['runs_on_disk']:>5}", flush=True)
     small = _simulate(sizes[0])
     r = _run([sys.executable, __file__, "--child", str(small), "--state"])
     print(f"detection state: {r['state_bytes_per_account']} bytes per account ({r['accounts']} accounts, tracemalloc)")

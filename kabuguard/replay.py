@@ -1,20 +1,22 @@
 """The batch replay runner: contract files in, decisions, alerts and rejections out.
 
 It reads every file, puts events in the total order, drives the detection core with an
-in-memory store and writes `decisions.jsonl`, `alerts.jsonl` and `rejected.jsonl`. All events
-are held in memory for the sort; memory grows linearly with the number of events.
+in-memory store and writes `decisions.jsonl`, `alerts.jsonl` and `rejected.jsonl`. Up to
+`spill_after` events are sorted in memory; a longer history is sorted in runs on disk and
+merged, so memory stays bounded whatever the length of the history.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 
 from kabuguard.engine import Pipeline
-from kabuguard.events import DECIDABLE, Event, Rejection, expand_paths, read_file, total_order
+from kabuguard.events import DECIDABLE, Event, Rejection, expand_paths, read_file
+from kabuguard.events.order import SPILL_AFTER, TotalOrder
 from kabuguard.policy import Policy
 from kabuguard.progress import progress
 
@@ -35,8 +37,14 @@ class ReplaySummary:
 
 def read_events(paths: Iterable[str | Path], quiet: bool = False) -> tuple[list[Event], list[Rejection], int]:
     """Every event of every file (in input order) and every rejected line."""
-    files = expand_paths(paths)
     events: list[Event] = []
+    rejected, n_files = read_into(paths, events.append, quiet)
+    return events, rejected, n_files
+
+
+def read_into(paths: Iterable[str | Path], add: Callable[[Event], None], quiet: bool) -> tuple[list[Rejection], int]:
+    """Hands every event of every file to `add`, in input order; returns the rejected lines."""
+    files = expand_paths(paths)
     rejected: list[Rejection] = []
     with progress(quiet) as bar:
         task = bar.add_task("reading", total=len(files))
@@ -45,26 +53,34 @@ def read_events(paths: Iterable[str | Path], quiet: bool = False) -> tuple[list[
                 if isinstance(item, Rejection):
                     rejected.append(item)
                 else:
-                    events.append(item)
+                    add(item)
             bar.advance(task)
-    return events, rejected, len(files)
+    return rejected, len(files)
 
 
 def replay(paths: Iterable[str | Path], out_dir: str | Path, policy: Policy | None = None,
-           quiet: bool = False) -> ReplaySummary:
+           quiet: bool = False, spill_after: int | None = SPILL_AFTER) -> ReplaySummary:
     """Decide every activity event of `paths` as production would have, into `out_dir`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    events, rejected, n_files = read_events(paths, quiet)
-    ordered = total_order(events)
-    del events
-    summary = ReplaySummary(files=n_files, events=len(ordered.events), duplicates=ordered.duplicates,
-                            rejected=len(rejected), out_dir=out)
-    pipeline = Pipeline(policy)
+    with TotalOrder(spill_after, workdir=out) as order:
+        rejected, n_files = read_into(paths, order.add, quiet)
+        summary = ReplaySummary(files=n_files, rejected=len(rejected), out_dir=out)
+        _decide(order, Pipeline(policy), summary, quiet)
+    with (out / "rejected.jsonl").open("wb") as fh:
+        for r in rejected:
+            fh.write(_encode(r.to_dict()) + b"\n")
+    return summary
+
+
+def _decide(order: TotalOrder, pipeline: Pipeline, summary: ReplaySummary, quiet: bool) -> None:
+    """Every event in the total order through the core; decisions and alerts as they come."""
+    out = summary.out_dir
     process = pipeline.process
     with (out / "decisions.jsonl").open("wb") as decisions, (out / "alerts.jsonl").open("wb") as alerts, \
             progress(quiet) as bar:
-        task = bar.add_task("deciding", total=len(ordered.events))
+        # The total counts duplicates too: they are known only once the merge reaches them.
+        task = bar.add_task("deciding", total=order.added)
         # Decisions (fresh dicts nothing changes later) are encoded in bulk, one msgspec call per
         # chunk; alerts, which may share lists with detector state, as they are raised.
         decided: list[dict] = []
@@ -75,7 +91,8 @@ def replay(paths: Iterable[str | Path], out_dir: str | Path, policy: Policy | No
             decided.clear()
             bar.update(task, completed=done)
 
-        for n, event in enumerate(ordered.events, start=1):
+        n = 0
+        for n, event in enumerate(order, start=1):
             decision, raised = process(event)
             if decision is not None:
                 decided.append(decision)
@@ -84,11 +101,9 @@ def replay(paths: Iterable[str | Path], out_dir: str | Path, policy: Policy | No
                 _count(summary.alerts, (a["type"] for a in raised))
             if n % 50_000 == 0:
                 flush(n)
-        flush(len(ordered.events))
-    with (out / "rejected.jsonl").open("wb") as fh:
-        for r in rejected:
-            fh.write(_encode(r.to_dict()) + b"\n")
-    return summary
+        flush(order.added)
+    summary.events = n
+    summary.duplicates = order.duplicates
 
 
 def _count(counts: dict[str, int], values: Iterable[str]) -> None:

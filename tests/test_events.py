@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kabuguard.events import Rejection, expand_paths, read_file, total_order
+from kabuguard.events.order import TotalOrder
 from kabuguard.events.model import Login, Order
 
 LOGIN = {"type": "login", "event_id": "l1", "ts": "2025-03-21T09:14:03.120+09:00", "account_id": "A1",
@@ -82,6 +83,21 @@ def test_total_order_compares_instants_not_strings_and_drops_duplicates(tmp_path
     ordered = total_order(e for e in read_file(path) if not isinstance(e, Rejection))
     assert [e.event_id for e in ordered.events] == ["early", "late", "tie-1", "tie-2"]
     assert ordered.duplicates == 1
+
+
+def test_sorting_in_runs_on_disk_gives_the_same_order_duplicates_and_fields(tmp_path: Path) -> None:
+    # Ties and duplicates straddle the runs: a spill every 2 events cuts between them.
+    rows = [{**LOGIN, "event_id": f"e{n % 7}", "ts": f"2025-03-21T0{n % 4}:00:00Z", "vendor": n}
+            for n in range(23)]
+    events = [e for e in read_file(_lines(tmp_path / "e.jsonl", rows)) if not isinstance(e, Rejection)]
+    in_memory = total_order(events)
+    with TotalOrder(spill_after=2, workdir=tmp_path) as order:
+        order.extend(events)
+        assert order.runs == 11
+        spilled = list(order)
+    assert spilled == in_memory.events
+    assert [e.extra for e in spilled] == [e.extra for e in in_memory.events]
+    assert order.duplicates == in_memory.duplicates == 16
 
 
 def test_parquet_rejects_bad_rows_by_row_number_and_keeps_the_rest(tmp_path: Path) -> None:

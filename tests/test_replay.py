@@ -41,6 +41,14 @@ def test_no_look_ahead_a_cut_stream_decides_its_prefix_identically(tmp_path: Pat
         assert [part.process(e) for e in ordered[:cut]] == full[:cut]
 
 
+def test_a_replay_sorting_on_disk_writes_the_same_bytes(tmp_path: Path, three_firms: Path) -> None:
+    summary = replay([three_firms / "sim" / "events"], tmp_path / "out", quiet=True, spill_after=9_973)
+    for name in ("decisions.jsonl", "alerts.jsonl", "rejected.jsonl"):
+        assert (tmp_path / "out" / name).read_bytes() == (three_firms / "run" / name).read_bytes(), name
+    assert summary.events > 5 * 9_973
+    assert not list((tmp_path / "out").glob("kabuguard-run-*"))
+
+
 def test_the_2025_pattern_is_stopped_and_habits_are_not(tmp_path: Path, stream: Stream) -> None:
     replay([stream.write(tmp_path / "e.jsonl")], tmp_path / "out", quiet=True)
     decisions = {d["event_id"]: d for d in _jsonl(tmp_path / "out" / "decisions.jsonl")}

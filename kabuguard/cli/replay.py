@@ -7,6 +7,7 @@ import sys
 import click
 
 from kabuguard.policy import PolicyError, load_policy
+from kabuguard.events.order import SPILL_AFTER
 
 
 @click.command()
@@ -19,8 +20,10 @@ from kabuguard.policy import PolicyError, load_policy
 @click.option("--master", help="Spark master URL, e.g. local[2] or spark://host:7077 (default: Spark's own).")
 @click.option("--partitions", type=click.IntRange(min=1), help="Spark partitions per keyed stage (default: twice the cores).")
 @click.option("--parquet", is_flag=True, help="Spark: also write decisions.parquet/ and alerts.parquet/.")
+@click.option("--spill-after", type=click.IntRange(min=1), default=SPILL_AFTER, show_default=True,
+              help="Local: events sorted in memory; a longer history is sorted in runs on disk under --out.")
 def replay(paths: tuple[str, ...], out_dir: str, policy_path: str | None, quiet: bool, engine: str,
-           master: str | None, partitions: int | None, parquet: bool) -> None:
+           master: str | None, partitions: int | None, parquet: bool, spill_after: int) -> None:
     """Replay contract files (JSONL, JSONL.gz, Parquet or folders) through the detection core.
 
     Each decision uses only events before it, exactly as the online service would have decided.
@@ -46,7 +49,7 @@ def replay(paths: tuple[str, ...], out_dir: str, policy_path: str | None, quiet:
     elif master or partitions or parquet:
         raise click.UsageError("--master, --partitions and --parquet need --engine spark")
     else:
-        summary = run(paths, out_dir, policy, quiet=quiet)
+        summary = run(paths, out_dir, policy, quiet=quiet, spill_after=spill_after)
     click.echo(
         f"{summary.events} events from {summary.files} files ({summary.duplicates} duplicates, "
         f"{summary.rejected} rejected lines); decisions: "
