@@ -19,6 +19,7 @@ import argparse
 import filecmp
 import json
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -97,16 +98,27 @@ class _Sampler:
         return {k: round(v) for k, v in self.peak.items()}
 
 
+def _cpu_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _measure(cmd: list[str]) -> tuple[dict, dict, float]:
-    t0 = time.perf_counter()
+    """The child's result, its peak memory and wall seconds; the result also gets the CPU
+    seconds of the child and every process it waited for (the JVM, Python workers) and the
+    load average, since on a shared machine wall clock mostly measures the others."""
+    t0, c0 = time.perf_counter(), _cpu_children()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     sampler = _Sampler(proc.pid)
     stdout, _ = proc.communicate()
     wall = time.perf_counter() - t0
     memory = sampler.stop()
+    cpu = _cpu_children() - c0
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{cmd} failed with {proc.returncode}")
-    return json.loads(stdout.splitlines()[-1]), memory, wall
+    result = json.loads(stdout.splitlines()[-1])
+    result.update(cpu_s=round(cpu, 1), load=round(os.getloadavg()[0], 1))
+    return result, memory, wall
 
 
 def _child_spark(events: str, out: str, master: str, partitions: int) -> None:
@@ -157,13 +169,15 @@ def main() -> None:
         if not args.skip_local:
             r, mem, wall = _measure([*me, "local", str(events), str(runs / "local")])
             print(json.dumps({"size": _label(target), "engine": "local", "events": r["events"], "wall_s": round(wall, 1),
-                              "events_per_s": round(r["events"] / wall), "peak_rss_mb": mem["total_mb"]}), flush=True)
+                              "events_per_s": round(r["events"] / wall), "cpu_s": r["cpu_s"], "load": r["load"],
+                              "peak_rss_mb": mem["total_mb"]}), flush=True)
         r, mem, wall = _measure([*me, "spark", str(events), str(runs / "spark"), args.master, str(args.partitions)])
         same = _same(runs / "local", runs / "spark") if (runs / "local" / "decisions.jsonl").exists() else None
         print(json.dumps({"size": _label(target), "engine": f"spark {args.master}", "partitions": args.partitions,
                           "events": r["events"], "wall_s": round(wall, 1), "events_per_s": round(r["events"] / wall),
                           "events_per_s_after_jvm_start": round(r["events"] / r["run_s"]),
-                          "jvm_start_s": r["jvm_start_s"], "steps_s": r["steps"], "peak_mb": mem,
+                          "jvm_start_s": r["jvm_start_s"], "cpu_s": r["cpu_s"], "load": r["load"],
+                          "steps_s": r["steps"], "peak_mb": mem,
                           "identical_to_local": same}), flush=True)
     for parts in [int(p) for p in args.scaling.split(",") if p]:
         events = _simulate(sizes[0])
@@ -171,7 +185,7 @@ def main() -> None:
         r, mem, wall = _measure([*me, "spark", str(events), str(runs / f"spark-p{parts}"), args.master, str(parts)])
         print(json.dumps({"size": _label(sizes[0]), "engine": f"spark {args.master}", "partitions": parts,
                           "wall_s": round(wall, 1), "events_per_s_after_jvm_start": round(r["events"] / r["run_s"]),
-                          "steps_s": r["steps"], "peak_mb": mem}), flush=True)
+                          "cpu_s": r["cpu_s"], "load": r["load"], "steps_s": r["steps"], "peak_mb": mem}), flush=True)
 
 
 if __name__ == "__main__":
