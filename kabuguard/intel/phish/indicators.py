@@ -63,6 +63,7 @@ _EXPLAIN = {
     "shared-token-corroborated": "carries the group name '{found}'{edit} beside a word of the brand's business",
     "path-brand-token": "serves a path named after the brand ('{found}')",
     "cloned-login-path": "copies the path of the brand's real login page ('{found}')",
+    "official-domain-in-path": "writes the brand's official domain {found} into its own URL path",
     "keyword": "uses lure words ({detail})",
     "suspicious-tld": "is registered under .{detail}, a TLD heavily used for phishing",
     "free-host": "is hosted on the free or dynamic-DNS service {detail}",

@@ -5,21 +5,26 @@ Matching runs on TR39 skeletons with hyphens and dots removed, so `sb1-sec`, `ѕ
 prefix-tree regular expression; short ones (`jcb`, `sbi`) only as whole segments or glued to a
 known keyword, because as substrings they occur by chance. Edit-distance-1 lookalikes are found
 in a precomputed one-edit neighbourhood of every token, which costs one dictionary look-up per
-segment instead of a distance computation per brand.
+segment instead of a distance computation per brand. Letters that read alike in a URL bar but
+are not Unicode confusables (`m`/`n`, `b`/`d`: `sndc-card` for `smbc-card`) are folded in a second
+pass over long tokens, run only when the exact pass found nothing.
 """
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
+from urllib.parse import unquote
 
 from kabuguard.intel.phish.confusables import skeleton
 from kabuguard.intel.phish.registry import Registry, compact
 
 _VOWELS = frozenset("aeiou")
 _SEGMENT = re.compile(r"[^a-z]+")
+_PATH_SEGMENT = re.compile(r"[^a-z0-9]+")
 _SEPARATORS = str.maketrans("", "", ".-_")
 
 
@@ -63,7 +68,10 @@ def edit_kind(found: str, token: str) -> str | None:
 
 
 def _edges(skel: str) -> set[int]:
-    """Positions in the separator-free form of a host where a label or segment starts or ends."""
+    """Positions in the separator-free form of a host where a label or segment starts or ends.
+
+    Given the host before digits were mapped to letters, a digit after a token ends it too
+    (`fmicard12`, whose skeleton reads `fmicardl2`)."""
     edges, n, previous_digit = {0}, 0, False
     for c in skel:
         if c in ".-_":
@@ -118,12 +126,35 @@ def _one_edit(token: str) -> set[str]:
     return out
 
 
+class _Edges:
+    """Where segments start and end in a host's flat form, computed on first use (most hosts
+    hold no short token at all)."""
+
+    __slots__ = ("_skel", "_written", "_inner", "_outer")
+
+    def __init__(self, skel: str, written: str) -> None:
+        self._skel, self._written = skel, written
+        self._inner: set[int] | None = None
+        self._outer: set[int] = set()
+
+    def bound(self, start: int, end: int) -> bool:
+        """True when a match starts at an edge, or ends at one without an edge inside it."""
+        if self._inner is None:
+            self._inner = _edges(self._skel)
+            self._outer = self._inner | _edges(self._written) if self._written is not self._skel else self._inner
+        if start in self._outer:
+            return True
+        return end in self._outer and not any(start < e < end for e in self._inner)
+
+
 class BrandMatcher:
     """Brand evidence in hosts and paths for one registry; build once, call per domain."""
 
-    def __init__(self, registry: Registry, keywords: list[str], min_substring: int, anywhere: int) -> None:
+    def __init__(self, registry: Registry, keywords: list[str], min_substring: int, anywhere: int,
+                 visual_folds: tuple[str, ...] = ()) -> None:
         """`min_substring`: shorter tokens match whole segments only; `anywhere`: tokens at least
-        this long match inside a segment, shorter ones only at a segment's start or end."""
+        this long match inside a segment, shorter ones only at a segment's start or end;
+        `visual_folds`: groups of letters read alike (`mn`), folded to the group's first."""
         self.anywhere = anywhere
         self.keywords = frozenset(skeleton(compact(k)) for k in keywords)
         self.long_keywords = tuple(k for k in self.keywords if len(k) >= 5)
@@ -140,9 +171,23 @@ class BrandMatcher:
                 owners[skeleton(compact(domain))].append(_Owner(brand.id, compact(domain), False, domain))
             self.login_paths += [(path, brand.id) for path in brand.login_paths]
         self.owners = dict(owners)
+        # An official domain written out in a URL path or query, not as part of a longer name.
+        self.domain_owner = {d: b.id for b in registry.brands for d in b.official_domains}
+        domains = "|".join(re.escape(d) for d in sorted(self.domain_owner, key=len, reverse=True))
+        self.domains_in_path = re.compile(rf"(?<![a-z0-9-])(?:{domains})(?![a-z0-9-])")
         long_tokens = sorted((t for t in self.owners if len(t) >= min_substring), key=len, reverse=True)
         self.long = re.compile(_trie_pattern(long_tokens)) if long_tokens else re.compile(r"(?!x)x")
         self.short = {t for t in self.owners if len(t) < min_substring}
+        # Folded tokens map back to the tokens they fold from; only long brand tokens are folded.
+        # Short and group tokens folded as whole segments were tried on 2019-2022 and dropped:
+        # `sndc-crad-nem-inedx` hosts read as smbc beside card, yet JPCERT/CC labelled the same
+        # host template with six issuers (the kit rotated brands), half the attributions wrong.
+        self.fold = str.maketrans({c: group[0] for group in visual_folds for c in group[1:]})
+        self.folded: dict[str, list[str]] = defaultdict(list)
+        for token, owners_of in self.owners.items():
+            if token not in self.short and not all(o.shared for o in owners_of) and token.translate(self.fold) != token:
+                self.folded[token.translate(self.fold)].append(token)
+        self.visual = re.compile(_trie_pattern(sorted(self.folded, key=len, reverse=True))) if self.folded else None
         # Short tokens glued to a keyword (myjcb, jcbcard), materialised: one look-up a segment.
         self.combos: dict[str, tuple[str, str]] = {}
         for token in self.short:
@@ -183,28 +228,46 @@ class BrandMatcher:
         raw = name.translate(_SEPARATORS)  # what was written, to tell a homoglyph from the token
         skel = skeleton(name)
         flat = skel.translate(_SEPARATORS)
+        # For an ASCII name, the same letters with digits kept: a digit ends a token (card1smbc).
+        written = name.replace("rn", "m") if name.isascii() else skel
+        written = skel if written == skel else written
         found: list[Match] = []
-        edges: set[int] | None = None
-        for m in self.long.finditer(flat):
-            token = m.group()
-            if len(token) < self.anywhere:
-                edges = edges if edges is not None else _edges(skel)
-                inside = any(m.start() < e < m.end() for e in edges)
-                if m.start() not in edges and (m.end() not in edges or inside):
-                    continue  # `dccard` inside `smdc-card` is chance, not a brand
-            if self._runs_into_word(token, flat[m.end() :]):
-                continue  # `rakutensec` in `rakuten-security` is the group plus a lure word
+        edges = _Edges(skel, written)
+        for token, _ in self._long(self.long, flat, edges):
             found += self._evidence(token, token, raw, "brand-token")
         segments = _SEGMENT.split(skel)
+        if written is not skel:
+            segments += [seg for seg in _SEGMENT.split(written) if seg not in segments]
         for seg in segments:
             if seg in self.short or seg in self.combos:
                 found += self._short(seg, raw)
+        if self.visual is not None and not any(m.reason != "shared-token" for m in found):
+            found += self._visual(flat, raw, edges)
         if not any(m.reason != "shared-token" for m in found):
             near = self.near
             candidates = {c for c in segments if c in near} | {c for c in skel.replace("-", "").split(".") if c in near}
             for candidate in candidates:
                 found += self._lookalike(candidate)
         return self._corroborate(found, segments) if found else found
+
+    def _visual(self, flat: str, raw: str, edges: _Edges) -> list[Match]:
+        """Long tokens written with letters read alike (`m`/`n`, `b`/`d`): after the exact pass."""
+        found = []
+        for folded, start in self._long(self.visual, flat.translate(self.fold), edges):
+            for token in self.folded[folded]:
+                found += self._evidence(token, flat[start : start + len(folded)], raw, "brand-token")
+        return found
+
+    def _long(self, pattern: re.Pattern[str], flat: str, edges: _Edges) -> Iterator[tuple[str, int]]:
+        """Long tokens found in the flat host, with where they start; a token under `anywhere`
+        letters counts only at a segment's start or end."""
+        for m in pattern.finditer(flat):
+            token = m.group()
+            if len(token) < self.anywhere and not edges.bound(m.start(), m.end()):
+                continue  # `dccard` inside `smdc-card` is chance, not a brand
+            if self._runs_into_word(flat[m.start() : m.end()], flat[m.end() :]):
+                continue  # `rakutensec` in `rakuten-security` is the group plus a lure word
+            yield token, m.start()
 
     def _runs_into_word(self, token: str, after: str) -> bool:
         """True when the token's last letters and what follows spell a keyword (sec|urity)."""
@@ -248,9 +311,18 @@ class BrandMatcher:
         return rest is not None and rest in self.corroborators
 
     def match_path(self, path: str) -> list[Match]:
-        """Evidence in a URL path: a brand token as a path segment, or a cloned login path."""
+        """Evidence in a URL path and query, percent-decoded: a cloned login path, an official
+        domain written out (`/aeon.co.jp/`, `?strURL=https://www.smbc-card.com/…`), a brand
+        token as a segment or opening one (`/vpassm/`, `/ts3card/`); a group token counts for
+        a brand only with a family word beside it (`/smbc-card/`), as in a host."""
+        path = unquote(path)
         found = [Match(brand, "cloned-login-path", p, p) for p, brand in self.login_paths if p in path]
-        for seg in map(skeleton, _SEGMENT.split(path)):
-            for o in self.owners.get(seg, ()):
-                found.append(Match(o.brand, "shared-token" if o.shared else "path-brand-token", seg, seg))
-        return found
+        found += [Match(self.domain_owner[m.group()], "official-domain-in-path", m.group(), m.group())
+                  for m in self.domains_in_path.finditer(path)]
+        segments = [skeleton(seg) for seg in {*_PATH_SEGMENT.split(path), *_SEGMENT.split(path)} if seg]
+        for seg in segments:
+            opening = self.long.match(seg)
+            token = seg if seg in self.owners else opening.group() if opening else ""
+            for o in self.owners.get(token, ()):
+                found.append(Match(o.brand, "shared-token" if o.shared else "path-brand-token", token, seg))
+        return self._corroborate(found, segments) if found else found

@@ -36,6 +36,7 @@ class ScoringConfig:
     weights: dict[str, float]
     min_substring_length: int
     anywhere_length: int
+    visual_folds: tuple[str, ...]
     deep_subdomain_labels: int
     lure_keywords: frozenset[str]
     keywords: list[str]
@@ -52,6 +53,7 @@ class ScoringConfig:
             weights={k: float(v) for k, v in raw["weights"].items()},
             min_substring_length=int(raw["min_substring_length"]),
             anywhere_length=int(raw["anywhere_length"]),
+            visual_folds=tuple(raw.get("visual_folds", ())),
             deep_subdomain_labels=int(raw["deep_subdomain_labels"]),
             lure_keywords=frozenset(raw["lure_keywords"]),
             keywords=list(raw["keywords"]),
@@ -137,7 +139,7 @@ class Scorer:
         self.registry = registry
         self.config = config or ScoringConfig.load()
         c = self.config
-        self.matcher = BrandMatcher(registry, c.keywords, c.min_substring_length, c.anywhere_length)
+        self.matcher = BrandMatcher(registry, c.keywords, c.min_substring_length, c.anywhere_length, c.visual_folds)
         # Keyed by registered domain: a brand hosted on a group domain (kabu.dmm.com, cr.mufg.jp)
         # makes the group domain official too, since dmm.com and mufg.jp are the group's own.
         self.official = {split_host(d).registered: b.id for b in registry.brands for d in b.official_domains}
