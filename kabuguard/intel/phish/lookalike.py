@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import unquote
@@ -137,14 +136,21 @@ class _Edges:
         self._inner: set[int] | None = None
         self._outer: set[int] = set()
 
+    def _compute(self) -> set[int]:
+        self._inner = _edges(self._skel)
+        self._outer = self._inner | _edges(self._written) if self._written is not self._skel else self._inner
+        return self._inner
+
     def bound(self, start: int, end: int) -> bool:
         """True when a match starts at an edge, or ends at one without an edge inside it."""
-        if self._inner is None:
-            self._inner = _edges(self._skel)
-            self._outer = self._inner | _edges(self._written) if self._written is not self._skel else self._inner
+        inner = self._inner if self._inner is not None else self._compute()
         if start in self._outer:
             return True
-        return end in self._outer and not any(start < e < end for e in self._inner)
+        return end in self._outer and not any(start < e < end for e in inner)
+
+    def separates(self, position: int) -> bool:
+        """True when a separator, or a change between letters and digits, falls at the position."""
+        return position in (self._inner if self._inner is not None else self._compute())
 
 
 class BrandMatcher:
@@ -175,19 +181,18 @@ class BrandMatcher:
         self.domain_owner = {d: b.id for b in registry.brands for d in b.official_domains}
         domains = "|".join(re.escape(d) for d in sorted(self.domain_owner, key=len, reverse=True))
         self.domains_in_path = re.compile(rf"(?<![a-z0-9-])(?:{domains})(?![a-z0-9-])")
-        long_tokens = sorted((t for t in self.owners if len(t) >= min_substring), key=len, reverse=True)
-        self.long = re.compile(_trie_pattern(long_tokens)) if long_tokens else re.compile(r"(?!x)x")
         self.short = {t for t in self.owners if len(t) < min_substring}
-        # Folded tokens map back to the tokens they fold from; only long brand tokens are folded.
-        # Short and group tokens folded as whole segments were tried on 2019-2022 and dropped:
-        # `sndc-crad-nem-inedx` hosts read as smbc beside card, yet JPCERT/CC labelled the same
-        # host template with six issuers (the kit rotated brands), half the attributions wrong.
-        self.fold = str.maketrans({c: group[0] for group in visual_folds for c in group[1:]})
+        # Long tokens are searched once, in the host with letters read alike folded; a match
+        # whose letters are not a token's own is a homoglyph. Only brand tokens count that way:
+        # short and group tokens folded as whole segments were tried on 2019-2022 and dropped
+        # (`sndc-crad-nem-inedx` hosts read as smbc beside card, yet JPCERT/CC labelled that host
+        # template with six issuers: the kit rotated brands, half the attributions were wrong).
+        self.folds = tuple((c, group[0]) for group in visual_folds for c in group[1:])
         self.folded: dict[str, list[str]] = defaultdict(list)
-        for token, owners_of in self.owners.items():
-            if token not in self.short and not all(o.shared for o in owners_of) and token.translate(self.fold) != token:
-                self.folded[token.translate(self.fold)].append(token)
-        self.visual = re.compile(_trie_pattern(sorted(self.folded, key=len, reverse=True))) if self.folded else None
+        for token in sorted(t for t in self.owners if t not in self.short):
+            self.folded[self._fold(token)].append(token)
+        folded_tokens = sorted(self.folded, key=len, reverse=True)
+        self.long = re.compile(_trie_pattern(folded_tokens)) if folded_tokens else re.compile(r"(?!x)x")
         # Short tokens glued to a keyword (myjcb, jcbcard), materialised: one look-up a segment.
         self.combos: dict[str, tuple[str, str]] = {}
         for token in self.short:
@@ -233,16 +238,26 @@ class BrandMatcher:
         written = skel if written == skel else written
         found: list[Match] = []
         edges = _Edges(skel, written)
-        for token, _ in self._long(self.long, flat, edges):
-            found += self._evidence(token, token, raw, "brand-token")
+        alike: list[Match] = []
+        for m in self.long.finditer(self._fold(flat)):
+            if len(m.group()) < self.anywhere and not edges.bound(m.start(), m.end()):
+                continue  # `dccard` inside `smdc-card` is chance, not a brand
+            seen = flat[m.start() : m.end()]
+            if self._runs_into_word(seen, flat[m.end() :]) and not edges.separates(m.end()):
+                continue  # `rakutensec` in `rakuten-security` is the group plus a lure word
+            if seen in self.owners:
+                found += self._evidence(seen, seen, raw, "brand-token")
+            else:
+                alike += [e for token in self.folded[m.group()] for e in self._evidence(token, seen, raw, "brand-token")
+                          if e.reason != "shared-token"]
         segments = _SEGMENT.split(skel)
         if written is not skel:
             segments += [seg for seg in _SEGMENT.split(written) if seg not in segments]
         for seg in segments:
             if seg in self.short or seg in self.combos:
                 found += self._short(seg, raw)
-        if self.visual is not None and not any(m.reason != "shared-token" for m in found):
-            found += self._visual(flat, raw, edges)
+        if alike and not any(m.reason != "shared-token" for m in found):
+            found += alike  # `sndc-card`: only when the letters as written name no brand
         if not any(m.reason != "shared-token" for m in found):
             near = self.near
             candidates = {c for c in segments if c in near} | {c for c in skel.replace("-", "").split(".") if c in near}
@@ -250,24 +265,10 @@ class BrandMatcher:
                 found += self._lookalike(candidate)
         return self._corroborate(found, segments) if found else found
 
-    def _visual(self, flat: str, raw: str, edges: _Edges) -> list[Match]:
-        """Long tokens written with letters read alike (`m`/`n`, `b`/`d`): after the exact pass."""
-        found = []
-        for folded, start in self._long(self.visual, flat.translate(self.fold), edges):
-            for token in self.folded[folded]:
-                found += self._evidence(token, flat[start : start + len(folded)], raw, "brand-token")
-        return found
-
-    def _long(self, pattern: re.Pattern[str], flat: str, edges: _Edges) -> Iterator[tuple[str, int]]:
-        """Long tokens found in the flat host, with where they start; a token under `anywhere`
-        letters counts only at a segment's start or end."""
-        for m in pattern.finditer(flat):
-            token = m.group()
-            if len(token) < self.anywhere and not edges.bound(m.start(), m.end()):
-                continue  # `dccard` inside `smdc-card` is chance, not a brand
-            if self._runs_into_word(flat[m.start() : m.end()], flat[m.end() :]):
-                continue  # `rakutensec` in `rakuten-security` is the group plus a lure word
-            yield token, m.start()
+    def _fold(self, text: str) -> str:
+        for letter, like in self.folds:
+            text = text.replace(letter, like)
+        return text
 
     def _runs_into_word(self, token: str, after: str) -> bool:
         """True when the token's last letters and what follows spell a keyword (sec|urity)."""
@@ -321,8 +322,8 @@ class BrandMatcher:
                   for m in self.domains_in_path.finditer(path)]
         segments = [skeleton(seg) for seg in {*_PATH_SEGMENT.split(path), *_SEGMENT.split(path)} if seg]
         for seg in segments:
-            opening = self.long.match(seg)
-            token = seg if seg in self.owners else opening.group() if opening else ""
+            opening = self.long.match(self._fold(seg))
+            token = seg if seg in self.owners else seg[: opening.end()] if opening else ""
             for o in self.owners.get(token, ()):
                 found.append(Match(o.brand, "shared-token" if o.shared else "path-brand-token", token, seg))
         return self._corroborate(found, segments) if found else found
