@@ -56,6 +56,8 @@ def test_edit_kind(found: str, token: str, kind: str | None) -> None:
         ("sndc-nikko.com", "smbc-nikko", "homoglyph", "ascii-homoglyph"),  # n for m and d for b: two edits, read alike
         ("nonex-login.top", "monex", "homoglyph", "ascii-homoglyph"),
         ("loginmonex1.top", "monex", "brand-token", ""),  # a digit ends the token, though 1 reads as l
+        ("mysbisecc.top", "sbi-sec", "lookalike", "repetition"),  # a keyword glued before a lookalike
+        ("www.sbisec.urban-shop.top", "sbi-sec", "brand-token", ""),  # a dot ends the token: not sec|urity
         ("www.sbisec.co.jp.account-check.top", "sbi-sec", "official-domain-in-host", ""),
         ("click-sec.co", "gmo-click", "brand-token", "tld-swap"),
         ("mizuho-sc.net", "mizuho-sec", "brand-token", "tld-swap"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import unquote
@@ -85,18 +86,35 @@ def _edges(skel: str) -> set[int]:
     return edges
 
 
+def _trie(words: Iterable[str]) -> dict:
+    """A prefix tree of words as nested dicts; "" marks where a word ends."""
+    root: dict = {}
+    for word in words:
+        node = root
+        for c in word:
+            node = node.setdefault(c, {})
+        node[""] = {}
+    return root
+
+
+def _prefixes(text: str, trie: dict) -> Iterator[int]:
+    """Lengths of the words of the tree that the text opens with."""
+    node = trie
+    for i, c in enumerate(text):
+        node = node.get(c)
+        if node is None:
+            return
+        if "" in node:
+            yield i + 1
+
+
 def _trie_pattern(words: list[str]) -> str:
     """One regular expression for many words, factored by common prefixes (longest first).
 
     A plain alternation tries every word at every position; a prefix tree lets the regex engine
     reject most positions on their first letter, which is most of the cost per host.
     """
-    trie: dict = {}
-    for word in words:
-        node = trie
-        for c in word:
-            node = node.setdefault(c, {})
-        node[""] = {}
+    trie = _trie(words)
 
     def pattern(node: dict) -> str:
         ends = "" in node
@@ -214,6 +232,10 @@ class BrandMatcher:
                         self.near[variant].add(token)
         for word in self.neighbours:
             self.near.pop(word, None)
+        # A lure word glued before or after a lookalike (`cardsaisons`): every keyword a segment
+        # opens with, and every one it closes with (read backwards), walking two prefix trees.
+        self.openings = _trie(self.keywords)
+        self.closings = _trie(k[::-1] for k in self.keywords)
 
     def _evidence(self, token: str, found: str, raw: str, reason_if_ok: str, detail: str = "") -> list[Match]:
         matches = []
@@ -261,9 +283,14 @@ class BrandMatcher:
         if not any(m.reason != "shared-token" for m in found):
             near = self.near
             candidates = {c for c in segments if c in near} | {c for c in skel.replace("-", "").split(".") if c in near}
+            candidates |= {c for seg in segments if len(seg) >= 8 for c in self._unglued(seg) if c in near}
             for candidate in candidates:
                 found += self._lookalike(candidate)
         return self._corroborate(found, segments) if found else found
+
+    def _unglued(self, seg: str) -> list[str]:
+        """The segment without a keyword it opens with, or without one it closes with."""
+        return [seg[k:] for k in _prefixes(seg, self.openings)] + [seg[: len(seg) - k] for k in _prefixes(seg[::-1], self.closings)]
 
     def _fold(self, text: str) -> str:
         for letter, like in self.folds:
