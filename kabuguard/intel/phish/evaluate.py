@@ -126,6 +126,10 @@ class YearMetrics:
     false_positives_brand_token: int = 0
     true_flagged: int = 0
     attributed_right: int = 0
+    # No-token hosts whose URL has a path: the only ones a path signal can name (a certificate
+    # stream, and most feed rows, give the host alone).
+    no_token_with_path: int = 0
+    no_token_with_path_detected: int = 0
     official_rows_flagged: int = 0
 
     @staticmethod
@@ -144,6 +148,8 @@ class YearMetrics:
             out[f"recall_{stratum}"] = r(self.detected[stratum], self.positives[stratum])
             out[f"positives_{stratum}"] = self.positives[stratum]
         out |= {
+            "positives_no-token_with_path": self.no_token_with_path,
+            "recall_no-token_with_path": r(self.no_token_with_path_detected, self.no_token_with_path),
             "flagged": self.flagged,
             "precision": r(self.true_flagged, self.flagged),
             "false_positives_with_brand_token": self.false_positives_brand_token,
@@ -229,13 +235,13 @@ def evaluate(
             official = target.host.registered in officials
             for name, predicted in predictions.items():
                 m = evaluations[name].years.setdefault(row.year, YearMetrics(row.year, _split(row.year)))
-                _count(m, truth, predicted, stratum, official)
+                _count(m, truth, predicted, stratum, official, bool(target.path))
         if truth is not None:
             shared.confirm(target, truth)
     return list(evaluations.values())
 
 
-def _count(m: YearMetrics, truth: str | None, predicted: str | None, stratum: str, official: bool) -> None:
+def _count(m: YearMetrics, truth: str | None, predicted: str | None, stratum: str, official: bool, path: bool) -> None:
     if predicted is not None:
         m.flagged += 1
         m.official_rows_flagged += official
@@ -243,8 +249,11 @@ def _count(m: YearMetrics, truth: str | None, predicted: str | None, stratum: st
         m.false_positives_brand_token += predicted is not None and stratum == "brand-token"
         return
     m.positives[stratum] += 1
+    with_path = path and stratum == "no-token"
+    m.no_token_with_path += with_path
     if predicted is not None:
         m.detected[stratum] += 1
+        m.no_token_with_path_detected += with_path
         m.true_flagged += 1
         m.attributed_right += predicted == truth
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from kabuguard.intel.phish.evaluate import HELD_OUT_YEARS, STRATA, TUNING_YEARS
 
-_SERIES = (("recall_brand-token", "recall (token hosts)", "#1f77b4"), ("recall", "recall (all)", "#aec7e8"),
-           ("precision", "precision", "#2ca02c"), ("attribution_accuracy", "attribution", "#ff7f0e"))
-_COLUMNS = ("year", "split", "positives", "recall", *(f"recall_{s}" for s in STRATA), "flagged", "precision",
+_SERIES = (("recall_brand-token", "recall (token hosts)", "#1f77b4"), ("recall_no-token", "recall (no-token hosts)", "#9edae5"),
+           ("recall", "recall (all)", "#aec7e8"), ("precision", "precision", "#2ca02c"),
+           ("attribution_accuracy", "attribution", "#ff7f0e"))
+_COLUMNS = ("year", "split", "positives", "recall", *(f"recall_{s}" for s in STRATA), "recall_no-token_with_path", "flagged", "precision",
             "false_positives_with_brand_token", "attribution_accuracy", "official_rows_flagged")
 
 
@@ -35,7 +36,7 @@ def markdown(section: dict) -> str:
     return "\n".join(out)
 
 
-def chart(det: dict, width: int = 640, height: int = 240) -> str:
+def chart(det: dict, width: int = 840, height: int = 240) -> str:
     """Grouped bars per year for one detector; held-out years are shaded."""
     years = det["years"]
     if not years:
