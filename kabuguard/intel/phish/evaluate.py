@@ -203,8 +203,9 @@ def evaluate(
     """Run every detector over the rows and the official probes; years limits the report.
 
     `shared_for` names a detector to run a second time with shared indicators: the registered
-    domains and kit paths of registry-brand URLs confirmed on earlier rows, as a firm would get
-    them from JPCERT/CC or its peers. A row is shared only after it has been scored itself.
+    domains, kit paths and host templates of URLs confirmed on earlier rows, as a firm would get
+    them from JPCERT/CC or its peers. Every confirmed row is shared with its label, other brands
+    too, so a key seen for two labels says no brand; a row is shared only after it was scored.
     """
     brand_of = label_mapper(registry)
     stratum_of = token_oracle(registry)
@@ -213,7 +214,13 @@ def evaluate(
     detectors = dict(detectors)
     if shared_for is not None:
         primary = detectors[shared_for]
-        detectors[shared_for + SHARED] = lambda t: primary(t) or shared.brand_for(t)
+        ours = {b.id for b in registry.brands}
+
+        def with_shared(target: Target) -> str | None:
+            known = shared.brand_for(target)
+            return primary(target) or (known if known in ours else None)
+
+        detectors[shared_for + SHARED] = with_shared
     evaluations = {name: Evaluation(name) for name in detectors}
     probes = [parse_target(p) for p in official_probes(registry)]
     for name, detect in detectors.items():
@@ -236,8 +243,7 @@ def evaluate(
             for name, predicted in predictions.items():
                 m = evaluations[name].years.setdefault(row.year, YearMetrics(row.year, _split(row.year)))
                 _count(m, truth, predicted, stratum, official, bool(target.path))
-        if truth is not None:
-            shared.confirm(target, truth)
+        shared.confirm(target, truth or f"other:{row.label}")
     return list(evaluations.values())
 
 
