@@ -64,8 +64,8 @@ def chart(det: dict, width: int = 840, height: int = 240) -> str:
     target = top + scale * 0.05  # the 0.95 goal of recall, precision and attribution
     parts.append(f'<line x1="{pad}" x2="{width}" y1="{target:.1f}" y2="{target:.1f}" stroke="#d62728" stroke-dasharray="4 2"/>')
     for j, (_, name, colour) in enumerate(_SERIES):
-        parts.append(f'<rect x="{pad + j * 140}" y="{height - 14}" width="10" height="10" fill="{colour}"/>'
-                     f'<text x="{pad + j * 140 + 14}" y="{height - 5}">{name}</text>')
+        parts.append(f'<rect x="{pad + j * 155}" y="{height - 14}" width="10" height="10" fill="{colour}"/>'
+                     f'<text x="{pad + j * 155 + 14}" y="{height - 5}">{name}</text>')
     parts.append(f'<text x="{width - 4}" y="{height - 5}" text-anchor="end" fill="#d62728">- - 0.95</text>')
     parts.append("</svg>")
     return "".join(parts)
