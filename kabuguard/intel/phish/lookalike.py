@@ -6,8 +6,9 @@ prefix-tree regular expression; short ones (`jcb`, `sbi`) only as whole segments
 known keyword, because as substrings they occur by chance. Edit-distance-1 lookalikes are found
 in a precomputed one-edit neighbourhood of every token, which costs one dictionary look-up per
 segment instead of a distance computation per brand. Letters that read alike in a URL bar but
-are not Unicode confusables (`m`/`n`, `b`/`d`: `sndc-card` for `smbc-card`) are folded in a second
-pass over long tokens, run only when the exact pass found nothing.
+are not Unicode confusables (`m`/`n`, `b`/`d`: `sndc-card` for `smbc-card`) are folded before that
+one search; a long brand token met only through folded letters counts when nothing written as it
+is names a brand.
 """
 
 from __future__ import annotations
@@ -293,6 +294,8 @@ class BrandMatcher:
         return [seg[k:] for k in _prefixes(seg, self.openings)] + [seg[: len(seg) - k] for k in _prefixes(seg[::-1], self.closings)]
 
     def _fold(self, text: str) -> str:
+        """The text with letters read alike made one (`sndccard` → `smbccarb`); a few str.replace
+        calls cost less per host than str.translate with a table."""
         for letter, like in self.folds:
             text = text.replace(letter, like)
         return text
@@ -347,7 +350,8 @@ class BrandMatcher:
         found = [Match(brand, "cloned-login-path", p, p) for p, brand in self.login_paths if p in path]
         found += [Match(self.domain_owner[m.group()], "official-domain-in-path", m.group(), m.group())
                   for m in self.domains_in_path.finditer(path)]
-        segments = [skeleton(seg) for seg in {*_PATH_SEGMENT.split(path), *_SEGMENT.split(path)} if seg]
+        # in the path's order, so that a tie between two brands is settled the same way every run
+        segments = [skeleton(seg) for seg in dict.fromkeys([*_PATH_SEGMENT.split(path), *_SEGMENT.split(path)]) if seg]
         for seg in segments:
             opening = self.long.match(self._fold(seg))
             token = seg if seg in self.owners else seg[: opening.end()] if opening else ""
