@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import unquote
@@ -26,7 +26,12 @@ from kabuguard.intel.phish.registry import Registry, compact
 _VOWELS = frozenset("aeiou")
 _SEGMENT = re.compile(r"[^a-z]+")
 _PATH_SEGMENT = re.compile(r"[^a-z0-9]+")
-_SEPARATORS = str.maketrans("", "", ".-_")
+
+
+def _joined(text: str) -> str:
+    """The text without dots, hyphens and underscores (`sb1-sec.co` → `sb1secco`); str.replace,
+    several times faster than str.translate with a deleting table, once per host."""
+    return text.replace(".", "").replace("-", "").replace("_", "")
 
 
 class Match(NamedTuple):
@@ -96,17 +101,6 @@ def _trie(words: Iterable[str]) -> dict:
             node = node.setdefault(c, {})
         node[""] = {}
     return root
-
-
-def _prefixes(text: str, trie: dict) -> Iterator[int]:
-    """Lengths of the words of the tree that the text opens with."""
-    node = trie
-    for i, c in enumerate(text):
-        node = node.get(c)
-        if node is None:
-            return
-        if "" in node:
-            yield i + 1
 
 
 def _trie_pattern(words: list[str]) -> str:
@@ -233,10 +227,13 @@ class BrandMatcher:
                         self.near[variant].add(token)
         for word in self.neighbours:
             self.near.pop(word, None)
-        # A lure word glued before or after a lookalike (`cardsaisons`): every keyword a segment
-        # opens with, and every one it closes with (read backwards), walking two prefix trees.
-        self.openings = _trie(self.keywords)
-        self.closings = _trie(k[::-1] for k in self.keywords)
+        # A lure word glued before or after a lookalike (`cardsaisons`): the keywords by their
+        # first and by their last letter, so a segment is tried against a handful of them.
+        self.openings: dict[str, list[str]] = defaultdict(list)
+        self.closings: dict[str, list[str]] = defaultdict(list)
+        for word in sorted(self.keywords):
+            self.openings[word[0]].append(word)
+            self.closings[word[-1]].append(word)
 
     def _evidence(self, token: str, found: str, raw: str, reason_if_ok: str, detail: str = "") -> list[Match]:
         matches = []
@@ -253,9 +250,9 @@ class BrandMatcher:
 
     def match_host(self, name: str) -> list[Match]:
         """Evidence in a host name given without its public suffix (`www.sbisec.co.jp.login`)."""
-        raw = name.translate(_SEPARATORS)  # what was written, to tell a homoglyph from the token
+        raw = _joined(name)  # what was written, to tell a homoglyph from the token
         skel = skeleton(name)
-        flat = skel.translate(_SEPARATORS)
+        flat = _joined(skel)
         # For an ASCII name, the same letters with digits kept: a digit ends a token (card1smbc).
         written = name.replace("rn", "m") if name.isascii() else skel
         written = skel if written == skel else written
@@ -284,18 +281,21 @@ class BrandMatcher:
         if not any(m.reason != "shared-token" for m in found):
             near = self.near
             candidates = {c for c in segments if c in near} | {c for c in skel.replace("-", "").split(".") if c in near}
-            candidates |= {c for seg in segments if len(seg) >= 8 for c in self._unglued(seg) if c in near}
+            for seg in segments:
+                if len(seg) >= 8:
+                    candidates.update(self._unglued(seg))
             for candidate in candidates:
                 found += self._lookalike(candidate)
         return self._corroborate(found, segments) if found else found
 
     def _unglued(self, seg: str) -> list[str]:
-        """The segment without a keyword it opens with, or without one it closes with."""
-        return [seg[k:] for k in _prefixes(seg, self.openings)] + [seg[: len(seg) - k] for k in _prefixes(seg[::-1], self.closings)]
+        """The lookalikes left when a keyword the segment opens or closes with is cut off."""
+        near = self.near
+        found = [seg[len(w) :] for w in self.openings.get(seg[0], ()) if seg.startswith(w) and seg[len(w) :] in near]
+        return found + [seg[: -len(w)] for w in self.closings.get(seg[-1], ()) if seg.endswith(w) and seg[: -len(w)] in near]
 
     def _fold(self, text: str) -> str:
-        """The text with letters read alike made one (`sndccard` → `smbccarb`); a few str.replace
-        calls cost less per host than str.translate with a table."""
+        """The text with letters read alike made one (`sndccard` → `smbccarb`)."""
         for letter, like in self.folds:
             text = text.replace(letter, like)
         return text
