@@ -23,6 +23,7 @@ FIXTURE = {
         ("2021/01/04 09:02:00", "https://qwzkx.cn/", "イオンカード"),  # no token: a miss
         ("2021/01/04 09:03:00", "https://amazon-login.top/", "Amazon"),  # other phishing
         ("2021/01/04 09:04:00", "https://rakuten-point.xyz/", "楽天"),  # group token of another brand
+        ("2021/01/04 09:05:00", "https://zxqvw.top/wp-content/themes/20/aeon.co.jp/index.php", "イオンカード"),  # no token; the path names it
     ],
     "2023/202301.csv": [
         ("2023/01/04 09:00:00", "https://myjcb-secure.cc/", "JCB"),
@@ -69,12 +70,14 @@ def test_evaluation_counts_on_a_fixture(data_dir: Path) -> None:
     results = {e.detector: e.to_dict() for e in evaluate(read_jpcert(data_dir), registry, {"kabuguard": detect}, shared_for="kabuguard")}
     y2021, y2023 = results["kabuguard"]["years"]
     assert y2021["split"] == "tuning" and y2023["split"] == "held-out"
-    assert y2021["positives"] == 3 and y2021["recall_brand-token"] == 1.0 and y2021["recall_no-token"] == 0.0
+    assert y2021["positives"] == 4 and y2021["recall_brand-token"] == 1.0 and y2021["recall_no-token"] == 0.5
+    assert y2021["positives_no-token_with_path"] == 1 and y2021["recall_no-token_with_path"] == 1.0
+    assert y2023["positives_no-token_with_path"] == 1 and y2023["recall_no-token_with_path"] == 0.0
     assert y2021["precision"] == 1.0 and y2021["attribution_accuracy"] == 1.0
     assert y2023["flagged"] == 3 and y2023["precision"] == pytest.approx(2 / 3, abs=1e-3)
     assert results["kabuguard"]["official_domains_flagged"] == []
     shared = results["kabuguard+shared-indicators"]["years"][1]
-    assert shared["recall_no-token"] == 1.0  # qwzkx.cn was confirmed in 2021
+    assert shared["recall_no-token"] == 1.0 and shared["recall_no-token_with_path"] == 1.0  # qwzkx.cn was confirmed in 2021
 
 
 def test_baselines_run_and_attribute() -> None:

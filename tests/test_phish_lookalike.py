@@ -53,6 +53,11 @@ def test_edit_kind(found: str, token: str, kind: str | None) -> None:
         ("xn--bisec-g2e.com", "sbi-sec", "homoglyph", "idn"),  # the same, as DNS carries it
         ("rnonex.co.jp", "monex", "homoglyph", "ascii-homoglyph"),  # rn for m
         ("m0nex-secure.net", "monex", "homoglyph", "ascii-homoglyph"),  # zero for o
+        ("sndc-nikko.com", "smbc-nikko", "homoglyph", "ascii-homoglyph"),  # n for m and d for b: two edits, read alike
+        ("nonex-login.top", "monex", "homoglyph", "ascii-homoglyph"),
+        ("loginmonex1.top", "monex", "brand-token", ""),  # a digit ends the token, though 1 reads as l
+        ("mysbisecc.top", "sbi-sec", "lookalike", "repetition"),  # a keyword glued before a lookalike
+        ("www.sbisec.urban-shop.top", "sbi-sec", "brand-token", ""),  # a dot ends the token: not sec|urity
         ("www.sbisec.co.jp.account-check.top", "sbi-sec", "official-domain-in-host", ""),
         ("click-sec.co", "gmo-click", "brand-token", "tld-swap"),
         ("mizuho-sc.net", "mizuho-sec", "brand-token", "tld-swap"),
@@ -69,6 +74,28 @@ def test_cloned_login_path_names_the_brand_on_a_random_host(scorer: Scorer) -> N
     verdict = scorer.score("https://qzkxv.top/ETGate/?_ControlID=WPLETlgR001Control")
     assert verdict.brand == "sbi-sec" and verdict.alert(scorer.threshold)
     assert "cloned-login-path" in reasons(verdict)
+
+
+@pytest.mark.parametrize(
+    ("url", "brand", "code"),
+    [
+        ("https://qzkxv.top/wp-content/themes/20/sbisec.co.jp/index.php", "sbi-sec", "official-domain-in-path"),
+        ("https://qzkxv.top/r.php?u=https%3A%2F%2Fwww.rakuten-sec.co.jp%2Fits%2F", "rakuten-sec", "official-domain-in-path"),
+        ("https://qzkxv.top/monexm/process/", "monex", "path-brand-token"),  # a kit folder opening with the token
+        ("https://qzkxv.top/sbi-sec/login.php", "sbi-sec", "shared-token-corroborated"),  # group token beside sec
+    ],
+)
+def test_the_path_names_the_brand_on_a_random_host(scorer: Scorer, url: str, brand: str, code: str) -> None:
+    verdict = scorer.score(url)
+    assert verdict.brand == brand and verdict.alert(scorer.threshold)
+    assert code in reasons(verdict)
+
+
+def test_a_random_host_with_an_unrelated_path_is_not_flagged(scorer: Scorer) -> None:
+    for url in ["https://qzkxvbnm.top/blog/2024/05/login.php?id=3", "https://xkqzvbnmpl.top/wp-content/themes/20/index.php",
+                "https://qzkxv.top/sbi/login.php", "https://qzkxv.top/go?to=xsbisec.co.jp"]:
+        verdict = scorer.score(url)
+        assert not verdict.alert(scorer.threshold), (url, verdict.reasons)
 
 
 def test_group_token_alone_names_no_brand(scorer: Scorer) -> None:

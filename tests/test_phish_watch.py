@@ -77,6 +77,22 @@ def test_shared_indicators_catch_hosts_without_a_brand_token(scorer: Scorer, tmp
     assert hit is not None and hit[1].brand == "gmo-click" and hit[1].reasons[0].startswith("shared-indicator")
 
 
+def test_a_shared_feed_of_every_brand_names_only_unambiguous_registry_brands(scorer: Scorer, tmp_path: Path) -> None:
+    known = tmp_path / "known.jsonl"
+    shared_rows = [
+        {"url": "https://sndc-sec-log.x1.cn/", "brand": "smbc-nikko"},  # a campaign's host template
+        {"url": "https://amzn-check.x2.cn/", "brand": "Amazon"},  # another brand's phish, as JPCERT/CC shares it
+        {"url": "https://secure-login.x3.cn/", "brand": "gmo-click"},
+        {"url": "https://secure-login.x4.cn/", "brand": "Amazon"},  # the same template for two brands: no brand
+    ]
+    known.write_text("".join(json.dumps(row) + "\n" for row in shared_rows), encoding="utf-8")
+    shared = Monitor(scorer, scorer.threshold, load_known(known))
+    hit = shared.check("sndc-sec-log.y9.cn", "t")
+    assert hit is not None and hit[1].brand == "smbc-nikko"
+    assert shared.check("amzn-check.y9.cn", "t") is None
+    assert shared.check("secure-login.y9.cn", "t") is None
+
+
 def test_watch_command_on_a_file_exits_1_on_rejected_records(tmp_path: Path) -> None:
     stream = tmp_path / "certs.jsonl"
     stream.write_text("\n".join(RECORDS) + "\n", encoding="utf-8")

@@ -219,7 +219,8 @@ def evaluate(registries: tuple[str, ...], confirm: str, data_dir: Path | None, o
         for det in section["detectors"]:
             for y in det["years"]:
                 click.echo(f"  {det['detector']:<34} {y['year']} {y['split']:<8} recall {_pct(y['recall'])} "
-                           f"(token {_pct(y['recall_brand-token'])}, group {_pct(y['recall_group-token'])}, none {_pct(y['recall_no-token'])}) "
+                           f"(token {_pct(y['recall_brand-token'])}, group {_pct(y['recall_group-token'])}, none {_pct(y['recall_no-token'])}, "
+                           f"none with a path {_pct(y['recall_no-token_with_path'])}) "
                            f"precision {_pct(y['precision'])} attribution {_pct(y['attribution_accuracy'])} "
                            f"positives {y['positives']} flagged {y['flagged']}")
             click.echo(f"  {det['detector']:<34} official domains flagged: {len(det['official_domains_flagged'])} of {det['official_domains_checked']}")

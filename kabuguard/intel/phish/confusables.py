@@ -25,7 +25,6 @@ def _table() -> dict[int, str]:
     return table
 
 
-_ASCII = str.maketrans({"0": "o", "1": "l", "|": "l", "I": "l"})
 
 
 def skeleton(text: str) -> str:
@@ -33,8 +32,9 @@ def skeleton(text: str) -> str:
 
     Combining marks are dropped as well, since a domain reader does not see `é` apart from `e`.
     """
-    if text.isascii():  # the common case: only 0, 1 and | have ASCII prototypes
-        return text.translate(_ASCII).replace("rn", "m")
+    if text.isascii():  # the common case: only 0, 1, | and I have ASCII prototypes
+        # str.replace, several times faster here than str.translate with a table (the hot path)
+        return text.replace("0", "o").replace("1", "l").replace("|", "l").replace("I", "l").replace("rn", "m")
     mapped = unicodedata.normalize("NFD", text).translate(_table())
     if not mapped.isascii():
         mapped = "".join(c for c in unicodedata.normalize("NFD", mapped) if not unicodedata.combining(c))

@@ -126,6 +126,10 @@ class YearMetrics:
     false_positives_brand_token: int = 0
     true_flagged: int = 0
     attributed_right: int = 0
+    # No-token hosts whose URL has a path: the only ones a path signal can name (a certificate
+    # stream, and most feed rows, give the host alone).
+    no_token_with_path: int = 0
+    no_token_with_path_detected: int = 0
     official_rows_flagged: int = 0
 
     @staticmethod
@@ -144,6 +148,8 @@ class YearMetrics:
             out[f"recall_{stratum}"] = r(self.detected[stratum], self.positives[stratum])
             out[f"positives_{stratum}"] = self.positives[stratum]
         out |= {
+            "positives_no-token_with_path": self.no_token_with_path,
+            "recall_no-token_with_path": r(self.no_token_with_path_detected, self.no_token_with_path),
             "flagged": self.flagged,
             "precision": r(self.true_flagged, self.flagged),
             "false_positives_with_brand_token": self.false_positives_brand_token,
@@ -197,8 +203,9 @@ def evaluate(
     """Run every detector over the rows and the official probes; years limits the report.
 
     `shared_for` names a detector to run a second time with shared indicators: the registered
-    domains and kit paths of registry-brand URLs confirmed on earlier rows, as a firm would get
-    them from JPCERT/CC or its peers. A row is shared only after it has been scored itself.
+    domains, kit paths and host templates of URLs confirmed on earlier rows, as a firm would get
+    them from JPCERT/CC or its peers. Every confirmed row is shared with its label, other brands
+    too, so a key seen for two labels says no brand; a row is shared only after it was scored.
     """
     brand_of = label_mapper(registry)
     stratum_of = token_oracle(registry)
@@ -207,7 +214,13 @@ def evaluate(
     detectors = dict(detectors)
     if shared_for is not None:
         primary = detectors[shared_for]
-        detectors[shared_for + SHARED] = lambda t: primary(t) or shared.brand_for(t)
+        ours = {b.id for b in registry.brands}
+
+        def with_shared(target: Target) -> str | None:
+            known = shared.brand_for(target)
+            return primary(target) or (known if known in ours else None)
+
+        detectors[shared_for + SHARED] = with_shared
     evaluations = {name: Evaluation(name) for name in detectors}
     probes = [parse_target(p) for p in official_probes(registry)]
     for name, detect in detectors.items():
@@ -229,13 +242,12 @@ def evaluate(
             official = target.host.registered in officials
             for name, predicted in predictions.items():
                 m = evaluations[name].years.setdefault(row.year, YearMetrics(row.year, _split(row.year)))
-                _count(m, truth, predicted, stratum, official)
-        if truth is not None:
-            shared.confirm(target, truth)
+                _count(m, truth, predicted, stratum, official, bool(target.path))
+        shared.confirm(target, truth or f"other:{row.label}")
     return list(evaluations.values())
 
 
-def _count(m: YearMetrics, truth: str | None, predicted: str | None, stratum: str, official: bool) -> None:
+def _count(m: YearMetrics, truth: str | None, predicted: str | None, stratum: str, official: bool, path: bool) -> None:
     if predicted is not None:
         m.flagged += 1
         m.official_rows_flagged += official
@@ -243,8 +255,11 @@ def _count(m: YearMetrics, truth: str | None, predicted: str | None, stratum: st
         m.false_positives_brand_token += predicted is not None and stratum == "brand-token"
         return
     m.positives[stratum] += 1
+    with_path = path and stratum == "no-token"
+    m.no_token_with_path += with_path
     if predicted is not None:
         m.detected[stratum] += 1
+        m.no_token_with_path_detected += with_path
         m.true_flagged += 1
         m.attributed_right += predicted == truth
 

@@ -18,6 +18,8 @@ from kabuguard.intel.phish.score import Verdict
 _DIGITS = re.compile(r"[0-9]+")
 _QUERY_VALUES = re.compile(r"=[^&#]*")
 _MIN_KIT_PATH = 10  # shorter shapes (/login, /jp) are shared by every kit
+_MIN_HOST_TEMPLATE = 5
+_WWW = re.compile(r"^(?:www|m|web)0?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,7 @@ _EXPLAIN = {
     "shared-token-corroborated": "carries the group name '{found}'{edit} beside a word of the brand's business",
     "path-brand-token": "serves a path named after the brand ('{found}')",
     "cloned-login-path": "copies the path of the brand's real login page ('{found}')",
+    "official-domain-in-path": "writes the brand's official domain {found} into its own URL path",
     "keyword": "uses lure words ({detail})",
     "suspicious-tld": "is registered under .{detail}, a TLD heavily used for phishing",
     "free-host": "is hosted on the free or dynamic-DNS service {detail}",
@@ -96,8 +99,17 @@ def kit_path(path: str) -> str | None:
     return shape if len(shape) >= _MIN_KIT_PATH else None
 
 
+def host_template(subdomain: str) -> str | None:
+    """The subdomain a campaign repeats over fresh registered domains (`sndc-crad-nem-inedx` on
+    `x1.cn`, `x2.cn`…), without `www`-like labels and with digits as 0; None when too short."""
+    labels = [label for label in _DIGITS.sub("0", subdomain).split(".") if not _WWW.match(label)]
+    template = ".".join(labels)
+    return template if len(template) >= _MIN_HOST_TEMPLATE else None
+
+
 class IndicatorStore:
-    """Indicators confirmed by others: registered domains, IP hosts and kit paths, per brand.
+    """Indicators confirmed by others: registered domains, IP hosts, kit paths and host
+    templates, per brand (any brand's label: a feed shares every phish it confirmed).
 
     A key confirmed for two different brands is dropped: it no longer says which brand.
     """
@@ -113,6 +125,9 @@ class IndicatorStore:
         shape = kit_path(target.path)
         if shape is not None:
             keys.append(f"kit:{shape}")
+        template = host_template(target.host.subdomain)
+        if template is not None:
+            keys.append(f"host:{template}")
         return keys
 
     def confirm(self, target: Target, brand: str) -> None:

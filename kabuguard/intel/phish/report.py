@@ -11,9 +11,10 @@ from pathlib import Path
 
 from kabuguard.intel.phish.evaluate import HELD_OUT_YEARS, STRATA, TUNING_YEARS
 
-_SERIES = (("recall_brand-token", "recall (token hosts)", "#1f77b4"), ("recall", "recall (all)", "#aec7e8"),
-           ("precision", "precision", "#2ca02c"), ("attribution_accuracy", "attribution", "#ff7f0e"))
-_COLUMNS = ("year", "split", "positives", "recall", *(f"recall_{s}" for s in STRATA), "flagged", "precision",
+_SERIES = (("recall_brand-token", "recall (token hosts)", "#1f77b4"), ("recall_no-token", "recall (no-token hosts)", "#9edae5"),
+           ("recall", "recall (all)", "#aec7e8"), ("precision", "precision", "#2ca02c"),
+           ("attribution_accuracy", "attribution", "#ff7f0e"))
+_COLUMNS = ("year", "split", "positives", "recall", *(f"recall_{s}" for s in STRATA), "recall_no-token_with_path", "flagged", "precision",
             "false_positives_with_brand_token", "attribution_accuracy", "official_rows_flagged")
 
 
@@ -35,7 +36,7 @@ def markdown(section: dict) -> str:
     return "\n".join(out)
 
 
-def chart(det: dict, width: int = 640, height: int = 240) -> str:
+def chart(det: dict, width: int = 840, height: int = 240) -> str:
     """Grouped bars per year for one detector; held-out years are shaded."""
     years = det["years"]
     if not years:
@@ -63,8 +64,8 @@ def chart(det: dict, width: int = 640, height: int = 240) -> str:
     target = top + scale * 0.05  # the 0.95 goal of recall, precision and attribution
     parts.append(f'<line x1="{pad}" x2="{width}" y1="{target:.1f}" y2="{target:.1f}" stroke="#d62728" stroke-dasharray="4 2"/>')
     for j, (_, name, colour) in enumerate(_SERIES):
-        parts.append(f'<rect x="{pad + j * 140}" y="{height - 14}" width="10" height="10" fill="{colour}"/>'
-                     f'<text x="{pad + j * 140 + 14}" y="{height - 5}">{name}</text>')
+        parts.append(f'<rect x="{pad + j * 155}" y="{height - 14}" width="10" height="10" fill="{colour}"/>'
+                     f'<text x="{pad + j * 155 + 14}" y="{height - 5}">{name}</text>')
     parts.append(f'<text x="{width - 4}" y="{height - 5}" text-anchor="end" fill="#d62728">- - 0.95</text>')
     parts.append("</svg>")
     return "".join(parts)

@@ -23,9 +23,7 @@ from kabuguard.intel.phish.registry import Registry, compact
 
 _HEX = re.compile(r"^[0-9a-f]{16,}$")
 _CONSONANT_RUN = re.compile(r"[bcdfghjklmnpqrstvwxz]{5,}")
-_WORD_BREAKS = str.maketrans("-_", "..")
-_NOT_LETTERS = str.maketrans("", "", "0123456789-_")
-_VOWELS = str.maketrans("", "", "aeiou")
+_NOT_LETTERS = re.compile(r"[0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -36,6 +34,7 @@ class ScoringConfig:
     weights: dict[str, float]
     min_substring_length: int
     anywhere_length: int
+    visual_folds: tuple[str, ...]
     deep_subdomain_labels: int
     lure_keywords: frozenset[str]
     keywords: list[str]
@@ -52,6 +51,7 @@ class ScoringConfig:
             weights={k: float(v) for k, v in raw["weights"].items()},
             min_substring_length=int(raw["min_substring_length"]),
             anywhere_length=int(raw["anywhere_length"]),
+            visual_folds=tuple(raw.get("visual_folds", ())),
             deep_subdomain_labels=int(raw["deep_subdomain_labels"]),
             lure_keywords=frozenset(raw["lure_keywords"]),
             keywords=list(raw["keywords"]),
@@ -115,10 +115,11 @@ def looks_random(label: str) -> bool:
         return False
     if _HEX.match(label):
         return True
-    letters = label.translate(_NOT_LETTERS)
+    # str.isalpha, str.replace and one regex rather than str.translate: several times faster per label
+    letters = label if label.isalpha() else _NOT_LETTERS.sub("", label)
     if len(letters) < 8:
         return len(label) - len(letters) >= 4 and len(letters) >= 3
-    vowels = len(letters) - len(letters.translate(_VOWELS))
+    vowels = len(letters) - len(letters.replace("a", "").replace("e", "").replace("i", "").replace("o", "").replace("u", ""))
     # consonant runs within a word only: smbc-nikko is two words, not a run of five
     return vowels / len(letters) < 0.2 or any(_CONSONANT_RUN.search(part) for part in label.split("-"))
 
@@ -137,7 +138,7 @@ class Scorer:
         self.registry = registry
         self.config = config or ScoringConfig.load()
         c = self.config
-        self.matcher = BrandMatcher(registry, c.keywords, c.min_substring_length, c.anywhere_length)
+        self.matcher = BrandMatcher(registry, c.keywords, c.min_substring_length, c.anywhere_length, c.visual_folds)
         # Keyed by registered domain: a brand hosted on a group domain (kabu.dmm.com, cr.mufg.jp)
         # makes the group domain official too, since dmm.com and mufg.jp are the group's own.
         self.official = {split_host(d).registered: b.id for b in registry.brands for d in b.official_domains}
@@ -204,7 +205,7 @@ class Scorer:
         reasons: list[Reason] = []
         if h.is_ip:
             return [Reason("ip-host", w["ip-host"], h.host)]
-        words = set(name.translate(_WORD_BREAKS).split("."))
+        words = set(name.replace("-", ".").replace("_", ".").split("."))
         lure = sorted(words & c.lure_keywords)
         if lure:
             reasons.append(Reason("keyword", w["keyword"], ",".join(lure)))

@@ -131,7 +131,7 @@ class Monitor:
 
     def _from_known(self, verdict: Verdict, target: Target, known: IndicatorStore) -> Verdict:
         brand = known.brand_for(target)
-        if brand is None:
+        if brand not in self.scorer.names:  # unknown, or shared as phishing of a brand not in the registry
             return verdict
         weight = self.scorer.config.weights["shared-indicator"]
         reason = Reason("shared-indicator", weight, "shared by peers", brand, verdict.registered_domain)
