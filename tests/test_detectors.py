@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from conftest import Stream, brokerage, ts
@@ -243,3 +244,69 @@ def test_a_news_crowd_explains_the_stock_for_a_buyer_on_a_new_laptop(tmp_path: P
     without = _decide(alone, tmp_path / "alone")[lone["event_id"]]
     assert decision["decision"] == "allow"
     assert decision["score"] < without["score"]
+
+
+def _rotate_into_the_thin_stock(s: Stream, account: str, ip: str, device: str) -> dict:
+    """Sell the whole 7203 position, then buy the thin Growth stock 9999 the account never traded."""
+    login = s.login(ts(20, 13, 0), account, ip, device)
+    s.order(ts(20, 13, 1), account, "7203", "sell", 1000, ip, device, session=login["session_id"])
+    return s.order(ts(20, 13, 2), account, "9999", "buy", 2000, ip, device, session=login["session_id"])
+
+
+def test_trading_new_to_the_account_is_the_owners_own_in_the_owners_session(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    # The owner rotates into a small cap on the news, from the usual phone at home...
+    own = _rotate_into_the_thin_stock(s, "A3", "126.1.3.5", "dev-3")
+    # ...and the same trades from a machine and a network the account never used.
+    stranger = _rotate_into_the_thin_stock(s, "A4", "153.162.24.225", "fresh-pc")
+    decisions = _decide(s, tmp_path)
+    policy = load_policy()
+    undiscounted = replace(policy, detectors={**policy.detectors,
+                                              "owner_session": {**policy.detectors["owner_session"], "share": 0.0}})
+    (tmp_path / "plain").mkdir()
+    pipeline, plain = Pipeline(undiscounted), {}
+    for event in total_order(read_file(s.write(tmp_path / "plain" / "e.jsonl"))).events:
+        decision, _ = pipeline.process(event)
+        if decision:
+            plain[decision["event_id"]] = decision
+    assert decisions[own["event_id"]]["decision"] == "allow"
+    assert decisions[own["event_id"]]["score"] < plain[own["event_id"]]["score"]
+    assert decisions[stranger["event_id"]]["decision"] in ("review", "block")
+    assert decisions[stranger["event_id"]]["score"] == plain[stranger["event_id"]]["score"]
+
+
+def test_a_seller_who_traded_the_stock_long_before_the_suspect_buying_weighs_less(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    s.login(ts(5, 21, 0), "A7", "126.1.7.5", "dev-7")
+    s.order(ts(5, 21, 1), "A7", "9999", "buy", 500, "126.1.7.5", "dev-7")  # a holder for weeks
+    s.login(ts(19, 21, 0), "A8", "126.1.8.5", "dev-8")
+    s.order(ts(19, 21, 1), "A8", "9999", "buy", 500, "126.1.8.5", "dev-8")  # positioned the day before
+    _thin_target(s, 20)
+    s.login(ts(21, 9, 0), "A7", "126.1.7.5", "dev-7")
+    habit = s.order(ts(21, 9, 1), "A7", "9999", "sell", 500, "126.1.7.5", "dev-7")
+    s.login(ts(21, 9, 0), "A8", "126.1.8.5", "dev-8")
+    ahead = s.order(ts(21, 9, 1), "A8", "9999", "sell", 500, "126.1.8.5", "dev-8")
+    decisions = _decide(s, tmp_path)
+    assert "sell_into_suspect_buying" in decisions[ahead["event_id"]]["reasons"]
+    assert decisions[habit["event_id"]]["decision"] == "allow"
+    assert decisions[habit["event_id"]]["score"] < decisions[ahead["event_id"]]["score"]
+
+
+def _sell_out_from_a_stranger_machine(s: Stream, a: int, minute: int) -> dict:
+    ip, dev = f"153.162.24.{10 + a}", f"fresh-pc-{a}"
+    login = s.login(ts(20, 13, minute), f"A{a}", ip, dev)
+    return s.order(ts(20, 13, minute, 30), f"A{a}", "7203", "sell", 1000, ip, dev, session=login["session_id"])
+
+
+def test_a_wave_of_sell_outs_from_unfamiliar_sessions_across_the_firm(tmp_path: Path) -> None:
+    wave = brokerage(attack=False)
+    sells = [_sell_out_from_a_stranger_machine(wave, a, 7 * a) for a in range(8)]
+    decisions = _decide(wave, tmp_path)
+    assert not any("takeover_wave" in decisions[o["event_id"]]["reasons"] for o in sells[:6])
+    assert all("takeover_wave" in decisions[o["event_id"]]["reasons"] for o in sells[6:])
+    assert all(decisions[o["event_id"]]["decision"] in ("review", "block") for o in sells[6:])
+    # One customer selling out from a new machine on a quiet day is no wave.
+    quiet = brokerage(attack=False)
+    alone = _sell_out_from_a_stranger_machine(quiet, 7, 0)
+    (tmp_path / "quiet").mkdir()
+    assert "takeover_wave" not in _decide(quiet, tmp_path / "quiet")[alone["event_id"]]["reasons"]

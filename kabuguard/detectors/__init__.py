@@ -11,6 +11,7 @@ from kabuguard.detectors.impossible_travel import ImpossibleTravel
 from kabuguard.detectors.ip_reputation import IpReputation
 from kabuguard.detectors.login_profile import LoginProfile
 from kabuguard.detectors.market_factor import MarketFactor
+from kabuguard.detectors.owner_session import OwnerSession
 from kabuguard.detectors.owners_crowd import OwnersCrowd
 from kabuguard.detectors.pump_surveillance import PumpSurveillance
 from kabuguard.detectors.sensitive_change import SensitiveChange
@@ -19,6 +20,7 @@ from kabuguard.detectors.shared_device import SharedDevice
 from kabuguard.detectors.shared_indicator import SharedIndicatorDevice, SharedIndicatorIp, SharedIndicatorNetwork
 from kabuguard.detectors.shared_ip import SharedIp
 from kabuguard.detectors.suspect_flow import SuspectFlow
+from kabuguard.detectors.takeover_wave import TakeoverWave
 from kabuguard.detectors.thin_stock_buy import ThinStockBuy
 from kabuguard.detectors.unusual_trading import UnusualTrading
 
@@ -27,8 +29,8 @@ ALL = (
     LoginProfile, HostingNetwork, ImpossibleTravel, FailedLoginBurst, DormantReactivation,
     HoldingsLiquidation, UnusualTrading,
     SharedIp, SharedDevice, CredentialStuffing, IpReputation, DeviceReputation,
-    SharedIndicatorIp, SharedIndicatorDevice, SharedIndicatorNetwork,
+    SharedIndicatorIp, SharedIndicatorDevice, SharedIndicatorNetwork, TakeoverWave,
     MarketFactor,
     ThinStockBuy, Campaign, PumpSurveillance, SuspectFlow, OwnersCrowd,
-    SessionRisk, SensitiveChange,
+    SessionRisk, SensitiveChange, OwnerSession,
 )

@@ -19,7 +19,7 @@ bought it; a customer on a new phone buying the same name.
     >>> from kabuguard.detectors.base import Evidence
     >>> from kabuguard.events.reader import event_from_dict
     >>> flow = SuspectFlow({"lookback_hours": 72, "risky_session_llr": 2.0, "suspect_llr": 4.0,
-    ...     "min_buyers": 2, "sell_weight": 6.0, "buy_weight": 2.0, "max_adv_value_jpy": 2e9,
+    ...     "min_buyers": 2, "sell_weight": 6.0, "buy_weight": 2.0, "max_adv_value_jpy": 2e9, "habit_discount": 2.5,
     ...     "own_session_llr": -2.0})
     >>> state = flow.initial()
     >>> def order(account, side, minute):
@@ -50,6 +50,7 @@ _OWN = frozenset({"sell_into_suspect_buying", "buy_with_suspect_buyers"})
 
 class SuspectFlowState(msgspec.Struct):
     buyers: dict[str, int] = {}  # account -> time of its latest suspect buy of the symbol
+    traders: dict[str, int] = {}  # account -> time of its first order in the (thin) symbol
 
 
 class SuspectFlow:
@@ -66,6 +67,7 @@ class SuspectFlow:
         self.buy_weight = float(param(params, "buy_weight", self.name))
         self.max_adv_value = float(param(params, "max_adv_value_jpy", self.name))
         self.own_session_llr = float(param(params, "own_session_llr", self.name))
+        self.habit_discount = float(param(params, "habit_discount", self.name))
 
     def initial(self) -> SuspectFlowState:
         return SuspectFlowState()
@@ -86,13 +88,24 @@ class SuspectFlow:
         if not count:
             return
         if event.side == "sell":
-            ev.findings.append(Finding("sell_into_suspect_buying", self.sell_weight + math.log(count)))
+            weight = self.sell_weight + math.log(count)
+            # A seller who traded the stock long before the suspect buying began (a lookback
+            # earlier) sells out of habit; pre-positioning comes just before it.
+            first = state.traders.get(key)
+            if first is not None:
+                began = min(t for t in state.buyers.values() if t > event.ts_us - self.lookback_us)
+                if first <= began - self.lookback_us:
+                    weight -= self.habit_discount
+            ev.findings.append(Finding("sell_into_suspect_buying", weight))
         elif count >= self.min_buyers and ev.session_llr > self.own_session_llr:
             ev.findings.append(Finding("buy_with_suspect_buyers",
                                        self.buy_weight + math.log(count / self.min_buyers)))
 
     def learn(self, event: Any, state: SuspectFlowState, ev: Evidence) -> None:
-        if event.side != "buy" or ev.session_llr < self.risky_llr or not self._thin(ev):
+        if not self._thin(ev):
+            return
+        state.traders.setdefault(account_key(event), event.ts_us)
+        if event.side != "buy" or ev.session_llr < self.risky_llr:
             return
         # The order's own evidence so far, without this detector's: no echo from earlier buys.
         evidence = ev.session_llr + sum(f.weight for f in ev.findings if f.reason not in _OWN)
