@@ -142,6 +142,7 @@ class PumpSurveillance:
         self._score_k = (self.max_gap, self.horizon, self.bucket_minutes, self.beta, self.min_var, self.inv_window)
         self._learn_k = (self.warmup, self.end_multiple, self.min_dev, self.profile_rate, self.inv_baseline,
                          self.prior_count, self.min_var)
+        self._decay_one = _exp(-1.0 * self.inv_window)  # the price window's decay over one minute
         # What scoring a bar computed, for learning the same bar right after (not state).
         self._bar: tuple | None = None
 
@@ -176,8 +177,12 @@ class PumpSurveillance:
                 gap = 1.0
             excess = _log(close / state.last_close) - beta * (index - state.market_ref)
             var = state.var
-            u = excess / _sqrt((var if var > min_var else min_var) * gap)
-            decay = _exp(-gap * inv_window)
+            if var < min_var:
+                var = min_var
+            if gap == 1.0:  # most bars of a traded name: no multiply, no exp
+                u, decay = excess / _sqrt(var), self._decay_one
+            else:
+                u, decay = excess / _sqrt(var * gap), _exp(-gap * inv_window)
         else:
             gap, excess, u, decay = max_gap, 0.0, 0.0, 0.0
         pace = _log(volume / (gap if gap < horizon else horizon))
