@@ -396,6 +396,7 @@ class PumpSurveillance:
 
     @staticmethod
     def _end_run(state: SymbolTape) -> None:
+        """A heavy bar that closed lower, or a bar at the usual pace: the buying was not one-sided."""
         state.run_bars, state.run_surprise, state.run_u, state.run_move = 0, 0.0, 0.0, 0.0
 
     def _open_or_close(self, event: Any, state: SymbolTape, ev: Evidence) -> None:
