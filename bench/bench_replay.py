@@ -45,7 +45,7 @@ def _child(events_dir: str, profile: bool, state: bool) -> None:
     """Runs in a fresh process so that peak RSS belongs to one replay."""
     from kabuguard.engine import Pipeline
     from kabuguard.events import total_order
-    from kabuguard.replay import read_events
+    from kabuguard.replay import CHUNK, gc_settled, read_events
 
     t0, c0 = time.perf_counter(), time.process_time()
     events, rejected, _ = read_events([events_dir], quiet=True)
@@ -62,8 +62,12 @@ def _child(events_dir: str, profile: bool, state: bool) -> None:
         prof = cProfile.Profile()
         prof.enable()
     process = pipeline.process
-    for event in ordered:
-        process(event)
+    # As the replay runner does: the collector settles what is built every CHUNK events.
+    with gc_settled() as settle:
+        for n, event in enumerate(ordered, start=1):
+            process(event)
+            if n % CHUNK == 0:
+                settle()
     t2, c2 = time.perf_counter(), time.process_time()
     n = len(ordered)
     # Process CPU time beside wall clock: on a shared machine wall clock mostly measures the others.
