@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from pathlib import Path
 
 import yaml
@@ -13,7 +15,7 @@ from conftest import Stream, brokerage, ts
 from kabuguard.cli import main
 from kabuguard.engine import Pipeline
 from kabuguard.events import read_file, total_order
-from kabuguard.replay import replay
+from kabuguard.replay import gc_settled, replay
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -102,3 +104,26 @@ def test_a_malformed_policy_is_a_usage_error_naming_the_key(tmp_path: Path, stre
                                        str(tmp_path / "o"), "--policy", str(policy)])
     assert result.exit_code == 2
     assert "bias.account_change" in result.output
+
+
+class _Node:
+    """A weak-referenceable object to build reference cycles from."""
+
+    def __init__(self) -> None:
+        self.other: _Node | None = None
+
+
+def test_gc_settled_collects_new_cycles_freezes_survivors_and_restores_the_collector() -> None:
+    with gc_settled() as settle:
+        assert not gc.isenabled()  # no automatic passes while deciding
+        kept = [[n] for n in range(1000)]  # detection state built while deciding
+        a, b = _Node(), _Node()
+        a.other, b.other = b, a
+        dead = weakref.ref(a)
+        del a, b  # a garbage cycle made during the chunk
+        settle()
+        assert dead() is None
+        assert gc.get_freeze_count() >= len(kept)
+        assert all(x is not kept for x in gc.get_objects(generation=2))  # out of full collections
+    assert gc.get_freeze_count() == 0
+    assert gc.isenabled()

@@ -52,17 +52,16 @@ class KeyedStage:
             state = {}
         # Scoring reads only the detector's own state, so each state is created just before
         # its detector scores, in the same order as before.
-        slots = []
         for name, initial, score, _ in steps:
             slot = state.get(name)
             if slot is None:
                 slot = state[name] = initial()
             score(event, slot, ev)
-            slots.append(slot)
         if self.between is not None:
             self.between(event, state, ev)
-        for step, slot in zip(steps, slots):
-            step[3](event, slot, ev)
+        # Learning reads each state back by name: cheaper than collecting the slots in a list.
+        for name, _, _, learn in steps:
+            learn(event, state[name], ev)
         if fresh or not store.live:
             store.put(self.name, key, state)
         return state
