@@ -22,8 +22,11 @@ ends when no bar has reached `end_volume_multiple` for `end_quiet_minutes` (or a
 episode.
 
 Market data cannot tell a pump from genuine news. The alert carries this firm's view of the
-buyers: `pump` when a buyer of the symbol at this firm was in a risky session (stage 1's
-session risk), else `news_or_unknown`; a later risky buyer upgrades it with one more alert.
+buyers: `pump` when at least `min_risky_buyers` buyers of the symbol at this firm (and
+`min_risky_share` of them) were in risky sessions (stage 1's session risk), else
+`news_or_unknown`: a news crowd has a customer or two on a new phone or abroad, a pump run
+through taken-over accounts several. A later risky buyer that brings the count up upgrades it
+with one more alert.
 Buys into a symbol under an alert score `symbol_under_pump`; sells by accounts that bought
 shortly before the onset score `dump_into_pump`.
 
@@ -241,15 +244,19 @@ class PumpSurveillance:
             },
         }
 
-    def _assess(self, state: SymbolTape, now: int) -> tuple[str, int, int]:
-        """`pump` when this firm's recent buyers include risky sessions; else `news_or_unknown`."""
+    def _assess(self, state: SymbolTape, now: int, skip: str | None = None) -> tuple[str, int, int]:
+        """`pump` when this firm's recent buyers include risky sessions; else `news_or_unknown`.
+
+        `skip`: an account left out of the count (the buyer being scored, counted once by its caller).
+        """
         cutoff = now - self.assess_us
-        recent = [llr for ts, llr in state.buyers.values() if ts > cutoff]
+        recent = [llr for key, (ts, llr) in state.buyers.items() if ts > cutoff and key != skip]
         risky = sum(llr >= self.risky_llr for llr in recent)
         return ("pump" if self._pump(risky, len(recent)) else "news_or_unknown"), risky, len(recent)
 
     def _pump(self, risky: int, buyers: int) -> bool:
-        """Enough of this firm's buyers in risky sessions: a news crowd has one odd login, a pump many."""
+        """Enough of this firm's buyers in risky sessions: a news crowd has one odd login (a new
+        phone, a trip), a pump run through taken-over accounts several (`min_risky_buyers`)."""
         return risky >= self.min_risky and risky >= self.min_risky_share * buyers
 
     def _active(self, state: SymbolTape, now: int) -> Episode | None:
@@ -267,8 +274,10 @@ class PumpSurveillance:
         # Only a risky session buying into a pump looks like its author; the others are its audience.
         risky_buyer = ev.session_llr >= self.risky_llr
         if event.side == "buy":
-            if not pump and ev.session_llr >= self.risky_llr:
-                _, risky, buyers = self._assess(state, event.ts_us)
+            if not pump and risky_buyer:
+                # The buyer's own session counts once, however often it bought in the window: on
+                # its own it is one odd login in a crowd, not a pump.
+                _, risky, buyers = self._assess(state, event.ts_us, account_key(event))
                 if self._pump(risky + 1, buyers + 1):
                     pump = True
                     ev.alerts.append({
