@@ -144,6 +144,43 @@ def test_a_volume_and_price_surge_raises_one_alert_per_episode_and_ends_it(tmp_p
     assert end["evidence"]["last_active_ts"] < end["ts"] < ts(7, 12, 40) and end["evidence"]["ended_by"] == "quiet"
 
 
+def _liquid_market_with(day: int, target: str, drift: float, volume_x: float, minutes: range) -> Stream:
+    """Twenty-five liquid names for five days; on `day`, `target` alone drifts by `drift` a minute
+    on `volume_x` times its volume over `minutes` (bar indices of the session)."""
+    s = Stream()
+    m = Market(s, seed=9)
+    others = [f"{2000 + i}" for i in range(24)]
+    for d in range(1, day):
+        m.liquid_day(d, [*others, target])
+    m.liquid_day(day, others)
+    m.liquid_day(day, [target], drift={i: drift for i in minutes}, volume_x={i: volume_x for i in minutes})
+    return s
+
+
+def test_a_steady_climb_on_heavy_volume_is_alerted_by_its_second_bar(tmp_path: Path) -> None:
+    """From 10:01, six times the volume and +0.35% a minute (3.5 of the name's deviations): no
+    single minute moves it the 1% of a one-bar onset, the run of two heavy bars without a lower
+    close does (sustained buying, the way a pump's first minutes often look)."""
+    s = _liquid_market_with(6, "3350", drift=0.0035, volume_x=6.0, minutes=range(60, 80))
+    alerts, _ = _run(s, tmp_path)
+    surges = _surges(alerts)
+    assert len(surges) == 1 and surges[0]["symbol"] == "3350"
+    assert surges[0]["ts"] <= ts(6, 10, 2)  # the bars ending 10:01 and 10:02
+    evidence = surges[0]["evidence"]
+    assert evidence["run_bars"] >= 2 and evidence["volume_multiple"] >= 4
+    assert 0.5 <= evidence["price_move_pct"] < 1.0
+
+
+def test_a_heavy_volume_day_that_is_flat_or_falling_raises_nothing(tmp_path: Path) -> None:
+    """Eight times the volume all day with the price wandering (a block being worked, an index
+    rebalance) or sliding 0.2% a minute (a seller): heavy trading, no buying pressure."""
+    for n, drift in enumerate((0.0, -0.002)):
+        s = _liquid_market_with(6, "4420", drift=drift, volume_x=8.0, minutes=range(5, 320))
+        (tmp_path / str(n)).mkdir()
+        alerts, _ = _run(s, tmp_path / str(n))
+        assert _surges(alerts) == []
+
+
 def test_a_market_wide_rise_raises_nothing_though_each_symbol_alone_would(tmp_path: Path) -> None:
     s = Stream()
     m = Market(s, seed=5)

@@ -16,10 +16,11 @@ orders; every firm sees the market. Per symbol, from its own bars so far (no loo
 
 An episode opens when volume is at least `onset_volume_multiple` times the symbol's pace for
 the time of day (and `onset_volume_z` deviations above it) while the price has risen
-`onset_price_z` volatility units and `onset_price_move` in log terms: one `symbol_alert`. It
-ends when no bar has reached `end_volume_multiple` for `end_quiet_minutes` (or after
-`max_episode_hours`): one more alert with `ended` evidence. Baselines do not learn during an
-episode.
+`onset_price_z` volatility units and `onset_price_move` in log terms, or when a run of
+`sustained_bars` heavy bars none closing lower passes the same tests pooled (a staircase climb):
+one `symbol_alert`. It ends when no bar has reached `end_volume_multiple` for
+`end_quiet_minutes` (or after `max_episode_hours`): one more alert with `ended` evidence.
+Baselines do not learn during an episode.
 
 Market data cannot tell a pump from genuine news. The alert carries this firm's view of the
 buyers: `pump` when a buyer of the symbol at this firm was in a risky session (stage 1's
@@ -98,6 +99,12 @@ class SymbolTape(msgspec.Struct, gc=False):
     surge_us: int = 0  # start of the current run of elevated bars, 0 if none
     surge_close: float = 0.0  # the close before that run
     surge_market: float = 0.0  # the market index then
+    # The current run of consecutive elevated bars none of which closed lower (net of the
+    # market): how many, and their summed log-pace surprise, standardised and log returns.
+    run_bars: int = 0
+    run_surprise: float = 0.0
+    run_u: float = 0.0
+    run_move: float = 0.0
     episode: Episode | None = None
     buyers: dict[str, tuple[int, float]] = {}  # account -> (latest buy, its session risk)
 
@@ -127,6 +134,8 @@ class PumpSurveillance:
         self.on_volume_z = p("onset_volume_z")
         self.on_price_z = p("onset_price_z")
         self.on_move = p("onset_price_move")
+        self.sustained_bars = int(p("sustained_bars"))
+        self.sustained_move = p("sustained_price_move")
         self.end_multiple = math.log(p("end_volume_multiple"))
         self.end_quiet_us = int(p("end_quiet_minutes") * _MIN_US)
         self.max_episode_us = int(p("max_episode_hours") * 60 * _MIN_US)
@@ -144,6 +153,7 @@ class PumpSurveillance:
         self._score_k = (self.max_gap, self.horizon, self.bucket_minutes, self.beta, self.min_var, self.inv_window)
         self._learn_k = (self.warmup, self.end_multiple, self.min_dev, self.profile_rate, self.inv_baseline,
                          self.prior_count, self.min_var)
+        self._decay_one = _exp(-1.0 * self.inv_window)  # the price window's decay over one minute
         # What scoring a bar computed, for learning the same bar right after (not state).
         self._bar: tuple | None = None
 
@@ -178,8 +188,12 @@ class PumpSurveillance:
                 gap = 1.0
             excess = _log(close / state.last_close) - beta * (index - state.market_ref)
             var = state.var
-            u = excess / _sqrt((var if var > min_var else min_var) * gap)
-            decay = _exp(-gap * inv_window)
+            if var < min_var:
+                var = min_var
+            if gap == 1.0:  # most bars of a traded name: no multiply, no exp
+                u, decay = excess / _sqrt(var), self._decay_one
+            else:
+                u, decay = excess / _sqrt(var * gap), _exp(-gap * inv_window)
         else:
             gap, excess, u, decay = max_gap, 0.0, 0.0, 0.0
         pace = _log(volume / (gap if gap < horizon else horizon))
@@ -187,23 +201,39 @@ class PumpSurveillance:
         if busy > 0.0:
             surprise -= busy
         self._bar = bar = (event, gap, pace, bucket, surprise, excess, u, decay, index)
-        if n < self.warmup or surprise < self.on_multiple or episode is not None:
+        if n < self.warmup or surprise < self.end_multiple or episode is not None:
             return
         dev = state.dev if state.dev > self.min_dev else self.min_dev
-        volume_z = surprise / (_MAD_TO_SD * dev)
-        drift = state.drift * decay + u
-        price_z = drift / math.sqrt(state.drift_norm * decay * decay + 1.0)
-        if u > price_z:
-            price_z = u
-        move = state.move * decay + excess
-        if excess > move:
-            move = excess
-        if volume_z < self.on_volume_z or price_z < self.on_price_z or move < self.on_move:
-            return
-        self._onset(event, state, ev, bar, surprise, volume_z, price_z)
+        if surprise >= self.on_multiple:
+            volume_z = surprise / (_MAD_TO_SD * dev)
+            drift = state.drift * decay + u
+            price_z = drift / math.sqrt(state.drift_norm * decay * decay + 1.0)
+            if u > price_z:
+                price_z = u
+            move = state.move * decay + excess
+            if excess > move:
+                move = excess
+            if volume_z >= self.on_volume_z and price_z >= self.on_price_z and move >= self.on_move:
+                self._onset(event, state, ev, bar, surprise, volume_z, price_z, 1)
+                return
+        if excess >= 0.0 and state.run_bars + 1 >= self.sustained_bars:
+            self._sustained(event, state, ev, bar, dev)
+
+    def _sustained(self, event: Any, state: SymbolTape, ev: Evidence, bar: tuple, dev: float) -> None:
+        """Buying spread over consecutive heavy bars, none closing lower: the run's volume and
+        price pooled, so a steady climb on several times the pace is not missed because no
+        single minute of it is extreme."""
+        _, _, _, _, surprise, excess, u, _, _ = bar
+        k = state.run_bars + 1
+        pooled = (state.run_surprise + surprise) / k
+        volume_z = pooled / (_MAD_TO_SD * dev)
+        price_z = (state.run_u + u) / _sqrt(k)
+        if pooled >= self.on_multiple and volume_z >= self.on_volume_z and price_z >= self.on_price_z \
+                and state.run_move + excess >= self.sustained_move:
+            self._onset(event, state, ev, bar, pooled, volume_z, price_z, k)
 
     def _onset(self, event: Any, state: SymbolTape, ev: Evidence, bar: tuple,
-               surprise: float, volume_z: float, price_z: float) -> None:
+               surprise: float, volume_z: float, price_z: float, run_bars: int) -> None:
         now = event.ts_us
         surging = state.surge_us != 0
         started = state.surge_us if surging else now - _MIN_US
@@ -224,6 +254,7 @@ class PumpSurveillance:
                 "price_z": round(price_z, 2),
                 "market_move_pct": round(100 * (math.exp(market_moved) - 1.0), 3),
                 "minutes_since_onset": round((now - started) / _MIN_US, 1),
+                "run_bars": run_bars,
                 "buyers_here": buyers, "risky_buyers_here": risky,
             },
         })
@@ -326,8 +357,18 @@ class PumpSurveillance:
         if warm and surprise >= end_multiple:
             if not state.surge_us:
                 state.surge_us, state.surge_close, state.surge_market = now - _MIN_US, state.last_close, state.market_ref
-        elif state.surge_us:
-            state.surge_us = 0
+            if excess >= 0.0:
+                state.run_bars += 1
+                state.run_surprise += surprise
+                state.run_u += u
+                state.run_move += excess
+            elif state.run_bars:
+                self._end_run(state)
+        else:
+            if state.surge_us:
+                state.surge_us = 0
+            if state.run_bars:
+                self._end_run(state)
         episode = state.episode
         if episode is not None:
             # Still hot while the volume of the last few minutes runs above the usual pace.
@@ -365,6 +406,11 @@ class PumpSurveillance:
         state.last_us = now
         state.last_close = event.close
         state.market_ref = index
+
+    @staticmethod
+    def _end_run(state: SymbolTape) -> None:
+        """A heavy bar that closed lower, or a bar at the usual pace: the buying was not one-sided."""
+        state.run_bars, state.run_surprise, state.run_u, state.run_move = 0, 0.0, 0.0, 0.0
 
     def _open_or_close(self, event: Any, state: SymbolTape, ev: Evidence) -> None:
         """Open the episode this bar's onset alert announced, or close the one it ended."""
