@@ -265,15 +265,33 @@ def test_only_market_data_replay_writes_symbol_alerts_with_evidence(tmp_path: Pa
     assert alerts[0]["symbol"] == "9999" and alerts[0]["alert_id"] and alerts[0]["event_id"].startswith("ma-")
 
 
-def _brokerage_with_pump(buyer_ip: str, buyer_device: str) -> tuple[Stream, dict[str, dict]]:
-    """Ten customers with habits; 9999 trades thinly for days and is pumped on day 20 at 10:00."""
+def _brokerage_with_pump(buyer_ip: str, buyer_device: str, *, more_risky: int = 0, crowd: int = 0,
+                         again_at: tuple[int, int] | None = None) -> tuple[Stream, dict[str, dict]]:
+    """Ten customers with habits; 9999 trades thinly for days and is pumped on day 20 at 10:00.
+
+    A3 buys at 10:00 from `buyer_ip` and `buyer_device` (and again at `again_at`, minute and
+    second past 10:00). Just before, `more_risky` customers (A5, A6) buy from VPS addresses on
+    devices new to them, and a `crowd` of up to four (A0, A1, A2, A9) on their own.
+    """
     s = brokerage(attack=False)
     m = Market(s, seed=4)
     for day in range(12, 20):
         m.quiet_day(day, "9999", trades_per_day=60)
     early = s.order(ts(17, 20, 30), "A7", "9999", "buy", 500, "126.1.7.5", "dev-7")  # before the pump
+    for a in range(5, 5 + more_risky):
+        ip, dev = f"45.32.2.{a}", f"atk-{a}"
+        other = s.login(ts(20, 9, 55 + a - 5), f"A{a}", ip, dev)
+        s.order(ts(20, 9, 59, 10 * (a - 4)), f"A{a}", "9999", "buy", 2000, ip, dev, session=other["session_id"])
+    for i, a in enumerate((0, 1, 2, 9)[:crowd]):
+        ip, dev = f"126.1.{a}.5", f"dev-{a}"
+        own = s.login(ts(20, 9, 56), f"A{a}", ip, dev)
+        s.order(ts(20, 9, 58, 10 * i + 5), f"A{a}", "9999", "buy", 300, ip, dev, session=own["session_id"])
     login = s.login(ts(20, 9, 58), "A3", buyer_ip, buyer_device)
     first = s.order(ts(20, 10, 0, 20), "A3", "9999", "buy", 2000, buyer_ip, buyer_device, session=login["session_id"])
+    again = None
+    if again_at is not None:
+        again = s.order(ts(20, 10, *again_at), "A3", "9999", "buy", 1000, buyer_ip, buyer_device,
+                        session=login["session_id"])
     for hh, mm in _bar_minutes():
         if 10 * 60 + 1 <= hh * 60 + mm <= 10 * 60 + 8:
             prev = m.price["9999"]
@@ -281,7 +299,7 @@ def _brokerage_with_pump(buyer_ip: str, buyer_device: str) -> tuple[Stream, dict
     later = s.order(ts(20, 10, 5, 10), "A4", "9999", "buy", 300, "126.1.4.5", "dev-4")
     dump = s.order(ts(20, 10, 6, 10), "A7", "9999", "sell", 500, "126.1.7.5", "dev-7")
     holder = s.order(ts(20, 10, 6, 30), "A8", "9999", "sell", 100, "126.1.8.5", "dev-8")
-    return s, {"early": early, "first": first, "later": later, "dump": dump, "holder": holder}
+    return s, {"early": early, "first": first, "later": later, "dump": dump, "holder": holder, "again": again}
 
 
 def test_orders_into_a_pumped_symbol_score_symbol_under_pump_and_a_recent_buyer_selling_dumps(tmp_path: Path) -> None:
@@ -305,6 +323,48 @@ def test_a_surge_bought_by_risky_sessions_is_labelled_pump_and_by_ordinary_ones_
     assert decisions[orders["dump"]["event_id"]]["decision"] in ("review", "block")
     ordinary, _ = _brokerage_with_pump("126.1.3.5", "dev-3")
     assert _surges(_run(ordinary, tmp_path)[0])[0]["evidence"]["assessment"] == "news_or_unknown"
+
+
+def _strong_only(policy: Any = None) -> Any:
+    """The policy with reasons named only from 2.0 log-odds: `symbol_under_pump` shows at its
+    `pump` weight (3.0), not at its `news_or_unknown` one (1.0)."""
+    return dataclasses.replace(policy or load_policy(), min_reason_weight=2.0)
+
+
+def test_a_news_crowd_with_one_customer_on_a_new_phone_is_not_a_pump(tmp_path: Path) -> None:
+    # Four customers buy on their own devices; A3 on a new phone from its home network, once
+    # before the surge and once in it. One odd login in a crowd is a customer's: counted once,
+    # it is a fifth of the buyers here, under `min_risky_share`.
+    news, orders = _brokerage_with_pump("126.1.3.5", "phone-3", crowd=4, again_at=(4, 30))
+    alerts, decisions = _run(news, tmp_path)
+    assert [(a["evidence"]["assessment"], a["evidence"]["risky_buyers_here"]) for a in _surges(alerts)] \
+        == [("news_or_unknown", 1)]
+    again = orders["again"]["event_id"]
+    assert "risky_session" in decisions[again]["reasons"]
+    # Its order in the surge gets the weak finding: named at the default floor, not at 2.0.
+    assert "symbol_under_pump" in decisions[again]["reasons"]
+    assert "symbol_under_pump" not in _run(news, tmp_path, _strong_only())[1][again]["reasons"]
+
+
+def test_a_lone_risky_buyer_labels_the_alert_but_is_not_scored_twice_for_it(tmp_path: Path) -> None:
+    # A3 on a new phone is the only buyer here before the surge: the firm's view says `pump`,
+    # but A3's order in the surge gets the weak finding, its own session being its only support.
+    alone, orders = _brokerage_with_pump("126.1.3.5", "phone-3", again_at=(4, 30))
+    alerts, decisions = _run(alone, tmp_path, _strong_only())
+    assert [a["evidence"]["assessment"] for a in _surges(alerts)] == ["pump"]
+    assert "symbol_under_pump" not in decisions[orders["again"]["event_id"]]["reasons"]
+
+
+def test_a_crowd_with_several_risky_buyers_is_a_pump_and_they_get_the_strong_finding(tmp_path: Path) -> None:
+    # A5 and A3 from VPS addresses on devices new to them, both before the surge: each is
+    # supported by the other, so A3's order in the surge scores as a pump's; A4, on its own
+    # device, as its audience.
+    s, orders = _brokerage_with_pump("45.32.1.9", "atk-1", more_risky=1, again_at=(4, 30))
+    alerts, decisions = _run(s, tmp_path, _strong_only())
+    assert [(a["evidence"]["assessment"], a["evidence"]["risky_buyers_here"]) for a in _surges(alerts)] \
+        == [("pump", 2)]
+    assert "symbol_under_pump" in decisions[orders["again"]["event_id"]]["reasons"]
+    assert "symbol_under_pump" not in decisions[orders["later"]["event_id"]]["reasons"]
 
 
 def test_no_look_ahead_a_cut_bar_stream_decides_its_prefix_identically(tmp_path: Path) -> None:

@@ -25,8 +25,10 @@ Baselines do not learn during an episode.
 Market data cannot tell a pump from genuine news. The alert carries this firm's view of the
 buyers: `pump` when a buyer of the symbol at this firm was in a risky session (stage 1's
 session risk), else `news_or_unknown`; a later risky buyer upgrades it with one more alert.
-Buys into a symbol under an alert score `symbol_under_pump`; sells by accounts that bought
-shortly before the onset score `dump_into_pump`.
+Buys into a symbol under an alert score `symbol_under_pump`, strongly only from a risky session
+when *other* buyers here were risky too: a news crowd has a customer on a new phone or abroad,
+whose one odd login may label the alert but is no evidence against that customer twice.
+Sells by accounts that bought shortly before the onset score `dump_into_pump`.
 
     >>> from kabuguard.events.reader import event_from_dict
     >>> from kabuguard.policy import load_policy
@@ -272,10 +274,15 @@ class PumpSurveillance:
             },
         }
 
-    def _assess(self, state: SymbolTape, now: int) -> tuple[str, int, int]:
-        """`pump` when this firm's recent buyers include risky sessions; else `news_or_unknown`."""
-        cutoff = now - self.assess_us
-        recent = [llr for ts, llr in state.buyers.values() if ts > cutoff]
+    def _assess(self, state: SymbolTape, now: int, skip: str | None = None,
+                since: int | None = None) -> tuple[str, int, int]:
+        """`pump` when this firm's recent buyers include risky sessions; else `news_or_unknown`.
+
+        `skip`: an account left out (the buyer being scored); `since`: count buys after this
+        instant instead of the last `assess_window_minutes`.
+        """
+        cutoff = now - self.assess_us if since is None else since
+        recent = [llr for key, (ts, llr) in state.buyers.items() if ts > cutoff and key != skip]
         risky = sum(llr >= self.risky_llr for llr in recent)
         return ("pump" if self._pump(risky, len(recent)) else "news_or_unknown"), risky, len(recent)
 
@@ -295,22 +302,28 @@ class PumpSurveillance:
         if episode is None:
             return
         pump = episode.assessment == "pump"
-        # Only a risky session buying into a pump looks like its author; the others are its audience.
-        risky_buyer = ev.session_llr >= self.risky_llr
         if event.side == "buy":
-            if not pump and ev.session_llr >= self.risky_llr:
-                _, risky, buyers = self._assess(state, event.ts_us)
-                if self._pump(risky + 1, buyers + 1):
-                    pump = True
-                    ev.alerts.append({
-                        "type": "symbol_alert", "symbol": event.symbol, "score": 1.0,
-                        "reasons": ["volume_price_surge", "pump"],
-                        "evidence": {"episode_id": episode.episode_id, "assessment": "pump",
-                                     "reassessed": True, "onset_ts": episode.onset_ts,
-                                     "buyers_here": buyers + 1, "risky_buyers_here": risky + 1},
-                    })
+            # Only a risky session buying into a pump looks like its author; the others are its
+            # audience. And only the *other* buyers make the crowd evidence against it: its own
+            # session is scored already (`risky_session`), and one odd login in a news crowd (a
+            # new phone, a trip) is a customer's, though it alone may have labelled the alert.
+            strong = False
+            if ev.session_llr >= self.risky_llr:
+                key = account_key(event)
+                _, risky, buyers = self._assess(state, event.ts_us, key, episode.started_us - self.assess_us)
+                strong = self._pump(risky, buyers)
+                if not pump:
+                    _, risky, buyers = self._assess(state, event.ts_us, key)
+                    if self._pump(risky + 1, buyers + 1):  # the firm's view, this buyer counted once
+                        ev.alerts.append({
+                            "type": "symbol_alert", "symbol": event.symbol, "score": 1.0,
+                            "reasons": ["volume_price_surge", "pump"],
+                            "evidence": {"episode_id": episode.episode_id, "assessment": "pump",
+                                         "reassessed": True, "onset_ts": episode.onset_ts,
+                                         "buyers_here": buyers + 1, "risky_buyers_here": risky + 1},
+                        })
             ev.findings.append(Finding("symbol_under_pump",
-                                       self.under_pump_weight if pump and risky_buyer else self.under_surge_weight))
+                                       self.under_pump_weight if strong else self.under_surge_weight))
             return
         bought = state.buyers.get(account_key(event))
         if bought is None or not (episode.started_us - self.dump_lookback_us <= bought[0] < episode.started_us):
