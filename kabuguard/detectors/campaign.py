@@ -117,9 +117,16 @@ class Campaign:
                 break
             del buyers[oldest]
         buyers[key] = self._buyer(event, ev)
-        if len(state.earlier) > 4 * len(state.buyers) + 64:
+        earlier = state.earlier
+        if len(earlier) > 4 * len(buyers) + 64:
+            # Oldest first (re-inserted on each buy), so expiry walks only the expired head:
+            # a name with many buyers used to rebuild the whole dict on every buy.
             horizon = now - self.lookback_us
-            state.earlier = {a: t for a, t in state.earlier.items() if t > horizon}
+            while earlier:
+                oldest = next(iter(earlier))
+                if earlier[oldest] > horizon:
+                    break
+                del earlier[oldest]
         for alert in ev.alerts:
             if alert["type"] == "campaign_alert":
                 if alert["campaign_id"] != state.campaign_id:
@@ -128,7 +135,8 @@ class Campaign:
         if any(f.reason == "campaign_buy" for f in ev.findings):
             state.last_us = now
         elif key not in state.members:
-            state.earlier[key] = now
+            earlier.pop(key, None)
+            earlier[key] = now
 
     def _buyer(self, event: Any, ev: Evidence) -> Buyer:
         return Buyer(event.ts_us, ev.session_llr >= self.risky_llr, event.ip or "", event.device_id or "")

@@ -39,7 +39,10 @@ from kabuguard.events.model import account_key
 
 
 class CrowdState(msgspec.Struct):
-    buyers: dict[str, tuple[int, bool]] = {}  # account -> (time of its latest buy, own session)
+    # account -> (time of its latest buy, own session), oldest first: a popular name has
+    # thousands of buyers an hour, so expiry walks only the expired head and counts are kept.
+    buyers: dict[str, tuple[int, bool]] = {}
+    owners: int = 0  # buyers on their own sessions
 
 
 class OwnersCrowd:
@@ -58,13 +61,20 @@ class OwnersCrowd:
         return CrowdState()
 
     def score(self, event: Any, state: CrowdState, ev: Evidence) -> None:
-        if event.side != "buy" or len(state.buyers) < self.min_owners:
+        buyers = state.buyers
+        if event.side != "buy" or len(buyers) < self.min_owners:
             return
         cutoff = event.ts_us - self.window_us
-        key = account_key(event)
-        recent = [own for a, (t, own) in state.buyers.items() if t > cutoff and a != key]
-        owners = sum(recent)
-        if owners >= self.min_owners and owners >= self.min_share * len(recent):
+        # The window's buyers other than this account: all, less the expired head, less itself.
+        recent, owners = len(buyers), state.owners
+        for t, own in buyers.values():
+            if t > cutoff:
+                break
+            recent, owners = recent - 1, owners - own
+        mine = buyers.get(account_key(event))
+        if mine is not None and mine[0] > cutoff:
+            recent, owners = recent - 1, owners - mine[1]
+        if owners >= self.min_owners and owners >= self.min_share * recent:
             ev.findings.append(Finding(self.name, self.weight))
 
     def learn(self, event: Any, state: CrowdState, ev: Evidence) -> None:
@@ -72,6 +82,17 @@ class OwnersCrowd:
             return
         cutoff = event.ts_us - self.window_us
         buyers = state.buyers
-        if any(t <= cutoff for t, _ in buyers.values()):
-            state.buyers = buyers = {a: b for a, b in buyers.items() if b[0] > cutoff}
-        buyers[account_key(event)] = (event.ts_us, ev.session_llr <= self.own_session_llr)
+        while buyers:
+            oldest = next(iter(buyers))
+            t, own = buyers[oldest]
+            if t > cutoff:
+                break
+            del buyers[oldest]
+            state.owners -= own
+        key = account_key(event)
+        previous = buyers.pop(key, None)  # re-inserted last: the dict stays in time order
+        if previous is not None:
+            state.owners -= previous[1]
+        own = ev.session_llr <= self.own_session_llr
+        buyers[key] = (event.ts_us, own)
+        state.owners += own
