@@ -16,7 +16,8 @@ from kabuguard.console import audit
 from kabuguard.console.containment import actions
 from kabuguard.policy import PolicyError, load_policy
 from kabuguard.service.settings import Settings
-from test_service_support import batches, encode, ordered_stream, pg_url, redis_prefix, redis_url, replay_reference
+from test_service_support import (CORRECTNESS_DEADLINE_MS, batches, encode, ordered_stream, pg_url, redis_prefix,
+                                  redis_url, replay_reference)
 
 __all__ = ["pg_url", "redis_prefix", "redis_url"]  # fixtures
 
@@ -68,8 +69,9 @@ def test_a_live_playbook_contains_alike_in_replay_embedded_and_redis_postgres_se
     assert all("contained" not in d["reasons"] for d in home if d["account_id"] not in members)
 
     stream = ordered_stream([src])
-    embedded = Settings(db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9, policy=str(policy))
-    shared = Settings(db=pg_url, state=redis_url, redis_prefix=redis_prefix, rate_limit=1e9, policy=str(policy))
+    common = {"rate_limit": 1e9, "policy": str(policy), "deadline_ms": CORRECTNESS_DEADLINE_MS}
+    embedded = Settings(db=f"sqlite:///{tmp_path}/kg.db", **common)
+    shared = Settings(db=pg_url, state=redis_url, redis_prefix=redis_prefix, **common)
     for settings in (embedded, shared):
         served = Served(settings)
         with served.client:

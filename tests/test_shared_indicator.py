@@ -109,7 +109,7 @@ def test_the_service_decides_indicators_as_the_replay(state: str, tmp_path: Path
     from kabuguard.service.auth import create_key
     from kabuguard.service.settings import Settings
     from test_service_equivalence import _send
-    from test_service_support import ordered_stream, replay_reference
+    from test_service_support import CORRECTNESS_DEADLINE_MS, ordered_stream, replay_reference
 
     s = brokerage(attack=True)
     for n, (kind, value) in enumerate([("ip", "45.32.1.3"), ("device", "atk-4"), ("user_agent", "kit/1.0")]):
@@ -118,7 +118,7 @@ def test_the_service_decides_indicators_as_the_replay(state: str, tmp_path: Path
     src = s.write(tmp_path / "e.jsonl")
     want_decisions, want_alerts = replay_reference([src], tmp_path / "replay")
     assert sum(b"shared_indicator" in line for line in want_decisions) >= 3
-    settings = {"db": f"sqlite:///{tmp_path}/kg.db", "rate_limit": 1e9}
+    settings = {"db": f"sqlite:///{tmp_path}/kg.db", "rate_limit": 1e9, "deadline_ms": CORRECTNESS_DEADLINE_MS}
     if state == "redis":
         settings.update(state=request.getfixturevalue("redis_url"), redis_prefix=request.getfixturevalue("redis_prefix"))
     app = create_app(Settings(**settings))
