@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from kabuguard.policy import PolicyError, load_policy
 from kabuguard.events.order import SPILL_AFTER
+from kabuguard.policy import PolicyError, load_policy
 
 
 @click.command()

@@ -14,10 +14,12 @@ tip followed by many customers on new phones.
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any, ClassVar
 
 import msgspec
 
+from kabuguard.detectors._window import drop_expired, renew
 from kabuguard.detectors.base import Evidence, Finding, param
 from kabuguard.events.model import account_key
 
@@ -27,6 +29,13 @@ class Buyer(msgspec.Struct, array_like=True):
     risky: bool
     ip: str
     device: str
+
+
+_BUY_TIME = attrgetter("ts_us")
+
+
+def _itself(ts_us: int) -> int:
+    return ts_us
 
 
 class CampaignState(msgspec.Struct):
@@ -107,26 +116,13 @@ class Campaign:
         now = event.ts_us
         if event.side != "buy" or not self._thin(ev):
             return
-        buyers = state.buyers
+        buyers, earlier = state.buyers, state.earlier
         key = account_key(event)
-        buyers.pop(key, None)  # re-inserted last: the dict stays in time order, oldest first
-        cutoff = now - self.window_us
-        while buyers:
-            oldest = next(iter(buyers))
-            if buyers[oldest].ts_us > cutoff:
-                break
-            del buyers[oldest]
-        buyers[key] = self._buyer(event, ev)
-        earlier = state.earlier
+        # Both kept oldest first: a name with many buyers costs only its expired head per buy.
+        drop_expired(buyers, now - self.window_us, _BUY_TIME)
+        renew(buyers, key, self._buyer(event, ev))
         if len(earlier) > 4 * len(buyers) + 64:
-            # Oldest first (re-inserted on each buy), so expiry walks only the expired head:
-            # a name with many buyers used to rebuild the whole dict on every buy.
-            horizon = now - self.lookback_us
-            while earlier:
-                oldest = next(iter(earlier))
-                if earlier[oldest] > horizon:
-                    break
-                del earlier[oldest]
+            drop_expired(earlier, now - self.lookback_us, _itself)
         for alert in ev.alerts:
             if alert["type"] == "campaign_alert":
                 if alert["campaign_id"] != state.campaign_id:
@@ -135,8 +131,7 @@ class Campaign:
         if any(f.reason == "campaign_buy" for f in ev.findings):
             state.last_us = now
         elif key not in state.members:
-            earlier.pop(key, None)
-            earlier[key] = now
+            renew(earlier, key, now)
 
     def _buyer(self, event: Any, ev: Evidence) -> Buyer:
         return Buyer(event.ts_us, ev.session_llr >= self.risky_llr, event.ip or "", event.device_id or "")

@@ -30,12 +30,17 @@ the evidence of a takeover. Known misses: a campaign timed into genuine news.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any, ClassVar
 
 import msgspec
 
+from kabuguard.detectors._window import drop_expired, renew
 from kabuguard.detectors.base import Evidence, Finding, param
 from kabuguard.events.model import account_key
+
+
+_BUY_TIME = itemgetter(0)
 
 
 class CrowdState(msgspec.Struct):
@@ -80,19 +85,8 @@ class OwnersCrowd:
     def learn(self, event: Any, state: CrowdState, ev: Evidence) -> None:
         if event.side != "buy":
             return
-        cutoff = event.ts_us - self.window_us
         buyers = state.buyers
-        while buyers:
-            oldest = next(iter(buyers))
-            t, own = buyers[oldest]
-            if t > cutoff:
-                break
-            del buyers[oldest]
-            state.owners -= own
-        key = account_key(event)
-        previous = buyers.pop(key, None)  # re-inserted last: the dict stays in time order
-        if previous is not None:
-            state.owners -= previous[1]
+        state.owners -= sum(own for _, own in drop_expired(buyers, event.ts_us - self.window_us, _BUY_TIME))
         own = ev.session_llr <= self.own_session_llr
-        buyers[key] = (event.ts_us, own)
-        state.owners += own
+        previous = renew(buyers, account_key(event), (event.ts_us, own))
+        state.owners += own - (previous[1] if previous is not None else 0)
