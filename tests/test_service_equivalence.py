@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -85,9 +86,15 @@ def test_redis_postgres_two_workers_decide_as_replay_on_a_simulated_run(
     key = create_key(pg_url)
     service.start()
     try:
+        # `start` returns once one worker is ready: wait for the second, or every connection
+        # below may go to the first.
+        ready = set()
+        deadline = time.monotonic() + 30
+        while len(ready) < 2 and time.monotonic() < deadline:
+            ready.add(httpx.get(service.url + "/healthz", timeout=5).headers["x-kabuguard-worker"])
         # Several connections used in turn: the kernel hands them to both workers.
         clients = [httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-                   for _ in range(4)]
+                   for _ in range(8)]
         turn = itertools.cycle(clients)
         pids = set()
 
