@@ -8,9 +8,7 @@ random walks with U-shaped volume. Then it times, in this one process:
 - the detectors' bar path: `market_factor` (the market stage, one state) then
   `pump_surveillance` (state per symbol in a dict), each `score` then `learn`, per bar;
 - the full pipeline path: `Pipeline.process` per bar (stage lookup, the store, evidence, the
-  last-price hook and every symbol-stage detector for bars);
-- bars in a row as the replay decides them: `Pipeline.process_bars` over runs of bars (the
-  same stages and detectors, dispatched once per stage for the run).
+  last-price hook and every symbol-stage detector for bars).
 With --profile it prints where the detectors' bar path spends its time (cProfile).
 Not a test: it reports figures.
 """
@@ -31,7 +29,6 @@ from kabuguard.detectors.pump_surveillance import PumpSurveillance
 from kabuguard.engine import Pipeline
 from kabuguard.events.model import MarketBar
 from kabuguard.policy import load_policy
-from kabuguard.replay import CHUNK
 
 JST = dt.timezone(dt.timedelta(hours=9))
 
@@ -93,17 +90,6 @@ def pipeline_path(bars: list[MarketBar]) -> tuple[float, float, int]:
     return time.perf_counter() - t0, time.process_time() - c0, alerts
 
 
-def batched_path(bars: list[MarketBar]) -> tuple[float, float, int]:
-    """As the replay decides bars in a row: `Pipeline.process_bars` over runs of `CHUNK` bars."""
-    pipeline = Pipeline()
-    process_bars = pipeline.process_bars
-    alerts = 0
-    t0, c0 = time.perf_counter(), time.process_time()
-    for start in range(0, len(bars), CHUNK):
-        alerts += len(process_bars(bars[start:start + CHUNK]))
-    return time.perf_counter() - t0, time.process_time() - c0, alerts
-
-
 def state_bytes(bars: list[MarketBar]) -> tuple[float, int]:
     """State after the bars, as the service would store it (msgpack): mean bytes per symbol key,
     and the market stage's one key."""
@@ -127,8 +113,7 @@ def main() -> None:
     print(f"{len(bars)} bars, {args.symbols} symbols, {args.minutes} minutes")
     # Wall clock and this process's CPU time: on a shared machine the second is the fairer figure.
     for name, path in (("detectors' bar path (score + learn)", detector_path),
-                       ("full pipeline (Pipeline.process) ", pipeline_path),
-                       ("bars in a row (process_bars)      ", batched_path)):
+                       ("full pipeline (Pipeline.process) ", pipeline_path)):
         wall, cpu, alerts = min(path(bars) for _ in range(args.repeat))
         print(f"{name}: {len(bars) / wall:,.0f} bars/s wall, {len(bars) / cpu:,.0f} bars/s CPU ({alerts} alerts)")
     per_symbol, market_key = state_bytes(bars)

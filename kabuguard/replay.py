@@ -108,7 +108,7 @@ def replay(paths: Iterable[str | Path], out_dir: str | Path, policy: Policy | No
 def _decide(order: TotalOrder, pipeline: Pipeline, summary: ReplaySummary, quiet: bool) -> None:
     """Every event in the total order through the core; decisions and alerts as they come."""
     out = summary.out_dir
-    process, process_bars = pipeline.process, pipeline.process_bars
+    process = pipeline.process
     with (out / "decisions.jsonl").open("wb") as decisions, (out / "alerts.jsonl").open("wb") as alerts, \
             progress(quiet) as bar, gc_settled() as settle:
         # The total counts duplicates too: they are known only once the merge reaches them.
@@ -116,24 +116,8 @@ def _decide(order: TotalOrder, pipeline: Pipeline, summary: ReplaySummary, quiet
         # Decisions (fresh dicts nothing changes later) are encoded in bulk, one msgspec call per
         # chunk; alerts, which may share lists with detector state, as they are raised.
         decided: list[dict] = []
-        # Market bars in a row (a whole market's minute, or a stream of bars alone) are decided
-        # together, before the next other event: `process_bars` decides them as `process` would
-        # (their alerts share nothing with detector state, so writing them after the run is safe).
-        bars: list[Event] = []
-
-        def write(raised: list[dict]) -> None:
-            alerts.write(_encode_lines(raised))
-            _count(summary.alerts, (a["type"] for a in raised))
-
-        def decide_bars() -> None:
-            raised = process_bars(bars)
-            bars.clear()
-            if raised:
-                write(raised)
 
         def flush(done: int) -> None:
-            if bars:
-                decide_bars()
             decisions.write(_encode_lines(decided))
             _count(summary.decisions, (d["decision"] for d in decided))
             decided.clear()
@@ -142,16 +126,12 @@ def _decide(order: TotalOrder, pipeline: Pipeline, summary: ReplaySummary, quiet
 
         n = 0
         for n, event in enumerate(order, start=1):
-            if event.kind == "market_bar":
-                bars.append(event)
-            else:
-                if bars:
-                    decide_bars()
-                decision, raised = process(event)
-                if decision is not None:
-                    decided.append(decision)
-                if raised:
-                    write(raised)
+            decision, raised = process(event)
+            if decision is not None:
+                decided.append(decision)
+            if raised:
+                alerts.write(_encode_lines(raised))
+                _count(summary.alerts, (a["type"] for a in raised))
             if n % CHUNK == 0:
                 flush(n)
         flush(order.added)

@@ -14,7 +14,6 @@ import random
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from conftest import Stream, brokerage, ts
@@ -423,27 +422,3 @@ def test_on_a_simulated_market_pumps_with_a_footprint_are_caught_fast_and_false_
     assert visible and len(caught) >= 0.8 * len(visible), [ep for ep in visible if ep not in caught]
     symbol_days = len({(b.symbol, b.ts[:10]) for b in bars})
     assert len([a for a in onsets if a["alert_id"] not in explained]) / symbol_days < 0.05
-
-
-def test_bars_decided_in_a_row_raise_and_learn_what_one_bar_at_a_time_does(tmp_path: Path) -> None:
-    """The replay decides bars in a row together (`Pipeline.process_bars`: stage by stage over
-    the run); its alerts and decisions, and the state bars leave, are those of `process`."""
-    s, _ = _brokerage_with_pump("45.32.1.9", "atk-1", crowd=2)
-    m = Market(s, seed=9)
-    symbols = [f"{1000 + i}" for i in range(25)]
-    for day in range(16, 21):
-        m.liquid_day(day, symbols, drift={i: 0.004 for i in range(200, 215)} if day == 18 else None)
-    path = s.write(tmp_path / "e.jsonl")
-    alerts, decisions = _run(s, tmp_path)
-    assert "9999" in {a["symbol"] for a in _surges(alerts)} and decisions
-    replay([path], tmp_path / "out", quiet=True)
-    as_written = lambda rows: [json.loads(msgspec.json.encode(r)) for r in rows]  # noqa: E731
-    assert [json.loads(line) for line in (tmp_path / "out" / "alerts.jsonl").open()] == as_written(alerts)
-    assert [json.loads(line) for line in (tmp_path / "out" / "decisions.jsonl").open()] == as_written(decisions.values())
-
-    bars = [e for e in total_order(read_file(path)).events if e.kind == "market_bar"]
-    one, together = Pipeline(), Pipeline()
-    raised = [a for bar in bars for a in one.process(bar)[1]]
-    assert together.process_bars(bars[:1000]) + together.process_bars(bars[1000:]) == raised
-    for stage, key in [("market", MARKET_KEY), *(("symbol", s) for s in [*symbols, "9999"])]:
-        assert msgspec.msgpack.encode(together.store.get(stage, key)) == msgspec.msgpack.encode(one.store.get(stage, key))

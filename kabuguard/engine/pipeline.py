@@ -7,7 +7,6 @@ events, so replaying history decides exactly as production would have.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any
 
@@ -20,7 +19,7 @@ from kabuguard.detectors.shared_indicator import intel_key
 from kabuguard.detectors.session_risk import SessionMemory
 from kabuguard.engine.stages import KeyedStage
 from kabuguard.engine.store import MemoryStore, Store
-from kabuguard.events.model import Event, MarketBar, account_key, firm_account_key
+from kabuguard.events.model import Event, account_key, firm_account_key
 from kabuguard.netintel import UNKNOWN, NetIntel, netintel
 from kabuguard.policy import Policy, at_least, load_policy
 
@@ -82,7 +81,6 @@ class Pipeline:
         self._routes = {kind: tuple(st.run for st in stages if kind in st.by_kind)
                         for kind in ("account", "login", "account_change", "order", "execution", "market_bar",
                                      "indicator")}
-        self._bar_stages = tuple(st for st in stages if "market_bar" in st.by_kind)
         self._decision: dict[str, Any] | None = None
 
     def process(self, event: Event) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -103,27 +101,6 @@ class Pipeline:
         if ev.notes:
             self.apply_notes(ev)
         return self._decision, self.stamp(event, ev.alerts) if ev.alerts else []
-
-    def process_bars(self, bars: Sequence[MarketBar]) -> list[dict[str, Any]]:
-        """Decide market bars that are consecutive in the total order: the alerts they raise.
-
-        The same stages and detectors as `process` on each bar in turn, run stage by stage over
-        all of them as the Spark runner does (a bar's stages read only its own evidence from
-        earlier stages, and bars make no decisions), so a whole market's minute pays the
-        per-event dispatch once per stage rather than once per bar.
-        """
-        evs = [Evidence() for _ in bars]
-        store = self.store
-        for stage in self._bar_stages:
-            stage.run_each(bars, evs, store)
-        stamped: list[dict[str, Any]] = []
-        for bar, ev in zip(bars, evs):
-            if ev.alerts:
-                self._fire_playbooks(bar, ev, 0)
-                stamped += self.stamp(bar, ev.alerts)
-            if ev.notes:
-                self.apply_notes(ev)
-        return stamped
 
     # -- stage-wise execution: the same steps as `process`, one stage at a time ---------------
     # A distributed runner (kabuguard.spark) runs each stage over its own keyed partitions, carries

@@ -50,41 +50,6 @@ class KeyedStage:
         fresh = state is None
         if fresh:
             state = {}
-        self._apply(steps, event, state, ev)
-        if fresh or not store.live:
-            store.put(self.name, key, state)
-        return state
-
-    def run_each(self, events: Sequence[Any], evs: Sequence[Evidence], store: Store) -> None:
-        """`run` on each event with its evidence in turn, for a run of events of one kind.
-
-        A key's state is fetched once for consecutive events of that key (the market stage's
-        one key once for the whole run) and the kind's steps once for all: for a market's bars,
-        the per-event dispatch would otherwise cost about as much as the detectors.
-        """
-        steps = self._steps.get(events[0].kind) if events else None
-        if steps is None:
-            return
-        name, key_of, apply, get, put, live = self.name, self.key_of, self._apply, store.get, store.put, store.live
-        key: str | None = None
-        state: dict[str, Any] = {}
-        fresh = False
-        for event, ev in zip(events, evs):
-            k = key_of(event)
-            if not k:
-                continue
-            if k != key:
-                if key is not None and (fresh or not live):
-                    put(name, key, state)
-                key, found = k, get(name, k)
-                fresh = found is None
-                state = {} if found is None else found
-            apply(steps, event, state, ev)
-        if key is not None and (fresh or not live):
-            put(name, key, state)
-
-    def _apply(self, steps: tuple[Step, ...], event: Any, state: dict[str, Any], ev: Evidence) -> None:
-        """Every detector scores `event`, then the hook runs, then every detector learns."""
         # Scoring reads only the detector's own state, so each state is created just before
         # its detector scores, in the same order as before.
         for name, initial, score, _ in steps:
@@ -97,3 +62,6 @@ class KeyedStage:
         # Learning reads each state back by name: cheaper than collecting the slots in a list.
         for name, _, _, learn in steps:
             learn(event, state[name], ev)
+        if fresh or not store.live:
+            store.put(self.name, key, state)
+        return state
