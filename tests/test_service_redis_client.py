@@ -54,6 +54,13 @@ def test_a_caller_that_gave_up_does_not_shift_the_replies_of_the_next(redis_url:
     assert timed_out and value == b"mine"
 
 
+def test_a_second_event_loop_gets_a_connection_of_its_own(redis_url: str) -> None:
+    """A test client (or a restarted loop) runs the app on another loop than the first."""
+    client = Redis(redis_url)
+    assert asyncio.run(client.execute("PING")) == b"PONG"
+    assert asyncio.run(client.execute("PING")) == b"PONG"
+
+
 def test_scripts_are_sent_again_after_redis_forgot_them(redis_url: str) -> None:
     async def run() -> tuple[int, int]:
         client = Redis(redis_url)

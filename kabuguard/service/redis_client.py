@@ -41,6 +41,7 @@ class _Link(asyncio.Protocol):
         self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: BaseException | None = None
+        self.loop = asyncio.get_running_loop()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -111,22 +112,24 @@ class Redis:
 
     async def execute(self, *args: Any) -> Any:
         """Send one command now; its reply (bytes, int, list, None), or raise `ReplyError`."""
+        loop = asyncio.get_running_loop()
         link = self._link
-        if link is None or link.lost is not None:
+        if link is None or link.lost is not None or link.loop is not loop:
+            # (A connection belongs to the loop that opened it; a test client may run another.)
             link = await self._connected()
         elif link.waiting and time.monotonic() - link.waiting[0][1] > self.socket_timeout:
             # The oldest reply is overdue: Redis is hung or gone. Drop the connection (every
             # waiting caller fails now) and start again on a new one.
             link.fail(TimeoutError(f"no reply from Redis within {self.socket_timeout} s"))
             link = await self._connected()
-        future = asyncio.get_running_loop().create_future()
+        future = loop.create_future()
         link.waiting.append((future, time.monotonic()))
         link.transport.write(hiredis.pack_command(args))  # type: ignore[union-attr]
         return await future
 
     async def _connected(self) -> _Link:
         """The live connection, opened once however many callers ask at the same moment."""
-        if self._connecting is None:
+        if self._connecting is None or self._connecting.get_loop() is not asyncio.get_running_loop():
             self._connecting = asyncio.ensure_future(self._connect())
         connecting = self._connecting
         try:
