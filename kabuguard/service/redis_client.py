@@ -12,7 +12,7 @@ to EVAL after a Redis restart), HSCAN.
 Failures are the caller's to time out (`asyncio.timeout`): a caller that gives up leaves its
 reply to be read and dropped, so later replies still reach their callers. A connection with a
 reply overdue by `socket_timeout` (Redis hung) is dropped, failing every waiting command with
-`ConnectionError`; the next command connects again.
+`TimeoutError` (`ConnectionError` when Redis closed it); the next command connects again.
 """
 
 from __future__ import annotations
