@@ -240,7 +240,7 @@ def _load(service: Any, key: str, bodies: Path, rate: float | None, connections:
 _WHERE = (
     ("detection core (Pipeline, stages, detectors)", ("kabuguard/engine/pipeline.py", "kabuguard/engine/stages.py",
                                                        "kabuguard/detectors/", "kabuguard/netintel/", "kabuguard/policy/")),
-    ("Redis client (redis-py, two scripts a request)", ("redis/",)),
+    ("Redis client (three scripts a request)", ("kabuguard/service/redis_client.py", "hiredis")),
     ("database writes (SQLite / psycopg, writer thread)", ("kabuguard/service/storage/", "sqlite3", "psycopg",
                                                           "sqlalchemy/")),
     ("state codec and working set (msgpack)", ("kabuguard/engine/redis_store.py",)),

@@ -6,9 +6,8 @@ import asyncio
 import time
 from pathlib import Path
 
-import redis.asyncio as aioredis
-
 from kabuguard.service.ratelimit import RedisBuckets, TokenBuckets
+from kabuguard.service.redis_client import Redis
 from test_service_support import RedisServer, redis_prefix, redis_url  # noqa: F401 (fixtures)
 
 
@@ -28,7 +27,7 @@ def test_a_local_bucket_admits_a_burst_then_refills() -> None:
 
 def test_two_workers_share_one_bucket_in_redis(redis_url: str, redis_prefix: str) -> None:
     async def run() -> tuple[int, float, int]:
-        clients = [aioredis.from_url(redis_url) for _ in range(2)]
+        clients = [Redis(redis_url) for _ in range(2)]
         workers = [RedisBuckets(c, redis_prefix, timeout_s=1.0) for c in clients]
         admitted = await _admitted(workers, "key-1", 5, 20)
         wait = await workers[0].take("key-1", 5)
@@ -50,7 +49,7 @@ def test_redis_down_falls_back_to_the_workers_bucket_quickly(tmp_path: Path) -> 
     server.start()
 
     async def run() -> tuple[int, float, int]:
-        client = aioredis.from_url(server.url, socket_connect_timeout=0.2)
+        client = Redis(server.url, socket_connect_timeout=0.2)
         limiter = RedisBuckets(client, "kgtest:", timeout_s=0.05)
         before = await _admitted([limiter], "k", 4, 10)
         server.stop()

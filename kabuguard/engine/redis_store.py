@@ -166,7 +166,8 @@ return 1
 
 
 class RedisState:
-    """State, results and the database outbox of every firm, in one Redis (redis.asyncio client)."""
+    """State, results and the database outbox of every firm, in one Redis (through the service's
+    pipelined client, `kabuguard.service.redis_client`)."""
 
     def __init__(self, client: Any, prefix: str = "kg:", seen_ttl_s: int = 7 * 86400) -> None:
         self.client = client

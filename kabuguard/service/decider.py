@@ -26,6 +26,7 @@ from kabuguard.detectors.shared_indicator import INTEL_KEY, intel_key
 from kabuguard.engine.pipeline import Pipeline
 from kabuguard.engine.redis_store import Missing, RedisState, Snapshot, StageKey, StateCodec, WorkingSet
 from kabuguard.events.model import DECIDABLE, Event, account_key
+from kabuguard.service.redis_client import ReplyError
 from kabuguard.service.state import MemoryState
 from kabuguard.service.storage.database import Database, Records
 
@@ -358,4 +359,4 @@ def _unique(items: Any) -> list[Any]:
 
 def _is_store_error(exc: BaseException) -> bool:
     module = type(exc).__module__
-    return module.startswith(("redis", "sqlalchemy", "psycopg", "sqlite3"))
+    return isinstance(exc, ReplyError) or module.startswith(("redis", "sqlalchemy", "psycopg", "sqlite3"))

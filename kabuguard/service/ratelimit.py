@@ -87,9 +87,9 @@ class RedisBuckets:
             return self._local.take_now(key, rate)
         interval = 1e6 / rate
         try:
-            over = await asyncio.wait_for(
-                self._script(keys=[self._prefix + key], args=[round(interval), round(_capacity(rate) * interval)]),
-                self._timeout_s)
+            async with asyncio.timeout(self._timeout_s):
+                over = await self._script(keys=[self._prefix + key],
+                                          args=[round(interval), round(_capacity(rate) * interval)])
         except Exception as exc:  # Redis down or slow: this worker's own bucket, logged once per outage
             if not self._retry_at:
                 log.warning("rate limits fall back to each worker's own bucket: Redis unreachable",

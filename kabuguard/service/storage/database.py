@@ -1,8 +1,10 @@
 """The database behind the service: migrations, one group-committing writer thread, and reads.
 
-Decisions and alerts reach the database before the answer returns: a request hands its rows to
-the writer thread and waits. The writer commits whatever requests are waiting in one
-transaction (group commit), so a busy service pays one commit for many requests. Inserts ignore
+Embedded, a request writes its rows to SQLite itself before it answers. With Redis, the rows
+are already safe in Redis's outbox when the answer leaves; the request hands them to the writer
+thread, which gathers rows for `linger_s` after the first arrives and commits them all in one
+transaction (group commit), so a busy service pays one PostgreSQL commit for many requests
+(with `wait_for_database`, the request waits for that commit and nothing lingers). Inserts ignore
 rows already present (`firm`, `event_id`), so a record written twice (an outbox flushed after a
 crash, a retry) is stored once.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from collections.abc import Callable
@@ -96,8 +99,10 @@ def _pg_dialect() -> Any:
 class Database:
     """The engine, its writer thread and the reads the API needs."""
 
-    def __init__(self, url: str, busy_timeout_s: float = 5.0) -> None:
+    def __init__(self, url: str, busy_timeout_s: float = 5.0, linger_s: float = 0.0) -> None:
         self.url = url
+        # How long the writer gathers rows after the first arrives before it commits them.
+        self.linger_s = linger_s
         # SQLite (embedded) is written in the request's own thread: no queue, no thread switch.
         self.embedded = url.startswith("sqlite")
         self.engine = engine_for(url, busy_timeout_s)
@@ -167,9 +172,11 @@ class Database:
             if item is None:
                 return
             waiting = [item]
+            until = time.monotonic() + self.linger_s
             while len(waiting) < 512:
+                left = until - time.monotonic()
                 try:
-                    nxt = self._queue.get_nowait()
+                    nxt = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:
