@@ -155,6 +155,36 @@ def test_change_first_then_trade_later(tmp_path: Path) -> None:
     assert "order_after_risky_change" in decisions[later["event_id"]]["reasons"]
 
 
+def _contacts_changed_then_sold(s: Stream, account: str, ip: str, device: str, fields: tuple[str, ...]) -> tuple[list[dict], dict]:
+    """Log in, change `fields` minutes apart; the next morning, from the same machine, sell the position."""
+    login = s.login(ts(20, 13, 0), account, ip, device)
+    changes = [s.add("account_change", ts(20, 13, 2 + 3 * n), account_id=account, session_id=login["session_id"],
+                     field=field, ip=ip, device_id=device) for n, field in enumerate(fields)]
+    later = s.login(ts(21, 9, 30), account, ip, device)
+    sell = s.order(ts(21, 9, 31), account, "7203", "sell", 1000, ip, device, session=later["session_id"])
+    return changes, sell
+
+
+def test_both_contact_channels_redirected_then_a_sell_out_is_held(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    for account in ("N1", "N2"):  # accounts that hardly log in: their logins say nothing either way
+        s.add("account", ts(1, 8, 0), account_id=account, holdings=[{"symbol": "7203", "qty": 1000}], cash=1e5)
+    # Someone redirects e-mail and phone, then sells the holdings the next morning.
+    takeover, stolen = _contacts_changed_then_sold(s, "N1", "126.77.1.5", "new-pc-1", ("email", "phone"))
+    # A customer updates the e-mail only, then sells: one contact at a time.
+    _, update = _contacts_changed_then_sold(s, "N2", "126.77.2.5", "new-pc-2", ("email",))
+    # The owner of A3 changes both from the usual phone at home: the owner's own session.
+    own, own_sell = _contacts_changed_then_sold(s, "A3", "126.1.3.5", "dev-3", ("email", "phone"))
+    decisions = _decide(s, tmp_path)
+    assert "contact_takeover" in decisions[takeover[-1]["event_id"]]["reasons"]
+    assert decisions[takeover[-1]["event_id"]]["decision"] in ("review", "block")
+    assert "order_after_risky_change" in decisions[stolen["event_id"]]["reasons"]
+    assert decisions[stolen["event_id"]]["decision"] in ("review", "block")
+    assert decisions[update["event_id"]]["decision"] == "allow"
+    assert "contact_takeover" not in decisions[own[-1]["event_id"]]["reasons"]
+    assert decisions[own_sell["event_id"]]["decision"] == "allow"
+
+
 IPHONE_UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_2 like Mac OS X) AppleWebKit/605.1.15 Version/18.2 Mobile Safari/604.1"
 
 
