@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from kabuguard.netintel import country_distance_km, netintel
+import ipaddress
+
+from kabuguard.netintel import _V4, UNKNOWN, _reserved_v4, _v4_int, country_distance_km, netintel
 
 
 def test_hosting_mobile_fixed_private_and_invalid_addresses() -> None:
@@ -21,3 +23,26 @@ def test_country_distances() -> None:
     assert country_distance_km("JP", "JP") == 0.0
     assert 8000 < country_distance_km("JP", "US") < 11000
     assert country_distance_km("JP", "XX") is None
+
+
+def test_reserved_ipv4_ranges_agree_with_the_standard_library() -> None:
+    # Every edge of every reserved range, either side, and a spread of public addresses.
+    edges = [int(n.network_address) + d for n in _V4._private_networks for d in (-1, 0, 1)] + \
+        [int(n.broadcast_address) + d for n in _V4._private_networks for d in (-1, 0, 1)]
+    for value in [*edges, *range(0, 2**32, 7_919_993)]:
+        if 0 <= value < 2**32:
+            addr = ipaddress.IPv4Address(value)
+            expected = addr.is_private or addr.is_loopback or addr.is_link_local
+            assert _reserved_v4(value) == expected, addr
+            assert _v4_int(str(addr)) == value
+
+
+def test_addresses_the_standard_library_rejects_are_unknown() -> None:
+    net = netintel()
+    for text in ("1.2.3.04", "01.2.3.4", "1.2.3.256", "1.2.3.", "1..3.4", "1.2.3.4.5", "1.2.3.+4", "١.2.3.4"):
+        assert _v4_int(text) is None, text
+        assert net.lookup(text) is UNKNOWN, text
+    assert net.lookup("10.1.2.3").kind == net.lookup("10.1.2.99").kind == "private"
+    # A /24 mixing reserved and public addresses is decided address by address.
+    for text in ("192.0.0.1", "192.0.0.9", "192.0.0.8"):
+        assert (net.lookup(text).kind == "private") == ipaddress.ip_address(text).is_private, text

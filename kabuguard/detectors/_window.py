@@ -4,27 +4,56 @@ oldest first, whose expiry walks only the expired head however many entries they
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import islice
 from typing import TypeVar
 
 V = TypeVar("V")
 
 
+def stamp(last_seen: dict[str, int], key: str, at: int) -> None:
+    """Records `key` as seen at `at`, keeping `last_seen` oldest first (`prune`, `others`).
+
+    Streams come in time order, so the key normally goes last; an event older than the newest
+    entry (a client sending slightly out of order) is placed before the later entries."""
+    last_seen.pop(key, None)
+    if last_seen and at < last_seen[next(reversed(last_seen))]:
+        later = []
+        for other in reversed(last_seen):
+            if last_seen[other] <= at:
+                break
+            later.append(other)
+        moved = [(other, last_seen.pop(other)) for other in later]
+        last_seen[key] = at
+        last_seen.update(reversed(moved))
+        return
+    last_seen[key] = at
+
+
+def _expired(last_seen: dict[str, int], cutoff: int) -> int:
+    """How many entries, at the head of a window kept oldest first, were seen at or before `cutoff`."""
+    n = 0
+    for t in last_seen.values():
+        if t > cutoff:
+            break
+        n += 1
+    return n
+
+
 def prune(last_seen: dict[str, int], cutoff: int) -> dict[str, int]:
-    """Keep entries seen after `cutoff`; returns the same dict when nothing expired."""
-    # min() runs in C: the common case (nothing expired) costs no Python-level loop.
-    if not last_seen or min(last_seen.values()) > cutoff:
-        return last_seen
-    return {k: t for k, t in last_seen.items() if t > cutoff}
+    """Drops the entries seen at or before `cutoff` from a window kept oldest first (`stamp`),
+    walking only the expired head; returns the same dict."""
+    n = _expired(last_seen, cutoff)
+    if n == len(last_seen):
+        last_seen.clear()
+    elif n:
+        for key in list(islice(last_seen, n)):
+            del last_seen[key]
+    return last_seen
 
 
 def others(last_seen: dict[str, int], cutoff: int, me: str) -> int:
-    """How many keys other than `me` were seen after `cutoff`."""
-    if not last_seen:
-        return 0
-    if min(last_seen.values()) > cutoff:
-        count = len(last_seen)
-    else:
-        count = sum(1 for t in last_seen.values() if t > cutoff)
+    """How many keys other than `me` were seen after `cutoff`, in a window kept oldest first."""
+    count = len(last_seen) - _expired(last_seen, cutoff)
     mine = last_seen.get(me)
     return count - 1 if mine is not None and mine > cutoff else count
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors._window import others, prune
+from kabuguard.detectors._window import others, prune, stamp
 from kabuguard.detectors.base import Evidence, Finding, param
 from kabuguard.events.model import account_key
 
@@ -56,6 +56,6 @@ class CredentialStuffing:
     def learn(self, event: Any, state: StuffingState, ev: Evidence) -> None:
         state.failed = prune(state.failed, event.ts_us - self.window_us)
         if not event.success:
-            state.failed[account_key(event)] = event.ts_us
+            stamp(state.failed, account_key(event), event.ts_us)
         if any(a["reasons"] == [self.name] for a in ev.alerts):
             state.alerted_us = event.ts_us

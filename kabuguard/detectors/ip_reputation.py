@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors._window import others, prune
+from kabuguard.detectors._window import others, prune, stamp
 from kabuguard.detectors.base import Evidence, Finding, param
 from kabuguard.events.model import account_key
 
@@ -52,7 +52,7 @@ class _Reputation:
     def learn(self, event: Any, state: ReputationState, ev: Evidence) -> None:
         if ev.session_llr >= self.risky_llr:
             state.risky = prune(state.risky, event.ts_us - self.window_us)
-            state.risky[account_key(event)] = event.ts_us
+            stamp(state.risky, account_key(event), event.ts_us)
 
 
 class IpReputation(_Reputation):

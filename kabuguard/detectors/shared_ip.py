@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors._window import others, prune
+from kabuguard.detectors._window import others, prune, stamp
 from kabuguard.detectors.base import Evidence, Finding, param
 
 
@@ -48,7 +48,7 @@ class _ManyAccounts:
 
     def learn(self, event: Any, state: SharedKeyState, ev: Evidence) -> None:
         state.accounts = prune(state.accounts, event.ts_us - self.window_us)
-        state.accounts[event.account_id] = event.ts_us
+        stamp(state.accounts, event.account_id, event.ts_us)
 
 
 class SharedIp(_ManyAccounts):

@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors._window import others, prune
+from kabuguard.detectors._window import others, prune, stamp
 from kabuguard.detectors.base import Evidence, Finding, param
 from kabuguard.events.model import account_key
 
@@ -111,4 +111,4 @@ class SuspectFlow:
         evidence = ev.session_llr + sum(f.weight for f in ev.findings if f.reason not in _OWN)
         if evidence >= self.suspect_llr:
             state.buyers = prune(state.buyers, event.ts_us - self.lookback_us)
-            state.buyers[account_key(event)] = event.ts_us
+            stamp(state.buyers, account_key(event), event.ts_us)

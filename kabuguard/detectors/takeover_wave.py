@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors._window import others, prune
+from kabuguard.detectors._window import others, prune, stamp
 from kabuguard.detectors.base import Evidence, Finding, param
 from kabuguard.events.model import account_key
 
@@ -89,4 +89,4 @@ class TakeoverWave:
         if self._sell_out(event, ev):
             state.sells += 1
             state.recent = prune(state.recent, event.ts_us - self.window_us)
-            state.recent[account_key(event)] = event.ts_us
+            stamp(state.recent, account_key(event), event.ts_us)

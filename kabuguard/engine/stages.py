@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from kabuguard.detectors.base import Detector, Evidence
-from kabuguard.engine.store import Store
+from kabuguard.engine.store import MemoryStore, Store
 
 KeyOf = Callable[[Any], str | None]
 Hook = Callable[[Any, dict[str, Any], Evidence], None]
@@ -37,6 +37,10 @@ class KeyedStage:
         self._steps: dict[str, tuple[Step, ...]] = {
             kind: tuple((d.name, d.initial, d.score, d.learn) for d in ds) for kind, ds in by_kind.items()
         }
+        # The in-memory store last run against and this stage's dict in it: one dict lookup per
+        # event instead of a call into the store (the replay's hot path).
+        self._memory: MemoryStore | None = None
+        self._table: dict[str, dict[str, Any]] = {}
 
     def run(self, event: Any, ev: Evidence, store: Store) -> dict[str, Any] | None:
         """Score then learn `event`; returns the key's state (None when the stage skips it)."""
@@ -46,7 +50,9 @@ class KeyedStage:
         key = self.key_of(event)
         if not key:
             return None
-        state = store.get(self.name, key)
+        if store is not self._memory and type(store) is MemoryStore:  # a subclass may override get
+            self._memory, self._table = store, store.table(self.name)
+        state = self._table.get(key) if store is self._memory else store.get(self.name, key)
         fresh = state is None
         if fresh:
             state = {}

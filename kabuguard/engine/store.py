@@ -37,5 +37,9 @@ class MemoryStore:
     def put(self, stage: str, key: str, state: dict[str, Any]) -> None:
         self._stages[stage][key] = state
 
+    def table(self, stage: str) -> dict[str, dict[str, Any]]:
+        """A stage's states by key, the live dict itself: a stage reads and adds keys there directly."""
+        return self._stages[stage]
+
     def keys(self, stage: str) -> int:
         return len(self._stages.get(stage, {}))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import ipaddress
 import math
+from bisect import bisect_right
 from functools import cache, lru_cache
 from importlib import resources
 from typing import Literal
@@ -32,11 +33,30 @@ class Network(msgspec.Struct, frozen=True):
 
 UNKNOWN = Network(prefix="", asn="", country="", kind="unknown")
 
-# IPv4 /24s (first three octets) holding both private and public addresses: Python's private
-# ranges include 192.0.0.0/29, 192.0.0.170/31 and 255.255.255.255/32.
+_V4 = ipaddress.IPv4Address._constants  # type: ignore[attr-defined]
+
+
+def _reserved_spans() -> list[tuple[int, int]]:
+    """Python's reserved IPv4 ranges (`is_private`, `is_loopback`, `is_link_local`) as sorted,
+    merged integer spans: a new address is then checked by one bisection, not by `ipaddress`."""
+    spans: list[tuple[int, int]] = []
+    for net in sorted([*_V4._private_networks, _V4._loopback_network, _V4._linklocal_network],
+                      key=lambda n: int(n.network_address)):
+        lo, hi = int(net.network_address), int(net.broadcast_address)
+        if spans and lo <= spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], max(hi, spans[-1][1]))
+        else:
+            spans.append((lo, hi))
+    return spans
+
+
+_RESERVED_V4 = _reserved_spans()
+_RESERVED_STARTS = [lo for lo, _ in _RESERVED_V4]
+# IPv4 /24s (first three octets) holding both reserved and public addresses (ranges finer than a
+# /24, and the exceptions newer Pythons make inside them): decided address by address.
 _MIXED_V4 = frozenset({"192.0.0", "255.255.255"} | {
     str(net.network_address).rsplit(".", 1)[0]
-    for net in getattr(getattr(ipaddress.IPv4Address, "_constants", None), "_private_networks", [])
+    for net in [*_V4._private_networks, *getattr(_V4, "_private_networks_exceptions", [])]
     if net.prefixlen > 24
 })
 
@@ -45,6 +65,21 @@ def _is_octet(text: str) -> bool:
     """A decimal octet as the standard library's IPv4 parser accepts it (no leading zeros)."""
     return text.isascii() and text.isdigit() and len(text) <= 3 and (len(text) == 1 or text[0] != "0") \
         and int(text) <= 255
+
+
+def _v4_int(ip: str) -> int | None:
+    """A dotted-quad IPv4 address as an integer, or None where `ipaddress` would not take it."""
+    parts = ip.split(".")
+    if len(parts) != 4 or not all(_is_octet(p) for p in parts):
+        return None
+    a, b, c, d = parts
+    return int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d)
+
+
+def _reserved_v4(value: int) -> bool:
+    """Private, loopback, link-local or otherwise reserved, as Python's `ipaddress` says."""
+    i = bisect_right(_RESERVED_STARTS, value) - 1
+    return i >= 0 and value <= _RESERVED_V4[i][1]
 
 
 class NetIntel:
@@ -73,13 +108,19 @@ class NetIntel:
         return found
 
     def _classify(self, ip: str) -> Network:
-        # A new address in a /24 already classified as public: same network, no parsing or
-        # private-range checks (the /24s that mix private and public addresses excepted).
-        head, dot, last = ip.rpartition(".")
-        if dot and _is_octet(last) and head not in _MIXED_V4:
-            known = self._prefixes.get(head + ".0/24")
-            if known is not None:
-                return known
+        # IPv4 outside the mixed /24s: reserved or not, and the owner, are the same for the whole
+        # /24, so a new address in a known /24 costs a parse of its octets and one dict lookup.
+        head, dot, _ = ip.rpartition(".")
+        if dot and head not in _MIXED_V4:
+            value = _v4_int(ip)
+            if value is not None:
+                prefix = head + ".0/24"
+                found = self._prefixes.get(prefix)
+                if found is None:
+                    found = self._prefixes[prefix] = self._network(prefix, ip) if not _reserved_v4(value) \
+                        else Network(prefix=prefix, asn="", country="", kind="private")
+                return found
+        # IPv6, the mixed /24s and anything that may not be an address at all.
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
@@ -93,11 +134,15 @@ class NetIntel:
         # Routes are announced no finer than a /24 (/48), so one lookup serves the whole prefix.
         found = self._prefixes.get(prefix)
         if found is None:
-            row = self._db.lookup(str(addr))
-            asn = row.asn_name or ""
-            country = row.country_code if len(row.country_code or "") == 2 else ""
-            found = self._prefixes[prefix] = Network(prefix=prefix, asn=asn, country=country, kind=self._kind(asn))
+            found = self._prefixes[prefix] = self._network(prefix, str(addr))
         return found
+
+    def _network(self, prefix: str, ip: str) -> Network:
+        """The owner and country of a public address's prefix, from the bundled database."""
+        row = self._db.lookup(ip)
+        asn = row.asn_name or ""
+        country = row.country_code if len(row.country_code or "") == 2 else ""
+        return Network(prefix=prefix, asn=asn, country=country, kind=self._kind(asn))
 
     @lru_cache(maxsize=65536)
     def _kind(self, asn: str) -> Kind:
