@@ -4,7 +4,6 @@ oldest first, whose expiry walks only the expired head however many entries they
 from __future__ import annotations
 
 from collections.abc import Callable
-from itertools import islice
 from typing import TypeVar
 
 V = TypeVar("V")
@@ -41,13 +40,8 @@ def _expired(last_seen: dict[str, int], cutoff: int) -> int:
 
 def prune(last_seen: dict[str, int], cutoff: int) -> dict[str, int]:
     """Drops the entries seen at or before `cutoff` from a window kept oldest first (`stamp`),
-    walking only the expired head; returns the same dict."""
-    n = _expired(last_seen, cutoff)
-    if n == len(last_seen):
-        last_seen.clear()
-    elif n:
-        for key in list(islice(last_seen, n)):
-            del last_seen[key]
+    walking only the expired head (`drop_expired`); returns the same dict."""
+    drop_expired(last_seen, cutoff, int)
     return last_seen
 
 
