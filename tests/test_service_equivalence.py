@@ -40,14 +40,11 @@ def _send(post, stream, size: int = 200) -> tuple[list[bytes], list[bytes]]:
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small simulated brokerage (the simulator's files), or the core tests' stream without it."""
+    """A small simulated brokerage, as the simulator writes it (several files, gzip and Parquet)."""
     out = tmp_path_factory.mktemp("sim") / "run"
     run = subprocess.run([KABUGUARD, "simulate", "--out", str(out), "--accounts", "150", "--days", "3",
                           "--symbols", "20", "--seed", "5"], capture_output=True, text=True)
-    if run.returncode != 0:  # the simulator is not there yet: fall back to the fixture stream
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "events").mkdir(exist_ok=True)
-        brokerage().write(out / "events" / "e.jsonl")
+    assert run.returncode == 0, run.stderr
     return out / "events"
 
 
@@ -86,16 +83,21 @@ def test_redis_postgres_two_workers_decide_as_replay_on_a_simulated_run(
     key = create_key(pg_url)
     service.start()
     try:
-        # `start` returns once one worker is ready: wait for the second, or every connection
-        # below may go to the first.
-        ready = set()
+        # The kernel hands each new connection to whichever worker accepts first, so a few
+        # connections may all land on one: open connections until each worker holds one, then
+        # use them in turn (a keep-alive connection stays with the worker that accepted it).
+        headers = {"Authorization": f"Bearer {key}"}
+        by_worker: dict[str, httpx.Client] = {}
         deadline = time.monotonic() + 30
-        while len(ready) < 2 and time.monotonic() < deadline:
-            ready.add(httpx.get(service.url + "/healthz", timeout=5).headers["x-kabuguard-worker"])
-        # Several connections used in turn: the kernel hands them to both workers.
-        clients = [httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-                   for _ in range(8)]
-        turn = itertools.cycle(clients)
+        while len(by_worker) < 2 and time.monotonic() < deadline:
+            client = httpx.Client(base_url=service.url, headers=headers, timeout=30)
+            worker = client.get("/healthz").headers["x-kabuguard-worker"]
+            if worker in by_worker:
+                client.close()
+            else:
+                by_worker[worker] = client
+        assert len(by_worker) == 2, "both workers accept connections"
+        turn = itertools.cycle(by_worker.values())
         pids = set()
 
         def post(body: bytes) -> httpx.Response:
@@ -104,7 +106,7 @@ def test_redis_postgres_two_workers_decide_as_replay_on_a_simulated_run(
             return answer
 
         got_decisions, got_alerts = _send(post, ordered_stream([simulated]))
-        for c in clients:
+        for c in by_worker.values():
             c.close()
     finally:
         service.stop()
