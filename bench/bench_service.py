@@ -254,12 +254,12 @@ _WHERE = (
 )
 
 
+_SPY = Path(sys.executable).with_name("py-spy")
+
+
 def _profile(pids: list[int], seconds: float, out: Path) -> list[subprocess.Popen[bytes]]:
-    """py-spy on every worker (raw collapsed stacks, one file each), or nothing without py-spy."""
-    spy = Path(sys.executable).with_name("py-spy")
-    if not spy.exists():
-        return []
-    return [subprocess.Popen([str(spy), "record", "--nonblocking", "-r", "250", "-d", str(int(seconds)), "-f", "raw",
+    """py-spy on every worker (raw collapsed stacks, one file each)."""
+    return [subprocess.Popen([str(_SPY), "record", "--nonblocking", "-r", "250", "-d", str(int(seconds)), "-f", "raw",
                               "-o", f"{out}.{pid}", "--threads", "-p", str(pid)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
 
@@ -365,6 +365,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy on a worker during the 1000/s run.")
     args = parser.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
+    if args.profile and not _SPY.exists():
+        parser.error(f"--profile: {_SPY} not found; install it with `{_SPY.with_name('pip')} install py-spy`")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         streams = _stream(workdir)
