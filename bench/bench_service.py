@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -164,13 +165,22 @@ def _write_bodies(path: Path, events: list[dict[str, Any]], tag: str, per_reques
     return path
 
 
-def _cycle(events: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
-    """`n` events cycling through `events`, each copy with its own event_id."""
-    out = []
-    for i in range(n):
-        e = events[i % len(events)]
-        out.append({**e, "event_id": f"{e['event_id']}#{i // len(events)}"} if i >= len(events) else e)
-    return out
+def _later(events: list[dict[str, Any]], cycle: int, period: timedelta) -> list[dict[str, Any]]:
+    """`events` moved `cycle` periods later, with their own event ids.
+
+    Production time only moves forward; sending the same fortnight again would put every
+    account's past several times into its windows and measure a state no service holds."""
+    if cycle == 0:
+        return events
+    return [{**e, "event_id": f"{e['event_id']}#{cycle}",
+             "ts": (datetime.fromisoformat(e["ts"]) + cycle * period).isoformat()} for e in events]
+
+
+def _forward(events: list[dict[str, Any]], start: int, n: int, period: timedelta) -> list[dict[str, Any]]:
+    """Positions `start` to `start + n` of `events` repeated forward in time (see `_later`)."""
+    size = len(events)
+    cycles = {c: _later(events, c, period) for c in range(start // size, (start + n - 1) // size + 1)}
+    return [cycles[i // size][i % size] for i in range(start, start + n)]
 
 
 def _serve(setup: str, workdir: Path, workers: int) -> tuple[Any, str, str]:
@@ -303,10 +313,12 @@ def run_setup(setup: str, args: argparse.Namespace, workdir: Path, streams: Any)
         warm = _write_bodies(workdir / "warm.jsonl", decidable[:300], "warm")
         _load(service, key, warm, 300, 16)
         offset = 300
+        # The stream's span and a day: each repetition starts after everything sent before it.
+        period = datetime.fromisoformat(stream[-1]["ts"]) - datetime.fromisoformat(stream[0]["ts"]) + timedelta(days=1)
         for rate in args.rates:
             n = int(rate * args.seconds)
-            events = _cycle(decidable[offset:] + decidable[:offset], n)
-            offset = (offset + n) % len(decidable)
+            events = _forward(decidable, offset, n, period)
+            offset += n
             bodies = _write_bodies(workdir / f"r{rate}.jsonl", events, f"{setup}{rate}")
             spies = _profile(_workers(service), args.seconds - 1, workdir / "spy") if args.profile and rate == 1000 else []
             result = _load(service, key, bodies, rate, max(16, int(rate / 50)))
@@ -317,13 +329,20 @@ def run_setup(setup: str, args: argparse.Namespace, workdir: Path, streams: Any)
             results.append({"setup": setup, "mode": f"{rate:g}/s", **result})
             print(json.dumps(results[-1]), flush=True)
         n = int(args.max_requests)
-        bodies = _write_bodies(workdir / "max.jsonl", _cycle(decidable, n), f"{setup}max")
+        bodies = _write_bodies(workdir / "max.jsonl", _forward(decidable, offset, n, period), f"{setup}max")
         result = _load(service, key, bodies, None, 16)
+        offset += n
         results.append({"setup": setup, "mode": "max (closed loop, 16 connections)", **result})
         print(json.dumps(results[-1]), flush=True)
         # The batch endpoint: the whole stream (bars, executions, activity) in order, 1,000 a request.
-        bodies = _write_bodies(workdir / "batch.jsonl", stream, f"{setup}batch", per_request=1000)
+        batch = _later(stream, offset // len(decidable) + 1, period)
+        bodies = _write_bodies(workdir / "batch.jsonl", batch, f"{setup}batch", per_request=1000)
+        spies = _profile(_workers(service), 2, workdir / "spy-batch") if args.profile else []
         result = _load(service, key, bodies, None, 1, per_request=1000)
+        for spy in spies:
+            spy.wait(60)
+        if spies:
+            result["where_time_goes_pct"] = _where(workdir / "spy-batch")
         results.append({"setup": setup, "mode": "batch of 1000 (1 connection)", **result})
         print(json.dumps(results[-1]), flush=True)
     finally:
@@ -362,7 +381,7 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=15000)
     parser.add_argument("--workers", type=int, default=2, help="Workers of the Redis setup.")
     parser.add_argument("--out", default=None)
-    parser.add_argument("--profile", action="store_true", help="py-spy on a worker during the 1000/s run.")
+    parser.add_argument("--profile", action="store_true", help="py-spy on the workers during the 1000/s run and the first 2 s of the batch run.")
     args = parser.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
     if args.profile and not _SPY.exists():
@@ -377,7 +396,7 @@ def main() -> None:
     print(_table(results))
     for r in results:
         if "where_time_goes_pct" in r:
-            print(f"\nwhere a worker's CPU goes at 1000 req/s, {r['setup']} (py-spy, % of samples):")
+            print(f"\nwhere a worker's CPU goes, {r['setup']} {r['mode']} (py-spy, % of samples):")
             for name, pct in r["where_time_goes_pct"].items():
                 print(f"  {pct:5.1f}  {name}")
     print(f"\nload average during the run: {os.getloadavg()}")
