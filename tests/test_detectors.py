@@ -8,6 +8,7 @@ from pathlib import Path
 from conftest import Stream, brokerage, ts
 from kabuguard.detectors.base import Evidence
 from kabuguard.detectors.login_profile import LoginProfile
+from kabuguard.detectors.suspect_flow import SuspectFlow
 from kabuguard.engine import Pipeline
 from kabuguard.events import read_file, total_order
 from kabuguard.events.reader import event_from_dict
@@ -234,6 +235,31 @@ def test_the_owners_own_buy_of_the_same_name_is_not_suspect(tmp_path: Path) -> N
     decisions = _decide(s, tmp_path)
     assert "buy_with_suspect_buyers" not in decisions[own["event_id"]]["reasons"]
     assert decisions[own["event_id"]]["decision"] == "allow"
+
+
+def test_after_suspect_buyers_only_a_buy_from_a_session_leaning_foreign_is_suspect() -> None:
+    """A customer with too little history to be recognised (log-odds between the owner's line and
+    0) is not someone else; a session more likely someone else's (above 0) is."""
+    params = load_policy().detectors["suspect_flow"]
+    flow = SuspectFlow(params)
+    state = flow.initial()
+
+    def buy(account: str, minute: int, llr: float) -> Evidence:
+        event = event_from_dict({"event_id": f"o-{account}", "type": "order", "account_id": account,
+                                 "ts": ts(20, 10, minute), "order_id": f"o-{account}", "symbol": "9999",
+                                 "side": "buy", "qty": 100, "order_type": "market"})
+        ev = Evidence()
+        ev.session_llr = llr
+        flow.score(event, state, ev)
+        flow.learn(event, state, ev)
+        return ev
+
+    for n in range(params["min_buyers"]):
+        buy(f"H{n}", n, params["suspect_llr"] + 1)  # hijacked-looking buyers
+    unrecognised = buy("N", 10, (load_policy().own_session_llr + params["foreign_session_llr"]) / 2)
+    foreign = buy("F", 11, params["foreign_session_llr"] + 0.5)
+    assert [f.reason for f in unrecognised.findings] == []
+    assert [f.reason for f in foreign.findings] == ["buy_with_suspect_buyers"]
 
 
 def test_a_young_account_adding_to_a_large_thin_position_is_held(tmp_path: Path) -> None:

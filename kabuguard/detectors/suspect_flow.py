@@ -9,10 +9,14 @@ far plus the session's risk, at least `suspect_llr`) are remembered for `lookbac
 
 - a sell by another account while such buys are recent scores `sell_into_suspect_buying`
   (`sell_weight` plus the log of how many accounts bought);
-- a buy from a session that is not the owner's own recognised one, after at least
-  `min_buyers` such accounts, scores `buy_with_suspect_buyers`.
+- a buy from a session that leans foreign (log-odds above `foreign_session_llr`, 0: more
+  likely someone else than the owner), after at least `min_buyers` such accounts, scores
+  `buy_with_suspect_buyers`.
 
-A news crowd buys from its own devices and homes, so it leaves no suspect buys behind it.
+A news crowd buys from its own devices and homes, so it leaves no suspect buys behind it; when a
+few of its buyers happen to be on risky sessions (a new phone, a trip), the rest are still on
+sessions that do not lean foreign, including customers with too little history to be
+recognised, whose log-odds sit between the owner's line and 0.
 Known false positives: a holder of a micro cap selling by chance in the days a hijacked account
 bought it; a customer on a new phone buying the same name.
 
@@ -20,7 +24,7 @@ bought it; a customer on a new phone buying the same name.
     >>> from kabuguard.events.reader import event_from_dict
     >>> flow = SuspectFlow({"lookback_hours": 72, "risky_session_llr": 2.0, "suspect_llr": 4.0,
     ...     "min_buyers": 2, "sell_weight": 6.0, "buy_weight": 2.0, "max_adv_value_jpy": 2e9, "habit_discount": 2.5,
-    ...     "own_session_llr": -2.0})
+    ...     "foreign_session_llr": 0.0})
     >>> state = flow.initial()
     >>> def order(account, side, minute):
     ...     return event_from_dict({"event_id": f"o{minute}", "type": "order", "account_id": account,
@@ -66,7 +70,7 @@ class SuspectFlow:
         self.sell_weight = float(param(params, "sell_weight", self.name))
         self.buy_weight = float(param(params, "buy_weight", self.name))
         self.max_adv_value = float(param(params, "max_adv_value_jpy", self.name))
-        self.own_session_llr = float(param(params, "own_session_llr", self.name))
+        self.foreign_llr = float(param(params, "foreign_session_llr", self.name))
         self.habit_discount = float(param(params, "habit_discount", self.name))
 
     def initial(self) -> SuspectFlowState:
@@ -97,7 +101,7 @@ class SuspectFlow:
                 if first <= began - self.lookback_us:
                     weight -= self.habit_discount
             ev.findings.append(Finding("sell_into_suspect_buying", weight))
-        elif count >= self.min_buyers and ev.session_llr > self.own_session_llr:
+        elif count >= self.min_buyers and ev.session_llr > self.foreign_llr:
             ev.findings.append(Finding("buy_with_suspect_buyers",
                                        self.buy_weight + math.log(count / self.min_buyers)))
 
