@@ -20,6 +20,7 @@ it, exactly as the replay does. Stores hold state, never logic.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TypedDict
@@ -32,6 +33,11 @@ from kabuguard.events.model import Instrument
 
 StageKey = tuple[str, str]
 
+# Bump when a stored state keeps its type but changes its meaning (an order kept inside a
+# list, a unit): the format of every slot changes with it, and a Redis holding the old one
+# is refused instead of read as the new one.
+STATE_REVISION = 1
+
 
 class Missing(Exception):
     """The pipeline asked for a key that was not loaded: load it and run again."""
@@ -39,6 +45,14 @@ class Missing(Exception):
     def __init__(self, stage: str, key: str) -> None:
         super().__init__(f"{stage}:{key} not loaded")
         self.stage_key = (stage, key)
+
+
+_FRESH = ("Start with a fresh prefix (redis_prefix / KABUGUARD_REDIS_PREFIX) and replay the history into "
+          "it, or empty this prefix.")
+
+
+class StateFormatMismatch(Exception):
+    """Redis holds state that this version would decode wrongly or not at all."""
 
 
 class StateCodec:
@@ -61,6 +75,19 @@ class StateCodec:
             for stage, slots in types.items()
         }
         self.encode = msgspec.msgpack.Encoder().encode
+        self.types = types
+
+    def formats(self) -> dict[str, str]:
+        """Per `stage.slot`, a digest of its type's schema and `STATE_REVISION`.
+
+        Per slot, not one digest for all: a policy that turns a detector on or off adds or
+        leaves a slot, which old state survives; only a slot whose format changed cannot."""
+        out = {}
+        for stage, slots in self.types.items():
+            for slot, tp in slots.items():
+                schema = msgspec.json.encode(msgspec.json.schema(tp), order="sorted")
+                out[f"{stage}.{slot}"] = hashlib.sha256(schema + b"/%d" % STATE_REVISION).hexdigest()[:16]
+        return out
 
     def decode(self, stage: str, data: bytes) -> dict[str, Any]:
         return self._decoders[stage].decode(data)
@@ -164,18 +191,63 @@ end
 return 1
 """
 
+# KEYS: the format hash. ARGV: slot, format, slot, format... Records the formats of slots new to
+# this Redis and returns the slots whose recorded format differs, each with the recorded one.
+_FORMATS = """
+local bad = {}
+for i = 1, #ARGV, 2 do
+  redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
+  local had = redis.call('HGET', KEYS[1], ARGV[i])
+  if had ~= ARGV[i + 1] then
+    bad[#bad + 1] = ARGV[i]
+    bad[#bad + 1] = had
+  end
+end
+return bad
+"""
+
 
 class RedisState:
     """State, results and the database outbox of every firm, in one Redis (through the service's
     pipelined client, `kabuguard.service.redis_client`)."""
 
-    def __init__(self, client: Any, prefix: str = "kg:", seen_ttl_s: int = 7 * 86400) -> None:
+    def __init__(self, client: Any, formats: dict[str, str], prefix: str = "kg:", seen_ttl_s: int = 7 * 86400) -> None:
         self.client = client
+        self.formats = formats
         self.prefix = prefix
         self.seen_ttl_s = seen_ttl_s
         self.outbox_key = f"{prefix}outbox"
         self._load = client.register_script(_LOAD)
         self._commit = client.register_script(_COMMIT)
+        self._check = client.register_script(_FORMATS)
+        self.format_checked = False
+        self.format_error: str | None = None
+
+    async def check_format(self) -> None:
+        """Refuse a Redis whose state this version cannot read (`StateFormatMismatch`, which
+        names the slots); record this version's formats where Redis has none yet."""
+        key = f"{self.prefix}format"
+        if self.format_error is None and not await self.client.execute("EXISTS", key):
+            # No formats recorded: an empty prefix, or state from before formats were recorded.
+            cursor, found = b"0", []
+            while not found:
+                cursor, found = await self.client.execute("SCAN", cursor, "MATCH", f"{self.prefix}s:*", "COUNT", 1000)
+                if cursor == b"0":
+                    break
+            if found:
+                self.format_error = (f"Redis prefix {self.prefix!r} holds detection state from a version that "
+                                     f"did not record its format: {_FRESH}")
+        if self.format_error is None:
+            args = [x for slot, digest in sorted(self.formats.items()) for x in (slot, digest)]
+            bad = await self._check(keys=[key], args=args)
+            if bad:
+                slots = ", ".join(f"{bad[i].decode()} (stored {bad[i + 1].decode()}, "
+                                  f"this version {self.formats[bad[i].decode()]})" for i in range(0, len(bad), 2))
+                self.format_error = (f"Redis prefix {self.prefix!r} holds detection state in a format this "
+                                     f"version does not read: {slots}. {_FRESH}")
+        if self.format_error is not None:
+            raise StateFormatMismatch(self.format_error)
+        self.format_checked = True
 
     def state_key(self, firm: str, stage: str, key: str) -> str:
         return f"{self.prefix}s:{firm}:{stage}:{key}"
@@ -184,6 +256,8 @@ class RedisState:
         return f"{self.prefix}e:{firm}:{event_id}"
 
     async def load(self, firm: str, keys: Sequence[StageKey], event_ids: Sequence[str]) -> Snapshot:
+        if not self.format_checked:  # Redis was unreachable when the service started
+            await self.check_format()
         redis_keys = [self.state_key(firm, s, k) for s, k in keys]
         redis_keys += [self.seen_key(firm, e) for e in event_ids]
         out = await self._load(keys=redis_keys, args=[len(keys)])
@@ -235,7 +309,8 @@ class RedisState:
             await self.client.hdel(self.outbox_key, *fields)
 
     async def prepare(self) -> None:
-        """Load both scripts into Redis ahead of the first request."""
+        """Check the state's format and load the scripts into Redis ahead of the first request."""
+        await self.check_format()
         for script in (self._load, self._commit):
             await self.client.script_load(script.script)
 

@@ -27,7 +27,7 @@ from kabuguard.console.containment import Containment
 from kabuguard.console.web import mount_console
 from kabuguard.console.webhooks import Deliverer
 from kabuguard.engine.pipeline import Pipeline
-from kabuguard.engine.redis_store import RedisState
+from kabuguard.engine.redis_store import RedisState, StateCodec, StateFormatMismatch
 from kabuguard.events.model import Event
 from kabuguard.events.reader import ContractError, event_from_dict, parse_ts
 from kabuguard.intel.taxii.server import install as install_taxii
@@ -122,16 +122,17 @@ class Service:
         # than deciding the request). Answering after PostgreSQL, it commits what is waiting.
         linger_s = _GROUP_COMMIT_S if settings.redis() and not settings.wait_for_database else 0.0
         self.db = Database(settings.db, busy_timeout_s=settings.deadline_ms / 1000, linger_s=linger_s)
+        pipeline = Pipeline(load_policy(settings.policy or None))
         if settings.redis():
             timeout = max(0.05, settings.deadline_ms / 1000)
             client = Redis(settings.state, socket_timeout=timeout, socket_connect_timeout=timeout)
-            state: Any = RedisState(client, settings.redis_prefix, settings.idempotency_ttl_s)
+            state: Any = RedisState(client, StateCodec(pipeline).formats(), settings.redis_prefix,
+                                    settings.idempotency_ttl_s)
             # A tenth of the deadline at most: the decision needs the rest of it.
             self.buckets: RateLimiter = RedisBuckets(client, settings.redis_prefix, timeout_s=max(0.005, timeout / 10))
         else:
             state = MemoryState()
             self.buckets = TokenBuckets()
-        pipeline = Pipeline(load_policy(settings.policy or None))
         self.decider = Decider(pipeline, state, self.db, deadline_s=settings.deadline_ms / 1000,
                                wait_for_database=bool(settings.wait_for_database))
         self.keys = KeyCache(self.db)
@@ -230,6 +231,8 @@ class Service:
         try:
             await state.prepare()
             await run_in_threadpool(self.db.ping)
+        except StateFormatMismatch:
+            raise  # deciding on state read wrongly is worse than not starting
         except Exception as exc:  # a store down at start: degraded mode until it is back
             log.warning("store unreachable at start", extra={"error": type(exc).__name__})
 
@@ -351,14 +354,15 @@ def create_app(settings: Settings | None = None, migrate_db: bool = True) -> Fas
         """The process is up (no authentication)."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], responses={503: {"description": "a store is unreachable"}})
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "a store is unreachable, or Redis holds state of another format"}})
     async def readyz() -> JSONResponse:
         """State and database both reachable (no authentication)."""
         checks = {}
         try:
             async with asyncio.timeout(settings.deadline_ms / 1000):
                 await service.decider.state.ping()
-            checks["state"] = "ok"
+            # (An unauthenticated answer: the slots and the prefix are in the log, not here.)
+            checks["state"] = "format mismatch" if getattr(service.decider.state, "format_error", None) else "ok"
         except Exception as exc:
             checks["state"] = f"unreachable ({type(exc).__name__})"
         try:

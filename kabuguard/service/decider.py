@@ -24,7 +24,8 @@ import msgspec
 from kabuguard.detectors.market_factor import MARKET_KEY
 from kabuguard.detectors.shared_indicator import INTEL_KEY, intel_key
 from kabuguard.engine.pipeline import Pipeline
-from kabuguard.engine.redis_store import Missing, RedisState, Snapshot, StageKey, StateCodec, WorkingSet
+from kabuguard.engine.redis_store import (Missing, RedisState, Snapshot, StageKey, StateCodec, StateFormatMismatch,
+                                         WorkingSet)
 from kabuguard.events.model import DECIDABLE, Event, account_key
 from kabuguard.service.redis_client import ReplyError
 from kabuguard.service.state import MemoryState
@@ -106,6 +107,9 @@ class Decider:
             async with asyncio.timeout(self.deadline_s):
                 outcome, records, field = await self._shared(firm, events)
         except (Degraded, TimeoutError, OSError, ConnectionError) as exc:
+            return self._degraded(firm, events, exc)
+        except StateFormatMismatch as exc:
+            log.error("state format mismatch", extra={"detail": str(exc)})
             return self._degraded(firm, events, exc)
         except Exception as exc:
             # Driver errors (redis, SQLAlchemy) carry no common base: any failure to reach a
