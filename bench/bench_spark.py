@@ -1,7 +1,7 @@
 """Spark runner against the local replay: events per second, partition scaling, peak memory.
 
 Run: .venv/bin/python bench/bench_spark.py [--sizes 1000000,4000000,16000000] [--master local[2]]
-     [--partitions 4] [--scaling 1,2,4,8] [--skip-local]
+     [--partitions 4] [--scaling 1,2,4,8] [--skip-local | --skip-spark]
 
 For each target size it simulates a 4-firm brokerage (60 symbols, 20 days; cached under
 bench/.data/, not committed) sized to about that many events, then, each in a fresh process:
@@ -161,6 +161,8 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--scaling", default="", help="partition counts to try on the smallest size, e.g. 1,2,4,8")
     parser.add_argument("--skip-local", action="store_true")
+    parser.add_argument("--skip-spark", action="store_true",
+                        help="only the local replay, compared with the Spark output of an earlier run if there is one")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -180,6 +182,10 @@ def main() -> None:
             print(json.dumps({"size": _label(target), "engine": "local", "events": r["events"], "wall_s": round(wall, 1),
                               "events_per_s": round(r["events"] / wall), "cpu_s": r["cpu_s"], "load": r["load"],
                               "peak_rss_mb": mem["total_mb"]}), flush=True)
+        if args.skip_spark:
+            if (runs / "spark" / "decisions.jsonl").exists():
+                print(json.dumps({"size": _label(target), "identical_to_earlier_spark_run": _same(runs / "local", runs / "spark")}))
+            continue
         r, mem, wall = _measure([*me, "spark", str(events), str(runs / "spark"), args.master, str(args.partitions)])
         same = _same(runs / "local", runs / "spark") if (runs / "local" / "decisions.jsonl").exists() else None
         print(json.dumps({"size": _label(target), "engine": f"spark {args.master}", "partitions": args.partitions,
