@@ -46,3 +46,19 @@ def test_addresses_the_standard_library_rejects_are_unknown() -> None:
     # A /24 mixing reserved and public addresses is decided address by address.
     for text in ("192.0.0.1", "192.0.0.9", "192.0.0.8"):
         assert (net.lookup(text).kind == "private") == ipaddress.ip_address(text).is_private, text
+
+
+def test_a_prefix_the_database_splits_is_classified_address_by_address_in_any_order() -> None:
+    """51.77.242.0/24 is two /25s in two countries in the bundled data: each address gets its own
+    half's country whichever address of the /24 the process saw first."""
+    from kabuguard.netintel import NetIntel
+
+    low, high = "51.77.242.18", "51.77.242.200"
+    first, second = NetIntel(), NetIntel()
+    assert first.lookup(low).country != first.lookup(high).country, "the bundled data splits this /24"
+    assert (second.lookup(high).country, second.lookup(low).country) == (first.lookup(high).country,
+                                                                        first.lookup(low).country)
+    # A /24 the database holds whole is still looked up once.
+    whole = NetIntel()
+    assert whole.lookup("8.8.8.8") == whole.lookup("8.8.8.9")
+    assert "8.8.8.0/24" in whole._prefixes

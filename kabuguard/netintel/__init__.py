@@ -108,8 +108,9 @@ class NetIntel:
         return found
 
     def _classify(self, ip: str) -> Network:
-        # IPv4 outside the mixed /24s: reserved or not, and the owner, are the same for the whole
-        # /24, so a new address in a known /24 costs a parse of its octets and one dict lookup.
+        # IPv4 outside the mixed /24s: reserved or not is the same for the whole /24, and so are
+        # the owner and country unless the database splits it (`_network`), so a new address in
+        # a known /24 costs a parse of its octets and one dict lookup.
         head, dot, _ = ip.rpartition(".")
         if dot and head not in _MIXED_V4:
             value = _v4_int(ip)
@@ -117,8 +118,10 @@ class NetIntel:
                 prefix = head + ".0/24"
                 found = self._prefixes.get(prefix)
                 if found is None:
-                    found = self._prefixes[prefix] = self._network(prefix, ip) if not _reserved_v4(value) \
-                        else Network(prefix=prefix, asn="", country="", kind="private")
+                    if _reserved_v4(value):
+                        found = self._prefixes[prefix] = Network(prefix=prefix, asn="", country="", kind="private")
+                    else:
+                        found = self._network(prefix, ip, 24)
                 return found
         # IPv6, the mixed /24s and anything that may not be an address at all.
         try:
@@ -131,18 +134,25 @@ class NetIntel:
             prefix = str(ipaddress.IPv6Network(f"{addr}/48", strict=False))
         if addr.is_private or addr.is_loopback or addr.is_link_local:
             return Network(prefix=prefix, asn="", country="", kind="private")
-        # Routes are announced no finer than a /24 (/48), so one lookup serves the whole prefix.
         found = self._prefixes.get(prefix)
         if found is None:
-            found = self._prefixes[prefix] = self._network(prefix, str(addr))
+            found = self._network(prefix, str(addr), 24 if addr.version == 4 else 48)
         return found
 
-    def _network(self, prefix: str, ip: str) -> Network:
-        """The owner and country of a public address's prefix, from the bundled database."""
+    def _network(self, prefix: str, ip: str, bits: int) -> Network:
+        """The owner and country of a public address, from the bundled database; remembered for
+        its whole prefix when the database's ranges for it (country and owner) hold all of it.
+
+        Not otherwise: a /24 split between two countries (one /25 each) would get the country
+        of whichever address came first, and a decision would depend on what the process had
+        seen before (the replay and Spark's workers see addresses in different orders)."""
         row = self._db.lookup(ip)
         asn = row.asn_name or ""
         country = row.country_code if len(row.country_code or "") == 2 else ""
-        return Network(prefix=prefix, asn=asn, country=country, kind=self._kind(asn))
+        found = Network(prefix=prefix, asn=asn, country=country, kind=self._kind(asn))
+        if _holds(row.cidr, bits) and _holds(row.asn_cidr, bits):
+            self._prefixes[prefix] = found
+        return found
 
     @lru_cache(maxsize=65536)
     def _kind(self, asn: str) -> Kind:
@@ -154,6 +164,12 @@ class NetIntel:
         if any(token in name for token in self._mobile):
             return "mobile"
         return "fixed"
+
+
+def _holds(cidr: str | None, bits: int) -> bool:
+    """Whether a database range (`a.b.c.d/n`) is as wide as a /`bits` prefix or wider."""
+    _, slash, length = (cidr or "").rpartition("/")
+    return bool(slash) and length.isdigit() and int(length) <= bits
 
 
 @cache
