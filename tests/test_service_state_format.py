@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from conftest import HOME_UA, ts
@@ -20,7 +21,7 @@ from test_service_support import RedisServer, redis_prefix, redis_url
 __all__ = ["redis_prefix", "redis_url"]  # fixtures
 
 
-def _app(tmp_path: Path, url: str, prefix: str):
+def _app(tmp_path: Path, url: str, prefix: str) -> FastAPI:
     return create_app(Settings(state=url, redis_prefix=prefix, db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9))
 
 

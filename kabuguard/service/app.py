@@ -123,17 +123,17 @@ class Service:
         linger_s = _GROUP_COMMIT_S if settings.redis() and not settings.wait_for_database else 0.0
         self.db = Database(settings.db, busy_timeout_s=settings.deadline_ms / 1000, linger_s=linger_s)
         pipeline = Pipeline(load_policy(settings.policy or None))
+        codec = StateCodec(pipeline)
         if settings.redis():
             timeout = max(0.05, settings.deadline_ms / 1000)
             client = Redis(settings.state, socket_timeout=timeout, socket_connect_timeout=timeout)
-            state: Any = RedisState(client, StateCodec(pipeline).formats(), settings.redis_prefix,
-                                    settings.idempotency_ttl_s)
+            state: Any = RedisState(client, codec.formats(), settings.redis_prefix, settings.idempotency_ttl_s)
             # A tenth of the deadline at most: the decision needs the rest of it.
             self.buckets: RateLimiter = RedisBuckets(client, settings.redis_prefix, timeout_s=max(0.005, timeout / 10))
         else:
             state = MemoryState()
             self.buckets = TokenBuckets()
-        self.decider = Decider(pipeline, state, self.db, deadline_s=settings.deadline_ms / 1000,
+        self.decider = Decider(pipeline, codec, state, self.db, deadline_s=settings.deadline_ms / 1000,
                                wait_for_database=bool(settings.wait_for_database))
         self.keys = KeyCache(self.db)
         self.deliverer = Deliverer(self.db.engine, settings.webhook_secret, settings.webhook_backoff_s,
@@ -362,7 +362,7 @@ def create_app(settings: Settings | None = None, migrate_db: bool = True) -> Fas
             async with asyncio.timeout(settings.deadline_ms / 1000):
                 await service.decider.state.ping()
             # (An unauthenticated answer: the slots and the prefix are in the log, not here.)
-            checks["state"] = "format mismatch" if getattr(service.decider.state, "format_error", None) else "ok"
+            checks["state"] = "format mismatch" if service.decider.state.format_error else "ok"
         except Exception as exc:
             checks["state"] = f"unreachable ({type(exc).__name__})"
         try:

@@ -81,10 +81,11 @@ def keys_of(event: Any) -> list[StageKey]:
 
 
 class Decider:
-    def __init__(self, pipeline: Pipeline, state: MemoryState | RedisState, db: Database,
+    def __init__(self, pipeline: Pipeline, codec: StateCodec, state: MemoryState | RedisState, db: Database,
                  deadline_s: float = 0.25, max_attempts: int = 64, wait_for_database: bool = False) -> None:
+        """`codec` is `StateCodec(pipeline)`, built once by the caller, which also needs its formats."""
         self.pipeline = pipeline
-        self.codec = StateCodec(pipeline)
+        self.codec = codec
         self.state = state
         self.db = db
         self.deadline_s = deadline_s

@@ -13,6 +13,9 @@ from kabuguard.engine.redis_store import Snapshot, StageKey
 
 
 class MemoryState:
+    # Built by this process from its own log: never of another version's format.
+    format_error: str | None = None
+
     def __init__(self) -> None:
         self._states: dict[tuple[str, str, str], bytes] = {}
         self._seen: dict[tuple[str, str], bytes] = {}
