@@ -366,3 +366,33 @@ def test_a_wave_of_sell_outs_from_unfamiliar_sessions_across_the_firm(tmp_path: 
     alone = _sell_out_from_a_stranger_machine(quiet, 7, 0)
     (tmp_path / "quiet").mkdir()
     assert "takeover_wave" not in _decide(quiet, tmp_path / "quiet")[alone["event_id"]]["reasons"]
+
+
+def test_a_news_crowd_of_customers_too_new_to_be_recognised_still_explains_the_stock() -> None:
+    """Most of a real news crowd has too little login history for stage 1 to recognise its
+    sessions (log-odds between the owner's line and 0); they still lean to the owner, unlike a
+    campaign's hijacked sessions, so they are the stock's audience too."""
+    from kabuguard.detectors.owners_crowd import OwnersCrowd
+
+    policy = load_policy()
+    params = {"own_session_llr": policy.own_session_llr, **policy.detectors["owners_crowd"]}  # as the pipeline gives
+
+    def late_buyer_findings(crowd_session_llr: float) -> list:
+        crowd = OwnersCrowd(params)
+        state = crowd.initial()
+        for a in range(8):
+            buy = event_from_dict({"type": "order", "event_id": f"o{a}", "ts": ts(20, 9, a), "account_id": f"A{a}",
+                                   "order_id": f"o{a}", "symbol": "9999", "side": "buy", "qty": 100,
+                                   "order_type": "market"})
+            ev = Evidence(session_llr=crowd_session_llr)
+            crowd.score(buy, state, ev)
+            crowd.learn(buy, state, ev)
+        late = event_from_dict({"type": "order", "event_id": "late", "ts": ts(20, 9, 30), "account_id": "R",
+                                "order_id": "late", "symbol": "9999", "side": "buy", "qty": 300,
+                                "order_type": "market"})
+        ev = Evidence(session_llr=2.9)  # a risky session of its own: a new phone on a new network
+        crowd.score(late, state, ev)
+        return [f.reason for f in ev.findings]
+
+    assert late_buyer_findings(-1.1) == ["owners_crowd"]  # unremarkable sessions: the news audience
+    assert late_buyer_findings(1.5) == []  # sessions leaning foreign: a campaign's buyers
