@@ -355,3 +355,33 @@ def test_cli_success_and_usage_errors(run_files: tuple[Path, Path], tmp_path: Pa
 def test_docstring_examples() -> None:
     result = doctest.testmod(charts)
     assert result.attempted and not result.failed
+
+
+def test_fraud_orders_by_whose_account_split_at_the_campaigns_first_hijack(tmp_path: Path) -> None:
+    """Hijacked accounts apart from the attackers' own, whose orders before the campaign's first
+    hijacked event no decision without look-ahead could tie to the campaign."""
+    rows = [  # (event_id, hh:mm, type, account, decision, notional, role)
+        ("x0", "08:50", "order", "X1", "allow", 700_000, "attacker"),  # the position, built before
+        ("x1", "08:55", "order", "X1", "review", 300_000, "attacker"),
+        ("v0", "09:00", "login", "V1", "challenge", None, "victim"),  # the campaign's first hijack
+        ("v1", "09:05", "order", "V1", "review", 1_000_000, "victim"),
+        ("x2", "09:20", "order", "X1", "block", 3_000_000, "attacker"),  # the dump
+        ("x3", "09:25", "order", "X1", "allow", 1_000_000, "attacker"),
+    ]
+    run = tmp_path / "run"
+    run.mkdir()
+    _write(run / "decisions.jsonl", [
+        {"event_id": e, "ts": _ts(t), "type": k, "account_id": a, "decision": d, "score": 0.5,
+         **({"notional_jpy": float(n)} if n else {})} for e, t, k, a, d, n, _ in rows])
+    _write(run / "alerts.jsonl", [])
+    labels = _write(tmp_path / "labels.jsonl", [
+        {"event_id": e, "ts": _ts(t), "type": k, "account_id": a, **_fraud("C1", "pump_2025", r)}
+        for e, t, k, a, _, _, r in rows])
+    roles = evaluate_run(labels, run, tmp_path / "out")["roles"]
+    assert (roles["victim"]["stopped_orders"], roles["victim"]["fraud_orders"]) == (1, 1)
+    assert (roles["attacker"]["stopped_orders"], roles["attacker"]["fraud_orders"]) == (2, 4)
+    before, after = roles["attacker_before_first_hijack"], roles["attacker_after_first_hijack"]
+    assert (before["stopped_orders"], before["fraud_orders"], before["value_stopped"]) == (1, 2, 0.3)
+    assert (after["stopped_orders"], after["fraud_orders"], after["value_stopped"]) == (1, 2, 0.75)
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "By whose account" in report and "before their campaign" in report

@@ -96,6 +96,7 @@ def _missing_label_fields(run: Run) -> dict[str, str]:
             "role",
             "cannot tell hijacked customers from attackers' own accounts",
         ),
+        "roles": ("role", "cannot tell hijacked customers from attackers' own accounts"),
         "false_positive_rate_by_group": ("group", "cannot name the benign confounders"),
         "attack_styles": ("attack_style", "cannot split by attacker playbook"),
         "campaigns": ("campaign_id", "cannot group fraudulent events into campaigns"),
@@ -146,6 +147,7 @@ def compute(run: Run) -> dict:
         else m.false_positives_by_group(pairs),
         "false_positive_reasons": m.false_positive_reasons(pairs),
         "attack_styles": None if "attack_styles" in unavailable else m.by_attack_style(pairs),
+        "roles": None if "roles" in unavailable else m.by_role(pairs),
         "campaigns": campaign_rows,
         "campaign_summary": camp.campaign_summary(campaign_rows),
         "workload": m.workload(run.alerts, run.decisions, cal),
@@ -179,6 +181,13 @@ def summary_lines(metrics: dict) -> list[str]:
             f"hijacked accounts stopped before their first fraudulent order: "
             f"{victims['stopped']}/{victims['victims_with_fraud_order']} ({percent(victims['share'])})"
         )
+    roles = metrics["roles"]
+    if roles and {"victim", "attacker"} <= roles.keys():
+        line = f"fraud orders held: hijacked accounts {_held(roles['victim'])}, attackers' own {_held(roles['attacker'])}"
+        early = roles.get("attacker_before_first_hijack")
+        if early:
+            line += f"; of theirs placed before their campaign's first hijack, {_held(early)}"
+        lines.append(line)
     if camps["campaigns"]:
         delay = camps["median_delay_min"]
         lines.append(
@@ -198,3 +207,7 @@ def summary_lines(metrics: dict) -> list[str]:
             f"see {metrics['outputs']['rejected']}"
         )
     return lines
+
+
+def _held(value: dict) -> str:
+    return f"{value['stopped_orders']}/{value['fraud_orders']} ({percent(value['order_recall'])})"

@@ -131,6 +131,31 @@ def by_attack_style(pairs: list[Pair]) -> dict[str, dict]:
     return {style: order_value(group) for style, group in sorted(styles.items())}
 
 
+def by_role(pairs: list[Pair]) -> dict[str, dict]:
+    """order_value for hijacked accounts (`victim`) and for the attackers' own accounts
+    (`attacker`), the latter split at its campaign's first event in a hijacked account.
+
+    Before that event an attacker's orders (the position built to sell into the pump) come before
+    anything of the campaign a decision without look-ahead could have seen at this firm: only the
+    account's own trading can give them away. Pairs come in the total order, so the first hijacked
+    event met is the earliest.
+    """
+    first_hijack: dict[str, int] = {}
+    for d, label in pairs:
+        if label.fraud and label.role == "victim" and label.campaign_id:
+            first_hijack.setdefault(label.campaign_id, d.ts_us)
+    groups: dict[str, list[Pair]] = defaultdict(list)
+    for d, label in pairs:
+        if not label.fraud or label.role is None:
+            continue
+        groups[label.role].append((d, label))
+        if label.role == "attacker":
+            start = first_hijack.get(label.campaign_id or "")
+            early = start is None or d.ts_us < start
+            groups["attacker_before_first_hijack" if early else "attacker_after_first_hijack"].append((d, label))
+    return {role: order_value(group) for role, group in sorted(groups.items())}
+
+
 def victims_stopped(pairs: list[Pair], limit: int = 20) -> dict:
     """Hijacked accounts stopped before their first fraudulent order could go through.
 

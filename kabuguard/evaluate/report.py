@@ -304,14 +304,33 @@ def _fp_section(metrics: dict) -> str:
     return _section("False positives", *parts) if len(parts) > 1 else ""
 
 
+# Row names for the order-value breakdown by account role (metrics.by_role).
+_ROLES = {
+    "victim": "hijacked accounts",
+    "attacker": "attackers' own accounts",
+    "attacker_before_first_hijack": "… before their campaign's first hijack",
+    "attacker_after_first_hijack": "… after it",
+}
+
+
 def _style_section(metrics: dict) -> str:
     styles = metrics["attack_styles"]
-    if not styles:
+    return _order_value_section("By attack style", "attack style", {s: styles[s] for s in sorted(styles or {})})
+
+
+def _role_section(metrics: dict) -> str:
+    roles = metrics["roles"] or {}
+    return _order_value_section("By whose account", "account", {_ROLES[r]: roles[r] for r in _ROLES if r in roles})
+
+
+def _order_value_section(title: str, what: str, groups: dict[str, dict]) -> str:
+    """Fraudulent orders held and value stopped per group (attack style, account role)."""
+    if not groups:
         return ""
-    names = sorted(styles)
+    names = list(groups)
     rows = [
         (
-            s,
+            name,
             v["fraud_orders"],
             v["stopped_orders"],
             percent(v["order_recall"]),
@@ -319,29 +338,21 @@ def _style_section(metrics: dict) -> str:
             _yen(v["stopped_notional_jpy"]),
             percent(v["value_stopped"]),
         )
-        for s, v in styles.items()
+        for name, v in groups.items()
     ]
     chart = charts.horizontal_bars(
-        "Value stopped by attack style",
+        f"Value stopped {title.lower()}",
         names,
         {
-            "value stopped": [styles[s]["value_stopped"] for s in names],
-            "order recall": [styles[s]["order_recall"] for s in names],
+            "value stopped": [groups[n]["value_stopped"] for n in names],
+            "order recall": [groups[n]["order_recall"] for n in names],
         },
         {"value stopped": "#c8102e", "order recall": "#2f6db5"},
         percent,
         limit=1.0,
     )
-    headers = (
-        "attack style",
-        "fraud orders",
-        "held",
-        "order recall",
-        "fraud value",
-        "value held",
-        "value stopped",
-    )
-    return _section("By attack style", chart, _table(headers, rows))
+    headers = (what, "fraud orders", "held", "order recall", "fraud value", "value held", "value stopped")
+    return _section(title, chart, _table(headers, rows))
 
 
 def _campaign_section(metrics: dict) -> str:
@@ -505,6 +516,7 @@ def render(metrics: dict) -> str:
             _score_charts(metrics),
             _fp_section(metrics),
             _style_section(metrics),
+            _role_section(metrics),
             _detection_table(metrics),
             _pump_section(metrics),
             _workload_section(metrics),
