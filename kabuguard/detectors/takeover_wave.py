@@ -13,9 +13,10 @@ the count (one key, every activity event), so the baseline is learnt online from
 events only. In a feed pooling several firms (a regulator's, or Spark over many) the count and
 its baseline are the pool's: the 2025 waves hit many firms at once, and a 4-firm simulated run
 stopped more hijacked accounts before their first fraudulent order with the pooled count than
-with one count per firm (90.5% against 88.0%, at precision 95.2% against 95.6%). Known false positives: customers on new devices who sell during a wave (kept to
-sessions already risky, and weak alone); a firm-wide event that makes many customers sell
-from new devices at once.
+with one count per firm (90.5% against 88.0%, at precision 95.2% against 95.6%).
+Known false positives: customers on new devices who sell during a wave (kept to sessions
+already risky, and weak alone); a firm-wide event that makes many customers sell from new
+devices at once.
 
     >>> from kabuguard.detectors.base import Evidence, Finding
     >>> from kabuguard.events.reader import event_from_dict
