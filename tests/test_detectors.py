@@ -240,7 +240,8 @@ def test_the_owners_own_buy_of_the_same_name_is_not_suspect(tmp_path: Path) -> N
 def test_after_suspect_buyers_only_a_buy_from_a_session_leaning_foreign_is_suspect() -> None:
     """A customer with too little history to be recognised (log-odds between the owner's line and
     0) is not someone else; a session more likely someone else's (above 0) is."""
-    params = load_policy().detectors["suspect_flow"]
+    policy = load_policy()
+    params = policy.detector_params("suspect_flow")
     flow = SuspectFlow(params)
     state = flow.initial()
 
@@ -256,8 +257,8 @@ def test_after_suspect_buyers_only_a_buy_from_a_session_leaning_foreign_is_suspe
 
     for n in range(params["min_buyers"]):
         buy(f"H{n}", n, params["suspect_llr"] + 1)  # hijacked-looking buyers
-    unrecognised = buy("N", 10, (load_policy().own_session_llr + params["foreign_session_llr"]) / 2)
-    foreign = buy("F", 11, params["foreign_session_llr"] + 0.5)
+    unrecognised = buy("N", 10, (policy.own_session_llr + policy.foreign_session_llr) / 2)
+    foreign = buy("F", 11, policy.foreign_session_llr + 0.5)
     assert [f.reason for f in unrecognised.findings] == []
     assert [f.reason for f in foreign.findings] == ["buy_with_suspect_buyers"]
 
@@ -374,17 +375,16 @@ def test_a_news_crowd_of_customers_too_new_to_be_recognised_still_explains_the_s
     campaign's hijacked sessions, so they are the stock's audience too."""
     from kabuguard.detectors.owners_crowd import OwnersCrowd
 
-    policy = load_policy()
-    params = {"own_session_llr": policy.own_session_llr, **policy.detectors["owners_crowd"]}  # as the pipeline gives
+    params = load_policy().detector_params("owners_crowd")
 
-    def late_buyer_findings(crowd_session_llr: float) -> list:
+    def late_buyer_findings(crowd_llr: float) -> list:
         crowd = OwnersCrowd(params)
         state = crowd.initial()
         for a in range(8):
             buy = event_from_dict({"type": "order", "event_id": f"o{a}", "ts": ts(20, 9, a), "account_id": f"A{a}",
                                    "order_id": f"o{a}", "symbol": "9999", "side": "buy", "qty": 100,
                                    "order_type": "market"})
-            ev = Evidence(session_llr=crowd_session_llr)
+            ev = Evidence(session_llr=crowd_llr)
             crowd.score(buy, state, ev)
             crowd.learn(buy, state, ev)
         late = event_from_dict({"type": "order", "event_id": "late", "ts": ts(20, 9, 30), "account_id": "R",

@@ -3,9 +3,9 @@
 Genuine news moves a thin stock the way a pump does: a surge in volume and price, many accounts
 buying it within the hour, most of them on a symbol new to them. What a campaign cannot fake is
 who is buying: hijacked sessions lean foreign, a news crowd is ordinary customers whose sessions
-lean to the owner (login log-odds at most `crowd_session_llr`, 0). Not only the sessions stage 1
-recognises as the owner's own: most of a real crowd is customers with too little login history
-to be recognised, whose log-odds sit between the owner's line and 0. When at least
+do not (login log-odds at most the policy's `foreign_session_llr`, 0). Not only the sessions
+stage 1 recognises as the owner's own: most of a real crowd is customers with too little login
+history to be recognised, whose log-odds sit between the owner's line and 0. When at least
 `min_owners` such accounts bought the symbol in the last `window_minutes`, and they are at least
 `min_share` of its buyers, a buy into it scores `owners_crowd` (a negative weight): the symbol's
 liquidity and market alert are explained by its audience, and each buyer is judged on its own
@@ -15,7 +15,7 @@ the evidence of a takeover. Known misses: a campaign timed into genuine news.
     >>> from kabuguard.detectors.base import Evidence
     >>> from kabuguard.events.reader import event_from_dict
     >>> crowd = OwnersCrowd({"window_minutes": 60, "min_owners": 3, "min_share": 0.6,
-    ...     "weight": -2.5, "crowd_session_llr": 0.0})
+    ...     "weight": -2.5, "foreign_session_llr": 0.0})
     >>> state = crowd.initial()
     >>> def buy(account, minute, session_llr):
     ...     event = event_from_dict({"event_id": f"o{minute}", "type": "order", "account_id": account,
@@ -62,7 +62,7 @@ class OwnersCrowd:
         self.min_owners = int(param(params, "min_owners", self.name))
         self.min_share = float(param(params, "min_share", self.name))
         self.weight = float(param(params, "weight", self.name))
-        self.crowd_session_llr = float(param(params, "crowd_session_llr", self.name))
+        self.foreign_session_llr = float(param(params, "foreign_session_llr", self.name))
 
     def initial(self) -> CrowdState:
         return CrowdState()
@@ -89,6 +89,6 @@ class OwnersCrowd:
             return
         buyers = state.buyers
         state.owners -= sum(own for _, own in drop_expired(buyers, event.ts_us - self.window_us, _BUY_TIME))
-        own = ev.session_llr <= self.crowd_session_llr
+        own = ev.session_llr <= self.foreign_session_llr
         previous = renew(buyers, account_key(event), (event.ts_us, own))
         state.owners += own - (previous[1] if previous is not None else 0)

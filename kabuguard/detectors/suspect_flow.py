@@ -9,9 +9,9 @@ far plus the session's risk, at least `suspect_llr`) are remembered for `lookbac
 
 - a sell by another account while such buys are recent scores `sell_into_suspect_buying`
   (`sell_weight` plus the log of how many accounts bought);
-- a buy from a session that leans foreign (log-odds above `foreign_session_llr`, 0: more
-  likely someone else than the owner), after at least `min_buyers` such accounts, scores
-  `buy_with_suspect_buyers`.
+- a buy from a session that leans foreign (log-odds above the policy's `foreign_session_llr`,
+  0: more likely someone else than the owner), after at least `min_buyers` such accounts,
+  scores `buy_with_suspect_buyers`.
 
 A news crowd buys from its own devices and homes, so it leaves no suspect buys behind it; when a
 few of its buyers happen to be on risky sessions (a new phone, a trip), the rest are still on

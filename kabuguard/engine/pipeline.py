@@ -58,8 +58,7 @@ class Pipeline:
         self.store = store if store is not None else MemoryStore()
         self.net = net or netintel()
         # Policy-wide parameters reach every detector beside its own section.
-        shared = {"own_session_llr": self.policy.own_session_llr}
-        detectors = [cls({**shared, **self.policy.detectors.get(cls.name, {})}) for cls in ALL]
+        detectors = [cls(self.policy.detector_params(cls.name)) for cls in ALL]
         self._session_ttl_us = next(d for d in detectors if d.name == "risky_session").ttl_us
 
         def of(stage: str) -> list[Any]:

@@ -32,6 +32,7 @@ class Policy:
     alert_cooldown_us: int
     campaign_member_weight: float
     own_session_llr: float
+    foreign_session_llr: float
     detectors: dict[str, dict[str, Any]]
     source: str
     # What an online runner answers when its state or database cannot be reached in time:
@@ -39,6 +40,11 @@ class Policy:
     fail_mode: str = "fail_open"
     # Containment the core applies itself when an alert matches (policy/playbooks.py).
     playbooks: tuple[Playbook, ...] = ()
+
+    def detector_params(self, name: str) -> dict[str, Any]:
+        """A detector's section of the policy, with the policy-wide session lines beside it."""
+        return {"own_session_llr": self.own_session_llr, "foreign_session_llr": self.foreign_session_llr,
+                **self.detectors.get(name, {})}
 
     def score(self, kind: str, llr: float) -> float:
         return 1.0 / (1.0 + math.exp(-max(-700.0, min(700.0, self.bias[kind] + llr))))
@@ -102,6 +108,7 @@ def _parse(raw: Any, source: str) -> Policy:
         alert_cooldown_us=int(float(need(raw, "account_alert_cooldown_hours", "")) * 3_600_000_000),
         campaign_member_weight=float(need(need(raw, "containment", ""), "campaign_member_weight", "containment.")),
         own_session_llr=float(need(raw, "own_session_llr", "")),
+        foreign_session_llr=float(need(raw, "foreign_session_llr", "")),
         detectors=dict(need(raw, "detectors", "")),
         source=source,
         fail_mode=_fail_mode(raw.get("fail_mode", "fail_open"), source),
