@@ -91,12 +91,10 @@ def _missing_label_fields(run: Run) -> dict[str, str]:
         for name in ("role", "group", "attack_style", "campaign_id")
         if getattr(label, name)
     }
+    role = ("role", "cannot tell hijacked customers from attackers' own accounts")
     needs = {
-        "victims_stopped_before_first_order": (
-            "role",
-            "cannot tell hijacked customers from attackers' own accounts",
-        ),
-        "roles": ("role", "cannot tell hijacked customers from attackers' own accounts"),
+        "victims_stopped_before_first_order": role,
+        "roles": role,
         "false_positive_rate_by_group": ("group", "cannot name the benign confounders"),
         "attack_styles": ("attack_style", "cannot split by attacker playbook"),
         "campaigns": ("campaign_id", "cannot group fraudulent events into campaigns"),
