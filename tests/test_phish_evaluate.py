@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from kabuguard.cli.phish import phish
 from kabuguard.intel.phish.baselines import CatcherBaseline, DnstwistBaseline
 from kabuguard.intel.phish.domains import Target, parse_target
-from kabuguard.intel.phish.evaluate import HELD_OUT_YEARS, TUNING_YEARS, evaluate, label_mapper, read_jpcert, token_oracle
+from kabuguard.intel.phish.evaluate import HELD_OUT_YEARS, TUNING_YEARS, Row, evaluate, label_mapper, read_jpcert, token_oracle
 from kabuguard.intel.phish.registry import load_registry
 
 JPCERT = Path(__file__).parents[2] / "shared" / "data" / "jpcert"
@@ -78,6 +78,20 @@ def test_evaluation_counts_on_a_fixture(data_dir: Path) -> None:
     assert results["kabuguard"]["official_domains_flagged"] == []
     shared = results["kabuguard+shared-indicators"]["years"][1]
     assert shared["recall_no-token"] == 1.0 and shared["recall_no-token_with_path"] == 1.0  # qwzkx.cn was confirmed in 2021
+
+
+def test_wrong_attributions_split_by_whether_the_url_spells_the_label() -> None:
+    registry = load_registry("cards-jp")
+    rows = [Row(2022, "2022/05/01", url, label) for url, label in (
+        ("https://www.myjcb.abcde.com/", "SAISON CARD"),  # a kit serving several issuers: the URL says JCB only
+        ("https://saison-jcb-login.top/", "SAISON CARD"),  # both named: a wrong pick among the evidence
+        ("https://myjcb-secure.cc/", "JCB"),  # right
+    )]
+    always_jcb = {"jcb-everywhere": lambda target: "jcb"}
+    [result] = evaluate(rows, registry, always_jcb)
+    [year] = result.to_dict()["years"]
+    assert year["attribution_accuracy"] == pytest.approx(1 / 3, abs=1e-3)
+    assert year["wrong_attributions"] == 2 and year["wrong_attributions_label_not_in_url"] == 1
 
 
 def test_baselines_run_and_attribute() -> None:

@@ -222,6 +222,7 @@ def evaluate(registries: tuple[str, ...], confirm: str, data_dir: Path | None, o
                            f"(token {_pct(y['recall_brand-token'])}, group {_pct(y['recall_group-token'])}, none {_pct(y['recall_no-token'])}, "
                            f"none with a path {_pct(y['recall_no-token_with_path'])}) "
                            f"precision {_pct(y['precision'])} attribution {_pct(y['attribution_accuracy'])} "
+                           f"(wrong {y['wrong_attributions']}, label not in the URL {y['wrong_attributions_label_not_in_url']}) "
                            f"positives {y['positives']} flagged {y['flagged']}")
             click.echo(f"  {det['detector']:<34} official domains flagged: {len(det['official_domains_flagged'])} of {det['official_domains_checked']}")
     click.echo("report: " + ", ".join(str(p) for p in paths))

@@ -77,39 +77,54 @@ def label_mapper(registry: Registry) -> Callable[[str], str | None]:
 STRATA = ("brand-token", "group-token", "no-token")
 
 
+def _words(text: str) -> tuple[str, list[str]]:
+    """A text's skeleton with only letters and digits, and its runs of letters."""
+    skel = skeleton(text)
+    return re.sub(r"[^a-z0-9]", "", skel), [s for s in re.split(r"[^a-z]+", skel) if s]
+
+
+def _finder(tokens: set[str], min_near: int, neighbours: set[str]) -> Callable[[tuple[str, list[str]]], bool]:
+    """Whether a text's `_words` hold one of `tokens`: four letters or more anywhere, a shorter
+    one as a whole segment, or a segment one edit from a token of `min_near` letters or more
+    (the registry's neighbours, other firms' names and common words, are not lookalikes)."""
+    substring = [t for t in tokens if len(t) >= 4]
+    near = [t for t in tokens if len(t) >= min_near]
+
+    def found(words: tuple[str, list[str]]) -> bool:
+        flat, segments = words
+        if any(t in flat for t in substring) or any(s in tokens for s in segments):
+            return True
+        candidates = [s for s in segments if len(s) >= 4 and s not in neighbours]
+        return any(edit_kind(s, t) is not None for s in candidates for t in near)
+
+    return found
+
+
 def token_oracle(registry: Registry) -> Callable[[str], str]:
     """Which stratum a host falls in, decided apart from the scorer so the split does not
-    flatter it: `brand-token` when a brand token (four letters or more) appears in it anywhere,
-    a shorter one as a whole segment, or a segment is one edit from a brand token of five
-    letters or more; `group-token` when only a shared group token (rakuten, smbc) or a one-edit
-    variant of it does; `no-token` otherwise. The registry's neighbours (other firms' names,
-    common words) are not lookalikes here either."""
+    flatter it: `brand-token` when a brand token appears in it (see `_finder`, five letters
+    for a lookalike); `group-token` when only a shared group token (rakuten, smbc) or a one-edit
+    variant of it does; `no-token` otherwise."""
     neighbours = {skeleton(n) for n in registry.neighbours}
-
-    def finder(tokens: set[str], min_near: int) -> Callable[[str, list[str]], bool]:
-        substring = [t for t in tokens if len(t) >= 4]
-        near = [t for t in tokens if len(t) >= min_near]
-
-        def found(flat: str, segments: list[str]) -> bool:
-            if any(t in flat for t in substring) or any(s in tokens for s in segments):
-                return True
-            candidates = [s for s in segments if len(s) >= 4 and s not in neighbours]
-            return any(edit_kind(s, t) is not None for s in candidates for t in near)
-
-        return found
-
-    brand = finder({skeleton(t) for b in registry.brands for t in b.tokens}, 5)
-    group = finder({skeleton(t) for b in registry.brands for t in b.shared_tokens}, 4)
+    brand = _finder({skeleton(t) for b in registry.brands for t in b.tokens}, 5, neighbours)
+    group = _finder({skeleton(t) for b in registry.brands for t in b.shared_tokens}, 4, neighbours)
 
     def stratum(host: str) -> str:
-        skel = skeleton(host)
-        flat = re.sub(r"[^a-z0-9]", "", skel)
-        segments = [s for s in re.split(r"[^a-z]+", skel) if s]
-        if brand(flat, segments):
+        words = _words(host)
+        if brand(words):
             return "brand-token"
-        return "group-token" if group(flat, segments) else "no-token"
+        return "group-token" if group(words) else "no-token"
 
     return stratum
+
+
+def label_token_oracle(registry: Registry) -> Callable[[str, str], bool]:
+    """Whether a URL spells the brand its label names, by the same rules as `token_oracle`:
+    a wrong attribution without it is the feed's label against the URL's own words (a kit
+    serving several issuers), which nothing read from the URL can settle."""
+    neighbours = {skeleton(n) for n in registry.neighbours}
+    finders = {b.id: _finder({skeleton(t) for t in b.tokens}, 5, neighbours) for b in registry.brands}
+    return lambda brand, url: finders[brand](_words(url))
 
 
 @dataclass
@@ -126,6 +141,8 @@ class YearMetrics:
     false_positives_brand_token: int = 0
     true_flagged: int = 0
     attributed_right: int = 0
+    # Wrong attributions whose URL does not spell the labelled brand at all (`label_token_oracle`).
+    misattributed_label_not_in_url: int = 0
     # No-token hosts whose URL has a path: the only ones a path signal can name (a certificate
     # stream, and most feed rows, give the host alone).
     no_token_with_path: int = 0
@@ -154,6 +171,8 @@ class YearMetrics:
             "precision": r(self.true_flagged, self.flagged),
             "false_positives_with_brand_token": self.false_positives_brand_token,
             "attribution_accuracy": r(self.attributed_right, self.true_flagged),
+            "wrong_attributions": self.true_flagged - self.attributed_right,
+            "wrong_attributions_label_not_in_url": self.misattributed_label_not_in_url,
             "official_rows_flagged": self.official_rows_flagged,
         }
         return out
@@ -209,6 +228,7 @@ def evaluate(
     """
     brand_of = label_mapper(registry)
     stratum_of = token_oracle(registry)
+    spells_label = label_token_oracle(registry)
     wanted = set(years) if years else None
     shared = IndicatorStore()
     detectors = dict(detectors)
@@ -243,6 +263,8 @@ def evaluate(
             for name, predicted in predictions.items():
                 m = evaluations[name].years.setdefault(row.year, YearMetrics(row.year, _split(row.year)))
                 _count(m, truth, predicted, stratum, official, bool(target.path))
+                if predicted is not None and truth is not None and predicted != truth:
+                    m.misattributed_label_not_in_url += not spells_label(truth, row.url)
         shared.confirm(target, truth or f"other:{row.label}")
     return list(evaluations.values())
 

@@ -15,7 +15,8 @@ _SERIES = (("recall_brand-token", "recall (token hosts)", "#1f77b4"), ("recall_n
            ("recall", "recall (all)", "#aec7e8"), ("precision", "precision", "#2ca02c"),
            ("attribution_accuracy", "attribution", "#ff7f0e"))
 _COLUMNS = ("year", "split", "positives", "recall", *(f"recall_{s}" for s in STRATA), "recall_no-token_with_path", "flagged", "precision",
-            "false_positives_with_brand_token", "attribution_accuracy", "official_rows_flagged")
+            "false_positives_with_brand_token", "attribution_accuracy", "wrong_attributions",
+            "wrong_attributions_label_not_in_url", "official_rows_flagged")
 
 
 def _fmt(value: object) -> str:
