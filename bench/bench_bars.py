@@ -29,6 +29,7 @@ from kabuguard.detectors.pump_surveillance import PumpSurveillance
 from kabuguard.engine import Pipeline
 from kabuguard.events.model import MarketBar
 from kabuguard.policy import load_policy
+from machine import line as machine_line  # bench/machine.py, beside this script
 
 JST = dt.timezone(dt.timedelta(hours=9))
 
@@ -119,6 +120,7 @@ def main() -> None:
     per_symbol, market_key = state_bytes(bars)
     print(f"state: {per_symbol:,.0f} bytes per symbol key, {market_key:,} bytes in the market key (msgpack)")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(machine_line())
     if args.profile:
         import cProfile
         import pstats

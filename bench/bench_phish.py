@@ -21,6 +21,7 @@ import time
 
 from kabuguard.intel.phish.registry import load_registry
 from kabuguard.intel.phish.score import Scorer
+from machine import line as machine_line  # bench/machine.py, beside this script
 
 _WORDS = ("blue", "cloud", "shop", "tokyo", "green", "data", "market", "osaka", "studio", "hotel", "mail", "dev",
           "photo", "coffee", "api", "news", "store", "travel", "game", "media", "smart", "home", "fit", "art")
@@ -75,6 +76,7 @@ def main() -> None:
     print(f"registry {scorer.registry.name} ({len(scorer.registry.brands)} brands), {len(domains):,} distinct domains, {alerts:,} alerts")
     print(f"best of {args.repeat} passes: {len(domains) / best:,.0f} domains/s wall clock ({best:.2f} s), "
           f"{len(domains) / cpu:,.0f} domains per CPU second ({os.getloadavg()[0]:.1f} load average)")
+    print(machine_line())
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from kabuguard.events.order import SPILL_AFTER
+from machine import line as machine_line  # bench/machine.py, beside this script
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".data"
@@ -129,6 +130,7 @@ def main() -> None:
     small = _simulate(sizes[0])
     r = _run([sys.executable, __file__, "--child", str(small), "--state"])
     print(f"detection state: {r['state_bytes_per_account']} bytes per account ({r['accounts']} accounts, tracemalloc)")
+    print(machine_line())
 
 
 if __name__ == "__main__":
