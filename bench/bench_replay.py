@@ -6,13 +6,17 @@ For each target size it simulates a brokerage (cached under bench/.data/, not co
 to about that many events, then replays it in a fresh process and reports: events, seconds
 reading, seconds deciding, events per second (deciding, and end to end), peak RSS. It also
 measures the detection state held per account (tracemalloc) on the smallest size, and with
---profile prints where deciding spends its time (cProfile, top functions).
+--profile prints where deciding spends its time (cProfile, top functions). With --by-detector
+the largest size is replayed once more with a clock around every step (each detector's score
+and learn, each stage hook, the network lookup), and the steps are listed by their share of
+deciding: the timers add their own cost, so read shares, not absolute figures.
 Not a test: it reports figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import resource
@@ -44,7 +48,37 @@ def _simulate(target: int) -> Path:
     return out / "events"
 
 
-def _child(events_dir: str, profile: bool, state: bool, spill_after: int) -> None:
+def _timed(pipeline: object) -> collections.Counter:
+    """Wrap every step of the pipeline in a clock: nanoseconds per (event type, stage, step)."""
+    spent: collections.Counter = collections.Counter()
+    clock = time.perf_counter_ns
+
+    def timer(fn, stage: str, step: str):
+        def timed(event, state, ev):
+            start = clock()
+            fn(event, state, ev)
+            spent[event.kind, stage, step] += clock() - start
+        return timed
+
+    for stage in pipeline.stages:
+        stage._steps = {kind: tuple((name, initial, timer(score, stage.name, f"{name}.score"), timer(learn, stage.name, f"{name}.learn"))
+                                    for name, initial, score, learn in steps)
+                        for kind, steps in stage._steps.items()}
+        if stage.between is not None:
+            stage.between = timer(stage.between, stage.name, "(stage hook)")
+    lookup = pipeline.net.lookup
+
+    def timed_lookup(ip):
+        start = clock()
+        found = lookup(ip)
+        spent["(activity)", "evidence", "network lookup"] += clock() - start
+        return found
+
+    pipeline.net.lookup = timed_lookup
+    return spent
+
+
+def _child(events_dir: str, profile: bool, state: bool, spill_after: int, by_detector: bool = False) -> None:
     """Runs in a fresh process so that peak RSS belongs to one replay."""
     import itertools
     import tempfile
@@ -61,6 +95,7 @@ def _child(events_dir: str, profile: bool, state: bool, spill_after: int) -> Non
     ordered = itertools.chain([next(merged)], merged)
     t1, c1 = time.perf_counter(), time.process_time()
     pipeline = Pipeline()
+    spent = _timed(pipeline) if by_detector else None
     if state:
         import tracemalloc
         tracemalloc.start()
@@ -72,9 +107,12 @@ def _child(events_dir: str, profile: bool, state: bool, spill_after: int) -> Non
     process = pipeline.process
     # As the replay runner does: the collector settles what is built every CHUNK events.
     n = 0
+    counts: collections.Counter = collections.Counter()
     with gc_settled() as settle:
         for n, event in enumerate(ordered, start=1):
             process(event)
+            if by_detector:
+                counts[event.kind] += 1
             if n % CHUNK == 0:
                 settle()
     t2, c2 = time.perf_counter(), time.process_time()
@@ -84,7 +122,7 @@ def _child(events_dir: str, profile: bool, state: bool, spill_after: int) -> Non
               "read_cpu_s": round(c1 - c0, 2), "decide_cpu_s": round(c2 - c1, 2),
               "decide_eps_cpu": round(n / (c2 - c1)), "end_to_end_eps_cpu": round(n / (c2 - c0)),
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-              "load": os.getloadavg()[0], "runs_on_disk": order.runs}
+              "load": os.getloadavg()[0], "runs_on_disk": order.runs, "counts": counts}
     if state:
         current, _ = tracemalloc.get_traced_memory()
         accounts = pipeline.store.keys("final")
@@ -93,7 +131,19 @@ def _child(events_dir: str, profile: bool, state: bool, spill_after: int) -> Non
     if profile:
         prof.disable()
         pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(15)
+    if spent is not None:
+        result["steps"] = [[*key, ns] for key, ns in spent.most_common()]
     print(json.dumps(result))
+
+
+def _print_steps(r: dict, top: int = 25) -> None:
+    """The timed steps by their share of deciding, with the cost per event of their type."""
+    total = r["decide_s"] * 1e9
+    print(f"where deciding goes (clocked run: {r['events']} events, {r['decide_s']} s with the clocks; top {top} steps)")
+    print(f"{'event type':>14} {'stage':>8} {'step':<38} {'share':>6} {'us per event':>13}")
+    for kind, stage, step, ns in r["steps"][:top]:
+        count = r["counts"].get(kind) or sum(r["counts"].get(k, 0) for k in ("login", "account_change", "order"))
+        print(f"{kind:>14} {stage:>8} {step:<38} {ns / total:>6.1%} {ns / 1000 / max(count, 1):>13.2f}")
 
 
 def _run(cmd: list[str]) -> dict:
@@ -106,13 +156,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="250000,1000000,4000000")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--by-detector", action="store_true", help="Time every detector step on the largest size.")
     parser.add_argument("--spill-after", type=int, default=SPILL_AFTER,
                         help="Events sorted in memory before runs go to disk (the replay's default).")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--state", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.profile, args.state, args.spill_after)
+        _child(args.child, args.profile, args.state, args.spill_after, args.by_detector)
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"{'target':>10} {'events':>10} {'read s':>8} {'decide s':>9} {'decide ev/s':>12} {'e2e ev/s':>10} "
@@ -127,6 +178,8 @@ def main() -> None:
         print(f"{target:>10} {r['events']:>10} {r['read_s']:>8} {r['decide_s']:>9} {r['decide_eps']:>12} "
               f"{r['end_to_end_eps']:>10} {r['read_cpu_s']:>10} {r['decide_cpu_s']:>12} {r['decide_eps_cpu']:>15} "
               f"{r['end_to_end_eps_cpu']:>13} {r['peak_rss_mb']:>8} {r['load']:>5} {r['runs_on_disk']:>5}", flush=True)
+    if args.by_detector:
+        _print_steps(_run([sys.executable, __file__, "--child", str(events_dir), "--by-detector"]))
     small = _simulate(sizes[0])
     r = _run([sys.executable, __file__, "--child", str(small), "--state"])
     print(f"detection state: {r['state_bytes_per_account']} bytes per account ({r['accounts']} accounts, tracemalloc)")
