@@ -52,3 +52,23 @@ def test_figures_add_up_across_firms_and_count_a_resent_bundle_once(three_firms:
 def test_the_table_and_usage_errors() -> None:
     result = CliRunner().invoke(main, ["intel", "stats"])
     assert result.exit_code == 2 and "bundle files, or --taxii" in result.output
+
+
+def test_a_report_that_breaks_its_definition_is_left_out_and_named(three_firms: Path, tmp_path: Path) -> None:
+    path = bundles(three_firms, tmp_path)[0]
+    bundle = json.loads(path.read_text())
+    good = _stats(str(path))
+    report = next(o for o in bundle["objects"] if o["type"] == "x-kabuguard-monthly-report")
+    broken = dict(report, id="x-kabuguard-monthly-report--" + "9" * 8 + "-9999-4999-8999-" + "9" * 12,
+                  unauthorised_access_count="n/a")
+    no_month = {k: v for k, v in report.items() if k != "month"} | {"id": broken["id"].replace("9999-4999", "9998-4998")}
+    bundle["objects"] += [broken, no_month]
+    bad_path = tmp_path / "bad.json"
+    bad_path.write_text(json.dumps(bundle))
+    result = CliRunner().invoke(main, ["intel", "stats", "--json", str(bad_path)])
+    assert result.exit_code == 1
+    figures = json.loads(result.stdout)
+    assert figures["months"] == good["months"]  # the rest is counted as before
+    assert [s["object"] for s in figures["skipped"]] == [broken["id"], no_month["id"]]
+    assert "unauthorised_access_count" in figures["skipped"][0]["reason"] and "month" in figures["skipped"][1]["reason"]
+    assert f"skipped {broken['id']}" in result.stderr

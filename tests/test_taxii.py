@@ -29,7 +29,7 @@ class Running:
     def __init__(self, tmp_path: Path) -> None:
         db = f"sqlite:///{tmp_path}/kg.db"
         app = create_app(Settings(db=db, rate_limit=1e9))
-        self.keys = {firm: create_key(app.state.service.db, firm, "taxii")[1] for firm in ("firm-a", "firm-b", "fsa")}
+        self.keys = {firm: create_key(app.state.service.db, firm, "taxii")[1] for firm in ("firm-a", "firm-b", "firm-c", "fsa")}
         runner = CliRunner()
         for args in (["shared", "--title", "members' indicators", "--read", "*", "--write", "firm-a,fsa"],
                      ["regulator", "--title", "reports to the FSA", "--read", "fsa", "--write", "*"]):
@@ -164,7 +164,7 @@ def test_stats_endpoint_aggregates_what_firms_reported_for_the_regulator_only(ta
     from test_intel_stats import bundles
 
     paths = bundles(three_firms, tmp_path)
-    for firm, path in zip(("firm-a", "firm-b", "fsa"), paths):
+    for firm, path in zip(("firm-a", "firm-b", "firm-c"), paths):
         taxii.collection("regulator", firm).add_objects(json.dumps({"objects": json.loads(path.read_text())["objects"]}))
     url = taxii.url.replace("/taxii2/", "/v1/intel/stats")
     answer = requests.get(url, params={"collection": "regulator"}, headers={"Authorization": f"Bearer {taxii.keys['fsa']}"})
@@ -174,3 +174,57 @@ def test_stats_endpoint_aggregates_what_firms_reported_for_the_regulator_only(ta
     assert requests.get(url, params={"collection": "regulator"}, auth=("firm-b", taxii.keys["firm-b"])).status_code == 403
     assert requests.get(url, params={"collection": "regulator"}).status_code == 401
     assert requests.get(url, auth=("fsa", taxii.keys["fsa"])).status_code == 422
+
+
+def _post(taxii: Running, firm: str, objects: list) -> requests.Response:
+    return requests.post(f"{taxii.url}kabuguard/collections/regulator/objects/", data=json.dumps({"objects": objects}),
+                         auth=(firm, taxii.keys[firm]), headers={"Content-Type": "application/taxii+json;version=2.1",
+                                                                 "Accept": "application/taxii+json;version=2.1"})
+
+
+def test_a_firm_cannot_rewrite_or_sign_for_another_firms_reports(taxii: Running, three_firms: Path, tmp_path: Path) -> None:
+    from test_intel_stats import bundles
+
+    path = bundles(three_firms, tmp_path)[0]  # firm-a's bundle
+    objects = json.loads(path.read_text())["objects"]
+    assert _post(taxii, "firm-a", objects).json()["success_count"] == len(objects)
+    url = taxii.url.replace("/taxii2/", "/v1/intel/stats")
+    before = requests.get(url, params={"collection": "regulator"}, auth=("fsa", taxii.keys["fsa"])).json()
+    report = next(o for o in objects if o["type"] == "x-kabuguard-monthly-report")
+    forged = dict(report, modified="2030-01-01T00:00:00.000Z", unauthorised_access_count=0)
+    status = _post(taxii, "firm-b", [forged]).json()
+    assert status["success_count"] == 0 and "another firm" in status["failures"][0]["message"]
+    # A new report that names firm-a's identity counts for the firm whose key posted it.
+    fresh = dict(report, id="x-kabuguard-monthly-report--" + "3" * 8 + "-3333-4333-8333-" + "3" * 12,
+                 unauthorised_access_count=5)
+    assert _post(taxii, "firm-b", [fresh]).json()["success_count"] == 1
+    after = requests.get(url, params={"collection": "regulator"}, auth=("fsa", taxii.keys["fsa"])).json()
+    month = next(m for m in after["months"] if m["month"] == report["month"])
+    was = next(m for m in before["months"] if m["month"] == report["month"])
+    assert month["unauthorised_access_count"] == was["unauthorised_access_count"] + 5
+    assert month["firms"] == sorted({*was["firms"], "firm-b"})
+
+
+def test_a_bad_object_fails_alone_and_bad_reports_are_left_out_of_the_figures(taxii: Running) -> None:
+    good = {"type": "identity", "spec_version": "2.1", "id": "identity--" + "4" * 8 + "-4444-4444-8444-" + "4" * 12,
+            "created": "2025-01-01T00:00:00Z", "modified": "2025-01-01T00:00:00Z", "name": "firm-b"}
+    bad = [dict(good, id=f"identity--{n}" + "5" * 7 + "-5555-4555-8555-" + "5" * 12, modified=value)
+           for n, value in enumerate((5, "yesterday", "0001-01-01T00:00:00+01:00"))]
+    long_type = "x-" + "a" * 120
+    bad.append({"type": long_type, "spec_version": "2.1", "id": f"{long_type}--" + "6" * 8 + "-6666-4666-8666-" + "6" * 12})
+    answer = _post(taxii, "firm-b", [*bad, good])
+    assert answer.status_code == 202
+    status = answer.json()
+    assert status["success_count"] == 1 and status["failure_count"] == 4
+    assert [f["message"].split(":")[0] for f in status["failures"]] == ["objects[0]", "objects[1]", "objects[2]", "objects[3]"]
+    assert "out of range" in status["failures"][2]["message"] and "at most 100" in status["failures"][3]["message"]
+    report = {"type": "x-kabuguard-monthly-report", "spec_version": "2.1",
+              "id": "x-kabuguard-monthly-report--" + "7" * 8 + "-7777-4777-8777-" + "7" * 12,
+              "created": "2025-05-01T00:00:00Z", "modified": "2025-05-01T00:00:00Z", "name": "firm-b 2025-04",
+              "month": "2025-04", "unauthorised_access_count": "n/a", "unauthorised_trade_count": 1,
+              "sell_amount_jpy": 1.0, "buy_amount_jpy": 2.0}
+    refused = _post(taxii, "firm-b", [report]).json()
+    assert refused["failure_count"] == 1 and "unauthorised_access_count" in refused["failures"][0]["message"]
+    stats = requests.get(taxii.url.replace("/taxii2/", "/v1/intel/stats"), params={"collection": "regulator"},
+                         auth=("fsa", taxii.keys["fsa"]))
+    assert stats.status_code == 200 and stats.json()["skipped"] == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -156,8 +157,12 @@ def stats(bundles: tuple[Path, ...], url: str | None, collection_id: str | None,
             except (ValueError, KeyError, TypeError):
                 raise click.UsageError(f"{path}: not a STIX bundle (a JSON object with `objects`)") from None
     figures = aggregate(objects, top)
+    for left_out in figures["skipped"]:
+        click.echo(f"skipped {left_out['object']}: {left_out['reason']}", err=True)
     if as_json:
         click.echo(json.dumps(figures, indent=1, ensure_ascii=False))
+        if figures["skipped"]:
+            sys.exit(1)
         return
     click.echo("| month | firms affected | firms with unauthorised trades | unauthorised accesses | unauthorised trades "
                "| sell (oku yen) | buy (oku yen) |")
@@ -171,3 +176,5 @@ def stats(bundles: tuple[Path, ...], url: str | None, collection_id: str | None,
     for s in figures["top_symbols"]:
         click.echo(f"| {s['symbol']} | {len(s['firms'])} | {s['accounts']} | {s['buy_orders']} | {s['buy_notional_jpy']:,.0f} | "
                    f"{s['sell_notional_jpy']:,.0f} | {s['first_seen'][:16]} | {s['last_seen'][:16]} |")
+    if figures["skipped"]:
+        sys.exit(1)  # input objects were left out (listed on stderr)

@@ -219,7 +219,10 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
         chosen = collection or (readable[0]["id"] if readable else "")
         if chosen and chosen not in {c["id"] for c in readable}:
             raise HTTPException(404, f"collection {chosen!r}: not found among the collections your firm may read")
-        stats = aggregate(taxii.latest_objects(chosen, list(STATS_TYPES))) if chosen else None
+        stats = None
+        if chosen:
+            shared, posted_by = taxii.latest_objects(chosen, list(STATS_TYPES))
+            stats = aggregate(shared, posted_by=posted_by)
         return page(request, "intel.html", collections=readable, chosen=chosen, stats=stats)
 
     @router.get("/static/{name}")

@@ -4,17 +4,41 @@ Aggregates what firms shared (`x-kabuguard-monthly-report` and `x-kabuguard-targ
 objects of their bundles, or of a TAXII collection they post to): per month, unauthorised
 accesses, unauthorised trades, sell and buy amounts and the firms affected, in the FSA's terms;
 and the symbols ranked by the value hijacked accounts bought, with how many firms saw them. An
-object shared twice (the same id) counts once, in its latest version.
+object shared twice (the same id) counts once, in its latest version. An object that breaks its
+type's definition is left out and listed under `skipped` with the reason; the rest is counted.
+Over a TAXII collection each report counts for the firm whose key posted it, not for the
+identity it names: a firm may write to the regulator's inbox, never in another firm's name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+import stix2
+
+import kabuguard.intel.stix  # noqa: F401  (defines the report types that `problem` checks against)
 
 _OKU = 1e8  # the FSA publishes amounts in oku yen (100 million)
 # The object types the figures are made of.
 STATS_TYPES = ("identity", "x-kabuguard-monthly-report", "x-kabuguard-targeted-symbol")
+_REPORTS = STATS_TYPES[1:]
+_MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+
+
+def problem(obj: Any) -> str | None:
+    """Why a shared report (monthly report, targeted symbol) cannot be counted, or None (other
+    types: None). The types' STIX definitions (kabuguard.intel.stix) say what each property must be."""
+    if not isinstance(obj, dict) or obj.get("type") not in _REPORTS:
+        return None
+    try:
+        stix2.parse(obj, allow_custom=False)
+    except (stix2.exceptions.STIXError, ValueError, TypeError, KeyError) as exc:
+        return str(exc) or type(exc).__name__
+    if obj["type"] == "x-kabuguard-monthly-report" and not _MONTH.match(obj["month"]):
+        return f"month {obj['month']!r}: not YYYY-MM"
+    return None
 
 
 def latest(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -22,17 +46,38 @@ def latest(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     newest: dict[str, dict[str, Any]] = {}
     for obj in objects:
         known = newest.get(obj["id"])
-        if known is None or obj.get("modified", "") > known.get("modified", ""):
+        if known is None or str(obj.get("modified", "")) > str(known.get("modified", "")):
             newest[obj["id"]] = obj
     return list(newest.values())
 
 
-def aggregate(objects: Iterable[dict[str, Any]], top: int = 10) -> dict[str, Any]:
-    """Monthly figures and the `top` targeted symbols from shared objects (JSON-ready)."""
-    current = latest(objects)
+def aggregate(objects: Iterable[Any], top: int = 10, posted_by: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Monthly figures and the `top` targeted symbols from shared objects (JSON-ready).
+
+    `posted_by` (object id -> firm), from a TAXII collection: the firm each report counts for;
+    without it, the identity its `created_by_ref` names (bundle files).
+    """
+    usable, skipped = [], []
+    for n, obj in enumerate(objects):
+        if isinstance(obj, dict) and obj.get("type") not in STATS_TYPES:
+            continue
+        if not isinstance(obj, dict):
+            reason: str | None = "not a JSON object"
+        elif not isinstance(obj.get("id"), str):
+            reason = "no `id`"
+        else:
+            reason = problem(obj)
+        if reason is None:
+            usable.append(obj)
+        else:
+            name = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else f"objects[{n}]"
+            skipped.append({"object": name, "reason": reason})
+    current = latest(usable)
     firms = {o["id"]: o.get("name", o["id"]) for o in current if o["type"] == "identity"}
 
     def firm(obj: dict[str, Any]) -> str:
+        if posted_by is not None:
+            return posted_by.get(obj["id"], "unknown")
         return firms.get(obj.get("created_by_ref", ""), obj.get("created_by_ref", "unknown"))
 
     months: dict[str, dict[str, Any]] = {}
@@ -72,4 +117,5 @@ def aggregate(objects: Iterable[dict[str, Any]], top: int = 10) -> dict[str, Any
                    for _, m in sorted(months.items())],
         "top_symbols": [{**s, "firms": sorted(s["firms"]), "buy_notional_jpy": round(s["buy_notional_jpy"], 2),
                          "sell_notional_jpy": round(s["sell_notional_jpy"], 2)} for s in ranked],
+        "skipped": skipped,
     }

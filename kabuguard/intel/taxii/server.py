@@ -217,8 +217,8 @@ def stats_router(store: TaxiiStore, authenticate: Authenticate, refusal: type[Ex
             raise Refused(422, "collection: name the collection firms report to (?collection=ID)")
         if not (await run_in_threadpool(store.rights, who, collection)).can_read:
             raise Refused(403, f"collection {collection!r}: this firm may not read it")
-        shared = await run_in_threadpool(store.latest_objects, collection, list(STATS_TYPES))
-        return JSONResponse(aggregate(shared, max(1, min(top, 100))))
+        shared, posted_by = await run_in_threadpool(store.latest_objects, collection, list(STATS_TYPES))
+        return JSONResponse(aggregate(shared, max(1, min(top, 100)), posted_by))
 
     return router
 

@@ -17,11 +17,13 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Engine
 
+from kabuguard.intel.stats import problem as report_problem
 from kabuguard.service.storage.models import taxii_collections, taxii_objects, taxii_rights, taxii_status
 
 ANY_FIRM = "*"
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,248}--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_MAX_TYPE = 100  # the stored column's width
 
 
 class TaxiiError(ValueError):
@@ -40,11 +42,14 @@ def timestamp(value: str | None = None) -> str:
     else:
         try:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
+        except (ValueError, AttributeError):
             raise TaxiiError(400, f"not an RFC 3339 timestamp: {value!r}") from None
         if moment.tzinfo is None:
             raise TaxiiError(400, f"timestamp without a UTC offset: {value!r}")
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except OverflowError:
+        raise TaxiiError(400, f"timestamp out of range: {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -151,13 +156,14 @@ class TaxiiStore:
                 clauses.append(t.c.version == timestamp(version))
         return or_(*clauses)
 
-    def latest_objects(self, collection_id: str, types: list[str]) -> list[dict[str, Any]]:
-        """The latest version of every object of `types` in the collection (for aggregates)."""
+    def latest_objects(self, collection_id: str, types: list[str]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """The latest version of every object of `types` in the collection (for aggregates), and
+        the firm that posted each (object id -> firm)."""
         t = taxii_objects
         with self.engine.connect() as conn:
-            bodies = conn.execute(select(t.c.body).where(t.c.collection_id == collection_id, t.c.latest == 1,
-                                                         t.c.type.in_(types)).order_by(t.c.seq)).scalars().all()
-        return [json.loads(body) for body in bodies]
+            rows = conn.execute(select(t.c.stix_id, t.c.added_by, t.c.body).where(
+                t.c.collection_id == collection_id, t.c.latest == 1, t.c.type.in_(types)).order_by(t.c.seq)).all()
+        return [json.loads(body) for _, _, body in rows], {stix_id: firm for stix_id, firm, _ in rows}
 
     def status(self, firm: str, status_id: str) -> bytes:
         with self.engine.connect() as conn:
@@ -170,30 +176,46 @@ class TaxiiStore:
     # -- writes -----------------------------------------------------------------------------
 
     def add(self, firm: str, collection_id: str, objects: list[Any]) -> dict[str, Any]:
-        """Store an envelope's objects; every version once. Returns the TAXII status resource."""
+        """Store an envelope's objects; every version once. Returns the TAXII status resource.
+
+        An object that cannot be stored fails alone, named by its place (`objects[n]`), and the
+        rest are stored. Only the firm that first shared an id may add versions of it: a firm
+        with write rights cannot rewrite another firm's reports."""
         requested = timestamp()
-        successes: list[dict[str, Any]] = []
-        failures: list[dict[str, Any]] = []
-        fresh: dict[tuple[str, str], dict[str, Any]] = {}
+        failures: list[tuple[int, dict[str, Any]]] = []
+        valid: list[tuple[int, dict[str, Any], str]] = []
         for n, obj in enumerate(objects):
             problem = _problem(obj)
-            if problem:
-                name = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else f"objects[{n}]"
-                failures.append({"id": name, "message": f"objects[{n}]: {problem}"})
-                continue
-            version = timestamp(obj.get("modified") or obj.get("created") or requested)
-            successes.append({"id": obj["id"], "version": version})
-            fresh.setdefault((obj["id"], version), {
-                "collection_id": collection_id, "stix_id": obj["id"], "version": version, "type": obj["type"],
-                "added_by": firm, "body": json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()})
+            if problem is None:
+                try:
+                    valid.append((n, obj, timestamp(obj.get("modified") or obj.get("created") or requested)))
+                    continue
+                except TaxiiError as exc:
+                    problem = exc.detail
+            name = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else f"objects[{n}]"
+            failures.append((n, {"id": name, "message": f"objects[{n}]: {problem}"}))
         t = taxii_objects
         with self.engine.begin() as conn:
-            ids = sorted({stix_id for stix_id, _ in fresh})
+            ids = sorted({obj["id"] for _, obj, _ in valid})
             known: dict[str, set[str]] = {}
+            owner: dict[str, str] = {}
             for start in range(0, len(ids), 500):
-                for stix_id, version in conn.execute(select(t.c.stix_id, t.c.version).where(
-                        t.c.collection_id == collection_id, t.c.stix_id.in_(ids[start:start + 500]))):
+                for stix_id, version, added_by in conn.execute(select(t.c.stix_id, t.c.version, t.c.added_by).where(
+                        t.c.collection_id == collection_id, t.c.stix_id.in_(ids[start:start + 500])).order_by(t.c.seq)):
                     known.setdefault(stix_id, set()).add(version)
+                    owner.setdefault(stix_id, added_by)
+            successes: list[dict[str, Any]] = []
+            fresh: dict[tuple[str, str], dict[str, Any]] = {}
+            for n, obj, version in valid:
+                if owner.get(obj["id"], firm) != firm:
+                    failures.append((n, {"id": obj["id"], "message": f"objects[{n}]: `id` {obj['id']!r} was shared "
+                                                                      "by another firm; only that firm may add versions"}))
+                    continue
+                successes.append({"id": obj["id"], "version": version})
+                fresh.setdefault((obj["id"], version), {
+                    "collection_id": collection_id, "stix_id": obj["id"], "version": version, "type": obj["type"],
+                    "added_by": firm, "body": json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()})
+            failed = [failure for _, failure in sorted(failures, key=lambda item: item[0])]
             rows = [row for key, row in fresh.items() if key[1] not in known.get(key[0], ())]
             newest = {stix_id: max(known.get(stix_id, set()) | {r["version"] for r in rows if r["stix_id"] == stix_id})
                       for stix_id in {r["stix_id"] for r in rows}} if rows else {}
@@ -208,7 +230,7 @@ class TaxiiStore:
                 conn.execute(t.insert(), rows)
             status = {"id": str(uuid.uuid4()), "status": "complete", "request_timestamp": requested,
                       "total_count": len(objects), "success_count": len(successes), "successes": successes,
-                      "failure_count": len(failures), "failures": failures, "pending_count": 0, "pendings": []}
+                      "failure_count": len(failed), "failures": failed, "pending_count": 0, "pendings": []}
             conn.execute(taxii_status.insert().values(status_id=status["id"], firm=firm,
                                                       body=json.dumps(status).encode()))
         return status
@@ -221,8 +243,10 @@ def _problem(obj: Any) -> str | None:
     kind, stix_id = obj.get("type"), obj.get("id")
     if not isinstance(kind, str) or not isinstance(stix_id, str) or not _ID.match(stix_id):
         return "needs `type` and an `id` of the form <type>--<UUID>"
+    if len(kind) > _MAX_TYPE:
+        return f"`type` of {len(kind)} characters: this server stores types of at most {_MAX_TYPE}"
     if not stix_id.startswith(f"{kind}--"):
         return f"`id` {stix_id!r} does not start with its type {kind!r}"
     if obj.get("spec_version", "2.1") != "2.1":
         return f"spec_version {obj.get('spec_version')!r}: this server stores STIX 2.1"
-    return None
+    return report_problem(obj)
