@@ -116,6 +116,14 @@ def test_one_device_on_many_accounts(tmp_path: Path) -> None:
     assert "shared_device" in _decide(s, tmp_path)[last["event_id"]]["reasons"]
 
 
+def test_accounts_with_one_id_at_two_firms_are_two_accounts_on_a_shared_address(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    logins = [s.add("login", ts(20, 12, a), account_id=f"A{a % 3}", firm=f"firm-{a // 3}", session_id=f"s-{a}",
+                    success=True, ip="45.32.7.7", user_agent="x", device_id=f"dev-{a}", mfa="sms", channel="web")
+              for a in range(6)]  # A0, A1, A2 at firm-0 and again at firm-1: six customers
+    assert "shared_ip" in _decide(s, tmp_path)[logins[-1]["event_id"]]["reasons"]
+
+
 def test_a_news_crowd_from_home_devices_forms_no_campaign(tmp_path: Path) -> None:
     s = brokerage(attack=False)
     for a in range(10):

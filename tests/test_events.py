@@ -110,5 +110,10 @@ def test_parquet_rejects_bad_rows_by_row_number_and_keeps_the_rest(tmp_path: Pat
     items = list(read_file(tmp_path / "bars.parquet"))
     assert [i.event_id for i in items if not isinstance(i, Rejection)] == ["b1", "b4"]
     assert [(r.line, "offset" in r.reason or "volume" in r.reason) for r in items if isinstance(r, Rejection)] == [(2, True), (3, True)]
+    nan = {**bar, "event_id": "b5", "ts": "2025-03-21T09:05:00Z", "close": float("nan")}
+    pq.write_table(pa.Table.from_pylist([nan, rows[0]]), tmp_path / "nan.parquet")
+    read = list(read_file(tmp_path / "nan.parquet"))
+    assert isinstance(read[0], Rejection) and "`close` must be a finite number" in read[0].reason
+    assert read[1].event_id == "b1"  # the rest is read
     # 09:04:00.5 at -05:30 is 14:34:00.5 UTC.
     assert items[-1].ts_us == int(datetime(2025, 3, 21, 14, 34, 0, 500000, tzinfo=timezone.utc).timestamp() * 1_000_000)

@@ -127,3 +127,26 @@ def test_the_service_decides_indicators_as_the_replay(state: str, tmp_path: Path
         got = _send(lambda body: client.post("/v1/events", content=body, headers={"X-API-Key": key}),
                     ordered_stream([src]), size=37)
     assert got == (want_decisions, want_alerts)
+
+
+def test_an_unreadable_referrer_is_no_domain_and_crashes_nothing(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    _indicator(s, ts(20, 9, 0), "domain", "sbi-login.example")
+    odd = s.add("login", ts(20, 9, 5), account_id="A1", session_id="s-odd", success=True, ip="126.1.1.5",
+                user_agent="x", device_id="dev-1", mfa="sms", channel="web", referrer="http://[fe80::1/login")
+    phished = s.add("login", ts(20, 9, 6), account_id="A2", session_id="s-ph", success=True, ip="126.1.2.5",
+                    user_agent="x", device_id="dev-2", mfa="sms", channel="web", referrer="https://www.sbi-login.example/x")
+    decisions = _decide(s, tmp_path)
+    assert "shared_indicator" not in decisions[odd["event_id"]]["reasons"]
+    assert "shared_indicator" in decisions[phished["event_id"]]["reasons"]
+
+
+def test_an_ipv6_indicator_matches_the_address_however_it_is_written(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    _indicator(s, ts(20, 9, 0), "ip", "2406:DA14:0001:0002:0:0:0:5")
+    login = s.login(ts(20, 9, 30), "A1", "2406:da14:1:2::5", "dev-1")
+    mapped = s.login(ts(20, 9, 31), "A2", "::ffff:45.32.7.7", "dev-2")
+    _indicator(s, ts(20, 9, 10), "ip", "45.32.7.7")
+    decisions = _decide(s, tmp_path)
+    assert "shared_indicator" in decisions[login["event_id"]]["reasons"]
+    assert "shared_indicator" in decisions[mapped["event_id"]]["reasons"]

@@ -124,7 +124,11 @@ def intel_key(event: Any) -> str | None:
 
 
 def parent_domains(url: str) -> list[str]:
-    """The host of `url` and every parent domain of it (`a.b.example` -> b.example, example)."""
-    host = (urlsplit(url if "//" in url else f"//{url}").hostname or "").rstrip(".")
+    """The host of `url` and every parent domain of it (`a.b.example` -> b.example, example); none
+    when `url` has no host that can be read (a referrer is what the client's browser says)."""
+    try:
+        host = (urlsplit(url if "//" in url else f"//{url}").hostname or "").rstrip(".")
+    except ValueError:  # `http://[fe80::1/login`: an unclosed IPv6 bracket
+        return []
     labels = host.split(".")
     return [".".join(labels[i:]) for i in range(len(labels))] if host else []

@@ -14,6 +14,7 @@ import msgspec
 
 from kabuguard.detectors._window import others, prune, stamp
 from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.events.model import account_key
 
 
 class SharedKeyState(msgspec.Struct):
@@ -21,7 +22,8 @@ class SharedKeyState(msgspec.Struct):
 
 
 class _ManyAccounts:
-    """Distinct accounts per network identity (an IP or a device) in a sliding window."""
+    """Distinct accounts per network identity (an IP or a device) in a sliding window; an account
+    is its firm and id, so two firms' customers with the same id are two accounts in a pooled feed."""
 
     name: ClassVar[str]
     stage: ClassVar[str]
@@ -42,13 +44,13 @@ class _ManyAccounts:
     def score(self, event: Any, state: SharedKeyState, ev: Evidence) -> None:
         if self.exempt(ev):
             return
-        count = others(state.accounts, event.ts_us - self.window_us, event.account_id) + 1
+        count = others(state.accounts, event.ts_us - self.window_us, account_key(event)) + 1
         if count >= self.min_accounts:
             ev.findings.append(Finding(self.name, self.weight + math.log(count / self.min_accounts)))
 
     def learn(self, event: Any, state: SharedKeyState, ev: Evidence) -> None:
         state.accounts = prune(state.accounts, event.ts_us - self.window_us)
-        stamp(state.accounts, event.account_id, event.ts_us)
+        stamp(state.accounts, account_key(event), event.ts_us)
 
 
 class SharedIp(_ManyAccounts):

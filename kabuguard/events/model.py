@@ -6,6 +6,8 @@ ordering compares instants rather than strings with different offsets.
 
 from __future__ import annotations
 
+import ipaddress
+from functools import lru_cache
 from typing import Literal
 
 import msgspec
@@ -17,6 +19,31 @@ OrderType = Literal["market", "limit"]
 ChangeField = Literal[
     "email", "phone", "password", "mfa", "bank_account", "address", "notification_settings"
 ]
+
+
+_INF = float("inf")
+
+
+def _finite(**numbers: float | None) -> None:
+    """Refuse NaN and infinities (a Parquet float, or 1e400 in JSON): one would poison every
+    running sum it entered, silently. A comparison with NaN is false, so NaN fails the test."""
+    for name, value in numbers.items():
+        if value is not None and not -_INF < value < _INF:
+            raise ValueError(f"`{name}` must be a finite number, got {value}")
+
+
+@lru_cache(maxsize=65536)
+def canonical_ip(text: str) -> str:
+    """One spelling per address, so that one address is one key in every stage: IPv6 compressed
+    and lower-case (`2406:DA14:0::5` -> `2406:da14::5`), IPv4-mapped IPv6 as the IPv4 address.
+    Called only for text with a colon: dotted quads are already written one way. Text that is
+    not an address is left as it is (the network lookup calls it unknown)."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped) if mapped is not None else address.compressed
 
 
 class Holding(msgspec.Struct, frozen=True):
@@ -44,6 +71,9 @@ class Instrument(_Event, tag="instrument", kw_only=True):
     adv_shares: float | None = None
     last_price: float | None = None
 
+    def __post_init__(self) -> None:
+        _finite(adv_shares=self.adv_shares, last_price=self.last_price)
+
 
 class Account(_Event, tag="account", kw_only=True):
     account_id: str
@@ -63,6 +93,11 @@ class MarketBar(_Event, tag="market_bar", kw_only=True):
     close: float
     volume: int
 
+    def __post_init__(self) -> None:
+        if not (-_INF < self.open < _INF and -_INF < self.high < _INF and -_INF < self.low < _INF
+                and -_INF < self.close < _INF):  # the hot path of bar-heavy streams: inline
+            _finite(open=self.open, high=self.high, low=self.low, close=self.close)
+
 
 class Login(_Event, tag="login", kw_only=True):
     account_id: str
@@ -77,6 +112,10 @@ class Login(_Event, tag="login", kw_only=True):
     # so that arrival from a reported phishing site can be recognised.
     referrer: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.ip and ":" in self.ip:
+            self.ip = canonical_ip(self.ip)
+
 
 class AccountChange(_Event, tag="account_change", kw_only=True):
     account_id: str
@@ -84,6 +123,10 @@ class AccountChange(_Event, tag="account_change", kw_only=True):
     field: ChangeField
     ip: str | None = None
     device_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.ip and ":" in self.ip:
+            self.ip = canonical_ip(self.ip)
 
 
 class Order(_Event, tag="order", kw_only=True):
@@ -99,6 +142,11 @@ class Order(_Event, tag="order", kw_only=True):
     device_id: str | None = None
     channel: Channel = "web"
 
+    def __post_init__(self) -> None:
+        _finite(limit_price=self.limit_price)
+        if self.ip and ":" in self.ip:
+            self.ip = canonical_ip(self.ip)
+
 
 class Execution(_Event, tag="execution", kw_only=True):
     order_id: str
@@ -107,6 +155,9 @@ class Execution(_Event, tag="execution", kw_only=True):
     side: Side
     qty: int
     price: float
+
+    def __post_init__(self) -> None:
+        _finite(price=self.price)
 
 
 IndicatorType = Literal["ip", "device", "domain", "url", "asn", "user_agent"]
@@ -129,6 +180,8 @@ class Indicator(_Event, tag="indicator", kw_only=True):
         value = self.value.strip()
         if self.indicator_type == "domain":
             value = value.lower().rstrip(".")
+        elif self.indicator_type == "ip" and ":" in value:
+            value = canonical_ip(value)
         if not value:
             raise ValueError("`value` is empty")
         self.value = value
