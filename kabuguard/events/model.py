@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -19,6 +19,11 @@ OrderType = Literal["market", "limit"]
 ChangeField = Literal[
     "email", "phone", "password", "mfa", "bank_account", "address", "notification_settings"
 ]
+# Widths the service stores these in (kabuguard/service/storage/models.py): a longer value is
+# refused here, naming the field, instead of failing a database write for the whole batch.
+Id = Annotated[str, msgspec.Meta(max_length=200)]
+Symbol = Annotated[str, msgspec.Meta(max_length=32)]
+FirmName = Annotated[str, msgspec.Meta(max_length=64)]
 
 
 _INF = float("inf")
@@ -47,23 +52,23 @@ def canonical_ip(text: str) -> str:
 
 
 class Holding(msgspec.Struct, frozen=True):
-    symbol: str
+    symbol: Symbol
     qty: int
 
 
 # gc=False: events hold no reference cycles, and a replay keeps millions of them for the sort;
 # untracked, they cost the cyclic garbage collector nothing and 16 bytes less each.
 class _Event(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_fields=True, gc=False):
-    event_id: str
+    event_id: Id
     ts: str
-    firm: str | None = None
+    firm: FirmName | None = None
     # Filled by the reader, never by input: the instant of `ts`, and fields outside the contract.
     ts_us: int = 0
     extra: dict | None = None
 
 
 class Instrument(_Event, tag="instrument", kw_only=True):
-    symbol: str
+    symbol: Symbol
     name: str | None = None
     market: str | None = None
     currency: str = "JPY"
@@ -76,7 +81,7 @@ class Instrument(_Event, tag="instrument", kw_only=True):
 
 
 class Account(_Event, tag="account", kw_only=True):
-    account_id: str
+    account_id: Id
     opened_at: str | None = None
     holdings: list[Holding] = []
     cash: float = 0.0
@@ -86,7 +91,7 @@ class Account(_Event, tag="account", kw_only=True):
 
 
 class MarketBar(_Event, tag="market_bar", kw_only=True):
-    symbol: str
+    symbol: Symbol
     open: float
     high: float
     low: float
@@ -100,7 +105,7 @@ class MarketBar(_Event, tag="market_bar", kw_only=True):
 
 
 class Login(_Event, tag="login", kw_only=True):
-    account_id: str
+    account_id: Id
     session_id: str | None = None
     success: bool
     ip: str | None = None
@@ -118,7 +123,7 @@ class Login(_Event, tag="login", kw_only=True):
 
 
 class AccountChange(_Event, tag="account_change", kw_only=True):
-    account_id: str
+    account_id: Id
     session_id: str | None = None
     field: ChangeField
     ip: str | None = None
@@ -131,9 +136,9 @@ class AccountChange(_Event, tag="account_change", kw_only=True):
 
 class Order(_Event, tag="order", kw_only=True):
     order_id: str
-    account_id: str
+    account_id: Id
     session_id: str | None = None
-    symbol: str
+    symbol: Symbol
     side: Side
     qty: int
     order_type: OrderType = "market"
@@ -150,8 +155,8 @@ class Order(_Event, tag="order", kw_only=True):
 
 class Execution(_Event, tag="execution", kw_only=True):
     order_id: str
-    account_id: str
-    symbol: str
+    account_id: Id
+    symbol: Symbol
     side: Side
     qty: int
     price: float

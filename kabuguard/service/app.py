@@ -75,7 +75,10 @@ def parse_events(body: bytes) -> list[Event]:
         pass  # the general path below says which event and which field
     except msgspec.DecodeError as exc:
         raise BadInput(400, f"body is not valid JSON: {exc}") from None
-    raw = _plain(body)
+    try:
+        raw = _plain(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:  # a number JSON allows but no float holds: 1e400
+        raise BadInput(400, f"body is not JSON a decoder can hold: {exc}") from None
     if isinstance(raw, dict):
         items, where = [raw], "event"
     elif isinstance(raw, list):
