@@ -18,7 +18,7 @@ from kabuguard.service.settings import Settings
 _APP = create_app(Settings(db=f"sqlite:///{tempfile.mkdtemp(prefix='kg-schema-')}/kg.db", rate_limit=1e9,
                            max_body_bytes=256_000, log_level="warning"))
 _KEY = {"key": create_key(_APP.state.service.db, "acme", "fuzz")[1]}
-schema = schemathesis.openapi.from_asgi("/openapi.json", _APP)
+schema = schemathesis.openapi.from_asgi("/v1/openapi.json", _APP, headers={"X-API-Key": _KEY["key"]})
 
 
 @schema.parametrize()
@@ -35,6 +35,7 @@ def test_no_input_gets_a_server_error(case: schemathesis.Case) -> None:
 
 def test_the_schema_is_served(tmp_path: Path) -> None:
     app = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db"))
-    loaded = schemathesis.openapi.from_asgi("/openapi.json", app)
+    key = create_key(app.state.service.db, "acme", "schema")[1]
+    loaded = schemathesis.openapi.from_asgi("/v1/openapi.json", app, headers={"X-API-Key": key})
     operations = {(op.ok().method.upper(), op.ok().path) for op in loaded.get_all_operations()}
     assert ("POST", "/v1/events") in operations and ("GET", "/v1/alerts") in operations

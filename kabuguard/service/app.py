@@ -262,9 +262,12 @@ def create_app(settings: Settings | None = None, migrate_db: bool = True) -> Fas
         yield
         await service.stop()
 
+    # The schema is served behind a key like every other endpoint (/v1/openapi.json); FastAPI's
+    # own /openapi.json, /docs and /redoc would be open to anyone, and the pages load a CDN.
     app = FastAPI(title="Kabuguard decision service", version=__version__, lifespan=lifespan,
                   description="Decisions on logins, account changes and orders, as `kabuguard replay` makes "
-                              "them. Every endpoint but /healthz and /readyz needs a firm's API key.")
+                              "them. Every endpoint but /healthz and /readyz needs a firm's API key.",
+                  openapi_url=None, docs_url=None, redoc_url=None)
     app.state.service = service
     bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer kg_<id>_<secret>")
     header = APIKeyHeader(name="X-API-Key", auto_error=False, description="or X-API-Key: kg_<id>_<secret>")
@@ -351,6 +354,11 @@ def create_app(settings: Settings | None = None, migrate_db: bool = True) -> Fas
         body = (b'{"alerts":[' + b",".join(body for _, body in rows) + b'],"next_cursor":'
                 + _json(next_cursor) + b"}")
         return Response(body, media_type="application/json")
+
+    @app.get("/v1/openapi.json", include_in_schema=False)
+    async def openapi_schema(who: Auth) -> JSONResponse:
+        """The OpenAPI schema of this API."""
+        return JSONResponse(app.openapi())
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
