@@ -96,7 +96,7 @@ def test_login_sets_a_session_cookie_httponly_samesite_and_refuses_a_wrong_passw
 def test_state_changing_requests_need_the_sessions_csrf_token(app: TestClient) -> None:
     csrf = login(app, "analyst")
     firm, alert_id = _campaign(app)
-    for data in ({}, {"csrf": "not-the-token"}):
+    for data in ({}, {"csrf": "not-the-token"}, {"csrf": "トークン"}):  # non-ASCII: a 403 too, not a 500
         refused = app.post("/console/cases", data={"firm": firm, "alert_id": alert_id, **data})
         assert refused.status_code == 403 and "CSRF" in refused.text
     opened = app.post("/console/cases", data={"firm": firm, "alert_id": alert_id, "csrf": csrf})
@@ -134,6 +134,10 @@ def test_pages_show_the_run(app: TestClient) -> None:
     feed = app.get("/console/api/alerts", params={"after": 0, "type": "campaign_alert"}).json()["alerts"]
     assert feed and all(a["type"] == "campaign_alert" for a in feed)
     assert app.get("/console/cases").status_code == 200
+    for bad in ({"since": "2025-13-45"}, {"until": "notadate"}):
+        for path in ("/console/alerts", "/console/api/alerts"):
+            refused = app.get(path, params=bad)
+            assert refused.status_code == 422 and "YYYY-MM-DD" in refused.text, (path, bad)
 
 
 def test_repeated_failed_logins_lock_the_user_name_for_a_while(app: TestClient) -> None:

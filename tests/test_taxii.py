@@ -228,3 +228,6 @@ def test_a_bad_object_fails_alone_and_bad_reports_are_left_out_of_the_figures(ta
     stats = requests.get(taxii.url.replace("/taxii2/", "/v1/intel/stats"), params={"collection": "regulator"},
                          auth=("fsa", taxii.keys["fsa"]))
     assert stats.status_code == 200 and stats.json()["skipped"] == []
+    far = requests.get(f"{taxii.url}kabuguard/collections/regulator/objects/", params={"next": "9" * 20},
+                       auth=("fsa", taxii.keys["fsa"]), headers={"Accept": "application/taxii+json;version=2.1"})
+    assert far.status_code == 400 and "next" in far.json()["description"]

@@ -47,6 +47,15 @@ def _day_us(day: str) -> int:
     return int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp() * 1e6)
 
 
+def is_day(text: str) -> bool:
+    """A calendar day as the filters take it (YYYY-MM-DD)."""
+    try:
+        _day_us(text)
+    except ValueError:
+        return False
+    return True
+
+
 def alert_queue(engine: Engine, f: AlertFilter, after_seq: int = 0, limit: int = 300) -> list[dict[str, Any]]:
     """Alerts matching `f`, in its order; `after_seq` gives only those recorded since (polling)."""
     query = select(alerts.c.seq, alerts.c.firm, alerts.c.status, alerts.c.body).where(alerts.c.seq > after_seq)

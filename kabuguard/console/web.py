@@ -76,7 +76,7 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
         if token is None and request.headers.get("content-type", "").startswith(
                 ("application/x-www-form-urlencoded", "multipart/form-data")):
             token = (await request.form()).get("csrf")
-        if not isinstance(token, str) or not hmac.compare_digest(token, session.csrf):
+        if not isinstance(token, str) or not hmac.compare_digest(token.encode(), session.csrf.encode()):
             raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
         return session
 
@@ -114,7 +114,7 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
     def login(request: Request, username: Annotated[str, Form()], password: Annotated[str, Form()],
               csrf: Annotated[str, Form()], next: Annotated[str, Form()] = "") -> Response:
         expected = request.cookies.get(_LOGIN_COOKIE, "")
-        if not expected or not hmac.compare_digest(csrf, expected):
+        if not expected or not hmac.compare_digest(csrf.encode(), expected.encode()):
             raise HTTPException(403, "missing or wrong CSRF token: reload the login page")
         if audit.recent(engine, username, "session.login_failed", LOCKOUT_MINUTES) >= MAX_FAILED_LOGINS:
             return page(request, "login.html", 429, csrf=expected, next=next,
@@ -153,6 +153,9 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
                      since: str = "", until: str = "",
                      sort: Annotated[str, Query(pattern="^(time|score|type|firm)$")] = "time",
                      order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc") -> queries.AlertFilter:
+        for name, day in (("since", since), ("until", until)):
+            if day and not queries.is_day(day):
+                raise HTTPException(422, f"{name}: {day!r} is not a date (YYYY-MM-DD)")
         return queries.AlertFilter(type, firm, reason, min_score, since, until, sort, order == "desc",
                                    session.user.firm)
 

@@ -177,8 +177,8 @@ async def _page(store: TaxiiStore, collection_id: str, request: Request, object_
         after = int(query.get("next", 0))
     except ValueError:
         raise Refused(400, "limit and next must be integers (next: as the previous page gave it)") from None
-    if limit < 1 or after < 0:
-        raise Refused(400, "limit must be at least 1 and next not negative")
+    if limit < 1 or not 0 <= after < 2**63:
+        raise Refused(400, "limit must be at least 1 and next not negative (as the previous page gave it)")
 
     def listed(name: str) -> list[str]:
         return [v for raw in query.getlist(f"match[{name}]") for v in raw.split(",") if v]
