@@ -140,12 +140,15 @@ def test_intel_pull_writes_indicator_events_that_replay_reads(taxii: Running, th
     other = {"type": "indicator", "spec_version": "2.1", "id": "indicator--" + "2" * 8 + "-2222-4222-8222-" + "2" * 12,
              "created": "2025-01-01T00:00:00Z", "modified": "2025-01-01T00:00:00Z", "pattern_type": "stix",
              "pattern": "[file:hashes.'SHA-256' = 'aa']", "valid_from": "2025-01-01T00:00:00Z"}
-    taxii.collection("shared", "firm-a").add_objects(json.dumps({"objects": objects + [other]}))
+    malformed = [dict(other, id="indicator--" + "8" * 8 + "-8888-4888-8888-" + "8" * 12, valid_until="next week"),
+                 dict(other, id="indicator--" + "8" * 8 + "-8888-4888-8888-" + "8" * 11 + "9", pattern=["a list"])]
+    taxii.collection("shared", "firm-a").add_objects(json.dumps({"objects": objects + [other] + malformed}))
     out = tmp_path / "indicators.jsonl"
     result = CliRunner().invoke(main, ["intel", "pull", taxii.url, "--collection", "shared", "--out", str(out),
                                        "--user", "firm-b"], env={"KABUGUARD_TAXII_KEY": taxii.keys["firm-b"]})
-    assert result.exit_code == 0, result.output
-    assert "revoked 1" in result.output and "pattern Kabuguard cannot match 1" in result.output
+    assert result.exit_code == 1, result.output  # two malformed indicators, named; the rest written
+    assert "revoked 1" in result.stdout and "pattern Kabuguard cannot match 1" in result.stdout
+    assert "`valid_until` 'next week'" in result.stderr and "`pattern` is not text" in result.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     shared = {(o["pattern"]) for o in objects if o["type"] == "indicator" and o["id"] != revoked["id"]}
     assert len(lines) == len(shared) and {line["source"] for line in lines} == {"firm-a"}

@@ -120,6 +120,10 @@ def pull(url: str, collection_id: str, out: Path, user: str, key_env: str, added
     skipped = ", ".join(f"{why} {n}" for why, n in sorted(summary.skipped.items())) or "none"
     click.echo(f"{summary.objects} objects, {summary.indicators} indicators: {summary.written} written to {out}; "
                f"skipped: {skipped}")
+    for name, reason in summary.rejected:
+        click.echo(f"rejected {name}: {reason}", err=True)
+    if summary.rejected:
+        sys.exit(1)  # the peer sent objects this firm cannot read (listed on stderr)
 
 
 @intel.command()

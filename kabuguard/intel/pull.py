@@ -3,7 +3,9 @@
 Each STIX indicator whose pattern is one comparison Kabuguard can match (`stix.parse_pattern`)
 becomes one contract line with `ts` = its arrival at this firm, so that replay and service use it
 from then on and never before. Revoked and expired indicators, and patterns Kabuguard cannot
-match, are skipped and counted.
+match, are skipped and counted; a malformed indicator (no id, a pattern that is not text, a
+`valid_until` that is not a timestamp with an offset) is rejected with its id and the reason, and
+the others are still written.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class PullSummary:
     indicators: int = 0
     written: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (object, reason)
 
     def skip(self, why: str) -> None:
         self.skipped[why] = self.skipped.get(why, 0) + 1
@@ -56,6 +59,10 @@ def indicator_events(objects: Iterable[dict[str, Any]], arrival: Callable[[dict[
         if obj.get("type") != "indicator":
             continue
         summary.indicators += 1
+        problem = _problem(obj)
+        if problem:
+            summary.rejected.append((obj["id"] if isinstance(obj.get("id"), str) else "(no id)", problem))
+            continue
         when = arrival(obj)
         if obj.get("revoked"):
             summary.skip("revoked")
@@ -83,4 +90,22 @@ def now() -> str:
 
 
 def _instant(ts: str) -> datetime:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    moment = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"{ts!r} has no UTC offset")
+    return moment
+
+
+def _problem(obj: dict[str, Any]) -> str | None:
+    """Why an indicator object cannot be read, or None."""
+    if not isinstance(obj.get("id"), str) or "--" not in obj["id"]:
+        return "no STIX `id`"
+    if not isinstance(obj.get("pattern", ""), str):
+        return "`pattern` is not text"
+    until = obj.get("valid_until")
+    if until is not None:
+        try:
+            _instant(until)
+        except (ValueError, TypeError, AttributeError):
+            return f"`valid_until` {until!r} is not an RFC 3339 timestamp with an offset"
+    return None
