@@ -234,3 +234,18 @@ def test_stream_posted_whole_matches_the_ordered_stream(api: Api, tmp_path: Path
     stream = ordered_stream([src])
     answer = api.post(stream).json()
     assert len(answer["results"]) == len(stream) and answer["degraded"] is False
+
+
+def test_no_route_reads_a_body_past_the_limit(api: Api) -> None:
+    big = b"username=" + b"x" * 500_000  # the limit here is 400,000 bytes
+    for path in ("/console/login", "/taxii2/kabuguard/collections/x/objects/", "/v1/intel/stats"):
+        refused = api.client.post(path, content=big, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert refused.status_code == 413 and "exceeds the limit of 400000" in refused.json()["detail"], path
+
+    def chunks():  # no Content-Length: counted as it arrives
+        for _ in range(50):
+            yield b"x" * 10_000
+
+    streamed = api.client.post("/console/login", content=chunks(), headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert streamed.status_code == 413
+    assert api.client.get("/healthz").status_code == 200

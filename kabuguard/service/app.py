@@ -398,6 +398,7 @@ def create_app(settings: Settings | None = None, migrate_db: bool = True) -> Fas
     taxii = TaxiiStore(service.db.engine)
     mount_console(app, service, taxii)
     install_taxii(app, taxii, service.authenticate, settings.max_body_bytes, Refusal)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(EventsFastPath, service=service)
     app.add_middleware(AccessLog)
     return app
@@ -437,6 +438,62 @@ class EventsFastPath:
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
             *((k.lower().encode(), v.encode()) for k, v in extra)]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Every request body but `POST /v1/events`' (the fast path streams its own) at most `limit`
+    bytes: refused with 413 on its Content-Length before a byte is read, or as soon as a body sent
+    without one passes the limit, so that no client, signed in or not, makes the server hold more.
+    Plain ASGI, behind the events fast path."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await self._refuse(send)
+            return
+        size, started, too_large = 0, False, False
+
+        async def counted() -> dict[str, Any]:
+            nonlocal size, too_large
+            message = await receive()
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                too_large = True
+                raise _TooLarge
+            return message
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal started
+            if too_large:  # a route turned the cut-off body into its own error: answer 413 instead
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await self._refuse(send)
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, sending)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Any) -> None:
+        body = _json({"detail": f"request body exceeds the limit of {self.limit} bytes"})
+        await send({"type": "http.response.start", "status": 413, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
 
