@@ -116,6 +116,19 @@ def test_one_device_on_many_accounts(tmp_path: Path) -> None:
     assert "shared_device" in _decide(s, tmp_path)[last["event_id"]]["reasons"]
 
 
+def test_an_order_in_a_forgotten_session_does_not_borrow_the_owners_latest_login(tmp_path: Path) -> None:
+    scores = []
+    for owner_in_between in (False, True):
+        s = brokerage(attack=False)
+        attacker = s.login(ts(20, 9, 0), "A1", "45.32.1.1", "atk-1")
+        if owner_in_between:  # the owner's own login, after the attacker's session has expired
+            s.login(ts(20, 21, 30), "A1", "126.1.1.5", "dev-1")
+        order = s.order(ts(20, 21, 40), "A1", "9999", "buy", 5000, "45.32.1.1", "atk-1", session=attacker["session_id"])
+        scores.append(_decide(s, tmp_path)[order["event_id"]]["score"])
+    # Either way the named session is unknown now: no evidence from it, the owner's trust included.
+    assert scores[0] == scores[1]
+
+
 def test_accounts_with_one_id_at_two_firms_are_two_accounts_on_a_shared_address(tmp_path: Path) -> None:
     s = brokerage(attack=False)
     logins = [s.add("login", ts(20, 12, a), account_id=f"A{a % 3}", firm=f"firm-{a // 3}", session_id=f"s-{a}",

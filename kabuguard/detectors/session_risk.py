@@ -3,7 +3,9 @@
 An attacker who got past the login still has to change the email or place the orders, and those
 events come without login evidence of their own. Each successful login's log-odds are kept per
 session (or as the account's latest login when an event names no session) for `ttl_hours`;
-account changes and orders in that session inherit `carry` times the positive part.
+account changes and orders in that session inherit `carry` times the positive part. An event
+naming a session that is not known (its login expired, or never seen) inherits nothing, and is
+not taken for the owner's own either.
 """
 
 from __future__ import annotations
@@ -20,9 +22,15 @@ class SessionMemory(msgspec.Struct):
     latest: tuple[int, float] = (0, 0.0)
 
     def risk(self, event: Any, ttl_us: int) -> float:
-        """The llr of the login behind `event`'s session, 0 when unknown or expired."""
-        opened = self.sessions.get(event.session_id) if event.session_id else None
-        if opened is None:
+        """The llr of the login behind `event`'s session, 0 when unknown or expired; an event that
+        names no session is taken to be in the account's latest one. A named session that is not
+        known (expired and forgotten, or its login never seen) is no evidence either way: the
+        latest login may be someone else's."""
+        if event.session_id:
+            opened = self.sessions.get(event.session_id)
+            if opened is None:
+                return 0.0
+        else:
             opened = self.latest
         ts, llr = opened
         return llr if ts and event.ts_us - ts <= ttl_us else 0.0
