@@ -417,3 +417,31 @@ def test_a_news_crowd_of_customers_too_new_to_be_recognised_still_explains_the_s
 
     assert late_buyer_findings(-1.1) == ["owners_crowd"]  # unremarkable sessions: the news audience
     assert late_buyer_findings(1.5) == []  # sessions leaning foreign: a campaign's buyers
+
+
+def test_prices_in_other_currencies_are_valued_in_yen(tmp_path: Path) -> None:
+    import pytest
+
+    from kabuguard.detectors.money import adv_value_jpy
+    from kabuguard.policy import PolicyError
+
+    s = brokerage(attack=False)
+    s.add("instrument", ts(19, 8, 0), symbol="MSFT", market="NASDAQ", currency="USD", adv_shares=1e6, last_price=100.0)
+    s.add("instrument", ts(19, 8, 0), symbol="ZZZ", market="Elsewhere", currency="XYZ", adv_shares=1e6, last_price=100.0)
+    login = s.login(ts(20, 9, 0), "A1", "126.1.1.5", "dev-1")
+    dollars = s.add("order", ts(20, 9, 1), order_id="o-usd", account_id="A1", session_id=login["session_id"],
+                    symbol="MSFT", side="buy", qty=10, order_type="limit", limit_price=100.0, ip="126.1.1.5", device_id="dev-1")
+    unknown = s.add("order", ts(20, 9, 2), order_id="o-xyz", account_id="A1", session_id=login["session_id"],
+                    symbol="ZZZ", side="buy", qty=10, order_type="limit", limit_price=100.0, ip="126.1.1.5", device_id="dev-1")
+    decisions = _decide(s, tmp_path)
+    fx = load_policy().fx_jpy
+    assert decisions[dollars["event_id"]]["notional_jpy"] == 10 * 100.0 * fx["USD"]
+    assert decisions[unknown["event_id"]]["notional_jpy"] is None  # no rate: no yen value, never the raw number
+    # $100 M a day is not a thin stock, though 1e6 x 100 is under the 2 billion yen line.
+    microsoft = event_from_dict({"event_id": "i", "type": "instrument", "ts": ts(19, 8, 0), "symbol": "MSFT",
+                                 "currency": "USD", "adv_shares": 1e6, "last_price": 100.0})
+    assert adv_value_jpy(microsoft, fx) == 1e8 * fx["USD"] > load_policy().detectors["suspect_flow"]["max_adv_value_jpy"]
+    bad = tmp_path / "policy.yaml"
+    bad.write_text((Path(__file__).parents[1] / "kabuguard/policy/default.yaml").read_text().replace("USD: 150.0", "USD: -1"))
+    with pytest.raises(PolicyError, match="`fx_jpy.USD` must be a positive number"):
+        load_policy(bad)

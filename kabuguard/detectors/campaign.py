@@ -21,6 +21,7 @@ import msgspec
 
 from kabuguard.detectors._window import drop_expired, renew
 from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.money import adv_value_jpy
 from kabuguard.events.model import account_key
 
 
@@ -62,6 +63,7 @@ class Campaign:
         self.dump_weight = float(param(params, "dump_weight", self.name))
         self.sell_weight = float(param(params, "sell_weight", self.name))
         self.max_adv_value = float(param(params, "max_adv_value_jpy", self.name))
+        self.fx_jpy = param(params, "fx_jpy", self.name)
 
     def initial(self) -> CampaignState:
         return CampaignState()
@@ -70,10 +72,8 @@ class Campaign:
         return bool(state.campaign_id) and now - state.last_us <= self.window_us
 
     def _thin(self, ev: Evidence) -> bool:
-        inst = ev.instrument
-        if inst is None or not inst.adv_shares or not inst.last_price:
-            return True  # unknown liquidity: do not rule the symbol out
-        return inst.adv_shares * inst.last_price <= self.max_adv_value
+        value = adv_value_jpy(ev.instrument, self.fx_jpy)
+        return value is None or value <= self.max_adv_value  # unknown liquidity: do not rule the symbol out
 
     def score(self, event: Any, state: CampaignState, ev: Evidence) -> None:
         now = event.ts_us

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.money import adv_value_jpy
 from kabuguard.events.reader import ContractError, parse_ts
 
 _DAY_US = 86_400_000_000
@@ -45,6 +46,7 @@ class HoldingsLiquidation:
         self.weight = float(param(params, "weight", self.name))
         self.into_thin_weight = float(param(params, "into_thin_weight", self.name))
         self.thin_adv_value = float(param(params, "thin_adv_value_jpy", self.name))
+        self.fx_jpy = param(params, "fx_jpy", self.name)
         self.min_adv_days = float(param(params, "concentration_min_adv_days", self.name))
         self.concentration_weight = float(param(params, "concentration_weight", self.name))
         self.concentration_max_weight = float(param(params, "concentration_max_weight", self.name))
@@ -90,9 +92,8 @@ class HoldingsLiquidation:
             ev.findings.append(Finding("concentrated_thin_position", weight))
 
     def _thin(self, ev: Evidence) -> bool:
-        inst = ev.instrument
-        return inst is not None and bool(inst.adv_shares and inst.last_price) and \
-            inst.adv_shares * inst.last_price <= self.thin_adv_value
+        value = adv_value_jpy(ev.instrument, self.fx_jpy)
+        return value is not None and value <= self.thin_adv_value
 
     def learn(self, event: Any, state: HoldingsState, ev: Evidence) -> None:
         kind = event.kind

@@ -47,6 +47,7 @@ import msgspec
 
 from kabuguard.detectors._window import others, prune, stamp
 from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.money import adv_value_jpy
 from kabuguard.events.model import account_key
 
 _OWN = frozenset({"sell_into_suspect_buying", "buy_with_suspect_buyers"})
@@ -70,6 +71,7 @@ class SuspectFlow:
         self.sell_weight = float(param(params, "sell_weight", self.name))
         self.buy_weight = float(param(params, "buy_weight", self.name))
         self.max_adv_value = float(param(params, "max_adv_value_jpy", self.name))
+        self.fx_jpy = param(params, "fx_jpy", self.name)
         self.foreign_llr = float(param(params, "foreign_session_llr", self.name))
         self.habit_discount = float(param(params, "habit_discount", self.name))
 
@@ -77,10 +79,8 @@ class SuspectFlow:
         return SuspectFlowState()
 
     def _thin(self, ev: Evidence) -> bool:
-        inst = ev.instrument
-        if inst is None or not inst.adv_shares or not inst.last_price:
-            return True  # unknown liquidity: do not rule the symbol out
-        return inst.adv_shares * inst.last_price <= self.max_adv_value
+        value = adv_value_jpy(ev.instrument, self.fx_jpy)
+        return value is None or value <= self.max_adv_value  # unknown liquidity: do not rule the symbol out
 
     def score(self, event: Any, state: SuspectFlowState, ev: Evidence) -> None:
         if not state.buyers or not self._thin(ev):

@@ -9,11 +9,13 @@ positives: a customer trying a first small cap, a bonus spent on one large order
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import msgspec
 
 from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.money import to_jpy
 
 
 class TradingState(msgspec.Struct):
@@ -36,6 +38,7 @@ class UnusualTrading:
         self.p_new_symbol_customer = float(param(params, "p_new_symbol_customer", self.name))
         self.log_p_new_attack = math.log(float(param(params, "p_new_symbol_attack", self.name)))
         self.min_orders = int(param(params, "min_orders", self.name))
+        self.fx_jpy = param(params, "fx_jpy", self.name)
         self.new_segment_weight = float(param(params, "new_segment_weight", self.name))
         self.size_z = float(param(params, "size_z", self.name))
         self.size_weight = float(param(params, "size_weight", self.name))
@@ -55,7 +58,7 @@ class UnusualTrading:
         segment = _segment(ev)
         if segment and segment not in state.segments:
             found.append(Finding("new_segment", self.new_segment_weight))
-        size = _log_notional(event, ev)
+        size = _log_notional(event, ev, self.fx_jpy)
         if size is not None and state.size_n >= self.min_orders:
             sd = math.sqrt(state.size_m2 / (state.size_n - 1)) if state.size_n > 1 else 0.0
             z = (size - state.size_mean) / max(sd, 0.5)
@@ -74,7 +77,7 @@ class UnusualTrading:
         segment = _segment(ev)
         if segment:
             state.segments[segment] = state.segments.get(segment, 0) + 1
-        size = _log_notional(event, ev)
+        size = _log_notional(event, ev, self.fx_jpy)
         if size is not None:  # Welford's running mean and variance of log notional
             state.size_n += 1
             delta = size - state.size_mean
@@ -86,8 +89,11 @@ def _segment(ev: Evidence) -> str | None:
     return ev.instrument.market if ev.instrument is not None else None
 
 
-def _log_notional(event: Any, ev: Evidence) -> float | None:
-    price = event.limit_price or (ev.instrument.last_price if ev.instrument is not None else None)
+def _log_notional(event: Any, ev: Evidence, fx_jpy: Mapping[str, float]) -> float | None:
+    """The order's log value in yen: one scale for an account that trades in several currencies."""
+    inst = ev.instrument
+    price = event.limit_price or (inst.last_price if inst is not None else None)
     if not price or price <= 0 or event.qty <= 0:  # a nonsensical price has no size to compare
         return None
-    return math.log(price * event.qty)
+    value = to_jpy(price * event.qty, inst.currency if inst is not None else None, fx_jpy)
+    return math.log(value) if value else None

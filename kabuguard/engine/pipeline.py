@@ -15,6 +15,7 @@ import msgspec
 from kabuguard.detectors import ALL
 from kabuguard.detectors.base import Evidence, Finding
 from kabuguard.detectors.market_factor import MARKET_KEY
+from kabuguard.detectors.money import to_jpy
 from kabuguard.detectors.shared_indicator import intel_key
 from kabuguard.detectors.session_risk import SessionMemory
 from kabuguard.engine.stages import KeyedStage
@@ -200,8 +201,10 @@ class Pipeline:
             out["firm"] = event.firm
         out.update(decision=decision, score=round(score, 6), reasons=reasons)
         if kind == "order":
-            price = event.limit_price or ev.price or (ev.instrument.last_price if ev.instrument else None)
-            out["notional_jpy"] = round(price * event.qty, 2) if price else None
+            inst = ev.instrument
+            price = event.limit_price or ev.price or (inst.last_price if inst else None)
+            value = to_jpy(price * event.qty if price else None, inst.currency if inst else None, policy.fx_jpy)
+            out["notional_jpy"] = round(value, 2) if value is not None else None
         self._decision = out
         if at_least(decision, "review") and event.ts_us - status.last_alert_us >= policy.alert_cooldown_us:
             status.last_alert_us = event.ts_us

@@ -33,6 +33,8 @@ class Policy:
     campaign_member_weight: float
     own_session_llr: float
     foreign_session_llr: float
+    # Yen per unit of each currency, for the policy's yen lines on any market (detectors/money.py).
+    fx_jpy: dict[str, float]
     detectors: dict[str, dict[str, Any]]
     source: str
     # What an online runner answers when its state or database cannot be reached in time:
@@ -44,6 +46,7 @@ class Policy:
     def detector_params(self, name: str) -> dict[str, Any]:
         """A detector's section of the policy, with the policy-wide session lines beside it."""
         return {"own_session_llr": self.own_session_llr, "foreign_session_llr": self.foreign_session_llr,
+                "fx_jpy": self.fx_jpy,
                 **self.detectors.get(name, {})}
 
     def score(self, kind: str, llr: float) -> float:
@@ -109,6 +112,7 @@ def _parse(raw: Any, source: str) -> Policy:
         campaign_member_weight=float(need(need(raw, "containment", ""), "campaign_member_weight", "containment.")),
         own_session_llr=float(need(raw, "own_session_llr", "")),
         foreign_session_llr=float(need(raw, "foreign_session_llr", "")),
+        fx_jpy=_fx(raw.get("fx_jpy", {}), source),
         detectors=dict(need(raw, "detectors", "")),
         source=source,
         fail_mode=_fail_mode(raw.get("fail_mode", "fail_open"), source),
@@ -121,6 +125,18 @@ def _playbooks(value: Any, source: str) -> tuple[Playbook, ...]:
         return parse_playbooks(value, source)
     except ValueError as exc:
         raise PolicyError(str(exc)) from None
+
+
+def _fx(value: Any, source: str) -> dict[str, float]:
+    """The yen rates, JPY always 1; a rate must be a positive number."""
+    if not isinstance(value, dict):
+        raise PolicyError(f"{source}: `fx_jpy` must map currency codes to yen per unit")
+    rates = {"JPY": 1.0}
+    for currency, rate in value.items():
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+            raise PolicyError(f"{source}: `fx_jpy.{currency}` must be a positive number, got {rate!r}")
+        rates[str(currency)] = float(rate)
+    return rates
 
 
 def _fail_mode(value: Any, source: str) -> str:
