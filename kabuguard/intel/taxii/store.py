@@ -188,10 +188,12 @@ class TaxiiStore:
             problem = _problem(obj)
             if problem is None:
                 try:
-                    valid.append((n, obj, timestamp(obj.get("modified") or obj.get("created") or requested)))
-                    continue
+                    version = timestamp(obj.get("modified") or obj.get("created") or requested)
                 except TaxiiError as exc:
                     problem = exc.detail
+                else:
+                    valid.append((n, obj, version))
+                    continue
             name = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else f"objects[{n}]"
             failures.append((n, {"id": name, "message": f"objects[{n}]: {problem}"}))
         t = taxii_objects
