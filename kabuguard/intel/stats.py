@@ -59,19 +59,16 @@ def aggregate(objects: Iterable[Any], top: int = 10, posted_by: Mapping[str, str
     """
     usable, skipped = [], []
     for n, obj in enumerate(objects):
-        if isinstance(obj, dict) and obj.get("type") not in STATS_TYPES:
-            continue
         if not isinstance(obj, dict):
-            reason: str | None = "not a JSON object"
+            skipped.append({"object": f"objects[{n}]", "reason": "not a JSON object"})
+        elif obj.get("type") not in STATS_TYPES:
+            continue
         elif not isinstance(obj.get("id"), str):
-            reason = "no `id`"
+            skipped.append({"object": f"objects[{n}]", "reason": "no `id`"})
+        elif reason := problem(obj):
+            skipped.append({"object": obj["id"], "reason": reason})
         else:
-            reason = problem(obj)
-        if reason is None:
             usable.append(obj)
-        else:
-            name = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else f"objects[{n}]"
-            skipped.append({"object": name, "reason": reason})
     current = latest(usable)
     firms = {o["id"]: o.get("name", o["id"]) for o in current if o["type"] == "identity"}
 
