@@ -445,3 +445,16 @@ def test_prices_in_other_currencies_are_valued_in_yen(tmp_path: Path) -> None:
     bad.write_text((Path(__file__).parents[1] / "kabuguard/policy/default.yaml").read_text().replace("USD: 150.0", "USD: -1"))
     with pytest.raises(PolicyError, match="`fx_jpy.USD` must be a positive number"):
         load_policy(bad)
+
+
+def test_a_symbols_state_does_not_grow_with_everyone_who_ever_traded_it() -> None:
+    import msgspec
+
+    pipeline = Pipeline()
+    for a in range(2000):  # no instrument record: liquidity unknown, so every symbol-stage detector looks
+        pipeline.process(event_from_dict({
+            "event_id": f"o{a}", "type": "order", "ts": f"2025-03-{1 + a // 100:02d}T10:{a % 60:02d}:00+09:00",
+            "order_id": f"o{a}", "account_id": f"A{a}", "symbol": "NOREF", "side": "buy", "qty": 100}))
+    # The other slots hold windows (days of buyers); this one held every trader since the start.
+    held = len(msgspec.msgpack.encode(pipeline.store.get("symbol", "NOREF")["suspect_flow"]))
+    assert held < 100, held  # the habit of trading a symbol now lives with each account

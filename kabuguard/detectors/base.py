@@ -42,6 +42,9 @@ class Evidence(msgspec.Struct):
     market: tuple[float, float] = (0.0, 0.0)
     # The symbol stage's last known price for an order's symbol.
     price: float | None = None
+    # When this order's account first ordered its symbol before (0: never), from the account stage:
+    # a per-account fact, so no symbol's state has to remember everyone who ever traded it.
+    first_order_us: int = 0
     # The sum of every stage's findings for this event, set by the final stage before learning.
     llr: float = 0.0
     # Alerts raised while processing this event, as contract dicts.

@@ -55,7 +55,6 @@ _OWN = frozenset({"sell_into_suspect_buying", "buy_with_suspect_buyers"})
 
 class SuspectFlowState(msgspec.Struct):
     buyers: dict[str, int] = {}  # account -> time of its latest suspect buy of the symbol
-    traders: dict[str, int] = {}  # account -> time of its first order in the (thin) symbol
 
 
 class SuspectFlow:
@@ -95,8 +94,8 @@ class SuspectFlow:
             weight = self.sell_weight + math.log(count)
             # A seller who traded the stock long before the suspect buying began (a lookback
             # earlier) sells out of habit; pre-positioning comes just before it.
-            first = state.traders.get(key)
-            if first is not None:
+            first = ev.first_order_us  # the seller's first order in the symbol (account stage)
+            if first:
                 began = min(t for t in state.buyers.values() if t > event.ts_us - self.lookback_us)
                 if first <= began - self.lookback_us:
                     weight -= self.habit_discount
@@ -106,10 +105,7 @@ class SuspectFlow:
                                        self.buy_weight + math.log(count / self.min_buyers)))
 
     def learn(self, event: Any, state: SuspectFlowState, ev: Evidence) -> None:
-        if not self._thin(ev):
-            return
-        state.traders.setdefault(account_key(event), event.ts_us)
-        if event.side != "buy" or ev.session_llr < self.risky_llr:
+        if event.side != "buy" or ev.session_llr < self.risky_llr or not self._thin(ev):
             return
         # The order's own evidence so far, without this detector's: no echo from earlier buys.
         evidence = ev.session_llr + sum(f.weight for f in ev.findings if f.reason not in _OWN)

@@ -20,6 +20,7 @@ from kabuguard.detectors.money import to_jpy
 
 class TradingState(msgspec.Struct):
     symbols: dict[str, int] = {}
+    first_orders: dict[str, int] = {}  # symbol -> time of the account's first order in it
     segments: dict[str, int] = {}
     orders: int = 0
     new_symbol_orders: int = 0
@@ -49,6 +50,7 @@ class UnusualTrading:
     def score(self, event: Any, state: TradingState, ev: Evidence) -> None:
         if event.kind != "order":
             return
+        ev.first_order_us = state.first_orders.get(event.symbol, 0)
         found = ev.findings
         if event.symbol not in state.symbols:
             own = (state.new_symbol_orders + self.alpha * self.p_new_symbol_customer) / (state.orders + self.alpha)
@@ -74,6 +76,7 @@ class UnusualTrading:
         if event.symbol not in state.symbols:
             state.new_symbol_orders += 1
         state.symbols[event.symbol] = state.symbols.get(event.symbol, 0) + 1
+        state.first_orders.setdefault(event.symbol, event.ts_us)
         segment = _segment(ev)
         if segment:
             state.segments[segment] = state.segments.get(segment, 0) + 1

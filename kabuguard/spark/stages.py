@@ -34,7 +34,7 @@ _EV = _EVENT + 1
 FINAL_IN_COLUMNS = "seq long, ts_us long, sub int, key_final string, event binary, ev binary, note binary"
 OUT_COLUMNS = "seq long, ts_us long, decision binary, verdict string, alerts binary, alert_types string"
 
-_Carried = tuple[list[Finding], float, tuple[float, float], float | None, float, list[dict[str, Any]],
+_Carried = tuple[list[Finding], float, tuple[float, float], float | None, int, float, list[dict[str, Any]],
                  list[tuple[str, Any]]]
 _pack = msgspec.msgpack.Encoder().encode
 _unpack_event = msgspec.msgpack.Decoder(Event).decode
@@ -69,17 +69,18 @@ def restore(ev: Evidence, carried: bytes | None) -> None:
     """Put earlier stages' evidence back on a fresh Evidence (network and instrument are recomputed)."""
     if carried is None:
         return
-    findings, session_llr, market, price, llr, alerts, notes = _unpack_evidence(carried)
+    findings, session_llr, market, price, first_order_us, llr, alerts, notes = _unpack_evidence(carried)
     ev.findings, ev.session_llr, ev.market, ev.price, ev.llr, ev.alerts = findings, session_llr, market, price, llr, alerts
+    ev.first_order_us = first_order_us
     ev.notes = [(note, payload) for note, payload in notes]
 
 
 def carry(ev: Evidence) -> bytes | None:
     """The evidence later stages read, or None while it is still that of a fresh Evidence."""
-    if (not ev.findings and not ev.alerts and not ev.notes and ev.price is None
+    if (not ev.findings and not ev.alerts and not ev.notes and ev.price is None and not ev.first_order_us
             and _zero(ev.session_llr) and _zero(ev.llr) and _zero(ev.market[0]) and _zero(ev.market[1])):
         return None
-    return _pack((ev.findings, ev.session_llr, ev.market, ev.price, ev.llr, ev.alerts, ev.notes))
+    return _pack((ev.findings, ev.session_llr, ev.market, ev.price, ev.first_order_us, ev.llr, ev.alerts, ev.notes))
 
 
 def _zero(x: float) -> bool:
