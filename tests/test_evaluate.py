@@ -275,6 +275,23 @@ def test_gzip_labels_and_output_into_the_run_folder(run_files: tuple[Path, Path]
     assert (run / "rejected.jsonl").read_text() == replay_rejected  # the replay's own file is left alone
 
 
+def test_a_truncated_labels_file_and_a_damaged_bars_file_are_reported_and_the_rest_counts(
+        run_files: tuple[Path, Path], tmp_path: Path) -> None:
+    labels, run = run_files
+    packed = tmp_path / "labels.jsonl.gz"
+    whole = gzip.compress(labels.read_bytes() * 50)
+    packed.write_bytes(whole[: len(whole) // 2])  # cut off mid-stream
+    bars = tmp_path / "bars.parquet"
+    bars.write_bytes(b"PAR1 not really")
+    out = tmp_path / "out"
+    result = _cli("--labels", packed, "--run", run, "--out", out, "--bars", bars)
+    assert result.exit_code == 1, result.output
+    rejected = [json.loads(line) for line in (out / "evaluate-rejected.jsonl").read_text().splitlines()]
+    reasons = {r["file"]: r["reason"] for r in rejected}
+    assert "unreadable file from here on" in reasons[str(packed)] and "unreadable Parquet file" in reasons[str(bars)]
+    assert json.loads((out / "metrics.json").read_text())["detection"]["order"]["tp"] == 2  # labels before the cut
+
+
 def test_report_is_self_contained_with_charts(metrics: dict) -> None:
     html = Path(metrics["outputs"]["report"]).read_text()
     assert html.count("<svg") >= 6

@@ -117,3 +117,50 @@ def test_parquet_rejects_bad_rows_by_row_number_and_keeps_the_rest(tmp_path: Pat
     assert read[1].event_id == "b1"  # the rest is read
     # 09:04:00.5 at -05:30 is 14:34:00.5 UTC.
     assert items[-1].ts_us == int(datetime(2025, 3, 21, 14, 34, 0, 500000, tzinfo=timezone.utc).timestamp() * 1_000_000)
+
+
+def test_damaged_files_and_odd_lines_are_rejected_with_their_place_and_the_rest_is_read(tmp_path: Path) -> None:
+    login = {"type": "login", "account_id": "A1", "session_id": "s", "success": True}
+    lines = [json.dumps({**login, "event_id": f"l{n}", "ts": f"2025-03-21T09:{n % 60:02d}:00+09:00", "pad": "x" * 50})
+             for n in range(3000)]
+    good = tmp_path / "good.jsonl"
+    good.write_text(lines[0] + "\n")
+    damaged = tmp_path / "damaged.jsonl.gz"
+    blob = bytearray(gzip.compress("\n".join(lines).encode()))
+    blob[len(blob) // 2: len(blob) // 2 + 64] = bytes(64)  # a hole in the middle of the stream
+    damaged.write_bytes(bytes(blob))
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text("\n".join([
+        "[" * 5000 + "]" * 5000,  # nested deeper than any decoder recurses
+        json.dumps({**login, "event_id": "big", "ts": "2025-03-21T09:00:00+09:00", "note": 2**70}),
+        json.dumps({**login, "event_id": "iso", "ts": "2025-03-21T09:00+09:00"}),  # ISO 8601, not RFC 3339
+        json.dumps({**login, "event_id": "ok", "ts": "2025-03-21 09:00:00.5Z"}),
+    ]) + "\n")
+    items = [i for path in (good, damaged, odd) for i in read_file(path)]
+    events = [i.event_id for i in items if not isinstance(i, Rejection)]
+    rejections = [i for i in items if isinstance(i, Rejection)]
+    assert events[0] == "l0" and events[-1] == "ok" and "l1" in events  # before the hole, and after the bad file
+    [broken] = [r for r in rejections if r.file == str(damaged) and "unreadable file from here on" in r.reason]
+    assert broken.line > 1  # where the stream broke, after the lines read before it
+    assert [(r.line, r.reason.split(":")[0]) for r in rejections if r.file == str(odd)] == [
+        (1, "JSON nested too deeply"), (2, "a field outside the contract holds an integer beyond 64 bits"),
+        (3, "`ts` is ISO 8601 but not RFC 3339 (date, `T`, hh")]
+
+
+def test_a_parquet_file_with_a_damaged_page_or_odd_columns_is_rejected_not_fatal(tmp_path: Path) -> None:
+    bar = {"type": "market_bar", "symbol": "9999", "open": 1.0, "high": 2.0, "low": 1.0, "close": 2.0, "volume": 10}
+    rows = [{**bar, "event_id": f"b{n}", "ts": "2025-03-21T09:01:00+09:00"} for n in range(20000)]
+    path = tmp_path / "bars.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=5000, compression="none")
+    third = pq.ParquetFile(path).metadata.row_group(2).column(0).data_page_offset
+    blob = bytearray(path.read_bytes())
+    blob[third: third + 4000] = b"\xff" * 4000  # garbage in the third row group's pages
+    path.write_bytes(bytes(blob))
+    items = list(read_file(path))
+    [damaged] = [i for i in items if isinstance(i, Rejection)]
+    assert damaged.line == 10_001 and "rows 10001 to 15000 (row group 2)" in damaged.reason
+    assert len(items) == 15_001  # the row groups before and after it are read
+    listed = tmp_path / "listed.parquet"
+    pq.write_table(pa.Table.from_pylist([{**bar, "event_id": "x", "ts": "2025-03-21T09:01:00+09:00", "type": ["market_bar"]}]), listed)
+    [rejected] = list(read_file(listed))
+    assert isinstance(rejected, Rejection) and "type" in rejected.reason

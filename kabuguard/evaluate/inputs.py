@@ -8,6 +8,7 @@ dispositions, an older run), so each line is validated here once, a bad one beco
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -228,7 +229,7 @@ def load(labels_path: Path, run_dir: Path, *, progress: bool = False, bars: Iter
                 run.labels[item.event_id] = item
     bars = list(bars)
     if bars:
-        run.symbol_days = symbol_days(bars)
+        run.symbol_days = symbol_days(bars, run.rejections)
     replay_rejected = run_dir / "rejected.jsonl"
     if replay_rejected.is_file():
         with replay_rejected.open("rb") as fh:
@@ -256,55 +257,65 @@ def _read(
     counter: Callable[[Path], Callable[[int], None]],
     key: Callable[[T], str | None],
 ) -> list[T]:
-    """Good records of one file, in file order; bad lines and repeated `key`s go to `run.rejections`."""
+    """Good records of one file, in file order; bad lines and repeated `key`s go to `run.rejections`,
+    and so does a damaged file, from where it breaks (what came before it is kept)."""
     info = run.files[role] = InputFile(str(path))
     advance = counter(path)
     records: list[T] = []
     first_line: dict[str, int] = {}
     pending = 0
+    number = 0
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        for number, line in enumerate(fh, start=1):
-            pending += len(line)
-            if pending >= _ADVANCE_EVERY:
-                advance(pending)
-                pending = 0
-            if not line.strip():
-                continue
-            info.lines += 1
-            reason = None
-            try:
-                record = parse(line)
-            except msgspec.ValidationError as exc:
-                reason = str(exc)
-            except msgspec.DecodeError as exc:
-                reason = f"invalid JSON: {exc}"
-            except ContractError as exc:
-                reason = str(exc)
-            else:
-                ident = key(record)
-                if ident is not None and ident in first_line:
-                    reason = f"duplicate id {ident!r} (first on line {first_line[ident]})"
-                elif ident is not None:
-                    first_line[ident] = number
-            if reason is None:
-                records.append(record)
-            else:
-                run.rejections.append(Rejection(str(path), number, reason))
+    try:
+        with opener(path, "rb") as fh:
+            for number, line in enumerate(fh, start=1):
+                pending += len(line)
+                if pending >= _ADVANCE_EVERY:
+                    advance(pending)
+                    pending = 0
+                if not line.strip():
+                    continue
+                info.lines += 1
+                reason = None
+                try:
+                    record = parse(line)
+                except msgspec.ValidationError as exc:
+                    reason = str(exc)
+                except msgspec.DecodeError as exc:
+                    reason = f"invalid JSON: {exc}"
+                except ContractError as exc:
+                    reason = str(exc)
+                else:
+                    ident = key(record)
+                    if ident is not None and ident in first_line:
+                        reason = f"duplicate id {ident!r} (first on line {first_line[ident]})"
+                    elif ident is not None:
+                        first_line[ident] = number
+                if reason is None:
+                    records.append(record)
+                else:
+                    run.rejections.append(Rejection(str(path), number, reason))
+    except (OSError, EOFError, zlib.error) as exc:  # damaged or truncated (gzip), or not readable
+        info.lines += 1
+        run.rejections.append(Rejection(str(path), number + 1, f"unreadable file from here on: {exc}"))
     advance(pending)
     info.rejected = info.lines - len(records)
     info.read = len(records)
     return records
 
 
-def symbol_days(paths: Iterable[Path]) -> int:
+def symbol_days(paths: Iterable[Path], rejections: list[Rejection]) -> int:
     """Distinct (symbol, local day) pairs with a market bar in `paths`: the symbol-days watched,
-    each day in the UTC offset of the first bar (the market's own calendar)."""
+    each day in the UTC offset of the first bar (the market's own calendar). Bad lines and files
+    go to `rejections`."""
     days: set[tuple[str, int]] = set()
     offset: int | None = None
     for path in expand_paths(paths):
         for item in read_file(path):
-            if getattr(item, "kind", None) != "market_bar":
+            if isinstance(item, Rejection):
+                rejections.append(item)
+                continue
+            if item.kind != "market_bar":
                 continue
             if offset is None:
                 offset = utc_offset_us(datetime.fromisoformat(item.ts))

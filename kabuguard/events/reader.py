@@ -7,6 +7,8 @@ reason, and reading goes on. Nothing past this module re-validates an event.
 from __future__ import annotations
 
 import gzip
+import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -25,6 +27,12 @@ _json_decode = msgspec.json.Decoder().decode
 # The fast path: straight into the typed records. It refuses unknown fields and nulls, which
 # then take the general path below, so that extras are kept and null reads as absent.
 _typed_decode = msgspec.json.Decoder(Event).decode
+_msgpack_encode = msgspec.msgpack.Encoder().encode
+# RFC 3339's shape (the `T` may be a space): `fromisoformat` alone also takes ISO 8601 forms that
+# other readers of the same lines refuse (`09:00+09`, week dates, a comma before the fraction).
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})")
+# A damaged compressed stream: zlib's own error, or the file ending inside it.
+_UNREADABLE = (OSError, EOFError, zlib.error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +59,8 @@ def parse_ts(value: str) -> int:
         raise ContractError(f"`ts` is not an RFC 3339 timestamp: {value!r}") from None
     if dt.tzinfo is None:
         raise ContractError(f"`ts` has no UTC offset: {value!r}")
+    if not _RFC3339.fullmatch(value):
+        raise ContractError(f"`ts` is ISO 8601 but not RFC 3339 (date, `T`, hh:mm:ss, offset hh:mm): {value!r}")
     return (dt - _EPOCH) // _MICRO
 
 
@@ -76,6 +86,10 @@ def event_from_dict(obj: Any) -> Event:
     event.ts_us = ts_us
     if len(fields) + sum(v is None for v in obj.values()) != len(obj):
         event.extra = {k: v for k, v in obj.items() if k not in known or k in _RESERVED}
+        try:  # kept fields travel with the event (a sort spilled to disk, the service's state)
+            _msgpack_encode(event.extra)
+        except OverflowError:
+            raise ContractError("a field outside the contract holds an integer beyond 64 bits") from None
     return event
 
 
@@ -120,6 +134,7 @@ def read_file(path: Path) -> Iterator[Event | Rejection]:
     if path.name.endswith(".parquet"):
         yield from _read_parquet(path)
         return
+    number = 0
     try:
         for number, line in _json_lines(path):
             try:
@@ -128,8 +143,11 @@ def read_file(path: Path) -> Iterator[Event | Rejection]:
                 yield Rejection(name, number, f"invalid JSON: {exc}")
             except ContractError as exc:
                 yield Rejection(name, number, str(exc))
-    except (OSError, EOFError) as exc:
-        yield Rejection(name, 0, f"unreadable file: {exc}")
+            except RecursionError:
+                yield Rejection(name, number, "JSON nested too deeply")
+    except _UNREADABLE as exc:
+        # Line 0 when the file cannot be opened at all; else where the stream broke.
+        yield Rejection(name, number + 1 if number else 0, f"unreadable file from here on: {exc}")
 
 
 def _read_parquet(path: Path) -> Iterator[Event | Rejection]:
@@ -142,17 +160,27 @@ def _read_parquet(path: Path) -> Iterator[Event | Rejection]:
         yield Rejection(name, 0, f"unreadable Parquet file: {exc}")
         return
     number = 0
-    for batch in parquet.iter_batches(batch_size=65536):
-        instants = _instants(batch)
-        for i, row in enumerate(batch.to_pylist()):
-            number += 1
-            try:
-                yield _row_fast(row, instants[i]) if instants else _row(row)
-            except (ContractError, msgspec.ValidationError):
+    for group in range(parquet.num_row_groups):
+        # Row group by row group: a damaged page costs its own group's rows, not the file's.
+        first = number + 1
+        try:
+            batches = list(parquet.iter_batches(batch_size=65536, row_groups=[group]))
+        except Exception as exc:  # pyarrow's errors for damaged data vary (OSError, ArrowInvalid...)
+            rows = parquet.metadata.row_group(group).num_rows
+            number += rows
+            yield Rejection(name, first, f"unreadable Parquet data, rows {first} to {number} (row group {group}): {exc}")
+            continue
+        for batch in batches:
+            instants = _instants(batch)
+            for i, row in enumerate(batch.to_pylist()):
+                number += 1
                 try:
-                    yield _row(row)
-                except ContractError as exc:
-                    yield Rejection(name, number, str(exc))
+                    yield _row_fast(row, instants[i]) if instants else _row(row)
+                except (ContractError, msgspec.ValidationError):
+                    try:
+                        yield _row(row)
+                    except ContractError as exc:
+                        yield Rejection(name, number, str(exc))
 
 
 def _instants(batch: Any) -> list[int | None] | None:
@@ -171,7 +199,8 @@ def _instants(batch: Any) -> list[int | None] | None:
 
 def _row_fast(row: dict[str, Any], ts_us: int | None) -> Event:
     """A complete row of contract columns only: one typed conversion, the instant already known."""
-    cls = EVENT_TYPES.get(row.get("type"))  # type: ignore[arg-type]
+    kind = row.get("type")
+    cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None or ts_us is None or None in row.values():
         return _row(row)
     event = msgspec.convert(row, cls)
