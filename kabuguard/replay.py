@@ -18,6 +18,7 @@ import msgspec
 
 from kabuguard.engine import Pipeline
 from kabuguard.events import DECIDABLE, Event, Rejection, expand_paths, read_file
+from kabuguard.events.reader import SUFFIXES
 from kabuguard.events.order import SPILL_AFTER, TotalOrder
 from kabuguard.policy import Policy
 from kabuguard.progress import progress
@@ -26,6 +27,9 @@ _encode = msgspec.json.Encoder().encode
 _encode_lines = msgspec.json.Encoder().encode_lines
 # Events decided between two writes of decisions and two `settle()` calls of `gc_settled`.
 CHUNK = 50_000
+# Written into the output folder while a replay runs, removed when it has decided everything:
+# decisions and alerts beside it stop at an interruption.
+INCOMPLETE = "INCOMPLETE"
 
 
 @dataclass
@@ -93,15 +97,24 @@ def gc_settled() -> Iterator[Callable[[], None]]:
 def replay(paths: Iterable[str | Path], out_dir: str | Path, policy: Policy | None = None,
            quiet: bool = False, spill_after: int | None = SPILL_AFTER) -> ReplaySummary:
     """Decide every activity event of `paths` as production would have, into `out_dir`."""
+    paths = list(paths)
+    if not expand_paths(paths):
+        raise FileNotFoundError(f"no event files ({', '.join(SUFFIXES)}) in {', '.join(map(str, paths))}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with TotalOrder(spill_after, workdir=out) as order:
-        rejected, n_files = read_into(paths, order.add, quiet)
-        summary = ReplaySummary(files=n_files, rejected=len(rejected), out_dir=out)
-        _decide(order, Pipeline(policy), summary, quiet)
-    with (out / "rejected.jsonl").open("wb") as fh:
-        for r in rejected:
-            fh.write(_encode(r.to_dict()) + b"\n")
+    marker = out / INCOMPLETE
+    marker.write_text("a replay into this folder has not finished: its decisions and alerts stop early\n")
+    rejected: list[Rejection] = []
+    try:
+        with TotalOrder(spill_after, workdir=out) as order:
+            rejected, n_files = read_into(paths, order.add, quiet)
+            summary = ReplaySummary(files=n_files, rejected=len(rejected), out_dir=out)
+            _decide(order, Pipeline(policy), summary, quiet)
+    finally:  # an interrupted run still says which lines it rejected
+        with (out / "rejected.jsonl").open("wb") as fh:
+            for r in rejected:
+                fh.write(_encode(r.to_dict()) + b"\n")
+    marker.unlink()
     return summary
 
 
@@ -125,16 +138,18 @@ def _decide(order: TotalOrder, pipeline: Pipeline, summary: ReplaySummary, quiet
             bar.update(task, completed=done)
 
         n = 0
-        for n, event in enumerate(order, start=1):
-            decision, raised = process(event)
-            if decision is not None:
-                decided.append(decision)
-            if raised:
-                alerts.write(_encode_lines(raised))
-                _count(summary.alerts, (a["type"] for a in raised))
-            if n % CHUNK == 0:
-                flush(n)
-        flush(order.added)
+        try:
+            for n, event in enumerate(order, start=1):
+                decision, raised = process(event)
+                if decision is not None:
+                    decided.append(decision)
+                if raised:
+                    alerts.write(_encode_lines(raised))
+                    _count(summary.alerts, (a["type"] for a in raised))
+                if n % CHUNK == 0:
+                    flush(n)
+        finally:  # on an interruption too: the decisions beside the alerts already written
+            flush(order.added)
     summary.events = n
     summary.duplicates = order.duplicates
 

@@ -63,3 +63,6 @@ def test_demo_runs_end_to_end_and_refuses_a_foreign_folder(tmp_path: Path) -> No
     (foreign / "notes.txt").write_text("keep me")
     refused = runner.invoke(main, ["demo", "--out", str(foreign), "--quiet"])
     assert refused.exit_code == 2 and (foreign / "notes.txt").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()  # made for it beforehand: nothing to protect
+    assert runner.invoke(main, ["demo", "--out", str(empty), "--accounts", "300", "--days", "6", "--quiet"]).exit_code == 0

@@ -7,6 +7,7 @@ import json
 import weakref
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -127,3 +128,44 @@ def test_gc_settled_collects_new_cycles_freezes_survivors_and_restores_the_colle
         assert all(x is not kept for x in gc.get_objects(generation=2))  # out of full collections
     assert gc.get_freeze_count() == 0
     assert gc.isenabled()
+
+
+def test_a_folder_without_event_files_is_a_usage_error_and_a_broken_link_is_reported(tmp_path: Path) -> None:
+    empty = tmp_path / "exports"
+    empty.mkdir()
+    (empty / "events.json").write_text("{}\n")  # not a contract suffix
+    result = CliRunner().invoke(main, ["replay", str(empty), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "no event files" in result.output
+    (empty / "gone.jsonl").symlink_to(tmp_path / "nowhere.jsonl")
+    result = CliRunner().invoke(main, ["replay", str(empty), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    [rejected] = [json.loads(line) for line in (tmp_path / "run" / "rejected.jsonl").read_text().splitlines()]
+    assert rejected["file"].endswith("gone.jsonl") and "unreadable" in rejected["reason"]
+    assert not (tmp_path / "run" / "INCOMPLETE").exists()
+    spark_spill = CliRunner().invoke(main, ["replay", str(empty), "--out", str(tmp_path / "s"), "--engine", "spark",
+                                            "--spill-after", "10"])
+    assert spark_spill.exit_code == 2 and "--spill-after is for --engine local" in spark_spill.output
+
+
+def test_an_interrupted_replay_keeps_its_decisions_beside_its_alerts_and_says_it_is_incomplete(
+        tmp_path: Path, stream: Stream, monkeypatch: pytest.MonkeyPatch) -> None:
+    events = stream.write(tmp_path / "e.jsonl")
+    process, calls = Pipeline.process, [0]
+
+    def stop_midway(self: Pipeline, event: object) -> tuple:  # the real core, then Ctrl-C at event 200
+        calls[0] += 1
+        if calls[0] == 200:
+            raise KeyboardInterrupt
+        return process(self, event)
+
+    monkeypatch.setattr(Pipeline, "process", stop_midway)
+    with pytest.raises(KeyboardInterrupt):
+        replay([events], tmp_path / "run", quiet=True)
+    out = tmp_path / "run"
+    assert (out / "INCOMPLETE").exists() and (out / "rejected.jsonl").exists()
+    decided = {json.loads(line)["event_id"] for line in (out / "decisions.jsonl").read_text().splitlines()}
+    alerted = {json.loads(line)["event_id"] for line in (out / "alerts.jsonl").read_text().splitlines()}
+    assert decided and {a for a in alerted if a.startswith(("lo", "or"))} <= decided
+    monkeypatch.undo()
+    replay([events], out, quiet=True)
+    assert not (out / "INCOMPLETE").exists()

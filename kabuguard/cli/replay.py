@@ -7,6 +7,7 @@ import sys
 import click
 
 from kabuguard.events.order import SPILL_AFTER
+from kabuguard.replay import INCOMPLETE
 from kabuguard.policy import PolicyError, load_policy
 
 
@@ -35,6 +36,8 @@ def replay(paths: tuple[str, ...], out_dir: str, policy_path: str | None, quiet:
         policy = load_policy(policy_path)
     except PolicyError as exc:
         raise click.UsageError(str(exc)) from None
+    if engine == "spark" and spill_after != SPILL_AFTER:
+        raise click.UsageError("--spill-after is for --engine local: Spark sorts on its own disks")
     if engine == "spark":
         from kabuguard.spark import SparkUnavailable, check_prerequisites
 
@@ -49,7 +52,14 @@ def replay(paths: tuple[str, ...], out_dir: str, policy_path: str | None, quiet:
     elif master or partitions or parquet:
         raise click.UsageError("--master, --partitions and --parquet need --engine spark")
     else:
-        summary = run(paths, out_dir, policy, quiet=quiet, spill_after=spill_after)
+        try:
+            summary = run(paths, out_dir, policy, quiet=quiet, spill_after=spill_after)
+        except KeyboardInterrupt:
+            click.echo(f"interrupted: the decisions made so far are in {out_dir}, which {INCOMPLETE} marks "
+                       "as incomplete; run again to decide everything", err=True)
+            sys.exit(130)
+        except FileNotFoundError as exc:
+            raise click.UsageError(str(exc)) from None
     click.echo(
         f"{summary.events} events from {summary.files} files ({summary.duplicates} duplicates, "
         f"{summary.rejected} rejected lines); decisions: "

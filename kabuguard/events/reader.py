@@ -111,7 +111,8 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(SUFFIXES))
+            # A broken link is kept: reading it reports the file, where skipping it would say nothing.
+            found = sorted(p for p in path.rglob("*") if (p.is_file() or p.is_symlink()) and p.name.endswith(SUFFIXES))
             out.extend(found)
         elif path.is_file():
             out.append(path)
