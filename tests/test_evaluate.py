@@ -402,3 +402,26 @@ def test_fraud_orders_by_whose_account_split_at_the_campaigns_first_hijack(tmp_p
     assert (after["stopped_orders"], after["fraud_orders"], after["value_stopped"]) == (1, 2, 0.75)
     report = (tmp_path / "out" / "report.html").read_text()
     assert "By whose account" in report and "before their campaign" in report
+
+
+def test_two_firms_customers_with_one_id_are_two_accounts(tmp_path: Path) -> None:
+    # Firm a's X is hijacked; firm b's X, another customer, is alerted on for something else.
+    run = tmp_path / "run"
+    run.mkdir()
+    decided = [{"event_id": "e1", "ts": _ts("09:00"), "type": "order", "account_id": "X", "firm": "a",
+                "decision": "allow", "score": 0.1, "notional_jpy": 1000.0},
+               {"event_id": "e2", "ts": _ts("08:00"), "type": "login", "account_id": "X", "firm": "b",
+                "decision": "challenge", "score": 0.9}]
+    _write(run / "decisions.jsonl", decided)
+    _write(run / "alerts.jsonl", [
+        {"type": "account_alert", "alert_id": "al-e2-0", "ts": _ts("09:30"), "account_id": "X", "firm": "b"},
+        {"type": "campaign_alert", "alert_id": "al-e1-0", "ts": _ts("10:00"), "campaign_id": "k", "firm": "a",
+         "accounts": ["a:X"], "symbols": [], "ips": []}])
+    labels = _write(tmp_path / "labels.jsonl", [
+        {"event_id": "e1", "ts": _ts("09:00"), "type": "order", "account_id": "X", "firm": "a", **C1_VICTIM},
+        {"event_id": "e2", "ts": _ts("08:00"), "type": "login", "account_id": "X", "firm": "b", "fraud": False}])
+    metrics = evaluate_run(labels, run, tmp_path / "out")
+    assert metrics["alert_precision"]["account_alert"]["on_fraud"] == 0
+    assert metrics["alert_precision"]["campaign_alert"]["on_fraud"] == 1
+    [campaign] = metrics["campaigns"]
+    assert campaign["detected_by"] == "campaign_alert al-e1-0" and campaign["detection_delay_min"] == 60.0

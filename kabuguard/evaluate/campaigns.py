@@ -59,7 +59,7 @@ def account_leads(alerts: list[Alert]) -> Leads:
     named: list[tuple[str, tuple[int, str]]] = []
     for alert in alerts:
         if isinstance(alert, AccountAlert):
-            named.append((alert.account_id, (alert.ts_us, _describe(alert))))
+            named.append((alert.account, (alert.ts_us, _describe(alert))))
         elif isinstance(alert, CampaignAlert):
             named.extend((a, (alert.ts_us, _describe(alert))) for a in alert.accounts)
     return _index(named)
@@ -218,7 +218,7 @@ def alert_precision(alerts: list[Alert], fraud_accounts: set[str], episodes: lis
     hits: Counter[str] = Counter()
     for alert in alerts:
         if isinstance(alert, AccountAlert):
-            hit = alert.account_id in fraud_accounts
+            hit = alert.account in fraud_accounts
         elif isinstance(alert, CampaignAlert):
             hit = any(a in fraud_accounts for a in alert.accounts) or any(
                 _inside(alert.ts_us, windows.get(s, ())) for s in alert.symbols

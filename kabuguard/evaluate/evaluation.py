@@ -62,7 +62,7 @@ def _period(run: Run, cal: m.Calendar) -> dict:
 def _fraud_accounts(run: Run, pairs: list[m.Pair]) -> set[str]:
     """Accounts with a fraudulent event, as decided or as labelled."""
     decided = {m.account_of(d, label) for d, label in pairs if label.fraud}
-    labelled = {label.account_id for label in run.labels.values() if label.fraud}
+    labelled = {m.account_of(None, label) for label in run.labels.values() if label.fraud}
     return {a for a in decided | labelled if a}
 
 

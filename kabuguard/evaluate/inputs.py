@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
+from kabuguard.events.model import firm_account_key
 from kabuguard.events.reader import ContractError, Rejection, expand_paths, read_file
 from kabuguard.progress import progress
 
@@ -57,6 +58,7 @@ class Decision(msgspec.Struct, kw_only=True, gc=False):
     decision: DecisionKind
     score: Score
     account_id: str | None = None
+    firm: str | None = None
     reasons: list[str] | None = None
     notional_jpy: Yen | None = None
     ts_us: int = 0
@@ -67,11 +69,18 @@ class _Alert(msgspec.Struct, kw_only=True, tag_field="type", gc=False):
     alert_id: str | None = None
     score: float | None = None
     event_id: str | None = None
+    firm: str | None = None
     ts_us: int = 0
 
 
 class AccountAlert(_Alert, tag="account_alert", kw_only=True):
     account_id: str
+
+    @property
+    def account(self) -> str:
+        """The account as the engine keys it: `firm:account_id` in a pooled feed (campaign alerts
+        name their accounts so), so two firms' customers with one id stay two accounts."""
+        return firm_account_key(self.firm, self.account_id)
 
 
 class SymbolAlert(_Alert, tag="symbol_alert", kw_only=True):
@@ -101,6 +110,7 @@ class Label(msgspec.Struct, kw_only=True, gc=False):
     fraud: bool
     campaign_id: str | None = None
     account_id: str | None = None
+    firm: str | None = None
     type: str | None = None
     ts: Instant | None = None
     attack_style: str | None = None

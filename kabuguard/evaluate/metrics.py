@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from kabuguard.evaluate.inputs import Alert, Decision, Label, alert_type
+from kabuguard.events.model import firm_account_key
 
 Pair = tuple[Decision, Label]
 
@@ -59,8 +60,11 @@ def ratio(numerator: float, denominator: float) -> float | None:
 
 
 def account_of(decision: Decision | None, label: Label) -> str | None:
-    """The account as the product saw it, else as the label says."""
-    return (decision.account_id if decision else None) or label.account_id
+    """The account as the product saw it, else as the label says; `firm:account_id` when the
+    record names a firm, as the engine keys accounts in a pooled feed."""
+    if decision is not None and decision.account_id:
+        return firm_account_key(decision.firm, decision.account_id)
+    return firm_account_key(label.firm, label.account_id) if label.account_id else None
 
 
 @dataclass(frozen=True, slots=True)
