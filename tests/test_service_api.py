@@ -115,6 +115,7 @@ def test_bad_input_gets_4xx_naming_the_field(api: Api) -> None:
         (json.dumps({**_login("b6"), "event_id": "e" * 201}).encode(), 422, "`$.event_id`"),
         (json.dumps({**_login("b7"), "account_id": "a" * 201}).encode(), 422, "length <= 200"),
         (json.dumps({**_login("b8")})[:-1].encode() + b', "cash": 1e400}', 400, "decoder can hold"),
+        (json.dumps({**_login("b9"), "account_id": "A\u0000"}).encode(), 422, "events[0].account_id: a NUL character"),
         (b"x" * 500_000, 413, "exceeds the limit"),
         (json.dumps([_login(f"m{n}") for n in range(501)]).encode(), 413, "batch of 501"),
     ]

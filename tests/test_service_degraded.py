@@ -184,3 +184,31 @@ def test_postgres_unreachable_decisions_wait_in_the_redis_outbox_and_arrive_once
     for event_id, body in rows:
         n = int(event_id.split("-")[1])
         assert bytes(body) == encode(answers[n]["results"][0]["decision"])
+
+
+def test_an_outbox_entry_the_database_refuses_stays_and_holds_back_no_other(
+        tmp_path: Path, redis_url: str, redis_prefix: str, pg_url: str) -> None:
+    import msgspec
+    import redis
+    import sqlalchemy
+
+    app = create_app(Settings(state=redis_url, redis_prefix=redis_prefix, db=pg_url, outbox_after_s=0.5, rate_limit=1e9))
+    outbox, key = redis.Redis.from_url(redis_url), f"{redis_prefix}outbox"
+
+    def row(event_id: str) -> dict:
+        return {"firm": "acme", "event_id": event_id, "ts_us": 1, "type": "login", "account_id": "A1",
+                "decision": "allow", "score": 0.0, "body": b"{}"}
+
+    old = time.time_ns() - 10**10  # written ten seconds ago: due for the flush
+    with TestClient(app):
+        for n, event_id in enumerate(("left-1", "poison\x00", "left-2")):  # as a crash would leave them
+            outbox.hset(key, f"acme:{old}:{n}", msgspec.msgpack.encode(([row(event_id)], [])))
+        deadline = time.monotonic() + 20
+        while outbox.hlen(key) > 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert outbox.hlen(key) == 1  # the refused one waits, named in the log
+    engine = sqlalchemy.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        stored = [r[0] for r in conn.exec_driver_sql("SELECT event_id FROM decisions ORDER BY event_id")]
+    engine.dispose()
+    assert stored == ["left-1", "left-2"]

@@ -63,6 +63,20 @@ class BadInput(Exception):
 
 def parse_events(body: bytes) -> list[Event]:
     """One event object or an array of them, validated against the contract."""
+    events = _parse_events(body)
+    if b"\\u0000" in body:  # rare: only then look for it where PostgreSQL keeps text
+        for n, event in enumerate(events):
+            for name in _STORED_TEXT:
+                if "\x00" in (getattr(event, name, None) or ""):
+                    raise BadInput(422, f"events[{n}].{name}: a NUL character (\\u0000), which the database cannot store")
+    return events
+
+
+# The fields the service's database keeps as text columns.
+_STORED_TEXT = ("event_id", "account_id", "firm", "symbol")
+
+
+def _parse_events(body: bytes) -> list[Event]:
     try:
         parsed = _typed(body)
         events = parsed if isinstance(parsed, list) else [parsed]

@@ -307,15 +307,31 @@ class Decider:
         found = await state.outbox(older_than_s)
         if not found:
             return 0
-        records = Records()
-        for _, value in found:
+        entries = []
+        for field, value in found:
             decisions, alerts = _outbox_decode(value)
-            records.decisions += decisions
-            records.alerts += alerts
-        await self.db.write(records)
-        await state.done(field for field, _ in found)
-        log.info("outbox flushed", extra={"records": len(found)})
-        return len(found)
+            entries.append((field, Records(decisions=decisions, alerts=alerts)))
+        merged = Records()
+        for _, records in entries:
+            merged.extend(records)
+        try:
+            await self.db.write(merged)
+            written = [field for field, _ in entries]
+        except Exception:
+            # An entry the database refuses stays in the outbox, named in the log, and is tried
+            # again; it must not hold back the others (the database down fails them all alike).
+            written = []
+            for field, records in entries:
+                try:
+                    await self.db.write(records)
+                    written.append(field)
+                except Exception as exc:
+                    log.error("outbox entry not written", extra={"entry": field.decode("ascii", "replace"),
+                                                                 "error": type(exc).__name__})
+        if written:
+            await state.done(written)
+            log.info("outbox flushed", extra={"records": len(written)})
+        return len(written)
 
     def rebuild(self) -> int:
         """Embedded start: apply the database's event log to the empty memory state."""

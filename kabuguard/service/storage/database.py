@@ -186,16 +186,25 @@ class Database:
             merged = Records()
             for records, _ in waiting:
                 merged.extend(records)
-            error: BaseException | None = None
             try:
                 self.write_now(merged)
+                outcomes: list[BaseException | None] = [None] * len(waiting)
             except Exception as exc:  # the database's own errors vary by driver
-                error = exc
-            for _, done in waiting:
+                # One request's rows the database refuses must not sink the others' with them:
+                # each on its own (when the database is down, each fails fast the same way).
+                outcomes = [exc] if len(waiting) == 1 else [self._try_write(records) for records, _ in waiting]
+            for (_, done), error in zip(waiting, outcomes):
                 try:
                     done(error)
                 except Exception:  # a callback's failure must not stop the writer
                     pass
+
+    def _try_write(self, records: Records) -> BaseException | None:
+        try:
+            self.write_now(records)
+        except Exception as exc:
+            return exc
+        return None
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -1,0 +1,42 @@
+"""The database writer on a real PostgreSQL: rows it refuses hold back only their own request."""
+
+from __future__ import annotations
+
+import threading
+
+from kabuguard.service.storage.database import Database, Records, migrate
+from test_service_support import pg_url
+
+__all__ = ["pg_url"]  # fixture
+
+
+def _decision(event_id: str) -> dict:
+    return {"firm": "acme", "event_id": event_id, "ts_us": 1, "type": "login", "account_id": "A1",
+            "decision": "allow", "score": 0.0, "body": b"{}"}
+
+
+def test_a_request_whose_rows_the_database_refuses_does_not_sink_the_others_in_its_group_commit(pg_url: str) -> None:
+    db = Database(pg_url, linger_s=0.3)  # long enough for the three requests to share one commit
+    migrate(db.engine)
+    db.start()
+    try:
+        outcomes: dict[str, BaseException | None] = {}
+        settled = threading.Event()
+
+        def done_for(name: str):
+            def done(error: BaseException | None) -> None:
+                outcomes[name] = error
+                if len(outcomes) == 3:
+                    settled.set()
+            return done
+
+        db.submit(Records(decisions=[_decision("good-1")]), done_for("good-1"))
+        db.submit(Records(decisions=[_decision("bad\x00nul")]), done_for("bad"))  # PostgreSQL stores no NUL
+        db.submit(Records(decisions=[_decision("good-2")]), done_for("good-2"))
+        assert settled.wait(20)
+        assert outcomes["good-1"] is None and outcomes["good-2"] is None and outcomes["bad"] is not None
+        with db.engine.connect() as conn:
+            stored = {row[0] for row in conn.exec_driver_sql("SELECT event_id FROM decisions")}
+        assert stored == {"good-1", "good-2"}
+    finally:
+        db.stop()
