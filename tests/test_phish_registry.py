@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kabuguard.intel.phish.registry import RegistryError, bundled_registries, load_registry
 from kabuguard.intel.phish.score import Scorer
@@ -53,3 +54,13 @@ def test_registry_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="mapping"):
         load_registry(str(bad))
     assert {"securities-jp", "cards-jp"} <= set(bundled_registries())
+
+
+def test_a_registry_entry_of_the_wrong_shape_is_refused_by_name(tmp_path: Path) -> None:
+    base = {"id": "example-sec", "name": "Example", "official_domains": ["example-sec.co.jp"]}
+    for field, value in (("official_domains", "example-sec.co.jp"), ("tokens", [""]), ("tokens", "example"),
+                         ("official_domains", [123])):
+        path = tmp_path / f"{field}.yaml"
+        path.write_text(yaml.safe_dump({"brands": [{**base, field: value}]}), encoding="utf-8")
+        with pytest.raises(RegistryError, match=f"`{field}` must be a list of non-empty strings"):
+            load_registry(str(path))

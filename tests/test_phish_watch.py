@@ -138,3 +138,32 @@ def test_websocket_reconnects_after_a_drop(websocket_url: str) -> None:
 
     lines = list(read_lines(websocket_url, io.StringIO(), reconnects=1, backoff=0.01))
     assert lines == RECORDS + RECORDS  # the server closed after one pass; the second came on reconnect
+
+
+def test_a_bad_time_a_bad_name_or_a_heartbeat_costs_only_itself(scorer: Scorer) -> None:
+    records = [
+        json.dumps({"domain": "sbisec-login3.top", "seen": 1e20}),  # past any calendar
+        json.dumps({"domain": "sbisec-login4.top", "first_seen": "yesterday"}),
+        json.dumps({"message_type": "heartbeat", "timestamp": 1}),  # certstream's keep-alive
+        json.dumps({"domains": ["", "sbisec-login5.top"], "seen": 1735689600}),  # one empty name, one good
+    ]
+    alerts, rejected = [], []
+    stats = watch(records, Monitor(scorer, scorer.threshold), lambda v, i: alerts.append(i),
+                  lambda n, why: rejected.append((n, why)))
+    assert [a.domain for a in alerts] == ["sbisec-login5.top"]
+    assert [n for n, _ in rejected] == [1, 2, 4] and "not an instant" in rejected[0][1]
+    assert stats.records == 4 and stats.rejected == 3
+
+
+def test_urls_are_read_as_a_browser_reads_them(scorer: Scorer) -> None:
+    def verdict(url: str):
+        return scorer.score(url)
+
+    assert verdict("http://sbisec-login.com\\@www.sbisec.co.jp/etgate").registered_domain == "sbisec-login.com"
+    for official in ("https://ＳＢＩＳＥＣ.co.jp/etgate", "https://www.sbisec.co.jp。/etgate",
+                     "https://sbi\u200bsec.co.jp/etgate", "http://sbisec%2eco%2ejp/etgate"):
+        assert verdict(official).score == 0.0, official
+    assert verdict("http://sbisec.co.jp。evil.com/").registered_domain == "evil.com"
+    assert verdict("phish-kit.公司.香港").registered_domain == "phish-kit.公司.香港"  # a Unicode public suffix
+    with pytest.raises(ValueError, match="at most 253"):
+        verdict("sbi-x." * 100 + "com")

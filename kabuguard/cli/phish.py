@@ -44,15 +44,16 @@ def _log(event: str, **fields: object) -> None:
     click.echo(json.dumps({"event": event, **fields}, ensure_ascii=False), err=True)
 
 
-def _inputs(stream: IO[str]) -> Iterator[tuple[int, str]]:
-    """(line number, domain or URL) from one-a-line text or from CSV with a url/domain column."""
-    first = stream.readline()
+def _inputs(stream: IO[str]) -> Iterator[tuple[int, str | None]]:
+    """(line number, domain or URL) from one-a-line text or from CSV with a url/domain column;
+    None for a CSV row whose column is empty (a row, unlike a blank line, was meant to hold one)."""
+    first = stream.readline().lstrip("\ufeff")  # a byte-order mark, as spreadsheets write CSV
     header = [name.strip().lower() for name in next(csv.reader([first]), [])]
     column = next((i for i, name in enumerate(header) if name in {"url", "domain", "host"}), None)
     if column is not None:
         for number, row in enumerate(csv.reader(stream), 2):
             if row:
-                yield number, row[column] if len(row) > column else ""
+                yield number, (row[column].strip() if len(row) > column else "") or None
         return
     yield 1, first.strip()
     for number, line in enumerate(stream, 2):
@@ -82,9 +83,11 @@ def score(source: IO[str], out: IO[str], registries: tuple[str, ...], scoring: P
     scorer = _scorer(registries, scoring)
     rejected = 0
     for number, text in _inputs(source):
-        if not text or text.startswith("#"):
+        if text is not None and (not text or text.startswith("#")):
             continue
         try:
+            if text is None:
+                raise ValueError("the row's URL column is empty")
             verdict = scorer.score(text)
         except ValueError as exc:
             rejected += 1

@@ -8,14 +8,20 @@ is the private suffix, which is exactly what a takedown request needs to know.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import unicodedata
 from pathlib import Path
 from typing import NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import publicsuffixlist
 
 _URL_CHARS = re.compile(r"[/:?#@\[\s\\]")
+MAX_HOST = 253  # DNS's limit; longer is no host, and matching grows with the square of its length
+# What a browser reads as a dot, and what it drops from a host name (soft hyphen, zero widths).
+_HOST_FOLD = {0x3002: ".", 0xFF0E: ".", 0xFF61: ".", 0x00AD: None, 0x200B: None, 0x200C: None,
+              0x200D: None, 0x2060: None, 0xFEFF: None}
 
 
 class Host(NamedTuple):
@@ -58,6 +64,8 @@ class _SuffixList:
             if not line or line.startswith("//"):
                 continue
             rule = line.split()[0].lower()
+            if not rule.isascii():  # looked up in punycode, as hosts are (`公司.香港`)
+                rule = ".".join(_encode_label(label) for label in rule.split("."))
             if rule.startswith("!"):
                 self.exceptions.add(rule[1:])
             elif rule.startswith("*."):
@@ -113,6 +121,13 @@ def _encode_label(label: str) -> str:
         return "xn--" + label.encode("punycode").decode("ascii")
 
 
+def _is_ipv6(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == 6
+    except ValueError:
+        return False
+
+
 def _is_ip(host: str) -> bool:
     if ":" in host:
         return True
@@ -157,17 +172,32 @@ def parse_target(raw: str) -> Target:
     text = raw.strip()
     if text.isascii() and not _URL_CHARS.search(text):  # a bare domain, as streams carry them
         host = text.lower().lstrip("*.")
-        if not host:
-            raise ValueError(f"no host name in {raw!r}")
+        if not host or len(host) > MAX_HOST:
+            raise ValueError(f"no host name of at most {MAX_HOST} characters in {raw[:80]!r}")
         return Target(raw=raw, host=split_host(host), path="")
+    if ":" in text and "/" not in text and _is_ipv6(text):  # a bare IPv6 address, not host:port
+        return Target(raw=raw, host=split_host(text.lower()), path="")
     if "://" not in text:
         text = "http://" + text.lstrip("*.")  # certificate wildcards name the same registrant
-    parts = urlsplit(text)
+    # A browser reads `\` as `/` in a web URL: `http://evil.com\@www.sbisec.co.jp/` goes to evil.com.
+    parts = urlsplit(text.replace("\\", "/"))
     try:
         host = parts.hostname
     except ValueError as exc:
         raise ValueError(f"unparseable URL {raw!r}: {exc}") from None
-    if not host or " " in host:
-        raise ValueError(f"no host name in {raw!r}")
+    host = _as_browsers_read(host) if host else host
+    if not host or " " in host or len(host) > MAX_HOST:
+        raise ValueError(f"no host name of at most {MAX_HOST} characters in {raw[:80]!r}")
     path = parts.path + ("?" + parts.query if parts.query else "")
     return Target(raw=raw, host=split_host(host), path="" if path == "/" else path.lower())
+
+
+def _as_browsers_read(host: str) -> str:
+    """The host a browser would visit: percent-decoded, full-width letters folded (NFKC),
+    ideographic full stops as dots, soft hyphens and zero-width characters dropped. Otherwise
+    `ＳＢＩＳＥＣ.co.jp` or `sbisec.co.jp。evil.com` would be judged as some other host."""
+    if "%" in host:
+        host = unquote(host)
+    if host.isascii():
+        return host.lower()
+    return unicodedata.normalize("NFKC", host).translate(_HOST_FOLD).lower()

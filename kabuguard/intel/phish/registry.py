@@ -87,18 +87,30 @@ def _read(source: str) -> tuple[dict, str]:
     return data, where
 
 
+def _texts(entry: dict, key: str, where: str, brand_id: str) -> list[str]:
+    """A list of non-empty strings, or a clear error: a bare string would be read letter by
+    letter, and an empty token would match everything."""
+    value = entry.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and compact(v.strip()) for v in value):
+        raise RegistryError(f"{where}: brand {brand_id}: `{key}` must be a list of non-empty strings, got {value!r}")
+    return [v.strip() for v in value]
+
+
 def _brand(entry: dict, where: str) -> Brand:
     brand_id = entry.get("id", "")
     if not _ID.match(str(brand_id)):
         raise RegistryError(f"{where}: brand id {brand_id!r} must be lower-case letters, digits and hyphens")
-    if not entry.get("official_domains"):
+    domains = _texts(entry, "official_domains", where, brand_id)
+    if not domains:
         raise RegistryError(f"{where}: brand {brand_id} needs official_domains (its real registered domains)")
-    officials = tuple(d.lower().strip(".") for d in entry["official_domains"])
+    officials = tuple(d.lower().strip(".") for d in domains)
     # The registered label of each official domain is a token too (`sbisec` for sbisec.co.jp), but
     # not a host on a shared domain (kabu.dmm.com would make `kabu` a token), and a label listed
     # under shared_tokens stays weak (kabu.com's `kabu` is also the common word for stock).
-    shared = {compact(t) for t in entry.get("shared_tokens", [])}
-    tokens = {compact(t) for t in entry.get("tokens", [])}
+    shared = {compact(t) for t in _texts(entry, "shared_tokens", where, brand_id)}
+    tokens = {compact(t) for t in _texts(entry, "tokens", where, brand_id)}
     for domain in officials:
         host = split_host(domain.split("/")[0])
         if host.registered == host.host and not host.subdomain and len(host.registered) > len(host.suffix) + 4:
@@ -106,11 +118,12 @@ def _brand(entry: dict, where: str) -> Brand:
     return Brand(
         id=brand_id,
         name=entry.get("name", brand_id),
-        names=tuple([entry.get("name", brand_id), *entry.get("names", []), *entry.get("aliases", [])]),
+        names=tuple([entry.get("name", brand_id), *_texts(entry, "names", where, brand_id),
+                     *_texts(entry, "aliases", where, brand_id)]),
         official_domains=tuple(d.split("/")[0] for d in officials),
         tokens=tuple(sorted(tokens - shared)),
         shared_tokens=tuple(sorted(shared)),
-        login_paths=tuple(p.lower() for p in entry.get("login_paths", [])),
+        login_paths=tuple(p.lower() for p in _texts(entry, "login_paths", where, brand_id)),
     )
 
 

@@ -28,9 +28,19 @@ class RecordError(ValueError):
 
 
 def _first_seen(value: object) -> str:
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")
+    """An RFC 3339 instant from epoch seconds or a timestamp with an offset; now when absent."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")
+        except (OverflowError, OSError, ValueError):  # 1e20, Infinity, NaN
+            raise RecordError(f"first-seen time {value!r} is not an instant") from None
     if isinstance(value, str) and value:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise RecordError(f"first-seen time {value!r} is not an RFC 3339 timestamp") from None
+        if moment.tzinfo is None:
+            raise RecordError(f"first-seen time {value!r} has no UTC offset")
         return value
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -38,6 +48,12 @@ def _first_seen(value: object) -> str:
 def domains_of(line: str) -> tuple[list[str], str]:
     """The domains in one stream record and when they were first seen; raises RecordError."""
     text = line.strip()
+    if text.startswith("{") and '"heartbeat"' in text:
+        try:
+            if json.loads(text).get("message_type") == "heartbeat":
+                return [], _first_seen(None)  # certstream's keep-alive: no record, nothing wrong
+        except (json.JSONDecodeError, AttributeError):
+            pass  # judged below
     if not text.startswith("{"):
         if not text or " " in text:
             raise RecordError("not a JSON object or a domain name")
@@ -171,15 +187,21 @@ def watch(
         stats.records += 1
         try:
             domains, first_seen = domains_of(line)
-            for domain in domains:
-                stats.domains += 1
-                hit = monitor.check(domain, first_seen)
-                if hit is not None:
-                    stats.alerts += 1
-                    emit(*hit)
-        except ValueError as exc:  # RecordError, or a host that does not parse
+        except ValueError as exc:  # RecordError
             stats.rejected += 1
             reject(stats.records, str(exc))
+            domains = []
+        for domain in domains:  # one name that does not parse costs only itself
+            stats.domains += 1
+            try:
+                hit = monitor.check(domain, first_seen)
+            except ValueError as exc:
+                stats.rejected += 1
+                reject(stats.records, f"{domain[:80]!r}: {exc}")
+                continue
+            if hit is not None:
+                stats.alerts += 1
+                emit(*hit)
         if progress is not None and time.monotonic() - shown >= 0.5:  # twice a second is enough to read
             progress(stats)
             shown = time.monotonic()
