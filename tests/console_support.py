@@ -16,7 +16,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from conftest import HOME_UA, ts
-from kabuguard.console.webhooks import verify
+from kabuguard.console.webhooks import receiver_secret, verify
 from kabuguard.service.app import create_app
 from kabuguard.service.auth import create_key
 from kabuguard.service.settings import Settings
@@ -29,9 +29,10 @@ class WebhookReceiver:
     """An HTTP server of the test's own that records every delivery and checks its signature.
     Its port is chosen at once, so a service can be pointed at it before it listens (down)."""
 
-    def __init__(self, secret: str = SECRET) -> None:
+    def __init__(self, service_secret: str = SECRET) -> None:
         self.port = free_port()
-        self.secret = secret
+        # What the firm's operator hands this receiver (`kabuguard keys webhook-secret URL`).
+        self.secret = receiver_secret(service_secret, self.url)
         self.received: list[dict[str, Any]] = []
         self._server: ThreadingHTTPServer | None = None
 
@@ -47,7 +48,8 @@ class WebhookReceiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.received.append({
                     "delivery": self.headers["X-Kabuguard-Delivery"], "body": json.loads(body),
-                    "signed": verify(receiver.secret, body, self.headers.get("X-Kabuguard-Signature", ""))})
+                    "signed": verify(receiver.secret, body, self.headers.get("X-Kabuguard-Signature", ""),
+                                     self.headers.get("X-Kabuguard-Delivery", ""))})
                 self.send_response(204)
                 self.end_headers()
 

@@ -14,7 +14,7 @@ from conftest import brokerage
 from console_support import SECRET, Served, WebhookReceiver, late_login, policy_with, wait_for
 from kabuguard.console import audit
 from kabuguard.console.containment import actions
-from kabuguard.console.webhooks import deliveries, sign, verify
+from kabuguard.console.webhooks import deliveries, receiver_secret, sign, verify
 from kabuguard.policy import PolicyError, load_policy
 from kabuguard.service.settings import Settings
 from test_service_support import ordered_stream, pg_url, redis_prefix, redis_url  # noqa: F401 - fixtures
@@ -125,12 +125,15 @@ def test_playbook_contains_a_campaigns_members_or_only_records_in_dry_run(tmp_pa
 
 def test_a_receiver_can_tell_a_genuine_delivery_from_a_forged_or_replayed_one() -> None:
     body = b'{"action_id": "a1", "account_id": "A1"}'
-    header = sign(SECRET, body)
-    assert verify(SECRET, body, header)
-    assert not verify(SECRET, body.replace(b"A1", b"A2"), header)  # tampered body
-    assert not verify("another-secret", body, header)
-    assert not verify(SECRET, body, sign(SECRET, body, timestamp=int(time.time()) - 3600))  # replayed later
-    assert not verify(SECRET, body, "v1=deadbeef")
+    mine, theirs = receiver_secret(SECRET, "https://a.example/hook"), receiver_secret(SECRET, "https://b.example/hook")
+    header = sign(mine, body, "a1")
+    assert verify(mine, body, header, "a1")
+    assert not verify(mine, body.replace(b"A1", b"A2"), header, "a1")  # tampered body
+    assert not verify(mine, body, header, "a2")  # the same delivery resent under a new id
+    assert not verify(theirs, body, header, "a1")  # another receiver cannot sign for this one
+    assert not verify(mine, body, sign(mine, body, "a1", timestamp=int(time.time()) - 3600), "a1")  # replayed later
+    assert not verify(mine, body, "v2=deadbeef", "a1")
+    assert not verify(mine, body, "t=1,v2=é", "a1")  # not ASCII: refused, not an error
 
 
 def test_a_malformed_playbook_stops_the_policy_load_naming_the_key(tmp_path: Path) -> None:
@@ -138,3 +141,15 @@ def test_a_malformed_playbook_stops_the_policy_load_naming_the_key(tmp_path: Pat
     with pytest.raises(PolicyError, match=r"playbooks\[0\]\.measures: unknown \['freeze'\]"):
         load_policy(path)
     assert load_policy().playbooks[0].dry_run is True  # the bundled playbook only records
+
+
+def test_the_operator_prints_each_receivers_own_secret() -> None:
+    from click.testing import CliRunner
+
+    from kabuguard.cli import main
+
+    env = {"KABUGUARD_WEBHOOK_SECRET": SECRET, "KABUGUARD_WEBHOOK_URLS": "https://a.example/hook, https://b.example/hook"}
+    printed = CliRunner().invoke(main, ["keys", "webhook-secret", "https://b.example/hook"], env=env)
+    assert printed.exit_code == 0 and printed.output.strip() == receiver_secret(SECRET, "https://b.example/hook")
+    unknown = CliRunner().invoke(main, ["keys", "webhook-secret", "https://c.example/hook"], env=env)
+    assert unknown.exit_code == 2 and "not among webhook_urls" in unknown.output

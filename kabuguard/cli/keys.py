@@ -66,3 +66,24 @@ def revoke(key_id: str, db: str | None) -> None:
     if not revoke_key(open_database(db), key_id):
         raise click.UsageError(f"key id {key_id!r}: no such active key (see `kabuguard keys list`)")
     click.echo(f"revoked {key_id}")
+
+
+@keys.command("webhook-secret")
+@click.argument("receiver")
+def webhook_secret(receiver: str) -> None:
+    """Print the secret RECEIVER (one of the webhook_urls) verifies its webhooks with.
+
+    Each receiver's secret is derived from the service's webhook_secret and its URL, so a
+    receiver cannot sign for another; give each its own, over a channel fit for secrets.
+    """
+    from kabuguard.console.webhooks import receiver_secret
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not settings.webhook_secret:
+        raise click.UsageError("webhook_secret is not set (KABUGUARD_WEBHOOK_SECRET or the config file's [service])")
+    if receiver.strip() not in settings.receivers():
+        raise click.UsageError(f"{receiver!r} is not among webhook_urls: {', '.join(settings.receivers()) or 'none'}")
+    click.echo(receiver_secret(settings.webhook_secret, receiver))

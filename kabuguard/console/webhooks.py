@@ -5,9 +5,12 @@ is back.
 A delivery is a POST of the action as JSON with
 
     X-Kabuguard-Delivery: <action id>            (the receiver's key for dropping repeats)
-    X-Kabuguard-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>
+    X-Kabuguard-Signature: t=<unix seconds>,v2=<hex HMAC-SHA256(receiver secret, "<t>.<action id>." + body)>
 
-The receiver recomputes the HMAC with the shared secret and refuses a stale `t` (replays).
+Each receiver has its own secret, derived from the service's `webhook_secret` and the receiver's
+URL (`receiver_secret`, printed by `kabuguard webhooks secret URL`): a receiver cannot sign for
+another. The receiver recomputes the HMAC, and refuses a stale `t` and a delivery id it was not
+signed with (a captured delivery resent under a new id).
 Rows are claimed before sending (a lease), so several workers never send one row at once.
 """
 
@@ -32,21 +35,28 @@ log = logging.getLogger("kabuguard.console")
 _LEASE_US = 60_000_000
 
 
-def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
-    """The signature header's value for `body` at `timestamp` (now by default)."""
+def receiver_secret(webhook_secret: str, receiver: str) -> str:
+    """The secret one receiver verifies with: the service's secret keyed by the receiver's URL."""
+    return hmac.new(webhook_secret.encode(), receiver.strip().encode(), hashlib.sha256).hexdigest()
+
+
+def sign(secret: str, body: bytes, delivery: str, timestamp: int | None = None) -> str:
+    """The signature header's value for `body` sent as `delivery` at `timestamp` (now by default)."""
     t = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
+    mac = hmac.new(secret.encode(), f"{t}.{delivery}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v2={mac}"
 
 
-def verify(secret: str, body: bytes, header: str, tolerance_s: int = 300) -> bool:
-    """Whether `header` signs `body` with `secret` within `tolerance_s` of now (for receivers)."""
+def verify(secret: str, body: bytes, header: str, delivery: str, tolerance_s: int = 300) -> bool:
+    """Whether `header` signs `body` as `delivery` with the receiver's `secret` within
+    `tolerance_s` of now (for receivers)."""
     parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
     try:
         t = int(parts["t"])
     except (KeyError, ValueError):
         return False
-    return abs(time.time() - t) <= tolerance_s and hmac.compare_digest(sign(secret, body, t), header)
+    expected = sign(secret, body, delivery, t).encode()
+    return abs(time.time() - t) <= tolerance_s and hmac.compare_digest(expected, header.encode())
 
 
 class Deliverer:
@@ -103,7 +113,7 @@ class Deliverer:
         try:
             answer = await client.post(row["receiver"], content=body, headers={
                 "Content-Type": "application/json", "X-Kabuguard-Delivery": row["action_id"],
-                "X-Kabuguard-Signature": sign(self.secret, body)})
+                "X-Kabuguard-Signature": sign(receiver_secret(self.secret, row["receiver"]), body, row["action_id"])})
             if not 200 <= answer.status_code < 300:
                 error = f"HTTP {answer.status_code}"
         except httpx.HTTPError as exc:
