@@ -164,3 +164,13 @@ def test_a_parquet_file_with_a_damaged_page_or_odd_columns_is_rejected_not_fatal
     pq.write_table(pa.Table.from_pylist([{**bar, "event_id": "x", "ts": "2025-03-21T09:01:00+09:00", "type": ["market_bar"]}]), listed)
     [rejected] = list(read_file(listed))
     assert isinstance(rejected, Rejection) and "type" in rejected.reason
+
+
+def test_parquet_and_json_lines_accept_the_same_timestamps(tmp_path: Path) -> None:
+    bar = {"type": "market_bar", "symbol": "9999", "open": 1.0, "high": 2.0, "low": 1.0, "close": 2.0, "volume": 10}
+    stamps = ["2025-03-21T09:01:00+09:00", "2025-03-21T09:01+09:00", "2025-03-21T09:01:00+0900", "2025-03-21 09:01:00Z"]
+    rows = [{**bar, "event_id": f"b{n}", "ts": ts} for n, ts in enumerate(stamps)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "bars.parquet")
+    (tmp_path / "bars.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    read = {name: [isinstance(i, Rejection) for i in read_file(tmp_path / name)] for name in ("bars.parquet", "bars.jsonl")}
+    assert read["bars.parquet"] == read["bars.jsonl"] == [False, True, True, False]  # Arrow alone took all four

@@ -185,15 +185,20 @@ def _read_parquet(path: Path) -> Iterator[Event | Rejection]:
 
 
 def _instants(batch: Any) -> list[int | None] | None:
-    """The batch's `ts` as epoch microseconds, cast by Arrow in one go; None if any is unreadable."""
+    """The batch's `ts` as epoch microseconds, cast by Arrow in one go; None if any is unreadable,
+    or not RFC 3339 (Arrow also takes `09:01+09:00` or `+0900`): those rows take the row path,
+    which rejects them as a JSON line's would be."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     names = batch.schema.names
     if "ts" not in names or "ts_us" in names or "extra" in names or not pa.types.is_string(batch.schema.field("ts").type):
         return None
+    column = batch.column("ts")
+    if not pc.all(pc.match_substring_regex(column, f"^{_RFC3339.pattern}$")).as_py():
+        return None
     try:
-        return pc.cast(batch.column("ts"), pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
+        return pc.cast(column, pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
     except pa.ArrowInvalid:
         return None
 
