@@ -165,9 +165,14 @@ def stats(bundles: tuple[Path, ...], url: str | None, collection_id: str | None,
         click.echo(f"skipped {left_out['object']}: {left_out['reason']}", err=True)
     if as_json:
         click.echo(json.dumps(figures, indent=1, ensure_ascii=False))
-        if figures["skipped"]:
-            sys.exit(1)
-        return
+    else:
+        _tables(figures)
+    if figures["skipped"]:
+        sys.exit(1)  # input objects were left out (listed on stderr)
+
+
+def _tables(figures: dict) -> None:
+    """The figures as Markdown tables."""
     click.echo("| month | firms affected | firms with unauthorised trades | unauthorised accesses | unauthorised trades "
                "| sell (oku yen) | buy (oku yen) |")
     click.echo("|---|---|---|---|---|---|---|")
@@ -180,5 +185,3 @@ def stats(bundles: tuple[Path, ...], url: str | None, collection_id: str | None,
     for s in figures["top_symbols"]:
         click.echo(f"| {s['symbol']} | {len(s['firms'])} | {s['accounts']} | {s['buy_orders']} | {s['buy_notional_jpy']:,.0f} | "
                    f"{s['sell_notional_jpy']:,.0f} | {s['first_seen'][:16]} | {s['last_seen'][:16]} |")
-    if figures["skipped"]:
-        sys.exit(1)  # input objects were left out (listed on stderr)

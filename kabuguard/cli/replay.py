@@ -7,7 +7,6 @@ import sys
 import click
 
 from kabuguard.events.order import SPILL_AFTER
-from kabuguard.replay import INCOMPLETE
 from kabuguard.policy import PolicyError, load_policy
 
 
@@ -30,7 +29,7 @@ def replay(paths: tuple[str, ...], out_dir: str, policy_path: str | None, quiet:
     Each decision uses only events before it, exactly as the online service would have decided.
     Exits 1 when some input lines were rejected (see rejected.jsonl), 0 otherwise.
     """
-    from kabuguard.replay import replay as run
+    from kabuguard.replay import INCOMPLETE, replay as run
 
     try:
         policy = load_policy(policy_path)

@@ -8,7 +8,7 @@ A delivery is a POST of the action as JSON with
     X-Kabuguard-Signature: t=<unix seconds>,v2=<hex HMAC-SHA256(receiver secret, "<t>.<action id>." + body)>
 
 Each receiver has its own secret, derived from the service's `webhook_secret` and the receiver's
-URL (`receiver_secret`, printed by `kabuguard webhooks secret URL`): a receiver cannot sign for
+URL (`receiver_secret`, printed by `kabuguard keys webhook-secret URL`): a receiver cannot sign for
 another. The receiver recomputes the HMAC, and refuses a stale `t` and a delivery id it was not
 signed with (a captured delivery resent under a new id).
 Rows are claimed before sending (a lease), so several workers never send one row at once.

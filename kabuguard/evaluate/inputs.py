@@ -8,7 +8,6 @@ dispositions, an older run), so each line is validated here once, a bad one beco
 from __future__ import annotations
 
 import gzip
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 
 from kabuguard.events.model import firm_account_key
-from kabuguard.events.reader import ContractError, Rejection, expand_paths, read_file
+from kabuguard.events.reader import UNREADABLE, ContractError, Rejection, expand_paths, read_file
 from kabuguard.progress import progress
 
 DecisionKind = Literal["allow", "challenge", "review", "block"]
@@ -305,7 +304,7 @@ def _read(
                     records.append(record)
                 else:
                     run.rejections.append(Rejection(str(path), number, reason))
-    except (OSError, EOFError, zlib.error) as exc:  # damaged or truncated (gzip), or not readable
+    except UNREADABLE as exc:  # damaged or truncated (gzip), or not readable
         info.lines += 1
         run.rejections.append(Rejection(str(path), number + 1, f"unreadable file from here on: {exc}"))
     advance(pending)

@@ -32,7 +32,7 @@ _msgpack_encode = msgspec.msgpack.Encoder().encode
 # other readers of the same lines refuse (`09:00+09`, week dates, a comma before the fraction).
 _RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})")
 # A damaged compressed stream: zlib's own error, or the file ending inside it.
-_UNREADABLE = (OSError, EOFError, zlib.error)
+UNREADABLE = (OSError, EOFError, zlib.error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +146,7 @@ def read_file(path: Path) -> Iterator[Event | Rejection]:
                 yield Rejection(name, number, str(exc))
             except RecursionError:
                 yield Rejection(name, number, "JSON nested too deeply")
-    except _UNREADABLE as exc:
+    except UNREADABLE as exc:
         # Line 0 when the file cannot be opened at all; else where the stream broke.
         yield Rejection(name, number + 1 if number else 0, f"unreadable file from here on: {exc}")
 
