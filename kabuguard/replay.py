@@ -27,6 +27,8 @@ _encode = msgspec.json.Encoder().encode
 _encode_lines = msgspec.json.Encoder().encode_lines
 # Events decided between two writes of decisions and two `settle()` calls of `gc_settled`.
 CHUNK = 50_000
+# Market bars decided in one call of `Pipeline.process_bars`, at most.
+BAR_BATCH = 4096
 # Written into the output folder while a replay runs, removed when it has decided everything:
 # decisions and alerts beside it stop at an interruption.
 INCOMPLETE = "INCOMPLETE"
@@ -137,17 +139,38 @@ def _decide(order: TotalOrder, pipeline: Pipeline, summary: ReplaySummary, quiet
             settle()
             bar.update(task, completed=done)
 
+        def raise_(raised: list[dict]) -> None:
+            alerts.write(_encode_lines(raised))
+            _count(summary.alerts, (a["type"] for a in raised))
+
+        # Consecutive market bars (a whole market each minute) are decided together, in batches.
+        bars: list[Event] = []
+
+        def decide_bars() -> None:
+            raised = pipeline.process_bars(bars)
+            if raised:
+                raise_(raised)
+            bars.clear()
+
         n = 0
         try:
             for n, event in enumerate(order, start=1):
-                decision, raised = process(event)
-                if decision is not None:
-                    decided.append(decision)
-                if raised:
-                    alerts.write(_encode_lines(raised))
-                    _count(summary.alerts, (a["type"] for a in raised))
+                if event.kind == "market_bar":
+                    bars.append(event)
+                    if len(bars) == BAR_BATCH:
+                        decide_bars()
+                else:
+                    if bars:
+                        decide_bars()
+                    decision, raised = process(event)
+                    if decision is not None:
+                        decided.append(decision)
+                    if raised:
+                        raise_(raised)
                 if n % CHUNK == 0:
+                    decide_bars()
                     flush(n)
+            decide_bars()
         finally:  # on an interruption too: the decisions beside the alerts already written
             flush(order.added)
     summary.events = n

@@ -14,11 +14,13 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from conftest import Stream, brokerage, ts
 from kabuguard.detectors.market_factor import MARKET_KEY
 from kabuguard.engine import MemoryStore, Pipeline
+from kabuguard.engine.redis_store import StateCodec
 from kabuguard.events import read_file, total_order
 from kabuguard.policy import load_policy
 from kabuguard.replay import replay
@@ -377,6 +379,47 @@ def test_no_look_ahead_a_cut_bar_stream_decides_its_prefix_identically(tmp_path:
     for cut in (pump_at - 1, pump_at, pump_at + 3, len(events) - 1):
         part = Pipeline()
         assert [part.process(e) for e in events[:cut]] == full[:cut]
+
+
+def test_bars_decided_in_batches_decide_as_one_at_a_time(tmp_path: Path) -> None:
+    """The replay decides consecutive bars in batches (`process_bars`), the service and Spark one
+    by one (`process`): same alerts, decisions and state, through onsets, ends, a market factor,
+    a bar without volume and a symbol twice in one minute."""
+    s, _ = _brokerage_with_pump("45.32.1.9", "atk-1", more_risky=2)
+    m = Market(s, seed=8)
+    symbols = [f"{1000 + i}" for i in range(25)]
+    for day in range(12, 21):
+        m.liquid_day(day, symbols)
+    m.bar(20, 11, 0, "1000", 990.0, 0)
+    m.bar(20, 11, 0, "1001", 1010.0, 500)
+    for mm in (2, 3):  # 9999 twice in the minutes its episode opens
+        m.bar(20, 10, mm, "9999", 400.0, 9000)
+    for mm in range(0, 30, 3):  # 9999 back to its usual trickle: the episode ends
+        m.bar(20, 13, mm, "9999", 350.0, 200)
+    events = total_order(read_file(s.write(tmp_path / "e.jsonl"))).events
+    one, batched = Pipeline(), Pipeline()
+    want = [one.process(e) for e in events]
+    got_decisions, got_alerts, run = [], [], []
+    for event in [*events, None]:
+        if event is not None and event.kind == "market_bar":
+            run.append(event)
+            continue
+        if run:
+            got_alerts += batched.process_bars(run)
+            run = []
+        if event is not None:
+            decision, raised = batched.process(event)
+            got_decisions.append(decision)
+            got_alerts += raised
+    assert len(events) > 30_000 and _surges(got_alerts) and _ends(got_alerts)
+    assert got_decisions == [d for e, (d, _) in zip(events, want) if e.kind != "market_bar"]
+    assert got_alerts == [a for _, raised in want for a in raised]
+    codec = StateCodec(one)
+    for symbol in ["9999", *symbols]:
+        assert codec.encode(one.store.get("symbol", symbol)) == codec.encode(batched.store.get("symbol", symbol))
+    for detector in (*one.market.by_kind["market_bar"], *one.symbol.by_kind["market_bar"]):
+        a, b = (p.store.rows(detector.row_stage, ["9999", *symbols], detector.fresh_row) for p in (one, batched))
+        assert np.array_equal(a[0][a[1]], b[0][b[1]])
 
 
 @pytest.fixture(scope="module")

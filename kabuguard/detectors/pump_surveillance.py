@@ -30,42 +30,45 @@ when *other* buyers here were risky too: a news crowd has a customer on a new ph
 whose one odd login may label the alert but is no evidence against that customer twice.
 Sells by accounts that bought shortly before the onset score `dump_into_pump`.
 
+Every bar of the market passes here, so a bar's arithmetic is one compiled loop (numba) over a
+batch of bars and the symbols' rows of baselines; episodes and alerts stay in Python.
+
+    >>> from kabuguard.engine import Pipeline
     >>> from kabuguard.events.reader import event_from_dict
-    >>> from kabuguard.policy import load_policy
-    >>> detector = PumpSurveillance(load_policy().detectors["pump_surveillance"])
-    >>> state, found = detector.initial(), []
+    >>> pipeline, found = Pipeline(), []
     >>> def bar(minute, close, volume):
     ...     hh, mm = divmod(9 * 60 + minute, 60)
     ...     return event_from_dict({"event_id": f"b{minute}", "type": "market_bar", "symbol": "9999",
     ...         "ts": f"2025-03-03T{hh:02d}:{mm:02d}:00.000+09:00", "open": close, "high": close,
     ...         "low": close, "close": close, "volume": volume})
     >>> for minute in range(1, 150):  # a quiet morning: 200 shares a minute, a tick either way
-    ...     ev, event = Evidence(), bar(minute, 500.0 + minute % 2, 200)
-    ...     detector.score(event, state, ev)
-    ...     detector.learn(event, state, ev)
-    ...     found += ev.alerts
-    >>> ev = Evidence()
-    >>> detector.score(bar(150, 540.0, 6000), state, ev)  # thirty times the pace, +8%
-    >>> [(a["reasons"], a["evidence"]["assessment"]) for a in found + ev.alerts]
+    ...     found += pipeline.process(bar(minute, 500.0 + minute % 2, 200))[1]
+    >>> found += pipeline.process(bar(150, 540.0, 6000))[1]  # thirty times the pace, +8%
+    >>> [(a["reasons"], a["evidence"]["assessment"]) for a in found]
     [(['volume_price_surge', 'news_or_unknown'], 'news_or_unknown')]
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
+import numpy as np
+from numba import njit
 
 from kabuguard.detectors.base import Evidence, Finding, param
 from kabuguard.events.model import account_key
+
+if TYPE_CHECKING:
+    from kabuguard.engine.store import Store
 
 _MIN_US = 60_000_000
 _DAY_MIN = 1440
 _MAD_TO_SD = 1.2533  # mean absolute deviation -> standard deviation, for a normal law
 _WINSOR = 3.0  # baselines learn from values clipped to this many deviations
 _LIMIT = _WINSOR * _MAD_TO_SD
-_log, _exp, _sqrt = math.log, math.exp, math.sqrt
 
 
 class Episode(msgspec.Struct, gc=False):
@@ -82,64 +85,45 @@ class Episode(msgspec.Struct, gc=False):
 
 
 class SymbolTape(msgspec.Struct, gc=False):
-    """One symbol's baselines (learned from its bars) and its open episode, if any."""
+    """One symbol's open episode, if any, and this firm's recent buyers of it. Its baselines,
+    learned from its bars, are a row of floats (`row_stage`, columns below)."""
 
-    n: int = 0  # bars learned
-    last_us: int = 0
-    last_close: float = 0.0
-    market_ref: float = 0.0  # the market index as read at the previous bar
-    mu: float = 0.0  # EWMA of log pace
-    dev: float = 0.0  # EWMA of |log pace - expected|
-    var: float = 0.0  # EWMA of squared excess log return per minute
-    profile: list[float] = []  # log-pace offset per time-of-day bucket
-    drift: float = 0.0  # decayed sum of standardised excess returns
-    drift_norm: float = 0.0  # decayed sum of squared weights (its variance under no drift)
-    move: float = 0.0  # decayed sum of excess log returns
-    heat: float = 0.0  # decayed sum of volume: about `price_window_minutes` of trading
-    surge_us: int = 0  # start of the current run of elevated bars, 0 if none
-    surge_close: float = 0.0  # the close before that run
-    surge_market: float = 0.0  # the market index then
-    # The current run of consecutive elevated bars none of which closed lower (net of the
-    # market): how many, and their summed log-pace surprise, standardised and log returns.
-    run_bars: int = 0
-    run_surprise: float = 0.0
-    run_u: float = 0.0
-    run_move: float = 0.0
     episode: Episode | None = None
     buyers: dict[str, tuple[int, float]] = {}  # account -> (latest buy, its session risk)
+
+
+# A symbol's row: bars learned, the last bar (time, close, market index then); EWMAs of log pace,
+# of its absolute deviation and of squared excess log return per minute; decayed sums of
+# standardised excess returns, of their squared weights (their variance under no drift), of
+# excess log returns and of volume (about `price_window_minutes` of trading); the current run
+# of elevated bars (its start, the close and index before it; then, of those none of which
+# closed lower net of the market: how many, their summed log-pace surprise, standardised and
+# log returns); then the log-pace offset per time-of-day bucket.
+(_N, _LAST_US, _LAST_CLOSE, _MARKET_REF, _MU, _DEV, _VAR, _DRIFT, _DRIFT_NORM, _MOVE, _HEAT,
+ _SURGE_US, _SURGE_CLOSE, _SURGE_MARKET, _RUN_BARS, _RUN_SURPRISE, _RUN_U, _RUN_MOVE, _PROFILE) = range(19)
+# What the kernel tells of each bar: an onset (the run's length, 0 none, -1 for a bar without
+# volume or price, which learns nothing), the surge's start, whether the bar keeps an episode hot;
+# and the onset's volume surprise, volume z, price z, price move, market move, the close before
+# the surge, and the bar's own surprise.
+_CODE, _STARTED, _HOT = range(3)
+_ON_SURPRISE, _VOLUME_Z, _PRICE_Z, _MOVED, _MARKET_MOVED, _REF_CLOSE, _SURPRISE = range(7)
 
 
 class PumpSurveillance:
     name: ClassVar[str] = "pump_surveillance"
     stage: ClassVar[str] = "symbol"
     types: ClassVar[frozenset[str]] = frozenset({"market_bar", "order"})
+    batch_types: ClassVar[frozenset[str]] = frozenset({"market_bar"})
+    row_stage: ClassVar[str] = "symbol_tapes"
 
     def __init__(self, params: dict[str, Any]) -> None:
         p = lambda key: float(param(params, key, self.name))  # noqa: E731
-        self.inv_baseline = 1.0 / p("baseline_minutes")
-        self.max_gap = p("max_gap_minutes")
-        self.horizon = p("pace_horizon_minutes")
         self.bucket_minutes = int(p("bucket_minutes"))
-        self.buckets = -(-_DAY_MIN // self.bucket_minutes)
-        self.profile_rate = p("profile_rate")
-        self.warmup = int(p("warmup_bars"))
-        self.prior_count = p("prior_bars")
-        self.prior_dev = p("prior_log_pace_deviation")
-        self.min_dev = p("min_log_pace_deviation")
-        self.prior_var = p("prior_sigma_per_minute") ** 2
-        self.min_var = p("min_sigma_per_minute") ** 2
-        self.window = p("price_window_minutes")
-        self.inv_window = 1.0 / self.window
-        self.on_multiple = math.log(p("onset_volume_multiple"))
+        buckets = -(-_DAY_MIN // self.bucket_minutes)
         self.on_volume_z = p("onset_volume_z")
         self.on_price_z = p("onset_price_z")
-        self.on_move = p("onset_price_move")
-        self.sustained_bars = int(p("sustained_bars"))
-        self.sustained_move = p("sustained_price_move")
-        self.end_multiple = math.log(p("end_volume_multiple"))
         self.end_quiet_us = int(p("end_quiet_minutes") * _MIN_US)
         self.max_episode_us = int(p("max_episode_hours") * 60 * _MIN_US)
-        self.beta = p("market_beta")
         self.risky_llr = p("risky_session_llr")
         self.assess_us = int(p("assess_window_minutes") * _MIN_US)
         self.min_risky = int(p("min_risky_buyers"))
@@ -149,115 +133,90 @@ class PumpSurveillance:
         self.dump_lookback_us = int(p("dump_lookback_days") * 1440 * _MIN_US)
         self.dump_weight = p("dump_weight")
         self.dump_weight_unassessed = p("dump_weight_news_or_unknown")
-        # The bar path's constants, unpacked once per bar (cheaper than attribute lookups).
-        self._score_k = (self.max_gap, self.horizon, self.bucket_minutes, self.beta, self.min_var, self.inv_window)
-        self._learn_k = (self.warmup, self.end_multiple, self.min_dev, self.profile_rate, self.inv_baseline,
-                         self.prior_count, self.min_var)
-        self._decay_one = _exp(-1.0 * self.inv_window)  # the price window's decay over one minute
-        # What scoring a bar computed, for learning the same bar right after (not state).
-        self._bar: tuple | None = None
+        inv_window = 1.0 / p("price_window_minutes")
+        # The kernel's parameters, in the order `_bars` unpacks them.
+        self._k = np.array([
+            p("max_gap_minutes"), p("pace_horizon_minutes"), p("market_beta"), p("min_sigma_per_minute") ** 2,
+            inv_window, math.exp(-1.0 * inv_window), p("warmup_bars"), math.log(p("end_volume_multiple")),
+            math.log(p("onset_volume_multiple")), self.on_volume_z, self.on_price_z, p("onset_price_move"),
+            p("sustained_bars"), p("sustained_price_move"), p("min_log_pace_deviation"), p("profile_rate"),
+            1.0 / p("baseline_minutes"), p("prior_bars"),
+        ])
+        fresh = np.zeros(_PROFILE + buckets)
+        fresh[_DEV], fresh[_VAR] = p("prior_log_pace_deviation"), p("prior_sigma_per_minute") ** 2
+        self.fresh_row = fresh
 
     def initial(self) -> SymbolTape:
-        return SymbolTape(dev=self.prior_dev, var=self.prior_var, profile=[0.0] * self.buckets)
+        return SymbolTape()
 
-    # -- scoring ------------------------------------------------------------------------
+    # -- bars ---------------------------------------------------------------------------
 
-    def score(self, event: Any, state: SymbolTape, ev: Evidence) -> None:
-        if event.kind != "market_bar":
-            self._score_order(event, state, ev)
-            return
+    def run_batch(self, events: Sequence[Any], tapes: Sequence[SymbolTape], evs: Sequence[Evidence],
+                  store: Store) -> None:
+        """Bars of distinct symbols (`KeyedStage.run_batch`): episodes past their end close here,
+        the compiled kernel scores and learns every bar, then onsets open episodes and the
+        bars of open ones keep them hot."""
+        n = len(events)
+        active = np.zeros(n, dtype=np.bool_)
+        for i, (event, tape) in enumerate(zip(events, tapes)):
+            episode = tape.episode
+            if episode is not None:
+                now = event.ts_us
+                if now - episode.last_hot_us >= self.end_quiet_us or now - episode.onset_us >= self.max_episode_us:
+                    evs[i].alerts.append(self._ended(event, episode))
+                    tape.episode = None
+                else:
+                    active[i] = True
+        symbols = [e.symbol for e in events]
+        rows = store.rows(self.row_stage, symbols, self.fresh_row)
+        told, values = np.zeros((n, 3), dtype=np.int64), np.empty((n, 7))
+        index, busy = evs[0].market  # one minute: one market
+        flagged = _bars(rows[0], rows[1], np.array([e.ts_us for e in events], dtype=np.int64),
+                        np.array([e.close for e in events]), np.array([e.volume for e in events], dtype=float),
+                        index, busy, active, self._k, self.bucket_minutes, told, values)
+        store.put_rows(self.row_stage, symbols, rows)
+        for i in flagged.tolist():
+            code, started, hot = told[i].tolist()
+            event, tape, bar = events[i], tapes[i], values[i].tolist()
+            if code:
+                self._onset(event, tape, evs[i], bar, started, code)
+            episode = tape.episode
+            if episode is not None:
+                if hot:
+                    episode.last_hot_us, episode.last_hot_ts = event.ts_us, event.ts
+                if bar[_SURPRISE] > episode.peak_multiple:
+                    episode.peak_multiple = bar[_SURPRISE]
+                moved = event.close / episode.ref_close - 1.0
+                if moved > episode.peak_move:
+                    episode.peak_move = moved
+
+    def _onset(self, event: Any, tape: SymbolTape, ev: Evidence, bar: list[float], started: int,
+               run_bars: int) -> None:
+        """The alert of an episode's first bar, and the episode it opens."""
         now = event.ts_us
-        episode = state.episode
-        if episode is not None and (now - episode.last_hot_us >= self.end_quiet_us
-                                    or now - episode.onset_us >= self.max_episode_us):
-            ev.alerts.append(self._ended(event, episode))
-            episode = None
-        volume, close = event.volume, event.close
-        if volume <= 0 or close <= 0:
-            self._bar = None
-            return
-        index, busy = ev.market
-        max_gap, horizon, bucket_minutes, beta, min_var, inv_window = self._score_k
-        n = state.n
-        bucket = now // _MIN_US % _DAY_MIN // bucket_minutes
-        if n:
-            gap = (now - state.last_us) / _MIN_US
-            if gap > max_gap:
-                gap = max_gap
-            elif gap < 1.0:
-                gap = 1.0
-            excess = _log(close / state.last_close) - beta * (index - state.market_ref)
-            var = state.var
-            if var < min_var:
-                var = min_var
-            if gap == 1.0:  # most bars of a traded name: no multiply, no exp
-                u, decay = excess / _sqrt(var), self._decay_one
-            else:
-                u, decay = excess / _sqrt(var * gap), _exp(-gap * inv_window)
-        else:
-            gap, excess, u, decay = max_gap, 0.0, 0.0, 0.0
-        pace = _log(volume / (gap if gap < horizon else horizon))
-        surprise = pace - state.mu - state.profile[bucket]
-        if busy > 0.0:
-            surprise -= busy
-        self._bar = bar = (event, gap, pace, bucket, surprise, excess, u, decay, index)
-        if n < self.warmup or surprise < self.end_multiple or episode is not None:
-            return
-        dev = state.dev if state.dev > self.min_dev else self.min_dev
-        if surprise >= self.on_multiple:
-            volume_z = surprise / (_MAD_TO_SD * dev)
-            drift = state.drift * decay + u
-            price_z = drift / math.sqrt(state.drift_norm * decay * decay + 1.0)
-            if u > price_z:
-                price_z = u
-            move = state.move * decay + excess
-            if excess > move:
-                move = excess
-            if volume_z >= self.on_volume_z and price_z >= self.on_price_z and move >= self.on_move:
-                self._onset(event, state, ev, bar, surprise, volume_z, price_z, 1)
-                return
-        if excess >= 0.0 and state.run_bars + 1 >= self.sustained_bars:
-            self._sustained(event, state, ev, bar, dev)
-
-    def _sustained(self, event: Any, state: SymbolTape, ev: Evidence, bar: tuple, dev: float) -> None:
-        """Buying spread over consecutive heavy bars, none closing lower: the run's volume and
-        price pooled, so a steady climb on several times the pace is not missed because no
-        single minute of it is extreme."""
-        _, _, _, _, surprise, excess, u, _, _ = bar
-        k = state.run_bars + 1
-        pooled = (state.run_surprise + surprise) / k
-        volume_z = pooled / (_MAD_TO_SD * dev)
-        price_z = (state.run_u + u) / _sqrt(k)
-        if pooled >= self.on_multiple and volume_z >= self.on_volume_z and price_z >= self.on_price_z \
-                and state.run_move + excess >= self.sustained_move:
-            self._onset(event, state, ev, bar, pooled, volume_z, price_z, k)
-
-    def _onset(self, event: Any, state: SymbolTape, ev: Evidence, bar: tuple,
-               surprise: float, volume_z: float, price_z: float, run_bars: int) -> None:
-        now = event.ts_us
-        surging = state.surge_us != 0
-        started = state.surge_us if surging else now - _MIN_US
-        moved = event.close / (state.surge_close if surging else state.last_close) - 1.0
-        market_moved = bar[-1] - (state.surge_market if surging else state.market_ref)
-        assessment, risky, buyers = self._assess(state, now)
+        assessment, risky, buyers = self._assess(tape, now)
+        volume_z, price_z = bar[_VOLUME_Z], bar[_PRICE_Z]
         strength = min(volume_z / self.on_volume_z, price_z / self.on_price_z)
+        episode_id = f"pump-{event.symbol}-{event.event_id}"
         ev.alerts.append({
             "type": "symbol_alert", "symbol": event.symbol,
             "score": round(1.0 - 0.5 / strength, 4),
             "reasons": ["volume_price_surge", assessment],
             "evidence": {
-                "episode_id": f"pump-{event.symbol}-{event.event_id}",
+                "episode_id": episode_id,
                 "assessment": assessment,
-                "volume_multiple": round(math.exp(surprise), 2),
+                "volume_multiple": round(math.exp(bar[_ON_SURPRISE]), 2),
                 "volume_z": round(volume_z, 2),
-                "price_move_pct": round(100 * moved, 2),
+                "price_move_pct": round(100 * bar[_MOVED], 2),
                 "price_z": round(price_z, 2),
-                "market_move_pct": round(100 * (math.exp(market_moved) - 1.0), 3),
+                "market_move_pct": round(100 * (math.exp(bar[_MARKET_MOVED]) - 1.0), 3),
                 "minutes_since_onset": round((now - started) / _MIN_US, 1),
                 "run_bars": run_bars,
                 "buyers_here": buyers, "risky_buyers_here": risky,
             },
         })
+        tape.episode = Episode(episode_id, started, event.ts, now, bar[_REF_CLOSE], assessment, now, event.ts,
+                               0.0, 0.0)
 
     def _ended(self, event: Any, episode: Episode) -> dict[str, Any]:
         last = min(episode.last_hot_us + self.end_quiet_us, episode.onset_us + self.max_episode_us)
@@ -273,6 +232,8 @@ class PumpSurveillance:
                 "peak_price_move_pct": round(100 * episode.peak_move, 2),
             },
         }
+
+    # -- orders -------------------------------------------------------------------------
 
     def _assess(self, state: SymbolTape, now: int, skip: str | None = None,
                 since: int | None = None) -> tuple[str, int, int]:
@@ -297,7 +258,7 @@ class PumpSurveillance:
             return None
         return episode
 
-    def _score_order(self, event: Any, state: SymbolTape, ev: Evidence) -> None:
+    def score(self, event: Any, state: SymbolTape, ev: Evidence) -> None:
         episode = self._active(state, event.ts_us)
         if episode is None:
             return
@@ -332,102 +293,7 @@ class PumpSurveillance:
             return  # the campaign detector already holds it
         ev.findings.append(Finding("dump_into_pump", self.dump_weight if pump else self.dump_weight_unassessed))
 
-    # -- learning -----------------------------------------------------------------------
-
     def learn(self, event: Any, state: SymbolTape, ev: Evidence) -> None:
-        if event.kind != "market_bar":
-            self._learn_order(event, state, ev)
-            return
-        bar = self._bar
-        self._bar = None
-        if ev.alerts:
-            self._open_or_close(event, state, ev)
-        if bar is None or bar[0] is not event:
-            return
-        _, gap, pace, bucket, surprise, excess, u, decay, index = bar
-        now = event.ts_us
-        n = state.n
-        if n:
-            state.drift = state.drift * decay + u
-            state.drift_norm = state.drift_norm * decay * decay + 1.0
-            state.move = state.move * decay + excess
-        warmup, end_multiple, min_dev, profile_rate, inv_baseline, prior_count, min_var = self._learn_k
-        state.heat = heat = state.heat * decay + event.volume
-        warm = n >= warmup
-        if warm and surprise >= end_multiple:
-            if not state.surge_us:
-                state.surge_us, state.surge_close, state.surge_market = now - _MIN_US, state.last_close, state.market_ref
-            if excess >= 0.0:
-                state.run_bars += 1
-                state.run_surprise += surprise
-                state.run_u += u
-                state.run_move += excess
-            elif state.run_bars:
-                self._end_run(state)
-        else:
-            if state.surge_us:
-                state.surge_us = 0
-            if state.run_bars:
-                self._end_run(state)
-        episode = state.episode
-        if episode is not None:
-            # Still hot while the volume of the last few minutes runs above the usual pace.
-            if _log(heat * self.inv_window) + surprise - pace >= end_multiple:
-                episode.last_hot_us, episode.last_hot_ts = now, event.ts
-            if surprise > episode.peak_multiple:
-                episode.peak_multiple = surprise
-            moved = event.close / episode.ref_close - 1.0
-            if moved > episode.peak_move:
-                episode.peak_move = moved
-        elif n:
-            # Baselines learn only outside episodes, from winsorised values: a pump never
-            # becomes the symbol's habit, and a lasting change of pace is still followed.
-            mu, dev, profile = state.mu, state.dev, state.profile
-            offset = profile[bucket]
-            raw = pace - mu - offset
-            limit = (dev if dev > min_dev else min_dev) * _LIMIT
-            d = limit if raw > limit else (-limit if raw < -limit else raw)
-            if warm:
-                profile[bucket] = offset + profile_rate * d
-            rate = gap * inv_baseline  # 1 - exp(-gap / baseline), gap << baseline
-            fast = 1.0 / (n + 1.0)
-            state.mu = mu + (fast if fast > rate else rate) * d
-            slow = 1.0 / (n + prior_count)
-            if slow < rate:
-                slow = rate
-            state.dev = dev + slow * ((d if d > 0.0 else -d) - dev)
-            var = state.var
-            sq = excess * excess / gap
-            cap = _WINSOR * _WINSOR * (var if var > min_var else min_var)
-            state.var = var + slow * ((sq if sq < cap else cap) - var)
-        else:
-            state.mu = pace
-        state.n = n + 1
-        state.last_us = now
-        state.last_close = event.close
-        state.market_ref = index
-
-    @staticmethod
-    def _end_run(state: SymbolTape) -> None:
-        """A heavy bar that closed lower, or a bar at the usual pace: the buying was not one-sided."""
-        state.run_bars, state.run_surprise, state.run_u, state.run_move = 0, 0.0, 0.0, 0.0
-
-    def _open_or_close(self, event: Any, state: SymbolTape, ev: Evidence) -> None:
-        """Open the episode this bar's onset alert announced, or close the one it ended."""
-        for alert in ev.alerts:
-            if alert["type"] != "symbol_alert" or alert.get("symbol") != event.symbol:
-                continue
-            evidence = alert.get("evidence", {})
-            if evidence.get("ended"):
-                state.episode = None
-            elif "volume_multiple" in evidence:
-                surging = state.surge_us != 0
-                state.episode = Episode(
-                    evidence["episode_id"], state.surge_us if surging else event.ts_us - _MIN_US, event.ts,
-                    event.ts_us, state.surge_close if surging else state.last_close,
-                    evidence["assessment"], event.ts_us, event.ts, 0.0, 0.0)
-
-    def _learn_order(self, event: Any, state: SymbolTape, ev: Evidence) -> None:
         for alert in ev.alerts:
             if alert.get("evidence", {}).get("reassessed") and state.episode is not None:
                 state.episode.assessment = "pump"
@@ -443,3 +309,131 @@ class PumpSurveillance:
                 break
             del buyers[oldest]
         buyers[key] = (event.ts_us, ev.session_llr)
+
+
+@njit(cache=True, nogil=True)
+def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarray, volume: np.ndarray,
+          index: float, busy: float, active: np.ndarray, k: np.ndarray, bucket_minutes: int,
+          told: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Score then learn each bar against its symbol's row (`table[at[i]]`), in place; what the
+    Python side needs of a bar goes to `told` and `values` (columns above), and the bars it
+    must see (an onset, or an open episode: `active`) are returned. Compiled: every bar of the
+    market passes here. `index`, `busy`: the market as of the minutes before the batch's."""
+    (max_gap, horizon, beta, min_var, inv_window, decay_one, warmup, end_multiple, on_multiple,
+     on_volume_z, on_price_z, on_move, sustained_bars, sustained_move, min_dev, profile_rate,
+     inv_baseline, prior_count) = (k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10],
+                                   k[11], k[12], k[13], k[14], k[15], k[16], k[17])
+    flagged = np.empty(at.size, dtype=np.int64)
+    m = 0
+    for i in range(at.size):
+        if volume[i] <= 0 or close[i] <= 0:
+            told[i, _CODE] = -1
+            continue
+        row, now, price = table[at[i]], now_us[i], close[i]
+        n = row[_N]
+        bucket = now // _MIN_US % _DAY_MIN // bucket_minutes
+        # -- score
+        if n != 0.0:
+            gap = (now - row[_LAST_US]) / _MIN_US
+            if gap > max_gap:
+                gap = max_gap
+            elif gap < 1.0:
+                gap = 1.0
+            excess = math.log(price / row[_LAST_CLOSE]) - beta * (index - row[_MARKET_REF])
+            var = row[_VAR]
+            if var < min_var:
+                var = min_var
+            if gap == 1.0:
+                u, decay = excess / math.sqrt(var), decay_one
+            else:
+                u, decay = excess / math.sqrt(var * gap), math.exp(-gap * inv_window)
+        else:
+            gap, excess, u, decay = max_gap, 0.0, 0.0, 0.0
+        pace = math.log(volume[i] / (gap if gap < horizon else horizon))
+        surprise = pace - row[_MU] - row[_PROFILE + bucket]
+        if busy > 0.0:
+            surprise -= busy
+        values[i, _SURPRISE] = surprise
+        code = 0
+        if not (n < warmup or surprise < end_multiple or active[i]):
+            dev = row[_DEV] if row[_DEV] > min_dev else min_dev
+            if surprise >= on_multiple:
+                volume_z = surprise / (_MAD_TO_SD * dev)
+                drift = row[_DRIFT] * decay + u
+                price_z = drift / math.sqrt(row[_DRIFT_NORM] * decay * decay + 1.0)
+                if u > price_z:
+                    price_z = u
+                move = row[_MOVE] * decay + excess
+                if excess > move:
+                    move = excess
+                if volume_z >= on_volume_z and price_z >= on_price_z and move >= on_move:
+                    code = 1
+                    values[i, _ON_SURPRISE], values[i, _VOLUME_Z], values[i, _PRICE_Z] = surprise, volume_z, price_z
+            if code == 0 and excess >= 0.0 and row[_RUN_BARS] + 1 >= sustained_bars:
+                # Buying spread over consecutive heavy bars, none closing lower: the run's volume
+                # and price pooled, so a steady climb of no single extreme minute is not missed.
+                run = int(row[_RUN_BARS]) + 1
+                pooled = (row[_RUN_SURPRISE] + surprise) / run
+                volume_z = pooled / (_MAD_TO_SD * dev)
+                price_z = (row[_RUN_U] + u) / math.sqrt(run)
+                if pooled >= on_multiple and volume_z >= on_volume_z and price_z >= on_price_z \
+                        and row[_RUN_MOVE] + excess >= sustained_move:
+                    code = run
+                    values[i, _ON_SURPRISE], values[i, _VOLUME_Z], values[i, _PRICE_Z] = pooled, volume_z, price_z
+            if code:
+                surging = row[_SURGE_US] != 0.0
+                told[i, _STARTED] = int(row[_SURGE_US]) if surging else now - _MIN_US
+                ref = row[_SURGE_CLOSE] if surging else row[_LAST_CLOSE]
+                values[i, _REF_CLOSE], values[i, _MOVED] = ref, price / ref - 1.0
+                values[i, _MARKET_MOVED] = index - (row[_SURGE_MARKET] if surging else row[_MARKET_REF])
+        told[i, _CODE] = code
+        # -- learn
+        if n != 0.0:
+            row[_DRIFT] = row[_DRIFT] * decay + u
+            row[_DRIFT_NORM] = row[_DRIFT_NORM] * decay * decay + 1.0
+            row[_MOVE] = row[_MOVE] * decay + excess
+        heat = row[_HEAT] = row[_HEAT] * decay + volume[i]
+        warm = n >= warmup
+        if warm and surprise >= end_multiple:
+            if row[_SURGE_US] == 0.0:
+                row[_SURGE_US], row[_SURGE_CLOSE], row[_SURGE_MARKET] = now - _MIN_US, row[_LAST_CLOSE], row[_MARKET_REF]
+            if excess >= 0.0:
+                row[_RUN_BARS] += 1.0
+                row[_RUN_SURPRISE] += surprise
+                row[_RUN_U] += u
+                row[_RUN_MOVE] += excess
+            elif row[_RUN_BARS] != 0.0:  # a heavy bar that closed lower: the buying was not one-sided
+                row[_RUN_BARS] = row[_RUN_SURPRISE] = row[_RUN_U] = row[_RUN_MOVE] = 0.0
+        else:
+            row[_SURGE_US] = 0.0
+            row[_RUN_BARS] = row[_RUN_SURPRISE] = row[_RUN_U] = row[_RUN_MOVE] = 0.0
+        if active[i] or code:
+            # Still hot while the volume of the last few minutes runs above the usual pace.
+            told[i, _HOT] = math.log(heat * inv_window) + surprise - pace >= end_multiple
+            flagged[m] = i
+            m += 1
+        elif n != 0.0:
+            # Baselines learn only outside episodes, from winsorised values: a pump never
+            # becomes the symbol's habit, and a lasting change of pace is still followed.
+            mu, dev, offset = row[_MU], row[_DEV], row[_PROFILE + bucket]
+            raw = pace - mu - offset
+            limit = (dev if dev > min_dev else min_dev) * _LIMIT
+            d = limit if raw > limit else (-limit if raw < -limit else raw)
+            if warm:
+                row[_PROFILE + bucket] = offset + profile_rate * d
+            rate = gap * inv_baseline  # 1 - exp(-gap / baseline), gap << baseline
+            fast = 1.0 / (n + 1.0)
+            row[_MU] = mu + (fast if fast > rate else rate) * d
+            slow = 1.0 / (n + prior_count)
+            if slow < rate:
+                slow = rate
+            row[_DEV] = dev + slow * ((d if d > 0.0 else -d) - dev)
+            var = row[_VAR]
+            sq = excess * excess / gap
+            cap = _WINSOR * _WINSOR * (var if var > min_var else min_var)
+            row[_VAR] = var + slow * ((sq if sq < cap else cap) - var)
+        else:
+            row[_MU] = pace
+        row[_N] = n + 1.0
+        row[_LAST_US], row[_LAST_CLOSE], row[_MARKET_REF] = now, price, index
+    return flagged[:m]

@@ -7,6 +7,7 @@ events, so replaying history decides exactly as production would have.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from operator import attrgetter
 from typing import Any
 
@@ -29,6 +30,24 @@ _ACTIVITY = frozenset({"login", "account_change", "order"})
 _KEYED_NOTES = frozenset({"campaign_member", "contain"})
 # The events that read an instrument (reference data) as of their place in the order.
 _PRICED = frozenset({"order", "execution"})
+_MIN_US = 60_000_000
+
+
+def bar_batches(bars: Sequence[Event]) -> Iterator[Sequence[Event]]:
+    """Consecutive bars cut into batches a stage decides at once (`KeyedStage.run_batch`): of one
+    minute, as the market factor reads whole minutes, and of distinct symbols."""
+    start, symbols, last = 0, set(), None
+    minute = (bars[0].ts_us - 1) // _MIN_US if bars else 0
+    for i, bar in enumerate(bars):
+        if bar.ts_us != last:  # a minute's bars mostly share their ts
+            last = bar.ts_us
+            at = (last - 1) // _MIN_US
+        if at != minute or bar.symbol in symbols:
+            yield bars[start:i]
+            start, minute, symbols = i, at, set()
+        symbols.add(bar.symbol)
+    if start < len(bars):
+        yield bars[start:]
 
 
 class AccountStatus(msgspec.Struct):
@@ -81,6 +100,7 @@ class Pipeline:
         self._routes = {kind: tuple(st.run for st in stages if kind in st.by_kind)
                         for kind in ("account", "login", "account_change", "order", "execution", "market_bar",
                                      "indicator")}
+        self._bar_stages = tuple(st for st in stages if "market_bar" in st.by_kind)
         self._decision: dict[str, Any] | None = None
 
     def process(self, event: Event) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -101,6 +121,23 @@ class Pipeline:
         if ev.notes:
             self.apply_notes(ev)
         return self._decision, self.stamp(event, ev.alerts) if ev.alerts else []
+
+    def process_bars(self, bars: Sequence[Event]) -> list[dict[str, Any]]:
+        """Decide consecutive `market_bar`s of the total order as `process` would one by one,
+        in batches (`bar_batches`), and return the alerts they raised, in order."""
+        out: list[dict[str, Any]] = []
+        for batch in bar_batches(bars):
+            evs = [Evidence() for _ in batch]
+            for stage in self._bar_stages:
+                stage.run_batch(batch, evs, self.store)
+            for event, ev in zip(batch, evs):
+                if ev.alerts:
+                    self._fire_playbooks(event, ev, 0)
+                if ev.notes:
+                    self.apply_notes(ev)
+                if ev.alerts:
+                    out += self.stamp(event, ev.alerts)
+        return out
 
     # -- stage-wise execution: the same steps as `process`, one stage at a time ---------------
     # A distributed runner (kabuguard.spark) runs each stage over its own keyed partitions, carries

@@ -26,8 +26,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypedDict
 
 import msgspec
+import numpy as np
 
 from kabuguard.engine.pipeline import AccountStatus, Pipeline
+from kabuguard.engine.store import Rows
 from kabuguard.detectors.session_risk import SessionMemory
 from kabuguard.events.model import Instrument
 
@@ -66,6 +68,11 @@ class StateCodec:
                 for detector in detectors:
                     slots[detector.name] = type(detector.initial())
             types[stage.name] = slots
+            # Detectors that keep rows of floats per key (`Store.rows`) keep them under their own name.
+            for detectors in stage.by_kind.values():
+                for detector in detectors:
+                    if getattr(detector, "row_stage", None):
+                        types[detector.row_stage] = {"row": list[float]}
         # What the pipeline's own hooks keep beside the detectors' states.
         types["account"]["session"] = SessionMemory
         types["symbol"]["quote"] = float | None
@@ -118,6 +125,25 @@ class WorkingSet:
 
     def put(self, stage: str, key: str, state: dict[str, Any]) -> None:
         self._states[(stage, key)] = state
+
+    def rows(self, stage: str, keys: Sequence[str], fresh: np.ndarray) -> Rows:
+        """A table of the keys' rows, each stored as a `row` list under its key."""
+        table = np.empty((len(keys), fresh.size))
+        for i, key in enumerate(keys):
+            state = self.get(stage, key)
+            if state is None:
+                table[i] = fresh
+            elif len(state["row"]) != fresh.size:
+                raise StateFormatMismatch(f"{stage}:{key} holds {len(state['row'])} values, this policy keeps "
+                                          f"{fresh.size} (a detector's parameter changed its width). {_FRESH}")
+            else:
+                table[i] = state["row"]
+        return table, np.arange(len(keys))
+
+    def put_rows(self, stage: str, keys: Sequence[str], rows: Rows) -> None:
+        table, at = rows
+        for key, i in zip(keys, at.tolist()):
+            self.put(stage, key, {"row": table[i].tolist()})
 
     def changed(self) -> dict[StageKey, bytes]:
         """Encoded states that differ from what was loaded."""

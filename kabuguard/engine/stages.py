@@ -4,6 +4,11 @@ Each stage owns the detectors of its name and keeps their state per key in a `St
 event a stage loads the key's state, lets every detector score (reading only state from strictly
 earlier events), then lets every detector learn, and saves the state. Stages run in order
 (account, ip, device, symbol, final); a stage reads only earlier stages' evidence.
+
+Market bars come a whole market per minute, and their detectors (`batch_types`) take a batch
+of them at once (`run_batch`): consecutive bars of one minute and distinct symbols, which never
+read each other's state, so the batch decides exactly as one bar at a time would. One bar is a
+batch of one.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ Hook = Callable[[Any, dict[str, Any], Evidence], None]
 # What a stage runs for one event type, resolved once: per detector its state's name, its
 # fresh state and its bound `score` and `learn` (the hot loop then does no attribute lookups).
 Step = tuple[str, Callable[[], Any], Callable[..., None], Callable[..., None]]
+# A batch detector's state name, its fresh state and its bound `run_batch`.
+BatchStep = tuple[str, Callable[[], Any], Callable[..., None]]
 
 
 class KeyedStage:
@@ -34,8 +41,16 @@ class KeyedStage:
             for kind in detector.types:
                 by_kind.setdefault(kind, []).append(detector)
         self.by_kind = by_kind
+        batch = {kind for kind, ds in by_kind.items() if ds and all(kind in getattr(d, "batch_types", ()) for d in ds)}
+        for kind, ds in by_kind.items():
+            if kind not in batch and any(kind in getattr(d, "batch_types", ()) for d in ds):
+                raise ValueError(f"stage {name}: `{kind}` has detectors with and without a batch path")
         self._steps: dict[str, tuple[Step, ...]] = {
             kind: tuple((d.name, d.initial, d.score, d.learn) for d in ds) for kind, ds in by_kind.items()
+            if kind not in batch
+        }
+        self._batch: dict[str, tuple[BatchStep, ...]] = {
+            kind: tuple((d.name, d.initial, d.run_batch) for d in by_kind[kind]) for kind in batch
         }
         # The in-memory store last run against and this stage's dict in it: one dict lookup per
         # event instead of a call into the store (the replay's hot path).
@@ -46,6 +61,8 @@ class KeyedStage:
         """Score then learn `event`; returns the key's state (None when the stage skips it)."""
         steps = self._steps.get(event.kind)
         if steps is None:
+            if event.kind in self._batch:
+                self.run_batch([event], [ev], store)
             return None
         key = self.key_of(event)
         if not key:
@@ -71,3 +88,34 @@ class KeyedStage:
         if fresh or not store.live:
             store.put(self.name, key, state)
         return state
+
+    def run_batch(self, events: Sequence[Any], evs: Sequence[Evidence], store: Store) -> None:
+        """Score then learn a batch of one kind (see the module's docstring): each batch
+        detector over all of it, then the `between` hook per event."""
+        steps = self._batch[events[0].kind]
+        key_of = self.key_of
+        keys = [key_of(event) for event in events]
+        if not all(keys):
+            kept = [i for i, key in enumerate(keys) if key]
+            if not kept:
+                return
+            events, evs, keys = [events[i] for i in kept], [evs[i] for i in kept], [keys[i] for i in kept]
+        states: dict[str, Any] = dict.fromkeys(keys)  # one per key (the market stage has one)
+        for key in states:
+            state = store.get(self.name, key)
+            if state is None:
+                state = {}
+                store.put(self.name, key, state)
+            states[key] = state
+        for name, initial, run_batch in steps:
+            for state in states.values():
+                if name not in state:
+                    state[name] = initial()
+            run_batch(events, [states[key][name] for key in keys], evs, store)
+        if self.between is not None:
+            between = self.between
+            for event, key, ev in zip(events, keys, evs):
+                between(event, states[key], ev)
+        if not store.live:
+            for key, state in states.items():
+                store.put(self.name, key, state)

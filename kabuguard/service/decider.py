@@ -21,7 +21,8 @@ from typing import Any
 
 import msgspec
 
-from kabuguard.detectors.market_factor import MARKET_KEY
+from kabuguard.detectors.market_factor import MARKET_KEY, MarketFactor
+from kabuguard.detectors.pump_surveillance import PumpSurveillance
 from kabuguard.detectors.shared_indicator import INTEL_KEY, intel_key
 from kabuguard.engine.pipeline import Pipeline
 from kabuguard.engine.redis_store import (Missing, RedisState, Snapshot, StageKey, StateCodec, StateFormatMismatch,
@@ -73,6 +74,7 @@ def keys_of(event: Any) -> list[StageKey]:
             keys.append(("intel", INTEL_KEY))
     if kind == "market_bar":
         keys.append(("market", MARKET_KEY))
+        keys += [(MarketFactor.row_stage, event.symbol), (PumpSurveillance.row_stage, event.symbol)]
     if kind in _WITH_SYMBOL:
         keys.append(("symbol", event.symbol))
     if kind in ("order", "execution", "instrument"):
