@@ -24,7 +24,7 @@ bought it; a customer on a new phone buying the same name.
     >>> from kabuguard.events.reader import event_from_dict
     >>> flow = SuspectFlow({"lookback_hours": 72, "risky_session_llr": 2.0, "suspect_llr": 4.0,
     ...     "min_buyers": 2, "sell_weight": 6.0, "buy_weight": 2.0, "max_adv_value_jpy": 2e9, "habit_discount": 2.5,
-    ...     "foreign_session_llr": 0.0})
+    ...     "foreign_session_llr": 0.0, "fx_jpy": {}})
     >>> state = flow.initial()
     >>> def order(account, side, minute):
     ...     return event_from_dict({"event_id": f"o{minute}", "type": "order", "account_id": account,
