@@ -156,6 +156,18 @@ class Pipeline:
             self._fire_playbooks(event, ev, raised)
         return self._decision
 
+    def run_stage_bars(self, stage: KeyedStage, bars: Sequence[Event], evs: Sequence[Evidence]) -> None:
+        """`run_stage` over consecutive market bars, in the batches `process_bars` makes."""
+        at = 0
+        for batch in bar_batches(bars):
+            mine = evs[at:at + len(batch)]
+            at += len(batch)
+            raised = [len(ev.alerts) for ev in mine]
+            stage.run_batch(batch, mine, self.store)
+            for event, ev, before in zip(batch, mine, raised):
+                if len(ev.alerts) > before:
+                    self._fire_playbooks(event, ev, before)
+
     def _fire_playbooks(self, event: Any, ev: Evidence, start: int) -> None:
         """The policy's playbooks on the alerts from `start` on, right after the stage that raised
         them: each names itself in the alert, and a live one contains the alert's accounts

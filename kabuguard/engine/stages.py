@@ -92,7 +92,11 @@ class KeyedStage:
     def run_batch(self, events: Sequence[Any], evs: Sequence[Evidence], store: Store) -> None:
         """Score then learn a batch of one kind (see the module's docstring): each batch
         detector over all of it, then the `between` hook per event."""
-        steps = self._batch[events[0].kind]
+        steps = self._batch.get(events[0].kind)
+        if steps is None:  # a kind without a batch path here: one event at a time
+            for event, ev in zip(events, evs):
+                self.run(event, ev, store)
+            return
         key_of = self.key_of
         keys = [key_of(event) for event in events]
         if not all(keys):

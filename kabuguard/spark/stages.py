@@ -107,15 +107,24 @@ class StageTask:
             times = batch.column(1).to_pylist()
             events = batch.column(_EVENT).to_pylist()
             carried = batch.column(_EV).to_pylist()
-            out_ev: list[bytes | None] = []
-            noted: list[bool] = []
+            decided: list[Evidence] = []
+            bars: list[Any] = []  # consecutive market bars, decided in batches as the replay does
             for seq, ts_us, raw, before in zip(seqs, times, events, carried):
                 event = _unpack_event(raw)
                 ev = pipeline.evidence(event, references.as_of(event, ts_us, seq))
                 restore(ev, before)
+                decided.append(ev)
+                if event.kind == "market_bar":
+                    bars.append(event)
+                    continue
+                if bars:
+                    pipeline.run_stage_bars(stage, bars, decided[-1 - len(bars):-1])
+                    bars = []
                 pipeline.run_stage(stage, event, ev)
-                out_ev.append(carry(ev))
-                noted.append(bool(ev.notes))
+            if bars:
+                pipeline.run_stage_bars(stage, bars, decided[-len(bars):])
+            out_ev = [carry(ev) for ev in decided]
+            noted = [bool(ev.notes) for ev in decided]
             yield pa.RecordBatch.from_arrays(
                 batch.columns[:_EV] + [pa.array(out_ev, pa.binary()), pa.array(noted, pa.bool_())],
                 schema=batch.schema)
