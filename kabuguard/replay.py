@@ -123,7 +123,6 @@ def replay(paths: Iterable[str | Path], out_dir: str | Path, policy: Policy | No
 def _decide(order: TotalOrder, pipeline: Pipeline, summary: ReplaySummary, quiet: bool) -> None:
     """Every event in the total order through the core; decisions and alerts as they come."""
     out = summary.out_dir
-    process = pipeline.process
     with (out / "decisions.jsonl").open("wb") as decisions, (out / "alerts.jsonl").open("wb") as alerts, \
             progress(quiet) as bar, gc_settled() as settle:
         # The total counts duplicates too: they are known only once the merge reaches them.
@@ -139,42 +138,44 @@ def _decide(order: TotalOrder, pipeline: Pipeline, summary: ReplaySummary, quiet
             settle()
             bar.update(task, completed=done)
 
-        def raise_(raised: list[dict]) -> None:
-            alerts.write(_encode_lines(raised))
-            _count(summary.alerts, (a["type"] for a in raised))
-
-        # Consecutive market bars (a whole market each minute) are decided together, in batches.
-        bars: list[Event] = []
-
-        def decide_bars() -> None:
-            raised = pipeline.process_bars(bars)
-            if raised:
-                raise_(raised)
-            bars.clear()
-
-        n = 0
+        n = done = 0
         try:
-            for n, event in enumerate(order, start=1):
-                if event.kind == "market_bar":
-                    bars.append(event)
-                    if len(bars) == BAR_BATCH:
-                        decide_bars()
-                else:
-                    if bars:
-                        decide_bars()
-                    decision, raised = process(event)
-                    if decision is not None:
-                        decided.append(decision)
-                    if raised:
-                        raise_(raised)
-                if n % CHUNK == 0:
-                    decide_bars()
+            for n, decision, raised in decide(pipeline, order):
+                if decision is not None:
+                    decided.append(decision)
+                if raised:
+                    alerts.write(_encode_lines(raised))
+                    _count(summary.alerts, (a["type"] for a in raised))
+                if n - done >= CHUNK:
                     flush(n)
-            decide_bars()
+                    done = n
         finally:  # on an interruption too: the decisions beside the alerts already written
             flush(order.added)
     summary.events = n
     summary.duplicates = order.duplicates
+
+
+def decide(pipeline: Pipeline, events: Iterable[Event]) -> Iterator[tuple[int, dict | None, list[dict]]]:
+    """The core over `events` in their order, as the replay runs it: per event its decision and
+    alerts; a run of consecutive market bars (a whole market each minute) in batches
+    (`Pipeline.process_bars`), with no decision and the run's alerts. Each comes with the number
+    of events decided so far."""
+    bars: list[Event] = []
+    n = 0
+    for n, event in enumerate(events, start=1):
+        if event.kind == "market_bar":
+            bars.append(event)
+            if len(bars) == BAR_BATCH:
+                yield n, None, pipeline.process_bars(bars)
+                bars = []
+            continue
+        if bars:
+            yield n - 1, None, pipeline.process_bars(bars)
+            bars = []
+        decision, raised = pipeline.process(event)
+        yield n, decision, raised
+    if bars:
+        yield n, None, pipeline.process_bars(bars)
 
 
 def _count(counts: dict[str, int], values: Iterable[str]) -> None:
@@ -182,4 +183,4 @@ def _count(counts: dict[str, int], values: Iterable[str]) -> None:
         counts[value] = counts.get(value, 0) + 1
 
 
-__all__ = ["DECIDABLE", "ReplaySummary", "gc_settled", "read_events", "replay"]
+__all__ = ["DECIDABLE", "ReplaySummary", "decide", "gc_settled", "read_events", "replay"]

@@ -422,6 +422,37 @@ def test_bars_decided_in_batches_decide_as_one_at_a_time(tmp_path: Path) -> None
         assert np.array_equal(a[0][a[1]], b[0][b[1]])
 
 
+
+def test_a_price_jump_past_the_range_of_floats_is_no_move_and_poisons_nothing(tmp_path: Path) -> None:
+    """1e300 then 1e-300: the log of their ratio is not a number; the bar learns its volume and
+    the symbol's state stays finite (a -inf drift would keep it from ever alerting again)."""
+    s = Stream()
+    m = Market(s, seed=2)
+    for minute, close in enumerate((1e300, 1e-300, 100.0, 101.0), start=1):
+        m.bar(1, 10, minute, "9999", close, 500)
+    pipeline = Pipeline()
+    for event in total_order(read_file(s.write(tmp_path / "e.jsonl"))).events:
+        pipeline.process(event)
+    for detector in (*pipeline.market.by_kind["market_bar"], *pipeline.symbol.by_kind["market_bar"]):
+        table, at = pipeline.store.rows(detector.row_stage, ["9999"], detector.fresh_row)
+        assert np.isfinite(table[at[0]]).all(), detector.name
+        assert table[at[0], 3 if detector.name == "market_factor" else 0] == 4.0  # bars learned: all four
+
+
+def test_whole_numbers_of_bars_in_the_policy_are_whole_numbers(tmp_path: Path) -> None:
+    """`warmup_bars: 2.5` counts as 2, as `int()` reads it everywhere else."""
+    s = Stream()
+    m = Market(s, seed=2)
+    for minute, (close, volume) in enumerate(((100.0, 200), (100.0, 200), (110.0, 20000)), start=1):
+        m.bar(1, 10, minute, "9999", close, volume)
+    policy = load_policy()
+    alerts = {}
+    for warmup in (2, 2.5):
+        params = {**policy.detectors["pump_surveillance"], "warmup_bars": warmup}
+        alerts[warmup], _ = _run(s, tmp_path, dataclasses.replace(policy, detectors={**policy.detectors,
+                                                                                    "pump_surveillance": params}))
+    assert _surges(alerts[2]) and alerts[2.5] == alerts[2]
+
 @pytest.fixture(scope="module")
 def sim_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from kabuguard.sim import Config, simulate

@@ -14,7 +14,7 @@ import pytest
 import redis
 import sqlalchemy
 
-from conftest import brokerage
+from conftest import brokerage, ts
 from kabuguard.engine import MemoryStore, Pipeline
 from kabuguard.engine.redis_store import StateCodec
 from kabuguard.events.reader import event_from_dict
@@ -85,7 +85,12 @@ def _recorded(url: str) -> tuple[list[bytes], list[bytes]]:
 @pytest.mark.parametrize("wait_for_database", ["0", "1"], ids=["answer-after-redis", "answer-after-postgres"])
 def test_sigkill_with_redis_and_postgres_loses_and_doubles_nothing(
         tmp_path: Path, redis_url: str, redis_prefix: str, pg_url: str, wait_for_database: str) -> None:
-    src = brokerage().write(tmp_path / "e.jsonl")
+    s = brokerage()
+    for minute in range(1, 31):  # a market too: the rows its bars keep are compared below
+        for symbol, close in (("7203", 2500.0 + minute), ("9999", 300.0 - minute % 3)):
+            s.add("market_bar", ts(2, 9, minute), symbol=symbol, open=close, high=close, low=close, close=close,
+                  volume=1000 + 10 * minute)
+    src = s.write(tmp_path / "e.jsonl")
     want_decisions, want_alerts = replay_reference([src], tmp_path / "replay")
     stream = ordered_stream([src])
     chunks = list(batches(stream, 20))
@@ -120,7 +125,12 @@ def test_sigkill_with_redis_and_postgres_loses_and_doubles_nothing(
         for k, state in states.items():
             assert client.hget(f"{redis_prefix}s:acme:{stage}:{k}", "d") == codec.encode(state), (stage, k)
             compared += 1
-    assert compared > 30
+    for stage, table in store._rows.items():
+        for k, i in table.at.items():
+            row = codec.encode({"row": table.data[i].tolist()})
+            assert client.hget(f"{redis_prefix}s:acme:{stage}:{k}", "d") == row, (stage, k)
+            compared += 1
+    assert compared > 30 and len(store._rows) == 2
 
 
 def test_sigkill_embedded_rebuilds_state_from_its_log(tmp_path: Path) -> None:

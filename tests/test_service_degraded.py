@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -18,7 +19,8 @@ from conftest import HOME_UA, ts
 from kabuguard.service.app import create_app
 from kabuguard.service.auth import create_key
 from kabuguard.service.settings import Settings
-from test_service_support import RedisServer, TcpProxy, encode, pg_url, redis_prefix, redis_url
+from test_service_support import RedisServer, ServiceProcess, TcpProxy, encode, pg_url, redis_prefix, redis_url
+from test_service_support import create_key as cli_key
 
 __all__ = ["pg_url", "redis_prefix", "redis_url"]  # fixtures
 
@@ -212,3 +214,22 @@ def test_an_outbox_entry_the_database_refuses_stays_and_holds_back_no_other(
         stored = [r[0] for r in conn.exec_driver_sql("SELECT event_id FROM decisions ORDER BY event_id")]
     engine.dispose()
     assert stored == ["left-1", "left-2"]
+
+
+def test_the_first_bar_after_a_start_with_a_cold_kernel_cache_is_decided_in_time(
+        tmp_path: Path, redis_url: str, redis_prefix: str, pg_url: str) -> None:
+    """The compiled bar kernels load while the service starts (here they compile: an empty numba
+    cache, as after an upgrade or on a new machine), not inside the first bar's deadline."""
+    cache = tmp_path / "numba-cache"
+    service = ServiceProcess(tmp_path, redis_url, pg_url, KABUGUARD_REDIS_PREFIX=redis_prefix,
+                             KABUGUARD_DEADLINE_MS=str(DEADLINE_MS), NUMBA_CACHE_DIR=str(cache))
+    key = cli_key(pg_url)
+    service.start(timeout=120)
+    try:
+        bar = {"event_id": "mb-1", "type": "market_bar", "ts": ts(3, 9, 1), "symbol": "7203", "open": 2500.0,
+               "high": 2500.0, "low": 2500.0, "close": 2500.0, "volume": 1000}
+        answer = httpx.post(service.url + "/v1/events", json=bar, headers={"X-API-Key": key}, timeout=30)
+        assert answer.status_code == 200 and answer.json()["degraded"] is False, answer.text
+        assert any(cache.rglob("*.nbi"))  # compiled at the start, into the empty cache
+    finally:
+        service.stop()

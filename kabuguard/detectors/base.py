@@ -8,6 +8,8 @@ manipulation, negative of the customer's own habit; the policy adds them up.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
 from typing import Any, ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 import msgspec
@@ -71,6 +73,20 @@ class Detector(Protocol, Generic[S]):
     def learn(self, event: Any, state: S, ev: Evidence) -> None:
         """Fold the event into `state`; called after every detector of the stage has scored."""
         ...
+
+
+@cache
+def compiled(kernel: Callable[..., Any]) -> Callable[..., Any]:
+    """`kernel` compiled to machine code (numba) on its first call, then loaded from numba's cache.
+
+    numba is imported here, not with the detectors: it loads LLVM (a few tenths of a second and
+    about 100 MB), which only a process that decides market bars needs."""
+    from numba import njit  # noqa: PLC0415
+
+    try:
+        return njit(cache=True, nogil=True)(kernel)
+    except RuntimeError:  # no writable cache directory (read-only install, no HOME): compile per process
+        return njit(nogil=True)(kernel)
 
 
 def param(params: dict[str, Any], name: str, detector: str) -> Any:

@@ -37,9 +37,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 import numpy as np
-from numba import njit
 
-from kabuguard.detectors.base import Evidence, param
+from kabuguard.detectors.base import Evidence, compiled, param
 
 if TYPE_CHECKING:
     from kabuguard.engine.store import Store
@@ -95,9 +94,9 @@ class MarketFactor:
         rows = store.rows(self.row_stage, symbols, self.fresh_row)
         n = len(events)
         returns, surprises = np.empty(n), np.empty(n)
-        got_r, got_s = _learn(rows[0], rows[1], np.array([e.ts_us for e in events], dtype=np.int64),
-                              np.array([e.close for e in events]), np.array([e.volume for e in events], dtype=float),
-                              self._k, returns, surprises)
+        got_r, got_s = compiled(_learn)(
+            rows[0], rows[1], np.array([e.ts_us for e in events], dtype=np.int64), np.array([e.close for e in events]),
+            np.array([e.volume for e in events], dtype=float), self._k, returns, surprises)
         tape.returns += returns[:got_r].tolist()
         tape.surprises += surprises[:got_s].tolist()
         store.put_rows(self.row_stage, symbols, rows)
@@ -121,7 +120,6 @@ class MarketFactor:
         tape.surprises = []
 
 
-@njit(cache=True, nogil=True)
 def _learn(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarray, volume: np.ndarray,
            k: np.ndarray, returns: np.ndarray, surprises: np.ndarray) -> tuple[int, int]:
     """Each bar's one-minute log return (after a bar a minute before) and its log-pace surprise
@@ -140,8 +138,10 @@ def _learn(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndar
             continue
         gap = (now - table[r, _LAST_US]) / _MIN_US
         if gap <= 1.0:
-            returns[got_r] = math.log(close[i] / table[r, _LAST_CLOSE])
-            got_r += 1
+            ratio = close[i] / table[r, _LAST_CLOSE]
+            if 0.0 < ratio < math.inf:  # past the range of floats, no measurable move
+                returns[got_r] = math.log(ratio)
+                got_r += 1
             gap = 1.0
         raw = math.log(volume[i] / (gap if gap < horizon else horizon)) - table[r, _PACE]
         if n >= warmup:

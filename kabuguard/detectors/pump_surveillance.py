@@ -56,9 +56,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 import numpy as np
-from numba import njit
 
-from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.base import Evidence, Finding, compiled, param
 from kabuguard.events.model import account_key
 
 if TYPE_CHECKING:
@@ -137,9 +136,9 @@ class PumpSurveillance:
         # The kernel's parameters, in the order `_bars` unpacks them.
         self._k = np.array([
             p("max_gap_minutes"), p("pace_horizon_minutes"), p("market_beta"), p("min_sigma_per_minute") ** 2,
-            inv_window, math.exp(-1.0 * inv_window), p("warmup_bars"), math.log(p("end_volume_multiple")),
+            inv_window, math.exp(-1.0 * inv_window), int(p("warmup_bars")), math.log(p("end_volume_multiple")),
             math.log(p("onset_volume_multiple")), self.on_volume_z, self.on_price_z, p("onset_price_move"),
-            p("sustained_bars"), p("sustained_price_move"), p("min_log_pace_deviation"), p("profile_rate"),
+            int(p("sustained_bars")), p("sustained_price_move"), p("min_log_pace_deviation"), p("profile_rate"),
             1.0 / p("baseline_minutes"), p("prior_bars"),
         ])
         fresh = np.zeros(_PROFILE + buckets)
@@ -171,9 +170,10 @@ class PumpSurveillance:
         rows = store.rows(self.row_stage, symbols, self.fresh_row)
         told, values = np.zeros((n, 3), dtype=np.int64), np.empty((n, 7))
         index, busy = evs[0].market  # one minute: one market
-        flagged = _bars(rows[0], rows[1], np.array([e.ts_us for e in events], dtype=np.int64),
-                        np.array([e.close for e in events]), np.array([e.volume for e in events], dtype=float),
-                        index, busy, active, self._k, self.bucket_minutes, told, values)
+        flagged = compiled(_bars)(
+            rows[0], rows[1], np.array([e.ts_us for e in events], dtype=np.int64), np.array([e.close for e in events]),
+            np.array([e.volume for e in events], dtype=float), index, busy, active, self._k, self.bucket_minutes,
+            told, values)
         store.put_rows(self.row_stage, symbols, rows)
         for i in flagged.tolist():
             code, started, hot = told[i].tolist()
@@ -311,7 +311,6 @@ class PumpSurveillance:
         buyers[key] = (event.ts_us, ev.session_llr)
 
 
-@njit(cache=True, nogil=True)
 def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarray, volume: np.ndarray,
           index: float, busy: float, active: np.ndarray, k: np.ndarray, bucket_minutes: int,
           told: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -339,7 +338,9 @@ def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarr
                 gap = max_gap
             elif gap < 1.0:
                 gap = 1.0
-            excess = math.log(price / row[_LAST_CLOSE]) - beta * (index - row[_MARKET_REF])
+            ratio = price / row[_LAST_CLOSE]
+            # A ratio past the range of floats (1e300 after 1e-300) is no measurable move.
+            excess = math.log(ratio) - beta * (index - row[_MARKET_REF]) if 0.0 < ratio < math.inf else 0.0
             var = row[_VAR]
             if var < min_var:
                 var = min_var

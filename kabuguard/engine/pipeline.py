@@ -21,7 +21,7 @@ from kabuguard.detectors.shared_indicator import intel_key
 from kabuguard.detectors.session_risk import SessionMemory
 from kabuguard.engine.stages import KeyedStage
 from kabuguard.engine.store import MemoryStore, Store
-from kabuguard.events.model import Event, account_key, firm_account_key
+from kabuguard.events.model import Event, MarketBar, account_key, firm_account_key
 from kabuguard.netintel import UNKNOWN, NetIntel, netintel
 from kabuguard.policy import Policy, at_least, load_policy
 
@@ -138,6 +138,14 @@ class Pipeline:
                 if ev.alerts:
                     out += self.stamp(event, ev.alerts)
         return out
+
+    def warm_up(self) -> None:
+        """Load the compiled bar kernels (numba compiles them once, then reads its cache) with one
+        made-up bar on a throwaway store, so that no real request waits for them."""
+        bar = MarketBar(event_id="warm-up", ts="1970-01-01T00:01:00Z", symbol="-", open=1.0, high=1.0, low=1.0,
+                        close=1.0, volume=1)
+        bar.ts_us = _MIN_US
+        Pipeline(self.policy, MemoryStore(), self.net).process_bars([bar])
 
     # -- stage-wise execution: the same steps as `process`, one stage at a time ---------------
     # A distributed runner (kabuguard.spark) runs each stage over its own keyed partitions, carries

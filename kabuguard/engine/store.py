@@ -45,18 +45,23 @@ class Store(Protocol):
 class RowTable:
     """Rows of one stage by key, in one growing float64 table."""
 
-    def __init__(self, fresh: np.ndarray) -> None:
+    def __init__(self, stage: str, fresh: np.ndarray) -> None:
+        self.stage = stage
         self.fresh = fresh
         self.data = np.empty((64, fresh.size))
         self.at: dict[str, int] = {}
 
-    def rows(self, keys: Sequence[str]) -> Rows:
+    def rows(self, keys: Sequence[str], fresh: np.ndarray) -> Rows:
+        if fresh.size != self.fresh.size:  # compiled code does not check bounds: refuse here
+            raise ValueError(f"rows of `{self.stage}` hold {self.fresh.size} values, asked for {fresh.size}: two "
+                             f"policies with different parameters share one store")
         at = self.at
         found = [at.get(key, -1) for key in keys]
         if -1 in found:
             for i, key in enumerate(keys):
                 if found[i] < 0:
-                    found[i] = at[key] = self._add()
+                    row = at.get(key)  # the same new key may come twice
+                    found[i] = at[key] = self._add() if row is None else row
         return self.data, np.array(found, dtype=np.int64)
 
     def _add(self) -> int:
@@ -87,8 +92,8 @@ class MemoryStore:
     def rows(self, stage: str, keys: Sequence[str], fresh: np.ndarray) -> Rows:
         table = self._rows.get(stage)
         if table is None:
-            table = self._rows[stage] = RowTable(fresh)
-        return table.rows(keys)
+            table = self._rows[stage] = RowTable(stage, fresh)
+        return table.rows(keys, fresh)
 
     def put_rows(self, stage: str, keys: Sequence[str], rows: Rows) -> None:
         """Nothing to do: the batch changed the table itself."""

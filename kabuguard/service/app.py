@@ -164,6 +164,7 @@ class Service:
         # within a millisecond (the default 5 ms shows in the p99 latency).
         sys.setswitchinterval(0.001)
         self.db.start()
+        await run_in_threadpool(self.decider.pipeline.warm_up)  # the bar kernels, before any bar
         if self.decider.embedded:
             started = time.monotonic()
             n = await run_in_threadpool(self.decider.rebuild)
