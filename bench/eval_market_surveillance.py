@@ -120,6 +120,7 @@ def score(run: Path, alerts: list[dict]) -> dict:
                     if a["ts_us"] < ep["start_us"] < ended.get(a["evidence"]["episode_id"], ep["end_us"] + 1)]
         if covering:
             first = covering[0]
+            used.add(first["alert_id"])  # its detection, not also a false onset
         rows.append({
             "symbol": ep["symbol"], "kind": "news" if ep["news"] else "pump", "campaign_id": ep["campaign_id"],
             "start": ep["start"], "detected": first is not None,

@@ -425,3 +425,75 @@ def test_two_firms_customers_with_one_id_are_two_accounts(tmp_path: Path) -> Non
     assert metrics["alert_precision"]["campaign_alert"]["on_fraud"] == 1
     [campaign] = metrics["campaigns"]
     assert campaign["detected_by"] == "campaign_alert al-e1-0" and campaign["detection_delay_min"] == 60.0
+
+
+def _small_run(tmp_path: Path, rows: list[tuple], alerts: list[dict], extra_labels: list[dict] = ()) -> dict:
+    """rows: (event_id, hh:mm, type, account, decision or None (not in the run), notional, label fields)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    _write(run / "decisions.jsonl", [
+        {"event_id": e, "ts": _ts(t), "type": k, "account_id": a, "decision": d, "score": 0.5,
+         **({"notional_jpy": float(n)} if n else {})} for e, t, k, a, d, n, _ in rows if d is not None])
+    _write(run / "alerts.jsonl", alerts)
+    labels = _write(tmp_path / "labels.jsonl", [
+        {"event_id": e, "ts": _ts(t), "type": k, "account_id": a, **f} for e, t, k, a, _, _, f in rows]
+        + list(extra_labels))
+    return evaluate_run(labels, run, tmp_path / "out")
+
+
+def test_a_hijacked_accounts_first_order_is_its_owners_and_undecided_is_not_stopped(tmp_path: Path) -> None:
+    # X1, the attackers' own account, was also tried by the campaign's stuffing (a victim-labelled
+    # failed login): its own orders are not a hijacked account's. V1's first fraudulent order is
+    # not in the run (lost upstream); its second was held, too late.
+    metrics = _small_run(tmp_path, [
+        ("x0", "09:00", "login", "X1", "allow", None, C1_VICTIM),
+        ("x1", "09:05", "order", "X1", "allow", 500_000, C1_ATTACKER),
+        ("v0", "09:10", "login", "V1", "allow", None, C1_VICTIM),
+        ("v1", "09:15", "order", "V1", None, 100_000, C1_VICTIM),
+        ("v2", "09:20", "order", "V1", "review", 100_000, C1_VICTIM),
+    ], [])
+    victims = metrics["victims_stopped_before_first_order"]
+    assert (victims["victims_with_fraud_order"], victims["stopped"], victims["victims_without_fraud_order"]) == (1, 0, 1)
+    assert victims["first_order_undecided"] == 1 and victims["missed_accounts"] == ["V1"]
+
+
+def test_an_episodes_end_notice_detects_nothing_and_is_not_an_alert_to_read(tmp_path: Path) -> None:
+    # Onsets at 09:30 and 09:40 before the labelled windows; inside them only their end notices.
+    ended = {"reasons": ["volume_price_surge_ended"], "evidence": {"ended": True}}
+    metrics = _small_run(tmp_path, [("l1", "10:00", "login", "V1", "allow", None, C1_VICTIM)], [
+        {"type": "symbol_alert", "alert_id": "s1", "ts": _ts("09:30"), "symbol": "7203", "reasons": ["volume_price_surge"]},
+        {"type": "symbol_alert", "alert_id": "s2", "ts": _ts("10:05"), "symbol": "7203", **ended},
+        {"type": "symbol_alert", "alert_id": "s3", "ts": _ts("09:40"), "symbol": "9999", "reasons": ["volume_price_surge"]},
+        {"type": "symbol_alert", "alert_id": "s4", "ts": _ts("12:10"), "symbol": "9999", **ended},
+    ], [
+        {"kind": "pump_episode", "symbol": "7203", "start": _ts("10:00"), "end": _ts("11:00"), "campaign_id": "C1"},
+        {"kind": "pump_episode", "symbol": "9999", "start": _ts("12:00"), "end": _ts("13:00"), "news": True},
+    ])
+    pumps = metrics["pump_episodes"]
+    assert pumps["manipulation"]["detected"] == 0
+    work = metrics["workload"]
+    assert work["by_type"]["symbol_alert"]["count"] == 2 and work["episode_end_notices"] == 2
+
+
+def test_a_pump_episode_listed_twice_counts_once_and_is_reported(tmp_path: Path) -> None:
+    episode = {"kind": "pump_episode", "symbol": "7203", "start": _ts("10:00"), "end": _ts("11:00"), "campaign_id": "C1"}
+    metrics = _small_run(tmp_path, [("l1", "10:00", "login", "V1", "allow", None, C1_VICTIM)], [
+        {"type": "symbol_alert", "alert_id": "s1", "ts": _ts("10:02"), "symbol": "7203", "reasons": ["volume_price_surge"]},
+    ], [episode, episode, {**episode, "symbol": "6758"}])
+    assert metrics["pump_episodes"]["manipulation"]["episodes"] == 2
+    assert metrics["inputs"]["rejected_lines"] == 1 and "duplicate" in metrics["inputs"]["rejections"][0]["reason"]
+
+
+def test_the_report_shows_small_rates_large_delays_and_orders_without_a_price(tmp_path: Path) -> None:
+    from kabuguard.evaluate.report import percent  # noqa: PLC0415
+
+    assert [percent(v) for v in (0.000025, 0.00001, 0.005, 0.0123)] == ["0.0025%", "0.0010%", "0.50%", "1.2%"]
+    metrics = _small_run(tmp_path, [
+        ("o1", "09:00", "order", "V1", "allow", 1000, C1_VICTIM),
+        ("o2", "09:05", "order", "V2", "allow", None, C1_VICTIM),  # no price: not in value stopped
+    ], [{"type": "account_alert", "alert_id": "a1", "ts": "2025-03-31T09:00:00+09:00", "account_id": "V2"}])
+    assert metrics["value_stopped"]["fraud_orders_without_notional"] == 1
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "1 fraud orders without a price left out" in report
+    assert "14,400" in report and "e+04" not in report  # the campaign found ten days on
+    assert any("without a price" in line for line in summary_lines(metrics))

@@ -28,7 +28,6 @@ from kabuguard.evaluate.metrics import Calendar, account_of, order_value, ratio,
 # (instant, what raised it) sorted by instant, per account or per symbol.
 Leads = dict[str, list[tuple[int, str]]]
 _MINUTE_US = 60_000_000
-_ENDED = "volume_price_surge_ended"
 _first = itemgetter(0)
 
 
@@ -66,11 +65,13 @@ def account_leads(alerts: list[Alert]) -> Leads:
 
 
 def symbol_leads(alerts: list[Alert]) -> Leads:
-    """Alerts that name a symbol: symbol alerts, and every symbol of a campaign alert."""
+    """Alerts that name a symbol: symbol alerts (not episodes' end notices), and every symbol of a
+    campaign alert."""
     named: list[tuple[str, tuple[int, str]]] = []
     for alert in alerts:
         if isinstance(alert, SymbolAlert):
-            named.append((alert.symbol, (alert.ts_us, _describe(alert))))
+            if not alert.ended:  # an episode's end notice detects nothing
+                named.append((alert.symbol, (alert.ts_us, _describe(alert))))
         elif isinstance(alert, CampaignAlert):
             named.extend((s, (alert.ts_us, _describe(alert))) for s in alert.symbols)
     return _index(named)
@@ -223,7 +224,7 @@ def alert_precision(alerts: list[Alert], fraud_accounts: set[str], episodes: lis
             hit = any(a in fraud_accounts for a in alert.accounts) or any(
                 _inside(alert.ts_us, windows.get(s, ())) for s in alert.symbols
             )
-        elif episodes and not _ended(alert):
+        elif episodes and not (isinstance(alert, SymbolAlert) and alert.ended):
             hit = id(alert) not in false_ids
         else:
             continue
@@ -252,13 +253,8 @@ def _false_symbol_alerts(episodes: list[PumpEpisode], alerts: list[Alert]) -> li
     windows = _manipulation_windows(episodes)
     return [
         a for a in alerts
-        if isinstance(a, SymbolAlert) and not _ended(a) and not _inside(a.ts_us, windows.get(a.symbol, ()))
+        if isinstance(a, SymbolAlert) and not a.ended and not _inside(a.ts_us, windows.get(a.symbol, ()))
     ]
-
-
-def _ended(alert: SymbolAlert) -> bool:
-    """A notice that an episode alerted earlier is over (`volume_price_surge_ended`), not a new alert."""
-    return _ENDED in alert.reasons
 
 
 def _median(minutes: list[float]) -> float | None:

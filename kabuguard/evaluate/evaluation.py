@@ -139,7 +139,7 @@ def compute(run: Run) -> dict:
         "value_stopped": m.order_value(pairs),
         "victims_stopped_before_first_order": None
         if "victims_stopped_before_first_order" in unavailable
-        else m.victims_stopped(pairs),
+        else m.victims_stopped(pairs, run.labels.values()),
         "false_positive_rate_by_group": None
         if "false_positive_rate_by_group" in unavailable
         else m.false_positives_by_group(pairs),
@@ -172,12 +172,16 @@ def summary_lines(metrics: dict) -> list[str]:
         f"logins (challenge+):   precision {percent(logins['precision'])}, recall {percent(logins['recall'])}"
         f" ({logins['tp']} caught, {logins['fp']} false, {logins['fn']} missed)",
         f"value stopped: ¥{value['stopped_notional_jpy']:,} of ¥{value['fraud_notional_jpy']:,}"
-        f" ({percent(value['value_stopped'])})",
+        f" ({percent(value['value_stopped'])})"
+        + (f"; {value['fraud_orders_without_notional']} fraud orders without a price are not in it"
+           if value["fraud_orders_without_notional"] else ""),
     ]
     if victims is not None:
         lines.append(
             f"hijacked accounts stopped before their first fraudulent order: "
             f"{victims['stopped']}/{victims['victims_with_fraud_order']} ({percent(victims['share'])})"
+            + (f", {victims['first_order_undecided']} of the others' first orders not in the run"
+               if victims["first_order_undecided"] else "")
         )
     roles = metrics["roles"]
     if roles and {"victim", "attacker"} <= roles.keys():

@@ -86,6 +86,11 @@ class SymbolAlert(_Alert, tag="symbol_alert", kw_only=True):
     symbol: str
     reasons: list[str] = []
 
+    @property
+    def ended(self) -> bool:
+        """A notice that an episode alerted earlier is over (`volume_price_surge_ended`), not a new alert."""
+        return "volume_price_surge_ended" in self.reasons
+
 
 class CampaignAlert(_Alert, tag="campaign_alert", kw_only=True):
     campaign_id: str | None = None
@@ -255,7 +260,10 @@ def _alert_key(alert: Alert) -> str | None:
 
 
 def _label_key(item: Label | PumpEpisode) -> str | None:
-    return item.event_id if isinstance(item, Label) else None
+    """An event's id; an episode's symbol and window, so that one listed twice counts once."""
+    if isinstance(item, Label):
+        return item.event_id
+    return f"pump_episode {item.symbol} {item.start_us}-{item.end_us}"
 
 
 def _read(

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from kabuguard.evaluate.inputs import Alert, Decision, Label, alert_type
+from kabuguard.evaluate.inputs import Alert, Decision, Label, SymbolAlert, alert_type
 from kabuguard.events.model import firm_account_key
 
 Pair = tuple[Decision, Label]
@@ -160,36 +160,44 @@ def by_role(pairs: list[Pair]) -> dict[str, dict]:
     return {role: order_value(group) for role, group in sorted(groups.items())}
 
 
-def victims_stopped(pairs: list[Pair], limit: int = 20) -> dict:
+def victims_stopped(pairs: list[Pair], labels: Iterable[Label], limit: int = 20) -> dict:
     """Hijacked accounts stopped before their first fraudulent order could go through.
 
-    Stopped means that first order was held or refused, or an earlier fraudulent event of the
-    account (its takeover login, a changed e-mail) was blocked.
+    Only the events labelled `victim` count: an attacker's own orders on an account its campaign
+    also attacked are not its owner's loss. Stopped means the first such order was held or
+    refused, or an earlier one of the account's fraudulent events (its takeover login, a changed
+    e-mail) was blocked. A first order the run did not decide was not stopped; it is counted apart.
     """
-    events: dict[str, list[Decision]] = defaultdict(list)
-    victims: set[str] = set()
-    for d, label in pairs:
-        account = account_of(d, label)
-        if not label.fraud or account is None:
+    decided = {d.event_id: d for d, _ in pairs}
+    events: dict[str, list[tuple[int, Label, Decision | None]]] = defaultdict(list)
+    for label in labels:
+        if not label.fraud or label.role != "victim":
             continue
-        events[account].append(d)
-        if label.role == "victim":
-            victims.add(account)
-    saved, missed, no_order = 0, [], 0
-    for account in sorted(victims):
-        history = sorted(events[account], key=lambda d: d.ts_us)
-        first = next((i for i, d in enumerate(history) if d.type == "order"), None)
+        d = decided.get(label.event_id)
+        account = account_of(d, label)
+        ts_us = d.ts_us if d is not None else label.ts_us
+        if account is not None and ts_us is not None:
+            events[account].append((ts_us, label, d))
+    saved, missed, no_order, undecided = 0, [], 0, 0
+    for account in sorted(events):
+        history = sorted(events[account], key=lambda e: e[0])
+        first = next((i for i, (_, label, d) in enumerate(history) if (d.type if d else label.type) == "order"), None)
         if first is None:
             no_order += 1
-        elif stopped(history[first]) or any(d.decision == "block" for d in history[:first]):
+            continue
+        d = history[first][2]
+        if d is not None and (stopped(d) or any(e[2] is not None and e[2].decision == "block" for e in history[:first])):
             saved += 1
-        else:
-            missed.append(account)
+            continue
+        undecided += d is None
+        missed.append(account)
+    with_order = len(events) - no_order
     return {
-        "victims_with_fraud_order": len(victims) - no_order,
+        "victims_with_fraud_order": with_order,
         "stopped": saved,
-        "share": ratio(saved, len(victims) - no_order),
+        "share": ratio(saved, with_order),
         "victims_without_fraud_order": no_order,
+        "first_order_undecided": undecided,
         "missed_accounts": missed[:limit],
     }
 
@@ -291,9 +299,14 @@ def decisions_over_time(decisions: list[Decision], labels: dict[str, Label], cal
 
 
 def workload(alerts: list[Alert], decisions: list[Decision], cal: Calendar) -> dict:
-    """What lands on an analyst's desk per day: alerts by type, and orders held for review."""
+    """What lands on an analyst's desk per day: alerts by type, and orders held for review. A
+    market episode's end notice closes an alert already counted, and is counted apart."""
     per_type: dict[str, Counter[int]] = defaultdict(Counter)
+    notices = 0
     for alert in alerts:
+        if isinstance(alert, SymbolAlert) and alert.ended:  # the close of an episode already alerted
+            notices += 1
+            continue
         per_type[alert_type(alert)][cal.day(alert.ts_us)] += 1
     per_type["review_decisions"] = Counter(cal.day(d.ts_us) for d in decisions if d.decision == "review")
     out: dict = {"days": cal.days, "by_type": {}}
@@ -304,5 +317,6 @@ def workload(alerts: list[Alert], decisions: list[Decision], cal: Calendar) -> d
             "per_day": ratio(count, cal.days),
             "peak_day": max(days.values(), default=0),
         }
-    out["alerts_per_day"] = ratio(len(alerts), cal.days)
+    out["alerts_per_day"] = ratio(len(alerts) - notices, cal.days)
+    out["episode_end_notices"] = notices
     return out

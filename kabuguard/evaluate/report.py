@@ -6,6 +6,8 @@ came from input (campaign ids, group names, file names, reasons) is escaped.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
@@ -44,10 +46,13 @@ p.note{color:#5b6670;font-size:13px}
 
 
 def percent(value: float | None) -> str:
-    """One decimal, more below 1% so that a small but real false-positive rate does not read 0.0%."""
+    """One decimal, two significant digits below 1% so that a small but real false-positive rate
+    (one in 100,000 reads 0.0010%) never reads 0."""
     if value is None:
         return "n/a"
-    return f"{value:.2%}" if 0 < value < 0.01 else f"{value:.1%}"
+    if 0 < value < 0.01:
+        return f"{100 * value:.{max(2, 1 - math.floor(math.log10(100 * value)))}f}%"
+    return f"{value:.1%}"
 
 
 def _num(value: Any) -> str:
@@ -58,7 +63,7 @@ def _num(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:,.4g}"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:,.4g}"  # 14,400, not 1.44e+04
     return str(value)
 
 
@@ -126,7 +131,9 @@ def _headline(metrics: dict) -> str:
         _card(
             "Value stopped",
             percent(value["value_stopped"]),
-            f"{_yen(value['stopped_notional_jpy'])} of {_yen(value['fraud_notional_jpy'])}",
+            f"{_yen(value['stopped_notional_jpy'])} of {_yen(value['fraud_notional_jpy'])}"
+            + (f"; {value['fraud_orders_without_notional']:,} fraud orders without a price left out"
+               if value["fraud_orders_without_notional"] else ""),
         ),
     ]
     if victims is not None:
