@@ -62,3 +62,13 @@ def test_a_prefix_the_database_splits_is_classified_address_by_address_in_any_or
     whole = NetIntel()
     assert whole.lookup("8.8.8.8") == whole.lookup("8.8.8.9")
     assert "8.8.8.0/24" in whole._prefixes
+
+
+def test_special_purpose_space_is_no_network_and_mapped_ipv6_is_its_ipv4() -> None:
+    net = netintel()
+    for ip in ("100.64.1.1", "224.0.0.1", "::2"):  # carrier-grade NAT, multicast, reserved
+        found = net.lookup(ip)
+        assert (found.kind, found.asn, found.country) == ("private", "", ""), ip
+    assert net.lookup("192.0.0.8").country == ""  # the database's "--" is no country
+    assert net.lookup("::ffff:153.240.1.1") == net.lookup("153.240.1.1")
+    assert net.lookup("153.240.1.1").country == "JP"

@@ -107,6 +107,32 @@ def test_a_malformed_policy_is_a_usage_error_naming_the_key(tmp_path: Path, stre
     assert "bias.account_change" in result.output
 
 
+@pytest.mark.parametrize(("key", "value", "named"), [
+    ("bias.order", float("nan"), "bias.order"),  # loaded before: blocked every order
+    ("decisions.order.block", "high", "decisions.order.block"),  # a traceback before
+    ("account_alert_cooldown_hours", -5, "account_alert_cooldown_hours"),  # loaded: no cooldown at all
+    ("detectors.campaign.window_minutes", -120, "detectors.campaign.window_minutes"),
+    ("detectors.login_profile.attributes.device.alpha", 0, "alpha"),  # failed mid-replay, per login
+    ("detectors.login_profile.distrust_on_change", "email", "distrust_on_change"),  # became {e, m, a, i, l}
+    ("detectors.market_factor.bucket_minutes", 0, "bucket_minutes"),  # failed mid-replay, per bar
+    ("fx_jpy.USD", float("inf"), "fx_jpy.USD"),
+    ("failmode", "fail_closed", "failmode"),  # a typo that loaded as fail_open
+])
+def test_a_bad_policy_value_stops_at_load_naming_it(tmp_path: Path, stream: Stream, key: str, value: object,
+                                                    named: str) -> None:
+    raw = yaml.safe_load((Path(kabuguard.policy.__file__).parent / "default.yaml").read_text())
+    *path, last = key.split(".")
+    node = raw
+    for part in path:
+        node = node[part]
+    node[last] = value
+    policy = tmp_path / "p.yaml"
+    policy.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(main, ["replay", str(stream.write(tmp_path / "e.jsonl")), "--out",
+                                       str(tmp_path / "o"), "--policy", str(policy)])
+    assert result.exit_code == 2 and named in result.output, result.output
+
+
 class _Node:
     """A weak-referenceable object to build reference cycles from."""
 

@@ -95,3 +95,11 @@ def param(params: dict[str, Any], name: str, detector: str) -> Any:
         return params[name]
     except KeyError:
         raise KeyError(f"policy: detector `{detector}` needs parameter `{name}`") from None
+
+
+def positive(params: dict[str, Any], name: str, detector: str) -> float:
+    """A parameter that divides or is a logarithm's argument: a positive number, or a clear error."""
+    value = param(params, name, detector)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"`{name}` must be a positive number, got {value!r}")
+    return float(value)

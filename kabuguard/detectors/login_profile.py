@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.base import Evidence, Finding, param, positive
 
 _BROWSERS = (("edg/", "edge"), ("firefox/", "firefox"), ("opr/", "opera"), ("chrome/", "chrome"),
              ("crios/", "chrome"), ("safari/", "safari"))
@@ -80,9 +80,12 @@ class _Attribute:
 
     def __init__(self, reason: str, conf: dict[str, float]) -> None:
         self.reason = reason
-        self.alpha = float(conf["alpha"])
-        self.log_p_new = math.log(float(conf["p_new_attack"]))
-        self.log_p_known = math.log(1.0 - float(conf["p_new_attack"]))
+        self.alpha = positive(conf, "alpha", "login_profile")
+        p_new = positive(conf, "p_new_attack", "login_profile")
+        if not p_new < 1:
+            raise ValueError(f"{reason}: `p_new_attack` is a probability below 1, got {p_new!r}")
+        self.log_p_new = math.log(p_new)
+        self.log_p_known = math.log(1.0 - p_new)
 
     def llr(self, counts: dict[str, int], value: str, n: int) -> float:
         if counts.get(value, 0) == 0:
@@ -98,7 +101,10 @@ class LoginProfile:
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.probation_us = int(float(param(params, "probation_hours", self.name)) * 3_600_000_000)
-        self.distrusting = frozenset(param(params, "distrust_on_change", self.name))
+        distrusting = param(params, "distrust_on_change", self.name)
+        if not isinstance(distrusting, list):  # a bare string would become a set of its letters
+            raise ValueError(f"`distrust_on_change` is a list of account fields, got {distrusting!r}")
+        self.distrusting = frozenset(distrusting)
         attrs = param(params, "attributes", self.name)
         self.device = _Attribute("new_device", attrs["device"])
         self.country = _Attribute("new_country", attrs["country"])

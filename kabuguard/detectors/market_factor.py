@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 import numpy as np
 
-from kabuguard.detectors.base import Evidence, compiled, param
+from kabuguard.detectors.base import Evidence, compiled, param, positive
 
 if TYPE_CHECKING:
     from kabuguard.engine.store import Store
@@ -71,10 +71,11 @@ class MarketFactor:
         p = lambda key: float(param(params, key, self.name))  # noqa: E731
         self.min_symbols = int(p("market_min_symbols"))
         self.warmup = int(p("warmup_bars"))
-        self.bucket_minutes = int(p("bucket_minutes"))
+        self.bucket_minutes = max(1, int(positive(params, "bucket_minutes", self.name)))
         self.profile_rate = p("profile_rate")
         self.fresh_row = np.zeros(4)  # a symbol never seen: n = 0
-        self._k = np.array([p("pace_horizon_minutes"), 1.0 / p("baseline_minutes"), self.warmup])
+        self._k = np.array([positive(params, "pace_horizon_minutes", self.name),
+                            1.0 / positive(params, "baseline_minutes", self.name), self.warmup])
 
     def initial(self) -> MarketTape:
         return MarketTape(profile=[0.0] * -(-_DAY_MIN // self.bucket_minutes))

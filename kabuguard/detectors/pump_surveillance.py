@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 import numpy as np
 
-from kabuguard.detectors.base import Evidence, Finding, compiled, param
+from kabuguard.detectors.base import Evidence, Finding, compiled, param, positive
 from kabuguard.events.model import account_key
 
 if TYPE_CHECKING:
@@ -117,7 +117,10 @@ class PumpSurveillance:
 
     def __init__(self, params: dict[str, Any]) -> None:
         p = lambda key: float(param(params, key, self.name))  # noqa: E731
-        self.bucket_minutes = int(p("bucket_minutes"))
+        for key in ("bucket_minutes", "baseline_minutes", "price_window_minutes", "pace_horizon_minutes",
+                    "onset_volume_multiple", "end_volume_multiple"):  # divisors and logarithms
+            positive(params, key, self.name)
+        self.bucket_minutes = max(1, int(p("bucket_minutes")))
         buckets = -(-_DAY_MIN // self.bucket_minutes)
         self.on_volume_z = p("onset_volume_z")
         self.on_price_z = p("onset_price_z")

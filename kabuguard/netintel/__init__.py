@@ -132,7 +132,10 @@ class NetIntel:
             prefix = ip.rsplit(".", 1)[0] + ".0/24"
         else:
             prefix = str(ipaddress.IPv6Network(f"{addr}/48", strict=False))
-        if addr.is_private or addr.is_loopback or addr.is_link_local:
+        mapped = getattr(addr, "ipv4_mapped", None)
+        if mapped is not None:  # ::ffff:a.b.c.d is a.b.c.d
+            return self.lookup(str(mapped))
+        if addr.is_private or addr.is_loopback or addr.is_link_local or not addr.is_global:
             return Network(prefix=prefix, asn="", country="", kind="private")
         found = self._prefixes.get(prefix)
         if found is None:
@@ -147,9 +150,14 @@ class NetIntel:
         of whichever address came first, and a decision would depend on what the process had
         seen before (the replay and Spark's workers see addresses in different orders)."""
         row = self._db.lookup(ip)
-        asn = row.asn_name or ""
-        country = row.country_code if len(row.country_code or "") == 2 else ""
-        found = Network(prefix=prefix, asn=asn, country=country, kind=self._kind(asn))
+        if getattr(row, "is_private", False):
+            # Special-purpose space the database knows (carrier-grade NAT, multicast): no owner, no country.
+            found = Network(prefix=prefix, asn="", country="", kind="private")
+        else:
+            asn = row.asn_name or ""
+            code = row.country_code or ""
+            country = code if len(code) == 2 and code.isalpha() else ""  # not the database's "--"
+            found = Network(prefix=prefix, asn=asn, country=country, kind=self._kind(asn))
         if _holds(row.cidr, bits) and _holds(row.asn_cidr, bits):
             self._prefixes[prefix] = found
         return found

@@ -77,14 +77,65 @@ def load_policy(path: str | Path | None = None) -> Policy:
         text, source = resources.files(__package__).joinpath("default.yaml").read_text(), "default"
     else:
         try:
-            text, source = Path(path).read_text(), str(path)
+            text, source = Path(path).read_text(encoding="utf-8"), str(path)
         except OSError as exc:
             raise PolicyError(f"{path}: cannot read policy: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise PolicyError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise PolicyError(f"{source}: not valid YAML: {exc}") from None
-    return _parse(raw, source)
+    policy = _parse(raw, source)
+    _check_detectors(policy)
+    return policy
+
+
+# Top-level keys a policy may have: a typo (`failmode`) must not load as the default silently.
+_KEYS = frozenset({"version", "bias", "own_session_llr", "foreign_session_llr", "fx_jpy", "decisions",
+                   "min_reason_weight", "account_alert_cooldown_hours", "containment", "playbooks",
+                   "detectors", "fail_mode"})
+
+
+def _number(value: Any, where: str, source: str, low: float = -math.inf, high: float = math.inf) -> float:
+    """A finite number in [low, high]; anything else stops the load naming the key."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high \
+            or not math.isfinite(value):
+        span = "" if (low, high) == (-math.inf, math.inf) else f" in [{low:g}, {high:g}]"
+        raise PolicyError(f"{source}: `{where}` must be a finite number{span}, got {value!r}")
+    return float(value)
+
+
+_DURATIONS = ("_minutes", "_hours", "_days")
+
+
+def _finite(value: Any, where: str, source: str) -> None:
+    """No NaN or infinity anywhere in the detectors' sections (a NaN threshold silently never
+    fires), and no negative duration (a negative window silently holds nothing)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PolicyError(f"{source}: `{where}` must be a finite number, got {value!r}")
+    if where.endswith(_DURATIONS) and isinstance(value, (int, float)) and value < 0:
+        raise PolicyError(f"{source}: `{where}` is a duration, it cannot be negative: {value!r}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _finite(item, f"{where}.{key}", source)
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            _finite(item, f"{where}[{n}]", source)
+
+
+def _check_detectors(policy: Policy) -> None:
+    """Build every detector from its section once, at load: a missing or malformed parameter
+    stops here, naming the detector, not at the first event of a replay or a request."""
+    from kabuguard.detectors import ALL  # noqa: PLC0415  (the detectors import this module)
+
+    for cls in ALL:
+        try:
+            cls(policy.detector_params(cls.name))
+        except KeyError as exc:  # `param` names the detector and the key
+            raise PolicyError(f"{policy.source}: {exc.args[0]}") from None
+        except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+            raise PolicyError(f"{policy.source}: detectors.{cls.name}: {exc}") from None
 
 
 def _parse(raw: Any, source: str) -> Policy:
@@ -93,27 +144,42 @@ def _parse(raw: Any, source: str) -> Policy:
             raise PolicyError(f"{source}: missing `{where}{key}`")
         return mapping[key]
 
+    def number(mapping: Any, key: str, where: str, low: float = -math.inf, high: float = math.inf) -> float:
+        return _number(need(mapping, key, where), f"{where}{key}", source, low, high)
+
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{source}: a policy is a mapping of keys, got {type(raw).__name__}")
+    unknown_keys = set(raw) - _KEYS
+    if unknown_keys:
+        raise PolicyError(f"{source}: unknown key(s) {sorted(map(str, unknown_keys))}; known: {', '.join(sorted(_KEYS))}")
     kinds = ("login", "account_change", "order")
     bias = need(raw, "bias", "")
     decisions = need(raw, "decisions", "")
     thresholds: dict[str, tuple[tuple[str, float], ...]] = {}
     for kind in kinds:
         levels = need(decisions, kind, "decisions.")
+        if not isinstance(levels, dict):
+            raise PolicyError(f"{source}: `decisions.{kind}` must map decisions to score thresholds")
         unknown = set(levels) - set(DECISIONS[1:])
         if unknown:
-            raise PolicyError(f"{source}: decisions.{kind}: unknown decision(s) {sorted(unknown)}")
-        ordered = sorted(((d, float(t)) for d, t in levels.items()), key=lambda item: -_STRENGTH[item[0]])
+            raise PolicyError(f"{source}: decisions.{kind}: unknown decision(s) {sorted(map(str, unknown))}")
+        ordered = sorted(((d, number(levels, d, f"decisions.{kind}.", 0.0, 1.0)) for d in levels),
+                         key=lambda item: -_STRENGTH[item[0]])
         thresholds[kind] = tuple(ordered)
+    detectors = need(raw, "detectors", "")
+    if not isinstance(detectors, dict) or not all(isinstance(v, dict) for v in detectors.values()):
+        raise PolicyError(f"{source}: `detectors` must map each detector's name to its parameters")
+    _finite(detectors, "detectors", source)
     return Policy(
-        bias={kind: float(need(bias, kind, "bias.")) for kind in kinds},
+        bias={kind: number(bias, kind, "bias.") for kind in kinds},
         thresholds=thresholds,
-        min_reason_weight=float(need(raw, "min_reason_weight", "")),
-        alert_cooldown_us=int(float(need(raw, "account_alert_cooldown_hours", "")) * 3_600_000_000),
-        campaign_member_weight=float(need(need(raw, "containment", ""), "campaign_member_weight", "containment.")),
-        own_session_llr=float(need(raw, "own_session_llr", "")),
-        foreign_session_llr=float(need(raw, "foreign_session_llr", "")),
+        min_reason_weight=number(raw, "min_reason_weight", ""),
+        alert_cooldown_us=int(number(raw, "account_alert_cooldown_hours", "", 0.0, 24.0 * 366) * 3_600_000_000),
+        campaign_member_weight=number(need(raw, "containment", ""), "campaign_member_weight", "containment."),
+        own_session_llr=number(raw, "own_session_llr", ""),
+        foreign_session_llr=number(raw, "foreign_session_llr", ""),
         fx_jpy=_fx(raw.get("fx_jpy", {}), source),
-        detectors=dict(need(raw, "detectors", "")),
+        detectors=dict(detectors),
         source=source,
         fail_mode=_fail_mode(raw.get("fail_mode", "fail_open"), source),
         playbooks=_playbooks(raw.get("playbooks"), source),
@@ -133,7 +199,7 @@ def _fx(value: Any, source: str) -> dict[str, float]:
         raise PolicyError(f"{source}: `fx_jpy` must map currency codes to yen per unit")
     rates = {"JPY": 1.0}
     for currency, rate in value.items():
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+        if _number(rate, f"fx_jpy.{currency}", source) <= 0:
             raise PolicyError(f"{source}: `fx_jpy.{currency}` must be a positive number, got {rate!r}")
         rates[str(currency)] = float(rate)
     return rates

@@ -61,10 +61,15 @@ def parse_playbooks(raw: Any, source: str) -> tuple[Playbook, ...]:
             raise ValueError(f"{where}.name: {item['name']!r} is used by an earlier playbook")
         if item["alert"] not in _ALERTS:
             raise ValueError(f"{where}.alert: expected one of {', '.join(_ALERTS)}, got {item['alert']!r}")
-        measures = tuple(item.get("measures", MEASURES))
+        measures = item.get("measures", MEASURES)
+        if not isinstance(measures, (list, tuple)):
+            raise ValueError(f"{where}.measures: a list of {', '.join(MEASURES)}, got {measures!r}")
         unknown = set(measures) - set(MEASURES)
         if unknown:
-            raise ValueError(f"{where}.measures: unknown {sorted(unknown)}; known: {', '.join(MEASURES)}")
-        out.append(Playbook(str(item["name"]), item["alert"], float(item["min_score"]), measures,
+            raise ValueError(f"{where}.measures: unknown {sorted(map(str, unknown))}; known: {', '.join(MEASURES)}")
+        score = item["min_score"]
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
+            raise ValueError(f"{where}.min_score: a score in [0, 1], got {score!r}")
+        out.append(Playbook(str(item["name"]), item["alert"], float(score), tuple(measures),
                             bool(item.get("dry_run", True))))
     return tuple(out)
