@@ -14,12 +14,27 @@ def open_database(db: str | None):  # noqa: ANN202 - the import stays lazy
     from kabuguard.service.app import migrate_database
     from kabuguard.service.storage import Database
 
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         url = load_settings(db=db).db
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
-    migrate_database(url)
+    try:
+        migrate_database(url)
+    except SQLAlchemyError as exc:  # unreachable server, a folder that does not exist
+        raise click.ClickException(f"cannot open the database {_redacted(url)}: {exc.orig or exc}") from None
     return Database(url)
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a URL SQLAlchemy cannot parse is shown by its scheme only
+        return url.split(":", 1)[0] + ":…"
 
 
 @click.group()
@@ -30,11 +45,15 @@ def keys() -> None:
 @keys.command()
 @click.option("--firm", required=True, help="The brokerage this key acts for.")
 @click.option("--name", default="", help="What the key is for (e.g. login-platform).")
-@click.option("--rate-limit", type=float, default=None, help="Requests per second (default: the service's).")
+@click.option("--rate-limit", type=click.FloatRange(min=0, min_open=True, max=1e9), default=None,
+              help="Requests per second, more than 0 (default: the service's).")
 @db_option
 def create(firm: str, name: str, rate_limit: float | None, db: str | None) -> None:
     """Create a key and print it once: it cannot be shown again."""
     from kabuguard.service.auth import create_key
+
+    if rate_limit is not None and rate_limit != rate_limit:  # NaN passes a range check
+        raise click.BadParameter("not a number", param_hint="'--rate-limit'")
 
     try:
         key_id, token = create_key(open_database(db), firm, name, rate_limit)

@@ -39,6 +39,10 @@ class Config:
         return min(21, self.days // 2) if self.history_days is None else self.history_days
 
     def __post_init__(self) -> None:
+        # Clock arithmetic works in epoch microseconds and the history reaches weeks before the
+        # start: keep the whole run well inside the calendar.
+        if not dt.date(1971, 1, 1) <= self.start <= dt.date(9000, 1, 1):
+            raise ValueError(f"start {self.start} is outside 1971-01-01 to 9000-01-01")
         if not any(is_trading_day(self.start + dt.timedelta(days=i)) for i in range(self.days)):
             raise ValueError(f"{self.start} plus {self.days} days holds no TSE trading day; start earlier or run longer")
 

@@ -1,0 +1,36 @@
+"""Bad command-line input is a usage error (exit 2) or a one-line error (exit 1), never a traceback,
+and leaves nothing half-written behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kabuguard.cli import main
+
+
+@pytest.mark.parametrize("start", ["9999-12-30", "0001-01-01"])
+def test_a_simulation_start_outside_the_calendar_is_a_usage_error_and_writes_nothing(tmp_path: Path, start: str) -> None:
+    out = tmp_path / "sim"
+    result = CliRunner().invoke(main, ["simulate", "--out", str(out), "--start", start, "--days", "5", "--quiet"])
+    assert result.exit_code == 2 and "outside" in result.output, result.output
+    assert not (out / "events").exists() and not (out / "labels.jsonl").exists()
+
+
+@pytest.mark.parametrize("rate", ["-5", "0", "nan"])
+def test_a_key_rate_limit_must_be_a_positive_number(tmp_path: Path, rate: str) -> None:
+    result = CliRunner().invoke(main, ["keys", "create", "--firm", "a", "--rate-limit", rate,
+                                       "--db", f"sqlite:///{tmp_path}/kg.db"])
+    assert result.exit_code == 2 and "--rate-limit" in result.output, result.output
+
+
+def test_a_database_that_cannot_be_opened_is_one_line_without_its_password(tmp_path: Path) -> None:
+    missing = f"sqlite:///{tmp_path}/no/such/folder/kg.db"
+    for command in (["keys", "list"], ["users", "list"]):
+        result = CliRunner().invoke(main, [*command, "--db", missing])
+        assert result.exit_code == 1 and "cannot open the database" in result.output, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    result = CliRunner().invoke(main, ["keys", "list", "--db", "postgresql://someone:hunter2@127.0.0.1:1/x"])
+    assert result.exit_code == 1 and "hunter2" not in result.output and "cannot open the database" in result.output
