@@ -263,7 +263,7 @@ class Campaigns:
             ip = _one(rng, cp.infra)
             self._schedule(ms, partial(self._visit, cp, ep, v, ms, ip, device, trade=False))
             if v in traders:
-                later = self._when_open(ms + int(rng.integers(2, 40)) * MS_PER_MIN)
+                later = self._when_open(ms + int(rng.uniform(2, 40) * MS_PER_MIN))
                 self._schedule(later, partial(self._visit, cp, ep, v, later, ip, device, trade=True))
                 last = max(last, later)
         return last + 10 * MS_PER_MIN
@@ -290,7 +290,7 @@ class Campaigns:
             for back in range(1, int(rng.integers(1, 4))):
                 ms = self._when_open(start - back * 24 * HOUR - int(rng.integers(4 * HOUR)))
                 self._schedule(ms, partial(self._accumulate, cp, a, ms, ip, device))
-            ms = self._when_open(last_buy - int(rng.uniform(0, 15)) * MS_PER_MIN)
+            ms = self._when_open(last_buy - int(rng.uniform(0, 15) * MS_PER_MIN))
             self._schedule(ms, partial(self._dump, cp, ep, a, ms, ip, device))
 
     # -- actions at run time -------------------------------------------------------------------
@@ -360,7 +360,8 @@ class Campaigns:
         rng = self.rng
         session = self._login(cp, a, ms, ip, device, role="attacker")
         for lots in _split(a.holdings.get(cp.symbol, 0) // 100, int(rng.integers(2, 5))):
-            ms += int(rng.integers(2, 12)) * MS_PER_MIN
+            # Any instant, not whole minutes after the login: a script's clock would be a tell.
+            ms += int(rng.uniform(2, 12) * MS_PER_MIN)
             self.broker.order(a, ms, cp.tag("attacker"), session, symbol=cp.symbol, buy=False, qty=lots * 100,
                               limit_offset=float(rng.uniform(0.0, 0.06)))
             ep.touch(ms)
