@@ -8,7 +8,7 @@ manipulation, negative of the customer's own habit; the policy adds them up.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVar
 
@@ -72,6 +72,20 @@ class Detector(Protocol, Generic[S]):
 
     def learn(self, event: Any, state: S, ev: Evidence) -> None:
         """Fold the event into `state`; called after every detector of the stage has scored."""
+        ...
+
+
+class BatchDetector(Detector[S], Protocol):
+    """A detector of events that come a whole market at a time (market bars, `batch_types`):
+    it scores then learns a batch of them in one call, reading and writing its own rows of floats
+    (`Store.rows`) beside its per-key state. A batch holds events of one minute and distinct keys
+    (`engine.pipeline.bar_batches`), so it decides exactly as one event at a time would."""
+
+    batch_types: ClassVar[frozenset[str]]
+    row_stage: ClassVar[str]
+
+    def run_batch(self, events: Sequence[Any], states: Sequence[S], evs: Sequence[Evidence], store: Any) -> None:
+        """Score then learn `events`, each with its key's state and its evidence."""
         ...
 
 

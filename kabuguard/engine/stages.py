@@ -58,7 +58,8 @@ class KeyedStage:
         self._table: dict[str, dict[str, Any]] = {}
 
     def run(self, event: Any, ev: Evidence, store: Store) -> dict[str, Any] | None:
-        """Score then learn `event`; returns the key's state (None when the stage skips it)."""
+        """Score then learn `event`; returns the key's state (None when the stage skips it, or
+        decides it as a batch of one)."""
         steps = self._steps.get(event.kind)
         if steps is None:
             if event.kind in self._batch:
