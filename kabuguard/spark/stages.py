@@ -107,24 +107,38 @@ class StageTask:
             times = batch.column(1).to_pylist()
             events = batch.column(_EVENT).to_pylist()
             carried = batch.column(_EV).to_pylist()
-            decided: list[Evidence] = []
-            bars: list[Any] = []  # consecutive market bars, decided in batches as the replay does
+            out_ev: list[bytes | None] = []
+            noted: list[bool] = []
+            # Consecutive market bars wait to be decided in batches, as the replay does; every
+            # other event's evidence is carried at once, so it is freed as soon as it is written.
+            bars: list[Any] = []
+            bar_evs: list[Evidence] = []
+
+            def decide_bars() -> None:
+                pipeline.run_stage_bars(stage, bars, bar_evs)
+                first = len(out_ev) - len(bars)
+                for i, ev in enumerate(bar_evs, start=first):
+                    out_ev[i], noted[i] = carry(ev), bool(ev.notes)
+                bars.clear()
+                bar_evs.clear()
+
             for seq, ts_us, raw, before in zip(seqs, times, events, carried):
                 event = _unpack_event(raw)
                 ev = pipeline.evidence(event, references.as_of(event, ts_us, seq))
                 restore(ev, before)
-                decided.append(ev)
                 if event.kind == "market_bar":
                     bars.append(event)
+                    bar_evs.append(ev)
+                    out_ev.append(None)
+                    noted.append(False)
                     continue
                 if bars:
-                    pipeline.run_stage_bars(stage, bars, decided[-1 - len(bars):-1])
-                    bars = []
+                    decide_bars()
                 pipeline.run_stage(stage, event, ev)
+                out_ev.append(carry(ev))
+                noted.append(bool(ev.notes))
             if bars:
-                pipeline.run_stage_bars(stage, bars, decided[-len(bars):])
-            out_ev = [carry(ev) for ev in decided]
-            noted = [bool(ev.notes) for ev in decided]
+                decide_bars()
             yield pa.RecordBatch.from_arrays(
                 batch.columns[:_EV] + [pa.array(out_ev, pa.binary()), pa.array(noted, pa.bool_())],
                 schema=batch.schema)
