@@ -250,3 +250,36 @@ def test_no_route_reads_a_body_past_the_limit(api: Api) -> None:
     streamed = api.client.post("/console/login", content=chunks(), headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert streamed.status_code == 413
     assert api.client.get("/healthz").status_code == 200
+
+
+def test_a_minute_of_bars_in_one_request_answers_each_bar_as_one_at_a_time(api: Api) -> None:
+    """The service decides a request's run of bars in batches: each bar's answer (its alerts, no
+    decision) is what deciding it alone gives, a bar sent twice is answered as a duplicate."""
+    from kabuguard.engine import Pipeline  # noqa: PLC0415
+    from kabuguard.events.reader import event_from_dict  # noqa: PLC0415
+
+    symbols = [f"{1000 + i}" for i in range(25)]
+    minutes = []
+    for minute in range(1, 41):
+        bars = []
+        for n, symbol in enumerate(symbols):
+            close = 1000.0 + (minute % 3) + n
+            volume = 1000 + 7 * n
+            if symbol == "1000" and minute >= 36:  # a pump on the last minutes
+                close, volume = 1000.0 * 1.03 ** (minute - 35), 60_000
+            bars.append({"event_id": f"mb-{minute}-{symbol}", "type": "market_bar", "ts": ts(3, 9, minute),
+                         "symbol": symbol, "open": close, "high": close, "low": close, "close": close,
+                         "volume": volume})
+        minutes.append(bars)
+    alone = Pipeline()
+    want = {bar["event_id"]: alone.process(event_from_dict(bar))[1] for bars in minutes for bar in bars}
+    assert any(want.values())  # the pump was alerted
+    got: dict[str, list] = {}
+    for bars in minutes:
+        body = api.post([*bars, bars[3]]).json()  # the fourth bar again, at the end
+        results = body["results"]
+        assert [r["duplicate"] for r in results] == [False] * len(bars) + [True]
+        for result in results[:-1]:
+            assert result["decision"] is None
+            got[result["event_id"]] = result["alerts"]
+    assert got == want
