@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 import numpy as np
 
-from kabuguard.detectors.base import Evidence, compiled, param, positive
+from kabuguard.detectors.base import Evidence, bar_columns, compiled, param, positive
 
 if TYPE_CHECKING:
     from kabuguard.engine.store import Store
@@ -95,9 +95,7 @@ class MarketFactor:
         rows = store.rows(self.row_stage, symbols, self.fresh_row)
         n = len(events)
         returns, surprises = np.empty(n), np.empty(n)
-        got_r, got_s = compiled(_learn)(
-            rows[0], rows[1], np.array([e.ts_us for e in events], dtype=np.int64), np.array([e.close for e in events]),
-            np.array([e.volume for e in events], dtype=float), self._k, returns, surprises)
+        got_r, got_s = compiled(_learn)(rows[0], rows[1], *bar_columns(events), self._k, returns, surprises)
         tape.returns += returns[:got_r].tolist()
         tape.surprises += surprises[:got_s].tolist()
         store.put_rows(self.row_stage, symbols, rows)

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 import numpy as np
 
-from kabuguard.detectors.base import Evidence, Finding, compiled, param, positive
+from kabuguard.detectors.base import Evidence, Finding, bar_columns, compiled, param, positive
 from kabuguard.events.model import account_key
 
 if TYPE_CHECKING:
@@ -173,10 +173,8 @@ class PumpSurveillance:
         rows = store.rows(self.row_stage, symbols, self.fresh_row)
         told, values = np.zeros((n, 3), dtype=np.int64), np.empty((n, 7))
         index, busy = evs[0].market  # one minute: one market
-        flagged = compiled(_bars)(
-            rows[0], rows[1], np.array([e.ts_us for e in events], dtype=np.int64), np.array([e.close for e in events]),
-            np.array([e.volume for e in events], dtype=float), index, busy, active, self._k, self.bucket_minutes,
-            told, values)
+        flagged = compiled(_bars)(rows[0], rows[1], *bar_columns(events), index, busy, active, self._k,
+                                  self.bucket_minutes, told, values)
         store.put_rows(self.row_stage, symbols, rows)
         for i in flagged.tolist():
             code, started, hot = told[i].tolist()

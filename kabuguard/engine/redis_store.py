@@ -67,12 +67,10 @@ class StateCodec:
             for detectors in stage.by_kind.values():
                 for detector in detectors:
                     slots[detector.name] = type(detector.initial())
-            types[stage.name] = slots
-            # Detectors that keep rows of floats per key (`Store.rows`) keep them under their own name.
-            for detectors in stage.by_kind.values():
-                for detector in detectors:
+                    # Rows of floats per key (`Store.rows`) are kept under the detector's own name.
                     if getattr(detector, "row_stage", None):
                         types[detector.row_stage] = {"row": list[float]}
+            types[stage.name] = slots
         # What the pipeline's own hooks keep beside the detectors' states.
         types["account"]["session"] = SessionMemory
         types["symbol"]["quote"] = float | None
