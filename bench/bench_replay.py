@@ -9,7 +9,11 @@ measures the detection state held per account (tracemalloc) on the smallest size
 --profile prints where deciding spends its time (cProfile, top functions). With --by-detector
 the largest size is replayed once more with a clock around every step (each detector's score
 and learn, each stage hook, the network lookup), and the steps are listed by their share of
-deciding: the timers add their own cost, so read shares, not absolute figures.
+deciding: the timers add their own cost, so read shares, not absolute figures. With --floor the
+largest size is replayed twice more, once with every per-event detector's score and learn made a
+no-op and once with the stage hooks (session risk, the decision) no-ops too: what the stages'
+own loop and state look-ups cost, apart from what the detectors and the decision do (market
+bars are decided as usual in all three).
 Not a test: it reports figures.
 """
 
@@ -88,6 +92,19 @@ def _timed(pipeline: object) -> collections.Counter:
     return spent
 
 
+def _no_op(event, state, ev) -> None:
+    """Stands in for a detector step or a stage hook in a `--floor` run."""
+
+
+def _hollowed(pipeline: object, hooks: bool) -> None:
+    """Every per-event detector step made a no-op, and with `hooks` every stage hook too."""
+    for stage in pipeline.stages:
+        stage._steps = {kind: tuple((name, initial, _no_op, _no_op) for name, initial, _, _ in steps)
+                        for kind, steps in stage._steps.items()}
+        if hooks and stage.between is not None:
+            stage.between = _no_op
+
+
 def _counted(events, counts: collections.Counter):
     """The events, counted by type on their way."""
     for event in events:
@@ -95,7 +112,8 @@ def _counted(events, counts: collections.Counter):
         yield event
 
 
-def _child(events_dir: str, profile: bool, state: bool, spill_after: int, by_detector: bool = False) -> None:
+def _child(events_dir: str, profile: bool, state: bool, spill_after: int, by_detector: bool = False,
+           floor: str = "") -> None:
     """Runs in a fresh process so that peak RSS belongs to one replay."""
     import itertools
     import tempfile
@@ -114,6 +132,8 @@ def _child(events_dir: str, profile: bool, state: bool, spill_after: int, by_det
     t1, c1 = time.perf_counter(), time.process_time()
     pipeline = Pipeline()
     spent = _timed(pipeline) if by_detector else None
+    if floor:
+        _hollowed(pipeline, hooks=floor == "hooks")
     if state:
         import tracemalloc
         # The compiled bar kernels load (or compile) on their first bar, outside the state measured.
@@ -179,13 +199,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="250000,1000000,4000000")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--by-detector", action="store_true", help="Time every detector step on the largest size.")
+    parser.add_argument("--floor", action="store_true",
+                        help="On the largest size, also time deciding with no-op detectors, then no-op hooks too.")
     parser.add_argument("--spill-after", type=int, default=SPILL_AFTER,
                         help="Events sorted in memory before runs go to disk (the replay's default).")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--state", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--hollow", default="", choices=("", "detectors", "hooks"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.profile, args.state, args.spill_after, args.by_detector)
+        _child(args.child, args.profile, args.state, args.spill_after, args.by_detector, args.hollow)
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"{'target':>10} {'events':>10} {'read s':>8} {'decide s':>9} {'decide ev/s':>12} {'e2e ev/s':>10} "
@@ -200,6 +223,13 @@ def main() -> None:
         print(f"{target:>10} {r['events']:>10} {r['read_s']:>8} {r['decide_s']:>9} {r['decide_eps']:>12} "
               f"{r['end_to_end_eps']:>10} {r['read_cpu_s']:>10} {r['decide_cpu_s']:>12} {r['decide_eps_cpu']:>15} "
               f"{r['end_to_end_eps_cpu']:>13} {r['peak_rss_mb']:>8} {r['load']:>5} {r['runs_on_disk']:>5}", flush=True)
+    if args.floor:
+        full = r["decide_cpu_s"]
+        print(f"floor ({r['events']} events, decide CPU s): everything {full}", end="", flush=True)
+        for hollow, what in (("detectors", "no-op detectors"), ("hooks", "no-op detectors and hooks")):
+            cut = _run([sys.executable, __file__, "--child", str(events_dir), "--hollow", hollow])["decide_cpu_s"]
+            print(f"; {what} {cut} ({cut / full:.0%})", end="", flush=True)
+        print()
     if args.by_detector:
         _print_steps(_run([sys.executable, __file__, "--child", str(events_dir), "--by-detector"]))
     small = _simulate(sizes[0])
