@@ -458,3 +458,17 @@ def test_a_symbols_state_does_not_grow_with_everyone_who_ever_traded_it() -> Non
     # The other slots hold windows (days of buyers); this one held every trader since the start.
     held = len(msgspec.msgpack.encode(pipeline.store.get("symbol", "NOREF")["suspect_flow"]))
     assert held < 100, held  # the habit of trading a symbol now lives with each account
+
+
+def test_a_negative_min_reason_weight_names_negative_findings_too() -> None:
+    """`weight > 0` was required as well, so a policy asking to see every finding at or above -1
+    still never named the customer's own habits."""
+    import dataclasses
+
+    from kabuguard.detectors.base import Finding
+    from kabuguard.policy import load_policy
+
+    policy = dataclasses.replace(load_policy(), min_reason_weight=-1.0)
+    findings = [Finding("owners_crowd", -0.5), Finding("new_device", 2.0), Finding("owners_crowd", -0.8),
+                Finding("unusual_hour", -3.0)]
+    assert policy.reasons(findings) == ["new_device", "owners_crowd"]

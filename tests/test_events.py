@@ -174,3 +174,30 @@ def test_parquet_and_json_lines_accept_the_same_timestamps(tmp_path: Path) -> No
     (tmp_path / "bars.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     read = {name: [isinstance(i, Rejection) for i in read_file(tmp_path / name)] for name in ("bars.parquet", "bars.jsonl")}
     assert read["bars.parquet"] == read["bars.jsonl"] == [False, True, True, False]  # Arrow alone took all four
+
+
+def test_values_no_account_or_price_can_have_are_rejected_naming_the_field(tmp_path: Path) -> None:
+    """An empty account id got no decision and no rejection; a quantity past 64 bits crashed the
+    on-disk sort; a negative price made a negative notional; 1e300 overflowed the size baselines."""
+    order = {"type": "order", "event_id": "o", "ts": "2025-03-21T09:15:00+09:00", "order_id": "o",
+             "account_id": "A1", "symbol": "7203", "side": "buy", "qty": 100, "limit_price": 2500.0}
+    bad = [({"account_id": ""}, "account_id"), ({"qty": 2**64}, "qty"), ({"qty": -100}, "qty"),
+           ({"qty": 0}, "qty"), ({"limit_price": -300.0}, "limit_price"), ({"limit_price": 1e300}, "limit_price")]
+    path = _lines(tmp_path / "e.jsonl", [{**order, **change, "event_id": f"o{n}"} for n, (change, _) in enumerate(bad)]
+                  + [order])
+    items = list(read_file(path))
+    rejected = [i for i in items if isinstance(i, Rejection)]
+    assert [r.line for r in rejected] == list(range(1, len(bad) + 1))
+    assert all(field in r.reason for r, (_, field) in zip(rejected, bad)), [r.reason for r in rejected]
+    assert [i.event_id for i in items if not isinstance(i, Rejection)] == ["o"]
+
+
+def test_rfc3339_offsets_lower_case_z_is_read_and_written_z_and_minutes_past_59_are_refused(tmp_path: Path) -> None:
+    path = _lines(tmp_path / "e.jsonl", [{**LOGIN, "ts": "2025-03-21T00:14:03.120z"},
+                                         {**LOGIN, "event_id": "l2", "ts": "2025-03-21T09:14:03+09:60"},
+                                         {**LOGIN, "event_id": "l3", "ts": "2025-03-21T00:14:03z", "extra_field": 1}])
+    first, second, third = read_file(path)
+    assert isinstance(first, Login) and first.ts == "2025-03-21T00:14:03.120Z"
+    assert first.ts_us == int(datetime(2025, 3, 21, 0, 14, 3, 120000, tzinfo=timezone.utc).timestamp() * 1e6)
+    assert isinstance(second, Rejection) and "RFC 3339" in second.reason
+    assert isinstance(third, Login) and third.ts == "2025-03-21T00:14:03Z"

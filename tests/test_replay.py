@@ -117,6 +117,18 @@ def test_a_malformed_policy_is_a_usage_error_naming_the_key(tmp_path: Path, stre
     ("detectors.market_factor.bucket_minutes", 0, "bucket_minutes"),  # failed mid-replay, per bar
     ("fx_jpy.USD", float("inf"), "fx_jpy.USD"),
     ("failmode", "fail_closed", "failmode"),  # a typo that loaded as fail_open
+    # Each of these loaded, then failed on the first event it met (division by zero, log of 0).
+    ("detectors.failed_login_burst.min_failures", 0, "min_failures"),
+    ("detectors.shared_ip.min_accounts", 0, "min_accounts"),
+    ("detectors.credential_stuffing.min_accounts", 0, "min_accounts"),
+    ("detectors.thin_stock_buy.min_adv_share", 0, "min_adv_share"),
+    ("detectors.unusual_trading.alpha", 0, "alpha"),
+    ("detectors.unusual_trading.p_new_symbol_customer", 0, "p_new_symbol_customer"),
+    ("detectors.hosting_network.p_hosting_customer", 1.0, "p_hosting_customer"),
+    ("detectors.login_profile.hour_alpha", 0, "hour_alpha"),
+    # Lists written as one string became sets of letters: the detector never fired.
+    ("detectors.sensitive_change.contact_fields", "email", "contact_fields"),
+    ("detectors.owner_session.habit_findings", "new_symbol", "habit_findings"),
 ])
 def test_a_bad_policy_value_stops_at_load_naming_it(tmp_path: Path, stream: Stream, key: str, value: object,
                                                     named: str) -> None:

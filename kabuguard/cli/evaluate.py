@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from kabuguard.cli.folders import make_out
 from kabuguard.evaluate import evaluate_run, summary_lines
 
 _REJECTIONS_SHOWN = 10
@@ -52,6 +53,7 @@ def evaluate(ctx: click.Context, labels_path: Path, run_dir: Path, out_dir: Path
       kabuguard evaluate --labels sim/labels.jsonl --run run --out eval
       kabuguard evaluate --labels sim/labels.jsonl --run run --out eval --bars sim/events/market_bars.parquet
     """
+    make_out(out_dir)
     try:
         metrics = evaluate_run(labels_path, run_dir, out_dir, progress=True, bars=bars)
     except FileNotFoundError as exc:

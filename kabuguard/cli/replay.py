@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from kabuguard.cli.folders import make_out
 from kabuguard.events.order import SPILL_AFTER
 from kabuguard.policy import PolicyError, load_policy
 
@@ -37,6 +38,7 @@ def replay(paths: tuple[str, ...], out_dir: str, policy_path: str | None, quiet:
         raise click.UsageError(str(exc)) from None
     if engine == "spark" and spill_after != SPILL_AFTER:
         raise click.UsageError("--spill-after is for --engine local: Spark sorts on its own disks")
+    make_out(out_dir)
     if engine == "spark":
         from kabuguard.spark import SparkUnavailable, check_prerequisites
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from kabuguard.cli.folders import make_out
+
 # kabuguard.sim.Config's defaults, repeated so that `kabuguard --help` need not import numpy and
 # pyarrow; tests/test_sim.py checks that the two agree.
 _DEFAULTS = {"accounts": 5000, "days": 14, "seed": 7, "firms": 1, "symbols": 300, "start": "2025-04-07"}
@@ -57,10 +59,7 @@ def simulate(out_dir: Path, accounts: int, days: int, seed: int, firms: int, sym
         raise click.UsageError(str(exc)) from None
     if (out_dir / "labels.jsonl").exists() or (out_dir / "events").exists():
         raise click.UsageError(f"{out_dir} already holds a run (events/ or labels.jsonl); choose an empty folder or remove it.")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise click.UsageError(f"cannot create the output folder {out_dir}: {exc.strerror}") from None
+    make_out(out_dir)
     with Progress(TextColumn("simulating {task.description:<10}"), BarColumn(), MofNCompleteColumn(), TextColumn("days"),
                   TimeElapsedColumn(), disable=quiet, transient=True) as bar:
         task = bar.add_task("", total=days)

@@ -124,3 +124,28 @@ def positive(params: dict[str, Any], name: str, detector: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"`{name}` must be a positive number, got {value!r}")
     return float(value)
+
+
+def probability(params: dict[str, Any], name: str, detector: str) -> float:
+    """A prior probability that a logarithm reads: strictly between 0 and 1, or a clear error."""
+    value = positive(params, name, detector)
+    if not value < 1:
+        raise ValueError(f"`{name}` must be a probability below 1, got {value!r}")
+    return value
+
+
+def count(params: dict[str, Any], name: str, detector: str) -> int:
+    """A threshold on how many (accounts, failures) that the log of a ratio divides by: a whole
+    number of at least 1, or a clear error (`0` once loaded, then failed on the first event)."""
+    value = param(params, name, detector)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def names(params: dict[str, Any], name: str, detector: str) -> frozenset[str]:
+    """A list of names (fields, reason codes): a bare string would become a set of its letters."""
+    value = param(params, name, detector)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"`{name}` must be a list of names, got {value!r}")
+    return frozenset(value)

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.base import Evidence, Finding, count, param
 
 
 class FailureState(msgspec.Struct):
@@ -25,7 +25,7 @@ class FailedLoginBurst:
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.window_us = int(float(param(params, "window_minutes", self.name)) * 60_000_000)
-        self.min_failures = int(param(params, "min_failures", self.name))
+        self.min_failures = count(params, "min_failures", self.name)
         self.weight = float(param(params, "weight", self.name))
 
     def initial(self) -> FailureState:

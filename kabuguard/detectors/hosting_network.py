@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.base import Evidence, Finding, param, positive, probability
 
 
 class HostingState(msgspec.Struct):
@@ -28,9 +28,9 @@ class HostingNetwork:
 
     def __init__(self, params: dict[str, Any]) -> None:
         p_attack = float(param(params, "p_hosting_attack", self.name))
-        self.p_customer = float(param(params, "p_hosting_customer", self.name))
+        self.p_customer = probability(params, "p_hosting_customer", self.name)
         self.log_p_attack = math.log(p_attack)
-        self.alpha = float(param(params, "alpha", self.name))
+        self.alpha = positive(params, "alpha", self.name)
         self.learn_max_llr = float(param(params, "learn_max_llr", self.name))
 
     def initial(self) -> HostingState:

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, param, positive
+from kabuguard.detectors.base import Evidence, Finding, names, param, positive
 
 _BROWSERS = (("edg/", "edge"), ("firefox/", "firefox"), ("opr/", "opera"), ("chrome/", "chrome"),
              ("crios/", "chrome"), ("safari/", "safari"))
@@ -101,10 +101,7 @@ class LoginProfile:
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.probation_us = int(float(param(params, "probation_hours", self.name)) * 3_600_000_000)
-        distrusting = param(params, "distrust_on_change", self.name)
-        if not isinstance(distrusting, list):  # a bare string would become a set of its letters
-            raise ValueError(f"`distrust_on_change` is a list of account fields, got {distrusting!r}")
-        self.distrusting = frozenset(distrusting)
+        self.distrusting = names(params, "distrust_on_change", self.name)
         attrs = param(params, "attributes", self.name)
         self.device = _Attribute("new_device", attrs["device"])
         self.country = _Attribute("new_country", attrs["country"])
@@ -112,7 +109,7 @@ class LoginProfile:
         self.prefix = _Attribute("new_ip_range", attrs["ip_range"])
         self.agent = _Attribute("new_user_agent", attrs["user_agent"])
         self.hour_min_logins = int(param(params, "hour_min_logins", self.name))
-        self.hour_alpha = float(param(params, "hour_alpha", self.name))
+        self.hour_alpha = positive(params, "hour_alpha", self.name)
         self.learn_max_llr = float(param(params, "learn_max_llr", self.name))
         self.tz_offset_h = int(params.get("local_utc_offset_hours", 9))
         unfamiliar = param(params, "unfamiliar", self.name)

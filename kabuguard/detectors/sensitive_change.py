@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.base import Evidence, Finding, names, param
 
 
 class ChangeState(msgspec.Struct):
@@ -57,7 +57,7 @@ class SensitiveChange:
         self.after_us = int(float(param(params, "after_days", self.name)) * 86_400_000_000)
         self.carry = float(param(params, "carry", self.name))
         self.own_session_llr = float(param(params, "own_session_llr", self.name))
-        self.contact_fields = frozenset(param(params, "contact_fields", self.name))
+        self.contact_fields = names(params, "contact_fields", self.name)
         self.contact_weight = float(param(params, "contact_takeover_weight", self.name))
 
     def initial(self) -> ChangeState:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from kabuguard.detectors._window import others, prune, stamp
-from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.base import Evidence, Finding, count, param
 from kabuguard.events.model import account_key
 
 
@@ -32,7 +32,7 @@ class _ManyAccounts:
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.window_us = int(float(param(params, "window_hours", self.name)) * 3_600_000_000)
-        self.min_accounts = int(param(params, "min_accounts", self.name))
+        self.min_accounts = count(params, "min_accounts", self.name)
         self.weight = float(param(params, "weight", self.name))
 
     def initial(self) -> SharedKeyState:

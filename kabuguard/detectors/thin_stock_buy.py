@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.base import Evidence, Finding, param, positive
 
 
 class ThinState(msgspec.Struct):
@@ -26,7 +26,7 @@ class ThinStockBuy:
     types: ClassVar[frozenset[str]] = frozenset({"order"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.min_adv_share = float(param(params, "min_adv_share", self.name))
+        self.min_adv_share = positive(params, "min_adv_share", self.name)
         self.weight = float(param(params, "weight", self.name))
         self.max_weight = float(param(params, "max_weight", self.name))
 

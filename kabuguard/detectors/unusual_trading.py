@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.base import Evidence, Finding, param, positive, probability
 from kabuguard.detectors.money import to_jpy
 
 
@@ -35,8 +35,8 @@ class UnusualTrading:
     types: ClassVar[frozenset[str]] = frozenset({"account", "order"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.alpha = float(param(params, "alpha", self.name))
-        self.p_new_symbol_customer = float(param(params, "p_new_symbol_customer", self.name))
+        self.alpha = positive(params, "alpha", self.name)
+        self.p_new_symbol_customer = probability(params, "p_new_symbol_customer", self.name)
         self.log_p_new_attack = math.log(float(param(params, "p_new_symbol_attack", self.name)))
         self.min_orders = int(param(params, "min_orders", self.name))
         self.fx_jpy = param(params, "fx_jpy", self.name)

@@ -21,9 +21,16 @@ ChangeField = Literal[
 ]
 # Widths the service stores these in (kabuguard/service/storage/models.py): a longer value is
 # refused here, naming the field, instead of failing a database write for the whole batch.
-Id = Annotated[str, msgspec.Meta(max_length=200)]
+# An empty id would name no account: its login or order could get no decision and no rejection.
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Symbol = Annotated[str, msgspec.Meta(max_length=32)]
 FirmName = Annotated[str, msgspec.Meta(max_length=64)]
+# Whole numbers that state and the on-disk sort keep as 64-bit integers (msgpack): a larger one
+# is refused here, naming the field, not when a long replay spills to disk.
+_I64_MAX = 2**63 - 1
+Shares = Annotated[int, msgspec.Meta(ge=-_I64_MAX, le=_I64_MAX)]  # a position; short ones are negative
+Volume = Annotated[int, msgspec.Meta(ge=0, le=_I64_MAX)]
+Quantity = Annotated[int, msgspec.Meta(gt=0, le=_I64_MAX)]  # an order's or a fill's: a sell is a side
 
 
 _INF = float("inf")
@@ -35,6 +42,19 @@ def _finite(**numbers: float | None) -> None:
     for name, value in numbers.items():
         if value is not None and not -_INF < value < _INF:
             raise ValueError(f"`{name}` must be a finite number, got {value}")
+
+
+# A price per share in its currency. Above this it is a corrupt field rather than a share (the
+# dearest trade below 1e7 in any currency): its notional would overflow the size baselines.
+_MAX_PRICE = 1e12
+
+
+def _prices(**prices: float | None) -> None:
+    """Refuse what no share trades at: zero, negative (a negative notional), non-finite (see
+    `_finite`) or past `_MAX_PRICE`."""
+    for name, value in prices.items():
+        if value is not None and not 0 < value <= _MAX_PRICE:
+            raise ValueError(f"`{name}` must be a finite number above 0 and at most {_MAX_PRICE:g}, got {value}")
 
 
 @lru_cache(maxsize=65536)
@@ -53,7 +73,7 @@ def canonical_ip(text: str) -> str:
 
 class Holding(msgspec.Struct, frozen=True):
     symbol: Symbol
-    qty: int
+    qty: Shares
 
 
 # gc=False: events hold no reference cycles, and a replay keeps millions of them for the sort;
@@ -72,12 +92,13 @@ class Instrument(_Event, tag="instrument", kw_only=True):
     name: str | None = None
     market: str | None = None
     currency: str = "JPY"
-    shares_outstanding: int | None = None
+    shares_outstanding: Volume | None = None
     adv_shares: float | None = None
     last_price: float | None = None
 
     def __post_init__(self) -> None:
-        _finite(adv_shares=self.adv_shares, last_price=self.last_price)
+        _finite(adv_shares=self.adv_shares)
+        _prices(last_price=self.last_price)
 
 
 class Account(_Event, tag="account", kw_only=True):
@@ -96,12 +117,12 @@ class MarketBar(_Event, tag="market_bar", kw_only=True):
     high: float
     low: float
     close: float
-    volume: int
+    volume: Volume
 
     def __post_init__(self) -> None:
-        if not (-_INF < self.open < _INF and -_INF < self.high < _INF and -_INF < self.low < _INF
-                and -_INF < self.close < _INF):  # the hot path of bar-heavy streams: inline
-            _finite(open=self.open, high=self.high, low=self.low, close=self.close)
+        if not (0 < self.open <= _MAX_PRICE and 0 < self.high <= _MAX_PRICE and 0 < self.low <= _MAX_PRICE
+                and 0 < self.close <= _MAX_PRICE):  # the hot path of bar-heavy streams: inline
+            _prices(open=self.open, high=self.high, low=self.low, close=self.close)
 
 
 class Login(_Event, tag="login", kw_only=True):
@@ -140,7 +161,7 @@ class Order(_Event, tag="order", kw_only=True):
     session_id: str | None = None
     symbol: Symbol
     side: Side
-    qty: int
+    qty: Quantity
     order_type: OrderType = "market"
     limit_price: float | None = None
     ip: str | None = None
@@ -148,7 +169,7 @@ class Order(_Event, tag="order", kw_only=True):
     channel: Channel = "web"
 
     def __post_init__(self) -> None:
-        _finite(limit_price=self.limit_price)
+        _prices(limit_price=self.limit_price)
         if self.ip and ":" in self.ip:
             self.ip = canonical_ip(self.ip)
 
@@ -158,11 +179,11 @@ class Execution(_Event, tag="execution", kw_only=True):
     account_id: Id
     symbol: Symbol
     side: Side
-    qty: int
+    qty: Quantity
     price: float
 
     def __post_init__(self) -> None:
-        _finite(price=self.price)
+        _prices(price=self.price)
 
 
 IndicatorType = Literal["ip", "device", "domain", "url", "asn", "user_agent"]

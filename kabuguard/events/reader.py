@@ -30,7 +30,7 @@ _typed_decode = msgspec.json.Decoder(Event).decode
 _msgpack_encode = msgspec.msgpack.Encoder().encode
 # RFC 3339's shape (the `T` may be a space): `fromisoformat` alone also takes ISO 8601 forms that
 # other readers of the same lines refuse (`09:00+09`, week dates, a comma before the fraction).
-_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})")
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-5][0-9])")
 # A damaged compressed stream: zlib's own error, or the file ending inside it.
 UNREADABLE = (OSError, EOFError, zlib.error)
 
@@ -54,7 +54,8 @@ class ContractError(ValueError):
 def parse_ts(value: str) -> int:
     """Microseconds since the epoch for an RFC 3339 timestamp that carries an offset."""
     try:
-        dt = datetime.fromisoformat(value)
+        # RFC 3339 allows a lower-case `z`; Python 3.11's parser takes only `Z`.
+        dt = datetime.fromisoformat(value[:-1] + "Z" if value.endswith("z") else value)
     except (TypeError, ValueError):
         raise ContractError(f"`ts` is not an RFC 3339 timestamp: {value!r}") from None
     if dt.tzinfo is None:
@@ -84,6 +85,8 @@ def event_from_dict(obj: Any) -> Event:
     except msgspec.ValidationError as exc:
         raise ContractError(str(exc)) from None
     event.ts_us = ts_us
+    if ts.endswith("z"):
+        event.ts = ts[:-1] + "Z"  # as the parsers of every later reader of `ts` need
     if len(fields) + sum(v is None for v in obj.values()) != len(obj):
         event.extra = {k: v for k, v in obj.items() if k not in known or k in _RESERVED}
         try:  # kept fields travel with the event (a sort spilled to disk, the service's state)
@@ -99,7 +102,7 @@ def decode_line(line: bytes) -> Event:
         event = _typed_decode(line)
     except msgspec.ValidationError:
         return event_from_dict(_json_decode(line))
-    if event.extra is not None or event.ts_us:
+    if event.extra is not None or event.ts_us or event.ts.endswith("z"):
         return event_from_dict(_json_decode(line))
     event.ts_us = parse_ts(event.ts)
     return event
@@ -207,7 +210,7 @@ def _row_fast(row: dict[str, Any], ts_us: int | None) -> Event:
     """A complete row of contract columns only: one typed conversion, the instant already known."""
     kind = row.get("type")
     cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
-    if cls is None or ts_us is None or None in row.values():
+    if cls is None or ts_us is None or None in row.values() or str(row.get("ts")).endswith("z"):
         return _row(row)
     event = msgspec.convert(row, cls)
     event.ts_us = ts_us

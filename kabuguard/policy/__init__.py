@@ -62,7 +62,7 @@ class Policy:
         """Reason codes worth naming, strongest first, each once."""
         best: dict[str, float] = {}
         for reason, weight in findings:
-            if weight >= self.min_reason_weight and weight > best.get(reason, 0.0):
+            if weight >= self.min_reason_weight and weight > best.get(reason, -math.inf):
                 best[reason] = weight
         return [r for _, r in sorted([(-w, r) for r, w in best.items()])]
 

@@ -80,7 +80,7 @@ def _parse_events(body: bytes) -> list[Event]:
     try:
         parsed = _typed(body)
         events = parsed if isinstance(parsed, list) else [parsed]
-        if all(e.extra is None and not e.ts_us for e in events):
+        if all(e.extra is None and not e.ts_us and not e.ts.endswith("z") for e in events):
             for event in events:
                 event.ts_us = parse_ts(event.ts)
             _msgpack(events)  # state holds 64-bit integers: a larger one is refused below
