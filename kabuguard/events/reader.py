@@ -62,7 +62,10 @@ def parse_ts(value: str) -> int:
         raise ContractError(f"`ts` has no UTC offset: {value!r}")
     if not _RFC3339.fullmatch(value):
         raise ContractError(f"`ts` is ISO 8601 but not RFC 3339 (date, `T`, hh:mm:ss, offset hh:mm): {value!r}")
-    return (dt - _EPOCH) // _MICRO
+    instant = (dt - _EPOCH) // _MICRO
+    if instant < 0:  # no brokerage event is that old: a placeholder date (`0001-01-01`), not a time
+        raise ContractError(f"`ts` is before 1970: {value!r}")
+    return instant
 
 
 def event_from_dict(obj: Any) -> Event:
@@ -201,9 +204,11 @@ def _instants(batch: Any) -> list[int | None] | None:
     if not pc.all(pc.match_substring_regex(column, f"^{_RFC3339.pattern}$")).as_py():
         return None
     try:
-        return pc.cast(column, pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
+        instants = pc.cast(column, pa.timestamp("us", tz="UTC")).cast(pa.int64())
     except pa.ArrowInvalid:
         return None
+    # Arrow also reads year 0000, which `parse_ts` refuses, as it does anything before 1970.
+    return None if pc.min(instants).as_py() < 0 else instants.to_pylist()
 
 
 def _row_fast(row: dict[str, Any], ts_us: int | None) -> Event:
