@@ -424,11 +424,12 @@ def test_bars_decided_in_batches_decide_as_one_at_a_time(tmp_path: Path) -> None
 
 
 def test_a_price_jump_past_the_range_of_floats_is_no_move_and_poisons_nothing(tmp_path: Path) -> None:
-    """1e300 then 1e-300: the log of their ratio is not a number; the bar learns its volume and
-    the symbol's state stays finite (a -inf drift would keep it from ever alerting again)."""
+    """1e-300 then 1e12 (the dearest price the contract takes): their ratio is past the floats,
+    its log not a number; the bar learns its volume and the symbol's state stays finite (an
+    infinite drift would keep it from ever alerting again)."""
     s = Stream()
     m = Market(s, seed=2)
-    for minute, close in enumerate((1e300, 1e-300, 100.0, 101.0), start=1):
+    for minute, close in enumerate((1e-300, 1e12, 100.0, 101.0), start=1):
         m.bar(1, 10, minute, "9999", close, 500)
     pipeline = Pipeline()
     for event in total_order(read_file(s.write(tmp_path / "e.jsonl"))).events:
