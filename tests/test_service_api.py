@@ -283,3 +283,15 @@ def test_a_minute_of_bars_in_one_request_answers_each_bar_as_one_at_a_time(api: 
             assert result["decision"] is None
             got[result["event_id"]] = result["alerts"]
     assert got == want
+
+
+def test_an_event_naming_its_own_firm_is_the_account_an_event_without_it_is(api: Api) -> None:
+    """A login platform that sends `firm` and an order platform that does not: the change was
+    decided as another account's, without the risk of the session its login opened."""
+    login = {**_login("lo-1", ip="52.95.110.1"), "device_id": "dev-new", "firm": "acme"}
+    change = {"event_id": "ch-1", "type": "account_change", "ts": ts(3, 9, 2), "account_id": "A1",
+              "session_id": "s-lo-1", "field": "email", "ip": "52.95.110.1", "device_id": "dev-new"}
+    api.post(login)
+    decided = api.post(change).json()["results"][0]["decision"]
+    alone = create_app_replay([{k: v for k, v in login.items() if k != "firm"}, change])[-1]
+    assert encode(decided) == alone

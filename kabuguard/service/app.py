@@ -235,6 +235,10 @@ class Service:
         for n, event in enumerate(events):
             if event.firm is not None and event.firm != who.firm:
                 return _refused(403, f"events[{n}].firm: this API key belongs to another firm")
+        for event in events:
+            # The key says the firm and the firm's state is its own: one account is one key
+            # whether or not an event repeats the firm (`acme:A1` and `A1` were two accounts).
+            event.firm = None
         outcome = await self.decider.decide(who.firm, events)
         if outcome.alerts and self.containment.playbooks:
             try:
