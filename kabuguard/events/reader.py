@@ -208,7 +208,8 @@ def _instants(batch: Any) -> list[int | None] | None:
     except pa.ArrowInvalid:
         return None
     # Arrow also reads year 0000, which `parse_ts` refuses, as it does anything before 1970.
-    return None if pc.min(instants).as_py() < 0 else instants.to_pylist()
+    earliest = pc.min(instants).as_py()  # None for a batch of no rows
+    return None if earliest is not None and earliest < 0 else instants.to_pylist()
 
 
 def _row_fast(row: dict[str, Any], ts_us: int | None) -> Event:
