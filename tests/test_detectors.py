@@ -472,3 +472,14 @@ def test_a_negative_min_reason_weight_names_negative_findings_too() -> None:
     findings = [Finding("owners_crowd", -0.5), Finding("new_device", 2.0), Finding("owners_crowd", -0.8),
                 Finding("unusual_hour", -3.0)]
     assert policy.reasons(findings) == ["new_device", "owners_crowd"]
+
+
+def test_an_account_opened_before_1970_keeps_its_age() -> None:
+    """Events before 1970 are refused as placeholders, but a customer's account may be older."""
+    from kabuguard.events.reader import parse_ts
+
+    pipeline = Pipeline()
+    pipeline.process(event_from_dict({"type": "account", "event_id": "a1", "ts": "2025-03-03T08:00:00+09:00",
+                                      "account_id": "A1", "opened_at": "1965-04-01T09:00:00+09:00"}))
+    state = pipeline.store.get("account", "A1")
+    assert state["holdings_liquidation"].opened_us == parse_ts("1965-04-01T09:00:00+09:00") < 0

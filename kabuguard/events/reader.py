@@ -62,8 +62,14 @@ def parse_ts(value: str) -> int:
         raise ContractError(f"`ts` has no UTC offset: {value!r}")
     if not _RFC3339.fullmatch(value):
         raise ContractError(f"`ts` is ISO 8601 but not RFC 3339 (date, `T`, hh:mm:ss, offset hh:mm): {value!r}")
-    instant = (dt - _EPOCH) // _MICRO
-    if instant < 0:  # no brokerage event is that old: a placeholder date (`0001-01-01`), not a time
+    return (dt - _EPOCH) // _MICRO
+
+
+def event_instant(value: str) -> int:
+    """`parse_ts` for an event's own `ts`, which is not before 1970: no brokerage event is that
+    old, so it is a placeholder (`0001-01-01`), not a time. (An account may be older.)"""
+    instant = parse_ts(value)
+    if instant < 0:
         raise ContractError(f"`ts` is before 1970: {value!r}")
     return instant
 
@@ -79,7 +85,7 @@ def event_from_dict(obj: Any) -> Event:
     ts = obj.get("ts")
     if not isinstance(ts, str):
         raise ContractError("missing or non-string `ts`")
-    ts_us = parse_ts(ts)
+    ts_us = event_instant(ts)
     # Absent fields may come as nulls (Parquet always does); null means absent.
     known = KNOWN_FIELDS[kind]
     fields = {k: v for k, v in obj.items() if v is not None and k in known}
@@ -107,7 +113,7 @@ def decode_line(line: bytes) -> Event:
         return event_from_dict(_json_decode(line))
     if event.extra is not None or event.ts_us or event.ts.endswith("z"):
         return event_from_dict(_json_decode(line))
-    event.ts_us = parse_ts(event.ts)
+    event.ts_us = event_instant(event.ts)
     return event
 
 
@@ -207,7 +213,7 @@ def _instants(batch: Any) -> list[int | None] | None:
         instants = pc.cast(column, pa.timestamp("us", tz="UTC")).cast(pa.int64())
     except pa.ArrowInvalid:
         return None
-    # Arrow also reads year 0000, which `parse_ts` refuses, as it does anything before 1970.
+    # Arrow also reads year 0000, which `event_instant` refuses, as it does anything before 1970.
     earliest = pc.min(instants).as_py()  # None for a batch of no rows
     return None if earliest is not None and earliest < 0 else instants.to_pylist()
 

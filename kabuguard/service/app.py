@@ -29,7 +29,7 @@ from kabuguard.console.webhooks import Deliverer
 from kabuguard.engine.pipeline import Pipeline
 from kabuguard.engine.redis_store import RedisState, StateCodec, StateFormatMismatch
 from kabuguard.events.model import Event
-from kabuguard.events.reader import ContractError, event_from_dict, parse_ts
+from kabuguard.events.reader import ContractError, event_from_dict, event_instant, parse_ts
 from kabuguard.intel.taxii.server import install as install_taxii
 from kabuguard.intel.taxii.store import TaxiiStore
 from kabuguard.policy import load_policy
@@ -82,7 +82,7 @@ def _parse_events(body: bytes) -> list[Event]:
         events = parsed if isinstance(parsed, list) else [parsed]
         if all(e.extra is None and not e.ts_us and not e.ts.endswith("z") for e in events):
             for event in events:
-                event.ts_us = parse_ts(event.ts)
+                event.ts_us = event_instant(event.ts)
             _msgpack(events)  # state holds 64-bit integers: a larger one is refused below
             return events
     except (msgspec.ValidationError, ContractError, OverflowError):
