@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, names, param, positive
+from kabuguard.detectors.base import Evidence, Finding, names, param, positive, probability
 
 _BROWSERS = (("edg/", "edge"), ("firefox/", "firefox"), ("opr/", "opera"), ("chrome/", "chrome"),
              ("crios/", "chrome"), ("safari/", "safari"))
@@ -80,10 +80,11 @@ class _Attribute:
 
     def __init__(self, reason: str, conf: dict[str, float]) -> None:
         self.reason = reason
-        self.alpha = positive(conf, "alpha", "login_profile")
-        p_new = positive(conf, "p_new_attack", "login_profile")
-        if not p_new < 1:
-            raise ValueError(f"{reason}: `p_new_attack` is a probability below 1, got {p_new!r}")
+        try:
+            self.alpha = positive(conf, "alpha", "login_profile")
+            p_new = probability(conf, "p_new_attack", "login_profile")
+        except ValueError as exc:  # which of the five attributes
+            raise ValueError(f"{reason}: {exc}") from None
         self.log_p_new = math.log(p_new)
         self.log_p_known = math.log(1.0 - p_new)
 
