@@ -74,6 +74,16 @@ def event_instant(value: str) -> int:
     return instant
 
 
+def stamped(event: Event, ts_us: int | None = None) -> Event:
+    """`event` with its instant (`event_instant` of its `ts`, unless already known), and a `ts`
+    ending in a lower-case `z` written `Z`, as the parsers of every later reader of `ts` need."""
+    ts = event.ts
+    event.ts_us = event_instant(ts) if ts_us is None else ts_us
+    if ts.endswith("z"):
+        event.ts = ts[:-1] + "Z"
+    return event
+
+
 def event_from_dict(obj: Any) -> Event:
     """Validate one decoded record against the contract; raise ContractError naming the field."""
     if not isinstance(obj, dict):
@@ -93,9 +103,7 @@ def event_from_dict(obj: Any) -> Event:
         event = msgspec.convert(fields, cls)
     except msgspec.ValidationError as exc:
         raise ContractError(str(exc)) from None
-    event.ts_us = ts_us
-    if ts.endswith("z"):
-        event.ts = ts[:-1] + "Z"  # as the parsers of every later reader of `ts` need
+    stamped(event, ts_us)
     if len(fields) + sum(v is None for v in obj.values()) != len(obj):
         event.extra = {k: v for k, v in obj.items() if k not in known or k in _RESERVED}
         try:  # kept fields travel with the event (a sort spilled to disk, the service's state)
@@ -111,10 +119,9 @@ def decode_line(line: bytes) -> Event:
         event = _typed_decode(line)
     except msgspec.ValidationError:
         return event_from_dict(_json_decode(line))
-    if event.extra is not None or event.ts_us or event.ts.endswith("z"):
+    if event.extra is not None or event.ts_us:
         return event_from_dict(_json_decode(line))
-    event.ts_us = event_instant(event.ts)
-    return event
+    return stamped(event)
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
@@ -222,11 +229,9 @@ def _row_fast(row: dict[str, Any], ts_us: int | None) -> Event:
     """A complete row of contract columns only: one typed conversion, the instant already known."""
     kind = row.get("type")
     cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
-    if cls is None or ts_us is None or None in row.values() or str(row.get("ts")).endswith("z"):
+    if cls is None or ts_us is None or None in row.values():
         return _row(row)
-    event = msgspec.convert(row, cls)
-    event.ts_us = ts_us
-    return event
+    return stamped(msgspec.convert(row, cls), ts_us)
 
 
 def _row(row: dict[str, Any]) -> Event:

@@ -29,7 +29,7 @@ from kabuguard.console.webhooks import Deliverer
 from kabuguard.engine.pipeline import Pipeline
 from kabuguard.engine.redis_store import RedisState, StateCodec, StateFormatMismatch
 from kabuguard.events.model import Event
-from kabuguard.events.reader import ContractError, event_from_dict, event_instant, parse_ts
+from kabuguard.events.reader import ContractError, event_from_dict, parse_ts, stamped
 from kabuguard.intel.taxii.server import install as install_taxii
 from kabuguard.intel.taxii.store import TaxiiStore
 from kabuguard.policy import load_policy
@@ -80,9 +80,9 @@ def _parse_events(body: bytes) -> list[Event]:
     try:
         parsed = _typed(body)
         events = parsed if isinstance(parsed, list) else [parsed]
-        if all(e.extra is None and not e.ts_us and not e.ts.endswith("z") for e in events):
+        if all(e.extra is None and not e.ts_us for e in events):
             for event in events:
-                event.ts_us = event_instant(event.ts)
+                stamped(event)
             _msgpack(events)  # state holds 64-bit integers: a larger one is refused below
             return events
     except (msgspec.ValidationError, ContractError, OverflowError):
@@ -235,7 +235,6 @@ class Service:
         for n, event in enumerate(events):
             if event.firm is not None and event.firm != who.firm:
                 return _refused(403, f"events[{n}].firm: this API key belongs to another firm")
-        for event in events:
             # The key says the firm and the firm's state is its own: one account is one key
             # whether or not an event repeats the firm (`acme:A1` and `A1` were two accounts).
             event.firm = None
