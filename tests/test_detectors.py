@@ -49,7 +49,7 @@ def test_a_new_device_weighs_more_after_a_long_stable_history() -> None:
             detector.learn(_login(i, "home"), state, ev)
         ev = Evidence(netintel().lookup("126.1.2.3"))
         detector.score(_login(history, "other", day=30), state, ev)  # after probation
-        return dict(ev.findings)["new_device"]
+        return {f.reason: f.weight for f in ev.findings}["new_device"]
 
     assert new_device_weight(0) < 0.5 < new_device_weight(3) < new_device_weight(40)
 
@@ -61,7 +61,7 @@ def test_known_device_and_network_count_against_takeover() -> None:
         detector.learn(_login(i, "home"), state, Evidence(netintel().lookup("126.1.2.3")))
     ev = Evidence(netintel().lookup("126.1.2.3"))
     detector.score(_login(21, "home", day=30), state, ev)
-    assert sum(w for _, w in ev.findings) < 0
+    assert sum(f.weight for f in ev.findings) < 0
 
 
 def test_a_device_whose_session_changed_the_email_is_never_trusted(tmp_path: Path) -> None:

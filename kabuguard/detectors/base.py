@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import cache
-from typing import Any, ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 import numpy as np
@@ -21,8 +21,12 @@ Stage = Literal["account", "ip", "device", "intel", "market", "symbol", "final"]
 S = TypeVar("S")
 
 
-class Finding(NamedTuple):
-    """One reason code and its weight in log-odds."""
+class Finding(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """One reason code and its weight in log-odds.
+
+    A struct, not a named tuple: an event makes several, and msgspec builds one in C in a sixth
+    of the time, untracked by the cyclic garbage collector (it holds a string and a float).
+    """
 
     reason: str
     weight: float

@@ -54,7 +54,7 @@ class OwnerSession:
     def score(self, event: Any, state: OwnerSessionState, ev: Evidence) -> None:
         if ev.session_llr > self.own_session_llr:
             return
-        habit = sum(w for reason, w in ev.findings if reason in self.habit and w > 0)
+        habit = sum(f.weight for f in ev.findings if f.reason in self.habit and f.weight > 0)
         if habit > 0:
             ev.findings.append(Finding(self.name, -self.share * habit))
 

@@ -61,7 +61,8 @@ class Policy:
     def reasons(self, findings: list[Finding]) -> list[str]:
         """Reason codes worth naming, strongest first, each once."""
         best: dict[str, float] = {}
-        for reason, weight in findings:
+        for finding in findings:
+            reason, weight = finding.reason, finding.weight
             if weight >= self.min_reason_weight and weight > best.get(reason, -math.inf):
                 best[reason] = weight
         return [r for _, r in sorted([(-w, r) for r, w in best.items()])]
