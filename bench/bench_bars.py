@@ -8,7 +8,7 @@ random walks with U-shaped volume. Then it times, in this one process:
 - the pipeline on consecutive bars, `Pipeline.process_bars`, as the replay runs them: batches
   of one minute through the market and symbol stages (market_factor, pump_surveillance);
 - the pipeline one bar at a time, `Pipeline.process`, as the service and Spark run them.
-Both run with the garbage collector as the replay runs it (`gc_settled`: left
+Both run with the garbage collector as the replay runs it (`collector_off`: left
 alone, its full passes over every bar held here cost more than the bars). The first call compiles the kernels (or loads them from numba's cache); a warm-up run on the
 first minutes comes before the timing. With --profile it prints where the batch path spends
 its time (cProfile). Not a test: it reports figures.
@@ -27,7 +27,7 @@ from kabuguard.detectors.market_factor import MARKET_KEY
 from kabuguard.engine import Pipeline
 from kabuguard.engine.redis_store import StateCodec
 from kabuguard.events.model import MarketBar
-from kabuguard.replay import gc_settled
+from kabuguard.replay import collector_off
 from machine import line as machine_line  # bench/machine.py, beside this script
 
 JST = dt.timezone(dt.timedelta(hours=9))
@@ -100,7 +100,7 @@ def main() -> None:
     # Wall clock and this process's CPU time: on a shared machine the second is the fairer figure.
     for name, path in (("in batches (Pipeline.process_bars, the replay)", batch_path),
                        ("one at a time (Pipeline.process, service/Spark)", pipeline_path)):
-        with gc_settled():  # the garbage collector as the replay runs it
+        with collector_off():  # the garbage collector as the replay runs it
             wall, cpu, alerts = min(path(bars) for _ in range(args.repeat))
         print(f"{name}: {len(bars) / wall:,.0f} bars/s wall, {len(bars) / cpu:,.0f} bars/s CPU ({alerts} alerts)")
     per_symbol, market_key = state_bytes(bars)
