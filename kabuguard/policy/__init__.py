@@ -60,11 +60,14 @@ class Policy:
 
     def reasons(self, findings: list[Finding]) -> list[str]:
         """Reason codes worth naming, strongest first, each once."""
+        floor = self.min_reason_weight
+        strong = [f for f in findings if f.weight >= floor]
+        if len(strong) < 2:  # most events: nothing to rank
+            return [strong[0].reason] if strong else []
         best: dict[str, float] = {}
-        for finding in findings:
-            reason, weight = finding.reason, finding.weight
-            if weight >= self.min_reason_weight and weight > best.get(reason, -math.inf):
-                best[reason] = weight
+        for finding in strong:
+            if finding.weight > best.get(finding.reason, -math.inf):
+                best[finding.reason] = finding.weight
         return [r for _, r in sorted([(-w, r) for r, w in best.items()])]
 
 
