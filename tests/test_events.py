@@ -214,3 +214,20 @@ def test_timestamps_before_1970_are_rejected_alike_in_json_lines_and_parquet(tmp
         items = list(read_file(path))
         assert [i.line for i in items if isinstance(i, Rejection)] == [1, 2, 3], (path, items)
         assert [i.event_id for i in items if not isinstance(i, Rejection)] == ["l1"]
+
+
+def test_an_account_with_an_unreadable_opened_at_or_last_login_at_is_rejected_naming_it(tmp_path: Path) -> None:
+    """The detectors took an unreadable one as unknown (a young account's extra weight, or a
+    dormancy, silently lost); now it is a rejected line, in JSON lines and Parquet alike."""
+    account = {"type": "account", "event_id": "a", "ts": "2025-03-21T08:00:00+09:00", "account_id": "A1",
+               "opened_at": "2019-04-01T09:00:00+09:00", "last_login_at": "1999-12-31T23:00:00Z", "cash": 0.0}
+    bad = [({"opened_at": "2019-04-01"}, "opened_at"), ({"last_login_at": "last week"}, "last_login_at"),
+           ({"opened_at": "2019-04-01T09:00:00"}, "opened_at")]
+    rows = [{**account, **change, "event_id": f"a{n}"} for n, (change, _) in enumerate(bad)] + [account]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "e.parquet")
+    for path in (_lines(tmp_path / "e.jsonl", rows), tmp_path / "e.parquet"):
+        items = list(read_file(path))
+        rejected = [i for i in items if isinstance(i, Rejection)]
+        assert [r.line for r in rejected] == [1, 2, 3], (path, items)
+        assert all(f"`{field}`" in r.reason for r, (_, field) in zip(rejected, bad)), [r.reason for r in rejected]
+        assert [i.event_id for i in items if not isinstance(i, Rejection)] == ["a"]

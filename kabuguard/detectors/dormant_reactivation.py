@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from kabuguard.detectors.base import Evidence, Finding, param
-from kabuguard.events.reader import ContractError, parse_ts
+from kabuguard.events.instants import parse_ts
 
 _DAY_US = 86_400_000_000
 
@@ -43,10 +43,7 @@ class DormantReactivation:
     def learn(self, event: Any, state: DormancyState, ev: Evidence) -> None:
         if event.kind == "account":
             stamp = event.last_login_at
-            if stamp and not state.last_active_us:
-                try:
-                    state.last_active_us = parse_ts(stamp)
-                except ContractError:
-                    pass  # an unreadable optional field leaves the account's activity unknown
+            if stamp and not state.last_active_us:  # read at the boundary (`model.Account`)
+                state.last_active_us = parse_ts(stamp)
         elif event.success:
             state.last_active_us = event.ts_us

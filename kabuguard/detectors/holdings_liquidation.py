@@ -24,7 +24,7 @@ import msgspec
 
 from kabuguard.detectors.base import Evidence, Finding, param
 from kabuguard.detectors.money import adv_value_jpy
-from kabuguard.events.reader import ContractError, parse_ts
+from kabuguard.events.instants import parse_ts
 
 _DAY_US = 86_400_000_000
 
@@ -99,11 +99,8 @@ class HoldingsLiquidation:
         kind = event.kind
         if kind == "account":
             state.holdings = {h.symbol: h.qty for h in event.holdings}
-            if event.opened_at:
-                try:
-                    state.opened_us = parse_ts(event.opened_at)
-                except ContractError:
-                    pass  # an unreadable optional field leaves the account's age unknown
+            if event.opened_at:  # read at the boundary (`model.Account`)
+                state.opened_us = parse_ts(event.opened_at)
         elif kind == "execution":
             delta = event.qty if event.side == "buy" else -event.qty
             state.holdings[event.symbol] = max(0, state.holdings.get(event.symbol, 0) + delta)

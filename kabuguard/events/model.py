@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from kabuguard.events.instants import parse_ts
+
 Mfa = Literal["none", "sms", "email", "totp", "push", "passkey"]
 Channel = Literal["web", "app", "api"]
 Side = Literal["buy", "sell"]
@@ -109,6 +111,13 @@ class Account(_Event, tag="account", kw_only=True):
     # Contract extension (optional): the last login before the export began, so a replay of a
     # short window still knows which accounts were dormant.
     last_login_at: str | None = None
+
+    def __post_init__(self) -> None:
+        # Read here, at the boundary, so that an unreadable one is a rejected line, not an
+        # account whose age or dormancy the detectors silently take as unknown.
+        for name, value in (("opened_at", self.opened_at), ("last_login_at", self.last_login_at)):
+            if value is not None:
+                parse_ts(value, name)
 
 
 class MarketBar(_Event, tag="market_bar", kw_only=True):

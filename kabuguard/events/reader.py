@@ -7,30 +7,25 @@ reason, and reading goes on. Nothing past this module re-validates an event.
 from __future__ import annotations
 
 import gzip
-import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from kabuguard.events.instants import RFC3339, ContractError, parse_ts
 from kabuguard.events.model import EVENT_TYPES, KNOWN_FIELDS, Event
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICRO = timedelta(microseconds=1)
 _RESERVED = ("ts_us", "extra")
 _json_decode = msgspec.json.Decoder().decode
 # The fast path: straight into the typed records. It refuses unknown fields and nulls, which
 # then take the general path below, so that extras are kept and null reads as absent.
 _typed_decode = msgspec.json.Decoder(Event).decode
 _msgpack_encode = msgspec.msgpack.Encoder().encode
-# RFC 3339's shape (the `T` may be a space): `fromisoformat` alone also takes ISO 8601 forms that
-# other readers of the same lines refuse (`09:00+09`, week dates, a comma before the fraction).
-_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-5][0-9])")
 # A damaged compressed stream: zlib's own error, or the file ending inside it.
 UNREADABLE = (OSError, EOFError, zlib.error)
 
@@ -45,24 +40,6 @@ class Rejection:
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "line": self.line, "reason": self.reason}
-
-
-class ContractError(ValueError):
-    """One record breaks the contract; the message names the field."""
-
-
-def parse_ts(value: str) -> int:
-    """Microseconds since the epoch for an RFC 3339 timestamp that carries an offset."""
-    try:
-        # RFC 3339 allows a lower-case `z`; Python 3.11's parser takes only `Z`.
-        dt = datetime.fromisoformat(value[:-1] + "Z" if value.endswith("z") else value)
-    except (TypeError, ValueError):
-        raise ContractError(f"`ts` is not an RFC 3339 timestamp: {value!r}") from None
-    if dt.tzinfo is None:
-        raise ContractError(f"`ts` has no UTC offset: {value!r}")
-    if not _RFC3339.fullmatch(value):
-        raise ContractError(f"`ts` is ISO 8601 but not RFC 3339 (date, `T`, hh:mm:ss, offset hh:mm): {value!r}")
-    return (dt - _EPOCH) // _MICRO
 
 
 def event_instant(value: str) -> int:
@@ -214,7 +191,7 @@ def _instants(batch: Any) -> list[int | None] | None:
     if "ts" not in names or "ts_us" in names or "extra" in names or not pa.types.is_string(batch.schema.field("ts").type):
         return None
     column = batch.column("ts")
-    if not pc.all(pc.match_substring_regex(column, f"^{_RFC3339.pattern}$")).as_py():
+    if not pc.all(pc.match_substring_regex(column, f"^{RFC3339.pattern}$")).as_py():
         return None
     try:
         instants = pc.cast(column, pa.timestamp("us", tz="UTC")).cast(pa.int64())
