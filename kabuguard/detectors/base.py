@@ -80,6 +80,19 @@ class Detector(Protocol, Generic[S]):
         ...
 
 
+class WindowedDetector(Detector[S], Protocol):
+    """A detector that remembers a key's events only for a while: `horizon_us` after a key's last
+    event, its state here can no longer change a decision. A key idle for longer than the horizon
+    of every detector of its stage scores as a new key would, so the stage forgets it
+    (`engine.stages`): an address or a device seen once does not stay in memory, or Redis, for ever.
+    A detector without a horizon keeps what it knows for ever (an account's habits)."""
+
+    @property
+    def horizon_us(self) -> int:
+        """Microseconds."""
+        ...
+
+
 class BatchDetector(Detector[S], Protocol):
     """A detector of events that come a whole market at a time (market bars, `batch_types`):
     it scores then learns a batch of them in one call, reading and writing its own rows of floats

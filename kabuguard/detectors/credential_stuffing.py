@@ -34,6 +34,10 @@ class CredentialStuffing:
         self.min_accounts = count(params, "min_accounts", self.name)
         self.weight = float(param(params, "weight", self.name))
 
+    @property
+    def horizon_us(self) -> int:
+        return self.window_us  # `alerted_us` that old allows an alert as 0 does
+
     def initial(self) -> StuffingState:
         return StuffingState()
 

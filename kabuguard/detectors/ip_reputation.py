@@ -36,6 +36,10 @@ class _Reputation:
         self.risky_llr = float(param(params, "risky_session_llr", self.name))
         self.weight = float(param(params, "weight", self.name))
 
+    @property
+    def horizon_us(self) -> int:
+        return self.window_us
+
     def initial(self) -> ReputationState:
         return ReputationState()
 

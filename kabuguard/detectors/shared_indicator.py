@@ -53,6 +53,10 @@ class _SharedIndicator:
             raise KeyError(f"policy: detector `{self.name}` needs `weights` for {', '.join(missing)}")
         self.weights = {kind: float(weights[kind]) for kind in self.owns}
 
+    @property
+    def horizon_us(self) -> int:
+        return self.max_age_us  # an indicator counts until it is this old (its arrival is an event of the key)
+
     def initial(self) -> IndicatorState:
         return IndicatorState()
 

@@ -35,6 +35,10 @@ class _ManyAccounts:
         self.min_accounts = count(params, "min_accounts", self.name)
         self.weight = float(param(params, "weight", self.name))
 
+    @property
+    def horizon_us(self) -> int:
+        return self.window_us
+
     def initial(self) -> SharedKeyState:
         return SharedKeyState()
 

@@ -103,6 +103,11 @@ class Pipeline:
         self._bar_stages = tuple(st for st in stages if "market_bar" in st.by_kind)
         self._decision: dict[str, Any] | None = None
 
+    @property
+    def horizons_us(self) -> dict[str, int]:
+        """Per stage that forgets idle keys, how long a key matters after its last event."""
+        return {st.name: st.horizon_us for st in self.stages if st.horizon_us is not None}
+
     def process(self, event: Event) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """Decide one event (None for reference data) and return the alerts it raised."""
         kind = event.kind

@@ -181,7 +181,7 @@ return out
 
 # KEYS: read state hashes (n_read), written state hashes (n_write), seen keys (n_seen), outbox.
 # ARGV: n_read, n_write, n_seen, ttl, outbox field, outbox record, read versions..., write data...,
-# seen values...
+# seen values..., write expiries (ms; 0: none)...
 # Writes only when every state read still has the version it had, and no event_id was decided
 # meanwhile; returns 1 when written, 0 on a conflict.
 _COMMIT = """
@@ -196,12 +196,17 @@ for i = 1, ns do
   if redis.call('EXISTS', KEYS[nr + nw + i]) == 1 then return 0 end
 end
 local b = a + nr
+local c = b + nw
+local x = c + ns
 for i = 1, nw do
   local key = KEYS[nr + i]
   redis.call('HINCRBY', key, 'v', 1)
   redis.call('HSET', key, 'd', ARGV[b + i - 1])
+  local ms = tonumber(ARGV[x + i - 1])
+  if ms > 0 then
+    redis.call('PEXPIRE', key, ms)
+  end
 end
-local c = b + nw
 for i = 1, ns do
   if ttl > 0 then
     redis.call('SET', KEYS[nr + nw + i], ARGV[c + i - 1], 'EX', ttl)
@@ -235,11 +240,17 @@ class RedisState:
     """State, results and the database outbox of every firm, in one Redis (through the service's
     pipelined client, `kabuguard.service.redis_client`)."""
 
-    def __init__(self, client: Any, formats: dict[str, str], prefix: str = "kg:", seen_ttl_s: int = 7 * 86400) -> None:
+    def __init__(self, client: Any, formats: dict[str, str], prefix: str = "kg:", seen_ttl_s: int = 7 * 86400,
+                 horizons_us: dict[str, int] | None = None) -> None:
         self.client = client
         self.formats = formats
         self.prefix = prefix
         self.seen_ttl_s = seen_ttl_s
+        # Per stage, how long a key lives after its last write (`Pipeline.horizons_us`): past its
+        # horizon a key scores as a new one. Redis counts wall-clock time, which in a live
+        # service runs with event time, and in a history replayed into it runs ahead of it, so
+        # a key never goes before its horizon in event time.
+        self.expiry_ms = {stage: -(-us // 1000) for stage, us in (horizons_us or {}).items()}
         self.outbox_key = f"{prefix}outbox"
         self._load = client.register_script(_LOAD)
         self._commit = client.register_script(_COMMIT)
@@ -308,6 +319,7 @@ class RedisState:
         args += [str(snapshot.versions[sk]) for sk in read]
         args += [writes[sk] for sk in written]
         args += list(results.values())
+        args += [self.expiry_ms.get(stage, 0) for stage, _ in written]
         return bool(await self._commit(keys=keys, args=args))
 
     @staticmethod

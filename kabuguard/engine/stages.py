@@ -5,6 +5,11 @@ event a stage loads the key's state, lets every detector score (reading only sta
 earlier events), then lets every detector learn, and saves the state. Stages run in order
 (account, ip, device, symbol, final); a stage reads only earlier stages' evidence.
 
+A stage whose detectors all remember a key only for a while (`WindowedDetector`, the IP and
+device stages) forgets a key idle for longer than the longest of their horizons: it would score
+as a new key would. Against the in-memory store the stage drops it in the order keys went idle;
+a Redis store lets it expire (`horizons_us`).
+
 Market bars come a whole market per minute, and their detectors (`batch_types`) take a batch
 of them at once (`run_batch`): consecutive bars of one minute and distinct symbols, which never
 read each other's state, so the batch decides exactly as one bar at a time would. One bar is a
@@ -13,6 +18,7 @@ batch of one.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -56,6 +62,10 @@ class KeyedStage:
         # event instead of a call into the store (the replay's hot path).
         self._memory: MemoryStore | None = None
         self._table: dict[str, dict[str, Any]] = {}
+        horizons = [getattr(d, "horizon_us", None) for d in detectors]
+        self.horizon_us: int | None = max(horizons) if horizons and None not in horizons and between is None else None
+        # Keys of that store by the time of their last event, the longest idle first.
+        self._touched: OrderedDict[str, int] = OrderedDict()
 
     def run(self, event: Any, ev: Evidence, store: Store) -> dict[str, Any] | None:
         """Score then learn `event`; returns the key's state (None when the stage skips it, or
@@ -69,8 +79,13 @@ class KeyedStage:
         if not key:
             return None
         if store is not self._memory and type(store) is MemoryStore:  # a subclass may override get
-            self._memory, self._table = store, store.table(self.name)
-        state = self._table.get(key) if store is self._memory else store.get(self.name, key)
+            self._memory, self._table, self._touched = store, store.table(self.name), OrderedDict()
+        if store is self._memory:
+            if self.horizon_us is not None:
+                self._forget_idle(key, event.ts_us)
+            state = self._table.get(key)
+        else:
+            state = store.get(self.name, key)
         fresh = state is None
         if fresh:
             state = {}
@@ -89,6 +104,21 @@ class KeyedStage:
         if fresh or not store.live:
             store.put(self.name, key, state)
         return state
+
+    def _forget_idle(self, key: str, now: int) -> None:
+        """Marks `key` as touched at `now` and drops the keys idle since before the horizon."""
+        assert self.horizon_us is not None
+        touched = self._touched
+        if touched.get(key, now) <= now:  # an event out of order does not make its key younger
+            touched[key] = now
+            touched.move_to_end(key)
+        cutoff = now - self.horizon_us
+        while touched:
+            oldest, at = next(iter(touched.items()))
+            if at >= cutoff:
+                break
+            del touched[oldest]
+            self._table.pop(oldest, None)
 
     def run_batch(self, events: Sequence[Any], evs: Sequence[Evidence], store: Store) -> None:
         """Score then learn a batch of one kind (see the module's docstring): each batch

@@ -144,7 +144,8 @@ class Service:
         if settings.redis():
             timeout = max(0.05, settings.deadline_ms / 1000)
             client = Redis(settings.state, socket_timeout=timeout, socket_connect_timeout=timeout)
-            state: Any = RedisState(client, codec.formats(), settings.redis_prefix, settings.idempotency_ttl_s)
+            state: Any = RedisState(client, codec.formats(), settings.redis_prefix, settings.idempotency_ttl_s,
+                                    pipeline.horizons_us)
             # A tenth of the deadline at most: the decision needs the rest of it.
             self.buckets: RateLimiter = RedisBuckets(client, settings.redis_prefix, timeout_s=max(0.005, timeout / 10))
         else:

@@ -1,0 +1,76 @@
+"""Stages forget keys idle past their detectors' horizons: the same decisions, bounded state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+import yaml
+from fastapi.testclient import TestClient
+
+import kabuguard.policy
+from conftest import HOME_UA, ts
+from kabuguard.engine import Pipeline
+from kabuguard.events import total_order
+from kabuguard.policy import load_policy
+from kabuguard.replay import decide, read_events
+from kabuguard.service.app import create_app
+from kabuguard.service.auth import create_key
+from kabuguard.service.settings import Settings
+from test_service_support import redis_prefix, redis_url
+
+__all__ = ["redis_prefix", "redis_url"]  # fixtures
+
+_HOUR_US = 3_600_000_000
+
+
+def _short_windows(tmp_path: Path) -> Path:
+    """The default policy with the address and device windows cut to about an hour, so that a
+    ten-day simulated run has plenty of keys idle for longer than their stage's horizon."""
+    raw = yaml.safe_load((Path(kabuguard.policy.__file__).parent / "default.yaml").read_text())
+    detectors = raw["detectors"]
+    detectors["shared_ip"]["window_hours"] = detectors["shared_device"]["window_hours"] = 1
+    detectors["ip_reputation"]["window_days"] = detectors["device_reputation"]["window_days"] = 1 / 24
+    detectors["shared_indicator"]["max_age_days"] = 2 / 24
+    path = tmp_path / "short.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_forgetting_idle_addresses_and_devices_changes_no_decision_and_bounds_the_keys_held(
+        tmp_path: Path, three_firms: Path) -> None:
+    policy = load_policy(_short_windows(tmp_path))
+    events = total_order(read_events([three_firms / "sim" / "events"], quiet=True)[0]).events
+    forgetting, keeping = Pipeline(policy), Pipeline(policy)
+    assert forgetting.horizons_us == {"ip": 2 * _HOUR_US, "device": 2 * _HOUR_US}
+    for stage in keeping.stages:
+        stage.horizon_us = None
+    runs = [[d for _, d, _ in decide(p, events) if d is not None] for p in (forgetting, keeping)]
+    assert runs[0] == runs[1]
+    reasons = {r for d in runs[0] for r in d["reasons"]}
+    assert {"shared_ip", "credential_stuffing"} & reasons, "the stages forgetting keys did find something"
+    for stage in ("ip", "device"):
+        kept, held = keeping.store.keys(stage), forgetting.store.keys(stage)
+        assert held < kept / 2, (stage, held, kept)
+    # The stages whose detectors remember for ever (an account's habits) keep every key.
+    assert forgetting.store.keys("account") == keeping.store.keys("account")
+
+
+def test_redis_lets_address_and_device_keys_expire_after_their_horizon_and_keeps_accounts(
+        tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+    app = create_app(Settings(state=redis_url, redis_prefix=redis_prefix, db=f"sqlite:///{tmp_path}/kg.db",
+                              rate_limit=1e9))
+    login = {"event_id": "lo-1", "type": "login", "ts": ts(3, 9, 0), "account_id": "A1", "session_id": "s-1",
+             "success": True, "ip": "203.0.113.5", "user_agent": HOME_UA, "device_id": "dev-1", "mfa": "sms",
+             "channel": "web"}
+    with TestClient(app) as client:
+        headers = {"X-API-Key": create_key(app.state.service.db, "acme", "t")[1]}
+        answer = client.post("/v1/events", json=login, headers=headers)
+        assert answer.status_code == 200, answer.text
+    r = redis.Redis.from_url(redis_url)
+    horizon_ms = Pipeline().horizons_us["ip"] // 1000
+    for stage, key in (("ip", "203.0.113.5"), ("device", "dev-1")):
+        left = r.pttl(f"{redis_prefix}s:acme:{stage}:{key}")
+        assert horizon_ms - 60_000 < left <= horizon_ms, (stage, left)
+    assert r.pttl(f"{redis_prefix}s:acme:account:A1") == -1  # exists, never expires
+    assert r.pttl(f"{redis_prefix}s:acme:final:A1") == -1
