@@ -125,6 +125,14 @@ def test_a_malformed_policy_is_a_usage_error_naming_the_key(tmp_path: Path, stre
     ("detectors.unusual_trading.p_new_symbol_customer", 0, "p_new_symbol_customer"),
     ("detectors.hosting_network.p_hosting_customer", 1.0, "p_hosting_customer"),
     ("detectors.login_profile.hour_alpha", 0, "hour_alpha"),
+    # Fractions of a whole number were cut to the number below it, silently.
+    ("detectors.campaign.min_accounts", 2.5, "min_accounts"),
+    ("detectors.takeover_wave.min_accounts", 3.5, "min_accounts"),
+    ("detectors.suspect_flow.min_buyers", 1.5, "min_buyers"),
+    ("detectors.owners_crowd.min_owners", 2.5, "min_owners"),
+    ("detectors.unusual_trading.min_orders", 4.5, "min_orders"),
+    ("detectors.login_profile.hour_min_logins", 9.9, "hour_min_logins"),
+    ("detectors.login_profile.unfamiliar.min_logins", 2.5, "min_logins"),
     # Lists written as one string became sets of letters: the detector never fired.
     ("detectors.sensitive_change.contact_fields", "email", "contact_fields"),
     ("detectors.owner_session.habit_findings", "new_symbol", "habit_findings"),

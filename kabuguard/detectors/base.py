@@ -152,8 +152,9 @@ def probability(params: dict[str, Any], name: str, detector: str) -> float:
 
 
 def count(params: dict[str, Any], name: str, detector: str) -> int:
-    """A threshold on how many (accounts, failures) that the log of a ratio divides by: a whole
-    number of at least 1, or a clear error (`0` once loaded, then failed on the first event)."""
+    """A threshold on how many (accounts, failures, orders, logins), often what the log of a ratio
+    divides by: a whole number of at least 1, or a clear error (`0` once loaded, then failed on
+    the first event; `2.5` was read as 2)."""
     value = param(params, name, detector)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a whole number of at least 1, got {value!r}")

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from kabuguard.detectors._window import drop_expired, renew
-from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.base import Evidence, Finding, count, param
 from kabuguard.detectors.money import adv_value_jpy
 from kabuguard.events.model import account_key
 
@@ -56,7 +56,7 @@ class Campaign:
     def __init__(self, params: dict[str, Any]) -> None:
         self.window_us = int(float(param(params, "window_minutes", self.name)) * 60_000_000)
         self.lookback_us = int(float(param(params, "lookback_days", self.name)) * 86_400_000_000)
-        self.min_accounts = int(param(params, "min_accounts", self.name))
+        self.min_accounts = count(params, "min_accounts", self.name)
         self.min_share = float(param(params, "min_share", self.name))
         self.risky_llr = float(param(params, "risky_session_llr", self.name))
         self.buy_weight = float(param(params, "buy_weight", self.name))

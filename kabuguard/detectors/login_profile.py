@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, names, param, positive, probability
+from kabuguard.detectors.base import Evidence, Finding, count, names, param, positive, probability
 
 _BROWSERS = (("edg/", "edge"), ("firefox/", "firefox"), ("opr/", "opera"), ("chrome/", "chrome"),
              ("crios/", "chrome"), ("safari/", "safari"))
@@ -109,12 +109,12 @@ class LoginProfile:
         self.asn = _Attribute("new_asn", attrs["asn"])
         self.prefix = _Attribute("new_ip_range", attrs["ip_range"])
         self.agent = _Attribute("new_user_agent", attrs["user_agent"])
-        self.hour_min_logins = int(param(params, "hour_min_logins", self.name))
+        self.hour_min_logins = count(params, "hour_min_logins", self.name)
         self.hour_alpha = positive(params, "hour_alpha", self.name)
         self.learn_max_llr = float(param(params, "learn_max_llr", self.name))
         self.tz_offset_h = int(params.get("local_utc_offset_hours", 9))
         unfamiliar = param(params, "unfamiliar", self.name)
-        self.unfamiliar_min_logins = int(unfamiliar["min_logins"])
+        self.unfamiliar_min_logins = count(unfamiliar, "min_logins", self.name)
         self.unfamiliar_weight = float(unfamiliar["weight"])
         self.unfamiliar_agent_weight = float(unfamiliar["new_agent_weight"])
 

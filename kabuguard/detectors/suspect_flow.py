@@ -46,7 +46,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from kabuguard.detectors._window import others, prune, stamp
-from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.base import Evidence, Finding, count, param
 from kabuguard.detectors.money import adv_value_jpy
 from kabuguard.events.model import account_key
 
@@ -66,7 +66,7 @@ class SuspectFlow:
         self.lookback_us = int(float(param(params, "lookback_hours", self.name)) * 3_600_000_000)
         self.risky_llr = float(param(params, "risky_session_llr", self.name))
         self.suspect_llr = float(param(params, "suspect_llr", self.name))
-        self.min_buyers = int(param(params, "min_buyers", self.name))
+        self.min_buyers = count(params, "min_buyers", self.name)
         self.sell_weight = float(param(params, "sell_weight", self.name))
         self.buy_weight = float(param(params, "buy_weight", self.name))
         self.max_adv_value = float(param(params, "max_adv_value_jpy", self.name))

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, param, positive, probability
+from kabuguard.detectors.base import Evidence, Finding, count, param, positive, probability
 from kabuguard.detectors.money import to_jpy
 
 
@@ -38,7 +38,7 @@ class UnusualTrading:
         self.alpha = positive(params, "alpha", self.name)
         self.p_new_symbol_customer = probability(params, "p_new_symbol_customer", self.name)
         self.log_p_new_attack = math.log(float(param(params, "p_new_symbol_attack", self.name)))
-        self.min_orders = int(param(params, "min_orders", self.name))
+        self.min_orders = count(params, "min_orders", self.name)
         self.fx_jpy = param(params, "fx_jpy", self.name)
         self.new_segment_weight = float(param(params, "new_segment_weight", self.name))
         self.size_z = float(param(params, "size_z", self.name))
