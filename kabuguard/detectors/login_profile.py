@@ -155,8 +155,11 @@ class LoginProfile:
 
     def learn(self, event: Any, state: LoginProfileState, ev: Evidence) -> None:
         if event.kind == "account_change":
-            if event.field in self.distrusting and event.session_id:
-                state.pending = [p for p in state.pending if p.session_id != event.session_id]
+            if event.field in self.distrusting and state.pending:
+                if event.session_id:
+                    state.pending = [p for p in state.pending if p.session_id != event.session_id]
+                else:  # no session named: the latest login's, as session risk takes it
+                    state.pending = state.pending[:-1]
             return
         if not event.success or ev.session_llr > self.learn_max_llr:
             return
