@@ -81,15 +81,19 @@ class Detector(Protocol, Generic[S]):
 
 
 class WindowedDetector(Detector[S], Protocol):
-    """A detector that remembers a key's events only for a while: `horizon_us` after a key's last
-    event, its state here can no longer change a decision. A key idle for longer than the horizon
-    of every detector of its stage scores as a new key would, so the stage forgets it
+    """A detector that remembers a key's events only for a while: once the latest time its state
+    holds is `horizon_us` or more before an event, the state counts for nothing in it. A key
+    whose every detector's state is that old scores as a new key would, so the stage forgets it
     (`engine.stages`): an address or a device seen once does not stay in memory, or Redis, for ever.
     A detector without a horizon keeps what it knows for ever (an account's habits)."""
 
     @property
     def horizon_us(self) -> int:
         """Microseconds."""
+        ...
+
+    def latest_us(self, state: S) -> int:
+        """The latest event time `state` remembers (0: none)."""
         ...
 
 

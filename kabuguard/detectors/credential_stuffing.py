@@ -36,7 +36,10 @@ class CredentialStuffing:
 
     @property
     def horizon_us(self) -> int:
-        return self.window_us  # `alerted_us` that old allows an alert as 0 does
+        return self.window_us
+
+    def latest_us(self, state: StuffingState) -> int:
+        return max(max(state.failed.values(), default=0), state.alerted_us)  # an old `alerted_us` acts as 0
 
     def initial(self) -> StuffingState:
         return StuffingState()

@@ -40,6 +40,9 @@ class _Reputation:
     def horizon_us(self) -> int:
         return self.window_us
 
+    def latest_us(self, state: ReputationState) -> int:
+        return max(state.risky.values(), default=0)
+
     def initial(self) -> ReputationState:
         return ReputationState()
 

@@ -57,6 +57,9 @@ class _SharedIndicator:
     def horizon_us(self) -> int:
         return self.max_age_us  # an indicator counts until it is this old (its arrival is an event of the key)
 
+    def latest_us(self, state: IndicatorState) -> int:
+        return max(state.arrived.values(), default=0)
+
     def initial(self) -> IndicatorState:
         return IndicatorState()
 

@@ -39,6 +39,9 @@ class _ManyAccounts:
     def horizon_us(self) -> int:
         return self.window_us
 
+    def latest_us(self, state: SharedKeyState) -> int:
+        return max(state.accounts.values(), default=0)
+
     def initial(self) -> SharedKeyState:
         return SharedKeyState()
 

@@ -6,9 +6,10 @@ earlier events), then lets every detector learn, and saves the state. Stages run
 (account, ip, device, symbol, final); a stage reads only earlier stages' evidence.
 
 A stage whose detectors all remember a key only for a while (`WindowedDetector`, the IP and
-device stages) forgets a key idle for longer than the longest of their horizons: it would score
-as a new key would. Against the in-memory store the stage drops it in the order keys went idle;
-a Redis store lets it expire (`horizons_us`).
+device stages) forgets a key whose state holds nothing later than the longest of their horizons
+ago: it would score as a new key would. Against the in-memory store the stage sweeps its keys
+every eighth of that horizon (of event time); a Redis store lets a key expire a horizon after
+its last write (`horizons_us`).
 
 Market bars come a whole market per minute, and their detectors (`batch_types`) take a batch
 of them at once (`run_batch`): consecutive bars of one minute and distinct symbols, which never
@@ -18,7 +19,6 @@ batch of one.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -64,8 +64,10 @@ class KeyedStage:
         self._table: dict[str, dict[str, Any]] = {}
         horizons = [getattr(d, "horizon_us", None) for d in detectors]
         self.horizon_us: int | None = max(horizons) if horizons and None not in horizons and between is None else None
-        # Keys of that store by the time of their last event, the longest idle first.
-        self._touched: OrderedDict[str, int] = OrderedDict()
+        # Per detector, its state's name and the latest time it remembers (`latest_us`), and
+        # the event time of the next sweep of the memory store's keys.
+        self._latest = tuple((d.name, d.latest_us) for d in detectors) if self.horizon_us is not None else ()
+        self._sweep_at = 0
 
     def run(self, event: Any, ev: Evidence, store: Store) -> dict[str, Any] | None:
         """Score then learn `event`; returns the key's state (None when the stage skips it, or
@@ -79,10 +81,10 @@ class KeyedStage:
         if not key:
             return None
         if store is not self._memory and type(store) is MemoryStore:  # a subclass may override get
-            self._memory, self._table, self._touched = store, store.table(self.name), OrderedDict()
+            self._memory, self._table, self._sweep_at = store, store.table(self.name), 0
         if store is self._memory:
-            if self.horizon_us is not None:
-                self._forget_idle(key, event.ts_us)
+            if self.horizon_us is not None and event.ts_us >= self._sweep_at:
+                self._sweep(event.ts_us)
             state = self._table.get(key)
         else:
             state = store.get(self.name, key)
@@ -105,20 +107,19 @@ class KeyedStage:
             store.put(self.name, key, state)
         return state
 
-    def _forget_idle(self, key: str, now: int) -> None:
-        """Marks `key` as touched at `now` and drops the keys idle since before the horizon."""
-        assert self.horizon_us is not None
-        touched = self._touched
-        if touched.get(key, now) <= now:  # an event out of order does not make its key younger
-            touched[key] = now
-            touched.move_to_end(key)
-        cutoff = now - self.horizon_us
-        while touched:
-            oldest, at = next(iter(touched.items()))
-            if at >= cutoff:
-                break
-            del touched[oldest]
-            self._table.pop(oldest, None)
+    def _sweep(self, now: int) -> None:
+        """Drops the memory store's keys whose state holds nothing later than a horizon before
+        `now`: the key scores as a new one would. A key goes at most an eighth of the horizon
+        late, and each sweep reads every key once (cheap at that pace)."""
+        horizon = self.horizon_us
+        assert horizon is not None
+        cutoff = now - horizon
+        table = self._table
+        stale = [key for key, state in table.items()
+                 if all(latest(state[name]) < cutoff for name, latest in self._latest if name in state)]
+        for key in stale:
+            del table[key]
+        self._sweep_at = now + max(1, horizon // 8)
 
     def run_batch(self, events: Sequence[Any], evs: Sequence[Evidence], store: Store) -> None:
         """Score then learn a batch of one kind (see the module's docstring): each batch
