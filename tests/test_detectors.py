@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
 from conftest import Stream, brokerage, ts
 from kabuguard.detectors.base import Evidence
 from kabuguard.detectors.login_profile import LoginProfile
@@ -54,29 +52,6 @@ def test_a_new_device_weighs_more_after_a_long_stable_history() -> None:
         return {f.reason: f.weight for f in ev.findings}["new_device"]
 
     assert new_device_weight(0) < 0.5 < new_device_weight(3) < new_device_weight(40)
-
-
-@pytest.mark.parametrize("session", ["s-intruder", None])
-def test_a_login_whose_session_changed_the_email_never_becomes_habit(session: str | None) -> None:
-    """A change that names no session is taken to be in the account's latest one, as session risk
-    takes it: its login used to be learnt once past probation, trusting the intruder's device."""
-    detector = LoginProfile(load_policy().detectors["login_profile"])
-    state = detector.initial()
-    home = Evidence(netintel().lookup("126.1.2.3"))
-    for i in range(20):
-        detector.score(_login(i, "home"), state, home)
-        detector.learn(_login(i, "home"), state, home)
-    intruder = event_from_dict({"type": "login", "event_id": "in", "ts": ts(3, 10, 0), "account_id": "A",
-                                "session_id": "s-intruder", "success": True, "ip": "126.1.2.3",
-                                "device_id": "intruder", "user_agent": "Mozilla/5.0 (Windows NT 10.0) Chrome/120"})
-    ev = Evidence(netintel().lookup("126.1.2.3"))
-    detector.score(intruder, state, ev)
-    detector.learn(intruder, state, ev)
-    change = event_from_dict({"type": "account_change", "event_id": "ch", "ts": ts(3, 10, 5), "account_id": "A",
-                              "session_id": session, "field": "email", "ip": "126.1.2.3", "device_id": "intruder"})
-    detector.learn(change, state, Evidence())
-    detector.score(_login(99, "home", day=6), state, Evidence(netintel().lookup("126.1.2.3")))  # past probation
-    assert state.devices.get("home") == 20 and "intruder" not in state.devices
 
 
 def test_known_device_and_network_count_against_takeover() -> None:
@@ -445,6 +420,8 @@ def test_a_news_crowd_of_customers_too_new_to_be_recognised_still_explains_the_s
 
 
 def test_prices_in_other_currencies_are_valued_in_yen(tmp_path: Path) -> None:
+    import pytest
+
     from kabuguard.detectors.money import adv_value_jpy
     from kabuguard.policy import PolicyError
 

@@ -155,11 +155,8 @@ class LoginProfile:
 
     def learn(self, event: Any, state: LoginProfileState, ev: Evidence) -> None:
         if event.kind == "account_change":
-            if event.field in self.distrusting and state.pending:
-                if event.session_id:
-                    state.pending = [p for p in state.pending if p.session_id != event.session_id]
-                else:  # no session named: the latest login's, as session risk takes it
-                    state.pending = state.pending[:-1]
+            if event.field in self.distrusting and event.session_id:
+                state.pending = [p for p in state.pending if p.session_id != event.session_id]
             return
         if not event.success or ev.session_llr > self.learn_max_llr:
             return
