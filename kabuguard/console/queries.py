@@ -15,11 +15,10 @@ from sqlalchemy.engine import Engine
 
 from kabuguard.console.cases import alert_accounts
 from kabuguard.console.models import cases, containment_actions
-from kabuguard.events.model import Event
+from kabuguard.events.model import from_log
 from kabuguard.netintel import netintel
 from kabuguard.service.storage.models import alerts, decisions, events
 
-_decode_event = msgspec.msgpack.Decoder(Event).decode
 _HOUR_US = 3_600_000_000
 SORTS = ("time", "score", "type", "firm")
 
@@ -112,7 +111,7 @@ def _logged(engine: Engine, firm: str, column: Any, values: list[str], start_us:
         bodies = conn.execute(select(events.c.body).where(
             events.c.firm == firm, column.in_(values), events.c.ts_us >= start_us, events.c.ts_us < end_us)
             .order_by(events.c.ts_us, events.c.seq)).scalars().all()
-    return [_decode_event(b) for b in bodies if b]
+    return [from_log(b) for b in bodies if b]
 
 
 def timeline(engine: Engine, firm: str, account_id: str, limit: int = 500) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from kabuguard.events.instants import parse_ts
+from kabuguard.events.instants import ContractError, parse_ts
 
 Mfa = Literal["none", "sms", "email", "totp", "push", "passkey"]
 Channel = Literal["web", "app", "api"]
@@ -103,6 +103,9 @@ class Instrument(_Event, tag="instrument", kw_only=True):
         _prices(last_price=self.last_price)
 
 
+_ACCOUNT_TIMES = ("opened_at", "last_login_at")
+
+
 class Account(_Event, tag="account", kw_only=True):
     account_id: Id
     opened_at: str | None = None
@@ -114,9 +117,11 @@ class Account(_Event, tag="account", kw_only=True):
 
     def __post_init__(self) -> None:
         # Read here, at the boundary, so that an unreadable one is a rejected line, not an
-        # account whose age or dormancy the detectors silently take as unknown.
-        for name, value in (("opened_at", self.opened_at), ("last_login_at", self.last_login_at)):
-            if value is not None:
+        # account whose age or dormancy the detectors silently take as unknown. Empty is absent
+        # (an export's empty cell), as null is.
+        for name in _ACCOUNT_TIMES:
+            value = getattr(self, name)
+            if value:
                 parse_ts(value, name)
 
 
@@ -257,3 +262,29 @@ def account_key(event: Login | AccountChange | Order | Execution | Account) -> s
 
 def firm_account_key(firm: str | None, account_id: str) -> str:
     return f"{firm}:{account_id}" if firm else account_id
+
+
+_from_log = msgspec.msgpack.Decoder(Event).decode
+_raw_from_log = msgspec.msgpack.Decoder().decode
+
+
+def from_log(body: bytes) -> Event:
+    """An event as the service logged it (msgpack), read back to rebuild state or show it.
+
+    A log outlives versions: an account logged before its `opened_at` and `last_login_at` were
+    checked at the boundary may hold one this version refuses. That version took it as unknown,
+    so it is dropped here, as it was read then, rather than the whole log becoming unreadable."""
+    try:
+        return _from_log(body)
+    except msgspec.ValidationError:
+        raw = _raw_from_log(body)
+        if not isinstance(raw, dict) or raw.get("type") != "account":
+            raise
+        for name in _ACCOUNT_TIMES:
+            value = raw.get(name)
+            if value:
+                try:
+                    parse_ts(value, name)
+                except ContractError:
+                    del raw[name]
+        return msgspec.convert(raw, Event)

@@ -27,7 +27,7 @@ from kabuguard.detectors.shared_indicator import INTEL_KEY, intel_key
 from kabuguard.engine.pipeline import Pipeline
 from kabuguard.engine.redis_store import (Missing, RedisState, Snapshot, StageKey, StateCodec, StateFormatMismatch,
                                          WorkingSet)
-from kabuguard.events.model import DECIDABLE, Event, account_key
+from kabuguard.events.model import DECIDABLE, Event, account_key, from_log
 from kabuguard.service.redis_client import ReplyError
 from kabuguard.service.state import MemoryState
 from kabuguard.service.storage.database import Database, Records
@@ -364,7 +364,6 @@ class Decider:
         """Embedded start: apply the database's event log to the empty memory state."""
         state = self.state
         assert isinstance(state, MemoryState)
-        decode = msgspec.msgpack.Decoder(Event).decode
         n = 0
         firm, batch = None, []
         for row_firm, event_id, body in self.db.event_log():
@@ -375,7 +374,7 @@ class Decider:
             if not body:  # a containment, at its place in the order
                 self._contain_now(firm, [event_id.removeprefix(CONTAIN_PREFIX)])
                 continue
-            batch.append(decode(body))
+            batch.append(from_log(body))
             if len(batch) >= 1000:
                 self._replay(firm, batch)
                 batch = []
