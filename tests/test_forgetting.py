@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import redis
@@ -11,11 +12,13 @@ from fastapi.testclient import TestClient
 import kabuguard.policy
 from conftest import HOME_UA, ts
 from kabuguard.engine import Pipeline
+from kabuguard.engine.redis_store import RedisState, StateCodec
 from kabuguard.events import total_order
 from kabuguard.policy import load_policy
 from kabuguard.replay import decide, read_events
 from kabuguard.service.app import create_app
 from kabuguard.service.auth import create_key
+from kabuguard.service.redis_client import Redis
 from kabuguard.service.settings import Settings
 from test_service_support import redis_prefix, redis_url
 
@@ -68,9 +71,29 @@ def test_redis_lets_address_and_device_keys_expire_after_their_horizon_and_keeps
         answer = client.post("/v1/events", json=login, headers=headers)
         assert answer.status_code == 200, answer.text
     r = redis.Redis.from_url(redis_url)
-    horizon_ms = Pipeline().horizons_us["ip"] // 1000
+    horizon_ms = Pipeline().horizons_us["ip"] // 1000 + 86_400_000  # a day's margin for late events
     for stage, key in (("ip", "203.0.113.5"), ("device", "dev-1")):
         left = r.pttl(f"{redis_prefix}s:acme:{stage}:{key}")
         assert horizon_ms - 60_000 < left <= horizon_ms, (stage, left)
     assert r.pttl(f"{redis_prefix}s:acme:account:A1") == -1  # exists, never expires
     assert r.pttl(f"{redis_prefix}s:acme:final:A1") == -1
+
+
+def test_a_key_that_expired_and_came_back_is_a_conflict_for_a_request_that_read_it_before(
+        redis_url: str, redis_prefix: str) -> None:
+    """Versions counted per key restarted at 1 when a key expired and was written again, so a
+    request that had read the old key at version 1 overwrote the new state: a lost update."""
+    pipeline = Pipeline()
+    state = RedisState(Redis(redis_url), StateCodec(pipeline).formats(), redis_prefix, 60, pipeline.horizons_us)
+    sk = ("ip", "203.0.113.5")
+
+    async def run() -> tuple[bool, bool]:
+        await state.commit("acme", await state.load("acme", [sk], []), {sk: b"long ago"}, {}, None)
+        first = await state.load("acme", [sk], [])  # a request reads the key...
+        redis.Redis.from_url(redis_url).delete(state.state_key("acme", *sk))  # ...which then expires
+        second = await state.load("acme", [sk], [])  # another request finds none and writes one
+        wrote = await state.commit("acme", second, {sk: b"new"}, {}, None)
+        return wrote, await state.commit("acme", first, {sk: b"stale"}, {}, None)
+
+    assert asyncio.run(run()) == (True, False)
+    assert redis.Redis.from_url(redis_url).hget(state.state_key("acme", *sk), "d") == b"new"

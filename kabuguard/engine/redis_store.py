@@ -21,6 +21,7 @@ it, exactly as the replay does. Stores hold state, never logic.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TypedDict
@@ -160,7 +161,7 @@ class Snapshot(msgspec.Struct):
     """What one load returned: state bytes, their versions, and results already recorded."""
 
     raw: dict[StageKey, bytes | None]
-    versions: dict[StageKey, int]
+    versions: dict[StageKey, str]  # "0": not in Redis
     seen: dict[str, bytes]
 
 
@@ -180,14 +181,17 @@ return out
 """
 
 # KEYS: read state hashes (n_read), written state hashes (n_write), seen keys (n_seen), outbox.
-# ARGV: n_read, n_write, n_seen, ttl, outbox field, outbox record, read versions..., write data...,
-# seen values..., write expiries (ms; 0: none)...
+# ARGV: n_read, n_write, n_seen, ttl, outbox field, outbox record, version, read versions...,
+# write data..., seen values..., write expiries (ms; 0: none)...
 # Writes only when every state read still has the version it had, and no event_id was decided
-# meanwhile; returns 1 when written, 0 on a conflict.
+# meanwhile; returns 1 when written, 0 on a conflict. A version is a random token per commit,
+# not a count per key: a key that expired and came back would count from 1 again, and a
+# request that read the old key's version could then overwrite the new key's state.
 _COMMIT = """
 local nr, nw, ns = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
-local a = 7
+local version = ARGV[7]
+local a = 8
 for i = 1, nr do
   local v = redis.call('HGET', KEYS[i], 'v') or '0'
   if v ~= ARGV[a + i - 1] then return 0 end
@@ -200,8 +204,7 @@ local c = b + nw
 local x = c + ns
 for i = 1, nw do
   local key = KEYS[nr + i]
-  redis.call('HINCRBY', key, 'v', 1)
-  redis.call('HSET', key, 'd', ARGV[b + i - 1])
+  redis.call('HSET', key, 'v', version, 'd', ARGV[b + i - 1])
   local ms = tonumber(ARGV[x + i - 1])
   if ms > 0 then
     redis.call('PEXPIRE', key, ms)
@@ -236,6 +239,9 @@ return bad
 """
 
 
+_EXPIRY_MARGIN_MS = 86_400_000
+
+
 class RedisState:
     """State, results and the database outbox of every firm, in one Redis (through the service's
     pipelined client, `kabuguard.service.redis_client`)."""
@@ -248,9 +254,10 @@ class RedisState:
         self.seen_ttl_s = seen_ttl_s
         # Per stage, how long a key lives after its last write (`Pipeline.horizons_us`): past its
         # horizon a key scores as a new one. Redis counts wall-clock time, which in a live
-        # service runs with event time, and in a history replayed into it runs ahead of it, so
-        # a key never goes before its horizon in event time.
-        self.expiry_ms = {stage: -(-us // 1000) for stage, us in (horizons_us or {}).items()}
+        # service runs with event time (a history replayed into it runs behind it); a day more
+        # covers events that arrive late or from a clock ahead, so a key does not go before its
+        # horizon in event time.
+        self.expiry_ms = {stage: -(-us // 1000) + _EXPIRY_MARGIN_MS for stage, us in (horizons_us or {}).items()}
         self.outbox_key = f"{prefix}outbox"
         self._load = client.register_script(_LOAD)
         self._commit = client.register_script(_COMMIT)
@@ -301,7 +308,7 @@ class RedisState:
         for i, sk in enumerate(keys):
             version, data = out[2 * i], out[2 * i + 1]
             raw[sk] = data or None
-            versions[sk] = int(version) if version else 0
+            versions[sk] = version.decode() if version else "0"
         base = 2 * len(keys)
         seen = {e: out[base + i] for i, e in enumerate(event_ids) if out[base + i]}
         return Snapshot(raw, versions, seen)
@@ -315,8 +322,8 @@ class RedisState:
         keys += [self.seen_key(firm, e) for e in results]
         keys.append(self.outbox_key)
         field, record = outbox or ("", b"")
-        args: list[Any] = [len(read), len(written), len(results), self.seen_ttl_s, field, record]
-        args += [str(snapshot.versions[sk]) for sk in read]
+        args: list[Any] = [len(read), len(written), len(results), self.seen_ttl_s, field, record, os.urandom(8).hex()]
+        args += [snapshot.versions[sk] for sk in read]
         args += [writes[sk] for sk in written]
         args += list(results.values())
         args += [self.expiry_ms.get(stage, 0) for stage, _ in written]

@@ -27,7 +27,7 @@ class MemoryState:
         states, seen = self._states, self._seen
         raw = {sk: states.get((firm, *sk)) for sk in keys}
         found = {e: r for e in event_ids if (r := seen.get((firm, e))) is not None}
-        return Snapshot(raw, dict.fromkeys(keys, 0), found)
+        return Snapshot(raw, dict.fromkeys(keys, "0"), found)
 
     def apply(self, firm: str, writes: dict[StageKey, bytes], results: dict[str, bytes]) -> None:
         for (stage, key), data in writes.items():
