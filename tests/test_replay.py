@@ -133,6 +133,7 @@ def test_a_malformed_policy_is_a_usage_error_naming_the_key(tmp_path: Path, stre
     ("detectors.unusual_trading.min_orders", 4.5, "min_orders"),
     ("detectors.login_profile.hour_min_logins", 9.9, "hour_min_logins"),
     ("detectors.login_profile.unfamiliar.min_logins", 2.5, "min_logins"),
+    ("detectors.login_profile.hour_min_logins", -1, "hour_min_logins"),
     # Lists written as one string became sets of letters: the detector never fired.
     ("detectors.sensitive_change.contact_fields", "email", "contact_fields"),
     ("detectors.owner_session.habit_findings", "new_symbol", "habit_findings"),
@@ -150,6 +151,20 @@ def test_a_bad_policy_value_stops_at_load_naming_it(tmp_path: Path, stream: Stre
     result = CliRunner().invoke(main, ["replay", str(stream.write(tmp_path / "e.jsonl")), "--out",
                                        str(tmp_path / "o"), "--policy", str(policy)])
     assert result.exit_code == 2 and named in result.output, result.output
+
+
+def test_whole_numbers_written_as_floats_and_zero_where_it_means_from_the_first_login_load(tmp_path: Path) -> None:
+    raw = yaml.safe_load((Path(kabuguard.policy.__file__).parent / "default.yaml").read_text())
+    detectors = raw["detectors"]
+    detectors["campaign"]["min_accounts"] = 5.0
+    detectors["login_profile"]["hour_min_logins"] = 0
+    detectors["login_profile"]["unfamiliar"]["min_logins"] = 0
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    built = {type(d).__name__: d for stage in Pipeline(kabuguard.policy.load_policy(path)).stages
+             for ds in stage.by_kind.values() for d in ds}
+    assert built["Campaign"].min_accounts == 5 and isinstance(built["Campaign"].min_accounts, int)
+    assert built["LoginProfile"].hour_min_logins == built["LoginProfile"].unfamiliar_min_logins == 0
 
 
 def test_the_collector_is_off_while_deciding_and_deciding_makes_no_reference_cycles(three_firms: Path) -> None:

@@ -155,13 +155,15 @@ def probability(params: dict[str, Any], name: str, detector: str) -> float:
     return value
 
 
-def count(params: dict[str, Any], name: str, detector: str) -> int:
-    """A threshold on how many (accounts, failures, orders, logins), often what the log of a ratio
-    divides by: a whole number of at least 1, or a clear error (`0` once loaded, then failed on
-    the first event; `2.5` was read as 2)."""
+def count(params: dict[str, Any], name: str, detector: str, minimum: int = 1) -> int:
+    """A threshold on how many (accounts, failures, orders, logins): a whole number (`5` or `5.0`)
+    of at least `minimum`, 1 where the log of a ratio divides by it, or a clear error (`0` once
+    loaded, then failed on the first event; `2.5` was read as 2)."""
     value = param(params, name, detector)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a whole number of at least 1, got {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` must be a whole number of at least {minimum}, got {value!r}")
     return value
 
 
