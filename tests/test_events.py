@@ -250,3 +250,15 @@ def test_an_account_logged_before_its_times_were_checked_reads_back_as_that_vers
     assert event.last_login_at == logged["last_login_at"] and event.holdings[0].qty == 100 and event.cash == 5.0
     with pytest.raises(msgspec.ValidationError):  # anything else that no longer reads is still an error
         from_log(msgspec.msgpack.encode({**logged, "type": "login"}))
+
+
+def test_an_ipv6_zone_is_not_part_of_the_address(tmp_path: Path) -> None:
+    """`2406:da14::5%eth0` was a key of its own and looked up as no network, unless the same /48
+    had been seen without the zone first: the network depended on the order events came in."""
+    from kabuguard.netintel import NetIntel
+
+    rows = [{**LOGIN, "ip": "2406:DA14::5%eth0"}, {**LOGIN, "event_id": "l2", "ip": "fe80::1%2"}]
+    zoned, link_local = read_file(_lines(tmp_path / "e.jsonl", rows))
+    assert zoned.ip == "2406:da14::5" and link_local.ip == "fe80::1"
+    assert NetIntel().lookup(zoned.ip).kind == "hosting"  # on a fresh cache, nothing seen before
+    assert NetIntel().lookup(link_local.ip).kind == "private"

@@ -62,11 +62,13 @@ def _prices(**prices: float | None) -> None:
 @lru_cache(maxsize=65536)
 def canonical_ip(text: str) -> str:
     """One spelling per address, so that one address is one key in every stage: IPv6 compressed
-    and lower-case (`2406:DA14:0::5` -> `2406:da14::5`), IPv4-mapped IPv6 as the IPv4 address.
-    Called only for text with a colon: dotted quads are already written one way. Text that is
-    not an address is left as it is (the network lookup calls it unknown)."""
+    and lower-case (`2406:DA14:0::5` -> `2406:da14::5`), IPv4-mapped IPv6 as the IPv4 address,
+    and no zone (`fe80::1%eth0` -> `fe80::1`: the zone names an interface of the machine that
+    wrote it, not part of the address). Called only for text with a colon: dotted quads are
+    already written one way. Text that is not an address is left as it is (the network lookup
+    calls it unknown)."""
     try:
-        address = ipaddress.ip_address(text)
+        address = ipaddress.ip_address(text.partition("%")[0])
     except ValueError:
         return text
     mapped = getattr(address, "ipv4_mapped", None)
