@@ -497,3 +497,15 @@ def test_the_report_shows_small_rates_large_delays_and_orders_without_a_price(tm
     assert "1 fraud orders without a price left out" in report
     assert "14,400" in report and "e+04" not in report  # the campaign found ten days on
     assert any("without a price" in line for line in summary_lines(metrics))
+
+
+def test_instants_before_1970_are_counted_down_from_the_epoch_not_towards_it() -> None:
+    """Half a second before 1970 read as half a second after it (int() of the float rounds towards 0)."""
+    from datetime import datetime, timezone
+
+    from kabuguard.evaluate.inputs import micros
+    from kabuguard.events.instants import parse_ts
+
+    for text in ("1969-12-31T23:59:59.500000Z", "1965-04-01T09:00:00.000001+09:00", "2025-03-21T09:14:03.999999+09:00"):
+        assert micros(datetime.fromisoformat(text.replace("Z", "+00:00"))) == parse_ts(text), text
+    assert micros(datetime(1970, 1, 1, tzinfo=timezone.utc)) == 0
