@@ -3,6 +3,7 @@ or doubled, and state is what the replay's is."""
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 import threading
@@ -157,3 +158,36 @@ def test_sigkill_embedded_rebuilds_state_from_its_log(tmp_path: Path) -> None:
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HTTP_PROXY", raising=False)
     monkeypatch.delenv("http_proxy", raising=False)
+
+
+def test_a_logged_event_this_version_refuses_is_left_out_of_the_rebuild_named_not_fatal(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """An earlier version logged and decided an order of 0 shares (refused at the boundary since):
+    the embedded service's start, which rebuilds state from the log, stopped on it."""
+    import msgspec
+    from fastapi.testclient import TestClient
+
+    from kabuguard.service.app import create_app
+    from kabuguard.service.auth import create_key as make_key
+    from kabuguard.service.settings import Settings
+
+    db = tmp_path / "kg.db"
+    login = {"event_id": "lo-1", "type": "login", "ts": "2025-03-03T09:00:00+09:00", "account_id": "A1",
+             "session_id": "s1", "success": True, "ip": "126.1.2.3", "user_agent": "x", "device_id": "d1",
+             "mfa": "sms", "channel": "web"}
+    app = create_app(Settings(db=f"sqlite:///{db}", rate_limit=1e9))
+    with TestClient(app) as client:
+        key = make_key(app.state.service.db, "acme", "t")[1]
+        assert client.post("/v1/events", json=login, headers={"X-API-Key": key}).status_code == 200
+    old = {"type": "order", "event_id": "or-0", "ts": "2025-03-03T09:01:00+09:00", "ts_us": 1, "order_id": "o",
+           "account_id": "A1", "symbol": "7203", "side": "buy", "qty": 0, "order_type": "market"}
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO events (firm, event_id, body, account_id, ts_us) VALUES (?, ?, ?, ?, ?)",
+                     ("acme", "or-0", msgspec.msgpack.encode(old), "A1", 1))
+    capfd.readouterr()
+    with TestClient(create_app(Settings(db=f"sqlite:///{db}", rate_limit=1e9))) as client:
+        assert client.get("/healthz").status_code == 200
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    left_out = [r for r in lines if "left out" in r["msg"]]
+    assert [r["event_id"] for r in left_out] == ["or-0"] and "qty" in left_out[0]["reason"]
+    assert [r["events"] for r in lines if r["msg"] == "state rebuilt from the event log"] == [1]

@@ -82,7 +82,7 @@ class Detector(Protocol, Generic[S]):
 
 class WindowedDetector(Detector[S], Protocol):
     """A detector that remembers a key's events only for a while: once the latest time its state
-    holds is `horizon_us` or more before an event, the state counts for nothing in it. A key
+    holds is more than `horizon_us` before an event, the state counts for nothing in it. A key
     whose every detector's state is that old scores as a new key would, so the stage forgets it
     (`engine.stages`): an address or a device seen once does not stay in memory, or Redis, for ever.
     A detector without a horizon keeps what it knows for ever (an account's habits)."""

@@ -184,7 +184,7 @@ return out
 # ARGV: n_read, n_write, n_seen, ttl, outbox field, outbox record, version, read versions...,
 # write data..., seen values..., write expiries (ms; 0: none)...
 # Writes only when every state read still has the version it had, and no event_id was decided
-# meanwhile; returns 1 when written, 0 on a conflict. A version is a random token per commit,
+# meanwhile; returns 1 when written, 0 on a conflict. A version is a random number per commit,
 # not a count per key: a key that expired and came back would count from 1 again, and a
 # request that read the old key's version could then overwrite the new key's state.
 _COMMIT = """
@@ -240,6 +240,12 @@ return bad
 
 
 _EXPIRY_MARGIN_MS = 86_400_000
+
+
+def _version() -> str:
+    """A commit's version: random, and a whole number below 2**62, so that an earlier Kabuguard on
+    the same Redis (a rollback) still reads it with int() and counts on from it with HINCRBY."""
+    return str(int.from_bytes(os.urandom(8), "big") >> 2)
 
 
 class RedisState:
@@ -304,7 +310,7 @@ class RedisState:
         redis_keys += [self.seen_key(firm, e) for e in event_ids]
         out = await self._load(keys=redis_keys, args=[len(keys)])
         raw: dict[StageKey, bytes | None] = {}
-        versions: dict[StageKey, int] = {}
+        versions: dict[StageKey, str] = {}
         for i, sk in enumerate(keys):
             version, data = out[2 * i], out[2 * i + 1]
             raw[sk] = data or None
@@ -322,7 +328,7 @@ class RedisState:
         keys += [self.seen_key(firm, e) for e in results]
         keys.append(self.outbox_key)
         field, record = outbox or ("", b"")
-        args: list[Any] = [len(read), len(written), len(results), self.seen_ttl_s, field, record, os.urandom(8).hex()]
+        args: list[Any] = [len(read), len(written), len(results), self.seen_ttl_s, field, record, _version()]
         args += [snapshot.versions[sk] for sk in read]
         args += [writes[sk] for sk in written]
         args += list(results.values())

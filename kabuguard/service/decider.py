@@ -374,7 +374,14 @@ class Decider:
             if not body:  # a containment, at its place in the order
                 self._contain_now(firm, [event_id.removeprefix(CONTAIN_PREFIX)])
                 continue
-            batch.append(from_log(body))
+            try:
+                batch.append(from_log(body))
+            except msgspec.ValidationError as exc:
+                # Logged and decided by an earlier version that checked less (an order of 0
+                # shares): left out of the state, named, rather than the service not starting.
+                log.warning("a logged event this version cannot read is left out of the rebuilt state",
+                            extra={"firm": firm, "event_id": event_id, "reason": str(exc)})
+                continue
             if len(batch) >= 1000:
                 self._replay(firm, batch)
                 batch = []
