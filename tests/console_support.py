@@ -25,12 +25,19 @@ from test_service_support import free_port
 SECRET = "test-webhook-secret-0123456789"
 
 
+_PORTS: set[int] = set()  # handed to receivers in this test process
+
+
 class WebhookReceiver:
     """An HTTP server of the test's own that records every delivery and checks its signature.
     Its port is chosen at once, so a service can be pointed at it before it listens (down)."""
 
     def __init__(self, service_secret: str = SECRET) -> None:
+        # Two ports asked for one after the other may be the same one (nothing listens yet).
         self.port = free_port()
+        while self.port in _PORTS:
+            self.port = free_port()
+        _PORTS.add(self.port)
         # What the firm's operator hands this receiver (`kabuguard keys webhook-secret URL`).
         self.secret = receiver_secret(service_secret, self.url)
         self.received: list[dict[str, Any]] = []

@@ -153,3 +153,8 @@ def test_the_operator_prints_each_receivers_own_secret() -> None:
     assert printed.exit_code == 0 and printed.output.strip() == receiver_secret(SECRET, "https://b.example/hook")
     unknown = CliRunner().invoke(main, ["keys", "webhook-secret", "https://c.example/hook"], env=env)
     assert unknown.exit_code == 2 and "not among webhook_urls" in unknown.output
+
+
+def test_a_webhook_url_listed_twice_is_one_receiver() -> None:
+    settings = Settings(webhook_urls=" http://a.example/hook,http://b.example/hook, http://a.example/hook")
+    assert settings.receivers() == ["http://a.example/hook", "http://b.example/hook"]

@@ -76,7 +76,9 @@ class Settings:
         return self
 
     def receivers(self) -> list[str]:
-        return [url.strip() for url in self.webhook_urls.split(",") if url.strip()]
+        """The webhook URLs, each once: one listed twice is one receiver (it had two outbox rows
+        for one action, which the outbox's key refuses, failing the containment)."""
+        return list(dict.fromkeys(url.strip() for url in self.webhook_urls.split(",") if url.strip()))
 
     def to_env(self) -> dict[str, str]:
         """The settings as environment variables, so that worker processes read the same."""
