@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 from pathlib import Path
 
 import redis
@@ -14,6 +15,7 @@ from conftest import HOME_UA, ts
 from kabuguard.engine import Pipeline
 from kabuguard.engine.redis_store import RedisState, StateCodec
 from kabuguard.events import total_order
+from kabuguard.events.reader import event_from_dict
 from kabuguard.policy import load_policy
 from kabuguard.replay import decide, read_events
 from kabuguard.service.app import create_app
@@ -40,10 +42,27 @@ def _short_windows(tmp_path: Path) -> Path:
     return path
 
 
+def _iso(ts_us: int) -> str:
+    return datetime.fromtimestamp(ts_us / 1e6, timezone.utc).isoformat()
+
+
 def test_forgetting_idle_addresses_and_devices_changes_no_decision_and_bounds_the_keys_held(
         tmp_path: Path, three_firms: Path) -> None:
     policy = load_policy(_short_windows(tmp_path))
-    events = total_order(read_events([three_firms / "sim" / "events"], quiet=True)[0]).events
+    events = read_events([three_firms / "sim" / "events"], quiet=True)[0]
+    # Shared indicators (their age, two hours here, sets the horizon): the address and device of
+    # every 40th login arrive three hours after it, and a stranger logs in from both just before
+    # the indicators are two hours old, so a key forgotten a little early loses a finding.
+    for n, login in enumerate([e for e in events if e.kind == "login" and e.ip and e.device_id][::40]):
+        arrival = login.ts_us + 3 * _HOUR_US
+        for kind, value in (("ip", login.ip), ("device", login.device_id)):
+            events.append(event_from_dict({"type": "indicator", "event_id": f"ind-{kind}-{n}", "indicator_type": kind,
+                                           "value": value, "ts": _iso(arrival)}))
+        events.append(event_from_dict({
+            "type": "login", "event_id": f"stranger-{n}", "account_id": f"X{n}", "session_id": f"sx-{n}",
+            "success": True, "ip": login.ip, "device_id": login.device_id, "user_agent": login.user_agent,
+            "channel": "web", "mfa": "sms", "ts": _iso(arrival + 2 * _HOUR_US - 60_000_000)}))
+    events = total_order(events).events
     forgetting, keeping = Pipeline(policy), Pipeline(policy)
     assert forgetting.horizons_us == {"ip": 2 * _HOUR_US, "device": 2 * _HOUR_US}
     for stage in keeping.stages:
@@ -52,6 +71,7 @@ def test_forgetting_idle_addresses_and_devices_changes_no_decision_and_bounds_th
     assert runs[0] == runs[1]
     reasons = {r for d in runs[0] for r in d["reasons"]}
     assert {"shared_ip", "credential_stuffing"} & reasons, "the stages forgetting keys did find something"
+    assert "shared_indicator" in reasons
     for stage in ("ip", "device"):
         kept, held = keeping.store.keys(stage), forgetting.store.keys(stage)
         assert held < kept / 2, (stage, held, kept)
