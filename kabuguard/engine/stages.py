@@ -8,8 +8,8 @@ earlier events), then lets every detector learn, and saves the state. Stages run
 A stage whose detectors all remember a key only for a while (`WindowedDetector`, the IP and
 device stages) forgets a key whose state holds nothing later than the longest of their horizons
 ago: it would score as a new key would. Against the in-memory store the stage sweeps its keys
-every half of that horizon (of event time); a Redis store lets a key expire a horizon after
-its last write (`horizons_us`).
+every half of that horizon (of event time); a Redis store lets a key expire a horizon and a
+day after its last write (`horizons_us`, `RedisState`).
 
 Market bars come a whole market per minute, and their detectors (`batch_types`) take a batch
 of them at once (`run_batch`): consecutive bars of one minute and distinct symbols, which never
