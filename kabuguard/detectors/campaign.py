@@ -21,7 +21,7 @@ import msgspec
 
 from kabuguard.detectors._window import drop_expired, renew
 from kabuguard.detectors.base import Evidence, Finding, count, param
-from kabuguard.detectors.money import adv_value_jpy
+from kabuguard.detectors.money import thin
 from kabuguard.events.model import account_key
 
 
@@ -72,8 +72,7 @@ class Campaign:
         return bool(state.campaign_id) and now - state.last_us <= self.window_us
 
     def _thin(self, ev: Evidence) -> bool:
-        value = adv_value_jpy(ev.instrument, self.fx_jpy)
-        return value is None or value <= self.max_adv_value  # unknown liquidity: do not rule the symbol out
+        return thin(ev.instrument, self.fx_jpy, self.max_adv_value, unknown=True)  # do not rule an unknown out
 
     def score(self, event: Any, state: CampaignState, ev: Evidence) -> None:
         now = event.ts_us

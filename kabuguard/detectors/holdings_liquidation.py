@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from kabuguard.detectors.base import Evidence, Finding, param
-from kabuguard.detectors.money import adv_value_jpy
+from kabuguard.detectors.money import thin
 from kabuguard.events.instants import parse_ts
 
 _DAY_US = 86_400_000_000
@@ -92,8 +92,7 @@ class HoldingsLiquidation:
             ev.findings.append(Finding("concentrated_thin_position", weight))
 
     def _thin(self, ev: Evidence) -> bool:
-        value = adv_value_jpy(ev.instrument, self.fx_jpy)
-        return value is not None and value <= self.thin_adv_value
+        return thin(ev.instrument, self.fx_jpy, self.thin_adv_value, unknown=False)
 
     def learn(self, event: Any, state: HoldingsState, ev: Evidence) -> None:
         kind = event.kind

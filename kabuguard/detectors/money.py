@@ -24,3 +24,11 @@ def adv_value_jpy(instrument: Any, fx_jpy: Mapping[str, float]) -> float | None:
     if instrument is None or not instrument.adv_shares or not instrument.last_price:
         return None
     return to_jpy(instrument.adv_shares * instrument.last_price, instrument.currency, fx_jpy)
+
+
+def thin(instrument: Any, fx_jpy: Mapping[str, float], max_adv_value_jpy: float, unknown: bool) -> bool:
+    """Whether a symbol trades at most `max_adv_value_jpy` a day; `unknown` when its liquidity
+    is not known (a detector of pressure on thin names keeps such a symbol in, one that names a
+    position thin leaves it out)."""
+    value = adv_value_jpy(instrument, fx_jpy)
+    return unknown if value is None else value <= max_adv_value_jpy

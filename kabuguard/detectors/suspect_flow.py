@@ -47,7 +47,7 @@ import msgspec
 
 from kabuguard.detectors._window import others, prune, stamp
 from kabuguard.detectors.base import Evidence, Finding, count, param
-from kabuguard.detectors.money import adv_value_jpy
+from kabuguard.detectors.money import thin
 from kabuguard.events.model import account_key
 
 _OWN = frozenset({"sell_into_suspect_buying", "buy_with_suspect_buyers"})
@@ -78,8 +78,7 @@ class SuspectFlow:
         return SuspectFlowState()
 
     def _thin(self, ev: Evidence) -> bool:
-        value = adv_value_jpy(ev.instrument, self.fx_jpy)
-        return value is None or value <= self.max_adv_value  # unknown liquidity: do not rule the symbol out
+        return thin(ev.instrument, self.fx_jpy, self.max_adv_value, unknown=True)  # do not rule an unknown out
 
     def score(self, event: Any, state: SuspectFlowState, ev: Evidence) -> None:
         if not state.buyers or not self._thin(ev):
