@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 
 from kabuguard.events import Rejection, expand_paths, read_file, total_order
 from kabuguard.events.order import TotalOrder
-from kabuguard.events.model import Login, Order
+from kabuguard.events.instants import parse_ts
+from kabuguard.events.model import Account, Login, Order
 
 LOGIN = {"type": "login", "event_id": "l1", "ts": "2025-03-21T09:14:03.120+09:00", "account_id": "A1",
          "session_id": "s1", "success": True, "ip": "126.1.2.3", "user_agent": "x", "device_id": "d1",
@@ -262,3 +263,25 @@ def test_an_ipv6_zone_is_not_part_of_the_address(tmp_path: Path) -> None:
     assert zoned.ip == "2406:da14::5" and link_local.ip == "fe80::1"
     assert NetIntel().lookup(zoned.ip).kind == "hosting"  # on a fresh cache, nothing seen before
     assert NetIntel().lookup(link_local.ip).kind == "private"
+
+
+def test_parquet_timestamp_columns_are_read_as_their_instants_and_local_times_refused(tmp_path: Path) -> None:
+    """An export writing `opened_at` as a Parquet timestamp had every account rejected ("expected
+    str"), where a timestamp `ts` was read."""
+    utc = timezone.utc
+    rows = [{"type": "account", "event_id": f"a{n}", "ts": datetime(2025, 3, 21, 8, tzinfo=utc), "account_id": "A1",
+             "opened_at": datetime(1965, 4, 1, 9, tzinfo=utc), "last_login_at": datetime(2024, 1, 2, 3, tzinfo=utc),
+             "cash": 0.0} for n in range(3)]
+    rows[1]["opened_at"] = datetime(2019, 4, 1, 9)  # no time zone: a local time, no instant
+    rows[2]["last_login_at"] = None
+    table = pa.Table.from_pylist(rows[:1] + rows[2:])  # one file per column type: with and without a zone
+    pq.write_table(table, tmp_path / "aware.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[1:2]), tmp_path / "local.parquet")
+    first, third = read_file(tmp_path / "aware.parquet")
+    assert isinstance(first, Account) and isinstance(third, Account)
+    assert first.ts_us == int(datetime(2025, 3, 21, 8, tzinfo=utc).timestamp()) * 1_000_000
+    assert parse_ts(first.opened_at) == int(datetime(1965, 4, 1, 9, tzinfo=utc).timestamp()) * 1_000_000
+    assert parse_ts(first.last_login_at) == int(datetime(2024, 1, 2, 3, tzinfo=utc).timestamp()) * 1_000_000
+    assert not third.last_login_at
+    [local] = read_file(tmp_path / "local.parquet")
+    assert isinstance(local, Rejection) and "`opened_at`" in local.reason

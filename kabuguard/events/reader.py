@@ -21,6 +21,8 @@ from kabuguard.events.model import EVENT_TYPES, KNOWN_FIELDS, Event
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 _RESERVED = ("ts_us", "extra")
+# The fields that hold an instant.
+_TIMES = ("ts", "opened_at", "last_login_at")
 _json_decode = msgspec.json.Decoder().decode
 # The fast path: straight into the typed records. It refuses unknown fields and nulls, which
 # then take the general path below, so that extras are kept and null reads as absent.
@@ -212,7 +214,10 @@ def _row_fast(row: dict[str, Any], ts_us: int | None) -> Event:
 
 
 def _row(row: dict[str, Any]) -> Event:
-    ts = row.get("ts")
-    if isinstance(ts, datetime):
-        row["ts"] = ts.isoformat()
+    # A Parquet timestamp column arrives as datetimes: written out as RFC 3339, one with a time
+    # zone is read as the string would be, one without (local time, no offset) refused as it is.
+    for name in _TIMES:
+        value = row.get(name)
+        if isinstance(value, datetime):
+            row[name] = value.isoformat()
     return event_from_dict(row)
