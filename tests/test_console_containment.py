@@ -3,19 +3,25 @@ webhook receiver exactly once even after one was down, and playbooks contain (or
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import multiprocessing
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import HTTPException
 
 from conftest import brokerage
 from console_support import SECRET, Served, WebhookReceiver, late_login, policy_with, wait_for
 from kabuguard.console import audit
-from kabuguard.console.containment import actions
-from kabuguard.console.webhooks import deliveries, receiver_secret, sign, verify
+from kabuguard.console.containment import Containment, actions
+from kabuguard.console.webhooks import Deliverer, deliveries, receiver_secret, sign, verify
 from kabuguard.policy import PolicyError, load_policy
+from kabuguard.policy.playbooks import Playbook
+from kabuguard.service.storage import Database, migrate
 from kabuguard.service.settings import Settings
 from test_service_support import ordered_stream, pg_url, redis_prefix, redis_url  # noqa: F401 - fixtures
 
@@ -158,3 +164,53 @@ def test_the_operator_prints_each_receivers_own_secret() -> None:
 def test_a_webhook_url_listed_twice_is_one_receiver() -> None:
     settings = Settings(webhook_urls=" http://a.example/hook,http://b.example/hook, http://a.example/hook")
     assert settings.receivers() == ["http://a.example/hook", "http://b.example/hook"]
+
+
+def test_containment_that_cannot_reach_the_state_records_and_sends_nothing(tmp_path: Path) -> None:
+    """It was recorded, shown as contained and sent by webhook, while the core, whose state was
+    down, never blocked the account; a retry recorded it twice."""
+    s = Served(Settings(db=f"sqlite:///{tmp_path}/kg.db", state="redis://127.0.0.1:1/0", deadline_ms=100,
+                        webhook_urls="http://127.0.0.1:9/hook", webhook_secret=SECRET))
+    with s.client:
+        for _ in range(2):
+            with pytest.raises(HTTPException) as refused:
+                s.contain(["A1"])
+            assert refused.value.status_code == 503 and "nothing was contained" in refused.value.detail
+        assert actions(s.service.db.engine, "acme") == []
+        assert deliveries(s.service.db.engine) == []
+        assert audit.entries(s.service.db.engine, target="account:A1") == []
+
+
+def _record_alerts(url: str, rounds: int, first: int) -> None:
+    """One worker recording playbook alerts on campaigns another worker records too."""
+    engine = Database(url).engine
+    playbook = Playbook("contain_campaign", "campaign_alert", 0.5, ("suspend",), False)
+    containment = Containment(engine, None, ["http://127.0.0.1:9/hook"], Deliverer(engine, SECRET), [playbook])
+
+    async def run() -> None:
+        for r in range(rounds):
+            members = [f"R{r}-A{i}" for i in range(4)]
+            alerts = [{"alert_id": f"al-{first + 2 * r + n}-0", "type": "campaign_alert", "score": 0.9,
+                       "accounts": m, "playbook": ["contain_campaign"]} for n, m in enumerate((members[:3], members))]
+            await asyncio.gather(*(containment.record_playbooks("acme", [a]) for a in alerts))
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_playbook_records_each_account_once_however_many_workers_record_at_once(
+        tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    """Two requests whose campaign alerts named the same members each passed the check before
+    either recorded: 48 of 80 accounts got two actions and two webhooks. On PostgreSQL two
+    worker processes record at once as well."""
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{tmp_path}/kg.db"
+    engine = Database(url).engine
+    migrate(engine)
+    if backend == "postgresql":
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            pool.starmap(_record_alerts, [(url, 20, 0), (url, 20, 1000)])
+    else:
+        _record_alerts(url, 20, 0)
+    counts = collections.Counter(a["account_id"] for a in actions(engine, "acme", limit=10_000))
+    assert len(counts) == 80 and set(counts.values()) == {1}
+    assert len(deliveries(engine)) == 80

@@ -1,9 +1,12 @@
 """Containment: one account, or every account of an alert, in one step.
 
-An action is recorded first (its row, its audit entry and one webhook outbox row per receiver,
-in one transaction), then applied to the core's state, so that the account's later events are
-decided `block` with reason `contained`, and the deliverer is woken to tell the firm's systems
-to suspend the account, revoke its sessions, force a password reset and cancel its open orders.
+An action is applied to the core's state first, so that the account's later events are decided
+`block` with reason `contained`; then it is recorded (its row, its audit entry and one webhook
+outbox row per receiver, in one transaction) and the deliverer is woken to tell the firm's
+systems to suspend the account, revoke its sessions, force a password reset and cancel its open
+orders. In that order a state store that cannot be reached leaves nothing behind (no action
+shown as done, no webhook for an account the core does not block); a database that fails after
+the state changed leaves the account blocked, and the analyst, told so, contains it again.
 Playbooks are decided by the core, which contains their accounts in its own state (so the
 replay and Spark decide as the service does); here they get only their record and webhooks.
 """
@@ -13,11 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import threading
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.engine import Engine
+from fastapi import HTTPException
+from sqlalchemy import select, text
+from sqlalchemy.engine import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 
 from kabuguard.console import audit
@@ -26,13 +31,27 @@ from kabuguard.console.clock import now_iso, now_us
 from kabuguard.console.models import containment_actions, webhook_outbox
 from kabuguard.console.webhooks import Deliverer
 from kabuguard.policy.playbooks import MEASURES, Playbook, fired
-from kabuguard.service.decider import Decider
+from kabuguard.service.decider import Decider, Degraded, is_store_error
 
 log = logging.getLogger("kabuguard.console")
 
 
 class ContainmentError(ValueError):
     """No reason given, or unknown measures; the message says which."""
+
+
+class StateUnavailable(HTTPException):
+    """The core's state could not be changed: nothing was contained, recorded or sent."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(503, f"the decision state cannot be reached ({type(cause).__name__}): nothing was "
+                              "contained; try again shortly")
+
+
+# Playbook records of this process one at a time (the embedded database has one worker; on
+# PostgreSQL an advisory lock does the same across workers), so that two requests whose alerts
+# name the same accounts record each account once.
+_playbooks_once = threading.Lock()
 
 
 class Containment:
@@ -53,10 +72,17 @@ class Containment:
         if unknown or not measures:
             raise ContainmentError(f"measures: expected some of {', '.join(MEASURES)}, got {sorted(measures)}")
         accounts = list(dict.fromkeys(account_ids))
-        ids = await run_in_threadpool(self._record, actor, firm, accounts, reason, list(measures), "console",
+        try:
+            # Either form of the account's key: multi-firm feeds key accounts `firm:account`.
+            await self.decider.contain(firm, [k for a in accounts for k in (a, f"{firm}:{a}")])
+        except (Degraded, TimeoutError, OSError) as exc:
+            raise StateUnavailable(exc) from exc
+        except Exception as exc:
+            if is_store_error(exc):
+                raise StateUnavailable(exc) from exc
+            raise
+        ids = await run_in_threadpool(self._record_now, actor, firm, accounts, reason, list(measures), "console",
                                       alert_id, False)
-        # Either form of the account's key: multi-firm feeds key accounts `firm:account`.
-        await self.decider.contain(firm, [k for a in accounts for k in (a, f"{firm}:{a}")])
         self.deliverer.wake()
         return ids
 
@@ -77,48 +103,59 @@ class Containment:
         for alert in alerts:
             for name, dry_run in fired(alert):
                 playbook = self.playbooks[name]
-                accounts = await run_in_threadpool(self._not_yet, firm, alert_accounts(firm, alert), dry_run)
-                if not accounts:
-                    continue
-                await run_in_threadpool(
-                    self._record, f"playbook:{name}", firm, accounts,
+                ids = await run_in_threadpool(
+                    self._record_once, f"playbook:{name}", firm, alert_accounts(firm, alert),
                     f"{alert['type']} score {alert.get('score')} >= {playbook.min_score}", list(playbook.measures),
                     f"playbook:{name}", alert["alert_id"], dry_run)
-                if not dry_run:
+                if ids and not dry_run:
                     self.deliverer.wake()
 
-    def _not_yet(self, firm: str, accounts: list[str], dry_run: bool) -> list[str]:
-        """`accounts` without a containment action (of the same dry-run kind) yet."""
-        with self.engine.connect() as conn:
+    def _record_once(self, actor: str, firm: str, accounts: list[str], reason: str, measures: list[str],
+                     source: str, alert_id: str | None, dry_run: bool) -> list[str]:
+        """`_record` for the accounts without a containment action (of the same dry-run kind)
+        yet, checked and recorded in one transaction that no other playbook record overlaps."""
+        with _playbooks_once, self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"kabuguard.playbook:{firm}"})
             done = set(conn.execute(select(containment_actions.c.account_id).where(
                 containment_actions.c.firm == firm, containment_actions.c.account_id.in_(accounts),
                 containment_actions.c.dry_run == int(dry_run))).scalars())
-        return [a for a in accounts if a not in done]
+            fresh = [a for a in dict.fromkeys(accounts) if a not in done]
+            ids = self._record(conn, actor, firm, fresh, reason, measures, source, alert_id, dry_run) if fresh else []
+        if ids:
+            log.info("containment recorded", extra={"actions": len(ids), "source": source, "dry_run": dry_run})
+        return ids
 
-    def _record(self, actor: str, firm: str, accounts: list[str], reason: str, measures: list[str], source: str,
-                alert_id: str | None, dry_run: bool) -> list[str]:
+    def _record_now(self, actor: str, firm: str, accounts: list[str], reason: str, measures: list[str],
+                    source: str, alert_id: str | None, dry_run: bool) -> list[str]:
+        with self.engine.begin() as conn:
+            ids = self._record(conn, actor, firm, accounts, reason, measures, source, alert_id, dry_run)
+        log.info("containment recorded", extra={"actions": len(ids), "source": source, "dry_run": dry_run})
+        return ids
+
+    def _record(self, conn: Connection, actor: str, firm: str, accounts: list[str], reason: str,
+                measures: list[str], source: str, alert_id: str | None, dry_run: bool) -> list[str]:
+        """The actions' rows, audit entries and webhook outbox rows, in the caller's transaction."""
         at = now_iso()
         ids = []
-        with self.engine.begin() as conn:
-            for account_id in accounts:
-                action_id = secrets.token_hex(8)
-                ids.append(action_id)
-                conn.execute(containment_actions.insert().values(
-                    action_id=action_id, firm=firm, account_id=account_id, measures=",".join(measures),
-                    source=source, alert_id=alert_id, actor=actor, reason=reason, at=at, dry_run=int(dry_run)))
-                audit.record(conn, actor, "contain.dry_run" if dry_run else "contain", reason, firm=firm,
-                             target=f"account:{account_id}",
-                             detail={"action_id": action_id, "measures": measures, "alert_id": alert_id})
-                if dry_run:
-                    continue
-                body = json.dumps({"action_id": action_id, "type": "containment", "firm": firm,
-                                   "account_id": account_id, "measures": measures, "reason": reason,
-                                   "actor": actor, "alert_id": alert_id, "at": at}, sort_keys=True).encode()
-                if self.receivers:
-                    conn.execute(webhook_outbox.insert(), [
-                        {"action_id": action_id, "receiver": url, "body": body, "next_attempt_us": now_us()}
-                        for url in self.receivers])
-        log.info("containment recorded", extra={"actions": len(ids), "source": source, "dry_run": dry_run})
+        for account_id in accounts:
+            action_id = secrets.token_hex(8)
+            ids.append(action_id)
+            conn.execute(containment_actions.insert().values(
+                action_id=action_id, firm=firm, account_id=account_id, measures=",".join(measures),
+                source=source, alert_id=alert_id, actor=actor, reason=reason, at=at, dry_run=int(dry_run)))
+            audit.record(conn, actor, "contain.dry_run" if dry_run else "contain", reason, firm=firm,
+                         target=f"account:{account_id}",
+                         detail={"action_id": action_id, "measures": measures, "alert_id": alert_id})
+            if dry_run:
+                continue
+            body = json.dumps({"action_id": action_id, "type": "containment", "firm": firm,
+                               "account_id": account_id, "measures": measures, "reason": reason,
+                               "actor": actor, "alert_id": alert_id, "at": at}, sort_keys=True).encode()
+            if self.receivers:
+                conn.execute(webhook_outbox.insert(), [
+                    {"action_id": action_id, "receiver": url, "body": body, "next_attempt_us": now_us()}
+                    for url in self.receivers])
         return ids
 
 

@@ -117,7 +117,7 @@ class Decider:
         except Exception as exc:
             # Driver errors (redis, SQLAlchemy) carry no common base: any failure to reach a
             # store is degraded mode, never a 500.
-            if _is_store_error(exc):
+            if is_store_error(exc):
                 return self._degraded(firm, events, exc)
             raise
         if records is not None:
@@ -411,6 +411,6 @@ def _unique(items: Any) -> list[Any]:
     return list(dict.fromkeys(items))
 
 
-def _is_store_error(exc: BaseException) -> bool:
+def is_store_error(exc: BaseException) -> bool:
     module = type(exc).__module__
     return isinstance(exc, ReplyError) or module.startswith(("redis", "sqlalchemy", "psycopg", "sqlite3"))
