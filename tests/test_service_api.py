@@ -116,6 +116,9 @@ def test_bad_input_gets_4xx_naming_the_field(api: Api) -> None:
         (json.dumps({**_login("b7"), "account_id": "a" * 201}).encode(), 422, "length <= 200"),
         (json.dumps({**_login("b8")})[:-1].encode() + b', "cash": 1e400}', 400, "decoder can hold"),
         (json.dumps({**_login("b9"), "account_id": "A\u0000"}).encode(), 422, "events[0].account_id: a NUL character"),
+        (b"[" * 5000 + b"]" * 5000, 400, "nests"),
+        (b'{"a":' * 5000 + b"1" + b"}" * 5000, 400, "nests"),
+        (json.dumps({**_login("~contain:A1")}).encode(), 422, "events[0].event_id: ids starting with '~contain:'"),
         (b"x" * 500_000, 413, "exceeds the limit"),
         (json.dumps([_login(f"m{n}") for n in range(501)]).encode(), 413, "batch of 501"),
     ]
@@ -127,8 +130,19 @@ def test_bad_input_gets_4xx_naming_the_field(api: Api) -> None:
     assert bad_query.status_code == 422 and "limit" in bad_query.json()["detail"]
     assert api.get("/v1/alerts", since="tomorrow").status_code == 422
     assert api.get("/v1/alerts", type="coffee_alert").status_code == 422
+    for account in ("A%00", "a" * 201):
+        answer = api.get(f"/v1/accounts/{account}")
+        assert answer.status_code == 422 and "account_id" in answer.json()["detail"], answer.text
     # Nothing of the refused batches reached state.
     assert api.get("/v1/accounts/A1").status_code == 404
+
+
+def test_an_account_id_holding_a_slash_has_its_view(api: Api) -> None:
+    """The contract allows any id: `branch1/A0` matched no route, escaped or not."""
+    assert api.post(_login("s1", account="branch1/A0")).status_code == 200
+    for path in ("/v1/accounts/branch1/A0", "/v1/accounts/branch1%2FA0"):
+        view = api.get(path)
+        assert view.status_code == 200 and view.json()["account_id"] == "branch1/A0", (path, view.text)
 
 
 def test_alerts_are_paged_and_filtered_by_time_and_type(api: Api) -> None:

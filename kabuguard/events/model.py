@@ -24,7 +24,8 @@ ChangeField = Literal[
 # Widths the service stores these in (kabuguard/service/storage/models.py): a longer value is
 # refused here, naming the field, instead of failing a database write for the whole batch.
 # An empty id would name no account: its login or order could get no decision and no rejection.
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+ID_MAX = 200  # the service stores ids in columns this wide
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=ID_MAX)]
 Symbol = Annotated[str, msgspec.Meta(max_length=32)]
 FirmName = Annotated[str, msgspec.Meta(max_length=64)]
 # Whole numbers that state and the on-disk sort keep as 64-bit integers (msgpack): a larger one

@@ -28,14 +28,14 @@ from kabuguard.console.web import mount_console
 from kabuguard.console.webhooks import Deliverer
 from kabuguard.engine.pipeline import Pipeline
 from kabuguard.engine.redis_store import RedisState, StateCodec, StateFormatMismatch
-from kabuguard.events.model import Event
+from kabuguard.events.model import ID_MAX, Event
 from kabuguard.events.reader import ContractError, event_from_dict, parse_ts, stamped
 from kabuguard.intel.taxii.server import install as install_taxii
 from kabuguard.intel.taxii.store import TaxiiStore
 from kabuguard.policy import load_policy
 from kabuguard.service import logging as service_logging
 from kabuguard.service.auth import AuthError, KeyCache, Principal
-from kabuguard.service.decider import Decider
+from kabuguard.service.decider import CONTAIN_PREFIX, Decider
 from kabuguard.service.ratelimit import RateLimiter, RedisBuckets, TokenBuckets
 from kabuguard.service.redis_client import Redis
 from kabuguard.service.schemas import AccountAnswer, AlertsPage, EventsAnswer, Problem, event_schemas
@@ -69,6 +69,9 @@ def parse_events(body: bytes) -> list[Event]:
             for name in _STORED_TEXT:
                 if "\x00" in (getattr(event, name, None) or ""):
                     raise BadInput(422, f"events[{n}].{name}: a NUL character (\\u0000), which the database cannot store")
+    for n, event in enumerate(events):
+        if event.event_id.startswith(CONTAIN_PREFIX):  # the event log's containment rows
+            raise BadInput(422, f"events[{n}].event_id: ids starting with {CONTAIN_PREFIX!r} are reserved")
     return events
 
 
@@ -85,7 +88,7 @@ def _parse_events(body: bytes) -> list[Event]:
                 stamped(event)
             _msgpack(events)  # state holds 64-bit integers: a larger one is refused below
             return events
-    except (msgspec.ValidationError, ContractError, OverflowError):
+    except (msgspec.ValidationError, ContractError, OverflowError, RecursionError):
         pass  # the general path below says which event and which field
     except msgspec.DecodeError as exc:
         raise BadInput(400, f"body is not valid JSON: {exc}") from None
@@ -93,6 +96,8 @@ def _parse_events(body: bytes) -> list[Event]:
         raw = _plain(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:  # a number JSON allows but no float holds: 1e400
         raise BadInput(400, f"body is not JSON a decoder can hold: {exc}") from None
+    except RecursionError:
+        raise BadInput(400, "body nests arrays or objects too deeply") from None
     if isinstance(raw, dict):
         items, where = [raw], "event"
     elif isinstance(raw, list):
@@ -327,10 +332,14 @@ def create_app(settings: Settings | None = None, migrate_db: bool = True) -> Fas
                                                           request.receive)
         return Response(body, status_code=status, media_type="application/json", headers=dict(headers))
 
-    @app.get("/v1/accounts/{account_id}", response_model=AccountAnswer, responses={**errors, 404: {"model": Problem}},
-             tags=["reads"])
+    # `:path`: an account id may hold a `/` (the contract allows any text), which routing would
+    # otherwise take as a separator, escaped (%2F) or not.
+    @app.get("/v1/accounts/{account_id:path}", response_model=AccountAnswer,
+             responses={**errors, 404: {"model": Problem}}, tags=["reads"])
     async def get_account(account_id: str, who: Auth) -> Response:
         """The account's risk, its latest decisions (newest first) and its open alerts."""
+        if not 0 < len(account_id) <= ID_MAX or "\x00" in account_id:
+            return _problem(422, f"account_id: 1 to {ID_MAX} characters and no NUL character")
         try:
             recent, open_alerts = await run_in_threadpool(service.db.account, who.firm, account_id)
         except Exception:
@@ -542,7 +551,7 @@ class AccessLog:
             await self.app(scope, receive, sending)
         finally:
             if log.isEnabledFor(logging.INFO):
-                route = scope.get("kabuguard.route") or getattr(scope.get("route"), "path", "unmatched")
+                route = scope.get("kabuguard.route") or getattr(scope.get("route"), "path_format", "unmatched")
                 who = scope.get("state", {}).get("principal")
                 log.info("request", extra={
                     "method": scope["method"], "route": route, "status": status,
