@@ -204,16 +204,18 @@ def test_rfc3339_offsets_lower_case_z_is_read_and_written_z_and_minutes_past_59_
     assert isinstance(third, Login) and third.ts == "2025-03-21T00:14:03Z"
 
 
-def test_timestamps_before_1970_are_rejected_alike_in_json_lines_and_parquet(tmp_path: Path) -> None:
+def test_timestamps_before_1970_or_past_9999_are_rejected_alike_in_json_lines_and_parquet(tmp_path: Path) -> None:
     """Parquet took year 0000 (Arrow reads it) where a JSON line was refused, and `0001-01-01`
-    placeholders were decided, then crashed the evaluation's calendar."""
+    placeholders were decided, then crashed the evaluation's calendar; so did a `9999-12-31`
+    sentinel whose offset puts it in year 10000 in UTC (and the STIX export)."""
     rows = [{**LOGIN, "event_id": "old", "ts": "0000-06-01T00:00:00Z"},
             {**LOGIN, "event_id": "placeholder", "ts": "0001-01-01T00:00:00+09:00"},
-            {**LOGIN, "event_id": "y1969", "ts": "1969-12-31T23:59:59Z"}, LOGIN]
+            {**LOGIN, "event_id": "y1969", "ts": "1969-12-31T23:59:59Z"},
+            {**LOGIN, "event_id": "y10000", "ts": "9999-12-31T23:59:59-05:00"}, LOGIN]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "e.parquet")
     for path in (_lines(tmp_path / "e.jsonl", rows), tmp_path / "e.parquet"):
         items = list(read_file(path))
-        assert [i.line for i in items if isinstance(i, Rejection)] == [1, 2, 3], (path, items)
+        assert [i.line for i in items if isinstance(i, Rejection)] == [1, 2, 3, 4], (path, items)
         assert [i.event_id for i in items if not isinstance(i, Rejection)] == ["l1"]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from kabuguard.events.instants import RFC3339, ContractError, parse_ts
+from kabuguard.events.instants import END_US, RFC3339, ContractError, parse_ts
 from kabuguard.events.model import EVENT_TYPES, KNOWN_FIELDS, Event
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
@@ -199,9 +199,11 @@ def _instants(batch: Any) -> list[int | None] | None:
         instants = pc.cast(column, pa.timestamp("us", tz="UTC")).cast(pa.int64())
     except pa.ArrowInvalid:
         return None
-    # Arrow also reads year 0000, which `event_instant` refuses, as it does anything before 1970.
-    earliest = pc.min(instants).as_py()  # None for a batch of no rows
-    return None if earliest is not None and earliest < 0 else instants.to_pylist()
+    # Arrow also reads year 0000 and times past year 9999 in UTC, which `event_instant` refuses.
+    span = pc.min_max(instants).as_py()  # None for a batch of no rows
+    if span["min"] is not None and (span["min"] < 0 or span["max"] > END_US):
+        return None
+    return instants.to_pylist()
 
 
 def _row_fast(row: dict[str, Any], ts_us: int | None) -> Event:
