@@ -287,3 +287,21 @@ def test_parquet_timestamp_columns_are_read_as_their_instants_and_local_times_re
     assert not third.last_login_at
     [local] = read_file(tmp_path / "local.parquet")
     assert isinstance(local, Rejection) and "`opened_at`" in local.reason
+
+
+def test_parquet_from_pandas_keeps_whole_quantities_its_null_columns_made_floats(tmp_path: Path) -> None:
+    """pandas stores an integer column with nulls (`qty` of a file mixing logins and orders) as
+    floats: every order and bar of such a file was rejected ("Expected `int`, got `float`")."""
+    order = {"type": "order", "event_id": "o1", "ts": "2025-03-21T09:15:00+09:00", "order_id": "o1",
+             "account_id": "A1", "symbol": "7203", "side": "buy", "qty": 100.0, "limit_price": 2500.0}
+    bar = {"type": "market_bar", "event_id": "b1", "ts": "2025-03-21T09:16:00+09:00", "symbol": "7203",
+           "open": 1.0, "high": 2.0, "low": 1.0, "close": 2.0, "volume": 300.0}
+    rows = [LOGIN, order, bar, {**order, "event_id": "o2", "order_id": "o2", "qty": 1.5}]
+    columns = list(dict.fromkeys(k for row in rows for k in row))  # absent fields null, as pandas writes them
+    table = pa.Table.from_pylist([{k: row.get(k) for k in columns} for row in rows])
+    assert pa.types.is_floating(table.schema.field("qty").type)
+    pq.write_table(table, tmp_path / "mixed.parquet")
+    items = list(read_file(tmp_path / "mixed.parquet"))
+    assert [type(i).__name__ for i in items] == ["Login", "Order", "MarketBar", "Rejection"]
+    assert items[1].qty == 100 and isinstance(items[1].qty, int) and items[2].volume == 300
+    assert items[3].line == 4 and "qty" in items[3].reason

@@ -23,6 +23,10 @@ SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 _RESERVED = ("ts_us", "extra")
 # The fields that hold an instant.
 _TIMES = ("ts", "opened_at", "last_login_at")
+# Whole-number fields a Parquet writer may store as floats: pandas does for an integer column
+# with nulls, which every file of mixed event types has. A whole float is read as the integer;
+# 1.5 stays a float and is refused, naming the field.
+_WHOLE = ("qty", "volume", "shares_outstanding")
 _json_decode = msgspec.json.Decoder().decode
 # The fast path: straight into the typed records. It refuses unknown fields and nulls, which
 # then take the general path below, so that extras are kept and null reads as absent.
@@ -150,6 +154,7 @@ def read_file(path: Path) -> Iterator[Event | Rejection]:
 
 
 def _read_parquet(path: Path) -> Iterator[Event | Rejection]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     name = str(path)
@@ -171,8 +176,13 @@ def _read_parquet(path: Path) -> Iterator[Event | Rejection]:
             continue
         for batch in batches:
             instants = _instants(batch)
+            floats = [n for n in _WHOLE if n in batch.schema.names and pa.types.is_floating(batch.schema.field(n).type)]
             for i, row in enumerate(batch.to_pylist()):
                 number += 1
+                for name in floats:
+                    value = row[name]
+                    if value is not None and value.is_integer():
+                        row[name] = int(value)
                 try:
                     yield _row_fast(row, instants[i]) if instants else _row(row)
                 except (ContractError, msgspec.ValidationError):
