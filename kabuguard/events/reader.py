@@ -154,7 +154,6 @@ def read_file(path: Path) -> Iterator[Event | Rejection]:
 
 
 def _read_parquet(path: Path) -> Iterator[Event | Rejection]:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     name = str(path)
@@ -175,21 +174,30 @@ def _read_parquet(path: Path) -> Iterator[Event | Rejection]:
             yield Rejection(name, first, f"unreadable Parquet data, rows {first} to {number} (row group {group}): {exc}")
             continue
         for batch in batches:
-            instants = _instants(batch)
-            floats = [n for n in _WHOLE if n in batch.schema.names and pa.types.is_floating(batch.schema.field(n).type)]
-            for i, row in enumerate(batch.to_pylist()):
+            for item in batch_events(batch):
                 number += 1
-                for name in floats:
-                    value = row[name]
-                    if value is not None and value.is_integer():
-                        row[name] = int(value)
-                try:
-                    yield _row_fast(row, instants[i]) if instants else _row(row)
-                except (ContractError, msgspec.ValidationError):
-                    try:
-                        yield _row(row)
-                    except ContractError as exc:
-                        yield Rejection(name, number, str(exc))
+                yield item if not isinstance(item, str) else Rejection(name, number, item)
+
+
+def batch_events(batch: Any) -> Iterator[Event | str]:
+    """Per row of an Arrow record batch of contract columns, in order, its event or the reason it
+    is rejected (the replay's and Spark's Parquet readers alike)."""
+    import pyarrow as pa
+
+    instants = _instants(batch)
+    floats = [n for n in _WHOLE if n in batch.schema.names and pa.types.is_floating(batch.schema.field(n).type)]
+    for i, row in enumerate(batch.to_pylist()):
+        for name in floats:
+            value = row[name]
+            if value is not None and value.is_integer():
+                row[name] = int(value)
+        try:
+            yield _row_fast(row, instants[i]) if instants else _row(row)
+        except (ContractError, msgspec.ValidationError):
+            try:
+                yield _row(row)
+            except ContractError as exc:
+                yield str(exc)
 
 
 def _instants(batch: Any) -> list[int | None] | None:

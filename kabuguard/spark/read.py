@@ -138,26 +138,16 @@ class _ParquetTask:
         import pyarrow as pa
 
         # The replay's Parquet row conversion (kabuguard.events.reader._read_parquet).
-        from kabuguard.events.reader import _instants, _row as from_row, _row_fast
+        from kabuguard.events.reader import batch_events
 
         pipeline = _route(self.policy)
         index = self.index
         for batch in batches:
             rows_at = batch.column(batch.schema.get_field_index("__row")).to_pylist()
-            batch = batch.drop_columns(["__row"])
-            instants = _instants(batch)
             out = []
-            for i, row in enumerate(batch.to_pylist()):
-                seq = index << LINE_BITS | (rows_at[i] + 1)
-                try:
-                    event = _row_fast(row, instants[i]) if instants else from_row(row)
-                except (ContractError, msgspec.ValidationError):
-                    try:
-                        event = from_row(row)
-                    except ContractError as exc:
-                        out.append(_rejected(seq, str(exc)))
-                        continue
-                out.append(_row(seq, event, pipeline))
+            for at, item in zip(rows_at, batch_events(batch.drop_columns(["__row"]))):
+                seq = index << LINE_BITS | (at + 1)
+                out.append(_rejected(seq, item) if isinstance(item, str) else _row(seq, item, pipeline))
             yield pa.RecordBatch.from_pylist(
                 [dict(zip(_NAMES, r)) for r in out], schema=_arrow_schema()) if out else _empty()
 
