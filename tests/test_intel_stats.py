@@ -72,3 +72,22 @@ def test_a_report_that_breaks_its_definition_is_left_out_and_named(three_firms: 
     assert [s["object"] for s in figures["skipped"]] == [broken["id"], no_month["id"]]
     assert "unauthorised_access_count" in figures["skipped"][0]["reason"] and "month" in figures["skipped"][1]["reason"]
     assert f"skipped {broken['id']}" in result.stderr
+
+
+def test_a_report_with_nan_or_infinity_is_left_out_and_named(three_firms: Path, tmp_path: Path) -> None:
+    """Python's json reads them from a bundle file; summed, they printed NaN as the month's figures."""
+    path = bundles(three_firms, tmp_path)[0]
+    bundle = json.loads(path.read_text())
+    good = _stats(str(path))
+    report = next(o for o in bundle["objects"] if o["type"] == "x-kabuguard-monthly-report")
+    bad = [dict(report, id=f"x-kabuguard-monthly-report--{n}" + "9" * 7 + "-9999-4999-8999-" + "9" * 12, **{field: value})
+           for n, (field, value) in enumerate((("sell_amount_jpy", float("nan")), ("buy_amount_jpy", float("inf"))))]
+    bundle["objects"] += bad
+    bad_path = tmp_path / "bad.json"
+    bad_path.write_text(json.dumps(bundle))  # NaN, Infinity: what json.dumps writes, and json.loads reads
+    result = CliRunner().invoke(main, ["intel", "stats", "--json", str(bad_path)])
+    assert result.exit_code == 1
+    figures = json.loads(result.stdout)
+    assert figures["months"] == good["months"]
+    assert [(s["object"], s["reason"].split(" ")[0]) for s in figures["skipped"]] == \
+        [(bad[0]["id"], "`sell_amount_jpy`"), (bad[1]["id"], "`buy_amount_jpy`")]

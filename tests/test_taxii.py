@@ -234,3 +234,23 @@ def test_a_bad_object_fails_alone_and_bad_reports_are_left_out_of_the_figures(ta
     far = requests.get(f"{taxii.url}kabuguard/collections/regulator/objects/", params={"next": "9" * 20},
                        auth=("fsa", taxii.keys["fsa"]), headers={"Accept": "application/taxii+json;version=2.1"})
     assert far.status_code == 400 and "next" in far.json()["description"]
+
+
+def test_nan_or_infinity_in_a_posted_object_is_refused_naming_it(taxii: Running) -> None:
+    """Python's json reads NaN and Infinity: stored, they made the stats endpoint answer 500 and
+    every page of the collection invalid JSON."""
+    report = {"type": "x-kabuguard-monthly-report", "spec_version": "2.1",
+              "id": "x-kabuguard-monthly-report--" + "a" * 8 + "-aaaa-4aaa-8aaa-" + "a" * 12,
+              "created": "2025-05-01T00:00:00Z", "modified": "2025-05-01T00:00:00Z", "name": "firm-b 2025-04",
+              "month": "2025-04", "unauthorised_access_count": 1, "unauthorised_trade_count": 1,
+              "sell_amount_jpy": 1.0, "buy_amount_jpy": 2.0}
+    for value in (float("nan"), float("inf")):
+        refused = _post(taxii, "firm-b", [dict(report, sell_amount_jpy=value)])
+        assert refused.status_code == 400, refused.text
+        assert f"objects[0].sell_amount_jpy ({report['id']})" in refused.json()["description"]
+    page = requests.get(f"{taxii.url}kabuguard/collections/regulator/objects/", auth=("fsa", taxii.keys["fsa"]),
+                        headers={"Accept": "application/taxii+json;version=2.1"})
+    assert page.status_code == 200 and "objects" not in page.json()  # nothing was stored
+    stats = requests.get(taxii.url.replace("/taxii2/", "/v1/intel/stats"), params={"collection": "regulator"},
+                         auth=("fsa", taxii.keys["fsa"]))
+    assert stats.status_code == 200 and stats.json()["months"] == []

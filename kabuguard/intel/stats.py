@@ -19,6 +19,7 @@ from typing import Any
 import stix2
 
 import kabuguard.intel.stix  # noqa: F401  (defines the report types that `problem` checks against)
+from kabuguard.intel.finite import non_finite
 
 _OKU = 1e8  # the FSA publishes amounts in oku yen (100 million)
 # The object types the figures are made of.
@@ -32,6 +33,9 @@ def problem(obj: Any) -> str | None:
     types: None). The types' STIX definitions (kabuguard.intel.stix) say what each property must be."""
     if not isinstance(obj, dict) or obj.get("type") not in _REPORTS:
         return None
+    where = non_finite(obj)
+    if where is not None:  # stix2's FloatProperty takes NaN and infinity; no sum or JSON answer does
+        return f"`{where}` is NaN or infinite: a report holds finite numbers"
     try:
         stix2.parse(obj, allow_custom=False)
     except (stix2.exceptions.STIXError, ValueError, TypeError, KeyError) as exc:

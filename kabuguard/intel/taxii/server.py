@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from kabuguard.intel.finite import non_finite
 from kabuguard.intel.stats import STATS_TYPES, aggregate
 from kabuguard.intel.taxii.store import Page, TaxiiError, TaxiiStore
 
@@ -135,6 +136,11 @@ def taxii_router(store: TaxiiStore, authenticate: Authenticate, max_content_leng
             raise Refused(400, f"body is not JSON: {exc}") from None
         if not isinstance(envelope, dict) or not isinstance(envelope.get("objects"), list):
             raise Refused(422, "expected an envelope: a JSON object with an `objects` array")
+        for n, obj in enumerate(envelope["objects"]):
+            where = non_finite(obj, f"objects[{n}]")
+            if where is not None:  # not JSON (RFC 8259), though Python's json reads it
+                name = f" ({obj['id']})" if isinstance(obj, dict) and isinstance(obj.get("id"), str) else ""
+                raise Refused(400, f"{where}{name}: NaN or Infinity is not a JSON number; send a finite number")
         status = await run_in_threadpool(store.add, who, collection_id, envelope["objects"])
         return _answer(status, 202)
 
