@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from stix2validator import ValidationOptions, validate_string
 
+from conftest import Stream
 from kabuguard.cli import main
 from kabuguard.intel.pseudonym import KEY_ENV, MissingKey, Pseudonymiser
 from kabuguard.intel.stix import TLP, parse_pattern, pattern
@@ -25,6 +26,32 @@ def _export(root: Path, tmp_path: Path, *extra: str, events: Path | None = None)
                                 env={KEY_ENV: KEY})
     assert result.exit_code == 0, result.output
     return json.loads(out.read_text())
+
+
+def _flagged_run(tmp_path: Path, stream: Stream) -> Path:
+    """A run folder as `replay` writes it, with every event of `stream` decided `review`."""
+    run = tmp_path / "run"
+    run.mkdir()
+    decisions = [{"event_id": e["event_id"], "ts": e["ts"], "type": e["type"], "account_id": e["account_id"],
+                  "decision": "review", "score": 0.9, "reasons": ["new_device"],
+                  **({"notional_jpy": 1_000_000.0} if e["type"] == "order" else {})} for e in stream.events]
+    (run / "decisions.jsonl").write_text("".join(json.dumps(d) + "\n" for d in decisions))
+    (run / "alerts.jsonl").write_text("")
+    return run
+
+
+def _invoke(run: Path, events: Path, out: Path, *extra: str):  # -> click.testing.Result
+    return CliRunner().invoke(main, ["intel", "export", "--quiet", "--run", str(run), "--events", str(events),
+                                     "--out", str(out), *extra], env={KEY_ENV: KEY})
+
+
+def _two_hijacks(ip: str = "203.0.113.7") -> Stream:
+    """Two accounts logging in from one address and buying: enough to share the address."""
+    s = Stream()
+    for n, account in enumerate(("A1", "A2")):
+        s.login(f"2025-04-10T10:0{n}:00+09:00", account, ip, "dev-x")
+        s.order(f"2025-04-10T10:1{n}:00+09:00", account, "9999", "buy", 100, ip, "dev-x")
+    return s
 
 
 def test_the_bundle_passes_the_oasis_validator_and_marks_every_object(three_firms: Path, tmp_path: Path) -> None:
@@ -109,3 +136,23 @@ def test_a_run_folder_without_decisions_is_named(tmp_path: Path) -> None:
 def test_patterns_read_back_as_they_were_written(kind: str, value: str) -> None:
     assert parse_pattern(pattern(kind, value)) == (kind, value)
     assert parse_pattern("[ipv4-addr:value = '1.2.3.4' OR ipv4-addr:value = '5.6.7.8']") is None
+
+
+def test_a_resent_event_counts_once(tmp_path: Path) -> None:
+    """The same event_id in two files is one event, as in the replay: it was counted twice in the
+    monthly report, the targeted symbol and the sightings."""
+    stream = _two_hijacks()
+    events = tmp_path / "events"
+    events.mkdir()
+    stream.write(events / "a.jsonl")
+    stream.write(events / "b-resent.jsonl")
+    result = _invoke(_flagged_run(tmp_path, stream), events, tmp_path / "b.json")
+    assert result.exit_code == 0, result.output
+    objects = json.loads((tmp_path / "b.json").read_text())["objects"]
+    report = next(o for o in objects if o["type"] == "x-kabuguard-monthly-report")
+    assert (report["unauthorised_access_count"], report["unauthorised_trade_count"], report["buy_amount_jpy"]) == \
+        (2, 2, 2_000_000.0)
+    symbol = next(o for o in objects if o["type"] == "x-kabuguard-targeted-symbol")
+    assert (symbol["buy_orders"], symbol["buy_notional_jpy"]) == (2, 2_000_000.0)
+    # The address and the device: two logins and two orders; the user agent: two logins.
+    assert sorted(o["count"] for o in objects if o["type"] == "sighting") == [2, 4, 4]

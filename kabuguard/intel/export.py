@@ -30,12 +30,12 @@ from typing import Any
 from stix2 import v21
 
 from kabuguard.detectors.shared_indicator import parent_domains
-from kabuguard.events import read_file
-from kabuguard.events.reader import expand_paths
+from kabuguard.events import Event
+from kabuguard.events.order import SPILL_AFTER, TotalOrder
 from kabuguard.intel.pseudonym import Pseudonymiser
 from kabuguard.intel.stix import TLP, MonthlyReport, TargetedSymbol, extension_definitions, pattern, stable_id
 from kabuguard.netintel import netintel
-from kabuguard.progress import progress
+from kabuguard.replay import read_into
 
 _FLAGGED = frozenset({"review", "block"})
 _ACTIVITY = frozenset({"login", "account_change", "order"})
@@ -106,16 +106,18 @@ def gather(run_dir: Path, events: list[str | Path], firm: str | None, quiet: boo
             campaign["symbols"].update(alert.get("symbols") or ())
             campaign["last"] = max(campaign["last"], when)
     net = netintel()
-    with progress(quiet) as bar:
-        files = expand_paths(events)
-        task = bar.add_task("reading events", total=len(files))
-        for path in files:
-            for event in read_file(path):
-                if getattr(event, "kind", None) in _ACTIVITY and (not firm or event.firm == firm):
-                    verdict = verdicts.get(event.event_id)
-                    if verdict is not None:
-                        _note(found, event, verdict, net)
-            bar.advance(task)
+    with TotalOrder(SPILL_AFTER) as order:
+
+        def add(event: Event) -> None:
+            if event.event_id in verdicts:  # every copy of an id or none: the order still picks the first
+                order.add(event)
+
+        read_into(events, add, quiet)
+        # A resent event (the same event_id again) is one event, the first in the total order,
+        # as the replay that made the verdicts took it.
+        for event in order:
+            if event.kind in _ACTIVITY and (not firm or event.firm == firm):
+                _note(found, event, verdicts[event.event_id], net)
     return found
 
 
