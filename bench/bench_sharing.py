@@ -133,7 +133,7 @@ def main() -> None:
         replay([own[firm]], runs[firm], quiet=True)
     # A's own key: pseudonyms in the bundle, never stored here.
     bundle = export_bundle(runs["firm-a"], [own["firm-a"]], "firm-a", "amber",
-                           Pseudonymiser(secrets.token_bytes(32)), quiet=True)
+                           Pseudonymiser(secrets.token_bytes(32)), quiet=True).bundle
     (args.out / "firm-a-bundle.json").write_text(json.dumps(bundle))
     rows = [(firm, "none", None, outcome(runs[firm], labels, firm)) for firm in FIRMS]
     for lag in (float(x) for x in args.lags.split(",")):

@@ -156,3 +156,13 @@ def test_a_resent_event_counts_once(tmp_path: Path) -> None:
     assert (symbol["buy_orders"], symbol["buy_notional_jpy"]) == (2, 2_000_000.0)
     # The address and the device: two logins and two orders; the user agent: two logins.
     assert sorted(o["count"] for o in objects if o["type"] == "sighting") == [2, 4, 4]
+
+
+def test_an_ip_that_is_not_an_address_is_left_out_and_counted(tmp_path: Path) -> None:
+    """The reader keeps any text in `ip`; the export stopped on it with a ValueError."""
+    stream = _two_hijacks(ip="unknown")
+    result = _invoke(_flagged_run(tmp_path, stream), stream.write(tmp_path / "e.jsonl"), tmp_path / "b.json")
+    assert result.exit_code == 0, result.output
+    assert "left out the `ip` of 4 flagged events, not an IP address: 'unknown'" in result.stderr
+    patterns = [o["pattern"] for o in json.loads((tmp_path / "b.json").read_text())["objects"] if o["type"] == "indicator"]
+    assert pattern("device", "dev-x") in patterns and not [p for p in patterns if p.startswith("[ipv")]

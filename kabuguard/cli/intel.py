@@ -38,15 +38,20 @@ def export(run_dir: Path, events: tuple[Path, ...], out: Path, tlp: str, firm: s
     from kabuguard.intel.pseudonym import MissingKey, Pseudonymiser
 
     try:
-        bundle = export_bundle(run_dir, events, firm, tlp, Pseudonymiser.from_env(), phish, min_accounts, quiet)
+        exported = export_bundle(run_dir, events, firm, tlp, Pseudonymiser.from_env(), phish, min_accounts, quiet)
     except (MissingKey, RunError) as exc:
         raise click.UsageError(str(exc)) from None
+    bundle = exported.bundle
     out.write_text(json.dumps(bundle, indent=1, ensure_ascii=False) + "\n")
     kinds: dict[str, int] = {}
     for obj in bundle["objects"]:
         kinds[obj["type"]] = kinds.get(obj["type"], 0) + 1
     click.echo(", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
     click.echo(f"written to {out}")
+    if exported.not_addresses:
+        values = sorted(exported.not_addresses)
+        click.echo(f"left out the `ip` of {sum(exported.not_addresses.values())} flagged events, not an IP address: "
+                   + ", ".join(map(repr, values[:5])) + (f" and {len(values) - 5} more" if len(values) > 5 else ""), err=True)
 
 
 @intel.group()

@@ -33,7 +33,8 @@ from kabuguard.detectors.shared_indicator import parent_domains
 from kabuguard.events import Event
 from kabuguard.events.order import SPILL_AFTER, TotalOrder
 from kabuguard.intel.pseudonym import Pseudonymiser
-from kabuguard.intel.stix import TLP, MonthlyReport, TargetedSymbol, extension_definitions, pattern, stable_id
+from kabuguard.intel.stix import (TLP, MonthlyReport, TargetedSymbol, extension_definitions, is_address, pattern,
+                                  stable_id)
 from kabuguard.netintel import netintel
 from kabuguard.replay import read_into
 
@@ -77,16 +78,25 @@ class Findings:
     symbols: dict[str, dict[str, Any]] = field(default_factory=dict)
     months: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_ts: str = ""
+    not_addresses: dict[str, int] = field(default_factory=dict)  # flagged events per `ip` that is no address
+
+
+@dataclass
+class Exported:
+    """The bundle, and what the export left out of it, for the command to say."""
+
+    bundle: dict[str, Any]
+    not_addresses: dict[str, int]  # `ip` text that is not an IP address -> flagged events carrying it
 
 
 def export_bundle(run_dir: str | Path, events: Iterable[str | Path], firm: str | None, tlp: str,
                   pseudonymise: Pseudonymiser, phish: str | Path | None = None, min_accounts: int = 2,
-                  quiet: bool = False) -> dict[str, Any]:
+                  quiet: bool = False) -> Exported:
     """The STIX bundle (as a dict) of `firm`'s findings in `run_dir` (all firms when None)."""
     found = gather(Path(run_dir), list(events), firm, quiet)
     if phish is not None:
         _phishing(Path(phish), found)
-    return build(found, firm or "kabuguard", tlp, pseudonymise, min_accounts)
+    return Exported(build(found, firm or "kabuguard", tlp, pseudonymise, min_accounts), found.not_addresses)
 
 
 def gather(run_dir: Path, events: list[str | Path], firm: str | None, quiet: bool) -> Findings:
@@ -122,7 +132,8 @@ def gather(run_dir: Path, events: list[str | Path], firm: str | None, quiet: boo
 
 
 def _note(found: Findings, event: Any, verdict: dict[str, Any], net: Any) -> None:
-    identities = [("ip", event.ip), ("device", event.device_id)]
+    ip = event.ip if event.ip and is_address(event.ip) else None
+    identities = [("ip", ip), ("device", event.device_id)]
     if event.kind == "login":
         identities.append(("user_agent", event.user_agent))
         if event.referrer:
@@ -134,7 +145,9 @@ def _note(found: Findings, event: Any, verdict: dict[str, Any], net: Any) -> Non
         if event.kind == "login" and verdict["decision"] == "allow" and not verdict["reasons"]:
             found.habits.update(identities)
         return
-    network = net.lookup(event.ip) if event.ip else None
+    if event.ip and ip is None:
+        found.not_addresses[event.ip] = found.not_addresses.get(event.ip, 0) + 1
+    network = net.lookup(ip) if ip else None
     if network is not None and network.kind == "hosting" and network.asn:
         identities.append(("asn", network.asn))
     when = _stix_ts(event.ts)  # UTC: times from different offsets compare as instants

@@ -47,8 +47,19 @@ _KIND_OF_PATH = {path: kind for kind, path in _PATHS.items()} | {"ipv4-addr:valu
 _COMPARISON = re.compile(r"^\[\s*(?P<path>.+?)\s*=\s*'(?P<value>(?:[^'\\]|\\.)*)'\s*\]$")
 
 
+def is_address(text: str) -> bool:
+    """Whether `text` is an IP address, the only `ip` value a pattern can name: the event
+    reader keeps any text an exporter wrote there ('unknown', '1.2.3.4:443')."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def pattern(kind: str, value: str) -> str:
-    """The STIX pattern matching one indicator value of Kabuguard's type `kind`."""
+    """The STIX pattern matching one indicator value of Kabuguard's type `kind` (an `ip` value:
+    an address, `is_address`)."""
     if kind == "ip":
         path = "ipv6-addr:value" if ipaddress.ip_address(value).version == 6 else "ipv4-addr:value"
     else:
