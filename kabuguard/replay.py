@@ -18,7 +18,7 @@ import msgspec
 
 from kabuguard.engine import Pipeline
 from kabuguard.events import DECIDABLE, Event, Rejection, expand_paths, read_file
-from kabuguard.events.reader import SUFFIXES
+from kabuguard.events.reader import event_files
 from kabuguard.events.order import SPILL_AFTER, TotalOrder
 from kabuguard.policy import Policy
 from kabuguard.progress import progress
@@ -93,8 +93,7 @@ def replay(paths: Iterable[str | Path], out_dir: str | Path, policy: Policy | No
            quiet: bool = False, spill_after: int | None = SPILL_AFTER) -> ReplaySummary:
     """Decide every activity event of `paths` as production would have, into `out_dir`."""
     paths = list(paths)
-    if not expand_paths(paths):
-        raise FileNotFoundError(f"no event files ({', '.join(SUFFIXES)}) in {', '.join(map(str, paths))}")
+    event_files(paths)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     marker = out / INCOMPLETE

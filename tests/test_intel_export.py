@@ -166,3 +166,27 @@ def test_an_ip_that_is_not_an_address_is_left_out_and_counted(tmp_path: Path) ->
     assert "left out the `ip` of 4 flagged events, not an IP address: 'unknown'" in result.stderr
     patterns = [o["pattern"] for o in json.loads((tmp_path / "b.json").read_text())["objects"] if o["type"] == "indicator"]
     assert pattern("device", "dev-x") in patterns and not [p for p in patterns if p.startswith("[ipv")]
+
+
+def test_rejected_event_lines_are_listed_and_exit_1(tmp_path: Path) -> None:
+    """They were dropped silently with exit 0, leaving the figures short without a word."""
+    stream = _two_hijacks()
+    events = tmp_path / "events"
+    events.mkdir()
+    stream.write(events / "a.jsonl")
+    (events / "b.jsonl").write_text('{"event_id": "o9", "type": "order", broken\n')
+    result = _invoke(_flagged_run(tmp_path, stream), events, tmp_path / "b.json")
+    assert result.exit_code == 1, result.output
+    assert f"rejected {events / 'b.jsonl'}:1: invalid JSON" in result.stderr
+    assert json.loads((tmp_path / "b.json").read_text())["objects"]  # what could be read is still exported
+
+
+def test_events_without_an_event_file_are_a_usage_error(tmp_path: Path) -> None:
+    """An empty bundle with exit 0 looked like a firm with nothing to report."""
+    stream = _two_hijacks()
+    events = tmp_path / "exports"
+    events.mkdir()
+    (events / "events.csv").write_text("event_id,type\n")
+    result = _invoke(_flagged_run(tmp_path, stream), events, tmp_path / "b.json")
+    assert result.exit_code == 2 and f"no event files (.jsonl, .jsonl.gz, .parquet) in {events}" in result.output
+    assert not (tmp_path / "b.json").exists()

@@ -33,13 +33,14 @@ def export(run_dir: Path, events: tuple[Path, ...], out: Path, tlp: str, firm: s
     """Write a STIX 2.1 bundle of what the run's decisions and alerts established.
 
     Account ids appear only as keyed pseudonyms: set KABUGUARD_INTEL_KEY to a secret of this firm.
+    Exits 1 when some event lines were rejected (listed on stderr with file, line and reason), 0 otherwise.
     """
     from kabuguard.intel.export import RunError, export_bundle
     from kabuguard.intel.pseudonym import MissingKey, Pseudonymiser
 
     try:
         exported = export_bundle(run_dir, events, firm, tlp, Pseudonymiser.from_env(), phish, min_accounts, quiet)
-    except (MissingKey, RunError) as exc:
+    except (MissingKey, RunError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from None
     bundle = exported.bundle
     out.write_text(json.dumps(bundle, indent=1, ensure_ascii=False) + "\n")
@@ -52,6 +53,11 @@ def export(run_dir: Path, events: tuple[Path, ...], out: Path, tlp: str, firm: s
         values = sorted(exported.not_addresses)
         click.echo(f"left out the `ip` of {sum(exported.not_addresses.values())} flagged events, not an IP address: "
                    + ", ".join(map(repr, values[:5])) + (f" and {len(values) - 5} more" if len(values) > 5 else ""), err=True)
+    for line in exported.rejected:
+        click.echo(f"rejected {line.file}:{line.line}: {line.reason}", err=True)
+    if exported.rejected:
+        click.echo(f"{len(exported.rejected)} rejected lines: the bundle lacks what they held", err=True)
+        sys.exit(1)
 
 
 @intel.group()

@@ -123,6 +123,16 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
+def event_files(paths: Iterable[str | Path]) -> list[Path]:
+    """`expand_paths`, refusing to find none: a command given no event file has nothing to read,
+    and an empty result would look like a quiet month. Raises FileNotFoundError naming the paths."""
+    paths = list(paths)
+    files = expand_paths(paths)
+    if not files:
+        raise FileNotFoundError(f"no event files ({', '.join(SUFFIXES)}) in {', '.join(map(str, paths)) or 'no path given'}")
+    return files
+
+
 def _json_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rb") as fh:

@@ -30,7 +30,8 @@ from typing import Any
 from stix2 import v21
 
 from kabuguard.detectors.shared_indicator import parent_domains
-from kabuguard.events import Event
+from kabuguard.events import Event, Rejection
+from kabuguard.events.reader import event_files
 from kabuguard.events.order import SPILL_AFTER, TotalOrder
 from kabuguard.intel.pseudonym import Pseudonymiser
 from kabuguard.intel.stix import (TLP, MonthlyReport, TargetedSymbol, extension_definitions, is_address, pattern,
@@ -79,6 +80,7 @@ class Findings:
     months: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_ts: str = ""
     not_addresses: dict[str, int] = field(default_factory=dict)  # flagged events per `ip` that is no address
+    rejected: list[Rejection] = field(default_factory=list)  # event lines that could not be read
 
 
 @dataclass
@@ -87,6 +89,7 @@ class Exported:
 
     bundle: dict[str, Any]
     not_addresses: dict[str, int]  # `ip` text that is not an IP address -> flagged events carrying it
+    rejected: list[Rejection]  # event lines that could not be read: what they held is missing
 
 
 def export_bundle(run_dir: str | Path, events: Iterable[str | Path], firm: str | None, tlp: str,
@@ -96,12 +99,14 @@ def export_bundle(run_dir: str | Path, events: Iterable[str | Path], firm: str |
     found = gather(Path(run_dir), list(events), firm, quiet)
     if phish is not None:
         _phishing(Path(phish), found)
-    return Exported(build(found, firm or "kabuguard", tlp, pseudonymise, min_accounts), found.not_addresses)
+    return Exported(build(found, firm or "kabuguard", tlp, pseudonymise, min_accounts), found.not_addresses,
+                    found.rejected)
 
 
 def gather(run_dir: Path, events: list[str | Path], firm: str | None, quiet: bool) -> Findings:
     decisions = _jsonl(run_dir / "decisions.jsonl")
     alerts = _jsonl(run_dir / "alerts.jsonl")
+    event_files(events)
     mine = (lambda line: line.get("firm") == firm) if firm else (lambda line: True)
     verdicts = {d["event_id"]: d for d in decisions if mine(d)}
     found = Findings()
@@ -122,7 +127,7 @@ def gather(run_dir: Path, events: list[str | Path], firm: str | None, quiet: boo
             if event.event_id in verdicts:  # every copy of an id or none: the order still picks the first
                 order.add(event)
 
-        read_into(events, add, quiet)
+        found.rejected, _ = read_into(events, add, quiet)
         # A resent event (the same event_id again) is one event, the first in the total order,
         # as the replay that made the verdicts took it.
         for event in order:
