@@ -190,3 +190,13 @@ def test_events_without_an_event_file_are_a_usage_error(tmp_path: Path) -> None:
     result = _invoke(_flagged_run(tmp_path, stream), events, tmp_path / "b.json")
     assert result.exit_code == 2 and f"no event files (.jsonl, .jsonl.gz, .parquet) in {events}" in result.output
     assert not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.parametrize("text,parsed", [
+    ("[ipv4-addr:value = '45.32.7.7/32']", ("ip", "45.32.7.7")),
+    ("[ipv6-addr:value = '2001:db8::1/128']", ("ip", "2001:db8::1")),
+    ("[ipv4-addr:value = '45.32.7.0/24']", None), ("[ipv6-addr:value = '2001:db8::/32']", None),
+    ("[ipv4-addr:value = 'unknown']", None)])
+def test_an_address_pattern_reads_as_one_address_or_not_at_all(text: str, parsed: tuple[str, str] | None) -> None:
+    """STIX allows CIDR blocks; '45.32.7.7/32' was read as an address with '/32' in it, matching nothing."""
+    assert parse_pattern(text) == parsed

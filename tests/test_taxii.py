@@ -254,3 +254,16 @@ def test_nan_or_infinity_in_a_posted_object_is_refused_naming_it(taxii: Running)
     stats = requests.get(taxii.url.replace("/taxii2/", "/v1/intel/stats"), params={"collection": "regulator"},
                          auth=("fsa", taxii.keys["fsa"]))
     assert stats.status_code == 200 and stats.json()["months"] == []
+
+
+def test_intel_pull_reads_a_one_host_block_as_its_address_and_skips_wider_ones() -> None:
+    """A /32 became an indicator whose value ended in '/32', matching no login, and was counted as written."""
+    from kabuguard.intel.pull import PullSummary, indicator_events
+
+    objects = [{"type": "indicator", "spec_version": "2.1", "id": f"indicator--{n}" + "3" * 7 + "-3333-4333-8333-" + "3" * 12,
+                "modified": "2025-04-01T00:00:00.000Z", "pattern_type": "stix", "pattern": f"[ipv4-addr:value = '{value}']"}
+               for n, value in enumerate(("45.32.7.7/32", "45.32.7.0/24", "45.32.8.8"))]
+    summary = PullSummary()
+    lines = indicator_events(objects, lambda _: "2025-04-01T00:00:00.000+00:00", summary)
+    assert [line["value"] for line in lines] == ["45.32.7.7", "45.32.8.8"]
+    assert summary.written == 2 and summary.skipped == {"pattern Kabuguard cannot match": 1}

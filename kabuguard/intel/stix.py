@@ -76,7 +76,23 @@ def parse_pattern(text: str) -> tuple[str, str] | None:
     kind = _KIND_OF_PATH.get(match["path"])
     if kind is None:
         return None
-    return kind, re.sub(r"\\(.)", r"\1", match["value"])
+    value = re.sub(r"\\(.)", r"\1", match["value"])
+    if kind == "ip":
+        return _host(value)
+    return kind, value
+
+
+def _host(value: str) -> tuple[str, str] | None:
+    """("ip", the address) of an address pattern's value; None when it names no single address.
+
+    STIX allows CIDR blocks there: one of a single host (`/32`, `/128`) is its address, as the
+    events spell it; a wider block would match no event's `ip`, however it is written."""
+    address, slash, prefix = value.partition("/")
+    if not is_address(address):
+        return None
+    if slash and prefix != str(ipaddress.ip_address(address).max_prefixlen):
+        return None
+    return "ip", address
 
 
 @v21.CustomObject("x-kabuguard-targeted-symbol", [
