@@ -267,3 +267,16 @@ def test_intel_pull_reads_a_one_host_block_as_its_address_and_skips_wider_ones()
     lines = indicator_events(objects, lambda _: "2025-04-01T00:00:00.000+00:00", summary)
     assert [line["value"] for line in lines] == ["45.32.7.7", "45.32.8.8"]
     assert summary.written == 2 and summary.skipped == {"pattern Kabuguard cannot match": 1}
+
+
+def test_intel_pull_rejects_a_malformed_object_and_writes_the_rest() -> None:
+    """A peer's object without an id, or not an object at all, stopped the pull with KeyError or AttributeError."""
+    from kabuguard.intel.pull import PullSummary, indicator_events
+
+    good = {"type": "indicator", "spec_version": "2.1", "id": "indicator--" + "3" * 8 + "-3333-4333-8333-" + "3" * 12,
+            "modified": "2025-04-01T00:00:00.000Z", "pattern_type": "stix", "pattern": "[ipv4-addr:value = '45.32.8.8']"}
+    summary = PullSummary()
+    lines = indicator_events([{"type": "identity", "name": "firm-x"}, "not-an-object", good],
+                             lambda _: "2025-04-01T00:00:00.000+00:00", summary)
+    assert [line["value"] for line in lines] == ["45.32.8.8"]
+    assert summary.rejected == [("objects[0]", "no STIX `id`"), ("objects[1]", "not a JSON object")]

@@ -3,9 +3,9 @@
 Each STIX indicator whose pattern is one comparison Kabuguard can match (`stix.parse_pattern`)
 becomes one contract line with `ts` = its arrival at this firm, so that replay and service use it
 from then on and never before. Revoked and expired indicators, and patterns Kabuguard cannot
-match, are skipped and counted; a malformed indicator (no id, a pattern that is not text, a
-`valid_until` that is not a timestamp with an offset) is rejected with its id and the reason, and
-the others are still written.
+match, are skipped and counted; a malformed object (not a JSON object, no id) or indicator (a
+pattern that is not text, a `valid_until` that is not a timestamp with an offset) is rejected with
+its id, or its place, and the reason, and the others are still written.
 """
 
 from __future__ import annotations
@@ -51,17 +51,24 @@ def fetch_objects(url: str, collection_id: str, user: str, key: str, added_after
 def indicator_events(objects: Iterable[dict[str, Any]], arrival: Callable[[dict[str, Any]], str],
                      summary: PullSummary) -> list[dict[str, Any]]:
     """Contract `indicator` lines for the matchable, current indicators among `objects`."""
-    objects = list(objects)
-    names = {o["id"]: o.get("name", "") for o in objects if o.get("type") == "identity"}
-    out = []
-    for obj in objects:
+    readable = []
+    for n, obj in enumerate(objects):
         summary.objects += 1
+        if not isinstance(obj, dict):
+            summary.rejected.append((f"objects[{n}]", "not a JSON object"))
+        elif not isinstance(obj.get("id"), str) or "--" not in obj["id"]:
+            summary.rejected.append((f"objects[{n}]", "no STIX `id`"))
+        else:
+            readable.append(obj)
+    names = {o["id"]: o.get("name", "") for o in readable if o.get("type") == "identity"}
+    out = []
+    for obj in readable:
         if obj.get("type") != "indicator":
             continue
         summary.indicators += 1
         problem = _problem(obj)
         if problem:
-            summary.rejected.append((obj["id"] if isinstance(obj.get("id"), str) else "(no id)", problem))
+            summary.rejected.append((obj["id"], problem))
             continue
         when = arrival(obj)
         if obj.get("revoked"):
@@ -97,9 +104,7 @@ def _instant(ts: str) -> datetime:
 
 
 def _problem(obj: dict[str, Any]) -> str | None:
-    """Why an indicator object cannot be read, or None."""
-    if not isinstance(obj.get("id"), str) or "--" not in obj["id"]:
-        return "no STIX `id`"
+    """Why an indicator object (with an id) cannot be read, or None."""
     if not isinstance(obj.get("pattern", ""), str):
         return "`pattern` is not text"
     until = obj.get("valid_until")
