@@ -3,12 +3,14 @@ and leaves nothing half-written behind."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from kabuguard.cli import main
+from kabuguard.intel.pseudonym import KEY_ENV
 
 
 @pytest.mark.parametrize("start", ["9999-12-30", "0001-01-01"])
@@ -46,3 +48,39 @@ def test_an_output_folder_that_cannot_be_made_is_a_usage_error_before_any_work(t
             else ["evaluate", "--labels", str(tmp_path / "e.jsonl"), "--run", str(tmp_path), "--out", out])
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and "cannot create the output folder" in result.output, result.output
+
+
+def _decided_run(tmp_path: Path) -> Path:
+    """A replay's output folder with one login decided, and its event."""
+    login = {"event_id": "l1", "type": "login", "ts": "2025-04-10T10:00:00+09:00", "account_id": "A1", "success": True,
+             "ip": "203.0.113.7", "device_id": "d1", "user_agent": "UA", "session_id": "s1"}
+    (tmp_path / "e.jsonl").write_text(json.dumps(login) + "\n")
+    (tmp_path / "decisions.jsonl").write_text(json.dumps({"event_id": "l1", "ts": login["ts"], "type": "login",
+                                                          "account_id": "A1", "decision": "allow", "score": 0.1,
+                                                          "reasons": []}) + "\n")
+    (tmp_path / "alerts.jsonl").write_text("")
+    return tmp_path
+
+
+@pytest.mark.parametrize("command", ["export", "pull"])
+def test_an_intel_output_whose_folder_cannot_be_made_is_a_usage_error_before_any_work(tmp_path: Path, command: str) -> None:
+    """It was a traceback with exit 1 (which means rejected input), after the work was done."""
+    (tmp_path / "file").write_text("not a folder")
+    out = str(tmp_path / "file" / "out.json")
+    run = _decided_run(tmp_path)
+    args = (["intel", "export", "--quiet", "--run", str(run), "--events", str(run / "e.jsonl"), "--out", out]
+            if command == "export" else  # nothing listens on port 9 of loopback: the folder is checked first
+            ["intel", "pull", "http://127.0.0.1:9/taxii2/", "--collection", "shared", "--out", out])
+    result = CliRunner().invoke(main, args, env={KEY_ENV: "test-only-key-not-a-secret-0123456789",
+                                                 "KABUGUARD_TAXII_KEY": "kg_test"})
+    assert result.exit_code == 2 and "cannot create the output folder" in result.output, result.output
+
+
+def test_intel_export_makes_the_folder_of_its_bundle(tmp_path: Path) -> None:
+    """As replay, evaluate and simulate make their output folders."""
+    run = _decided_run(tmp_path)
+    out = tmp_path / "bundles" / "april" / "b.json"
+    result = CliRunner().invoke(main, ["intel", "export", "--quiet", "--run", str(run), "--events", str(run / "e.jsonl"),
+                                       "--out", str(out)], env={KEY_ENV: "test-only-key-not-a-secret-0123456789"})
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["type"] == "bundle"

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from kabuguard.cli.folders import make_out
+
 
 @click.group()
 def intel() -> None:
@@ -39,7 +41,9 @@ def export(run_dir: Path, events: tuple[Path, ...], out: Path, tlp: str, firm: s
     from kabuguard.intel.pseudonym import MissingKey, Pseudonymiser
 
     try:
-        exported = export_bundle(run_dir, events, firm, tlp, Pseudonymiser.from_env(), phish, min_accounts, quiet)
+        pseudonymise = Pseudonymiser.from_env()
+        make_out(out.parent)  # before the work: a folder that cannot be made is a usage error, not a traceback after it
+        exported = export_bundle(run_dir, events, firm, tlp, pseudonymise, phish, min_accounts, quiet)
     except (MissingKey, RunError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from None
     bundle = exported.bundle
@@ -119,6 +123,7 @@ def pull(url: str, collection_id: str, out: Path, user: str, key_env: str, added
     key = os.environ.get(key_env, "")
     if not key:
         raise click.UsageError(f"{key_env} is not set: export the API key the server gave this firm")
+    make_out(out.parent)
     summary = PullSummary()
     arrived = now()
     try:
