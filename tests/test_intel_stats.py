@@ -91,3 +91,19 @@ def test_a_report_with_nan_or_infinity_is_left_out_and_named(three_firms: Path, 
     assert figures["months"] == good["months"]
     assert [(s["object"], s["reason"].split(" ")[0]) for s in figures["skipped"]] == \
         [(bad[0]["id"], "`sell_amount_jpy`"), (bad[1]["id"], "`buy_amount_jpy`")]
+
+
+def test_the_latest_version_is_the_latest_instant(three_firms: Path, tmp_path: Path) -> None:
+    """`modified` was compared as text: '…00.120Z' sorts after '…00.120500Z', which is half a millisecond later."""
+    path = bundles(three_firms, tmp_path)[0]
+    bundle = json.loads(path.read_text())
+    report = next(o for o in bundle["objects"] if o["type"] == "x-kabuguard-monthly-report")
+    older = dict(report, modified="2030-05-01T10:00:00.120Z", unauthorised_access_count=1)
+    newer = dict(report, modified="2030-05-01T10:00:00.120500Z", unauthorised_access_count=7)
+    others = sum(o["unauthorised_access_count"] for o in bundle["objects"]
+                 if o["type"] == "x-kabuguard-monthly-report" and o["month"] == report["month"] and o is not report)
+    for versions in ([older, newer], [newer, older]):
+        bundle["objects"] = [o for o in bundle["objects"] if o["id"] != report["id"]] + versions
+        path.write_text(json.dumps(bundle))
+        month = next(m for m in _stats(str(path))["months"] if m["month"] == report["month"])
+        assert month["unauthorised_access_count"] == others + 7

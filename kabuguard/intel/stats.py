@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 import stix2
@@ -26,6 +27,7 @@ _OKU = 1e8  # the FSA publishes amounts in oku yen (100 million)
 STATS_TYPES = ("identity", "x-kabuguard-monthly-report", "x-kabuguard-targeted-symbol")
 _REPORTS = STATS_TYPES[1:]
 _MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+_OLDEST = datetime.min.replace(tzinfo=timezone.utc)
 
 
 def problem(obj: Any) -> str | None:
@@ -46,13 +48,25 @@ def problem(obj: Any) -> str | None:
 
 
 def latest(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One object per id: its latest `modified` version."""
-    newest: dict[str, dict[str, Any]] = {}
+    """One object per id: its latest `modified` version, compared as instants (as text,
+    `.120Z` sorts after `.120500Z`, half a millisecond later)."""
+    newest: dict[str, tuple[datetime, dict[str, Any]]] = {}
     for obj in objects:
         known = newest.get(obj["id"])
-        if known is None or str(obj.get("modified", "")) > str(known.get("modified", "")):
-            newest[obj["id"]] = obj
-    return list(newest.values())
+        version = _modified(obj)
+        if known is None or version > known[0]:
+            newest[obj["id"]] = version, obj
+    return [obj for _, obj in newest.values()]
+
+
+def _modified(obj: dict[str, Any]) -> datetime:
+    """The instant of `modified`; the oldest possible when it cannot be read (nothing checks an
+    identity's), so that any readable version supersedes it."""
+    try:
+        moment = datetime.fromisoformat(obj["modified"])
+    except (KeyError, TypeError, ValueError):
+        return _OLDEST
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def aggregate(objects: Iterable[Any], top: int = 10, posted_by: Mapping[str, str] | None = None) -> dict[str, Any]:
