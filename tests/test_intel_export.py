@@ -31,7 +31,7 @@ def _export(root: Path, tmp_path: Path, *extra: str, events: Path | None = None)
 def _flagged_run(tmp_path: Path, stream: Stream) -> Path:
     """A run folder as `replay` writes it, with every event of `stream` decided `review`."""
     run = tmp_path / "run"
-    run.mkdir()
+    run.mkdir(parents=True)
     decisions = [{"event_id": e["event_id"], "ts": e["ts"], "type": e["type"], "account_id": e["account_id"],
                   "decision": "review", "score": 0.9, "reasons": ["new_device"],
                   **({"notional_jpy": 1_000_000.0} if e["type"] == "order" else {})} for e in stream.events]
@@ -200,3 +200,28 @@ def test_events_without_an_event_file_are_a_usage_error(tmp_path: Path) -> None:
 def test_an_address_pattern_reads_as_one_address_or_not_at_all(text: str, parsed: tuple[str, str] | None) -> None:
     """STIX allows CIDR blocks; '45.32.7.7/32' was read as an address with '/32' in it, matching nothing."""
     assert parse_pattern(text) == parsed
+
+
+def test_an_object_exported_again_keeps_its_created_and_only_modified_moves(tmp_path: Path) -> None:
+    """`created` was the run's last decision for every object, so a later export gave the same ids
+    another `created`, which STIX 2.1 (3.6) forbids between versions of one object."""
+    april = _two_hijacks()
+    may = _two_hijacks()
+    may.login("2025-05-20T10:00:00+09:00", "B9", "198.51.100.9", "dev-z")  # one more account, a month on
+    bundles = []
+    for name, stream in (("april", april), ("may", may)):
+        run = _flagged_run(tmp_path / name, stream)
+        result = _invoke(run, stream.write(run / "e.jsonl"), run / "b.json")
+        assert result.exit_code == 0, result.output
+        bundles.append({o["id"]: o for o in json.loads((run / "b.json").read_text())["objects"]})
+    first, again = bundles
+    shared = [i for i in first.keys() & again.keys() if first[i]["type"] != "marking-definition"]
+    assert {first[i]["type"] for i in shared} >= {"identity", "indicator", "sighting", "x-kabuguard-monthly-report",
+                                                   "x-kabuguard-targeted-symbol", "extension-definition"}
+    assert [i for i in shared if first[i]["created"] != again[i]["created"]] == []
+    report = next(o for o in first.values() if o["type"] == "x-kabuguard-monthly-report")
+    assert report["created"] == "2025-03-31T15:00:00.000Z"  # April's start, Japan time
+    for i in shared:
+        if first[i]["type"] in ("indicator", "sighting"):
+            assert first[i]["created"] == "2025-04-10T01:00:00.000Z"  # the first flagged event that carried it
+            assert again[i]["modified"] == "2025-05-20T01:00:00.000Z" > first[i]["modified"]

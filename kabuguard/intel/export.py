@@ -42,6 +42,9 @@ from kabuguard.replay import read_into
 _FLAGGED = frozenset({"review", "block"})
 _ACTIVITY = frozenset({"login", "account_change", "order"})
 _JST = timezone(timedelta(hours=9))
+# `created` of what is about no time (the firm's identity, the custom types' definitions): the
+# same in every export.
+_TIMELESS = "1970-01-01T00:00:00.000Z"
 
 
 class RunError(ValueError):
@@ -206,18 +209,25 @@ def _shareable_since(kind: str, value: str, sighting: Sighting, found: Findings,
 def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min_accounts: int) -> dict[str, Any]:
     marking = TLP[tlp]
     marks = [marking.id]
-    created = found.last_ts or "1970-01-01T00:00:00.000Z"
+    run = found.last_ts or _TIMELESS
+
+    def dated(created: str) -> dict[str, str]:
+        """`created` from what the object is about, so that every later export keeps it, as STIX 2.1
+        (3.6) asks of the versions of one object; `modified` is this run's."""
+        return {"created": created, "modified": max(created, run)}
+
     identity = v21.Identity(id=stable_id("identity", firm), name=firm, identity_class="organization",
-                            sectors=["financial-services"], created=created, modified=created, object_marking_refs=marks)
-    common = {"created_by_ref": identity.id, "created": created, "modified": created, "object_marking_refs": marks}
-    objects: list[Any] = [marking, identity, *extension_definitions(identity.id, marking.id, created)]
+                            sectors=["financial-services"], created=_TIMELESS, modified=_TIMELESS,
+                            object_marking_refs=marks)
+    common = {"created_by_ref": identity.id, "object_marking_refs": marks}
+    objects: list[Any] = [marking, identity, *extension_definitions(identity.id, marking.id, _TIMELESS)]
 
     campaign_ids = {}
     campaign_ips: dict[str, str] = {}  # address -> its first campaign alert
     for name, c in sorted(found.campaigns.items()):
         campaign = v21.Campaign(id=stable_id("campaign", firm, name), name=f"{firm} {name}",
                                 description=f"Campaign alert at {firm}; symbols: {', '.join(sorted(c['symbols'])) or 'none'}",
-                                first_seen=c["first"], last_seen=c["last"], **common)
+                                first_seen=c["first"], last_seen=c["last"], **common, **dated(c["first"]))
         campaign_ids[name] = campaign.id
         for ip in c["ips"]:
             campaign_ips[ip] = min(campaign_ips.get(ip, c["first"]), c["first"])
@@ -231,17 +241,17 @@ def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min
             id=stable_id("indicator", firm, kind, value), name=f"{kind.replace('_', ' ')} seen in account takeovers",
             description=f"Served {sighting.count} flagged events on {len(sighting.accounts.keys() - {'phish'})} accounts at {firm}.",
             indicator_types=["malicious-activity"], pattern=pattern(kind, value), pattern_type="stix",
-            valid_from=since, **common)
+            valid_from=since, **common, **dated(sighting.first))
         objects.append(indicator)
         objects.append(v21.Sighting(
             id=stable_id("sighting", firm, kind, value), sighting_of_ref=indicator.id, count=sighting.count,
             first_seen=sighting.first, last_seen=sighting.last,
-            where_sighted_refs=[identity.id], **common))
+            where_sighted_refs=[identity.id], **common, **dated(sighting.first)))
         for name, c in sorted(found.campaigns.items()):
             if kind == "ip" and value in c["ips"]:
                 objects.append(v21.Relationship(
                     id=stable_id("relationship", firm, kind, value, name), relationship_type="indicates",
-                    source_ref=indicator.id, target_ref=campaign_ids[name], **common))
+                    source_ref=indicator.id, target_ref=campaign_ids[name], **common, **dated(c["first"])))
 
     for symbol, s in sorted(found.symbols.items()):
         if not s["orders"]:  # sold only: a victim's holdings, not a target
@@ -251,14 +261,15 @@ def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min
             symbol=symbol, first_seen=s["first"], last_seen=s["last"],
             campaign_refs=[campaign_ids[n] for n, c in sorted(found.campaigns.items()) if symbol in c["symbols"]] or None,
             accounts=sorted(pseudonymise("account", a) for a in s["accounts"]), buy_orders=s["orders"],
-            buy_notional_jpy=round(s["buy"], 2), sell_notional_jpy=round(s["sell"], 2), **common))
+            buy_notional_jpy=round(s["buy"], 2), sell_notional_jpy=round(s["sell"], 2), **common, **dated(s["first"])))
     for month, m in sorted(found.months.items()):
         objects.append(MonthlyReport(
             id=stable_id("x-kabuguard-monthly-report", firm, month), name=f"{firm} {month}", month=month,
             unauthorised_access_count=len(m["access"]), unauthorised_trade_count=len(m["traders"]),
             sell_amount_jpy=round(m["sell"], 2), buy_amount_jpy=round(m["buy"], 2),
-            accounts=sorted(pseudonymise("account", a) for a in m["accounts"]), **common))
-    bundle = v21.Bundle(objects=objects, id=stable_id("bundle", firm, tlp, created), allow_custom=True)
+            accounts=sorted(pseudonymise("account", a) for a in m["accounts"]), **common,
+            **dated(_stix_ts(f"{month}-01T00:00:00+09:00"))))  # the month's start, Japan time
+    bundle = v21.Bundle(objects=objects, id=stable_id("bundle", firm, tlp, run), allow_custom=True)
     return json.loads(bundle.serialize())
 
 
