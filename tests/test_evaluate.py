@@ -509,3 +509,30 @@ def test_instants_before_1970_are_counted_down_from_the_epoch_not_towards_it() -
     for text in ("1969-12-31T23:59:59.500000Z", "1965-04-01T09:00:00.000001+09:00", "2025-03-21T09:14:03.999999+09:00"):
         assert micros(datetime.fromisoformat(text.replace("Z", "+00:00"))) == parse_ts(text), text
     assert micros(datetime(1970, 1, 1, tzinfo=timezone.utc)) == 0
+
+
+def test_a_campaign_first_alerted_after_it_ended_is_counted_apart(tmp_path: Path) -> None:
+    """An alert naming a campaign's account after its last fraudulent event counted as the
+    campaign detected like any other, as if it had been stopped while it ran."""
+    run = tmp_path / "run"
+    run.mkdir()
+    events = [("e1", "09:00", "E1", "C_LATE"), ("e2", "09:10", "E1", "C_LATE"),
+              ("f1", "09:00", "F1", "C_SEEN"), ("f2", "09:10", "F1", "C_SEEN")]
+    _write(run / "decisions.jsonl", [
+        {"event_id": e, "ts": _ts(t), "type": "order", "account_id": a, "decision": "allow", "score": 0.1,
+         "reasons": [], "notional_jpy": 1000.0} for e, t, a, _ in events])
+    _write(run / "alerts.jsonl", [
+        {"type": "account_alert", "alert_id": "late", "ts": _ts("09:30"), "account_id": "E1"},
+        {"type": "account_alert", "alert_id": "seen", "ts": _ts("09:10"), "account_id": "F1"}])
+    labels = _write(tmp_path / "labels.jsonl", [
+        {"event_id": e, "ts": _ts(t), "type": "order", "account_id": a, **_fraud(c, "pump_2025", "victim")}
+        for e, t, a, c in events])
+    metrics = evaluate_run(labels, run, tmp_path / "out")
+    late, seen = metrics["campaigns"]
+    assert (late["detection_delay_min"], late["after_end"]) == (30.0, True)
+    assert (seen["detection_delay_min"], seen["after_end"]) == (10.0, False)
+    summary = metrics["campaign_summary"]
+    assert (summary["detected"], summary["detected_after_end"]) == (2, 1)
+    assert "campaigns detected: 2/2, median delay 20 min (1 of them only after they ended)" in \
+        "\n".join(summary_lines(metrics))
+    assert "(after it ended)" in (tmp_path / "out" / "report.html").read_text()

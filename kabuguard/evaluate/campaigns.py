@@ -38,6 +38,7 @@ class _Campaign:
     accounts: set[str] = field(default_factory=set)
     victims: set[str] = field(default_factory=set)
     start_us: int | None = None
+    end_us: int | None = None
 
 
 def _describe(alert: Alert) -> str:
@@ -96,6 +97,8 @@ def _group(labels: dict[str, Label], decisions: dict[str, Decision]) -> dict[str
         ts_us = decision.ts_us if decision else label.ts_us
         if ts_us is not None and (c.start_us is None or ts_us < c.start_us):
             c.start_us = ts_us
+        if ts_us is not None and (c.end_us is None or ts_us > c.end_us):
+            c.end_us = ts_us
         account = account_of(decision, label)
         if account:
             c.accounts.add(account)
@@ -111,6 +114,8 @@ def campaigns(
 
     Detected = the first alert at or after the campaign's first fraudulent event that names one
     of its accounts, or the first review/block decision on one of its events, whichever is earlier.
+    One that came only after the campaign's last fraudulent event (`after_end`) helped an
+    investigation, not the customers: the summary counts those apart.
     """
     rows = []
     for campaign_id, c in sorted(_group(labels, decisions).items()):
@@ -139,6 +144,7 @@ def campaigns(
                 "detection_delay_min": _minutes(first[0] - c.start_us)
                 if first and c.start_us is not None
                 else None,
+                "after_end": first is not None and c.end_us is not None and first[0] > c.end_us,
             }
         )
     return rows
@@ -152,6 +158,7 @@ def campaign_summary(rows: list[dict]) -> dict:
         "share": ratio(len(delays), len(rows)),
         "median_delay_min": _median(delays),
         "max_delay_min": max(delays, default=None),
+        "detected_after_end": sum(1 for r in rows if r["after_end"]),
     }
 
 

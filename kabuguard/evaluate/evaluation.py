@@ -195,6 +195,8 @@ def summary_lines(metrics: dict) -> list[str]:
         lines.append(
             f"campaigns detected: {camps['detected']}/{camps['campaigns']}"
             + (f", median delay {duration(delay)}" if delay is not None else "")
+            + (f" ({camps['detected_after_end']} of them only after they ended)"
+               if camps["detected_after_end"] else "")
         )
     lines.append(f"alerts per day: {metrics['workload']['alerts_per_day'] or 0:.1f}")
     coverage = metrics["coverage"]

@@ -397,7 +397,7 @@ def _campaign_section(metrics: dict) -> str:
             r["fraud_orders"],
             percent(r["value_stopped"]),
             _when(r["first_fraud_ts"] or "n/a"),
-            _when(r["detected_ts"] or "never"),
+            _when(r["detected_ts"] or "never") + (" (after it ended)" if r["after_end"] else ""),
             r["detected_by"],
             r["detection_delay_min"],
         )
@@ -407,7 +407,8 @@ def _campaign_section(metrics: dict) -> str:
         "Campaigns",
         _note(
             "Delay runs from a campaign's first fraudulent event to the first alert naming one of its accounts "
-            "or the first review/block on one of its events."
+            "or the first review/block on one of its events; one marked after it ended came after the campaign's "
+            "last fraudulent event."
         ),
         _table(headers, table_rows),
         delay_chart,
