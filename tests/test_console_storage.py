@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -68,6 +70,33 @@ def test_users_log_in_with_their_password_until_disabled(db_url: str) -> None:
     assert stored.startswith("$argon2id$") and "correct horse" not in stored
     assert disable_user(engine, "hana")
     assert authenticate(engine, "hana", "correct horse battery") is None
+
+
+def test_concurrent_wrong_passwords_from_two_services_check_at_most_ten(db_url: str) -> None:
+    """The lockout's ten failed logins hold when 40 guesses arrive at once at two services (two
+    processes' worth of engines) over one database: each guess waits on argon2 meanwhile."""
+    apps = [create_app(Settings(db=db_url, console_secure_cookie=0)) for _ in range(2)]
+    engine = apps[0].state.service.db.engine
+    create_user(engine, "hana", "analyst", "correct horse battery", "acme")
+    with TestClient(apps[0]) as one, TestClient(apps[1]) as two:
+        forms = [(c, re.search(r'name="csrf" value="([^"]+)"', c.get("/console/login").text).group(1))
+                 for c in (one, two)]
+
+        def guess(n: int, password: str = "") -> int:
+            client, csrf = forms[n % 2]
+            return client.post("/console/login", data={"username": "hana", "password": password or f"guess {n}",
+                                                       "csrf": csrf}, follow_redirects=False).status_code
+
+        with ThreadPoolExecutor(40) as pool:
+            answers = list(pool.map(guess, range(40)))
+        # A guess still being checked counts as failed, so a race may refuse one early, never late.
+        assert 0 < answers.count(401) <= 10 and answers.count(401) + answers.count(429) == 40, answers
+        while (answer := guess(len(answers))) == 401:
+            answers.append(answer)
+        assert answer == 429 and answers.count(401) == 10
+        assert guess(0, "correct horse battery") == 429  # locked, the right password too
+        failed = [e for e in audit.entries(engine) if e["action"] == "session.login_failed"]
+        assert len(failed) == 10
 
 
 def test_users_command_creates_lists_and_disables(tmp_path: Path) -> None:

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from datetime import datetime, timedelta, timezone
-
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
 from kabuguard.console.clock import now_iso
@@ -37,10 +35,3 @@ def entries(engine: Engine, limit: int = 200, target: str | None = None,
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(query).mappings()]
 
-
-def recent(engine: Engine, actor: str, action: str, minutes: float) -> int:
-    """How many `action` entries `actor` has in the last `minutes`."""
-    since = (datetime.now(timezone.utc) - timedelta(minutes=minutes)).isoformat(timespec="milliseconds")
-    with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(audit_log).where(
-            audit_log.c.actor == actor, audit_log.c.action == action, audit_log.c.at >= since)).scalar_one()

@@ -32,6 +32,15 @@ sessions = Table(
     Column("expires_us", BigInteger, nullable=False),
 )
 
+# A login's password check, reserved before it runs (failed or still pending; migration 0005).
+login_attempts = Table(
+    "login_attempts", metadata,
+    Column("attempt_id", _Seq, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Index("ix_login_attempts_user", "username", "at_us"),
+)
+
 cases = Table(
     "cases", metadata,
     Column("case_id", _Seq, primary_key=True, autoincrement=True),

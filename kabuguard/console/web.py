@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from kabuguard.console import audit, cases, queries
+from kabuguard.console import audit, cases, lockout, queries
 from kabuguard.console.cases import CaseError
 from kabuguard.console.containment import ContainmentError, actions
 from kabuguard.console.models import DISPOSITIONS
@@ -36,7 +36,8 @@ from kabuguard.policy.playbooks import MEASURES
 
 PREFIX = "/console"
 # Password guessing: after this many failed logins for one user name in this many minutes, its
-# logins are refused until the window has passed (each failure is in the audit log).
+# logins are refused until the window has passed (each failure is in the audit log). Checks still
+# running count as failed, so concurrent guesses cannot pass together (lockout.py).
 MAX_FAILED_LOGINS = 10
 LOCKOUT_MINUTES = 15
 _LOGIN_COOKIE = "kg_login"  # the login form's CSRF token (double submit): no session exists yet
@@ -116,7 +117,8 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
         expected = request.cookies.get(_LOGIN_COOKIE, "")
         if not expected or not hmac.compare_digest(csrf.encode(), expected.encode()):
             raise HTTPException(403, "missing or wrong CSRF token: reload the login page")
-        if audit.recent(engine, username, "session.login_failed", LOCKOUT_MINUTES) >= MAX_FAILED_LOGINS:
+        attempt = lockout.reserve(engine, username[:64], MAX_FAILED_LOGINS, LOCKOUT_MINUTES)
+        if attempt is None:
             return page(request, "login.html", 429, csrf=expected, next=next,
                         error=f"Too many failed logins for this user: try again in {LOCKOUT_MINUTES} minutes.")
         user = authenticate(engine, username, password)
@@ -125,6 +127,7 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
                 audit.record(conn, username[:64], "session.login_failed", "wrong user name or password")
             return page(request, "login.html", 401, csrf=expected, next=next, error="Wrong user name or password.")
         with engine.begin() as conn:
+            lockout.give_back(conn, attempt)
             audit.record(conn, user.username, "session.login", "logged in", firm=user.firm)
         response = RedirectResponse(next if next.startswith(PREFIX + "/") else f"{PREFIX}/", status_code=303)
         _cookie(response, COOKIE, open_session(engine, user, settings.console_session_hours), settings,
