@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from conftest import brokerage
 from kabuguard.console import audit, cases
@@ -18,6 +19,7 @@ from kabuguard.intel.taxii.store import TaxiiStore
 from kabuguard.service.app import create_app
 from kabuguard.service.auth import create_key
 from kabuguard.service.settings import Settings
+from kabuguard.service.storage.models import alerts
 from test_service_support import ordered_stream
 
 PASSWORD = "a long test password"
@@ -204,6 +206,25 @@ def test_a_user_of_one_firm_sees_and_acts_only_on_that_firms_records(tmp_path: P
         assert client.get("/console/api/dashboard").json()["alerts"] == 2 * ours
         assert client.get(f"/console/alerts/kaede/{theirs}").status_code == 200
         assert {a["firm"] for a in client.get("/console/api/alerts").json()["alerts"]} == {"acme", "kaede"}
+
+
+def test_another_firms_case_and_a_missing_one_answer_alike(app: TestClient) -> None:
+    """Probing case ids tells a user of one firm neither which exist nor whose they are."""
+    engine = app.app.state.service.db.engine  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        alert_id = conn.execute(select(alerts.c.alert_id).where(alerts.c.firm == "acme")).scalars().first()
+    theirs = cases.open_case(engine, "analyst", "acme", [alert_id])
+    create_user(engine, "kaito", "analyst", PASSWORD, "kaede")
+    csrf = login(app, "kaito")
+    for case_id in (theirs, theirs + 1000):
+        answers = [app.get(f"/console/cases/{case_id}")] + [
+            app.post(f"/console/cases/{case_id}/{action}", data={**data, "csrf": csrf}, follow_redirects=False)
+            for action, data in (("assign", {"assignee": "kaito"}), ("comment", {"text": "x"}),
+                                 ("link", {"account_id": "A1"}), ("close", {"disposition": "benign", "reason": "x"}))]
+        for answer in answers:
+            assert answer.status_code == 404 and f"case {case_id}: not found" in answer.text, answer.text
+            assert "acme" not in answer.text
+    assert cases.get_case(engine, theirs)["status"] == "open" and not cases.get_case(engine, theirs)["comments"]
 
 
 def _report(firm: str, month: str, accesses: int, trades: int, bought: float) -> list[dict]:

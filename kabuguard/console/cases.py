@@ -111,13 +111,11 @@ def close(engine: Engine, actor: str, case_id: int, disposition: str, reason: st
                      detail={"disposition": disposition})
 
 
-def case_firm(engine: Engine, case_id: int) -> str:
-    """The firm a case belongs to (what decides who may see it)."""
+def case_firm(engine: Engine, case_id: int) -> str | None:
+    """The firm a case belongs to (what decides who may see it), None if there is no such case."""
     with engine.connect() as conn:
         firm = conn.execute(select(cases.c.firm).where(cases.c.case_id == case_id)).scalar()
-    if firm is None:
-        raise CaseError(f"case {case_id}: no such case")
-    return str(firm)
+    return None if firm is None else str(firm)
 
 
 def get_case(engine: Engine, case_id: int) -> dict[str, Any]:

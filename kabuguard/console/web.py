@@ -97,7 +97,10 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
             raise HTTPException(404, f"firm {firm!r}: not found among your firm's records ({session.user.firm})")
 
     def case_within(session: Session, case_id: int) -> None:
-        within(session, cases.case_firm(engine, case_id))
+        """Refuse a case of a firm the user does not see as a missing one: ids probed tell nothing."""
+        firm = cases.case_firm(engine, case_id)
+        if firm is None or not session.user.sees(firm):
+            raise HTTPException(404, f"case {case_id}: not found")
 
     def back(path: str, done: str) -> RedirectResponse:
         return RedirectResponse(f"{PREFIX}{path}?{urlencode({'done': done})}", status_code=303)
