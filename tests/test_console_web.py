@@ -227,6 +227,34 @@ def test_another_firms_case_and_a_missing_one_answer_alike(app: TestClient) -> N
     assert cases.get_case(engine, theirs)["status"] == "open" and not cases.get_case(engine, theirs)["comments"]
 
 
+def test_ids_holding_a_slash_open_from_the_queue_and_after_containing(tmp_path: Path) -> None:
+    """The contract allows '/' in ids (a platform's `web/…`): every link and redirect still opens."""
+    application = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9, console_secure_cookie=0))
+    create_user(application.state.service.db.engine, "hana", "analyst", PASSWORD, "acme")
+    stream = ordered_stream([brokerage().write(tmp_path / "e.jsonl")])
+    for event in stream:
+        event["event_id"] = f"web/{event['event_id']}"
+        if "account_id" in event:
+            event["account_id"] = f"branch1/{event['account_id']}"
+    key = create_key(application.state.service.db, "acme", "test")[1]
+    with TestClient(application) as client:
+        assert client.post("/v1/events", json=stream, headers={"X-API-Key": key}).status_code == 200
+        csrf = login(client, "hana")
+        firm, alert_id = _campaign(client)
+        assert "%2F" in alert_id
+        alert_page = client.get(f"/console/alerts/{firm}/{alert_id}")
+        assert alert_page.status_code == 200 and "/console/accounts/acme/branch1%2FA0" in alert_page.text
+        links = re.findall(r'href="(/console/(?:alerts|accounts)/[^"]+)"', client.get("/console/alerts").text)
+        assert links and all(client.get(link).status_code == 200 for link in links)
+        graph = re.search(r'data-src="([^"]+)"', alert_page.text).group(1)
+        assert "branch1/A0" in client.get(graph).json()["members"]
+        contained = client.post("/console/contain/account", follow_redirects=False, data={
+            "firm": "acme", "account_id": "branch1/A0", "reason": "confirmed", "csrf": csrf})
+        assert contained.headers["location"].startswith("/console/accounts/acme/branch1%2FA0?")
+        account_page = client.get(contained.headers["location"])
+        assert account_page.status_code == 200 and "contained branch1/A0" in account_page.text
+
+
 def _report(firm: str, month: str, accesses: int, trades: int, bought: float) -> list[dict]:
     """A firm's identity, monthly report and one targeted symbol, as `intel export` shares them."""
     ident = f"identity--{uuid.uuid5(uuid.NAMESPACE_DNS, firm)}"

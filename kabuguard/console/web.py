@@ -58,6 +58,7 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
     settings = service.settings
     containment = service.containment
     templates = Jinja2Templates(directory=str(resources.files("kabuguard.console") / "templates"))
+    templates.env.filters["segment"] = _segment
     static = resources.files("kabuguard.console") / "static"
 
     def page(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
@@ -178,7 +179,7 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
         """Alerts recorded after `after` (the page polls this, so new alerts appear without a reload)."""
         return {"alerts": queries.alert_queue(engine, f, after_seq=after)}
 
-    @router.get("/alerts/{firm}/{alert_id}")
+    @router.get("/alerts/{firm}/{alert_id:path}")
     def alert_page(request: Request, session: Viewer, firm: str, alert_id: str, done: str = "") -> HTMLResponse:
         within(session, firm)
         found = queries.alert(engine, firm, alert_id)
@@ -188,7 +189,7 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
         return page(request, "alert.html", alert=found, accounts=cases.alert_accounts(firm, found), done=done,
                     actions=taken, deliveries=deliveries(engine, [a["action_id"] for a in taken]))
 
-    @router.get("/api/campaign/{firm}/{alert_id}")
+    @router.get("/api/campaign/{firm}/{alert_id:path}")
     def campaign_data(session: Viewer, firm: str, alert_id: str) -> dict[str, Any]:
         within(session, firm)
         found = queries.alert(engine, firm, alert_id)
@@ -196,7 +197,7 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
             raise HTTPException(404, f"alert {alert_id!r} of firm {firm!r}: not found")
         return queries.campaign(engine, found)
 
-    @router.get("/accounts/{firm}/{account_id}")
+    @router.get("/accounts/{firm}/{account_id:path}")
     def account_page(request: Request, session: Viewer, firm: str, account_id: str, done: str = "") -> HTMLResponse:
         within(session, firm)
         return page(request, "account.html", firm=firm, account_id=account_id, done=done,
@@ -247,14 +248,14 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
                               reason: Annotated[str, Form()]) -> Response:
         within(session, firm)
         await containment.contain(session.user.username, firm, [account_id], reason)
-        return back(f"/accounts/{quote(firm)}/{quote(account_id)}", f"contained {account_id}")
+        return back(f"/accounts/{_segment(firm)}/{_segment(account_id)}", f"contained {account_id}")
 
     @router.post("/contain/alert")
     async def contain_alert(session: Actor, firm: Annotated[str, Form()], alert_id: Annotated[str, Form()],
                             reason: Annotated[str, Form()]) -> Response:
         within(session, firm)
         ids = await containment.contain_alert(session.user.username, firm, alert_id, reason)
-        return back(f"/alerts/{quote(firm)}/{quote(alert_id)}", f"contained {len(ids)} accounts")
+        return back(f"/alerts/{_segment(firm)}/{_segment(alert_id)}", f"contained {len(ids)} accounts")
 
     @router.post("/cases")
     def open_case(session: Actor, firm: Annotated[str, Form()], alert_id: Annotated[str, Form()]) -> Response:
@@ -312,6 +313,11 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
 
     for error in (CaseError, ContainmentError):
         app.add_exception_handler(error, bad_input)
+
+
+def _segment(value: str) -> str:
+    """`value` as one path segment: ids may hold '/' (the event contract allows it)."""
+    return quote(value, safe="")
 
 
 def _cookie(response: Response, name: str, value: str, settings: Any, max_age: int) -> None:
