@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -253,6 +254,36 @@ def test_ids_holding_a_slash_open_from_the_queue_and_after_containing(tmp_path: 
         assert contained.headers["location"].startswith("/console/accounts/acme/branch1%2FA0?")
         account_page = client.get(contained.headers["location"])
         assert account_page.status_code == 200 and "contained branch1/A0" in account_page.text
+
+
+def test_the_queue_filters_and_orders_every_alert_and_polls_only_newer_ones(tmp_path: Path) -> None:
+    """6000 alerts, more than the queue once read: old ones still match a filter and the score
+    order, and the live poll after a page sorted by score brings nothing not recorded since."""
+    application = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db", console_secure_cookie=0))
+    engine = application.state.service.db.engine
+    create_user(engine, "hana", "analyst", PASSWORD, "acme")
+    rows = []
+    for n in range(6000):
+        body = {"alert_id": f"al-{n:05d}", "type": "account_alert", "ts": "2025-03-01T00:00:00+00:00",
+                "account_id": f"A{n}", "score": 0.999 if n == 7 else round((n % 900) / 1000, 3),
+                "reasons": ["rare_reason"] if n < 10 else ["new_device"]}
+        rows.append({"firm": "acme", "alert_id": body["alert_id"], "event_id": f"e{n}", "ts_us": n,
+                     "type": "account_alert", "account_id": body["account_id"], "body": msgspec.json.encode(body)})
+    with engine.begin() as conn:
+        conn.execute(alerts.insert(), rows)
+    with TestClient(application) as client:
+        login(client, "hana")
+        page = client.get("/console/alerts", params={"sort": "score"}).text
+        assert re.findall(r'href="/console/alerts/acme/([^"]+)"', page)[0] == "al-00007"
+        last = int(re.search(r'data-last-seq="(\d+)"', page).group(1))
+        assert last == 6000
+        assert client.get("/console/api/alerts", params={"sort": "score", "after": last}).json()["alerts"] == []
+        rare = client.get("/console/api/alerts", params={"reason": "rare_reason"}).json()["alerts"]
+        assert sorted(a["alert_id"] for a in rare) == [f"al-{n:05d}" for n in range(10)]
+        high = client.get("/console/api/alerts", params={"min_score": 0.99}).json()["alerts"]
+        assert [a["alert_id"] for a in high] == ["al-00007"]
+        oldest = client.get("/console/api/alerts", params={"order": "asc"}).json()["alerts"]
+        assert [a["seq"] for a in oldest[:3]] == [1, 2, 3]
 
 
 def _report(firm: str, month: str, accesses: int, trades: int, bought: float) -> list[dict]:

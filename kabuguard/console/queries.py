@@ -4,10 +4,12 @@ embedded event log) and the console's own (cases, containment)."""
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import islice
 from typing import Any
 
 import msgspec
@@ -57,9 +59,19 @@ def is_day(text: str) -> bool:
     return True
 
 
-def alert_queue(engine: Engine, f: AlertFilter, after_seq: int = 0, limit: int = 300) -> list[dict[str, Any]]:
-    """Alerts matching `f`, in its order; `after_seq` gives only those recorded since (polling)."""
+# The queue's orders the database can apply (score lives in the alert's body: ordered here).
+_ORDER = {"time": alerts.c.ts_us, "type": alerts.c.type, "firm": alerts.c.firm}
+
+
+def alert_queue(engine: Engine, f: AlertFilter, after_seq: int = 0, upto_seq: int | None = None,
+                limit: int = 300) -> list[dict[str, Any]]:
+    """Alerts matching `f`, in its order, recorded after `after_seq` (polling) and up to `upto_seq`.
+
+    Reasons and scores are in each alert's body, so those filters and the score order read the
+    matching rows as they stream; every matching row is considered, however many there are."""
     query = select(alerts.c.seq, alerts.c.firm, alerts.c.status, alerts.c.body).where(alerts.c.seq > after_seq)
+    if upto_seq is not None:
+        query = query.where(alerts.c.seq <= upto_seq)
     if f.type:
         query = query.where(alerts.c.type == f.type)
     for firm in (f.firm, f.scope):
@@ -69,21 +81,33 @@ def alert_queue(engine: Engine, f: AlertFilter, after_seq: int = 0, limit: int =
         query = query.where(alerts.c.ts_us >= _day_us(f.since))
     if f.until:
         query = query.where(alerts.c.ts_us < _day_us(f.until) + 24 * _HOUR_US)
+    column = _ORDER.get(f.sort)
+    if column is not None:
+        query = query.order_by(*(c.desc() if f.descending else c.asc() for c in (column, alerts.c.seq)))
     with engine.connect() as conn:
-        rows = conn.execute(query.order_by(alerts.c.seq.desc()).limit(5000)).all()
-    out = []
-    for seq, firm, status, body in rows:
-        alert = msgspec.json.decode(body)
-        if f.reason and f.reason not in alert.get("reasons", ()):
-            continue
-        if float(alert.get("score") or 0.0) < f.min_score:
-            continue
-        alert.update(seq=seq, firm=firm, status=status, subject=_subject(firm, alert))
-        out.append(alert)
-    key = {"time": lambda a: (a["ts"], a["seq"]), "score": lambda a: (a.get("score") or 0.0, a["seq"]),
-           "type": lambda a: (a["type"], a["seq"]), "firm": lambda a: (a["firm"], a["seq"])}[f.sort]
-    out.sort(key=key, reverse=f.descending)
-    return out[:limit]
+        rows = conn.execution_options(yield_per=1000).execute(query)
+        found = (a for a in (_queued(*row) for row in rows)
+                 if (not f.reason or f.reason in a.get("reasons", ())) and _score(a) >= f.min_score)
+        if column is not None:
+            return list(islice(found, limit))
+        best = heapq.nlargest if f.descending else heapq.nsmallest
+        return best(limit, found, key=lambda a: (_score(a), a["seq"]))
+
+
+def newest_alert_seq(engine: Engine) -> int:
+    """The seq of the newest alert recorded (0: none): the live queue polls for those after it."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.max(alerts.c.seq))).scalar() or 0)
+
+
+def _queued(seq: int, firm: str, status: str, body: bytes) -> dict[str, Any]:
+    alert = msgspec.json.decode(body)
+    alert.update(seq=seq, firm=firm, status=status, subject=_subject(firm, alert))
+    return alert
+
+
+def _score(alert: dict[str, Any]) -> float:
+    return float(alert.get("score") or 0.0)
 
 
 def _subject(firm: str, alert: dict[str, Any]) -> str:

@@ -170,9 +170,10 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
 
     @router.get("/alerts")
     def alert_queue(request: Request, session: Viewer, f: Filter) -> HTMLResponse:
-        rows = queries.alert_queue(engine, f)
-        return page(request, "alerts.html", alerts=rows, f=f, last_seq=max((a["seq"] for a in rows), default=0),
-                    query=request.url.query)
+        # Read first: the live poll then brings exactly what is recorded after the rows shown.
+        newest = queries.newest_alert_seq(engine)
+        return page(request, "alerts.html", alerts=queries.alert_queue(engine, f, upto_seq=newest), f=f,
+                    last_seq=newest, query=request.url.query)
 
     @router.get("/api/alerts")
     def alert_feed(session: Viewer, f: Filter, after: int = 0) -> dict[str, Any]:
