@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Iterator
@@ -284,6 +285,18 @@ def test_the_queue_filters_and_orders_every_alert_and_polls_only_newer_ones(tmp_
         assert [a["alert_id"] for a in high] == ["al-00007"]
         oldest = client.get("/console/api/alerts", params={"order": "asc"}).json()["alerts"]
         assert [a["seq"] for a in oldest[:3]] == [1, 2, 3]
+
+
+def test_an_alerts_page_lists_its_containment_after_500_later_actions(app: TestClient) -> None:
+    csrf = login(app, "analyst")
+    firm, alert_id = _campaign(app)
+    assert app.post("/console/contain/alert", data={"firm": firm, "alert_id": alert_id, "reason": "the campaign",
+                                                    "csrf": csrf}, follow_redirects=False).status_code == 303
+    later = functools.partial(app.app.state.service.containment.contain, "lead", firm,  # type: ignore[attr-defined]
+                              [f"Z{n}" for n in range(500)], "later work")
+    app.portal.call(later)  # type: ignore[union-attr]
+    page = app.get(f"/console/alerts/{firm}/{alert_id}").text
+    assert page.count("the campaign") == 6 and "later work" not in page
 
 
 def _report(firm: str, month: str, accesses: int, trades: int, bought: float) -> list[dict]:
