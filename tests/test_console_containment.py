@@ -17,12 +17,14 @@ from fastapi import HTTPException
 from conftest import brokerage
 from console_support import SECRET, Served, WebhookReceiver, late_login, policy_with, wait_for
 from kabuguard.console import audit
+from kabuguard.console.clock import now_us
 from kabuguard.console.containment import Containment, actions
+from kabuguard.console.models import webhook_outbox
 from kabuguard.console.webhooks import Deliverer, deliveries, receiver_secret, sign, verify
 from kabuguard.policy import PolicyError, load_policy
 from kabuguard.policy.playbooks import Playbook
-from kabuguard.service.storage import Database, migrate
 from kabuguard.service.settings import Settings
+from kabuguard.service.storage.database import Database, migrate
 from test_service_support import ordered_stream, pg_url, redis_prefix, redis_url  # noqa: F401 - fixtures
 
 
@@ -214,3 +216,26 @@ def test_a_playbook_records_each_account_once_however_many_workers_record_at_onc
     counts = collections.Counter(a["account_id"] for a in actions(engine, "acme", limit=10_000))
     assert len(counts) == 80 and set(counts.values()) == {1}
     assert len(deliveries(engine)) == 80
+
+
+def test_a_receiver_down_for_days_is_still_retried_at_the_longest_backoff(tmp_path: Path) -> None:
+    """1024 failed attempts (a receiver down for days at five minutes apart) and one more."""
+    db = Database(f"sqlite:///{tmp_path}/kg.db")
+    migrate(db.engine)
+    down = WebhookReceiver()  # never started: nothing listens
+    with db.engine.begin() as conn:
+        conn.execute(webhook_outbox.insert().values(action_id="a1", receiver=down.url, body=b"{}",
+                                                    attempts=1024, next_attempt_us=0))
+    deliverer = Deliverer(db.engine, SECRET, base_backoff_s=1.0, max_backoff_s=300.0)
+
+    async def one_try() -> None:
+        task = asyncio.create_task(deliverer.run(poll_s=0.05))
+        await asyncio.sleep(1.0)
+        task.cancel()
+
+    asyncio.run(one_try())
+    (row,) = deliveries(db.engine)
+    assert row["attempts"] == 1025 and row["last_error"] and row["delivered_at"] is None
+    with db.engine.connect() as conn:
+        due = conn.execute(webhook_outbox.select()).mappings().one()["next_attempt_us"]
+    assert abs(due - now_us() - 300_000_000) < 10_000_000

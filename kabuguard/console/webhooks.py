@@ -125,7 +125,9 @@ class Deliverer:
         if error is None:
             values: dict[str, Any] = {"delivered_at": now_iso(), "attempts": attempts, "last_error": None}
         else:
-            backoff = min(self.max_backoff_s, self.base_backoff_s * 2 ** (attempts - 1))
+            # The doubling stops at 2**62, far past any max, before the float overflows (a receiver
+            # down for days passes 1024 attempts).
+            backoff = min(self.max_backoff_s, self.base_backoff_s * 2.0 ** min(attempts - 1, 62))
             values = {"attempts": attempts, "last_error": error, "claimed_until_us": 0,
                       "next_attempt_us": now_us() + int(backoff * 1_000_000)}
             log.info("webhook delivery failed", extra={"action_id": row["action_id"], "attempts": attempts,
