@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import multiprocessing
 import time
 from collections.abc import Iterator
@@ -239,3 +240,18 @@ def test_a_receiver_down_for_days_is_still_retried_at_the_longest_backoff(tmp_pa
     with db.engine.connect() as conn:
         due = conn.execute(webhook_outbox.select()).mappings().one()["next_attempt_us"]
     assert abs(due - now_us() - 300_000_000) < 10_000_000
+
+
+def test_the_consoles_logs_are_json_lines_beside_the_services_each_once(tmp_path: Path,
+                                                                         capfd: pytest.CaptureFixture[str]) -> None:
+    down = WebhookReceiver()  # never started: the delivery fails and is logged
+    s = Served(Settings(db=f"sqlite:///{tmp_path}/kg.db", webhook_urls=down.url, webhook_secret=SECRET))
+    with s.client:
+        s.contain(["A1"])
+        wait_for(lambda: deliveries(s.service.db.engine)[0]["attempts"] > 0, what="a failed delivery")
+        s.client.get("/healthz")
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.strip()]
+    said = [(line["logger"], line["msg"]) for line in lines]
+    assert said.count(("kabuguard.console", "containment recorded")) == 1  # once: not also propagated
+    assert said.count(("kabuguard.service", "service ready")) == 1
+    assert ("kabuguard.console", "webhook delivery failed") in said

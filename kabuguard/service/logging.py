@@ -30,11 +30,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str = "info") -> None:
-    """JSON on stderr for the service's loggers and uvicorn's error log; uvicorn's access log off
+    """JSON on stderr for every kabuguard logger (the service's, the console's: they propagate to
+    `kabuguard`, so each line is written once) and uvicorn's error log; uvicorn's access log off
     (it would print client addresses)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    for name in ("kabuguard.service", "uvicorn", "uvicorn.error"):
+    for name in ("kabuguard", "uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(level.upper())
