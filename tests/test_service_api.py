@@ -232,6 +232,17 @@ def test_settings_come_from_file_then_environment_then_options(tmp_path: Path) -
     assert serve.exit_code == 2 and "needs shared state" in serve.output
 
 
+def test_a_toml_list_of_webhook_urls_is_the_receivers_and_other_shapes_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "kabuguard.toml"
+    config.write_text('[service]\nwebhook_urls = ["https://a.example/hook", "https://b.example/hook"]\n'
+                      'webhook_secret = "x"\n')
+    assert load_settings(config, env={}).receivers() == ["https://a.example/hook", "https://b.example/hook"]
+    for line in ('webhook_urls = [1, 2]', 'db = ["sqlite:///a.db"]', 'log_level = {level = "info"}'):
+        config.write_text(f"[service]\n{line}\n")
+        with pytest.raises(SettingsError, match=f"kabuguard.toml: `{line.split()[0]}` must be"):
+            load_settings(config, env={})
+
+
 def test_openapi_schema_documents_the_contract(api: Api) -> None:
     # Behind a key like everything but the health checks; FastAPI's open pages are off.
     for open_page in ("/openapi.json", "/docs", "/redoc", "/v1/openapi.json"):

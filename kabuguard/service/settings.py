@@ -85,15 +85,24 @@ class Settings:
         return {_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
 
 
+# Settings that hold a list, comma-separated in the environment; a TOML list is natural for them.
+_LISTS = {"webhook_urls"}
+
+
 def _coerce(name: str, value: Any, kind: Any, origin: str) -> Any:
+    if name in _LISTS and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ",".join(value)
     try:
         if kind in ("int", int):
             return int(value)
         if kind in ("float", float):
             return float(value)
-        return str(value)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
     except (TypeError, ValueError):
-        raise SettingsError(f"{origin}: `{name}` must be {kind}, got {value!r}") from None
+        pass
+    shape = "a list of strings or a comma-separated string" if name in _LISTS else kind
+    raise SettingsError(f"{origin}: `{name}` must be {shape}, got {value!r}")
 
 
 def load_settings(config: str | Path | None = None, env: dict[str, str] | None = None,
