@@ -159,6 +159,28 @@ def test_a_case_from_a_campaign_alert_is_worked_closed_and_becomes_labels(attack
     assert all(label.campaign_id == alert["campaign_id"] for label in run.labels.values())
 
 
+def test_an_alert_closes_with_the_last_open_case_that_works_it(attacked: TestClient) -> None:
+    engine, db = _engine(attacked), attacked.app.state.service.db  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        alert_id, account = conn.execute(sqlalchemy.text(
+            "SELECT alert_id, account_id FROM alerts WHERE type = 'account_alert'")).first()
+
+    def open_alerts() -> list[str]:
+        return [json.loads(body)["alert_id"] for body in db.account("acme", account)[1]]
+
+    first, second = (cases.open_case(engine, "hana", "acme", [alert_id]) for _ in range(2))
+    cases.close(engine, "hana", first, "benign", "customer travelling")
+    assert alert_id in open_alerts()  # the second case still works it
+    cases.close(engine, "ken", second, "benign", "customer travelling")
+    assert alert_id not in open_alerts()
+    with engine.connect() as conn:
+        assert conn.execute(sqlalchemy.text("SELECT status FROM alerts WHERE alert_id = :a"),
+                            {"a": alert_id}).scalar_one() == "closed"
+    closing = [json.loads(e["detail"]) for e in audit.entries(engine, target=f"case:{second}")
+               if e["action"] == "case.close"]
+    assert closing == [{"disposition": "benign", "alerts_closed": [alert_id]}]
+
+
 def test_audit_log_refuses_updates_and_deletes(attacked: TestClient) -> None:
     engine = _engine(attacked)
     with engine.begin() as conn:

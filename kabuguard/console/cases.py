@@ -107,8 +107,21 @@ def close(engine: Engine, actor: str, case_id: int, disposition: str, reason: st
         case = _open_case(conn, case_id)
         conn.execute(update(cases).where(cases.c.case_id == case_id).values(
             status="closed", disposition=disposition, closed_at=now_iso()))
+        closed = _close_alerts(conn, case)
         audit.record(conn, actor, "case.close", reason, firm=case["firm"], target=f"case:{case_id}",
-                     detail={"disposition": disposition})
+                     detail={"disposition": disposition, "alerts_closed": closed})
+
+
+def _close_alerts(conn: Connection, case: dict[str, Any]) -> list[str]:
+    """Close the case's alerts that no other open case still works (the API's `open_alerts` and
+    the queue's status read it); their ids."""
+    ids = set(conn.execute(select(case_alerts.c.alert_id).where(case_alerts.c.case_id == case["case_id"])).scalars())
+    worked = conn.execute(select(case_alerts.c.alert_id).join(cases, cases.c.case_id == case_alerts.c.case_id).where(
+        cases.c.firm == case["firm"], cases.c.status == "open", case_alerts.c.alert_id.in_(ids))).scalars()
+    closing = sorted(ids - set(worked))
+    conn.execute(update(alerts).where(alerts.c.firm == case["firm"], alerts.c.alert_id.in_(closing))
+                 .values(status="closed"))
+    return closing
 
 
 def case_firm(engine: Engine, case_id: int) -> str | None:
