@@ -160,12 +160,14 @@ class Containment:
 
 
 def actions(engine: Engine, firm: str | None = None, account_id: str | None = None,
-            limit: int = 500) -> list[dict[str, Any]]:
-    """Containment actions, newest first."""
+            limit: int | None = 500, alert_id: str | None = None) -> list[dict[str, Any]]:
+    """Containment actions, newest first: the newest `limit` (None: all) of a firm's, an account's or an alert's."""
     query = select(containment_actions).order_by(containment_actions.c.at.desc()).limit(limit)
     if firm is not None:
         query = query.where(containment_actions.c.firm == firm)
     if account_id is not None:
         query = query.where(containment_actions.c.account_id == account_id)
+    if alert_id is not None:
+        query = query.where(containment_actions.c.alert_id == alert_id)
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(query).mappings()]

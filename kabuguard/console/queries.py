@@ -129,15 +129,6 @@ def alert(engine: Engine, firm: str, alert_id: str) -> dict[str, Any] | None:
     return found
 
 
-def alert_actions(engine: Engine, firm: str, alert_id: str) -> list[dict[str, Any]]:
-    """The containment actions taken on one alert, newest first, however many the firm took since
-    (`containment.actions` lists a firm's newest, or an account's)."""
-    query = select(containment_actions).where(containment_actions.c.firm == firm,
-                                              containment_actions.c.alert_id == alert_id)
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(query.order_by(containment_actions.c.at.desc())).mappings()]
-
-
 def _logged(engine: Engine, firm: str, column: Any, values: list[str], start_us: int, end_us: int) -> list[Any]:
     """Typed events of the embedded event log for some accounts or symbols, in a time window."""
     if not values:

@@ -186,7 +186,7 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
         found = queries.alert(engine, firm, alert_id)
         if found is None:
             raise HTTPException(404, f"alert {alert_id!r} of firm {firm!r}: not found")
-        taken = queries.alert_actions(engine, firm, alert_id)
+        taken = actions(engine, firm, alert_id=alert_id, limit=None)
         return page(request, "alert.html", alert=found, accounts=cases.alert_accounts(firm, found), done=done,
                     actions=taken, deliveries=deliveries(engine, [a["action_id"] for a in taken]))
 
