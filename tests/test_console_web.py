@@ -22,7 +22,7 @@ from kabuguard.service.app import create_app
 from kabuguard.service.auth import create_key
 from kabuguard.service.settings import Settings
 from kabuguard.service.storage.models import alerts
-from test_service_support import ordered_stream
+from test_service_support import ordered_stream, pg_url  # noqa: F401 - fixture
 
 PASSWORD = "a long test password"
 
@@ -336,3 +336,28 @@ def test_the_regulators_page_sums_the_firms_reports_for_those_who_may_read_them(
         login(client, "broker")  # acme reports to the inbox but may not read it
         assert 'id="no-collection"' in client.get("/console/intel").text
         assert client.get("/console/intel", params={"collection": "fsa-inbox"}).status_code == 404
+
+
+def test_values_postgresql_cannot_store_are_a_400_naming_no_data(tmp_path: Path, pg_url: str) -> None:
+    """A NUL in a path or a value wider than its column made PostgreSQL refuse the query, and the
+    console answered 500; a 201-character account was contained in the state, then failed."""
+    application = create_app(Settings(db=pg_url, rate_limit=1e9, console_secure_cookie=0))
+    create_user(application.state.service.db.engine, "analyst", "analyst", PASSWORD, None)
+    key = create_key(application.state.service.db, "acme", "test")[1]
+    with TestClient(application, raise_server_exceptions=False) as client:
+        client.post("/v1/events", json=ordered_stream([brokerage().write(tmp_path / "e.jsonl")]),
+                    headers={"X-API-Key": key})
+        csrf = login(client, "analyst")
+        firm, alert_id = _campaign(client)
+        opened = client.post("/console/cases", data={"firm": firm, "alert_id": alert_id, "csrf": csrf},
+                             follow_redirects=False)
+        case = opened.headers["location"].split("?")[0].rsplit("/", 1)[1]
+        answers = [client.get(f"/console/accounts/{firm}/A%00"),
+                   client.get("/console/api/alerts", params={"type": "a\x00"}),
+                   client.post(f"/console/cases/{case}/assign", data={"assignee": "x" * 65, "csrf": csrf}),
+                   client.post(f"/console/cases/{case}/link", data={"account_id": "x" * 201, "csrf": csrf}),
+                   client.post("/console/contain/account", data={"firm": firm, "account_id": "x" * 201,
+                                                                "reason": "r", "csrf": csrf})]
+        assert [a.status_code for a in answers] == [400] * 5, [(a.status_code, a.text[:80]) for a in answers]
+        assert all("SELECT" not in a.text and "INSERT" not in a.text for a in answers)
+        assert actions(application.state.service.db.engine, firm, account_id="x" * 201) == []

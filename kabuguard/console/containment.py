@@ -30,6 +30,7 @@ from kabuguard.console.cases import alert_accounts, load_alerts
 from kabuguard.console.clock import now_iso, now_us
 from kabuguard.console.models import containment_actions, webhook_outbox
 from kabuguard.console.webhooks import Deliverer
+from kabuguard.events.model import ID_MAX
 from kabuguard.policy.playbooks import MEASURES, Playbook, fired
 from kabuguard.service.decider import Decider, Degraded, is_store_error
 
@@ -72,6 +73,9 @@ class Containment:
         if unknown or not measures:
             raise ContainmentError(f"measures: expected some of {', '.join(MEASURES)}, got {sorted(measures)}")
         accounts = list(dict.fromkeys(account_ids))
+        wrong = [a for a in accounts if not 0 < len(a) <= ID_MAX or "\x00" in a]
+        if wrong:  # before the state: no event could ever name such an account
+            raise ContainmentError(f"account_id: 1 to {ID_MAX} characters and no NUL character, got {wrong[0][:40]!r}")
         try:
             # Either form of the account's key: multi-firm feeds key accounts `firm:account`.
             await self.decider.contain(firm, [k for a in accounts for k in (a, f"{firm}:{a}")])

@@ -21,6 +21,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import DataError
 from starlette.concurrency import run_in_threadpool
 
 from kabuguard.console import audit, cases, lockout, queries
@@ -314,6 +315,13 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
 
     for error in (CaseError, ContainmentError):
         app.add_exception_handler(error, bad_input)
+
+    @app.exception_handler(DataError)
+    async def unstorable(request: Request, exc: DataError) -> Response:
+        """A value the database refuses (PostgreSQL: wider than its column, or a NUL character):
+        the request's mistake, not an outage; the driver's text (which quotes the values) is not shown."""
+        return await http_error(request, HTTPException(
+            400, "a value is longer than its field allows or holds a NUL character"))
 
 
 def _segment(value: str) -> str:
