@@ -152,6 +152,18 @@ def test_a_malformed_playbook_stops_the_policy_load_naming_the_key(tmp_path: Pat
     assert load_policy().playbooks[0].dry_run is True  # the bundled playbook only records
 
 
+@pytest.mark.parametrize(("change", "named"), [
+    ({"dryrun": False}, r"unknown key\(s\) \['dryrun'\]"),  # loaded as a dry run the analyst thought live
+    ({"dry_run": "false"}, r"dry_run: true or false"),  # text, and text is true
+    ({"name": ["a", "b"]}, r"name: a name"),
+])
+def test_a_playbook_key_misspelt_or_of_the_wrong_kind_stops_the_load(tmp_path: Path, change: dict,
+                                                                    named: str) -> None:
+    path = policy_with(tmp_path, [{"name": "p", "alert": "campaign_alert", "min_score": 0.5, **change}])
+    with pytest.raises(PolicyError, match=r"playbooks\[0\]" + ".*" + named):
+        load_policy(path)
+
+
 def test_the_operator_prints_each_receivers_own_secret() -> None:
     from click.testing import CliRunner
 

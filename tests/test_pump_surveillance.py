@@ -441,18 +441,23 @@ def test_a_price_jump_past_the_range_of_floats_is_no_move_and_poisons_nothing(tm
 
 
 def test_whole_numbers_of_bars_in_the_policy_are_whole_numbers(tmp_path: Path) -> None:
-    """`warmup_bars: 2.5` counts as 2, as `int()` reads it everywhere else."""
+    """`warmup_bars: 2.0` counts as 2; 2.5 is refused, as every other count of the policy is
+    (it was cut to 2 silently)."""
     s = Stream()
     m = Market(s, seed=2)
     for minute, (close, volume) in enumerate(((100.0, 200), (100.0, 200), (110.0, 20000)), start=1):
         m.bar(1, 10, minute, "9999", close, volume)
     policy = load_policy()
     alerts = {}
-    for warmup in (2, 2.5):
+    for warmup in (2, 2.0, 2.5):
         params = {**policy.detectors["pump_surveillance"], "warmup_bars": warmup}
-        alerts[warmup], _ = _run(s, tmp_path, dataclasses.replace(policy, detectors={**policy.detectors,
-                                                                                    "pump_surveillance": params}))
-    assert _surges(alerts[2]) and alerts[2.5] == alerts[2]
+        changed = dataclasses.replace(policy, detectors={**policy.detectors, "pump_surveillance": params})
+        if warmup == 2.5:
+            with pytest.raises(ValueError, match="`warmup_bars` must be a whole number"):
+                _run(s, tmp_path, changed)
+            continue
+        alerts[warmup], _ = _run(s, tmp_path, changed)
+    assert _surges(alerts[2]) and alerts[2.0] == alerts[2]
 
 @pytest.fixture(scope="module")
 def sim_run(tmp_path_factory: pytest.TempPathFactory) -> Path:

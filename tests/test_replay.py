@@ -137,6 +137,28 @@ def test_a_malformed_policy_is_a_usage_error_naming_the_key(tmp_path: Path, stre
     # Lists written as one string became sets of letters: the detector never fired.
     ("detectors.sensitive_change.contact_fields", "email", "contact_fields"),
     ("detectors.owner_session.habit_findings", "new_symbol", "habit_findings"),
+    # Numbers in quotes passed the load's checks as text, then float() read them: a NaN weight
+    # scored 1.0, a carry of -inf let the attack's orders through, a window was negative.
+    ("detectors.holdings_liquidation.weight", "nan", "weight"),
+    ("detectors.risky_session.carry", "-inf", "carry"),
+    ("detectors.shared_ip.window_hours", "-24", "window_hours"),
+    ("detectors.shared_indicator.weights.ip", "4.0", "weights"),
+    ("detectors.sensitive_change.field_weights.email", "nan", "field_weights"),
+    ("detectors.login_profile.unfamiliar.weight", "2", "unfamiliar"),
+    # Each of these loaded, then failed on the first market bars (division by zero, empty median).
+    ("detectors.market_factor.market_min_symbols", 0, "market_min_symbols"),
+    ("detectors.pump_surveillance.max_gap_minutes", 0, "max_gap_minutes"),
+    ("detectors.pump_surveillance.onset_price_z", 0, "onset_price_z"),
+    ("detectors.pump_surveillance.onset_volume_z", 0, "onset_volume_z"),
+    ("detectors.pump_surveillance.min_risky_buyers", 2.5, "min_risky_buyers"),
+    # Typos loaded, leaving the setting meant at its old value: now each is an unknown key.
+    ("detectors.campaign.min_acounts", 5, "min_acounts"),
+    ("detectors.login_profile.attributes.contry", {"alpha": 1.0, "p_new_attack": 0.5}, "attributes.contry"),
+    ("detectors.shared_indicator.weights.devcie", 5.0, "weights.devcie"),
+    ("detectors.login_profile.local_utc_ofset_hours", 5.5, "local_utc_ofset_hours"),
+    ("detectors.shared_ipp", {"window_hours": 24}, "shared_ipp"),
+    ("bias.oder", 0.0, "oder"),
+    ("containment.campaign_member_wieght", 1.0, "campaign_member_wieght"),
 ])
 def test_a_bad_policy_value_stops_at_load_naming_it(tmp_path: Path, stream: Stream, key: str, value: object,
                                                     named: str) -> None:
@@ -151,6 +173,28 @@ def test_a_bad_policy_value_stops_at_load_naming_it(tmp_path: Path, stream: Stre
     result = CliRunner().invoke(main, ["replay", str(stream.write(tmp_path / "e.jsonl")), "--out",
                                        str(tmp_path / "o"), "--policy", str(policy)])
     assert result.exit_code == 2 and named in result.output, result.output
+
+
+def test_no_volatility_floor_and_no_prior_stops_the_load(tmp_path: Path) -> None:
+    """Both zero divided a bar's move by zero on the first bar: a crash mid-replay, per bar."""
+    raw = yaml.safe_load((Path(kabuguard.policy.__file__).parent / "default.yaml").read_text())
+    raw["detectors"]["pump_surveillance"].update(min_sigma_per_minute=0, prior_sigma_per_minute=0)
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(kabuguard.policy.PolicyError, match="min_sigma_per_minute` or `prior_sigma_per_minute"):
+        kabuguard.policy.load_policy(path)
+
+
+def test_a_fractional_local_time_offset_is_kept_to_the_minute(tmp_path: Path) -> None:
+    """5.5 (India) was cut to 5: a login's hour was judged half an hour off."""
+    raw = yaml.safe_load((Path(kabuguard.policy.__file__).parent / "default.yaml").read_text())
+    raw["detectors"]["login_profile"]["local_utc_offset_hours"] = 5.5
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    built = {type(d).__name__: d for stage in Pipeline(kabuguard.policy.load_policy(path)).stages
+             for ds in stage.by_kind.values() for d in ds}
+    # 03:40 UTC is 09:10 in India: the tenth hour of its day, not the ninth.
+    assert built["LoginProfile"]._hour(3 * 3_600_000_000 + 40 * 60_000_000) == 9
 
 
 def test_whole_numbers_written_as_floats_and_zero_where_it_means_from_the_first_login_load(tmp_path: Path) -> None:

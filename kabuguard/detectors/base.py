@@ -8,7 +8,9 @@ manipulation, negative of the customer's own habit; the policy adds them up.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from functools import cache
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
@@ -131,19 +133,80 @@ def bar_columns(bars: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray
             np.array([bar.volume for bar in bars], dtype=float))
 
 
+# While `unread_keys` builds a detector: the (section, key) pairs it read through `param`.
+_reads: ContextVar[set[tuple[int, str]] | None] = ContextVar("kabuguard_param_reads", default=None)
+
+
 def param(params: dict[str, Any], name: str, detector: str) -> Any:
     """A detector parameter from the policy, with an error that says which one is missing."""
+    reads = _reads.get()
+    if reads is not None:
+        reads.add((id(params), name))
     try:
         return params[name]
     except KeyError:
         raise KeyError(f"policy: detector `{detector}` needs parameter `{name}`") from None
 
 
+def unread_keys(section: dict[str, Any], params: dict[str, Any],
+                builds: Sequence[Callable[[dict[str, Any]], Any]]) -> list[str]:
+    """The keys of a policy `section` that no detector built from it (`builds`, given `params`:
+    the section and the policy-wide lines) read, and those of the sections inside it that are
+    read key by key: a typo (`min_acounts`) that would otherwise leave a threshold as it was."""
+    reads: set[tuple[int, str]] = set()
+    token = _reads.set(reads)
+    try:
+        for build in builds:
+            build(params)
+    finally:
+        _reads.reset(token)
+
+    def unread(mapping: dict[str, Any], at: int, where: str) -> list[str]:
+        read = {key for section_id, key in reads if section_id == at}
+        out = [f"{where}{key}" for key in mapping if key not in read]
+        for key, value in mapping.items():
+            inner = {k for i, k in reads if i == id(value)} if isinstance(value, dict) and key in read else None
+            if inner:  # a section read whole (`field_weights`) has no keys to miss
+                out += unread(value, id(value), f"{where}{key}.")
+        return out
+
+    return unread(section, id(params), "")
+
+
+def _key(name: str, detector: str) -> str:
+    """A parameter as the policy's detector section spells it: `weights.ip` for `ip` read from
+    the section's `weights` (its reader passes the detector as `shared_indicator.weights`)."""
+    _, _, inner = detector.partition(".")
+    return f"{inner}.{name}" if inner else name
+
+
+def number(params: dict[str, Any], name: str, detector: str) -> float:
+    """A weight, share or threshold: a finite number, or a clear error (a quoted `"-inf"` passed
+    the policy's own checks as text, then `float()` made it an infinity)."""
+    value = param(params, name, detector)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"`{_key(name, detector)}` must be a finite number, got {value!r}")
+    return float(value)
+
+
+_UNIT_US = {"_minutes": 60_000_000, "_hours": 3_600_000_000, "_days": 86_400_000_000}
+
+
+def duration_us(params: dict[str, Any], name: str, detector: str) -> int:
+    """A window or an age, named for its unit (`window_minutes`, `ttl_hours`, `max_age_days`), in
+    microseconds: a number of at least 0, or a clear error."""
+    unit = next(us for suffix, us in _UNIT_US.items() if name.endswith(suffix))
+    value = number(params, name, detector)
+    if value < 0:
+        raise ValueError(f"`{_key(name, detector)}` is a duration, it cannot be negative: {value!r}")
+    return int(value * unit)
+
+
 def positive(params: dict[str, Any], name: str, detector: str) -> float:
     """A parameter that divides or is a logarithm's argument: a positive number, or a clear error."""
     value = param(params, name, detector)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"`{name}` must be a positive number, got {value!r}")
+        raise ValueError(f"`{_key(name, detector)}` must be a positive number, got {value!r}")
     return float(value)
 
 
@@ -151,7 +214,7 @@ def probability(params: dict[str, Any], name: str, detector: str) -> float:
     """A prior probability that a logarithm reads: strictly between 0 and 1, or a clear error."""
     value = positive(params, name, detector)
     if not value < 1:
-        raise ValueError(f"`{name}` must be a probability below 1, got {value!r}")
+        raise ValueError(f"`{_key(name, detector)}` must be a probability below 1, got {value!r}")
     return value
 
 
@@ -163,7 +226,7 @@ def count(params: dict[str, Any], name: str, detector: str, minimum: int = 1) ->
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` must be a whole number of at least {minimum}, got {value!r}")
+        raise ValueError(f"`{_key(name, detector)}` must be a whole number of at least {minimum}, got {value!r}")
     return value
 
 
@@ -171,5 +234,5 @@ def names(params: dict[str, Any], name: str, detector: str) -> frozenset[str]:
     """A list of names (fields, reason codes): a bare string would become a set of its letters."""
     value = param(params, name, detector)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"`{name}` must be a list of names, got {value!r}")
+        raise ValueError(f"`{_key(name, detector)}` must be a list of names, got {value!r}")
     return frozenset(value)

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from kabuguard.detectors._window import drop_expired, renew
-from kabuguard.detectors.base import Evidence, Finding, count, param
+from kabuguard.detectors.base import Evidence, Finding, count, duration_us, number, param
 from kabuguard.detectors.money import thin
 from kabuguard.events.model import account_key
 
@@ -54,15 +54,15 @@ class Campaign:
     types: ClassVar[frozenset[str]] = frozenset({"order"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.window_us = int(float(param(params, "window_minutes", self.name)) * 60_000_000)
-        self.lookback_us = int(float(param(params, "lookback_days", self.name)) * 86_400_000_000)
+        self.window_us = duration_us(params, "window_minutes", self.name)
+        self.lookback_us = duration_us(params, "lookback_days", self.name)
         self.min_accounts = count(params, "min_accounts", self.name)
-        self.min_share = float(param(params, "min_share", self.name))
-        self.risky_llr = float(param(params, "risky_session_llr", self.name))
-        self.buy_weight = float(param(params, "buy_weight", self.name))
-        self.dump_weight = float(param(params, "dump_weight", self.name))
-        self.sell_weight = float(param(params, "sell_weight", self.name))
-        self.max_adv_value = float(param(params, "max_adv_value_jpy", self.name))
+        self.min_share = number(params, "min_share", self.name)
+        self.risky_llr = number(params, "risky_session_llr", self.name)
+        self.buy_weight = number(params, "buy_weight", self.name)
+        self.dump_weight = number(params, "dump_weight", self.name)
+        self.sell_weight = number(params, "sell_weight", self.name)
+        self.max_adv_value = number(params, "max_adv_value_jpy", self.name)
         self.fx_jpy = param(params, "fx_jpy", self.name)
 
     def initial(self) -> CampaignState:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from kabuguard.detectors._window import others, prune, stamp
-from kabuguard.detectors.base import Evidence, Finding, count, param
+from kabuguard.detectors.base import Evidence, Finding, count, duration_us, number
 from kabuguard.events.model import account_key
 
 
@@ -30,9 +30,9 @@ class CredentialStuffing:
     types: ClassVar[frozenset[str]] = frozenset({"login"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.window_us = int(float(param(params, "window_minutes", self.name)) * 60_000_000)
+        self.window_us = duration_us(params, "window_minutes", self.name)
         self.min_accounts = count(params, "min_accounts", self.name)
-        self.weight = float(param(params, "weight", self.name))
+        self.weight = number(params, "weight", self.name)
 
     @property
     def horizon_us(self) -> int:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.base import Evidence, Finding, number
 from kabuguard.events.instants import parse_ts
 
 _DAY_US = 86_400_000_000
@@ -28,8 +28,8 @@ class DormantReactivation:
     types: ClassVar[frozenset[str]] = frozenset({"login", "account"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.min_days = float(param(params, "min_days", self.name))
-        self.weight = float(param(params, "weight", self.name))
+        self.min_days = number(params, "min_days", self.name)
+        self.weight = number(params, "weight", self.name)
 
     def initial(self) -> DormancyState:
         return DormancyState()

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, count, param
+from kabuguard.detectors.base import Evidence, Finding, count, duration_us, number
 
 
 class FailureState(msgspec.Struct):
@@ -24,9 +24,9 @@ class FailedLoginBurst:
     types: ClassVar[frozenset[str]] = frozenset({"login"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.window_us = int(float(param(params, "window_minutes", self.name)) * 60_000_000)
+        self.window_us = duration_us(params, "window_minutes", self.name)
         self.min_failures = count(params, "min_failures", self.name)
-        self.weight = float(param(params, "weight", self.name))
+        self.weight = number(params, "weight", self.name)
 
     def initial(self) -> FailureState:
         return FailureState()

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.base import Evidence, Finding, duration_us, number, param
 from kabuguard.detectors.money import thin
 from kabuguard.events.instants import parse_ts
 
@@ -41,19 +41,19 @@ class HoldingsLiquidation:
     types: ClassVar[frozenset[str]] = frozenset({"account", "order", "execution"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.min_fraction = float(param(params, "min_fraction", self.name))
-        self.window_us = int(float(param(params, "window_hours", self.name)) * 3_600_000_000)
-        self.weight = float(param(params, "weight", self.name))
-        self.into_thin_weight = float(param(params, "into_thin_weight", self.name))
-        self.thin_adv_value = float(param(params, "thin_adv_value_jpy", self.name))
+        self.min_fraction = number(params, "min_fraction", self.name)
+        self.window_us = duration_us(params, "window_hours", self.name)
+        self.weight = number(params, "weight", self.name)
+        self.into_thin_weight = number(params, "into_thin_weight", self.name)
+        self.thin_adv_value = number(params, "thin_adv_value_jpy", self.name)
         self.fx_jpy = param(params, "fx_jpy", self.name)
-        self.min_adv_days = float(param(params, "concentration_min_adv_days", self.name))
-        self.concentration_weight = float(param(params, "concentration_weight", self.name))
-        self.concentration_max_weight = float(param(params, "concentration_max_weight", self.name))
-        self.concentration_sell_weight = float(param(params, "concentration_sell_weight", self.name))
-        self.sell_min_adv_days = float(param(params, "concentration_sell_min_adv_days", self.name))
-        self.young_us = int(float(param(params, "young_account_days", self.name)) * _DAY_US)
-        self.young_weight = float(param(params, "young_account_weight", self.name))
+        self.min_adv_days = number(params, "concentration_min_adv_days", self.name)
+        self.concentration_weight = number(params, "concentration_weight", self.name)
+        self.concentration_max_weight = number(params, "concentration_max_weight", self.name)
+        self.concentration_sell_weight = number(params, "concentration_sell_weight", self.name)
+        self.sell_min_adv_days = number(params, "concentration_sell_min_adv_days", self.name)
+        self.young_us = duration_us(params, "young_account_days", self.name)
+        self.young_weight = number(params, "young_account_weight", self.name)
 
     def initial(self) -> HoldingsState:
         return HoldingsState()

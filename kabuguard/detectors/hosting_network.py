@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, param, positive, probability
+from kabuguard.detectors.base import Evidence, Finding, number, positive, probability
 
 
 class HostingState(msgspec.Struct):
@@ -27,11 +27,11 @@ class HostingNetwork:
     types: ClassVar[frozenset[str]] = frozenset({"login"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        p_attack = float(param(params, "p_hosting_attack", self.name))
+        p_attack = number(params, "p_hosting_attack", self.name)
         self.p_customer = probability(params, "p_hosting_customer", self.name)
         self.log_p_attack = math.log(p_attack)
         self.alpha = positive(params, "alpha", self.name)
-        self.learn_max_llr = float(param(params, "learn_max_llr", self.name))
+        self.learn_max_llr = number(params, "learn_max_llr", self.name)
 
     def initial(self) -> HostingState:
         return HostingState()

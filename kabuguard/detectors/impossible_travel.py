@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.base import Evidence, Finding, number
 from kabuguard.netintel import country_distance_km
 
 _HOUR_US = 3_600_000_000
@@ -27,10 +27,10 @@ class ImpossibleTravel:
     types: ClassVar[frozenset[str]] = frozenset({"login"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.max_kmh = float(param(params, "max_kmh", self.name))
-        self.min_km = float(param(params, "min_km", self.name))
-        self.weight = float(param(params, "weight", self.name))
-        self.learn_max_llr = float(param(params, "learn_max_llr", self.name))
+        self.max_kmh = number(params, "max_kmh", self.name)
+        self.min_km = number(params, "min_km", self.name)
+        self.weight = number(params, "weight", self.name)
+        self.learn_max_llr = number(params, "learn_max_llr", self.name)
 
     def initial(self) -> TravelState:
         return TravelState()

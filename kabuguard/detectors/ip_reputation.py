@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from kabuguard.detectors._window import others, prune, stamp
-from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.base import Evidence, Finding, duration_us, number
 from kabuguard.events.model import account_key
 
 
@@ -32,9 +32,9 @@ class _Reputation:
     types: ClassVar[frozenset[str]] = frozenset({"login", "account_change", "order"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.window_us = int(float(param(params, "window_days", self.name)) * 86_400_000_000)
-        self.risky_llr = float(param(params, "risky_session_llr", self.name))
-        self.weight = float(param(params, "weight", self.name))
+        self.window_us = duration_us(params, "window_days", self.name)
+        self.risky_llr = number(params, "risky_session_llr", self.name)
+        self.weight = number(params, "weight", self.name)
 
     @property
     def horizon_us(self) -> int:

@@ -32,7 +32,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, count, names, param, positive, probability
+from kabuguard.detectors.base import (Evidence, Finding, count, duration_us, names, number, param, positive,
+                                      probability)
 
 _BROWSERS = (("edg/", "edge"), ("firefox/", "firefox"), ("opr/", "opera"), ("chrome/", "chrome"),
              ("crios/", "chrome"), ("safari/", "safari"))
@@ -101,22 +102,27 @@ class LoginProfile:
     types: ClassVar[frozenset[str]] = frozenset({"login", "account_change"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.probation_us = int(float(param(params, "probation_hours", self.name)) * 3_600_000_000)
+        self.probation_us = duration_us(params, "probation_hours", self.name)
         self.distrusting = names(params, "distrust_on_change", self.name)
         attrs = param(params, "attributes", self.name)
-        self.device = _Attribute("new_device", attrs["device"])
-        self.country = _Attribute("new_country", attrs["country"])
-        self.asn = _Attribute("new_asn", attrs["asn"])
-        self.prefix = _Attribute("new_ip_range", attrs["ip_range"])
-        self.agent = _Attribute("new_user_agent", attrs["user_agent"])
+        where = f"{self.name}.attributes"  # a missing one is named with its section
+        self.device = _Attribute("new_device", param(attrs, "device", where))
+        self.country = _Attribute("new_country", param(attrs, "country", where))
+        self.asn = _Attribute("new_asn", param(attrs, "asn", where))
+        self.prefix = _Attribute("new_ip_range", param(attrs, "ip_range", where))
+        self.agent = _Attribute("new_user_agent", param(attrs, "user_agent", where))
         self.hour_min_logins = count(params, "hour_min_logins", self.name, minimum=0)
         self.hour_alpha = positive(params, "hour_alpha", self.name)
-        self.learn_max_llr = float(param(params, "learn_max_llr", self.name))
-        self.tz_offset_h = int(params.get("local_utc_offset_hours", 9))
+        self.learn_max_llr = number(params, "learn_max_llr", self.name)
+        # The firm's local time, to the minute (India is 5:30 ahead of UTC); optional, as policies
+        # from before it was added are Japanese firms'.
+        offset = number(params, "local_utc_offset_hours", self.name) if "local_utc_offset_hours" in params else 9
+        self.tz_offset_us = int(offset * 3_600_000_000)
         unfamiliar = param(params, "unfamiliar", self.name)
-        self.unfamiliar_min_logins = count(unfamiliar, "min_logins", self.name, minimum=0)
-        self.unfamiliar_weight = float(unfamiliar["weight"])
-        self.unfamiliar_agent_weight = float(unfamiliar["new_agent_weight"])
+        where = f"{self.name}.unfamiliar"
+        self.unfamiliar_min_logins = count(unfamiliar, "min_logins", where, minimum=0)
+        self.unfamiliar_weight = number(unfamiliar, "weight", where)
+        self.unfamiliar_agent_weight = number(unfamiliar, "new_agent_weight", where)
 
     def initial(self) -> LoginProfileState:
         return LoginProfileState()
@@ -181,7 +187,7 @@ class LoginProfile:
         state.pending = keep
 
     def _hour(self, ts_us: int) -> int:
-        return (ts_us // 3_600_000_000 + self.tz_offset_h) % 24
+        return (ts_us + self.tz_offset_us) // 3_600_000_000 % 24
 
     def _hour_llr(self, state: LoginProfileState, hour: int, n: int) -> float:
         hours = state.hours

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 import numpy as np
 
-from kabuguard.detectors.base import Evidence, bar_columns, compiled, param, positive
+from kabuguard.detectors.base import Evidence, bar_columns, compiled, count, number, positive
 
 if TYPE_CHECKING:
     from kabuguard.engine.store import Store
@@ -68,11 +68,10 @@ class MarketFactor:
     row_stage: ClassVar[str] = "market_marks"  # per symbol, beside the market's one key
 
     def __init__(self, params: dict[str, Any]) -> None:
-        p = lambda key: float(param(params, key, self.name))  # noqa: E731
-        self.min_symbols = int(p("market_min_symbols"))
-        self.warmup = int(p("warmup_bars"))
+        self.min_symbols = count(params, "market_min_symbols", self.name)  # the median of none is no move
+        self.warmup = count(params, "warmup_bars", self.name, minimum=0)
         self.bucket_minutes = max(1, int(positive(params, "bucket_minutes", self.name)))
-        self.profile_rate = p("profile_rate")
+        self.profile_rate = number(params, "profile_rate", self.name)
         self.fresh_row = np.zeros(4)  # a symbol never seen: n = 0
         self._k = np.array([positive(params, "pace_horizon_minutes", self.name),
                             1.0 / positive(params, "baseline_minutes", self.name), self.warmup])

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, names, param
+from kabuguard.detectors.base import Evidence, Finding, names, number
 
 
 class OwnerSessionState(msgspec.Struct):
@@ -44,8 +44,8 @@ class OwnerSession:
     types: ClassVar[frozenset[str]] = frozenset({"order"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.share = float(param(params, "share", self.name))
-        self.own_session_llr = float(param(params, "own_session_llr", self.name))
+        self.share = number(params, "share", self.name)
+        self.own_session_llr = number(params, "own_session_llr", self.name)
         self.habit = names(params, "habit_findings", self.name)
 
     def initial(self) -> OwnerSessionState:

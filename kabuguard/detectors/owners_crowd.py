@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from kabuguard.detectors._window import drop_expired, renew
-from kabuguard.detectors.base import Evidence, Finding, count, param
+from kabuguard.detectors.base import Evidence, Finding, count, duration_us, number
 from kabuguard.events.model import account_key
 
 
@@ -58,11 +58,11 @@ class OwnersCrowd:
     types: ClassVar[frozenset[str]] = frozenset({"order"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.window_us = int(float(param(params, "window_minutes", self.name)) * 60_000_000)
+        self.window_us = duration_us(params, "window_minutes", self.name)
         self.min_owners = count(params, "min_owners", self.name)
-        self.min_share = float(param(params, "min_share", self.name))
-        self.weight = float(param(params, "weight", self.name))
-        self.foreign_session_llr = float(param(params, "foreign_session_llr", self.name))
+        self.min_share = number(params, "min_share", self.name)
+        self.weight = number(params, "weight", self.name)
+        self.foreign_session_llr = number(params, "foreign_session_llr", self.name)
 
     def initial(self) -> CrowdState:
         return CrowdState()

@@ -57,7 +57,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 import numpy as np
 
-from kabuguard.detectors.base import Evidence, Finding, bar_columns, compiled, param, positive
+from kabuguard.detectors.base import (Evidence, Finding, bar_columns, compiled, count, duration_us, number,
+                                      positive)
 from kabuguard.events.model import account_key
 
 if TYPE_CHECKING:
@@ -116,32 +117,37 @@ class PumpSurveillance:
     row_stage: ClassVar[str] = "symbol_tapes"
 
     def __init__(self, params: dict[str, Any]) -> None:
-        p = lambda key: float(param(params, key, self.name))  # noqa: E731
+        p = lambda key: number(params, key, self.name)  # noqa: E731
         for key in ("bucket_minutes", "baseline_minutes", "price_window_minutes", "pace_horizon_minutes",
-                    "onset_volume_multiple", "end_volume_multiple"):  # divisors and logarithms
+                    "onset_volume_multiple", "end_volume_multiple", "max_gap_minutes", "onset_volume_z",
+                    "onset_price_z"):  # divisors and logarithms
             positive(params, key, self.name)
+        for floor, prior in (("min_sigma_per_minute", "prior_sigma_per_minute"),
+                             ("min_log_pace_deviation", "prior_log_pace_deviation")):
+            if not max(p(floor), p(prior)) > 0:  # the larger divides a bar's move or pace
+                raise ValueError(f"`{floor}` or `{prior}` must be above 0, got {p(floor)!r} and {p(prior)!r}")
         self.bucket_minutes = max(1, int(p("bucket_minutes")))
         buckets = -(-_DAY_MIN // self.bucket_minutes)
         self.on_volume_z = p("onset_volume_z")
         self.on_price_z = p("onset_price_z")
-        self.end_quiet_us = int(p("end_quiet_minutes") * _MIN_US)
-        self.max_episode_us = int(p("max_episode_hours") * 60 * _MIN_US)
+        self.end_quiet_us = duration_us(params, "end_quiet_minutes", self.name)
+        self.max_episode_us = duration_us(params, "max_episode_hours", self.name)
         self.risky_llr = p("risky_session_llr")
-        self.assess_us = int(p("assess_window_minutes") * _MIN_US)
-        self.min_risky = int(p("min_risky_buyers"))
+        self.assess_us = duration_us(params, "assess_window_minutes", self.name)
+        self.min_risky = count(params, "min_risky_buyers", self.name)
         self.min_risky_share = p("min_risky_share")
         self.under_pump_weight = p("under_pump_weight")
         self.under_surge_weight = p("under_surge_weight")
-        self.dump_lookback_us = int(p("dump_lookback_days") * 1440 * _MIN_US)
+        self.dump_lookback_us = duration_us(params, "dump_lookback_days", self.name)
         self.dump_weight = p("dump_weight")
         self.dump_weight_unassessed = p("dump_weight_news_or_unknown")
         inv_window = 1.0 / p("price_window_minutes")
         # The kernel's parameters, in the order `_bars` unpacks them.
         self._k = np.array([
             p("max_gap_minutes"), p("pace_horizon_minutes"), p("market_beta"), p("min_sigma_per_minute") ** 2,
-            inv_window, math.exp(-1.0 * inv_window), int(p("warmup_bars")), math.log(p("end_volume_multiple")),
-            math.log(p("onset_volume_multiple")), self.on_volume_z, self.on_price_z, p("onset_price_move"),
-            int(p("sustained_bars")), p("sustained_price_move"), p("min_log_pace_deviation"), p("profile_rate"),
+            inv_window, math.exp(-1.0 * inv_window), count(params, "warmup_bars", self.name, minimum=0),
+            math.log(p("end_volume_multiple")), math.log(p("onset_volume_multiple")), self.on_volume_z, self.on_price_z,
+            p("onset_price_move"), count(params, "sustained_bars", self.name), p("sustained_price_move"), p("min_log_pace_deviation"), p("profile_rate"),
             1.0 / p("baseline_minutes"), p("prior_bars"),
         ])
         fresh = np.zeros(_PROFILE + buckets)

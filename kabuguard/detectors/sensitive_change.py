@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, names, param
+from kabuguard.detectors.base import Evidence, Finding, duration_us, names, number, param
 
 
 class ChangeState(msgspec.Struct):
@@ -52,13 +52,14 @@ class SensitiveChange:
     types: ClassVar[frozenset[str]] = frozenset({"account_change", "order"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.field_weights = {str(k): float(v) for k, v in param(params, "field_weights", self.name).items()}
-        self.burst_us = int(float(param(params, "burst_hours", self.name)) * 3_600_000_000)
-        self.after_us = int(float(param(params, "after_days", self.name)) * 86_400_000_000)
-        self.carry = float(param(params, "carry", self.name))
-        self.own_session_llr = float(param(params, "own_session_llr", self.name))
+        weights = param(params, "field_weights", self.name)
+        self.field_weights = {str(k): number(weights, k, f"{self.name}.field_weights") for k in weights}
+        self.burst_us = duration_us(params, "burst_hours", self.name)
+        self.after_us = duration_us(params, "after_days", self.name)
+        self.carry = number(params, "carry", self.name)
+        self.own_session_llr = number(params, "own_session_llr", self.name)
         self.contact_fields = names(params, "contact_fields", self.name)
-        self.contact_weight = float(param(params, "contact_takeover_weight", self.name))
+        self.contact_weight = number(params, "contact_takeover_weight", self.name)
 
     def initial(self) -> ChangeState:
         return ChangeState()

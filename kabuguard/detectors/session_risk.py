@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.base import Evidence, Finding, duration_us, number
 
 
 class SessionMemory(msgspec.Struct):
@@ -53,8 +53,8 @@ class SessionRisk:
     types: ClassVar[frozenset[str]] = frozenset({"login", "account_change", "order"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.ttl_us = int(float(param(params, "ttl_hours", self.name)) * 3_600_000_000)
-        self.carry = float(param(params, "carry", self.name))
+        self.ttl_us = duration_us(params, "ttl_hours", self.name)
+        self.carry = number(params, "carry", self.name)
 
     def initial(self) -> SessionMemory:
         return SessionMemory()

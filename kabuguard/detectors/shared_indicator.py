@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, param
+from kabuguard.detectors.base import Evidence, Finding, duration_us, number, param
 
 _DAY_US = 86_400_000_000
 # The `intel` stage's one key: its indicators are few and every login may match several.
@@ -46,12 +46,12 @@ class _SharedIndicator:
     types: ClassVar[frozenset[str]] = frozenset({"login", "account_change", "order", "indicator"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.max_age_us = int(float(param(params, "max_age_days", self.name)) * _DAY_US)
+        self.max_age_us = duration_us(params, "max_age_days", self.name)
         weights = param(params, "weights", self.name)
         missing = sorted(self.owns - set(weights))
         if missing:
             raise KeyError(f"policy: detector `{self.name}` needs `weights` for {', '.join(missing)}")
-        self.weights = {kind: float(weights[kind]) for kind in self.owns}
+        self.weights = {kind: number(weights, kind, f"{self.name}.weights") for kind in self.owns}
 
     @property
     def horizon_us(self) -> int:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from kabuguard.detectors._window import others, prune, stamp
-from kabuguard.detectors.base import Evidence, Finding, count, param
+from kabuguard.detectors.base import Evidence, Finding, count, duration_us, number
 from kabuguard.events.model import account_key
 
 
@@ -31,9 +31,9 @@ class _ManyAccounts:
     types: ClassVar[frozenset[str]] = frozenset({"login", "account_change"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.window_us = int(float(param(params, "window_hours", self.name)) * 3_600_000_000)
+        self.window_us = duration_us(params, "window_hours", self.name)
         self.min_accounts = count(params, "min_accounts", self.name)
-        self.weight = float(param(params, "weight", self.name))
+        self.weight = number(params, "weight", self.name)
 
     @property
     def horizon_us(self) -> int:

@@ -46,7 +46,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from kabuguard.detectors._window import others, prune, stamp
-from kabuguard.detectors.base import Evidence, Finding, count, param
+from kabuguard.detectors.base import Evidence, Finding, count, duration_us, number, param
 from kabuguard.detectors.money import thin
 from kabuguard.events.model import account_key
 
@@ -63,16 +63,16 @@ class SuspectFlow:
     types: ClassVar[frozenset[str]] = frozenset({"order"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.lookback_us = int(float(param(params, "lookback_hours", self.name)) * 3_600_000_000)
-        self.risky_llr = float(param(params, "risky_session_llr", self.name))
-        self.suspect_llr = float(param(params, "suspect_llr", self.name))
+        self.lookback_us = duration_us(params, "lookback_hours", self.name)
+        self.risky_llr = number(params, "risky_session_llr", self.name)
+        self.suspect_llr = number(params, "suspect_llr", self.name)
         self.min_buyers = count(params, "min_buyers", self.name)
-        self.sell_weight = float(param(params, "sell_weight", self.name))
-        self.buy_weight = float(param(params, "buy_weight", self.name))
-        self.max_adv_value = float(param(params, "max_adv_value_jpy", self.name))
+        self.sell_weight = number(params, "sell_weight", self.name)
+        self.buy_weight = number(params, "buy_weight", self.name)
+        self.max_adv_value = number(params, "max_adv_value_jpy", self.name)
         self.fx_jpy = param(params, "fx_jpy", self.name)
-        self.foreign_llr = float(param(params, "foreign_session_llr", self.name))
-        self.habit_discount = float(param(params, "habit_discount", self.name))
+        self.foreign_llr = number(params, "foreign_session_llr", self.name)
+        self.habit_discount = number(params, "habit_discount", self.name)
 
     def initial(self) -> SuspectFlowState:
         return SuspectFlowState()

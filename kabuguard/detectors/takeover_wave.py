@@ -46,7 +46,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from kabuguard.detectors._window import others, prune, stamp
-from kabuguard.detectors.base import Evidence, Finding, count, param
+from kabuguard.detectors.base import Evidence, Finding, count, duration_us, number
 from kabuguard.events.model import account_key
 
 
@@ -62,12 +62,12 @@ class TakeoverWave:
     types: ClassVar[frozenset[str]] = frozenset({"order"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.window_us = int(float(param(params, "window_minutes", self.name)) * 60_000_000)
-        self.risky_llr = float(param(params, "risky_session_llr", self.name))
+        self.window_us = duration_us(params, "window_minutes", self.name)
+        self.risky_llr = number(params, "risky_session_llr", self.name)
         self.min_accounts = count(params, "min_accounts", self.name)
-        self.surge = float(param(params, "surge", self.name))
-        self.weight = float(param(params, "weight", self.name))
-        self.max_weight = float(param(params, "max_weight", self.name))
+        self.surge = number(params, "surge", self.name)
+        self.weight = number(params, "weight", self.name)
+        self.max_weight = number(params, "max_weight", self.name)
 
     def initial(self) -> WaveState:
         return WaveState()

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, param, positive
+from kabuguard.detectors.base import Evidence, Finding, number, positive
 
 
 class ThinState(msgspec.Struct):
@@ -27,8 +27,8 @@ class ThinStockBuy:
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.min_adv_share = positive(params, "min_adv_share", self.name)
-        self.weight = float(param(params, "weight", self.name))
-        self.max_weight = float(param(params, "max_weight", self.name))
+        self.weight = number(params, "weight", self.name)
+        self.max_weight = number(params, "max_weight", self.name)
 
     def initial(self) -> ThinState:
         return ThinState()

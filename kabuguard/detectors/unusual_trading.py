@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, count, param, positive, probability
+from kabuguard.detectors.base import Evidence, Finding, count, number, param, positive, probability
 from kabuguard.detectors.money import to_jpy
 
 
@@ -37,12 +37,12 @@ class UnusualTrading:
     def __init__(self, params: dict[str, Any]) -> None:
         self.alpha = positive(params, "alpha", self.name)
         self.p_new_symbol_customer = probability(params, "p_new_symbol_customer", self.name)
-        self.log_p_new_attack = math.log(float(param(params, "p_new_symbol_attack", self.name)))
+        self.log_p_new_attack = math.log(number(params, "p_new_symbol_attack", self.name))
         self.min_orders = count(params, "min_orders", self.name)
         self.fx_jpy = param(params, "fx_jpy", self.name)
-        self.new_segment_weight = float(param(params, "new_segment_weight", self.name))
-        self.size_z = float(param(params, "size_z", self.name))
-        self.size_weight = float(param(params, "size_weight", self.name))
+        self.new_segment_weight = number(params, "new_segment_weight", self.name)
+        self.size_z = number(params, "size_z", self.name)
+        self.size_weight = number(params, "size_weight", self.name)
 
     def initial(self) -> TradingState:
         return TradingState()

@@ -132,14 +132,21 @@ def _check_detectors(policy: Policy) -> None:
     """Build every detector from its section once, at load: a missing or malformed parameter
     stops here, naming the detector, not at the first event of a replay or a request."""
     from kabuguard.detectors import ALL  # noqa: PLC0415  (the detectors import this module)
+    from kabuguard.detectors.base import unread_keys  # noqa: PLC0415
 
-    for cls in ALL:
+    built = {cls.name: [c for c in ALL if c.name == cls.name] for cls in ALL}  # a section may build several
+    for name, classes in built.items():
         try:
-            cls(policy.detector_params(cls.name))
+            unread = unread_keys(policy.detectors.get(name, {}), policy.detector_params(name), classes)
         except KeyError as exc:  # `param` names the detector and the key
             raise PolicyError(f"{policy.source}: {exc.args[0]}") from None
         except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
-            raise PolicyError(f"{policy.source}: detectors.{cls.name}: {exc}") from None
+            raise PolicyError(f"{policy.source}: detectors.{name}: {exc}") from None
+        if unread:
+            raise PolicyError(f"{policy.source}: detectors.{name}: unknown parameter(s) {', '.join(unread)}")
+    unknown = set(policy.detectors) - set(built)
+    if unknown:
+        raise PolicyError(f"{policy.source}: detectors: unknown detector(s) {sorted(map(str, unknown))}")
 
 
 def _parse(raw: Any, source: str) -> Policy:
@@ -158,6 +165,10 @@ def _parse(raw: Any, source: str) -> Policy:
         raise PolicyError(f"{source}: unknown key(s) {sorted(map(str, unknown_keys))}; known: {', '.join(sorted(_KEYS))}")
     kinds = ("login", "account_change", "order")
     bias = need(raw, "bias", "")
+    for section, known in (("bias", kinds), ("containment", ("campaign_member_weight",))):
+        extra = set(raw.get(section) or {}) - set(known) if isinstance(raw.get(section), dict) else set()
+        if extra:  # `oder:` must not leave orders at a default silently
+            raise PolicyError(f"{source}: {section}: unknown key(s) {sorted(map(str, extra))}; known: {', '.join(known)}")
     decisions = need(raw, "decisions", "")
     thresholds: dict[str, tuple[tuple[str, float], ...]] = {}
     for kind in kinds:

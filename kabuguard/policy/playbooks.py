@@ -45,6 +45,9 @@ def fired(alert: dict[str, Any]) -> list[tuple[str, bool]]:
         [(name, True) for name in alert.get(DRY_RUN_FIELD, ())]
 
 
+_KEYS = frozenset({"name", "alert", "min_score", "measures", "dry_run"})
+
+
 def parse_playbooks(raw: Any, source: str) -> tuple[Playbook, ...]:
     """The `playbooks` list of a policy file; raises ValueError naming the entry and key."""
     if raw is None:
@@ -56,7 +59,14 @@ def parse_playbooks(raw: Any, source: str) -> tuple[Playbook, ...]:
         where = f"{source}: playbooks[{n}]"
         if not isinstance(item, dict) or not {"name", "alert", "min_score"} <= set(item):
             raise ValueError(f"{where}: needs `name`, `alert` and `min_score`")
-        if any(p.name == str(item["name"]) for p in out):
+        unknown_keys = set(item) - _KEYS
+        if unknown_keys:  # `dryrun: false` must not leave a playbook the analyst thinks live in dry run
+            raise ValueError(f"{where}: unknown key(s) {sorted(map(str, unknown_keys))}; known: {', '.join(sorted(_KEYS))}")
+        if not isinstance(item["name"], str) or not item["name"]:
+            raise ValueError(f"{where}.name: a name, got {item['name']!r}")
+        if not isinstance(item.get("dry_run", True), bool):  # "false" in quotes is text, and text is true
+            raise ValueError(f"{where}.dry_run: true or false, got {item['dry_run']!r}")
+        if any(p.name == item["name"] for p in out):
             # Alerts and containment actions name a playbook: the name must say which.
             raise ValueError(f"{where}.name: {item['name']!r} is used by an earlier playbook")
         if item["alert"] not in _ALERTS:
@@ -70,6 +80,5 @@ def parse_playbooks(raw: Any, source: str) -> tuple[Playbook, ...]:
         score = item["min_score"]
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
             raise ValueError(f"{where}.min_score: a score in [0, 1], got {score!r}")
-        out.append(Playbook(str(item["name"]), item["alert"], float(score), tuple(measures),
-                            bool(item.get("dry_run", True))))
+        out.append(Playbook(item["name"], item["alert"], float(score), tuple(measures), item.get("dry_run", True)))
     return tuple(out)
