@@ -483,3 +483,36 @@ def test_an_account_opened_before_1970_keeps_its_age() -> None:
                                       "account_id": "A1", "opened_at": "1965-04-01T09:00:00+09:00"}))
     state = pipeline.store.get("account", "A1")
     assert state["holdings_liquidation"].opened_us == parse_ts("1965-04-01T09:00:00+09:00") < 0
+
+
+def test_a_sell_into_a_campaign_is_a_dump_only_from_a_buy_within_the_lookback(tmp_path: Path) -> None:
+    """A buy 99 days before the campaign made the sell `dump_into_pump` whenever few enough others
+    had bought the stock since (the buys past the lookback are pruned only now and then)."""
+    from datetime import datetime, timedelta
+
+    lookback = load_policy().detectors["campaign"]["lookback_days"]
+    start = datetime.fromisoformat("2025-03-01T09:00:00+09:00")
+
+    def at(day: int, minute: int) -> str:
+        return (start + timedelta(days=day - 1, minutes=minute)).isoformat()
+
+    s = Stream()
+    s.instrument("9999", adv=20_000, price=300.0, market="TSE Growth")
+    day = lookback + 70
+    sells = {}
+    for holder, bought_on in (("OLD", 1), ("NEW", day - 2)):
+        s.add("account", at(1, 0), account_id=holder, holdings=[], cash=1e6)
+        login = s.login(at(bought_on, 5), holder, "126.1.0.5", f"dev-{holder}")
+        s.order(at(bought_on, 6), holder, "9999", "buy", 100, "126.1.0.5", f"dev-{holder}", session=login["session_id"])
+    for i in range(4):  # the campaign: hijacked sessions from hosting addresses, buying the thin name
+        login = s.login(at(day, 60 + 3 * i), f"V{i}", f"45.32.1.{i}", f"atk-{i}")
+        s.order(at(day, 61 + 3 * i), f"V{i}", "9999", "buy", 500, f"45.32.1.{i}", f"atk-{i}", session=login["session_id"])
+    for holder in ("OLD", "NEW"):
+        login = s.login(at(day, 120), holder, "126.1.0.5", f"dev-{holder}")
+        sells[holder] = s.order(at(day, 121), holder, "9999", "sell", 100, "126.1.0.5", f"dev-{holder}",
+                                session=login["session_id"])["event_id"]
+    decisions, alerts = _run(s, tmp_path)
+    assert any(a["type"] == "campaign_alert" for a in alerts)
+    assert "dump_into_pump" in decisions[sells["NEW"]]["reasons"]
+    reasons = decisions[sells["OLD"]]["reasons"]
+    assert "dump_into_pump" not in reasons and "sell_into_pump" in reasons, reasons

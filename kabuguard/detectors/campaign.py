@@ -83,9 +83,11 @@ class Campaign:
             if not self._active(state, now) or key in state.members:
                 return
             bought = state.earlier.get(key)
-            if bought is not None and bought < state.started_us:
+            # `earlier` is pruned only now and then (memory): its times past the lookback still
+            # sit there, and must read as they would once pruned.
+            if bought is not None and state.started_us - self.lookback_us <= bought < state.started_us:
                 ev.findings.append(Finding("dump_into_pump", self.dump_weight))
-            else:  # a position held from before the replay: who sells into the pump profits from it
+            else:  # a position held from before the lookback: who sells into the pump profits from it
                 ev.findings.append(Finding("sell_into_pump", self.sell_weight))
             return
         key = account_key(event)
