@@ -320,3 +320,22 @@ def test_an_event_naming_its_own_firm_is_the_account_an_event_without_it_is(api:
     decided = api.post(change).json()["results"][0]["decision"]
     alone = create_app_replay([{k: v for k, v in login.items() if k != "firm"}, change])[-1]
     assert encode(decided) == alone
+
+
+def test_positions_past_64_bits_are_held_at_its_limit_so_the_service_decides_as_the_replay(api: Api) -> None:
+    """Two fills of 2**63 - 1 on a holding of as much (each within the contract) made a position
+    msgpack cannot hold: the replay decided, the service answered 500."""
+    big = 2**63 - 1
+    day = "2025-03-03T0{}:00:00+09:00"
+    events = [
+        {"event_id": "i1", "type": "instrument", "ts": day.format(8), "symbol": "7203", "adv_shares": 2e7,
+         "last_price": 2800.0},
+        {"event_id": "a1", "type": "account", "ts": day.format(8), "account_id": "A1",
+         "holdings": [{"symbol": "7203", "qty": big}]},
+        *({"event_id": f"x{n}", "type": "execution", "ts": day.format(9), "order_id": f"o{n}", "account_id": "A1",
+           "symbol": "7203", "side": "buy", "qty": big, "price": 2800.0} for n in range(2)),
+        {"event_id": "o3", "type": "order", "ts": day.format(9), "order_id": "o3", "account_id": "A1",
+         "symbol": "7203", "side": "sell", "qty": 100}]
+    answer = api.post(events)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["results"][-1]["decision"]["decision"] == "allow"

@@ -26,7 +26,7 @@ from kabuguard.detectors.base import Evidence, Finding, duration_us, number, par
 from kabuguard.detectors.money import thin
 from kabuguard.events.instants import parse_ts
 
-_DAY_US = 86_400_000_000
+_I64_MAX = 2**63 - 1
 
 
 class HoldingsState(msgspec.Struct):
@@ -102,7 +102,8 @@ class HoldingsLiquidation:
                 state.opened_us = parse_ts(event.opened_at)
         elif kind == "execution":
             delta = event.qty if event.side == "buy" else -event.qty
-            state.holdings[event.symbol] = max(0, state.holdings.get(event.symbol, 0) + delta)
+            # Within 64 bits, as the service's state (msgpack) holds integers.
+            state.holdings[event.symbol] = min(_I64_MAX, max(0, state.holdings.get(event.symbol, 0) + delta))
         elif event.kind == "order" and event.side == "sell":
             held = state.holdings.get(event.symbol, 0)
             cutoff = event.ts_us - self.window_us

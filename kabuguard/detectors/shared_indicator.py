@@ -26,7 +26,6 @@ import msgspec
 
 from kabuguard.detectors.base import Evidence, Finding, duration_us, number, param
 
-_DAY_US = 86_400_000_000
 # The `intel` stage's one key: its indicators are few and every login may match several.
 INTEL_KEY = "shared"
 # The indicator types each stage owns.
