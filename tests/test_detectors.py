@@ -516,3 +516,17 @@ def test_a_sell_into_a_campaign_is_a_dump_only_from_a_buy_within_the_lookback(tm
     assert "dump_into_pump" in decisions[sells["NEW"]]["reasons"]
     reasons = decisions[sells["OLD"]]["reasons"]
     assert "dump_into_pump" not in reasons and "sell_into_pump" in reasons, reasons
+
+
+def test_failures_from_addresses_of_one_ipv6_64_are_one_source(tmp_path: Path) -> None:
+    """Whoever holds a /64 may use any of its addresses: a stuffing run that took a new one per
+    account never reached the threshold, counted per address; an IPv4 run still counts per address."""
+    s = brokerage(attack=False)
+    for n in range(8):
+        s.login(ts(20, 3, n), f"A{n}", f"2a01:4f8:10:20::{n + 1:x}", f"bot-{n}", success=False)
+        s.login(ts(20, 4, n), f"A{n}", f"45.32.7.{n + 1}", f"bot4-{n}", success=False)
+    after = s.login(ts(20, 3, 30), "A9", "2a01:4f8:10:20::99", "bot-9")
+    decisions, alerts = _run(s, tmp_path)
+    stuffing = [a for a in alerts if a["reasons"] == ["credential_stuffing"]]
+    assert [a["ips"] for a in stuffing] == [["2a01:4f8:10:20::5"]]  # the IPv6 run, at its fifth account
+    assert "credential_stuffing" in decisions[after["event_id"]]["reasons"]

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import brokerage
+from conftest import brokerage, ts
 from kabuguard.service.app import create_app
 from kabuguard.service.auth import create_key as create_key_in
 from kabuguard.service.settings import Settings
@@ -49,7 +49,10 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_embedded_service_decides_byte_for_byte_as_replay(tmp_path: Path) -> None:
-    src = brokerage().write(tmp_path / "e.jsonl")
+    stream = brokerage()
+    for n in range(6):  # IPv6 addresses of one /64: one key of the ip stage
+        stream.login(ts(20, 3, n), f"A{n}", f"2a01:4f8:10:20::{n + 1:x}", f"bot-{n}", success=n == 5)
+    src = stream.write(tmp_path / "e.jsonl")
     want_decisions, want_alerts = replay_reference([src], tmp_path / "replay")
     app = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9))
     key = create_key_in(app.state.service.db, "acme", "test")[1]

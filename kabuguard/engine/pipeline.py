@@ -21,7 +21,7 @@ from kabuguard.detectors.shared_indicator import intel_key
 from kabuguard.detectors.session_risk import SessionMemory
 from kabuguard.engine.stages import KeyedStage
 from kabuguard.engine.store import MemoryStore, Store
-from kabuguard.events.model import Event, MarketBar, account_key, firm_account_key
+from kabuguard.events.model import Event, MarketBar, account_key, firm_account_key, ip_key
 from kabuguard.netintel import UNKNOWN, NetIntel, netintel
 from kabuguard.policy import Policy, at_least, load_policy
 
@@ -86,7 +86,7 @@ class Pipeline:
 
         self.account = KeyedStage("account", of("account"), account_key,
                                   kinds=_ACTIVITY, between=self._session_evidence)
-        self.ip = KeyedStage("ip", of("ip"), attrgetter("ip"))
+        self.ip = KeyedStage("ip", of("ip"), ip_key)
         self.device = KeyedStage("device", of("device"), attrgetter("device_id"))
         self.intel = KeyedStage("intel", of("intel"), intel_key)
         # One key: the whole market's minute-by-minute factor, read by the symbol stage.

@@ -6,9 +6,10 @@ ordering compares instants rather than strings with different offsets.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -265,6 +266,23 @@ def account_key(event: Login | AccountChange | Order | Execution | Account) -> s
 
 def firm_account_key(firm: str | None, account_id: str) -> str:
     return f"{firm}:{account_id}" if firm else account_id
+
+
+def ip_key(event: Any) -> str | None:
+    """The ip stage's key: an IPv4 address as it is, an IPv6 address as the /64 around it. A
+    /64 is one line (a household's, a server's): its owner's privacy addresses change within it
+    daily and whoever holds it may use any of its addresses, so counting accounts or failures per
+    IPv6 address would let one source look like many."""
+    ip = event.ip
+    return _v6_network(ip) if ip and ":" in ip else ip
+
+
+@functools.lru_cache(maxsize=65_536)
+def _v6_network(ip: str) -> str:
+    try:
+        return ipaddress.IPv6Network(f"{ip}/64", strict=False).compressed
+    except ValueError:  # text that is no address (`1.2.3.4:443`): its own key, as before
+        return ip
 
 
 _from_log = msgspec.msgpack.Decoder(Event).decode

@@ -27,7 +27,7 @@ from kabuguard.detectors.shared_indicator import INTEL_KEY, intel_key
 from kabuguard.engine.pipeline import Pipeline
 from kabuguard.engine.redis_store import (Missing, RedisState, Snapshot, StageKey, StateCodec, StateFormatMismatch,
                                          WorkingSet)
-from kabuguard.events.model import DECIDABLE, Event, account_key, from_log
+from kabuguard.events.model import DECIDABLE, Event, account_key, from_log, ip_key
 from kabuguard.service.redis_client import ReplyError
 from kabuguard.service.state import MemoryState
 from kabuguard.service.storage.database import Database, Records
@@ -67,7 +67,7 @@ def keys_of(event: Any) -> list[StageKey]:
             keys.append(("final", account))
     if kind in _ACTIVITY or kind == "indicator":
         if event.ip:
-            keys.append(("ip", event.ip))
+            keys.append(("ip", ip_key(event)))
         if event.device_id:
             keys.append(("device", event.device_id))
         if intel_key(event):
