@@ -98,6 +98,8 @@ def replay(paths: Iterable[str | Path], out_dir: str | Path, policy: Policy | No
     out.mkdir(parents=True, exist_ok=True)
     marker = out / INCOMPLETE
     marker.write_text("a replay into this folder has not finished: its decisions and alerts stop early\n")
+    for name in ("decisions.jsonl", "alerts.jsonl"):  # an earlier run's must not pass for this one's
+        (out / name).write_bytes(b"")
     rejected: list[Rejection] = []
     try:
         with TotalOrder(spill_after, workdir=out) as order:

@@ -15,6 +15,7 @@ from conftest import Stream, brokerage, ts
 from kabuguard.cli import main
 from kabuguard.engine import Pipeline
 from kabuguard.events import read_file, total_order
+from kabuguard.events.order import TotalOrder
 from kabuguard.replay import collector_off, decide, read_events, replay
 
 
@@ -273,3 +274,25 @@ def test_an_interrupted_replay_keeps_its_decisions_beside_its_alerts_and_says_it
     monkeypatch.undo()
     replay([events], out, quiet=True)
     assert not (out / "INCOMPLETE").exists()
+
+
+def test_a_replay_interrupted_while_reading_leaves_no_earlier_runs_decisions(
+        tmp_path: Path, stream: Stream, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folder kept the previous run's decisions and alerts, for other input, beside the new
+    run's INCOMPLETE marker and rejections: "the decisions made so far" were not this run's."""
+    out = tmp_path / "run"
+    replay([stream.write(tmp_path / "e.jsonl")], out, quiet=True)
+    assert (out / "decisions.jsonl").stat().st_size > 0
+    add, calls = TotalOrder.add, [0]
+
+    def stop_reading(self: TotalOrder, event: object) -> None:  # the real sort, then Ctrl-C at event 50
+        calls[0] += 1
+        if calls[0] == 50:
+            raise KeyboardInterrupt
+        add(self, event)
+
+    monkeypatch.setattr(TotalOrder, "add", stop_reading)
+    with pytest.raises(KeyboardInterrupt):
+        replay([stream.write(tmp_path / "other.jsonl")], out, quiet=True)
+    assert (out / "INCOMPLETE").exists()
+    assert (out / "decisions.jsonl").read_bytes() == (out / "alerts.jsonl").read_bytes() == b""
