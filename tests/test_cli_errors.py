@@ -38,14 +38,16 @@ def test_a_database_that_cannot_be_opened_is_one_line_without_its_password(tmp_p
     assert result.exit_code == 1 and "hunter2" not in result.output and "cannot open the database" in result.output
 
 
-@pytest.mark.parametrize("command", ["replay", "evaluate"])
+@pytest.mark.parametrize("command", ["replay", "evaluate", "demo"])
 def test_an_output_folder_that_cannot_be_made_is_a_usage_error_before_any_work(tmp_path: Path, command: str) -> None:
-    """It was a traceback with exit 1, which means rejected input lines, after the work was done."""
+    """It was a traceback with exit 1, which means rejected input lines, after the work was done
+    (before it, for `demo`)."""
     (tmp_path / "file").write_text("not a folder")
     (tmp_path / "e.jsonl").write_text("")
     out = str(tmp_path / "file" / "out")
-    args = (["replay", str(tmp_path / "e.jsonl"), "--out", out] if command == "replay"
-            else ["evaluate", "--labels", str(tmp_path / "e.jsonl"), "--run", str(tmp_path), "--out", out])
+    args = {"replay": ["replay", str(tmp_path / "e.jsonl"), "--out", out],
+            "evaluate": ["evaluate", "--labels", str(tmp_path / "e.jsonl"), "--run", str(tmp_path), "--out", out],
+            "demo": ["demo", "--out", out, "--quiet"]}[command]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and "cannot create the output folder" in result.output, result.output
 

@@ -194,6 +194,36 @@ def test_cli_refuses_an_existing_run(small_run: Path) -> None:
     assert result.exit_code == 2 and "already holds a run" in result.output
 
 
+def test_history_days_that_leave_no_day_for_campaigns_are_a_usage_error(tmp_path: Path) -> None:
+    """`--days 3 --history-days 10` planned campaigns from the first day anyway, silently."""
+    result = CliRunner().invoke(main, ["simulate", "--out", str(tmp_path / "s"), "--days", "3", "--history-days", "10"])
+    assert result.exit_code == 2 and "history_days 10 leaves no day" in result.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_an_interrupted_simulation_says_so_and_exits_130(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It exited 1 (which means rejected input) and left days that replay as a shorter, complete run."""
+    from kabuguard.sim.writer import RunWriter
+
+    activity, days = RunWriter.activity, [0]
+
+    def stop_on_day_two(self: RunWriter, day: dt.date, events: list) -> None:  # the real writer, then Ctrl-C
+        days[0] += 1
+        if days[0] == 2:
+            raise KeyboardInterrupt
+        activity(self, day, events)
+
+    monkeypatch.setattr(RunWriter, "activity", stop_on_day_two)
+    out = tmp_path / "s"
+    result = CliRunner().invoke(main, ["simulate", "--out", str(out), "--accounts", "100", "--days", "4",
+                                       "--symbols", "20", "--quiet"])
+    assert result.exit_code == 130 and "INCOMPLETE" in result.output
+    assert (out / "INCOMPLETE").exists() and not (out / "simulation.json").exists()
+    monkeypatch.undo()
+    again = CliRunner().invoke(main, ["simulate", "--out", str(out)])
+    assert again.exit_code == 2 and "already holds a run" in again.output
+
+
 def test_no_one_sells_shares_they_do_not_hold(small_run: Path) -> None:
     events = _events(small_run, bars=False)
     held = {(a["account_id"], h["symbol"]): h["qty"] for a in events if a["type"] == "account" for h in a["holdings"]}

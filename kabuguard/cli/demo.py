@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from kabuguard.cli.folders import make_out
+
 _MARKER = ".kabuguard-demo"
 
 
@@ -32,7 +34,7 @@ def demo(out_dir: Path, accounts: int, days: int, seed: int, quiet: bool) -> Non
         if not (out_dir / _MARKER).exists():
             raise click.UsageError(f"{out_dir} exists and is not a Kabuguard demo folder; choose another --out.")
         shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)  # an empty folder given as --out is fine
+    make_out(out_dir)  # an empty folder given as --out is fine
     (out_dir / _MARKER).write_text("created by `kabuguard demo`; replaced by the next demo\n")
 
     with progress(quiet) as bar:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from pathlib import Path
 
 import click
@@ -57,13 +58,22 @@ def simulate(out_dir: Path, accounts: int, days: int, seed: int, firms: int, sym
                     history_days=history_days)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    if (out_dir / "labels.jsonl").exists() or (out_dir / "events").exists():
+    if (out_dir / "labels.jsonl").exists() or (out_dir / "events").exists() or (out_dir / "INCOMPLETE").exists():
         raise click.UsageError(f"{out_dir} already holds a run (events/ or labels.jsonl); choose an empty folder or remove it.")
     make_out(out_dir)
     with Progress(TextColumn("simulating {task.description:<10}"), BarColumn(), MofNCompleteColumn(), TextColumn("days"),
                   TimeElapsedColumn(), disable=quiet, transient=True) as bar:
         task = bar.add_task("", total=days)
-        summary = run(config, out_dir, progress=lambda stage, done: bar.update(task, description=stage, completed=done))
+        try:
+            summary = run(config, out_dir, progress=lambda stage, done: bar.update(task, description=stage,
+                                                                                     completed=done))
+        except KeyboardInterrupt:
+            # What was written reads as a shorter run (no error anywhere): say it is not one.
+            (out_dir / "INCOMPLETE").write_text("an interrupted simulation: its days, labels and summary stop "
+                                                "early; remove this folder and simulate again\n")
+            click.echo(f"interrupted: {out_dir} holds part of a run, marked INCOMPLETE; remove it and run again",
+                       err=True)
+            sys.exit(130)
     events = summary["events"]
     click.echo(f"{sum(events.values())} events (" + ", ".join(f"{k} {v}" for k, v in events.items()) + ")")
     click.echo("labels: " + ", ".join(f"{k} {v}" for k, v in summary["labels"].items()))

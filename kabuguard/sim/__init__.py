@@ -43,6 +43,10 @@ class Config:
         # start: keep the whole run well inside the calendar.
         if not dt.date(1971, 1, 1) <= self.start <= dt.date(9000, 1, 1):
             raise ValueError(f"start {self.start} is outside 1971-01-01 to 9000-01-01")
+        if self.history_days is not None and self.history_days >= self.days:
+            # The campaigns would have no day left after it (they used to start anyway, silently).
+            raise ValueError(f"history_days {self.history_days} leaves no day of the {self.days}-day run for "
+                             f"campaigns: give fewer history days or more days")
         if not any(is_trading_day(self.start + dt.timedelta(days=i)) for i in range(self.days)):
             raise ValueError(f"{self.start} plus {self.days} days holds no TSE trading day; start earlier or run longer")
 
