@@ -225,3 +225,20 @@ def test_an_object_exported_again_keeps_its_created_and_only_modified_moves(tmp_
         if first[i]["type"] in ("indicator", "sighting"):
             assert first[i]["created"] == "2025-04-10T01:00:00.000Z"  # the first flagged event that carried it
             assert again[i]["modified"] == "2025-05-20T01:00:00.000Z" > first[i]["modified"]
+
+
+def test_firm_names_a_one_firm_run_and_a_firm_not_in_the_run_is_a_usage_error(tmp_path: Path) -> None:
+    """The documented `--firm firm-a` on a one-firm run (whose events carry no firm) exported an
+    empty bundle with exit 0, as did a misspelt firm on a multi-firm run."""
+    stream = _two_hijacks()
+    events = stream.write(tmp_path / "e.jsonl")
+    result = _invoke(_flagged_run(tmp_path, stream), events, tmp_path / "b.json", "--firm", "firm-a")
+    assert result.exit_code == 0, result.output
+    objects = json.loads((tmp_path / "b.json").read_text())["objects"]
+    assert [o["name"] for o in objects if o["type"] == "identity"] == ["firm-a"]
+    assert any(o["type"] == "indicator" for o in objects)
+
+
+def test_a_firm_the_run_does_not_hold_is_a_usage_error(three_firms: Path, tmp_path: Path) -> None:
+    result = _invoke(three_firms / "run", three_firms / "sim" / "events", tmp_path / "b.json", "--firm", "firm-z")
+    assert result.exit_code == 2 and "--firm 'firm-z': the run's decisions are of firm-a" in result.output

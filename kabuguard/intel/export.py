@@ -110,6 +110,11 @@ def gather(run_dir: Path, events: list[str | Path], firm: str | None, quiet: boo
     decisions = _jsonl(run_dir / "decisions.jsonl")
     alerts = _jsonl(run_dir / "alerts.jsonl")
     event_files(events)
+    named = {d["firm"] for d in decisions if d.get("firm")}
+    if firm and named and firm not in named:  # a typo would export nothing, silently
+        raise RunError(f"--firm {firm!r}: the run's decisions are of {', '.join(sorted(named))}")
+    # A one-firm run's events carry no `firm`: there `firm` only names the bundle's firm.
+    firm = firm if named else None
     mine = (lambda line: line.get("firm") == firm) if firm else (lambda line: True)
     verdicts = {d["event_id"]: d for d in decisions if mine(d)}
     found = Findings()
