@@ -71,7 +71,7 @@ def test_shared_indicators_catch_hosts_without_a_brand_token(scorer: Scorer, tmp
     known = tmp_path / "known.jsonl"
     known.write_text(json.dumps({"url": "https://qsader.icu/", "brand": "gmo-click"}) + "\n", encoding="utf-8")
     plain = Monitor(scorer, scorer.threshold)
-    shared = Monitor(scorer, scorer.threshold, load_known(known))
+    shared = Monitor(scorer, scorer.threshold, load_known(known, scorer.config))
     assert plain.check("www.qsader.icu", "t") is None
     hit = shared.check("www.qsader.icu", "t")
     assert hit is not None and hit[1].brand == "gmo-click" and hit[1].reasons[0].startswith("shared-indicator")
@@ -86,11 +86,33 @@ def test_a_shared_feed_of_every_brand_names_only_unambiguous_registry_brands(sco
         {"url": "https://secure-login.x4.cn/", "brand": "Amazon"},  # the same template for two brands: no brand
     ]
     known.write_text("".join(json.dumps(row) + "\n" for row in shared_rows), encoding="utf-8")
-    shared = Monitor(scorer, scorer.threshold, load_known(known))
+    shared = Monitor(scorer, scorer.threshold, load_known(known, scorer.config))
     hit = shared.check("sndc-sec-log.y9.cn", "t")
     assert hit is not None and hit[1].brand == "smbc-nikko"
     assert shared.check("amzn-check.y9.cn", "t") is None
     assert shared.check("secure-login.y9.cn", "t") is None
+
+
+def test_a_shared_url_names_neither_its_common_subdomain_nor_its_provider(tmp_path: Path) -> None:
+    known = tmp_path / "known.jsonl"
+    known.write_text("".join(json.dumps(row) + "\n" for row in [
+        {"url": "https://secure.qsader.icu/", "brand": "sbi-sec"},  # `secure` stands before countless hosts
+        {"url": "https://sites.google.com/view/sbi-login", "brand": "sbi-sec"},  # one customer of google.com
+        {"url": "https://bit.ly/3xYz", "brand": "monex"},  # one link of bit.ly
+        {"url": "https://sndc-sec-log.x1.cn/", "brand": "smbc-nikko"},  # a campaign's host template
+    ]), encoding="utf-8")
+    stream = tmp_path / "stream.txt"
+    stream.write_text("\n".join(["secure.google.com", "secure.example.co.jp", "secure.other.icu", "www.google.com",
+                                  "docs.google.com", "sites.google.com", "bit.ly", "www.qsader.icu",
+                                  "sndc-sec-log.y9.cn", "sndc-sec-log.y9.com"]) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(phish, ["watch", str(stream), "--quiet", "--known", str(known)])
+    assert result.exit_code == 0, result.output
+    alerts = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"type"')]
+    assert [(a["domain"], a["brand"]) for a in alerts] == [("qsader.icu", "sbi-sec"), ("y9.cn", "smbc-nikko")]
+    urls = "https://sites.google.com/view/sbi-login/home\nhttps://bit.ly/3xYz\nhttps://foo.weebly.com/x\nhttps://docs.google.com/x\n"
+    scored = CliRunner().invoke(phish, ["score", "-"], input=urls)
+    assert [json.loads(line)["registered_domain"] for line in scored.stdout.splitlines()] == [
+        "sites.google.com/view/sbi-login", "bit.ly/3xyz", "foo.weebly.com", "google.com"]
 
 
 def test_watch_command_on_a_file_exits_1_on_rejected_records(tmp_path: Path) -> None:

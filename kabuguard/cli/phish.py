@@ -132,7 +132,7 @@ def watch(source: str, out: IO[str], evidence: IO[str] | None, registries: tuple
     if not source.startswith(("ws://", "wss://")) and source != "-" and not Path(source).is_file():
         raise click.UsageError(f"source {source} is neither a file, - (stdin) nor a ws:// or wss:// URL")
     try:
-        store = load_known(known) if known else None
+        store = load_known(known, scorer.config) if known else None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     monitor = Monitor(scorer, threshold if threshold is not None else scorer.threshold, store)
@@ -213,7 +213,7 @@ def evaluate(registries: tuple[str, ...], confirm: str, data_dir: Path | None, o
 
             detectors = {"kabuguard": kabuguard, "dnstwist-style": DnstwistBaseline(scorer.registry),
                          "phishing_catcher-style": CatcherBaseline(scorer.registry)}
-            results = run(rows, scorer.registry, detectors, shared_for="kabuguard", years=wanted,
+            results = run(rows, scorer.registry, detectors, shared_for="kabuguard", scoring=scorer.config, years=wanted,
                           on_row=lambda task=task: bar.advance(task))
             sections.append({"registry": scorer.registry.name, "role": role, "detectors": [r.to_dict() for r in results]})
     paths = write_report(out_dir, sections)

@@ -22,6 +22,7 @@ from kabuguard.intel.phish.domains import Target, parse_target
 from kabuguard.intel.phish.indicators import IndicatorStore
 from kabuguard.intel.phish.lookalike import edit_kind
 from kabuguard.intel.phish.registry import Registry
+from kabuguard.intel.phish.score import ScoringConfig
 
 # The split is fixed here, not chosen per run: the weights and lists in
 # kabuguard/data/phish/scoring.yaml and the registries were tuned looking at TUNING_YEARS only.
@@ -216,6 +217,7 @@ def evaluate(
     registry: Registry,
     detectors: dict[str, Detector],
     shared_for: str | None = None,
+    scoring: ScoringConfig | None = None,
     years: Iterable[int] | None = None,
     on_row: Callable[[], None] | None = None,
 ) -> list[Evaluation]:
@@ -225,12 +227,13 @@ def evaluate(
     domains, kit paths and host templates of URLs confirmed on earlier rows, as a firm would get
     them from JPCERT/CC or its peers. Every confirmed row is shared with its label, other brands
     too, so a key seen for two labels says no brand; a row is shared only after it was scored.
+    `scoring` gives the free hosts and words the store keys by (the bundled file's by default).
     """
     brand_of = label_mapper(registry)
     stratum_of = token_oracle(registry)
     spells_label = label_token_oracle(registry)
     wanted = set(years) if years else None
-    shared = IndicatorStore()
+    shared = IndicatorStore(scoring or ScoringConfig.load())
     detectors = dict(detectors)
     if shared_for is not None:
         primary = detectors[shared_for]

@@ -12,14 +12,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kabuguard.intel.phish.domains import Target
-from kabuguard.intel.phish.score import Verdict
+from kabuguard.intel.phish.domains import Host, Target
+from kabuguard.intel.phish.score import ScoringConfig, Verdict, looks_random
 
 _DIGITS = re.compile(r"[0-9]+")
 _QUERY_VALUES = re.compile(r"=[^&#]*")
 _MIN_KIT_PATH = 10  # shorter shapes (/login, /jp) are shared by every kit
 _MIN_HOST_TEMPLATE = 5
 _WWW = re.compile(r"^(?:www|m|web)0?$")
+_WORDS = re.compile(r"[\W\d_]+")  # what stands between words: digits, hyphens, dots
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,33 +100,45 @@ def kit_path(path: str) -> str | None:
     return shape if len(shape) >= _MIN_KIT_PATH else None
 
 
-def host_template(subdomain: str) -> str | None:
+def host_template(host: Host, common: frozenset[str]) -> str | None:
     """The subdomain a campaign repeats over fresh registered domains (`sndc-crad-nem-inedx` on
-    `x1.cn`, `x2.cn`…), without `www`-like labels and with digits as 0; None when too short."""
-    labels = [label for label in _DIGITS.sub("0", subdomain).split(".") if not _WWW.match(label)]
-    template = ".".join(labels)
-    return template if len(template) >= _MIN_HOST_TEMPLATE else None
+    `x1.cn`, `x2.cn`…), without `www`-like labels, digits as 0, with its public suffix.
+
+    None unless it is specific: a random-looking label, or two words or more of which one is not
+    a lure or combosquat keyword. `secure`, `mail` or `secure-login` stand before countless hosts,
+    and one shared URL under them would make every such host a phish of the brand.
+    """
+    labels = [label for label in host.subdomain.split(".") if not _WWW.match(_DIGITS.sub("0", label))]
+    template = _DIGITS.sub("0", ".".join(labels))
+    if len(template) < _MIN_HOST_TEMPLATE:
+        return None
+    words = [w for w in _WORDS.split(template) if w]
+    if any(looks_random(label) for label in labels) or (len(words) >= 2 and not common.issuperset(words)):
+        return f"{template}.*.{host.suffix}"
+    return None
 
 
 class IndicatorStore:
-    """Indicators confirmed by others: registered domains, IP hosts, kit paths and host
-    templates, per brand (any brand's label: a feed shares every phish it confirmed).
+    """Indicators confirmed by others: registered domains (a provider's customer on a free host
+    or shortener), IP hosts, kit paths and host templates, per brand (any brand's label: a feed
+    shares every phish it confirmed).
 
     A key confirmed for two different brands is dropped: it no longer says which brand.
     """
 
     _AMBIGUOUS = ""
 
-    def __init__(self) -> None:
+    def __init__(self, config: ScoringConfig) -> None:
         self._keys: dict[str, str] = {}
+        self._providers = config.providers()
+        self._common = config.lure_keywords | frozenset(config.keywords)
 
-    @staticmethod
-    def _keys_of(target: Target) -> list[str]:
-        keys = [f"domain:{target.host.registered}"]
+    def _keys_of(self, target: Target) -> list[str]:
+        keys = [f"domain:{self._providers.owner(target)}"]
         shape = kit_path(target.path)
         if shape is not None:
             keys.append(f"kit:{shape}")
-        template = host_template(target.host.subdomain)
+        template = host_template(target.host, self._common)
         if template is not None:
             keys.append(f"host:{template}")
         return keys

@@ -19,6 +19,7 @@ import yaml
 from kabuguard.intel.phish.confusables import skeleton
 from kabuguard.intel.phish.domains import Host, Target, parse_target, split_host
 from kabuguard.intel.phish.lookalike import BrandMatcher, Match
+from kabuguard.intel.phish.providers import Providers
 from kabuguard.intel.phish.registry import Registry, compact
 
 _HEX = re.compile(r"^[0-9a-f]{16,}$")
@@ -41,6 +42,7 @@ class ScoringConfig:
     suspicious_tlds: frozenset[str]
     free_hosts: frozenset[str]
     url_shorteners: frozenset[str]
+    tenant_folders: frozenset[str]
 
     @classmethod
     def load(cls, path: Path | None = None) -> ScoringConfig:
@@ -58,7 +60,11 @@ class ScoringConfig:
             suspicious_tlds=frozenset(raw["suspicious_tlds"]),
             free_hosts=frozenset(raw["free_hosts"]),
             url_shorteners=frozenset(raw["url_shorteners"]),
+            tenant_folders=frozenset(raw.get("tenant_folders", ())),
         )
+
+    def providers(self) -> Providers:
+        return Providers(self.free_hosts, self.url_shorteners, self.tenant_folders)
 
 
 class Reason(NamedTuple):
@@ -142,10 +148,7 @@ class Scorer:
         # Keyed by registered domain: a brand hosted on a group domain (kabu.dmm.com, cr.mufg.jp)
         # makes the group domain official too, since dmm.com and mufg.jp are the group's own.
         self.official = {split_host(d).registered: b.id for b in registry.brands for d in b.official_domains}
-        # Free hosts that are not PSL private suffixes (sites.google.com), by registered domain.
-        self.free_hosts: dict[str, list[str]] = {}
-        for suffix in c.free_hosts:
-            self.free_hosts.setdefault(split_host(suffix).registered, []).append(suffix)
+        self.providers = c.providers()
         self.names = {b.id: b.name for b in registry.brands}
         self.official_labels = {skeleton(compact(split_host(d).registered.split(".")[0])) for b in registry.brands for d in b.official_domains}
 
@@ -170,7 +173,8 @@ class Scorer:
         brand, brand_reasons = self._attribute(matches, name) if matches else (None, [])
         reasons = brand_reasons + self._context(h, name)
         score = _noisy_or([r.weight for r in reasons])
-        return Verdict(target.raw, h.host, h.registered, brand, self.names.get(brand) if brand else None, score, tuple(reasons))
+        return Verdict(target.raw, h.host, self.providers.owner(target), brand, self.names.get(brand) if brand else None, score,
+                       tuple(reasons))
 
     def _attribute(self, matches: list[Match], name: str) -> tuple[str | None, list[Reason]]:
         """Pick the brand with the strongest evidence; keep the best reason per code for it.
@@ -211,11 +215,11 @@ class Scorer:
             reasons.append(Reason("keyword", w["keyword"], ",".join(lure)))
         if h.tld in c.suspicious_tlds:
             reasons.append(Reason("suspicious-tld", w["suspicious-tld"], h.tld))
-        providers = [s for s in self.free_hosts.get(h.registered, ()) if h.host == s or h.host.endswith("." + s)]
+        provider = self.providers.free_host(h)
         if h.registered in c.url_shorteners:
             reasons.append(Reason("url-shortener", w["url-shortener"], h.registered))
-        elif h.private_suffix or providers:
-            reasons.append(Reason("free-host", w["free-host"], h.suffix if h.private_suffix else providers[0]))
+        elif provider is not None:
+            reasons.append(Reason("free-host", w["free-host"], provider))
         random = [label for label in name.split(".") if len(label) >= 8 and looks_random(label)]
         if random:
             reasons.append(Reason("random-label", w["random-label"], random[0]))

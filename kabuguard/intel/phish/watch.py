@@ -20,7 +20,7 @@ from typing import IO
 
 from kabuguard.intel.phish.domains import Target, parse_target
 from kabuguard.intel.phish.indicators import Indicator, IndicatorStore, indicator
-from kabuguard.intel.phish.score import Reason, Scorer, Verdict
+from kabuguard.intel.phish.score import Reason, Scorer, ScoringConfig, Verdict
 
 
 class RecordError(ValueError):
@@ -155,9 +155,9 @@ class Monitor:
         return verdict._replace(brand=brand, brand_name=self.scorer.names[brand], score=score, reasons=(reason, *verdict.reasons))
 
 
-def load_known(path: Path) -> IndicatorStore:
+def load_known(path: Path, config: ScoringConfig) -> IndicatorStore:
     """Indicators shared by others, as JSON lines with `url` (or `domain`) and `brand`."""
-    store = IndicatorStore()
+    store = IndicatorStore(config)
     with path.open(encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
