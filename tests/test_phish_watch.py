@@ -189,3 +189,12 @@ def test_urls_are_read_as_a_browser_reads_them(scorer: Scorer) -> None:
     assert verdict("phish-kit.公司.香港").registered_domain == "phish-kit.公司.香港"  # a Unicode public suffix
     with pytest.raises(ValueError, match="at most 253"):
         verdict("sbi-x." * 100 + "com")
+
+
+def test_a_brand_before_the_at_sign_alerts_though_the_browser_goes_elsewhere(scorer: Scorer) -> None:
+    for url in ("https://www.sbisec.co.jp@evil.example/", "sbisec.co.jp@evil.example",
+                "https://www.sbisec.co.jp:pw@evil.example/", "https://sbisec@evil.example/login"):
+        verdict = scorer.score(url)
+        assert verdict.registered_domain == "evil.example" and verdict.brand == "sbi-sec", url
+        assert verdict.alert(scorer.threshold) and verdict.reasons[0].code == "userinfo-in-url", url
+    assert scorer.score("https://user:pass@example.com/").score == 0.0

@@ -47,6 +47,7 @@ class Target(NamedTuple):
     raw: str
     host: Host
     path: str  # path plus query, lower-case; "" for a bare domain
+    userinfo: str = ""  # what stood before `@` in the URL, lower-case: not visited, but read as the host
 
 
 class _SuffixList:
@@ -189,7 +190,8 @@ def parse_target(raw: str) -> Target:
     if not host or " " in host or len(host) > MAX_HOST:
         raise ValueError(f"no host name of at most {MAX_HOST} characters in {raw[:80]!r}")
     path = parts.path + ("?" + parts.query if parts.query else "")
-    return Target(raw=raw, host=split_host(host), path="" if path == "/" else path.lower())
+    userinfo = parts.netloc.rpartition("@")[0].lower()
+    return Target(raw=raw, host=split_host(host), path="" if path == "/" else path.lower(), userinfo=userinfo)
 
 
 def _as_browsers_read(host: str) -> str:

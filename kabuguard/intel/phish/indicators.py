@@ -67,6 +67,7 @@ _EXPLAIN = {
     "path-brand-token": "serves a path named after the brand ('{found}')",
     "cloned-login-path": "copies the path of the brand's real login page ('{found}')",
     "official-domain-in-path": "writes the brand's official domain {found} into its own URL path",
+    "userinfo-in-url": "writes '{found}' before an @ in the URL, where a reader takes it for the host",
     "keyword": "uses lure words ({detail})",
     "suspicious-tld": "is registered under .{detail}, a TLD heavily used for phishing",
     "free-host": "is hosted on the free or dynamic-DNS service {detail}",

@@ -170,6 +170,9 @@ class Scorer:
         matches = self.matcher.match_host(name) if name else []
         if target.path:
             matches = [*matches, *self.matcher.match_path(target.path)]
+        if target.userinfo:  # `https://www.sbisec.co.jp@evil.example/`: the brand where a reader looks for the host
+            matches = [*matches, *(m if m.reason == "shared-token" else m._replace(reason="userinfo-in-url")
+                                   for m in self.matcher.match_path(target.userinfo))]
         brand, brand_reasons = self._attribute(matches, name) if matches else (None, [])
         reasons = brand_reasons + self._context(h, name)
         score = _noisy_or([r.weight for r in reasons])
