@@ -64,3 +64,12 @@ def test_a_registry_entry_of_the_wrong_shape_is_refused_by_name(tmp_path: Path) 
         path.write_text(yaml.safe_dump({"brands": [{**base, field: value}]}), encoding="utf-8")
         with pytest.raises(RegistryError, match=f"`{field}` must be a list of non-empty strings"):
             load_registry(str(path))
+
+
+def test_an_official_domain_written_as_a_url_is_refused_by_brand_and_value(tmp_path: Path) -> None:
+    base = {"id": "example-sec", "name": "Example", "official_domains": ["example-sec.co.jp"]}
+    for value in ("https://www.example-sec.co.jp/", "example-sec.co.jp:443", "example-sec.co.jp/login", "me@example-sec.co.jp"):
+        path = tmp_path / "ourfirm.yaml"
+        path.write_text(yaml.safe_dump({"brands": [{**base, "official_domains": [value]}]}), encoding="utf-8")
+        with pytest.raises(RegistryError, match=f"brand example-sec: official domain '{value}' is not a host name"):
+            load_registry(str(path))

@@ -18,6 +18,8 @@ from urllib.parse import unquote, urlsplit
 import publicsuffixlist
 
 _URL_CHARS = re.compile(r"[/:?#@\[\s\\]")
+# Letters, digits, hyphens (and the underscores browsers accept) per label, labels between dots.
+_ASCII_HOST = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*\.?")
 MAX_HOST = 253  # DNS's limit; longer is no host, and matching grows with the square of its length
 # What a browser reads as a dot, and what it drops from a host name (soft hyphen, zero widths).
 _HOST_FOLD = {0x3002: ".", 0xFF0E: ".", 0xFF61: ".", 0x00AD: None, 0x200B: None, 0x200C: None,
@@ -136,6 +138,16 @@ def _is_ip(host: str) -> bool:
         return False
     parts = host.split(".")
     return len(parts) == 4 and all(p.isdigit() for p in parts)
+
+
+def is_host_name(host: str) -> bool:
+    """Whether a lower-case text is a host name: labels of letters (any script, for IDN), digits,
+    hyphens and underscores between dots, or an IP address. Quotes, commas, tabs, `@` or NUL are
+    no host: scored as one, they would be shared and sent for takedown as written."""
+    if host.isascii():
+        return _ASCII_HOST.fullmatch(host) is not None or _is_ipv6(host)
+    return all(0 < len(label) <= 63 and all(c.isalnum() or c in "-_" or unicodedata.category(c)[0] == "M" for c in label)
+               for label in host.removesuffix(".").split("."))
 
 
 def split_host(host: str) -> Host:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from kabuguard.intel.phish.domains import split_host
+from kabuguard.intel.phish.domains import is_host_name, split_host
 
 _BUNDLED = files("kabuguard").joinpath("data/brands")
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -106,13 +106,17 @@ def _brand(entry: dict, where: str) -> Brand:
     if not domains:
         raise RegistryError(f"{where}: brand {brand_id} needs official_domains (its real registered domains)")
     officials = tuple(d.lower().strip(".") for d in domains)
+    for domain in officials:
+        if not is_host_name(domain):  # `https://www.example-sec.co.jp/` read as `https:` made the firm's own domain alert
+            raise RegistryError(f"{where}: brand {brand_id}: official domain {domain!r} is not a host name; write the "
+                                f"domain alone, without scheme, port, path or @ (example-sec.co.jp)")
     # The registered label of each official domain is a token too (`sbisec` for sbisec.co.jp), but
     # not a host on a shared domain (kabu.dmm.com would make `kabu` a token), and a label listed
     # under shared_tokens stays weak (kabu.com's `kabu` is also the common word for stock).
     shared = {compact(t) for t in _texts(entry, "shared_tokens", where, brand_id)}
     tokens = {compact(t) for t in _texts(entry, "tokens", where, brand_id)}
     for domain in officials:
-        host = split_host(domain.split("/")[0])
+        host = split_host(domain)
         if host.registered == host.host and not host.subdomain and len(host.registered) > len(host.suffix) + 4:
             tokens.add(compact(host.registered.removesuffix("." + host.suffix)))
     return Brand(
@@ -120,7 +124,7 @@ def _brand(entry: dict, where: str) -> Brand:
         name=entry.get("name", brand_id),
         names=tuple([entry.get("name", brand_id), *_texts(entry, "names", where, brand_id),
                      *_texts(entry, "aliases", where, brand_id)]),
-        official_domains=tuple(d.split("/")[0] for d in officials),
+        official_domains=officials,
         tokens=tuple(sorted(tokens - shared)),
         shared_tokens=tuple(sorted(shared)),
         login_paths=tuple(p.lower() for p in _texts(entry, "login_paths", where, brand_id)),
