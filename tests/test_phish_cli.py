@@ -38,3 +38,23 @@ def test_usage_errors_exit_2_and_help_everywhere() -> None:
     for command in ([], ["score"], ["watch"], ["evaluate"], ["brands"]):
         result = runner.invoke(main, ["phish", *command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output
+
+
+BAD_HOSTS = [b'"sbi-sec.top"', b"sbi-sec.top,2024-01-01", b"sbi-sec.top;", b"sbisec-login.top\tsbi-sec.xyz",
+             b"http://sbisec%40evil%00.top/", b"sbisec-\xff.top", b"https://sbisec-\xfflogin.top/etgate"]
+
+
+def test_lines_whose_host_is_no_host_name_or_not_utf8_are_rejected(tmp_path: Path) -> None:
+    source = b"\n".join([*BAD_HOSTS, b"sbisec-login.top"]) + b"\n"
+    result = CliRunner().invoke(main, ["phish", "score", "-"], input=source)
+    assert result.exit_code == 1
+    assert [json.loads(line)["input"] for line in result.stdout.splitlines()] == ["sbisec-login.top"]
+    assert [log["line"] for log in map(json.loads, result.stderr.splitlines()) if log["event"] == "rejected"] == [1, 2, 3, 4, 5, 6, 7]
+    stream = tmp_path / "stream.txt"
+    stream.write_bytes(source)
+    result = CliRunner().invoke(main, ["phish", "watch", str(stream), "--quiet"])
+    assert result.exit_code == 1
+    assert [json.loads(line)["domain"] for line in result.stdout.splitlines()] == ["sbisec-login.top"]
+    assert json.loads(result.stderr.splitlines()[-1])["rejected"] == len(BAD_HOSTS)
+    result = CliRunner().invoke(main, ["phish", "watch", "-", "--quiet"], input=source)
+    assert result.exit_code == 1 and json.loads(result.stderr.splitlines()[-1])["rejected"] == len(BAD_HOSTS)

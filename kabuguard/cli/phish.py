@@ -69,7 +69,7 @@ def phish() -> None:
 
 
 @phish.command()
-@click.argument("source", type=click.File("r", encoding="utf-8", errors="replace"))
+@click.argument("source", type=click.File("r", encoding="utf-8", errors="surrogateescape"))  # bad bytes reject their line
 @click.option("--out", type=click.File("w", encoding="utf-8"), default="-", help="JSON lines output (default stdout).")
 @click.option("--registry", "registries", multiple=True, default=("securities-jp",), show_default=True, help=_REGISTRY_HELP)
 @click.option("--scoring", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Scoring YAML replacing the bundled weights and lists.")
@@ -150,7 +150,8 @@ def watch(source: str, out: IO[str], evidence: IO[str] | None, registries: tuple
                 status.update(stats.line())
 
         try:
-            stats = run(read_lines(source, sys.stdin, reconnect), monitor, emit, lambda n, why: _log("rejected", record=n, reason=why),
+            stdin = click.open_file("-", encoding="utf-8", errors="surrogateescape") if source == "-" else sys.stdin
+            stats = run(read_lines(source, stdin, reconnect), monitor, emit, lambda n, why: _log("rejected", record=n, reason=why),
                         progress, max_records)
         except OSError as exc:
             raise click.UsageError(f"cannot read {source}: {exc}") from None

@@ -19,6 +19,9 @@ import publicsuffixlist
 
 _URL_CHARS = re.compile(r"[/:?#@\[\s\\]")
 # Letters, digits, hyphens (and the underscores browsers accept) per label, labels between dots.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a tab or NUL inside a line glues fields; urlsplit drops tabs
+# Bytes that were not UTF-8, as the readers keep them (errors="surrogateescape").
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 _ASCII_HOST = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*\.?")
 MAX_HOST = 253  # DNS's limit; longer is no host, and matching grows with the square of its length
 # What a browser reads as a dot, and what it drops from a host name (soft hyphen, zero widths).
@@ -185,9 +188,13 @@ def parse_target(raw: str) -> Target:
     text = raw.strip()
     if text.isascii() and not _URL_CHARS.search(text):  # a bare domain, as streams carry them
         host = text.lower().lstrip("*.")
-        if not host or len(host) > MAX_HOST:
-            raise ValueError(f"no host name of at most {MAX_HOST} characters in {raw[:80]!r}")
+        if not host or len(host) > MAX_HOST or not is_host_name(host):
+            raise ValueError(_not_a_host(raw))
         return Target(raw=raw, host=split_host(host), path="")
+    if not text.isascii() and undecodable(text):
+        raise ValueError(f"not valid UTF-8: {raw[:80]!r}")
+    if _CONTROL.search(text):
+        raise ValueError(f"a control character (tab, NUL…) inside {raw[:80]!r}")
     if ":" in text and "/" not in text and _is_ipv6(text):  # a bare IPv6 address, not host:port
         return Target(raw=raw, host=split_host(text.lower()), path="")
     if "://" not in text:
@@ -199,11 +206,21 @@ def parse_target(raw: str) -> Target:
     except ValueError as exc:
         raise ValueError(f"unparseable URL {raw!r}: {exc}") from None
     host = _as_browsers_read(host) if host else host
-    if not host or " " in host or len(host) > MAX_HOST:
-        raise ValueError(f"no host name of at most {MAX_HOST} characters in {raw[:80]!r}")
+    if not host or len(host) > MAX_HOST or not is_host_name(host):
+        raise ValueError(_not_a_host(raw))
     path = parts.path + ("?" + parts.query if parts.query else "")
     userinfo = parts.netloc.rpartition("@")[0].lower()
     return Target(raw=raw, host=split_host(host), path="" if path == "/" else path.lower(), userinfo=userinfo)
+
+
+def undecodable(text: str) -> bool:
+    """Whether the line held bytes that are not UTF-8 (read with errors="surrogateescape")."""
+    return _UNDECODABLE.search(text) is not None
+
+
+def _not_a_host(raw: str) -> str:
+    return (f"no host name of at most {MAX_HOST} characters (letters, digits and hyphens between dots) "
+            f"in {raw[:80]!r}")
 
 
 def _as_browsers_read(host: str) -> str:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from kabuguard.intel.phish.domains import Target, parse_target
+from kabuguard.intel.phish.domains import Target, parse_target, undecodable
 from kabuguard.intel.phish.indicators import Indicator, IndicatorStore, indicator
 from kabuguard.intel.phish.score import Reason, Scorer, ScoringConfig, Verdict
 
@@ -48,6 +48,8 @@ def _first_seen(value: object) -> str:
 def domains_of(line: str) -> tuple[list[str], str]:
     """The domains in one stream record and when they were first seen; raises RecordError."""
     text = line.strip()
+    if not text.isascii() and undecodable(text):
+        raise RecordError("not valid UTF-8")
     if text.startswith("{") and '"heartbeat"' in text:
         try:
             if json.loads(text).get("message_type") == "heartbeat":
@@ -91,7 +93,7 @@ def _websocket(url: str, reconnects: int, backoff: float) -> Iterator[str]:
         with ws:
             try:
                 for message in ws:
-                    yield message if isinstance(message, str) else message.decode("utf-8", "replace")
+                    yield message if isinstance(message, str) else message.decode("utf-8", "surrogateescape")
             except ConnectionClosed:
                 pass
 
@@ -103,7 +105,7 @@ def read_lines(source: str, stdin: IO[str], reconnects: int = 0, backoff: float 
     elif source.startswith(("ws://", "wss://")):
         yield from _websocket(source, reconnects, backoff)
     else:
-        with Path(source).open(encoding="utf-8", errors="replace") as f:
+        with Path(source).open(encoding="utf-8", errors="surrogateescape") as f:  # a bad byte rejects its line only
             yield from f
 
 
