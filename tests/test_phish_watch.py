@@ -119,11 +119,13 @@ def test_watch_command_on_a_file_exits_1_on_rejected_records(tmp_path: Path) -> 
     stream = tmp_path / "certs.jsonl"
     stream.write_text("\n".join(RECORDS) + "\n", encoding="utf-8")
     evidence = tmp_path / "evidence.txt"
+    evidence.write_text("Domain: kept-from-yesterday.top\n\n", encoding="utf-8")
     result = CliRunner().invoke(phish, ["watch", str(stream), "--quiet", "--evidence", str(evidence)])
     assert result.exit_code == 1, result.output
     alerts = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"type"')]
     assert [a["domain"] for a in alerts] == ["sbisec-login.top", "rnonex.co.jp", "account-verify.xyz"]
-    assert evidence.read_text(encoding="utf-8").count("Domain: ") == 3
+    text = evidence.read_text(encoding="utf-8")  # appended: an earlier run's evidence is kept
+    assert text.startswith("Domain: kept-from-yesterday.top") and text.count("Domain: ") == 4
 
 
 def test_watch_command_usage_errors() -> None:

@@ -102,7 +102,7 @@ def score(source: IO[str], out: IO[str], registries: tuple[str, ...], scoring: P
 @phish.command()
 @click.argument("source")
 @click.option("--out", type=click.File("w", encoding="utf-8"), default="-", help="Alerts as JSON lines (indicators), default stdout.")
-@click.option("--evidence", type=click.File("w", encoding="utf-8"), help="Write a takedown evidence text per alerted domain here.")
+@click.option("--evidence", type=click.File("a", encoding="utf-8"), help="Append a takedown evidence text per alerted domain here.")
 @click.option("--registry", "registries", multiple=True, default=("securities-jp",), show_default=True, help=_REGISTRY_HELP)
 @click.option("--scoring", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Scoring YAML replacing the bundled weights and lists.")
 @click.option("--threshold", type=click.FloatRange(0, 1), help="Alert at or above this score (default: the scoring file's).")
