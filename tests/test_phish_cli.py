@@ -58,3 +58,14 @@ def test_lines_whose_host_is_no_host_name_or_not_utf8_are_rejected(tmp_path: Pat
     assert json.loads(result.stderr.splitlines()[-1])["rejected"] == len(BAD_HOSTS)
     result = CliRunner().invoke(main, ["phish", "watch", "-", "--quiet"], input=source)
     assert result.exit_code == 1 and json.loads(result.stderr.splitlines()[-1])["rejected"] == len(BAD_HOSTS)
+
+
+def test_a_scoring_file_with_a_missing_or_bad_weight_is_a_usage_error(tmp_path: Path) -> None:
+    bundled = (Path(__file__).parents[1] / "kabuguard/data/phish/scoring.yaml").read_text(encoding="utf-8")
+    for broken, named in ((bundled.replace("  ip-host: 0.15\n", ""), "no weight for reason code ip-host"),
+                          (bundled.replace("  ip-host: 0.15\n", "  ip-host: 1.5\n"), "ip-host must be a number in [0, 1]"),
+                          (bundled.replace("threshold: 0.5", "threshold: high"), "threshold must be a number in [0, 1]")):
+        scoring = tmp_path / "scoring.yaml"
+        scoring.write_text(broken, encoding="utf-8")
+        result = CliRunner().invoke(main, ["phish", "score", "-", "--scoring", str(scoring)], input="sbisec-login.top\n203.0.113.9\n")
+        assert result.exit_code == 2 and named in result.output and not result.stdout.startswith("{"), result.output

@@ -27,6 +27,22 @@ _CONSONANT_RUN = re.compile(r"[bcdfghjklmnpqrstvwxz]{5,}")
 _NOT_LETTERS = re.compile(r"[0-9_-]+")
 
 
+# Every reason code the scorer and the watch can give (`official` weighs 0 by definition).
+REASON_CODES = ("official-domain-in-host", "brand-token", "lookalike", "homoglyph", "combosquat", "shared-token",
+                "shared-token-corroborated", "path-brand-token", "cloned-login-path", "official-domain-in-path",
+                "userinfo-in-url", "keyword", "suspicious-tld", "free-host", "url-shortener", "random-label",
+                "deep-subdomain", "ip-host", "shared-indicator")
+
+
+def _unit(value: object, what: str, where: str) -> float:
+    """A number in [0, 1], or a ValueError naming the file and the entry (checked at load: a
+    missing weight would otherwise stop `score` or `watch` at the first host that needs it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"scoring file {where}: {what} must be a number in [0, 1], got {value!r}; "
+                         "start from kabuguard/data/phish/scoring.yaml")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class ScoringConfig:
     """Weights, word lists and suffix lists; the bundled `kabuguard/data/phish/scoring.yaml` unless given."""
@@ -48,9 +64,15 @@ class ScoringConfig:
     def load(cls, path: Path | None = None) -> ScoringConfig:
         source = path.read_text("utf-8") if path else files("kabuguard").joinpath("data/phish/scoring.yaml").read_text("utf-8")
         raw = yaml.safe_load(source)
+        where = str(path) if path else "bundled"
+        weights = raw["weights"]
+        missing = [code for code in REASON_CODES if code not in weights]
+        if missing:
+            raise ValueError(f"scoring file {where}: no weight for reason code {', '.join(missing)}; "
+                             "copy them from kabuguard/data/phish/scoring.yaml")
         return cls(
-            threshold=float(raw["threshold"]),
-            weights={k: float(v) for k, v in raw["weights"].items()},
+            threshold=_unit(raw["threshold"], "threshold", where),
+            weights={code: _unit(weights.get(code), f"the weight of reason code {code}", where) for code in REASON_CODES},
             min_substring_length=int(raw["min_substring_length"]),
             anywhere_length=int(raw["anywhere_length"]),
             visual_folds=tuple(raw.get("visual_folds", ())),
