@@ -38,6 +38,8 @@ def test_usage_errors_exit_2_and_help_everywhere() -> None:
     for command in ([], ["score"], ["watch"], ["evaluate"], ["brands"]):
         result = runner.invoke(main, ["phish", *command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output
+    overview = runner.invoke(main, ["phish", "--help"]).output
+    assert "Everything runs offline" not in overview and "connects out" in overview  # watch ws:// does
 
 
 BAD_HOSTS = [b'"sbi-sec.top"', b"sbi-sec.top,2024-01-01", b"sbi-sec.top;", b"sbisec-login.top\tsbi-sec.xyz",

@@ -64,7 +64,8 @@ def _inputs(stream: IO[str]) -> Iterator[tuple[int, str | None]]:
 def phish() -> None:
     """Phishing domains imitating securities brands: score, watch, evaluate.
 
-    Everything runs offline: the Public Suffix List and the brand registries are bundled.
+    Scoring runs offline: the Public Suffix List and the brand registries are bundled. Only
+    `watch ws://…` or `wss://…` connects out, to the certificate stream it is given.
     """
 
 
