@@ -149,3 +149,60 @@ def test_spark_contains_as_the_replay_when_a_live_playbook_fires(spark, tmp_path
     alerts = [json.loads(line) for line in (tmp_path / "spark" / "alerts.jsonl").open()]
     assert {name for a in alerts for name in a.get("playbook", [])} == {"contain_campaign", "contain_account"}
     assert any("contained" in json.loads(line)["reasons"] for line in (tmp_path / "spark" / "decisions.jsonl").open())
+
+
+# Names Hadoop would take for globs, URI syntax or hidden files; a broken link the replay reports.
+_ODD_NAMES = ("x[1].jsonl", "x1.jsonl", "a:b.jsonl", "_under.jsonl", ".dot.jsonl", "c,d.jsonl", "q?.jsonl",
+              "y{z}.jsonl", "star*.jsonl.gz", "p[1].parquet")
+
+
+def _odd_names(folder: Path, names: tuple[str, ...] = _ODD_NAMES) -> list[list[dict]]:
+    """The attacked brokerage dealt out over files called `names`, each a share of its events."""
+    events = brokerage(attack=True).events
+    folder.mkdir()
+    shares = [events[n::len(names)] for n in range(len(names))]
+    for name, share in zip(names, shares):
+        lines = "".join(json.dumps(e) + "\n" for e in share)
+        if name.endswith(".gz"):
+            (folder / name).write_bytes(gzip.compress(lines.encode()))
+        elif name.endswith(".parquet"):
+            columns = sorted({k for e in share for k in e} - {"holdings"})
+            pq.write_table(pa.table({c: [e.get(c) for e in share] for c in columns}), folder / name)
+        else:
+            (folder / name).write_text(lines)
+    return shares
+
+
+def test_local_file_names_are_read_as_named_and_a_broken_link_is_rejected_as_the_replay_does(
+        spark, tmp_path: Path) -> None:
+    """Hadoop would read x1.jsonl for x[1].jsonl, fail on a:b.jsonl, skip _under and .dot."""
+    from kabuguard.spark import replay_spark
+
+    folder = tmp_path / "in"
+    _odd_names(folder)
+    (folder / "gone.jsonl").symlink_to(tmp_path / "nowhere.jsonl")
+    local = replay([folder], tmp_path / "local", quiet=True)
+    distributed = replay_spark([folder], tmp_path / "spark", quiet=True)
+    _same_outputs(tmp_path / "local", tmp_path / "spark")
+    assert (distributed.files, distributed.events, distributed.duplicates) == (local.files, local.events, 0)
+    [gone] = [json.loads(line) for line in (tmp_path / "spark" / "rejected.jsonl").open()]
+    assert gone["file"].endswith("gone.jsonl") and gone["line"] == 0 and "unreadable file" in gone["reason"]
+
+
+def test_a_uri_is_read_by_hadoop_with_its_name_taken_literally(spark, tmp_path: Path) -> None:
+    """Remote files keep Hadoop's readers; glob characters and commas in their names are escaped.
+    Names beginning with `_` or `.` are Hadoop's own (_SUCCESS, .crc): a folder's listing skips them.
+    (Hadoop cannot take a `:` in a name.)"""
+    from kabuguard.spark.read import expand, read_events
+
+    written = tuple(name for name in _ODD_NAMES if ":" not in name)
+    shares = dict(zip(written, _odd_names(tmp_path / "in", written)))
+    files = expand(spark, [f"file://{tmp_path / 'in'}"])
+    names = [name.rsplit("/", 1)[1] for name in files]
+    assert sorted(names) == sorted(n for n in written if not n.startswith(("_", ".")))
+    rows = read_events(spark, files, load_policy()).select("seq", "event_id", "reason").collect()
+    assert not [r for r in rows if r["reason"]]
+    read: dict[str, set[str]] = {name: set() for name in names}
+    for r in rows:
+        read[names[r["seq"] >> 40]].add(r["event_id"])
+    assert read == {name: {e["event_id"] for e in shares[name]} for name in names}

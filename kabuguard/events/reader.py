@@ -144,33 +144,44 @@ def _json_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 def read_file(path: Path) -> Iterator[Event | Rejection]:
     """Events of one file, in file order, with a Rejection in place of each bad line."""
     name = str(path)
+    for number, item in numbered(path):
+        yield Rejection(name, number, item) if isinstance(item, str) else item
+
+
+def numbered(path: Path) -> Iterator[tuple[int, Event | str]]:
+    """Per line or row of one file, in file order, its number and its event or the reason it is
+    rejected: the number places it in the input order (the replay's rejections, Spark's `seq`)."""
     if path.name.endswith(".parquet"):
-        yield from _read_parquet(path)
+        yield from _parquet_rows(path)
         return
     number = 0
     try:
         for number, line in _json_lines(path):
-            try:
-                yield decode_line(line)
-            except msgspec.DecodeError as exc:
-                yield Rejection(name, number, f"invalid JSON: {exc}")
-            except ContractError as exc:
-                yield Rejection(name, number, str(exc))
-            except RecursionError:
-                yield Rejection(name, number, "JSON nested too deeply")
+            yield number, line_item(line)
     except UNREADABLE as exc:
         # Line 0 when the file cannot be opened at all; else where the stream broke.
-        yield Rejection(name, number + 1 if number else 0, f"unreadable file from here on: {exc}")
+        yield number + 1 if number else 0, f"unreadable file from here on: {exc}"
 
 
-def _read_parquet(path: Path) -> Iterator[Event | Rejection]:
+def line_item(line: bytes) -> Event | str:
+    """One JSON line's event, or the reason it is rejected."""
+    try:
+        return decode_line(line)
+    except msgspec.DecodeError as exc:
+        return f"invalid JSON: {exc}"
+    except ContractError as exc:
+        return str(exc)
+    except RecursionError:
+        return "JSON nested too deeply"
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, Event | str]]:
     import pyarrow.parquet as pq
 
-    name = str(path)
     try:
         parquet = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-        yield Rejection(name, 0, f"unreadable Parquet file: {exc}")
+        yield 0, f"unreadable Parquet file: {exc}"
         return
     number = 0
     for group in range(parquet.num_row_groups):
@@ -179,14 +190,13 @@ def _read_parquet(path: Path) -> Iterator[Event | Rejection]:
         try:
             batches = list(parquet.iter_batches(batch_size=65536, row_groups=[group]))
         except Exception as exc:  # pyarrow's errors for damaged data vary (OSError, ArrowInvalid...)
-            rows = parquet.metadata.row_group(group).num_rows
-            number += rows
-            yield Rejection(name, first, f"unreadable Parquet data, rows {first} to {number} (row group {group}): {exc}")
+            number += parquet.metadata.row_group(group).num_rows
+            yield first, f"unreadable Parquet data, rows {first} to {number} (row group {group}): {exc}"
             continue
         for batch in batches:
             for item in batch_events(batch):
                 number += 1
-                yield item if not isinstance(item, str) else Rejection(name, number, item)
+                yield number, item
 
 
 def batch_events(batch: Any) -> Iterator[Event | str]:

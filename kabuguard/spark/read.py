@@ -1,14 +1,18 @@
 """Contract files into a Spark DataFrame of typed events, validated by the replay's own reader.
 
-Spark reads the bytes (Hadoop's text reader for JSONL and JSONL.gz, its Parquet reader with
-each row's index); `kabuguard.events.reader` parses and validates every line or row inside the
-workers, so an event and a rejection are exactly what the replay makes of the same input. Each
-row gets `seq`, its place in the input order (file index in the expanded order, then line or
-row number), which with `ts_us` reproduces the replay's total order.
+A local file is read whole in one Python task by `kabuguard.events.reader.numbered`, the replay's
+reader, so its events and rejections (an unreadable file, a damaged stream) are the replay's and
+its name is never a Hadoop path (which would read `x[1].jsonl` as a glob, refuse `a:b.jsonl` and
+hide `_x.jsonl`). A remote file (HDFS, S3) is read by Hadoop (its text reader for JSONL and
+JSONL.gz, its Parquet reader with each row's index), its name escaped, and its lines and rows
+validated in the workers by the same reader's functions. Each row gets `seq`, its place in the
+input order (file index in the expanded order, then line or row number), which with `ts_us`
+reproduces the replay's total order.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -16,7 +20,7 @@ from typing import Any
 import msgspec
 
 from kabuguard.engine import Pipeline
-from kabuguard.events.reader import SUFFIXES, ContractError, decode_line, expand_paths
+from kabuguard.events.reader import SUFFIXES, expand_paths, line_item, numbered
 from kabuguard.policy import Policy
 
 # seq = file index << LINE_BITS | line number: one long that sorts like (file, line).
@@ -26,8 +30,15 @@ EVENT_COLUMNS = ("seq long, ts_us long, event_id string, kind string, "
                  + ", ".join(f"key_{name} string" for name in STAGE_KEYS)
                  + ", ref string, event binary, reason string")
 _TEXT_FORMAT = "org.apache.hadoop.mapreduce.lib.input.TextInputFormat"
+# Hadoop expands these in an input path as a glob; a backslash makes them literal.
+_GLOB = re.compile(r"([\\\[\]{}*?])")
 _encode = msgspec.msgpack.Encoder().encode
 _router: Pipeline | None = None
+
+
+def is_remote(name: str) -> bool:
+    """A URI, which Hadoop lists and reads (hdfs://, s3a://, file://), not a local path."""
+    return "://" in name
 
 
 def expand(spark: Any, paths: Iterable[str | Path]) -> list[str]:
@@ -35,10 +46,7 @@ def expand(spark: Any, paths: Iterable[str | Path]) -> list[str]:
     out: list[str] = []
     for raw in paths:
         text = str(raw)
-        if "://" in text and not text.startswith("file:"):
-            out.extend(_remote(spark, text))
-        else:
-            out.extend(str(p) for p in expand_paths([raw]))
+        out.extend(_remote(spark, text) if is_remote(text) else map(str, expand_paths([raw])))
     return out
 
 
@@ -50,11 +58,13 @@ def _remote(spark: Any, uri: str) -> list[str]:
         raise FileNotFoundError(f"{uri}: no such file or folder")
     if fs.getFileStatus(path).isFile():
         return [uri]
-    found, listing = [], fs.listFiles(path, True)
+    # Each file's URI as `uri` spells it (Hadoop writes file:///x as file:/x). Names beginning
+    # with `_` or `.` are Hadoop's own (_SUCCESS, .crc), which its readers refuse to read.
+    root, found, listing = len(fs.makeQualified(path).toString().rstrip("/")), [], fs.listFiles(path, True)
     while listing.hasNext():
         name = listing.next().getPath().toString()
-        if name.endswith(SUFFIXES):
-            found.append(name)
+        if name.endswith(SUFFIXES) and not name.rsplit("/", 1)[1].startswith(("_", ".")):
+            found.append(uri.rstrip("/") + name[root:])
     # The order of `expand_paths`: by path components, as pathlib compares paths.
     return sorted(found, key=lambda n: PurePosixPath(n.split("://", 1)[1]).parts)
 
@@ -62,20 +72,27 @@ def _remote(spark: Any, uri: str) -> list[str]:
 def read_events(spark: Any, files: list[str], policy: Policy) -> Any:
     """Every line and row of `files` as a DataFrame with EVENT_COLUMNS; bad ones carry `reason`."""
     sc = spark.sparkContext
+    local = [(index, name) for index, name in enumerate(files) if not is_remote(name)]
+    # One task per file: a file is read whole, as the replay reads it.
+    rdds = [sc.parallelize(local, len(local)).mapPartitions(_FileTask(policy))] if local else []
     frames = []
-    texts = []
     for index, name in enumerate(files):
+        if not is_remote(name):
+            continue
+        literal = _GLOB.sub(r"\\\1", name)
         if name.endswith(".parquet"):
-            frame = spark.read.parquet(name).selectExpr("*", "_metadata.row_index AS __row")
+            frame = spark.read.parquet(literal).selectExpr("*", "_metadata.row_index AS __row")
             frames.append(frame.mapInArrow(_ParquetTask(index, policy), EVENT_COLUMNS))
         else:
-            lines = sc.newAPIHadoopFile(name, _TEXT_FORMAT, "org.apache.hadoop.io.LongWritable",
-                                        "org.apache.hadoop.io.Text",
-                                        conf={"textinputformat.record.delimiter": "\n"})
-            texts.append(lines.values().zipWithIndex().map(lambda t, i=index: (i, t[1] + 1, t[0])))
-    if texts:
-        rows = sc.union(texts).mapPartitions(_TextTask(policy))
-        frames.append(spark.createDataFrame(rows, EVENT_COLUMNS))
+            # Through the configuration, not a path argument, which Hadoop would split at commas.
+            conf = {"mapreduce.input.fileinputformat.inputdir": re.sub(r"([\\,])", r"\\\1", literal),
+                    "textinputformat.record.delimiter": "\n"}
+            lines = sc.newAPIHadoopRDD(_TEXT_FORMAT, "org.apache.hadoop.io.LongWritable",
+                                       "org.apache.hadoop.io.Text", conf=conf)
+            rdds.append(lines.values().zipWithIndex().map(lambda t, i=index: (i, t[1] + 1, t[0]))
+                        .mapPartitions(_TextTask(policy)))
+    if rdds:
+        frames.append(spark.createDataFrame(sc.union(rdds), EVENT_COLUMNS))
     if not frames:
         return spark.createDataFrame([], EVENT_COLUMNS)
     out = frames[0]
@@ -106,8 +123,23 @@ def _rejected(seq: int, reason: str) -> tuple:
     return (seq, None, None, None, *([None] * len(STAGE_KEYS)), None, None, reason)
 
 
+class _FileTask:
+    """Reads and validates whole local files with the replay's reader (a class, so that Spark
+    pickles it by reference)."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    def __call__(self, files: Iterator[tuple[int, str]]) -> Iterator[tuple]:
+        pipeline = _route(self.policy)
+        for index, name in files:
+            for number, item in numbered(Path(name)):
+                seq = index << LINE_BITS | number
+                yield _rejected(seq, item) if isinstance(item, str) else _row(seq, item, pipeline)
+
+
 class _TextTask:
-    """Validates JSON lines (a class, so that Spark pickles it by reference)."""
+    """Validates JSON lines read by Hadoop (a class, so that Spark pickles it by reference)."""
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
@@ -119,13 +151,8 @@ class _TextTask:
             if not line.strip():
                 continue
             seq = index << LINE_BITS | number
-            # The replay's reader, line for line (kabuguard.events.reader.read_file).
-            try:
-                yield _row(seq, decode_line(line), pipeline)
-            except msgspec.DecodeError as exc:
-                yield _rejected(seq, f"invalid JSON: {exc}")
-            except ContractError as exc:
-                yield _rejected(seq, str(exc))
+            item = line_item(line)  # the replay's, line for line (kabuguard.events.reader.numbered)
+            yield _rejected(seq, item) if isinstance(item, str) else _row(seq, item, pipeline)
 
 
 class _ParquetTask:
@@ -137,7 +164,7 @@ class _ParquetTask:
     def __call__(self, batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
 
-        # The replay's Parquet row conversion (kabuguard.events.reader._read_parquet).
+        # The replay's Parquet row conversion (kabuguard.events.reader.numbered).
         from kabuguard.events.reader import batch_events
 
         pipeline = _route(self.policy)
