@@ -206,3 +206,15 @@ def test_a_uri_is_read_by_hadoop_with_its_name_taken_literally(spark, tmp_path: 
     for r in rows:
         read[names[r["seq"] >> 40]].add(r["event_id"])
     assert read == {name: {e["event_id"] for e in shares[name]} for name in names}
+
+
+def test_no_event_files_or_a_missing_uri_is_a_usage_error_as_for_the_replay(spark, tmp_path: Path) -> None:
+    """An empty result would look like a quiet month."""
+    (tmp_path / "exports" / "sub").mkdir(parents=True)
+    (tmp_path / "exports" / "events.json").write_text("{}\n")  # not a contract suffix
+    for path, says in ((tmp_path / "exports", "no event files"), (f"file://{tmp_path}/gone", "no such file or folder")):
+        for engine in ("local", "spark"):
+            result = CliRunner().invoke(main, ["replay", str(path), "--out", str(tmp_path / engine), "--quiet",
+                                               "--engine", engine])
+            assert result.exit_code == 2 and says in result.output, (engine, path, result.output)
+    assert not (tmp_path / "spark" / "decisions.jsonl").exists()

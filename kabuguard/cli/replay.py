@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from kabuguard.cli.folders import make_out
 from kabuguard.events.order import SPILL_AFTER
-from kabuguard.policy import PolicyError, load_policy
+from kabuguard.policy import Policy, PolicyError, load_policy
+
+if TYPE_CHECKING:
+    from kabuguard.replay import ReplaySummary
 
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+# Not checked here: a URI (hdfs://, s3a://) is for Spark to find; a path or URI with no event file
+# is a usage error from either engine.
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for decisions.jsonl, alerts.jsonl and rejected.jsonl.")
 @click.option("--policy", "policy_path", type=click.Path(exists=True, dir_okay=False), help="Policy YAML (default: the bundled policy).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -30,8 +36,6 @@ def replay(paths: tuple[str, ...], out_dir: str, policy_path: str | None, quiet:
     Each decision uses only events before it, exactly as the online service would have decided.
     Exits 1 when some input lines were rejected (see rejected.jsonl), 0 otherwise.
     """
-    from kabuguard.replay import INCOMPLETE, replay as run
-
     try:
         policy = load_policy(policy_path)
     except PolicyError as exc:
@@ -39,28 +43,10 @@ def replay(paths: tuple[str, ...], out_dir: str, policy_path: str | None, quiet:
     if engine == "spark" and spill_after != SPILL_AFTER:
         raise click.UsageError("--spill-after is for --engine local: Spark sorts on its own disks")
     make_out(out_dir)
-    if engine == "spark":
-        from kabuguard.spark import SparkUnavailable, check_prerequisites
-
-        try:
-            check_prerequisites()
-        except SparkUnavailable as exc:
-            raise click.UsageError(str(exc)) from None
-        from kabuguard.spark import replay_spark
-
-        summary = replay_spark(paths, out_dir, policy, master=master, partitions=partitions, quiet=quiet,
-                               parquet=parquet)
-    elif master or partitions or parquet:
-        raise click.UsageError("--master, --partitions and --parquet need --engine spark")
-    else:
-        try:
-            summary = run(paths, out_dir, policy, quiet=quiet, spill_after=spill_after)
-        except KeyboardInterrupt:
-            click.echo(f"interrupted: the decisions made so far are in {out_dir}, which {INCOMPLETE} marks "
-                       "as incomplete; run again to decide everything", err=True)
-            sys.exit(130)
-        except FileNotFoundError as exc:
-            raise click.UsageError(str(exc)) from None
+    try:
+        summary = _run(paths, out_dir, policy, quiet, engine, master, partitions, parquet, spill_after)
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from None
     click.echo(
         f"{summary.events} events from {summary.files} files ({summary.duplicates} duplicates, "
         f"{summary.rejected} rejected lines); decisions: "
@@ -71,3 +57,29 @@ def replay(paths: tuple[str, ...], out_dir: str, policy_path: str | None, quiet:
     if summary.rejected:
         click.echo(f"{summary.rejected} rejected lines: see {summary.out_dir / 'rejected.jsonl'}", err=True)
         sys.exit(1)
+
+
+def _run(paths: tuple[str, ...], out_dir: str, policy: Policy, quiet: bool, engine: str, master: str | None,
+         partitions: int | None, parquet: bool, spill_after: int) -> ReplaySummary:
+    """The replay on `engine`; raises FileNotFoundError when `paths` hold no event file."""
+    if engine == "spark":
+        from kabuguard.spark import SparkUnavailable, check_prerequisites
+
+        try:
+            check_prerequisites()
+        except SparkUnavailable as exc:
+            raise click.UsageError(str(exc)) from None
+        from kabuguard.spark import replay_spark
+
+        return replay_spark(paths, out_dir, policy, master=master, partitions=partitions, quiet=quiet,
+                            parquet=parquet)
+    if master or partitions or parquet:
+        raise click.UsageError("--master, --partitions and --parquet need --engine spark")
+    from kabuguard.replay import INCOMPLETE, replay as run
+
+    try:
+        return run(paths, out_dir, policy, quiet=quiet, spill_after=spill_after)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: the decisions made so far are in {out_dir}, which {INCOMPLETE} marks "
+                   "as incomplete; run again to decide everything", err=True)
+        sys.exit(130)

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from kabuguard.events.instants import END_US, RFC3339, ContractError, parse_ts
 from kabuguard.events.model import EVENT_TYPES, KNOWN_FIELDS, Event
 
+T = TypeVar("T")
 SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 _RESERVED = ("ts_us", "extra")
 # The fields that hold an instant.
@@ -123,11 +124,12 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def event_files(paths: Iterable[str | Path]) -> list[Path]:
-    """`expand_paths`, refusing to find none: a command given no event file has nothing to read,
-    and an empty result would look like a quiet month. Raises FileNotFoundError naming the paths."""
+def event_files(paths: Iterable[str | Path], expand: Callable[[list[str | Path]], list[T]] = expand_paths) -> list[T]:
+    """`expand` (`expand_paths`, or Spark's, which also lists URIs), refusing to find none: a command
+    given no event file has nothing to read, and an empty result would look like a quiet month.
+    Raises FileNotFoundError naming the paths."""
     paths = list(paths)
-    files = expand_paths(paths)
+    files = expand(paths)
     if not files:
         raise FileNotFoundError(f"no event files ({', '.join(SUFFIXES)}) in {', '.join(map(str, paths)) or 'no path given'}")
     return files

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from kabuguard.engine import Pipeline
-from kabuguard.events.reader import SUFFIXES, expand_paths, line_item, numbered
+from kabuguard.events.reader import SUFFIXES, event_files, expand_paths, line_item, numbered
 from kabuguard.policy import Policy
 
 # seq = file index << LINE_BITS | line number: one long that sorts like (file, line).
@@ -42,12 +42,10 @@ def is_remote(name: str) -> bool:
 
 
 def expand(spark: Any, paths: Iterable[str | Path]) -> list[str]:
-    """Files to read in the replay's order: local paths as `expand_paths`, URIs listed by Hadoop."""
-    out: list[str] = []
-    for raw in paths:
-        text = str(raw)
-        out.extend(_remote(spark, text) if is_remote(text) else map(str, expand_paths([raw])))
-    return out
+    """Files to read in the replay's order: local paths as `expand_paths`, URIs listed by Hadoop;
+    FileNotFoundError when there are none, as for the replay (`event_files`)."""
+    return event_files(paths, lambda named: [found for raw in named for found in (
+        _remote(spark, str(raw)) if is_remote(str(raw)) else map(str, expand_paths([raw])))])
 
 
 def _remote(spark: Any, uri: str) -> list[str]:
@@ -93,8 +91,6 @@ def read_events(spark: Any, files: list[str], policy: Policy) -> Any:
                         .mapPartitions(_TextTask(policy)))
     if rdds:
         frames.append(spark.createDataFrame(sc.union(rdds), EVENT_COLUMNS))
-    if not frames:
-        return spark.createDataFrame([], EVENT_COLUMNS)
     out = frames[0]
     for frame in frames[1:]:
         out = out.unionByName(frame)
