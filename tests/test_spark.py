@@ -218,3 +218,29 @@ def test_no_event_files_or_a_missing_uri_is_a_usage_error_as_for_the_replay(spar
                                                "--engine", engine])
             assert result.exit_code == 2 and says in result.output, (engine, path, result.output)
     assert not (tmp_path / "spark" / "decisions.jsonl").exists()
+
+
+def test_an_interrupted_spark_replay_exits_130_marked_incomplete_and_a_finished_one_clears_the_mark(
+        spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing of an earlier run into the folder is left looking like the interrupted run's."""
+    import kabuguard.spark.runner as runner
+
+    stream = brokerage(attack=False)
+    earlier = stream.write(tmp_path / "earlier.jsonl")
+    events = tmp_path / "e.jsonl"
+    events.write_text(earlier.read_text() + "{oops\n")
+    out = tmp_path / "out"
+    assert CliRunner().invoke(main, ["replay", str(earlier), "--out", str(out), "--quiet"]).exit_code == 0
+    spark_args = ["replay", str(events), "--out", str(out), "--quiet", "--engine", "spark", "--master", "local[2]"]
+
+    def interrupted(*args: object) -> None:  # Ctrl-C once the input is read
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_stages", interrupted)
+    result = CliRunner().invoke(main, spark_args)
+    assert result.exit_code == 130 and "INCOMPLETE" in result.output
+    assert (out / "INCOMPLETE").exists() and not (out / "decisions.jsonl").exists()
+    assert [json.loads(line)["file"] for line in (out / "rejected.jsonl").open()] == [str(events)]
+    monkeypatch.undo()
+    assert CliRunner().invoke(main, spark_args).exit_code == 1
+    assert not (out / "INCOMPLETE").exists() and (out / "decisions.jsonl").stat().st_size > 0

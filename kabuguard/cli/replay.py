@@ -45,6 +45,12 @@ def replay(paths: tuple[str, ...], out_dir: str, policy_path: str | None, quiet:
     make_out(out_dir)
     try:
         summary = _run(paths, out_dir, policy, quiet, engine, master, partitions, parquet, spill_after)
+    except KeyboardInterrupt:
+        from kabuguard.replay import INCOMPLETE
+
+        click.echo(f"interrupted: {out_dir} holds only what was decided so far (on Spark, nothing), and "
+                   f"{INCOMPLETE} marks it as incomplete; run again to decide everything", err=True)
+        sys.exit(130)
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(
@@ -75,11 +81,6 @@ def _run(paths: tuple[str, ...], out_dir: str, policy: Policy, quiet: bool, engi
                             parquet=parquet)
     if master or partitions or parquet:
         raise click.UsageError("--master, --partitions and --parquet need --engine spark")
-    from kabuguard.replay import INCOMPLETE, replay as run
+    from kabuguard.replay import replay as run
 
-    try:
-        return run(paths, out_dir, policy, quiet=quiet, spill_after=spill_after)
-    except KeyboardInterrupt:
-        click.echo(f"interrupted: the decisions made so far are in {out_dir}, which {INCOMPLETE} marks "
-                   "as incomplete; run again to decide everything", err=True)
-        sys.exit(130)
+    return run(paths, out_dir, policy, quiet=quiet, spill_after=spill_after)

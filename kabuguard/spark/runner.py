@@ -4,6 +4,7 @@ Steps: read and validate (kabuguard.spark.read), drop later duplicates of an `ev
 total order, broadcast the instruments, run the keyed stages (kabuguard.spark.stages), then
 write `decisions.jsonl`, `alerts.jsonl` and `rejected.jsonl` in the total order, byte for byte
 what `kabuguard replay` writes; with `parquet=True` also `decisions.parquet/` and `alerts.parquet/`.
+As in the replay, the INCOMPLETE marker stays in the output folder until the run has finished.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import msgspec
 
 from kabuguard.policy import Policy, load_policy
-from kabuguard.replay import ReplaySummary
+from kabuguard.replay import INCOMPLETE, ReplaySummary
 from kabuguard.spark.progress import watch
 from kabuguard.spark.read import LINE_BITS, STAGE_KEYS, expand, read_events
 from kabuguard.spark.session import spark_session
@@ -47,11 +48,17 @@ def replay_spark(paths: Iterable[str | Path], out_dir: str | Path, policy: Polic
     with watch(sc, quiet) as w:
         w.begin("reading and validating")
         files = expand(spark, paths)
+        marker = _begin(out)
         decoded = read_events(spark, files, policy).persist(StorageLevel.MEMORY_AND_DISK)
         counts = {row["bad"]: row["count"] for row in
                   decoded.groupBy(F.col("reason").isNotNull().alias("bad")).count().collect()}
         rejected = (decoded.where(F.col("reason").isNotNull()).select("seq", "reason").orderBy("seq").collect()
                     if counts.get(True) else [])
+        with (out / "rejected.jsonl").open("wb") as fh:  # written now, so an interrupted run says them too
+            for row in rejected:
+                seq = row["seq"]
+                line = {"file": files[seq >> LINE_BITS], "line": seq & ((1 << LINE_BITS) - 1), "reason": row["reason"]}
+                fh.write(_encode(line) + b"\n")
 
         w.begin("dropping duplicate event ids")
         first = Window.partitionBy("event_id").orderBy("ts_us", "seq")
@@ -106,14 +113,21 @@ def replay_spark(paths: Iterable[str | Path], out_dir: str | Path, policy: Polic
         refs.unpersist()
     if timings is not None:
         timings.update(w.timings)
-
-    with (out / "rejected.jsonl").open("wb") as fh:
-        for row in rejected:
-            seq = row["seq"]
-            line = {"file": files[seq >> LINE_BITS], "line": seq & ((1 << LINE_BITS) - 1), "reason": row["reason"]}
-            fh.write(_encode(line) + b"\n")
+    marker.unlink()
     return ReplaySummary(files=len(files), events=n_events, duplicates=counts.get(False, 0) - n_events,
                          rejected=len(rejected), decisions=verdicts, alerts=alert_types, out_dir=out)
+
+
+def _begin(out: Path) -> Path:
+    """The replay's INCOMPLETE marker, then no output of an earlier run into `out`: Spark writes its
+    outputs at the end, so an interrupted run would leave the earlier ones looking like its own."""
+    marker = out / INCOMPLETE
+    marker.write_text("a Spark replay into this folder has not finished: its decisions and alerts are missing\n")
+    for name in ("decisions.jsonl", "alerts.jsonl", "rejected.jsonl"):
+        (out / name).unlink(missing_ok=True)
+    for name in ("decisions.parquet", "alerts.parquet"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    return marker
 
 
 def _concatenate(parts: Path, target: Path) -> None:
