@@ -9,6 +9,8 @@ checked. A failed check keeps its row; a refused or successful one gives it back
 
 from __future__ import annotations
 
+import threading
+
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Connection, Engine
 
@@ -16,6 +18,11 @@ from kabuguard.console.clock import now_us
 from kabuguard.console.models import login_attempts
 
 _MINUTE_US = 60_000_000
+# One process's login writes (reservations, and the caller's failure or success records) one at a
+# time: the embedded SQLite takes one writer at a time and waits only a request's deadline for it,
+# so a burst of guesses failed with "database is locked" (a 500). The embedded service has one
+# process; PostgreSQL needs no lock, and logins are too few for it to cost anything there.
+serial = threading.Lock()
 
 
 def reserve(engine: Engine, username: str, limit: int, minutes: float) -> int | None:
@@ -25,15 +32,16 @@ def reserve(engine: Engine, username: str, limit: int, minutes: float) -> int | 
     since = now - int(minutes * _MINUTE_US)
     if _taken(engine, username, since) >= limit:  # locked already: refused without a write
         return None
-    with engine.begin() as conn:
-        attempt_id = int(conn.execute(login_attempts.insert().values(username=username, at_us=now))
-                         .inserted_primary_key[0])
-        conn.execute(delete(login_attempts).where(login_attempts.c.username == username,
-                                                  login_attempts.c.at_us < since))
-    if _taken(engine, username, since) > limit:
+    with serial:
         with engine.begin() as conn:
-            give_back(conn, attempt_id)
-        return None
+            attempt_id = int(conn.execute(login_attempts.insert().values(username=username, at_us=now))
+                             .inserted_primary_key[0])
+            conn.execute(delete(login_attempts).where(login_attempts.c.username == username,
+                                                      login_attempts.c.at_us < since))
+        if _taken(engine, username, since) > limit:
+            with engine.begin() as conn:
+                give_back(conn, attempt_id)
+            return None
     return attempt_id
 
 

@@ -128,10 +128,10 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
                         error=f"Too many failed logins for this user: try again in {LOCKOUT_MINUTES} minutes.")
         user = authenticate(engine, username, password)
         if user is None:
-            with engine.begin() as conn:
+            with lockout.serial, engine.begin() as conn:
                 audit.record(conn, username[:64], "session.login_failed", "wrong user name or password")
             return page(request, "login.html", 401, csrf=expected, next=next, error="Wrong user name or password.")
-        with engine.begin() as conn:
+        with lockout.serial, engine.begin() as conn:
             lockout.give_back(conn, attempt)
             audit.record(conn, user.username, "session.login", "logged in", firm=user.firm)
         response = RedirectResponse(next if next.startswith(PREFIX + "/") else f"{PREFIX}/", status_code=303)
