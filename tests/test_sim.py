@@ -224,6 +224,23 @@ def test_an_interrupted_simulation_says_so_and_exits_130(tmp_path: Path, monkeyp
     assert again.exit_code == 2 and "already holds a run" in again.output
 
 
+def test_an_interrupted_demo_exits_130_and_the_next_replaces_its_folder(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """It exited 1, which means rejected input."""
+    from kabuguard.sim.writer import RunWriter
+
+    def interrupted(self: RunWriter, day: dt.date, events: list) -> None:  # Ctrl-C while simulating
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunWriter, "activity", interrupted)
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--accounts", "100", "--days", "2", "--quiet"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 130 and "the next demo replaces it" in result.output
+    monkeypatch.undo()
+    assert CliRunner().invoke(main, args).exit_code == 0
+
+
 def test_no_one_sells_shares_they_do_not_hold(small_run: Path) -> None:
     events = _events(small_run, bars=False)
     held = {(a["account_id"], h["symbol"]): h["qty"] for a in events if a["type"] == "account" for h in a["holdings"]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import click
@@ -37,11 +38,15 @@ def demo(out_dir: Path, accounts: int, days: int, seed: int, quiet: bool) -> Non
     make_out(out_dir)  # an empty folder given as --out is fine
     (out_dir / _MARKER).write_text("created by `kabuguard demo`; replaced by the next demo\n")
 
-    with progress(quiet) as bar:
-        task = bar.add_task("simulating", total=days)
-        simulate(Config(accounts=accounts, days=days, seed=seed), out_dir / "sim",
-                 progress=lambda stage, done: bar.update(task, description=f"simulating {stage}", completed=done))
-    summary = replay([out_dir / "sim" / "events"], out_dir / "run", quiet=quiet)
+    try:
+        with progress(quiet) as bar:
+            task = bar.add_task("simulating", total=days)
+            simulate(Config(accounts=accounts, days=days, seed=seed), out_dir / "sim",
+                     progress=lambda stage, done: bar.update(task, description=f"simulating {stage}", completed=done))
+        summary = replay([out_dir / "sim" / "events"], out_dir / "run", quiet=quiet)
+    except KeyboardInterrupt:  # 1 would say the input had rejected lines
+        click.echo(f"interrupted: {out_dir} holds part of a demo; the next demo replaces it", err=True)
+        sys.exit(130)
     click.echo(f"replayed {summary.events:,} events: " + ", ".join(f"{k} {v:,}" for k, v in sorted(summary.decisions.items())))
     metrics = evaluate_run(out_dir / "sim" / "labels.jsonl", out_dir / "run", out_dir / "eval", progress=not quiet)
     for line in summary_lines(metrics):
