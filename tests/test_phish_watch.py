@@ -56,6 +56,17 @@ def test_watch_survives_malformed_records_and_alerts(scorer: Scorer) -> None:
     assert alerts[1].first_seen == "2025-03-01T00:00:00Z"
 
 
+def test_the_monitor_remembers_a_bounded_number_of_hosts_oldest_forgotten_first(scorer: Scorer) -> None:
+    """It kept every host of the stream for the life of the watch: millions a day on a certificate stream."""
+    monitor = Monitor(scorer, scorer.threshold, remember=2)
+    phish, when = "www.sbisec.co.jp.verify-account.top", "2025-04-01T00:00:00Z"
+    assert monitor.check(phish, when) is not None and monitor.check(phish, when) is None  # once while remembered
+    for host in ("example.com", "example.org"):
+        monitor.check(host, when)
+    assert len(monitor.seen) == 2 and phish not in monitor.seen
+    assert monitor.check(phish, when) is not None  # forgotten, so scored again
+
+
 def test_alerts_become_indicators_and_takedown_evidence(scorer: Scorer) -> None:
     hit = Monitor(scorer, scorer.threshold).check("www.sbisec.co.jp.verify-account.top", "2025-04-01T00:00:00Z")
     assert hit is not None

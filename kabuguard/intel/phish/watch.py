@@ -125,20 +125,29 @@ class WatchStats:
 
 
 class Monitor:
-    """Scores each new domain once and turns alerts into indicators."""
+    """Scores each new domain once and turns alerts into indicators.
 
-    def __init__(self, scorer: Scorer, threshold: float, known: IndicatorStore | None = None) -> None:
+    It remembers the last `remember` hosts it scored, oldest forgotten first: a certificate stream
+    repeats a host within minutes (precertificate, certificate, renewals), and names millions of
+    hosts a day, so a set of every host would grow for the life of the watch. A host seen again
+    after it was forgotten is scored, and may alert, again."""
+
+    def __init__(self, scorer: Scorer, threshold: float, known: IndicatorStore | None = None,
+                 remember: int = 500_000) -> None:
         self.scorer = scorer
         self.threshold = threshold
         self.known = known
-        self.seen: set[str] = set()
+        self.remember = remember
+        self.seen: dict[str, None] = {}  # insertion order: the oldest first
 
     def check(self, domain: str, first_seen: str) -> tuple[Verdict, Indicator] | None:
-        """Score a domain not seen before in this run; the verdict and indicator if it alerts."""
+        """Score a domain not seen lately; the verdict and indicator if it alerts."""
         host = domain.strip().lower().removeprefix("*.")
         if host in self.seen:
             return None
-        self.seen.add(host)
+        self.seen[host] = None
+        if len(self.seen) > self.remember:
+            del self.seen[next(iter(self.seen))]
         target = parse_target(host)
         verdict = self.scorer.score_target(target)
         if not verdict.alert(self.threshold) and not verdict.official and self.known is not None:
