@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kabuguard.intel.phish.domains import parse_target, split_host
+from kabuguard.intel.phish.domains import is_host_name, parse_target, split_host
 
 
 @pytest.mark.parametrize(
@@ -41,3 +41,12 @@ def test_urls_wildcards_and_ips() -> None:
     assert parse_target("http://203.0.113.9/login").host.is_ip
     with pytest.raises(ValueError):
         parse_target("http://")
+
+
+def test_an_internationalised_name_idna_takes_is_a_host_and_junk_is_not() -> None:
+    """The host check refused `ヤマダ・デンキ.jp` (its middle dot is no letter, but IDNA takes it)."""
+    for host in ("ヤマダ・デンキ.jp", "xn--nckubv4g3a7g8b.jp", "楽天証券.com", "sbi-sec.top"):
+        assert is_host_name(host), host
+    assert parse_target("https://ヤマダ・デンキ.jp/login").host.registered == "ヤマダ・デンキ.jp"
+    for junk in ('"sbi-sec.top"', "sbi-sec.top,2024", "楽天,証券.com", "楽天証券.com\t", "a..b"):
+        assert not is_host_name(junk), junk

@@ -149,8 +149,18 @@ def is_host_name(host: str) -> bool:
     no host: scored as one, they would be shared and sent for takedown as written."""
     if host.isascii():
         return _ASCII_HOST.fullmatch(host) is not None or _is_ipv6(host)
-    return all(0 < len(label) <= 63 and all(c.isalnum() or c in "-_" or unicodedata.category(c)[0] == "M" for c in label)
-               for label in host.removesuffix(".").split("."))
+    # An internationalised label is one IDNA takes (`ヤマダ・デンキ` too: its middle dot is no
+    # letter); its ASCII characters are still letters, digits, hyphens and underscores only.
+    return all(0 < len(label) <= 63 and all(c.isalnum() or c in "-_" for c in label if c.isascii())
+               and _idna_label(label) for label in host.removesuffix(".").split("."))
+
+
+def _idna_label(label: str) -> bool:
+    try:
+        label.encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def split_host(host: str) -> Host:
