@@ -267,3 +267,29 @@ def test_the_consoles_logs_are_json_lines_beside_the_services_each_once(tmp_path
     assert said.count(("kabuguard.console", "containment recorded")) == 1  # once: not also propagated
     assert said.count(("kabuguard.service", "service ready")) == 1
     assert ("kabuguard.console", "webhook delivery failed") in said
+
+
+def test_a_reason_the_record_cannot_hold_is_refused_before_the_state_changes(tmp_path: Path) -> None:
+    """A NUL in the reason passed the checks, the core blocked the account, then PostgreSQL refused
+    the record: blocked, unrecorded, and the analyst told the request failed."""
+    from kabuguard.console.containment import ContainmentError
+
+    s = Served(Settings(db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9))
+    with s.client:
+        s.post(_habits(tmp_path))
+        with pytest.raises(ContainmentError, match="NUL"):
+            s.contain(["A3"], reason="takeover\x00")
+        assert s.post([late_login("A3", 1)])[0]["decision"]["decision"] == "allow"
+
+
+def test_a_record_that_fails_after_the_state_changed_says_the_account_is_contained(tmp_path: Path) -> None:
+    s = Served(Settings(db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9))
+    with s.client:
+        s.post(_habits(tmp_path))
+        with s.service.db.engine.begin() as conn:  # the record's table gone: its insert fails
+            conn.exec_driver_sql("DROP TABLE containment_actions")
+        with pytest.raises(HTTPException) as failed:
+            s.contain(["A3"])
+        assert failed.value.status_code == 500 and "is contained" in failed.value.detail
+        assert "contain again" in failed.value.detail
+        assert s.post([late_login("A3", 1)])[0]["decision"]["reasons"][0] == "contained"

@@ -73,9 +73,13 @@ class Containment:
         if unknown or not measures:
             raise ContainmentError(f"measures: expected some of {', '.join(MEASURES)}, got {sorted(measures)}")
         accounts = list(dict.fromkeys(account_ids))
+        # What the record will hold is checked before the state changes: a refusal after it would
+        # leave the account blocked and unrecorded.
         wrong = [a for a in accounts if not 0 < len(a) <= ID_MAX or "\x00" in a]
-        if wrong:  # before the state: no event could ever name such an account
+        if wrong:
             raise ContainmentError(f"account_id: 1 to {ID_MAX} characters and no NUL character, got {wrong[0][:40]!r}")
+        if "\x00" in reason or "\x00" in firm:
+            raise ContainmentError("reason: a NUL character, which the database cannot store")
         try:
             # Either form of the account's key: multi-firm feeds key accounts `firm:account`.
             await self.decider.contain(firm, [k for a in accounts for k in (a, f"{firm}:{a}")])
@@ -85,8 +89,15 @@ class Containment:
             if is_store_error(exc):
                 raise StateUnavailable(exc) from exc
             raise
-        ids = await run_in_threadpool(self._record_now, actor, firm, accounts, reason, list(measures), "console",
-                                      alert_id, False)
+        try:
+            ids = await run_in_threadpool(self._record_now, actor, firm, accounts, reason, list(measures),
+                                          "console", alert_id, False)
+        except Exception as exc:
+            log.error("containment applied but not recorded", extra={"accounts": len(accounts),
+                                                                    "error": type(exc).__name__})
+            raise HTTPException(500, f"the account{'s are' if len(accounts) > 1 else ' is'} contained (later events "
+                                     f"are blocked), but recording it failed ({type(exc).__name__}), so no webhook "
+                                     "was sent: contain again to record it and notify the firm's systems") from exc
         self.deliverer.wake()
         return ids
 
