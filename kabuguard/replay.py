@@ -89,12 +89,32 @@ def collector_off() -> Iterator[None]:
             gc.enable()
 
 
+# What a replay writes into its output folder (Spark's --parquet adds the two folders).
+OUTPUTS = ("decisions.jsonl", "alerts.jsonl", "rejected.jsonl", "decisions.parquet", "alerts.parquet")
+
+
+class InputIsOutput(ValueError):
+    """An input file is one of the replay's own outputs in `--out`."""
+
+
+def refuse_outputs(files: Iterable[str | Path], out: Path) -> None:
+    """Refuse input that a replay into `out` writes: it would be emptied before it is read (or,
+    from an earlier Spark run's Parquet folders, read as events)."""
+    outputs = [(out / name).resolve() for name in OUTPUTS]
+    for file in files:
+        if "://" in str(file):  # a URI: never a local output
+            continue
+        path = Path(file).resolve()
+        if any(path == o or o in path.parents for o in outputs):
+            raise InputIsOutput(f"{file} is an output of a replay into {out}: choose another --out, or move the input")
+
+
 def replay(paths: Iterable[str | Path], out_dir: str | Path, policy: Policy | None = None,
            quiet: bool = False, spill_after: int | None = SPILL_AFTER) -> ReplaySummary:
     """Decide every activity event of `paths` as production would have, into `out_dir`."""
     paths = list(paths)
-    event_files(paths)
     out = Path(out_dir)
+    refuse_outputs(event_files(paths), out)
     out.mkdir(parents=True, exist_ok=True)
     marker = out / INCOMPLETE
     marker.write_text("a replay into this folder has not finished: its decisions and alerts stop early\n")
@@ -176,4 +196,4 @@ def _count(counts: dict[str, int], values: Iterable[str]) -> None:
         counts[value] = counts.get(value, 0) + 1
 
 
-__all__ = ["DECIDABLE", "ReplaySummary", "collector_off", "decide", "read_events", "replay"]
+__all__ = ["DECIDABLE", "InputIsOutput", "ReplaySummary", "collector_off", "decide", "read_events", "refuse_outputs", "replay"]

@@ -296,3 +296,14 @@ def test_a_replay_interrupted_while_reading_leaves_no_earlier_runs_decisions(
         replay([stream.write(tmp_path / "other.jsonl")], out, quiet=True)
     assert (out / "INCOMPLETE").exists()
     assert (out / "decisions.jsonl").read_bytes() == (out / "alerts.jsonl").read_bytes() == b""
+
+
+def test_an_input_that_is_an_output_of_the_replay_is_a_usage_error(tmp_path: Path, stream: Stream) -> None:
+    """`replay feed/ --out feed/` emptied feed/alerts.jsonl before reading it and decided 0 events."""
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    stream.write(feed / "alerts.jsonl")  # an export that happens to have the name
+    result = CliRunner().invoke(main, ["replay", str(feed), "--out", str(feed)])
+    assert result.exit_code == 2 and "is an output of a replay into" in result.output, result.output
+    assert (feed / "alerts.jsonl").stat().st_size > 0 and not (feed / "INCOMPLETE").exists()
+    assert CliRunner().invoke(main, ["replay", str(feed), "--out", str(tmp_path / "run")]).exit_code == 0

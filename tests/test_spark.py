@@ -244,3 +244,14 @@ def test_an_interrupted_spark_replay_exits_130_marked_incomplete_and_a_finished_
     monkeypatch.undo()
     assert CliRunner().invoke(main, spark_args).exit_code == 1
     assert not (out / "INCOMPLETE").exists() and (out / "decisions.jsonl").stat().st_size > 0
+
+
+def test_spark_refuses_an_input_that_is_an_output_of_the_replay(spark, tmp_path: Path) -> None:
+    """Spark deleted feed/alerts.jsonl, an earlier output to it, before its lazy read of it."""
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    brokerage().write(feed / "alerts.jsonl")
+    result = CliRunner().invoke(main, ["replay", str(feed), "--out", str(feed), "--engine", "spark",
+                                       "--master", "local[2]", "--quiet"])
+    assert result.exit_code == 2 and "is an output of a replay into" in result.output, result.output
+    assert (feed / "alerts.jsonl").stat().st_size > 0 and not (feed / "INCOMPLETE").exists()

@@ -43,15 +43,16 @@ def replay(paths: tuple[str, ...], out_dir: str, policy_path: str | None, quiet:
     if engine == "spark" and spill_after != SPILL_AFTER:
         raise click.UsageError("--spill-after is for --engine local: Spark sorts on its own disks")
     make_out(out_dir)
+    from kabuguard.replay import INCOMPLETE, InputIsOutput
+
     try:
         summary = _run(paths, out_dir, policy, quiet, engine, master, partitions, parquet, spill_after)
     except KeyboardInterrupt:
-        from kabuguard.replay import INCOMPLETE
 
         click.echo(f"interrupted: {out_dir} holds only what was decided so far (on Spark, nothing), and "
                    f"{INCOMPLETE} marks it as incomplete; run again to decide everything", err=True)
         sys.exit(130)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, InputIsOutput) as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(
         f"{summary.events} events from {summary.files} files ({summary.duplicates} duplicates, "

@@ -16,7 +16,7 @@ from pathlib import Path
 import msgspec
 
 from kabuguard.policy import Policy, load_policy
-from kabuguard.replay import INCOMPLETE, ReplaySummary
+from kabuguard.replay import INCOMPLETE, ReplaySummary, refuse_outputs
 from kabuguard.spark.progress import watch
 from kabuguard.spark.read import LINE_BITS, STAGE_KEYS, expand, read_events
 from kabuguard.spark.session import spark_session
@@ -48,6 +48,7 @@ def replay_spark(paths: Iterable[str | Path], out_dir: str | Path, policy: Polic
     with watch(sc, quiet) as w:
         w.begin("reading and validating")
         files = expand(spark, paths)
+        refuse_outputs(files, out)
         marker = _begin(out)
         decoded = read_events(spark, files, policy).persist(StorageLevel.MEMORY_AND_DISK)
         counts = {row["bad"]: row["count"] for row in
