@@ -70,7 +70,9 @@ def _remote(spark: Any, uri: str) -> list[str]:
 def read_events(spark: Any, files: list[str], policy: Policy) -> Any:
     """Every line and row of `files` as a DataFrame with EVENT_COLUMNS; bad ones carry `reason`."""
     sc = spark.sparkContext
-    local = [(index, name) for index, name in enumerate(files) if not is_remote(name)]
+    # Absolute, as the driver sees it: an executor's working directory need not be the driver's
+    # (rejections still name the file as given, through its index).
+    local = [(index, str(Path(name).absolute())) for index, name in enumerate(files) if not is_remote(name)]
     # One task per file: a file is read whole, as the replay reads it.
     rdds = [sc.parallelize(local, len(local)).mapPartitions(_FileTask(policy))] if local else []
     frames = []
