@@ -50,3 +50,11 @@ def test_an_internationalised_name_idna_takes_is_a_host_and_junk_is_not() -> Non
     assert parse_target("https://ヤマダ・デンキ.jp/login").host.registered == "ヤマダ・デンキ.jp"
     for junk in ('"sbi-sec.top"', "sbi-sec.top,2024", "楽天,証券.com", "楽天証券.com\t", "a..b"):
         assert not is_host_name(junk), junk
+
+
+@pytest.mark.parametrize("url", ["http://3232235777/login", "http://0xc0a80101/", "http://0300.0250.1.1/",
+                                 "http://192.168.257/"])
+def test_an_address_spelt_as_a_number_is_the_address_a_browser_visits(url: str) -> None:
+    """`http://3232235777/` is 192.168.1.1 to a browser; it was read as a host name, no IP."""
+    host = parse_target(url).host
+    assert (host.host, host.is_ip) == ("192.168.1.1", True)

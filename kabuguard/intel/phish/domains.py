@@ -240,5 +240,27 @@ def _as_browsers_read(host: str) -> str:
     if "%" in host:
         host = unquote(host)
     if host.isascii():
-        return host.lower()
+        return _numeric_ipv4(host.lower()) or host.lower()
     return unicodedata.normalize("NFKC", host).translate(_HOST_FOLD).lower()
+
+
+def _numeric_ipv4(host: str) -> str | None:
+    """The dotted address a browser reads in a host whose last label is a number (the WHATWG URL
+    rules): `3232235777`, `0xc0a80101` and `0300.0250.1.1` all visit 192.168.1.1, and phishing
+    links spell addresses so to pass as something else. None when the host is no such number."""
+    labels = host.removesuffix(".").split(".")
+    if not 1 <= len(labels) <= 4 or not all(labels):
+        return None
+    numbers = []
+    for label in labels:
+        base, digits = (16, label[2:]) if label[:2] == "0x" else (8, label[1:]) if label[:1] == "0" and len(label) > 1 \
+            else (10, label)
+        try:
+            numbers.append(int(digits or "0", base))
+        except ValueError:
+            return None
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
+        return None
+    value = sum(n << 8 * (3 - i) for i, n in enumerate(head)) + last
+    return str(ipaddress.IPv4Address(value))
