@@ -18,7 +18,7 @@ import msgspec
 
 from kabuguard.engine import Pipeline
 from kabuguard.events import DECIDABLE, Event, Rejection, expand_paths, read_file
-from kabuguard.events.reader import event_files
+from kabuguard.events.reader import event_files, is_remote
 from kabuguard.events.order import SPILL_AFTER, TotalOrder
 from kabuguard.policy import Policy
 from kabuguard.progress import progress
@@ -102,7 +102,7 @@ def refuse_outputs(files: Iterable[str | Path], out: Path) -> None:
     from an earlier Spark run's Parquet folders, read as events)."""
     outputs = [(out / name).resolve() for name in OUTPUTS]
     for file in files:
-        if "://" in str(file):  # a URI: never a local output
+        if is_remote(file):  # never a local output
             continue
         path = Path(file).resolve()
         if any(path == o or o in path.parents for o in outputs):

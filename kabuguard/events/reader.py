@@ -124,6 +124,11 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
+def is_remote(name: str | Path) -> bool:
+    """A URI (hdfs://, s3a://, file://), which only Spark lists and reads, not a local path."""
+    return "://" in str(name)
+
+
 def event_files(paths: Iterable[str | Path], expand: Callable[[list[str | Path]], list[T]] = expand_paths) -> list[T]:
     """`expand` (`expand_paths`, or Spark's, which also lists URIs), refusing to find none: a command
     given no event file has nothing to read, and an empty result would look like a quiet month.

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from kabuguard.engine import Pipeline
-from kabuguard.events.reader import SUFFIXES, event_files, expand_paths, line_item, numbered
+from kabuguard.events.reader import SUFFIXES, event_files, expand_paths, is_remote, line_item, numbered
 from kabuguard.policy import Policy
 
 # seq = file index << LINE_BITS | line number: one long that sorts like (file, line).
@@ -36,16 +36,11 @@ _encode = msgspec.msgpack.Encoder().encode
 _router: Pipeline | None = None
 
 
-def is_remote(name: str) -> bool:
-    """A URI, which Hadoop lists and reads (hdfs://, s3a://, file://), not a local path."""
-    return "://" in name
-
-
 def expand(spark: Any, paths: Iterable[str | Path]) -> list[str]:
     """Files to read in the replay's order: local paths as `expand_paths`, URIs listed by Hadoop;
     FileNotFoundError when there are none, as for the replay (`event_files`)."""
     return event_files(paths, lambda named: [found for raw in named for found in (
-        _remote(spark, str(raw)) if is_remote(str(raw)) else map(str, expand_paths([raw])))])
+        _remote(spark, str(raw)) if is_remote(raw) else map(str, expand_paths([raw])))])
 
 
 def _remote(spark: Any, uri: str) -> list[str]:
@@ -121,6 +116,11 @@ def _rejected(seq: int, reason: str) -> tuple:
     return (seq, None, None, None, *([None] * len(STAGE_KEYS)), None, None, reason)
 
 
+def _item_row(seq: int, item: Any, pipeline: Pipeline) -> tuple:
+    """The row of what the replay's reader made of a line or row: its event, or why it is rejected."""
+    return _rejected(seq, item) if isinstance(item, str) else _row(seq, item, pipeline)
+
+
 class _FileTask:
     """Reads and validates whole local files with the replay's reader (a class, so that Spark
     pickles it by reference)."""
@@ -133,7 +133,7 @@ class _FileTask:
         for index, name in files:
             for number, item in numbered(Path(name)):
                 seq = index << LINE_BITS | number
-                yield _rejected(seq, item) if isinstance(item, str) else _row(seq, item, pipeline)
+                yield _item_row(seq, item, pipeline)
 
 
 class _TextTask:
@@ -150,7 +150,7 @@ class _TextTask:
                 continue
             seq = index << LINE_BITS | number
             item = line_item(line)  # the replay's, line for line (kabuguard.events.reader.numbered)
-            yield _rejected(seq, item) if isinstance(item, str) else _row(seq, item, pipeline)
+            yield _item_row(seq, item, pipeline)
 
 
 class _ParquetTask:
@@ -172,7 +172,7 @@ class _ParquetTask:
             out = []
             for at, item in zip(rows_at, batch_events(batch.drop_columns(["__row"]))):
                 seq = index << LINE_BITS | (at + 1)
-                out.append(_rejected(seq, item) if isinstance(item, str) else _row(seq, item, pipeline))
+                out.append(_item_row(seq, item, pipeline))
             yield pa.RecordBatch.from_pylist(
                 [dict(zip(_NAMES, r)) for r in out], schema=_arrow_schema()) if out else _empty()
 

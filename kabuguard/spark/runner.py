@@ -16,7 +16,7 @@ from pathlib import Path
 import msgspec
 
 from kabuguard.policy import Policy, load_policy
-from kabuguard.replay import INCOMPLETE, ReplaySummary, refuse_outputs
+from kabuguard.replay import INCOMPLETE, OUTPUTS, ReplaySummary, refuse_outputs
 from kabuguard.spark.progress import watch
 from kabuguard.spark.read import LINE_BITS, STAGE_KEYS, expand, read_events
 from kabuguard.spark.session import spark_session
@@ -124,10 +124,11 @@ def _begin(out: Path) -> Path:
     outputs at the end, so an interrupted run would leave the earlier ones looking like its own."""
     marker = out / INCOMPLETE
     marker.write_text("a Spark replay into this folder has not finished: its decisions and alerts are missing\n")
-    for name in ("decisions.jsonl", "alerts.jsonl", "rejected.jsonl"):
-        (out / name).unlink(missing_ok=True)
-    for name in ("decisions.parquet", "alerts.parquet"):
-        shutil.rmtree(out / name, ignore_errors=True)
+    for name in OUTPUTS:
+        if name.endswith(".parquet"):
+            shutil.rmtree(out / name, ignore_errors=True)
+        else:
+            (out / name).unlink(missing_ok=True)
     return marker
 
 
