@@ -32,7 +32,7 @@ from kabuguard.console.models import containment_actions, webhook_outbox
 from kabuguard.console.webhooks import Deliverer
 from kabuguard.events.model import ID_MAX
 from kabuguard.policy.playbooks import MEASURES, Playbook, fired
-from kabuguard.service.decider import Decider, Degraded, is_store_error
+from kabuguard.service.decider import Decider, is_store_error
 
 log = logging.getLogger("kabuguard.console")
 
@@ -83,8 +83,6 @@ class Containment:
         try:
             # Either form of the account's key: multi-firm feeds key accounts `firm:account`.
             await self.decider.contain(firm, [k for a in accounts for k in (a, f"{firm}:{a}")])
-        except (Degraded, TimeoutError, OSError) as exc:
-            raise StateUnavailable(exc) from exc
         except Exception as exc:
             if is_store_error(exc):
                 raise StateUnavailable(exc) from exc

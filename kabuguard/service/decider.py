@@ -109,15 +109,11 @@ class Decider:
                 return self._embedded(firm, events)
             async with asyncio.timeout(self.deadline_s):
                 outcome, records, field = await self._shared(firm, events)
-        except (Degraded, TimeoutError, OSError, ConnectionError) as exc:
-            return self._degraded(firm, events, exc)
         except StateFormatMismatch as exc:
             log.error("state format mismatch", extra={"detail": str(exc)})
             return self._degraded(firm, events, exc)
         except Exception as exc:
-            # Driver errors (redis, SQLAlchemy) carry no common base: any failure to reach a
-            # store is degraded mode, never a 500.
-            if is_store_error(exc):
+            if is_store_error(exc):  # any failure to reach a store is degraded mode, never a 500
                 return self._degraded(firm, events, exc)
             raise
         if records is not None:
@@ -412,5 +408,8 @@ def _unique(items: Any) -> list[Any]:
 
 
 def is_store_error(exc: BaseException) -> bool:
-    module = type(exc).__module__
-    return isinstance(exc, ReplyError) or module.startswith(("redis", "sqlalchemy", "psycopg", "sqlite3"))
+    """A store that could not be reached in time: ours (Degraded), a timeout or a socket's error, or
+    a driver's (redis, SQLAlchemy, which carry no common base)."""
+    if isinstance(exc, (Degraded, TimeoutError, OSError, ReplyError)):
+        return True
+    return type(exc).__module__.startswith(("redis", "sqlalchemy", "psycopg", "sqlite3"))
