@@ -17,7 +17,7 @@ import json
 import logging
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import HTTPException
@@ -56,11 +56,11 @@ _playbooks_once = threading.Lock()
 
 
 class Containment:
-    def __init__(self, engine: Engine, decider: Decider, receivers: Sequence[str], deliverer: Deliverer,
+    def __init__(self, engine: Engine, decider: Decider, receivers: Callable[[str], list[str]], deliverer: Deliverer,
                  playbooks: Sequence[Playbook] = ()) -> None:
         self.engine = engine
         self.decider = decider
-        self.receivers = list(receivers)
+        self.receivers = receivers  # a firm's receivers
         self.deliverer = deliverer
         self.playbooks = {p.name: p for p in playbooks}
 
@@ -165,10 +165,11 @@ class Containment:
             body = json.dumps({"action_id": action_id, "type": "containment", "firm": firm,
                                "account_id": account_id, "measures": measures, "reason": reason,
                                "actor": actor, "alert_id": alert_id, "at": at}, sort_keys=True).encode()
-            if self.receivers:
+            receivers = self.receivers(firm)
+            if receivers:
                 conn.execute(webhook_outbox.insert(), [
                     {"action_id": action_id, "receiver": url, "body": body, "next_attempt_us": now_us()}
-                    for url in self.receivers])
+                    for url in receivers])
         return ids
 
 

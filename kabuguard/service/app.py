@@ -161,7 +161,7 @@ class Service:
         self.keys = KeyCache(self.db)
         self.deliverer = Deliverer(self.db.engine, settings.webhook_secret, settings.webhook_backoff_s,
                                    settings.webhook_max_backoff_s)
-        self.containment = Containment(self.db.engine, self.decider, settings.receivers(), self.deliverer,
+        self.containment = Containment(self.db.engine, self.decider, settings.receivers, self.deliverer,
                                        pipeline.policy.playbooks)
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -51,8 +51,9 @@ class Settings:
     # only for plain HTTP on a development machine) and how long a login lasts.
     console_secure_cookie: int = 1
     console_session_hours: float = 12.0
-    # Containment webhooks: receivers (comma-separated URLs), the HMAC secret shared with them
-    # (give it in the environment, KABUGUARD_WEBHOOK_SECRET, not in a file), retry backoff.
+    # Containment webhooks: receivers (comma-separated; `FIRM=URL` takes that firm's actions
+    # alone, a bare URL every firm's), the HMAC secret shared with them (give it in the
+    # environment, KABUGUARD_WEBHOOK_SECRET, not in a file), retry backoff.
     webhook_urls: str = ""
     webhook_secret: str = ""
     webhook_backoff_s: float = 1.0
@@ -70,15 +71,31 @@ class Settings:
             raise SettingsError(f"workers: must be at least 1, got {self.workers}")
         if self.workers > 1 and not self.redis():
             raise SettingsError("workers: more than one worker needs shared state: use --state redis://…")
+        for firm, url in self.webhook_receivers():
+            if not url.startswith(("http://", "https://")) or firm == "":
+                raise SettingsError(f"webhook_urls: expected URL or FIRM=URL with an http(s) URL, got "
+                                    f"{(url if firm is None else f'{firm}={url}')!r}")
         if self.receivers() and not self.webhook_secret:
             raise SettingsError("webhook_secret: webhook_urls are set but no secret to sign with "
                                 "(set KABUGUARD_WEBHOOK_SECRET)")
         return self
 
-    def receivers(self) -> list[str]:
+    def webhook_receivers(self) -> list[tuple[str | None, str]]:
+        """Each entry of `webhook_urls` as (firm, URL); firm None for a bare URL. An entry is
+        scoped when what precedes its first `=` is no URL's start (has no `:` or `/`)."""
+        entries = []
+        for entry in (e.strip() for e in self.webhook_urls.split(",")):
+            head, eq, tail = entry.partition("=")
+            scoped = eq and not any(c in head for c in ":/")
+            entries.append((head.strip(), tail.strip()) if scoped else (None, entry))
+        return [(firm, url) for firm, url in entries if url or firm is not None]
+
+    def receivers(self, firm: str | None = None) -> list[str]:
         """The webhook URLs, each once: one listed twice is one receiver (it had two outbox rows
-        for one action, which the outbox's key refuses, failing the containment)."""
-        return list(dict.fromkeys(url.strip() for url in self.webhook_urls.split(",") if url.strip()))
+        for one action, which the outbox's key refuses, failing the containment). With `firm`,
+        those that take its actions: a firm's containment must not reach another firm's systems."""
+        return list(dict.fromkeys(url for scope, url in self.webhook_receivers()
+                                  if firm is None or scope in (None, firm)))
 
     def to_env(self) -> dict[str, str]:
         """The settings as environment variables, so that worker processes read the same."""
