@@ -110,6 +110,19 @@ def test_state_changing_requests_need_the_sessions_csrf_token(app: TestClient) -
     assert via_header.status_code == 200
 
 
+def test_the_notice_after_an_action_is_the_consoles_own_text_never_the_links(app: TestClient) -> None:
+    """A crafted link printed its own text as the console's green status notice."""
+    csrf = login(app, "analyst")
+    firm, alert_id = _campaign(app)
+    contained = app.post("/console/contain/alert", data={"firm": firm, "alert_id": alert_id, "reason": "takeover",
+                                                          "csrf": csrf})
+    assert contained.status_code == 200 and '<p class="done" role="status">contained 6 accounts</p>' in contained.text
+    spoof = "Security notice: re-verify at https://sso.example"
+    for params in ({"done": spoof}, {"done": "contained-alert", "n": spoof}, {"done": "contained-alert", "n": "²"}):
+        page = app.get(f"/console/alerts/{firm}/{alert_id}", params=params).text
+        assert 'class="done"' not in page and "Security notice" not in page
+
+
 def test_an_auditor_reads_everything_and_cannot_act(app: TestClient) -> None:
     csrf = login(app, "auditor")
     firm, alert_id = _campaign(app)
@@ -180,6 +193,9 @@ def test_a_user_of_one_firm_sees_and_acts_only_on_that_firms_records(tmp_path: P
         csrf = login(client, "hana")
         queue = client.get("/console/alerts").text
         assert "/console/alerts/acme/" in queue and "/console/alerts/kaede/" not in queue
+        with engine.connect() as conn:  # the page's poll mark tells nothing of kaede's alerts
+            newest = max(conn.execute(select(alerts.c.seq).where(alerts.c.firm == "acme")).scalars())
+        assert re.search(r'data-last-seq="(\d+)"', queue).group(1) == str(newest)
         assert "/console/alerts/kaede/" not in client.get("/console/alerts", params={"firm": "kaede"}).text
         assert {a["firm"] for a in client.get("/console/api/alerts").json()["alerts"]} == {"acme"}
         for path in (f"/console/alerts/kaede/{theirs}", f"/console/api/campaign/kaede/{theirs}",
@@ -254,7 +270,8 @@ def test_ids_holding_a_slash_open_from_the_queue_and_after_containing(tmp_path: 
             "firm": "acme", "account_id": "branch1/A0", "reason": "confirmed", "csrf": csrf})
         assert contained.headers["location"].startswith("/console/accounts/acme/branch1%2FA0?")
         account_page = client.get(contained.headers["location"])
-        assert account_page.status_code == 200 and "contained branch1/A0" in account_page.text
+        assert account_page.status_code == 200 and "<title>Account branch1/A0 " in account_page.text
+        assert '<p class="done" role="status">account contained</p>' in account_page.text
 
 
 def test_the_queue_filters_and_orders_every_alert_and_polls_only_newer_ones(tmp_path: Path) -> None:

@@ -94,10 +94,14 @@ def alert_queue(engine: Engine, f: AlertFilter, after_seq: int = 0, upto_seq: in
         return best(limit, found, key=lambda a: (_score(a), a["seq"]))
 
 
-def newest_alert_seq(engine: Engine) -> int:
-    """The seq of the newest alert recorded (0: none): the live queue polls for those after it."""
+def newest_alert_seq(engine: Engine, firm: str | None) -> int:
+    """The seq of the newest alert of `firm` (None: of every firm; 0: none): the live queue polls
+    for those after it. Another firm's would tell how many alerts it has."""
+    query = select(func.max(alerts.c.seq))
+    if firm is not None:
+        query = query.where(alerts.c.firm == firm)
     with engine.connect() as conn:
-        return int(conn.execute(select(func.max(alerts.c.seq))).scalar() or 0)
+        return int(conn.execute(query).scalar() or 0)
 
 
 def _queued(seq: int, firm: str, status: str, body: bytes) -> dict[str, Any]:

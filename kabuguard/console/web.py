@@ -49,6 +49,21 @@ _HEADERS = {"Content-Security-Policy": "default-src 'self'; script-src 'self'; s
             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
 
 
+# What the page after an action says, by the code its redirect carries: never text from the
+# link, which a crafted link would have shown as the console's own notice.
+_NOTICES = {"contained": "account contained", "contained-alert": "contained {n} accounts",
+            "case-opened": "case opened", "assigned": "assigned", "comment": "comment added",
+            "linked": "account linked", "closed": "case closed"}
+
+
+def _notice(request: Request) -> str:
+    notice = _NOTICES.get(request.query_params.get("done", ""), "")
+    if "{n}" not in notice:
+        return notice
+    n = request.query_params.get("n", "")
+    return notice.format(n=int(n)) if n.isdecimal() and len(n) < 10 else ""
+
+
 class LoginRequired(Exception):
     """No live session: pages go to the login page, JSON reads get 401."""
 
@@ -64,7 +79,8 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
 
     def page(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
         session = getattr(request.state, "console", None)
-        return templates.TemplateResponse(request, name, {"session": session, "measures": MEASURES, **context},
+        return templates.TemplateResponse(request, name, {"session": session, "measures": MEASURES,
+                                                          "done": _notice(request), **context},
                                           status_code=code, headers=_HEADERS)
 
     def viewer(request: Request) -> Session:
@@ -104,8 +120,8 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
         if firm is None or not session.user.sees(firm):
             raise HTTPException(404, f"case {case_id}: not found")
 
-    def back(path: str, done: str) -> RedirectResponse:
-        return RedirectResponse(f"{PREFIX}{path}?{urlencode({'done': done})}", status_code=303)
+    def back(path: str, done: str, **detail: int) -> RedirectResponse:
+        return RedirectResponse(f"{PREFIX}{path}?{urlencode({'done': done, **detail})}", status_code=303)
 
     # -- login ----------------------------------------------------------------------------
 
@@ -172,7 +188,7 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
     @router.get("/alerts")
     def alert_queue(request: Request, session: Viewer, f: Filter) -> HTMLResponse:
         # Read first: the live poll then brings exactly what is recorded after the rows shown.
-        newest = queries.newest_alert_seq(engine)
+        newest = queries.newest_alert_seq(engine, session.user.firm)
         return page(request, "alerts.html", alerts=queries.alert_queue(engine, f, upto_seq=newest), f=f,
                     last_seq=newest, query=request.url.query)
 
@@ -182,13 +198,13 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
         return {"alerts": queries.alert_queue(engine, f, after_seq=after)}
 
     @router.get("/alerts/{firm}/{alert_id:path}")
-    def alert_page(request: Request, session: Viewer, firm: str, alert_id: str, done: str = "") -> HTMLResponse:
+    def alert_page(request: Request, session: Viewer, firm: str, alert_id: str) -> HTMLResponse:
         within(session, firm)
         found = queries.alert(engine, firm, alert_id)
         if found is None:
             raise HTTPException(404, f"alert {alert_id!r} of firm {firm!r}: not found")
         taken = actions(engine, firm, alert_id=alert_id, limit=None)
-        return page(request, "alert.html", alert=found, accounts=cases.alert_accounts(firm, found), done=done,
+        return page(request, "alert.html", alert=found, accounts=cases.alert_accounts(firm, found),
                     actions=taken, deliveries=deliveries(engine, [a["action_id"] for a in taken]))
 
     @router.get("/api/campaign/{firm}/{alert_id:path}")
@@ -200,9 +216,9 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
         return queries.campaign(engine, found)
 
     @router.get("/accounts/{firm}/{account_id:path}")
-    def account_page(request: Request, session: Viewer, firm: str, account_id: str, done: str = "") -> HTMLResponse:
+    def account_page(request: Request, session: Viewer, firm: str, account_id: str) -> HTMLResponse:
         within(session, firm)
-        return page(request, "account.html", firm=firm, account_id=account_id, done=done,
+        return page(request, "account.html", firm=firm, account_id=account_id,
                     timeline=queries.timeline(engine, firm, account_id), actions=actions(engine, firm, account_id))
 
     @router.get("/cases")
@@ -211,9 +227,9 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
                     status=status)
 
     @router.get("/cases/{case_id}")
-    def case_page(request: Request, session: Viewer, case_id: int, done: str = "") -> HTMLResponse:
+    def case_page(request: Request, session: Viewer, case_id: int) -> HTMLResponse:
         case_within(session, case_id)
-        return page(request, "case.html", case=cases.get_case(engine, case_id), done=done,
+        return page(request, "case.html", case=cases.get_case(engine, case_id),
                     dispositions=DISPOSITIONS, trail=audit.entries(engine, target=f"case:{case_id}"))
 
     @router.get("/audit")
@@ -250,20 +266,20 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
                               reason: Annotated[str, Form()]) -> Response:
         within(session, firm)
         await containment.contain(session.user.username, firm, [account_id], reason)
-        return back(f"/accounts/{_segment(firm)}/{_segment(account_id)}", f"contained {account_id}")
+        return back(f"/accounts/{_segment(firm)}/{_segment(account_id)}", "contained")
 
     @router.post("/contain/alert")
     async def contain_alert(session: Actor, firm: Annotated[str, Form()], alert_id: Annotated[str, Form()],
                             reason: Annotated[str, Form()]) -> Response:
         within(session, firm)
         ids = await containment.contain_alert(session.user.username, firm, alert_id, reason)
-        return back(f"/alerts/{_segment(firm)}/{_segment(alert_id)}", f"contained {len(ids)} accounts")
+        return back(f"/alerts/{_segment(firm)}/{_segment(alert_id)}", "contained-alert", n=len(ids))
 
     @router.post("/cases")
     def open_case(session: Actor, firm: Annotated[str, Form()], alert_id: Annotated[str, Form()]) -> Response:
         within(session, firm)
         case_id = cases.open_case(engine, session.user.username, firm, [alert_id])
-        return back(f"/cases/{case_id}", "case opened")
+        return back(f"/cases/{case_id}", "case-opened")
 
     @router.post("/cases/{case_id}/assign")
     def assign(session: Actor, case_id: int, assignee: Annotated[str, Form()] = "") -> Response:
@@ -275,21 +291,21 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
     def comment(session: Actor, case_id: int, text: Annotated[str, Form()]) -> Response:
         case_within(session, case_id)
         cases.comment(engine, session.user.username, case_id, text)
-        return back(f"/cases/{case_id}", "comment added")
+        return back(f"/cases/{case_id}", "comment")
 
     @router.post("/cases/{case_id}/link")
     def link(session: Actor, case_id: int, account_id: Annotated[str, Form()],
              reason: Annotated[str, Form()] = "") -> Response:
         case_within(session, case_id)
         cases.link_account(engine, session.user.username, case_id, account_id.strip(), reason)
-        return back(f"/cases/{case_id}", f"linked {account_id}")
+        return back(f"/cases/{case_id}", "linked")
 
     @router.post("/cases/{case_id}/close")
     def close(session: Actor, case_id: int, disposition: Annotated[str, Form()],
               reason: Annotated[str, Form()]) -> Response:
         case_within(session, case_id)
         cases.close(engine, session.user.username, case_id, disposition, reason)
-        return back(f"/cases/{case_id}", f"closed as {disposition}")
+        return back(f"/cases/{case_id}", "closed")
 
     app.include_router(router)
 
