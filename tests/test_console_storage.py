@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from conftest import brokerage
 from kabuguard.cli import main
-from kabuguard.console import audit, cases
+from kabuguard.console import audit, cases, lockout, users
 from kabuguard.console.users import UserError, authenticate, create_user, disable_user
 from kabuguard.evaluate.inputs import load as load_run
 from kabuguard.service.app import create_app
@@ -190,3 +190,36 @@ def test_audit_log_refuses_updates_and_deletes(attacked: TestClient) -> None:
             with engine.begin() as conn:
                 conn.execute(sqlalchemy.text(statement))
     assert audit.entries(engine)[0]["reason"] == "first entry"
+
+
+def test_guesses_from_one_address_lock_the_name_there_only_and_many_addresses_lock_it_everywhere(
+        db_url: str) -> None:
+    """An outsider's ten guesses locked the analyst out of the console for 15 minutes, renewably."""
+    engine = create_app(Settings(db=db_url)).state.service.db.engine
+    outsider, analyst = lockout.client_key("203.0.113.9"), lockout.client_key("10.0.0.7")
+    for _ in range(10):
+        assert lockout.reserve(engine, "hana", outsider, 10, 30, 15) is not None  # each kept: a failed guess
+    assert lockout.reserve(engine, "hana", outsider, 10, 30, 15) is None
+    assert lockout.reserve(engine, "hana", analyst, 10, 30, 15) is not None
+    for n in range(19):  # guessing spread over addresses meets the name's own limit
+        assert lockout.reserve(engine, "hana", lockout.client_key(f"198.51.100.{n}"), 10, 30, 15) is not None
+    assert lockout.reserve(engine, "hana", analyst, 10, 30, 15) is None
+    assert lockout.reserve(engine, "ken", outsider, 10, 30, 15) is not None  # another name: its own count
+
+
+def test_a_login_waits_a_moment_for_another_password_check_and_is_then_refused_uncounted(tmp_path: Path) -> None:
+    """Each login of a flood (a new name each: no lockout) ran argon2 at once, starving the
+    decision API in the same process."""
+    app = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db", console_secure_cookie=0))
+    engine = app.state.service.db.engine
+    create_user(engine, "hana", "analyst", "correct horse battery", "acme")
+    with TestClient(app) as client:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text).group(1)
+        form = {"username": "hana", "password": "correct horse battery", "csrf": csrf}
+        with users._checks:  # another login's password check is running
+            busy = client.post("/console/login", data=form, follow_redirects=False)
+        assert busy.status_code == 429 and "Too many logins at once" in busy.text
+        with engine.connect() as conn:
+            assert conn.execute(sqlalchemy.text("SELECT count(*) FROM login_attempts")).scalar_one() == 0
+        assert client.post("/console/login", data=form, follow_redirects=False).status_code == 303
+

@@ -1,6 +1,10 @@
 """Password guessing: a user name's password checks are reserved in the database before they run,
 so the limit holds however many guesses arrive at once, in one process or many.
 
+Failures are counted per user name and client address, so that an outsider guessing a name
+locks it out from the outsider's own address only, not the analyst's; a far higher limit per
+name alone stops guessing spread over many addresses.
+
 Checking a password takes argon2's time; counting failures before it and recording them after
 let every guess that arrived meanwhile through. A reservation is committed first and counted
 after: of guesses racing, the one committed last sees all the others, so at most `limit` are
@@ -9,9 +13,10 @@ checked. A failed check keeps its row; a refused or successful one gives it back
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from kabuguard.console.clock import now_us
@@ -25,20 +30,27 @@ _MINUTE_US = 60_000_000
 serial = threading.Lock()
 
 
-def reserve(engine: Engine, username: str, limit: int, minutes: float) -> int | None:
-    """The id of a reserved password check for `username`, or None when `limit` checks in the last
-    `minutes` have failed or are still running."""
+def client_key(address: str) -> str:
+    """What a reservation keeps of the client's address: a digest, held for the lockout window."""
+    return hashlib.sha256(address.encode()).hexdigest()[:32]
+
+
+def reserve(engine: Engine, username: str, client: str, per_client: int, per_user: int,
+            minutes: float) -> int | None:
+    """The id of a reserved password check for `username` from `client` (`client_key`), or None
+    when, in the last `minutes`, `per_client` checks from this client or `per_user` from any
+    have failed or are still running."""
     now = now_us()
     since = now - int(minutes * _MINUTE_US)
-    if _taken(engine, username, since) >= limit:  # locked already: refused without a write
+    if _locked(engine, username, client, since, per_client, per_user, now=False):  # refused without a write
         return None
     with serial:
         with engine.begin() as conn:
-            attempt_id = int(conn.execute(login_attempts.insert().values(username=username, at_us=now))
+            attempt_id = int(conn.execute(login_attempts.insert().values(username=username, client=client, at_us=now))
                              .inserted_primary_key[0])
             conn.execute(delete(login_attempts).where(login_attempts.c.username == username,
                                                       login_attempts.c.at_us < since))
-        if _taken(engine, username, since) > limit:
+        if _locked(engine, username, client, since, per_client, per_user, now=True):
             with engine.begin() as conn:
                 give_back(conn, attempt_id)
             return None
@@ -50,7 +62,13 @@ def give_back(conn: Connection, attempt_id: int) -> None:
     conn.execute(delete(login_attempts).where(login_attempts.c.attempt_id == attempt_id))
 
 
-def _taken(engine: Engine, username: str, since: int) -> int:
+def _locked(engine: Engine, username: str, client: str, since: int, per_client: int, per_user: int,
+            now: bool) -> bool:
+    """Over the limits, counting (`now`) the caller's own reservation or not."""
+    mine = int(now)
+    attempts = select(login_attempts.c.client).where(login_attempts.c.username == username,
+                                                     login_attempts.c.at_us >= since).subquery()
+    query = select(func.count(), func.coalesce(func.sum(case((attempts.c.client == client, 1), else_=0)), 0))
     with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(login_attempts).where(
-            login_attempts.c.username == username, login_attempts.c.at_us >= since)).scalar_one())
+        by_user, by_client = conn.execute(query.select_from(attempts)).one()
+    return by_client - mine >= per_client or by_user - mine >= per_user

@@ -38,7 +38,9 @@ login_attempts = Table(
     Column("attempt_id", _Seq, primary_key=True, autoincrement=True),
     Column("username", String(64), nullable=False),
     Column("at_us", BigInteger, nullable=False),
+    Column("client", String(64), nullable=False, server_default=""),  # a digest of the client's address
     Index("ix_login_attempts_user", "username", "at_us"),
+    Index("ix_login_attempts_client", "username", "client", "at_us"),
 )
 
 cases = Table(

@@ -11,6 +11,7 @@ not yield them.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,15 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 _hasher = PasswordHasher()
 # Verifying an unknown name costs as much as a known one: no timing tells which names exist.
 _DUMMY_HASH = _hasher.hash("not a password of anyone")
+# One password check at a time per process, each waiting at most this long for its turn: a check
+# takes 64 MiB and both cores for a fifth of a second, and a flood of logins (a new name each, so
+# no lockout counts two) starved the decision API in the same process. Past the wait, refused.
+_checks = threading.BoundedSemaphore(1)
+CHECK_WAIT_S = 0.25
+
+
+class PasswordChecksBusy(RuntimeError):
+    """Other logins' password checks hold the turn: try again in a moment."""
 
 
 class UserError(ValueError):
@@ -89,10 +99,14 @@ def authenticate(engine: Engine, username: str, password: str) -> User | None:
     """The active user with this name and password, else None."""
     with engine.connect() as conn:
         row = conn.execute(select(users).where(users.c.username == username)).mappings().first()
+    if not _checks.acquire(timeout=CHECK_WAIT_S):
+        raise PasswordChecksBusy()
     try:
         _hasher.verify(row["password_hash"] if row else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         return None
+    finally:
+        _checks.release()
     if row is None or row["disabled_at"] is not None:
         return None
     return _user(row)

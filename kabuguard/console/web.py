@@ -29,7 +29,7 @@ from kabuguard.console.cases import CaseError
 from kabuguard.console.containment import ContainmentError, actions
 from kabuguard.console.models import DISPOSITIONS
 from kabuguard.console.sessions import COOKIE, Session, close_session, find_session, open_session
-from kabuguard.console.users import authenticate
+from kabuguard.console.users import PasswordChecksBusy, authenticate
 from kabuguard.console.webhooks import deliveries
 from kabuguard.intel.stats import STATS_TYPES, aggregate
 from kabuguard.intel.taxii.store import TaxiiStore
@@ -39,7 +39,8 @@ PREFIX = "/console"
 # Password guessing: after this many failed logins for one user name in this many minutes, its
 # logins are refused until the window has passed (each failure is in the audit log). Checks still
 # running count as failed, so concurrent guesses cannot pass together (lockout.py).
-MAX_FAILED_LOGINS = 10
+MAX_FAILED_LOGINS = 10  # per user name and client address
+MAX_FAILED_LOGINS_ANY_CLIENT = 100  # per user name: guessing spread over many addresses
 LOCKOUT_MINUTES = 15
 _LOGIN_COOKIE = "kg_login"  # the login form's CSRF token (double submit): no session exists yet
 _STATIC = {"cytoscape.min.js": "text/javascript", "uPlot.iife.min.js": "text/javascript",
@@ -138,11 +139,19 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
         expected = request.cookies.get(_LOGIN_COOKIE, "")
         if not expected or not hmac.compare_digest(csrf.encode(), expected.encode()):
             raise HTTPException(403, "missing or wrong CSRF token: reload the login page")
-        attempt = lockout.reserve(engine, username[:64], MAX_FAILED_LOGINS, LOCKOUT_MINUTES)
+        client = lockout.client_key(request.client.host if request.client else "")
+        attempt = lockout.reserve(engine, username[:64], client, MAX_FAILED_LOGINS, MAX_FAILED_LOGINS_ANY_CLIENT,
+                                  LOCKOUT_MINUTES)
         if attempt is None:
             return page(request, "login.html", 429, csrf=expected, next=next,
                         error=f"Too many failed logins for this user: try again in {LOCKOUT_MINUTES} minutes.")
-        user = authenticate(engine, username, password)
+        try:
+            user = authenticate(engine, username, password)
+        except PasswordChecksBusy:
+            with lockout.serial, engine.begin() as conn:
+                lockout.give_back(conn, attempt)
+            return page(request, "login.html", 429, csrf=expected, next=next,
+                        error="Too many logins at once: try again in a moment.")
         if user is None:
             with lockout.serial, engine.begin() as conn:
                 audit.record(conn, username[:64], "session.login_failed", "wrong user name or password")
