@@ -145,6 +145,20 @@ def test_an_account_id_holding_a_slash_has_its_view(api: Api) -> None:
         assert view.status_code == 200 and view.json()["account_id"] == "branch1/A0", (path, view.text)
 
 
+def test_an_account_named_like_another_with_the_firm_before_it_is_its_own(api: Api) -> None:
+    """`Z`, never seen, answered with the state of account `acme:Z`, and containing `Z`
+    contained `acme:Z` too: a leftover of keying accounts `firm:account` in the service."""
+    assert api.post(_login("s1", account="acme:Z")).status_code == 200
+    assert api.get("/v1/accounts/Z").status_code == 404
+    assert api.post(_login("s2", account="Z")).status_code == 200
+    api.client.portal.call(api.client.app.state.service.decider.contain, "acme", ["acme:Z"])
+    assert api.get("/v1/accounts/Z").json()["risk"]["contained"] is False
+    assert api.get("/v1/accounts/acme:Z").json()["risk"]["contained"] is True
+    assert api.post(_login("s3", account="acme:Y")).status_code == 200
+    api.client.portal.call(api.client.app.state.service.containment.contain, "hana", "acme", ["Y"], "takeover")
+    assert api.get("/v1/accounts/acme:Y").json()["risk"]["contained"] is False
+
+
 def test_alerts_are_paged_and_filtered_by_time_and_type(api: Api) -> None:
     api.post(ordered_stream_of(brokerage()))
     everything = api.get("/v1/alerts", limit=1000).json()["alerts"]

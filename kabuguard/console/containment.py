@@ -81,8 +81,8 @@ class Containment:
         if "\x00" in reason or "\x00" in firm:
             raise ContainmentError("reason: a NUL character, which the database cannot store")
         try:
-            # Either form of the account's key: multi-firm feeds key accounts `firm:account`.
-            await self.decider.contain(firm, [k for a in accounts for k in (a, f"{firm}:{a}")])
+            # The account's key as the service's core knows it: the firm's state is its own.
+            await self.decider.contain(firm, accounts)
         except Exception as exc:
             if is_store_error(exc):
                 raise StateUnavailable(exc) from exc

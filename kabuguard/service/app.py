@@ -562,20 +562,17 @@ class AccessLog:
 async def _status(service: Service, firm: str, account_id: str) -> dict[str, Any] | None:
     """The final stage's containment and campaign for the account, None when unknown or unreachable."""
     decider = service.decider
-    keys = [("final", account_id), ("final", f"{firm}:{account_id}")]
+    key = ("final", account_id)  # the firm's state is its own: events lose their firm on the way in
     try:
         async with asyncio.timeout(service.settings.deadline_ms / 1000):
-            snapshot = await decider.state.load(firm, keys, [])
+            snapshot = await decider.state.load(firm, [key], [])
     except Exception:
         return None
-    for sk in keys:
-        data = snapshot.raw.get(sk)
-        if data:
-            status = decider.codec.decode("final", data).get("status")
-            if status is not None:
-                return {"contained": status.contained, "campaign_id": status.campaign_id}
-            return {}
-    return None
+    data = snapshot.raw.get(key)
+    if not data:
+        return None
+    status = decider.codec.decode("final", data).get("status")
+    return {} if status is None else {"contained": status.contained, "campaign_id": status.campaign_id}
 
 
 def _problem(status: int, detail: str) -> Response:
