@@ -6,11 +6,16 @@ import threading
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
+from fastapi.testclient import TestClient
 
 from conftest import HOME_UA, ts
 from kabuguard.engine import Pipeline
 from kabuguard.engine.redis_store import StateCodec
+from kabuguard.service.app import create_app
+from kabuguard.service.auth import create_key as new_key
+from kabuguard.service.settings import Settings
 from test_service_support import ServiceProcess, create_key, pg_url, redis_prefix, redis_url
 
 __all__ = ["pg_url", "redis_prefix", "redis_url"]  # fixtures
@@ -76,3 +81,37 @@ def test_concurrent_requests_for_one_account_never_lose_an_update(
         ids = conn.exec_driver_sql("SELECT event_id FROM decisions").scalars().all()
     engine.dispose()
     assert len(ids) == len(set(ids)) == 2 * rounds + 10
+
+
+def test_an_embedded_decision_in_progress_holds_neither_health_checks_nor_reads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large batch was decided on the event loop: /healthz and other firms waited seconds."""
+    app = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9))
+    headers = {"X-API-Key": new_key(app.state.service.db, "acme", "test")[1]}
+    decider = app.state.service.decider
+    entered, release = threading.Event(), threading.Event()
+    decide = decider._embedded
+
+    def held(firm: str, events: list) -> object:  # a batch that takes its time
+        entered.set()
+        release.wait(20)
+        return decide(firm, events)
+
+    monkeypatch.setattr(decider, "_embedded", held)
+    posted: list[int] = []
+    read: list[int] = []
+    with TestClient(app) as client:
+        poster = threading.Thread(target=lambda: posted.append(
+            client.post("/v1/events", json=[_login("e1", "A1", "126.1.3.5", 0)], headers=headers).status_code))
+        poster.start()
+        assert entered.wait(20)
+        reader = threading.Thread(target=lambda: read.extend(
+            (client.get("/healthz").status_code, client.get("/v1/alerts", headers=headers).status_code)))
+        reader.start()
+        reader.join(5)
+        waited = reader.is_alive()
+        release.set()
+        poster.join(20)
+        reader.join(20)
+    assert not waited and read == [200, 200]
+    assert posted == [200]

@@ -99,6 +99,9 @@ class Decider:
         self.wait_for_database = wait_for_database
         self._n = 0
         self.fail_decision = "allow" if pipeline.policy.fail_mode == "fail_open" else "challenge"
+        # Embedded: one decision or containment at a time, in a thread, so that a large batch
+        # does not hold the event loop (health checks, reads, the console) while it is decided.
+        self._turn = asyncio.Lock()
 
     # -- the request path -------------------------------------------------------------------
 
@@ -106,7 +109,8 @@ class Decider:
         started = time.monotonic()
         try:
             if self.embedded:
-                return self._embedded(firm, events)
+                async with self._turn:
+                    return await asyncio.to_thread(self._embedded, firm, events)
             async with asyncio.timeout(self.deadline_s):
                 outcome, records, field = await self._shared(firm, events)
         except StateFormatMismatch as exc:
@@ -140,7 +144,7 @@ class Decider:
             log.warning("database write deferred to the outbox", extra={"error": type(error).__name__})
 
     def _embedded(self, firm: str, events: Sequence[Event]) -> Outcome:
-        """The embedded path, synchronous from load to apply: no other request interleaves.
+        """The embedded path, from load to apply in one turn (`_turn`): no other decision interleaves.
 
         The SQLite write comes before the state changes, so state never holds an event the
         log lacks; a locked or failing database is degraded mode (after its busy timeout,
@@ -274,10 +278,8 @@ class Decider:
         rebuild applies it at the same place; with Redis it commits like a request (retried on
         a concurrent change of the same keys)."""
         if self.embedded:
-            self.db.write_now(Records(events=[
-                {"firm": firm, "event_id": CONTAIN_PREFIX + key, "body": b"", "account_id": key,
-                 "symbol": None, "ts_us": None} for key in account_keys]))
-            self._contain_now(firm, account_keys)
+            async with self._turn:
+                await asyncio.to_thread(self._contain_logged, firm, account_keys)
             return
         state = self.state
         assert isinstance(state, RedisState)
@@ -287,6 +289,12 @@ class Decider:
             if await state.commit(firm, snapshot, self._contained(snapshot, account_keys), {}, None):
                 return
         raise Degraded("too many conflicting writers")
+
+    def _contain_logged(self, firm: str, account_keys: Sequence[str]) -> None:
+        self.db.write_now(Records(events=[
+            {"firm": firm, "event_id": CONTAIN_PREFIX + key, "body": b"", "account_id": key,
+             "symbol": None, "ts_us": None} for key in account_keys]))
+        self._contain_now(firm, account_keys)
 
     def _contain_now(self, firm: str, account_keys: Sequence[str]) -> None:
         state = self.state
