@@ -50,15 +50,15 @@ def _finite(**numbers: float | None) -> None:
 
 # A price per share in its currency. Above this it is a corrupt field rather than a share (the
 # dearest trade below 1e7 in any currency): its notional would overflow the size baselines.
-_MAX_PRICE = 1e12
+MAX_PRICE = 1e12
 
 
 def _prices(**prices: float | None) -> None:
     """Refuse what no share trades at: zero, negative (a negative notional), non-finite (see
-    `_finite`) or past `_MAX_PRICE`."""
+    `_finite`) or past `MAX_PRICE`."""
     for name, value in prices.items():
-        if value is not None and not 0 < value <= _MAX_PRICE:
-            raise ValueError(f"`{name}` must be a finite number above 0 and at most {_MAX_PRICE:g}, got {value}")
+        if value is not None and not 0 < value <= MAX_PRICE:
+            raise ValueError(f"`{name}` must be a finite number above 0 and at most {MAX_PRICE:g}, got {value}")
 
 
 @lru_cache(maxsize=65536)
@@ -138,8 +138,8 @@ class MarketBar(_Event, tag="market_bar", kw_only=True):
     volume: Volume
 
     def __post_init__(self) -> None:
-        if not (0 < self.open <= _MAX_PRICE and 0 < self.high <= _MAX_PRICE and 0 < self.low <= _MAX_PRICE
-                and 0 < self.close <= _MAX_PRICE):  # the hot path of bar-heavy streams: inline
+        if not (0 < self.open <= MAX_PRICE and 0 < self.high <= MAX_PRICE and 0 < self.low <= MAX_PRICE
+                and 0 < self.close <= MAX_PRICE):  # the hot path of bar-heavy streams: inline
             _prices(open=self.open, high=self.high, low=self.low, close=self.close)
 
 

@@ -204,11 +204,12 @@ class Service:
             except AuthError as exc:
                 raise Refusal(401, str(exc), _BEARER) from None
             except Exception:
-                # The database is unreachable: a key verified before still works; a new one waits.
+                # The database is unreachable or slower than the deadline: a key verified before
+                # still works; a new one waits.
                 who = self.keys.stale(token)
                 if who is None:
-                    raise Refusal(503, "cannot verify the API key now: the database is unreachable; "
-                                       "retry shortly") from None
+                    raise Refusal(503, "cannot verify the API key in time: the database is slow or "
+                                       "unreachable; retry shortly") from None
         wait = await self.buckets.take(who.key_id, who.rate_limit or self.settings.rate_limit)
         if wait:
             raise Refusal(429, f"rate limit of this key exceeded; retry in {wait:.3f} s",
@@ -309,7 +310,7 @@ def create_app(settings: Settings | None = None, migrate_db: bool = True) -> Fas
     Auth = Annotated[Principal, Depends(principal)]
     body_schema, components = event_schemas()
     errors: dict[int | str, dict[str, Any]] = {
-        code: {"model": Problem} for code in (400, 401, 403, 413, 422, 429)}
+        code: {"model": Problem} for code in (400, 401, 403, 413, 422, 429, 503)}
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -13,9 +13,19 @@ from typing import Any
 import msgspec
 from pydantic import BaseModel, Field
 
-from kabuguard.events.model import Event
+from kabuguard.events.model import MAX_PRICE, Event
 
 _INTERNAL = ("ts_us", "extra")
+# What the reader checks beyond types (events/model.py), said in the schema too: a body the
+# schema accepts is one the service accepts.
+_INSTANT = {"type": "string", "format": "date-time", "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-",
+            "description": "RFC 3339 with an offset, e.g. 2025-03-21T09:14:03.120+09:00; from 1970 to "
+                           "9999 in UTC"}
+_PRICE = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_PRICE}
+_ACCOUNT_TIME = {"anyOf": [_INSTANT, {"type": "string", "maxLength": 0}]}  # empty: absent, as an export's cell
+_CHECKED = {"ts": _INSTANT, "opened_at": _ACCOUNT_TIME, "last_login_at": _ACCOUNT_TIME,
+            "open": _PRICE, "high": _PRICE, "low": _PRICE, "close": _PRICE, "limit_price": _PRICE, "price": _PRICE,
+            "last_price": _PRICE, "value": {"type": "string", "pattern": "[^\\s]"}}
 
 
 def event_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -27,9 +37,8 @@ def event_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
         props = schema.get("properties", {})
         for name in _INTERNAL:
             props.pop(name, None)
-        if "ts" in props:
-            props["ts"] = {"type": "string", "format": "date-time",
-                           "description": "RFC 3339 with an offset, e.g. 2025-03-21T09:14:03.120+09:00"}
+        for name in props.keys() & _CHECKED.keys():
+            props[name] = dict(_CHECKED[name])
         # An optional field may come as null, which reads as absent (docs/event-contract.md).
         required = set(schema.get("required", ()))
         for name, prop in props.items():
