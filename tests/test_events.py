@@ -148,6 +148,35 @@ def test_damaged_files_and_odd_lines_are_rejected_with_their_place_and_the_rest_
         (3, "`ts` is ISO 8601 but not RFC 3339 (date, `T`, hh")]
 
 
+def test_a_field_outside_the_contract_nested_past_the_limit_is_rejected_before_it_is_kept(tmp_path: Path) -> None:
+    """Kept fields are decoded again deeper in the stack (a spilled sort, the service's log): one
+    nested 982 deep was read, then crashed the replay's spilled sort and got the service's 500."""
+    from kabuguard.replay import replay
+    from kabuguard.service.app import create_app
+    from kabuguard.service.auth import create_key
+    from kabuguard.service.settings import Settings
+
+    def line(event_id: str, depth: int) -> str:  # a login whose extra field `note` nests `depth` arrays
+        login = {"event_id": event_id, "type": "login", "account_id": "A1", "session_id": "s1", "success": True,
+                 "ip": "126.1.2.3", "ts": "2025-03-21T09:00:00+09:00"}
+        return json.dumps(login)[:-1] + ', "note": ' + "[" * depth + "1" + "]" * depth + "}"
+
+    lines = [line("kept", 31), line("deep", 32), line("deeper", 300)]
+    path = tmp_path / "e.jsonl"
+    path.write_text("".join(f"{text}\n" for text in lines))
+    summary = replay([path], tmp_path / "run", quiet=True, spill_after=1)
+    decided = [json.loads(line)["event_id"] for line in (tmp_path / "run" / "decisions.jsonl").open()]
+    reasons = [json.loads(line)["reason"] for line in (tmp_path / "run" / "rejected.jsonl").open()]
+    assert decided == ["kept"] and summary.rejected == 2
+    assert all("nests arrays or objects more than 32 deep" in r for r in reasons), reasons
+    from fastapi.testclient import TestClient
+    app = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db"))
+    key = create_key(app.state.service.db, "acme", "t")[1]
+    with TestClient(app) as client:
+        answer = client.post("/v1/events", content=lines[2], headers={"X-API-Key": key})
+    assert answer.status_code == 422 and "more than 32 deep" in answer.json()["detail"]
+
+
 def test_a_parquet_file_with_a_damaged_page_or_odd_columns_is_rejected_not_fatal(tmp_path: Path) -> None:
     bar = {"type": "market_bar", "symbol": "9999", "open": 1.0, "high": 2.0, "low": 1.0, "close": 2.0, "volume": 10}
     rows = [{**bar, "event_id": f"b{n}", "ts": "2025-03-21T09:01:00+09:00"} for n in range(20000)]

@@ -90,11 +90,31 @@ def event_from_dict(obj: Any) -> Event:
     stamped(event, ts_us)
     if len(fields) + sum(v is None for v in obj.values()) != len(obj):
         event.extra = {k: v for k, v in obj.items() if k not in known or k in _RESERVED}
+        if _nests_deeper(event.extra, MAX_NESTING):
+            raise ContractError(f"a field outside the contract nests arrays or objects more than {MAX_NESTING} deep")
         try:  # kept fields travel with the event (a sort spilled to disk, the service's state)
             _msgpack_encode(event.extra)
         except OverflowError:
             raise ContractError("a field outside the contract holds an integer beyond 64 bits") from None
     return event
+
+
+# Kept fields are encoded and decoded again later (a sort spilled to disk, the service's event
+# log), deeper in the stack than where they were read: one nested near the interpreter's
+# recursion limit was read, then crashed there. No export nests anywhere near this.
+MAX_NESTING = 32
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether arrays and objects in `value` nest more than `limit` deep (without recursing)."""
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        if children and depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def decode_line(line: bytes) -> Event:
