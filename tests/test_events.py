@@ -240,12 +240,28 @@ def test_timestamps_before_1970_or_past_9999_are_rejected_alike_in_json_lines_an
     rows = [{**LOGIN, "event_id": "old", "ts": "0000-06-01T00:00:00Z"},
             {**LOGIN, "event_id": "placeholder", "ts": "0001-01-01T00:00:00+09:00"},
             {**LOGIN, "event_id": "y1969", "ts": "1969-12-31T23:59:59Z"},
-            {**LOGIN, "event_id": "y10000", "ts": "9999-12-31T23:59:59-05:00"}, LOGIN]
+            {**LOGIN, "event_id": "y10000", "ts": "9999-12-31T23:59:59-05:00"},
+            # ... and its last day: in JST (the STIX export) or rounded up (evaluate) it is 10000.
+            {**LOGIN, "event_id": "last-day", "ts": "9999-12-31T00:00:00Z"}, LOGIN]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "e.parquet")
     for path in (_lines(tmp_path / "e.jsonl", rows), tmp_path / "e.parquet"):
         items = list(read_file(path))
-        assert [i.line for i in items if isinstance(i, Rejection)] == [1, 2, 3, 4], (path, items)
+        assert [i.line for i in items if isinstance(i, Rejection)] == [1, 2, 3, 4, 5], (path, items)
         assert [i.event_id for i in items if not isinstance(i, Rejection)] == ["l1"]
+
+
+def test_a_leap_second_is_read_as_the_last_microsecond_before_the_next_second(tmp_path: Path) -> None:
+    """RFC 3339 allows `23:59:60`; it was rejected as no RFC 3339 timestamp."""
+    rows = [{**LOGIN, "event_id": "after", "ts": "2017-01-01T00:00:00Z"},
+            {**LOGIN, "event_id": "leap", "ts": "2016-12-31T23:59:60.500Z"},
+            {**LOGIN, "event_id": "leap-jst", "ts": "2017-01-01T08:59:60+09:00"},
+            {**LOGIN, "event_id": "before", "ts": "2016-12-31T23:59:59Z"}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "e.parquet")
+    for path in (_lines(tmp_path / "e.jsonl", rows), tmp_path / "e.parquet"):
+        ordered = total_order(e for e in read_file(path) if not isinstance(e, Rejection)).events
+        assert [e.event_id for e in ordered] == ["before", "leap", "leap-jst", "after"], path
+        assert [e.ts for e in ordered[1:3]] == ["2016-12-31T23:59:59.999999Z", "2017-01-01T08:59:59.999999+09:00"]
+        assert all(datetime.fromisoformat(e.ts) for e in ordered)  # what later readers parse
 
 
 def test_an_account_with_an_unreadable_opened_at_or_last_login_at_is_rejected_naming_it(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from kabuguard.events.instants import END_US, RFC3339, ContractError, parse_ts
+from kabuguard.events.instants import END_US, RFC3339, ContractError, normal, parse_ts
 from kabuguard.events.model import EVENT_TYPES, KNOWN_FIELDS, Event
 
 T = TypeVar("T")
@@ -59,12 +59,12 @@ def event_instant(value: str) -> int:
 
 
 def stamped(event: Event, ts_us: int | None = None) -> Event:
-    """`event` with its instant (`event_instant` of its `ts`, unless already known), and a `ts`
-    ending in a lower-case `z` written `Z`, as the parsers of every later reader of `ts` need."""
+    """`event` with its instant (`event_instant` of its `ts`, unless already known), and its `ts`
+    as the parsers of every later reader of it need (`normal`)."""
     ts = event.ts
     event.ts_us = event_instant(ts) if ts_us is None else ts_us
-    if ts.endswith("z"):
-        event.ts = ts[:-1] + "Z"
+    if ts.endswith("z") or ts[17:19] == "60":
+        event.ts = normal(ts)
     return event
 
 
