@@ -246,6 +246,29 @@ def test_settings_come_from_file_then_environment_then_options(tmp_path: Path) -
     assert serve.exit_code == 2 and "needs shared state" in serve.output
 
 
+@pytest.mark.parametrize("env, named", [
+    ({"KABUGUARD_LOG_LEVEL": "loud"}, "log_level"),
+    ({"KABUGUARD_STATE": "redis://127.0.0.1:notaport/0"}, "Port could not be cast"),
+    ({"KABUGUARD_STATE": "redis://127.0.0.1:6379/zero"}, "must be a number"),
+    ({"KABUGUARD_DEADLINE_MS": "-1"}, "deadline_ms: must be above 0"),
+    ({"KABUGUARD_MAX_BATCH": "0"}, "max_batch: must be above 0"),
+    ({"KABUGUARD_MAX_BODY_BYTES": "-1"}, "max_body_bytes: must be above 0"),
+    ({"KABUGUARD_WAIT_FOR_DATABASE": "2"}, "wait_for_database: must be 0 or 1"),
+])
+def test_settings_a_worker_could_not_use_stop_serve_before_it_starts_one(env: dict, named: str) -> None:
+    """Each started and failed in its worker (a traceback; with two workers, restarted forever),
+    or ran refusing every request while /readyz blamed the database."""
+    serve = CliRunner().invoke(main, ["serve"], env=env)
+    assert serve.exit_code == 2 and named in serve.output, serve.output
+
+
+def test_serve_with_a_database_it_cannot_open_says_so_in_a_line(tmp_path: Path) -> None:
+    for db in ("postgresql://postgres@127.0.0.1:1/kabuguard", f"sqlite:///{tmp_path}/missing/folder/kg.db"):
+        serve = CliRunner().invoke(main, ["serve", "--db", db])
+        assert serve.exit_code == 1 and serve.output.startswith("Error: cannot open the database"), serve.output
+        assert serve.exception is None or isinstance(serve.exception, SystemExit)
+
+
 def test_a_toml_list_of_webhook_urls_is_the_receivers_and_other_shapes_are_refused(tmp_path: Path) -> None:
     config = tmp_path / "kabuguard.toml"
     config.write_text('[service]\nwebhook_urls = ["https://a.example/hook", "https://b.example/hook"]\n'

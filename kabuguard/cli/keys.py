@@ -11,20 +11,26 @@ db_option = click.option("--db", default=None, help="The service's database (def
 
 def open_database(db: str | None):  # noqa: ANN202 - the import stays lazy
     """The service database at `db` (or as `serve` reads it), migrated to the newest schema."""
-    from kabuguard.service.app import migrate_database
     from kabuguard.service.storage import Database
-
-    from sqlalchemy.exc import SQLAlchemyError
 
     try:
         url = load_settings(db=db).db
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
+    migrate(url)
+    return Database(url)
+
+
+def migrate(url: str) -> None:
+    """Bring the database at `url` to the newest schema, or stop saying why it cannot be opened."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from kabuguard.service.app import migrate_database
+
     try:
         migrate_database(url)
     except SQLAlchemyError as exc:  # unreachable server, a folder that does not exist
         raise click.ClickException(f"cannot open the database {_redacted(url)}: {exc.orig or exc}") from None
-    return Database(url)
 
 
 def _redacted(url: str) -> str:

@@ -26,8 +26,8 @@ def serve(host: str | None, port: int | None, workers: int | None, state: str | 
     """
     import uvicorn
 
+    from kabuguard.cli.keys import migrate
     from kabuguard.policy import PolicyError, load_policy
-    from kabuguard.service.app import migrate_database
 
     try:
         settings = load_settings(config, host=host, port=port, workers=workers, state=state, db=db, policy=policy)
@@ -36,7 +36,7 @@ def serve(host: str | None, port: int | None, workers: int | None, state: str | 
         raise click.UsageError(str(exc)) from None
     if not 0 <= settings.port <= 65535:
         raise click.UsageError(f"port {settings.port} is not a TCP port (0-65535)")
-    migrate_database(settings.db)
+    migrate(settings.db)
     # Workers are separate processes: they read the same settings from the environment.
     os.environ.update(settings.to_env())
     uvicorn.run("kabuguard.service.app:factory", factory=True, host=settings.host, port=settings.port,

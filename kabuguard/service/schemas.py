@@ -20,7 +20,7 @@ _INTERNAL = ("ts_us", "extra")
 # schema accepts is one the service accepts.
 _INSTANT = {"type": "string", "format": "date-time", "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-",
             "description": "RFC 3339 with an offset, e.g. 2025-03-21T09:14:03.120+09:00; from 1970 to "
-                           "9999 in UTC"}
+                           "9999-12-30 in UTC"}
 _PRICE = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_PRICE}
 _ACCOUNT_TIME = {"anyOf": [_INSTANT, {"type": "string", "maxLength": 0}]}  # empty: absent, as an export's cell
 _CHECKED = {"ts": _INSTANT, "opened_at": _ACCOUNT_TIME, "last_login_at": _ACCOUNT_TIME,

@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 _PREFIX = "KABUGUARD_"
 
@@ -65,6 +66,16 @@ class Settings:
     def validate(self) -> Settings:
         if self.state != "memory" and not self.redis():
             raise SettingsError(f"state: expected `memory` or a redis:// URL, got {self.state!r}")
+        if self.redis():
+            _check_redis_url(self.state)
+        for name in _POSITIVE:
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"{name}: must be above 0, got {getattr(self, name)}")
+        for name in _FLAGS:
+            if getattr(self, name) not in (0, 1):
+                raise SettingsError(f"{name}: must be 0 or 1, got {getattr(self, name)}")
+        if self.log_level.lower() not in _LOG_LEVELS:
+            raise SettingsError(f"log_level: expected one of {', '.join(_LOG_LEVELS)}, got {self.log_level!r}")
         if not self.db.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
             raise SettingsError(f"db: expected sqlite:///PATH or postgresql://…, got {self.db!r}")
         if self.workers < 1:
@@ -100,6 +111,26 @@ class Settings:
     def to_env(self) -> dict[str, str]:
         """The settings as environment variables, so that worker processes read the same."""
         return {_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+
+
+# Settings that must be above 0 (a deadline of -1 ms timed out every database read; a max_batch
+# of 0 refused every request), and those that are 0 or 1.
+_POSITIVE = ("deadline_ms", "max_body_bytes", "max_batch", "rate_limit", "idempotency_ttl_s", "outbox_after_s",
+             "console_session_hours", "webhook_backoff_s", "webhook_max_backoff_s")
+_FLAGS = ("wait_for_database", "console_secure_cookie")
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _check_redis_url(url: str) -> None:
+    """A Redis URL the client can use: refused here, not in a worker that then restarts forever."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError as exc:
+        raise SettingsError(f"state: {exc} in the Redis URL") from None
+    db = parts.path.strip("/")
+    if parts.scheme != "unix" and db and not db.isdigit():
+        raise SettingsError(f"state: the Redis database in the URL's path must be a number, got {db!r}")
 
 
 # Settings that hold a list, comma-separated in the environment; a TOML list is natural for them.
