@@ -233,3 +233,26 @@ def test_the_first_bar_after_a_start_with_a_cold_kernel_cache_is_decided_in_time
         assert any(cache.rglob("*.nbi"))  # compiled at the start, into the empty cache
     finally:
         service.stop()
+
+
+def test_a_batch_whose_deciding_outlasts_the_deadline_is_answered_with_what_was_committed(
+        tmp_path: Path, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deadline covered the deciding too: a large batch was cut short at its commit, which
+    had been sent, and answered degraded, `applied: false`, while its state and records went in."""
+    app = create_app(Settings(state=redis_url, redis_prefix=redis_prefix, db=f"sqlite:///{tmp_path}/kg.db",
+                              deadline_ms=DEADLINE_MS, rate_limit=1e9))
+    headers = {"X-API-Key": create_key(app.state.service.db, "acme", "t")[1]}
+    decider = app.state.service.decider
+    decide = decider._decide
+
+    def slow(*args: object) -> object:  # a batch whose CPU time is past the deadline
+        time.sleep(DEADLINE_MS / 1000 * 1.5)
+        return decide(*args)
+
+    monkeypatch.setattr(decider, "_decide", slow)
+    with TestClient(app) as client:
+        answer = client.post("/v1/events", json=[_login(1), _login(2)], headers=headers).json()
+        again = client.post("/v1/events", json=[_login(1), _login(2)], headers=headers).json()
+    assert not answer["degraded"] and not any(r["duplicate"] for r in answer["results"]), answer
+    assert all(r["duplicate"] for r in again["results"])
+    assert [r["decision"] for r in again["results"]] == [r["decision"] for r in answer["results"]]

@@ -111,8 +111,7 @@ class Decider:
             if self.embedded:
                 async with self._turn:
                     return await asyncio.to_thread(self._embedded, firm, events)
-            async with asyncio.timeout(self.deadline_s):
-                outcome, records, field = await self._shared(firm, events)
+            outcome, records, field = await self._shared(firm, events)
         except StateFormatMismatch as exc:
             log.error("state format mismatch", extra={"detail": str(exc)})
             return self._degraded(firm, events, exc)
@@ -162,12 +161,16 @@ class Decider:
         return outcome
 
     async def _shared(self, firm: str, events: Sequence[Event]) -> tuple[Outcome, Records | None, str]:
+        """Load, decide, commit; each wait for Redis within the deadline, the deciding between
+        them not (a large batch's CPU time: cut short at its commit, the answer said degraded
+        while the commit, already sent, went through)."""
         state = self.state
         assert isinstance(state, RedisState)
         keys = _unique(k for e in events for k in keys_of(e))
         event_ids = _unique(e.event_id for e in events)
         for _ in range(self.max_attempts):
-            snapshot = await state.load(firm, keys, event_ids)
+            async with asyncio.timeout(self.deadline_s):
+                snapshot = await state.load(firm, keys, event_ids)
             try:
                 outcome, results, writes, records = self._decide(firm, events, snapshot)
             except Missing as miss:
@@ -178,7 +181,9 @@ class Decider:
             self._n += 1
             field = state.outbox_field(firm, self._n)
             record = _msgpack.encode((records.decisions, records.alerts))
-            if await state.commit(firm, snapshot, writes, results, (field, record)):
+            async with asyncio.timeout(self.deadline_s):
+                committed = await state.commit(firm, snapshot, writes, results, (field, record))
+            if committed:
                 return outcome, records, field
         raise Degraded("too many conflicting writers")
 
