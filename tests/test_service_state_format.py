@@ -43,6 +43,23 @@ def test_formats_are_recorded_once_and_a_restart_of_the_same_version_starts(
         assert client.get("/readyz").json()["state"] == "ok"
 
 
+def test_a_redis_emptied_under_the_service_gets_the_formats_again_so_the_next_start_starts(
+        tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+    """Redis restarted without persistence: the service went on writing state with no formats
+    recorded, and its next start refused it as state of an unknown version."""
+    r = redis.Redis.from_url(redis_url)
+    app = _app(tmp_path, redis_url, redis_prefix)
+    with TestClient(app) as client:
+        key = create_key(app.state.service.db, "acme", "t")[1]
+        assert client.post("/v1/events", json=_login(1), headers={"X-API-Key": key}).status_code == 200
+        r.delete(*r.keys(f"{redis_prefix}*"))  # what a restart without persistence leaves
+        answer = client.post("/v1/events", json=_login(2), headers={"X-API-Key": key}).json()
+        assert not answer["degraded"]
+    assert r.exists(f"{redis_prefix}format") and r.keys(f"{redis_prefix}s:*")
+    with TestClient(_app(tmp_path, redis_url, redis_prefix)) as client:
+        assert client.get("/readyz").json()["state"] == "ok"
+
+
 def test_a_slot_of_another_format_stops_the_start_naming_it(tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
     redis.Redis.from_url(redis_url).hset(f"{redis_prefix}format", "final.sensitive_change", "0123456789abcdef")
     with pytest.raises(StateFormatMismatch, match=r"final\.sensitive_change \(stored 0123456789abcdef"):

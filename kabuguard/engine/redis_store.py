@@ -21,6 +21,7 @@ it, exactly as the replay does. Stores hold state, never logic.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -180,14 +181,18 @@ end
 return out
 """
 
-# KEYS: read state hashes (n_read), written state hashes (n_write), seen keys (n_seen), outbox.
+# KEYS: read state hashes (n_read), written state hashes (n_write), seen keys (n_seen), outbox,
+# the format hash.
 # ARGV: n_read, n_write, n_seen, ttl, outbox field, outbox record, version, read versions...,
 # write data..., seen values..., write expiries (ms; 0: none)...
 # Writes only when every state read still has the version it had, and no event_id was decided
-# meanwhile; returns 1 when written, 0 on a conflict. A version is a random number per commit,
-# not a count per key: a key that expired and came back would count from 1 again, and a
-# request that read the old key's version could then overwrite the new key's state.
+# meanwhile; returns 1 when written, 0 on a conflict, -1 when the formats are not recorded (a
+# Redis restarted empty under the service: state written then would refuse the next start). A
+# version is a random number per commit, not a count per key: a key that expired and came back
+# would count from 1 again, and a request that read the old key's version could then overwrite
+# the new key's state.
 _COMMIT = """
+if redis.call('EXISTS', KEYS[#KEYS]) == 0 then return -1 end
 local nr, nw, ns = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
 local version = ARGV[7]
@@ -239,6 +244,8 @@ return bad
 """
 
 
+log = logging.getLogger(__name__)
+
 _EXPIRY_MARGIN_MS = 86_400_000
 
 
@@ -265,6 +272,7 @@ class RedisState:
         # horizon in event time.
         self.expiry_ms = {stage: -(-us // 1000) + _EXPIRY_MARGIN_MS for stage, us in (horizons_us or {}).items()}
         self.outbox_key = f"{prefix}outbox"
+        self.format_key = f"{prefix}format"
         self._load = client.register_script(_LOAD)
         self._commit = client.register_script(_COMMIT)
         self._check = client.register_script(_FORMATS)
@@ -274,8 +282,7 @@ class RedisState:
     async def check_format(self) -> None:
         """Refuse a Redis whose state this version cannot read (`StateFormatMismatch`, which
         names the slots); record this version's formats where Redis has none yet."""
-        key = f"{self.prefix}format"
-        if self.format_error is None and not await self.client.execute("EXISTS", key):
+        if self.format_error is None and not await self.client.execute("EXISTS", self.format_key):
             # No formats recorded: an empty prefix, or state from before formats were recorded.
             cursor, found = b"0", []
             while not found:
@@ -286,16 +293,21 @@ class RedisState:
                 self.format_error = (f"Redis prefix {self.prefix!r} holds detection state from a version that "
                                      f"did not record its format: {_FRESH}")
         if self.format_error is None:
-            args = [x for slot, digest in sorted(self.formats.items()) for x in (slot, digest)]
-            bad = await self._check(keys=[key], args=args)
-            if bad:
-                slots = ", ".join(f"{bad[i].decode()} (stored {bad[i + 1].decode()}, "
-                                  f"this version {self.formats[bad[i].decode()]})" for i in range(0, len(bad), 2))
-                self.format_error = (f"Redis prefix {self.prefix!r} holds detection state in a format this "
-                                     f"version does not read: {slots}. {_FRESH}")
+            await self._record_formats()
         if self.format_error is not None:
             raise StateFormatMismatch(self.format_error)
         self.format_checked = True
+
+    async def _record_formats(self) -> None:
+        """Record this version's formats where Redis has none; a slot recorded otherwise is an error."""
+        args = [x for slot, digest in sorted(self.formats.items()) for x in (slot, digest)]
+        bad = await self._check(keys=[self.format_key], args=args)
+        if bad:
+            slots = ", ".join(f"{bad[i].decode()} (stored {bad[i + 1].decode()}, "
+                              f"this version {self.formats[bad[i].decode()]})" for i in range(0, len(bad), 2))
+            self.format_error = (f"Redis prefix {self.prefix!r} holds detection state in a format this "
+                                 f"version does not read: {slots}. {_FRESH}")
+            raise StateFormatMismatch(self.format_error)
 
     def state_key(self, firm: str, stage: str, key: str) -> str:
         return f"{self.prefix}s:{firm}:{stage}:{key}"
@@ -326,14 +338,19 @@ class RedisState:
         keys = [self.state_key(firm, s, k) for s, k in read]
         keys += [self.state_key(firm, s, k) for s, k in written]
         keys += [self.seen_key(firm, e) for e in results]
-        keys.append(self.outbox_key)
+        keys += [self.outbox_key, self.format_key]
         field, record = outbox or ("", b"")
         args: list[Any] = [len(read), len(written), len(results), self.seen_ttl_s, field, record, _version()]
         args += [snapshot.versions[sk] for sk in read]
         args += [writes[sk] for sk in written]
         args += list(results.values())
         args += [self.expiry_ms.get(stage, 0) for stage, _ in written]
-        return bool(await self._commit(keys=keys, args=args))
+        done = await self._commit(keys=keys, args=args)
+        if done == -1:  # Redis lost everything, the formats too: this version's state starts anew
+            log.warning("Redis holds no state formats: recorded again (was it restarted empty?)")
+            await self._record_formats()
+            done = await self._commit(keys=keys, args=args)
+        return done == 1
 
     @staticmethod
     def outbox_field(firm: str, n: int) -> str:
