@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -15,7 +16,7 @@ from kabuguard.cli import main
 from kabuguard.service.app import create_app
 from kabuguard.service.auth import create_key
 from kabuguard.service.settings import Settings, SettingsError, load_settings
-from test_service_support import encode, ordered_stream
+from test_service_support import encode, ordered_stream, redis_url  # noqa: F401 - a fixture
 
 
 def _login(event_id: str, account: str = "A1", ip: str = "203.0.113.77", minute: int = 0) -> dict:
@@ -260,6 +261,15 @@ def test_settings_a_worker_could_not_use_stop_serve_before_it_starts_one(env: di
     or ran refusing every request while /readyz blamed the database."""
     serve = CliRunner().invoke(main, ["serve"], env=env)
     assert serve.exit_code == 2 and named in serve.output, serve.output
+
+
+def test_serve_stops_when_redis_refuses_the_urls_password_or_database(redis_url: str) -> None:
+    """It ran, answering every event degraded, and said only that Redis was unreachable."""
+    host = urlsplit(redis_url).netloc
+    for url, named in ((f"redis://:wrong-password@{host}/0", "AUTH"), (f"redis://{host}/99", "DB index")):
+        serve = CliRunner().invoke(main, ["serve", "--state", url])
+        assert serve.exit_code == 2 and "Redis refused" in serve.output and named in serve.output, serve.output
+        assert "wrong-password" not in serve.output
 
 
 def test_serve_with_a_database_it_cannot_open_says_so_in_a_line(tmp_path: Path) -> None:

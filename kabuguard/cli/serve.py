@@ -36,9 +36,28 @@ def serve(host: str | None, port: int | None, workers: int | None, state: str | 
         raise click.UsageError(str(exc)) from None
     if not 0 <= settings.port <= 65535:
         raise click.UsageError(f"port {settings.port} is not a TCP port (0-65535)")
+    if settings.redis():
+        _check_redis(settings.state)
     migrate(settings.db)
     # Workers are separate processes: they read the same settings from the environment.
     os.environ.update(settings.to_env())
     uvicorn.run("kabuguard.service.app:factory", factory=True, host=settings.host, port=settings.port,
                 workers=settings.workers, access_log=False, log_config=None, lifespan="on",
                 timeout_graceful_shutdown=5)
+
+
+def _check_redis(url: str) -> None:
+    """A Redis that answers but refuses the URL's password or database stops the start: the
+    service ran deciding every event in degraded mode, saying only that Redis was unreachable.
+    One that does not answer is degraded mode, which the service survives and leaves by itself."""
+    import asyncio
+
+    from kabuguard.service.redis_client import Redis, ReplyError
+
+    try:
+        asyncio.run(Redis(url).ping())
+    except ReplyError as exc:
+        raise click.UsageError(f"state: Redis refused the URL's password or database: {exc}") from None
+    except Exception:  # noqa: BLE001 - unreachable now: the workers start degraded and recover
+        pass
+
