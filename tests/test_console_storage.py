@@ -223,3 +223,34 @@ def test_a_login_waits_a_moment_for_another_password_check_and_is_then_refused_u
             assert conn.execute(sqlalchemy.text("SELECT count(*) FROM login_attempts")).scalar_one() == 0
         assert client.post("/console/login", data=form, follow_redirects=False).status_code == 303
 
+
+
+def test_an_event_log_from_before_the_console_gets_its_accounts_symbols_and_times(db_url: str,
+                                                                                    tmp_path: Path) -> None:
+    """Revision 0002 added the columns empty: after an upgrade an account's timeline lacked every
+    device and address of its earlier events (and their next uses were marked new)."""
+    from importlib import resources
+
+    from alembic import command
+    from alembic.config import Config
+
+    from kabuguard.events.reader import read_file
+    from kabuguard.service.decider import logged
+    from kabuguard.service.storage.database import Database, migrate
+
+    engine = Database(db_url).engine
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("kabuguard.service.storage") / "migrations"))
+    with engine.begin() as conn:  # the first release's schema, and its log
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        events = [e for e in read_file(brokerage().write(tmp_path / "e.jsonl")) if hasattr(e, "account_id")][:50]
+        rows = [{k: v for k, v in logged("acme", e).items() if k in ("firm", "event_id", "body")} for e in events]
+        rows.append({"firm": "acme", "event_id": "~contain:A1", "body": b""})
+        conn.execute(sqlalchemy.text("INSERT INTO events (firm, event_id, body) VALUES (:firm, :event_id, :body)"), rows)
+    migrate(engine)
+    with engine.connect() as conn:
+        got = {r.event_id: (r.account_id, r.symbol, r.ts_us) for r in conn.execute(
+            sqlalchemy.text("SELECT event_id, account_id, symbol, ts_us FROM events"))}
+    assert all(got[e.event_id] == (e.account_id, getattr(e, "symbol", None), e.ts_us) for e in events)
+    assert got["~contain:A1"] == (None, None, None)
