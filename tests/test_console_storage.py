@@ -254,3 +254,24 @@ def test_an_event_log_from_before_the_console_gets_its_accounts_symbols_and_time
             sqlalchemy.text("SELECT event_id, account_id, symbol, ts_us FROM events"))}
     assert all(got[e.event_id] == (e.account_id, getattr(e, "symbol", None), e.ts_us) for e in events)
     assert got["~contain:A1"] == (None, None, None)
+
+
+def test_the_console_during_a_database_outage_says_so_with_a_503(pg_url: str) -> None:
+    """Its login answered 500, with a traceback in the log."""
+    from test_service_support import TcpProxy
+
+    proxy = TcpProxy(int(pg_url.rsplit(":", 1)[1].split("/")[0]))
+    proxy.start()
+    app = create_app(Settings(db=pg_url.replace(f":{proxy.target[1]}/", f":{proxy.port}/"), console_secure_cookie=0))
+    create_user(app.state.service.db.engine, "hana", "analyst", "correct horse battery", "acme")
+    try:
+        with TestClient(app) as client:
+            csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text).group(1)
+            proxy.stop()
+            app.state.service.db.engine.dispose()  # connections in the pool were cut too
+            answer = client.post("/console/login", data={"username": "hana", "password": "correct horse battery",
+                                                         "csrf": csrf})
+    finally:
+        proxy.stop()
+    assert answer.status_code == 503 and "database cannot be reached" in answer.text
+

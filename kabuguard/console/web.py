@@ -13,6 +13,7 @@ firm, and a page or action naming another firm's alert, account or case is refus
 
 
 import hmac
+import logging
 import secrets
 from importlib import resources
 from typing import Annotated, Any
@@ -21,7 +22,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from kabuguard.console import audit, cases, lockout, queries
@@ -49,6 +50,8 @@ _HEADERS = {"Content-Security-Policy": "default-src 'self'; script-src 'self'; s
                                        "img-src 'self' data:; frame-ancestors 'none'",
             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
 
+
+log = logging.getLogger("kabuguard.console")
 
 # What the page after an action says, by the code its redirect carries: never text from the
 # link, which a crafted link would have shown as the console's own notice.
@@ -340,6 +343,12 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
 
     for error in (CaseError, ContainmentError):
         app.add_exception_handler(error, bad_input)
+
+    @app.exception_handler(OperationalError)
+    async def unreachable(request: Request, exc: OperationalError) -> Response:
+        """The database cannot be reached (an outage): say so, rather than a 500 and a traceback."""
+        log.warning("console: the database cannot be reached", extra={"error": type(exc.orig).__name__})
+        return await http_error(request, HTTPException(503, "the database cannot be reached; try again shortly"))
 
     @app.exception_handler(DataError)
     async def unstorable(request: Request, exc: DataError) -> Response:
