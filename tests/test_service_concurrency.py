@@ -14,6 +14,7 @@ from conftest import HOME_UA, ts
 from kabuguard.engine import Pipeline
 from kabuguard.engine.redis_store import StateCodec
 from kabuguard.service.app import create_app
+from kabuguard.service.decider import INLINE_EVENTS
 from kabuguard.service.auth import create_key as new_key
 from kabuguard.service.settings import Settings
 from test_service_support import ServiceProcess, create_key, pg_url, redis_prefix, redis_url
@@ -101,8 +102,9 @@ def test_an_embedded_decision_in_progress_holds_neither_health_checks_nor_reads(
     posted: list[int] = []
     read: list[int] = []
     with TestClient(app) as client:
+        batch = [_login(f"e{n}", f"A{n}", "126.1.3.5", n % 60) for n in range(INLINE_EVENTS + 1)]
         poster = threading.Thread(target=lambda: posted.append(
-            client.post("/v1/events", json=[_login("e1", "A1", "126.1.3.5", 0)], headers=headers).status_code))
+            client.post("/v1/events", json=batch, headers=headers).status_code))
         poster.start()
         assert entered.wait(20)
         reader = threading.Thread(target=lambda: read.extend(
