@@ -350,3 +350,52 @@ def test_parquet_from_pandas_keeps_whole_quantities_its_null_columns_made_floats
     assert [type(i).__name__ for i in items] == ["Login", "Order", "MarketBar", "Rejection"]
     assert items[1].qty == 100 and isinstance(items[1].qty, int) and items[2].volume == 300
     assert items[3].line == 4 and "qty" in items[3].reason
+
+
+
+def _login_table(ts: pa.Array, **columns: pa.Array) -> pa.Table:
+    n = len(ts)
+    fields = {k: pa.array([v] * n) for k, v in LOGIN.items() if k not in ("event_id", "ts")}
+    return pa.table({**fields, "event_id": [f"l{i}" for i in range(n)], "ts": ts, **columns})
+
+
+def test_parquet_timestamps_python_cannot_hold_are_read_as_their_instants_as_json_lines_are(tmp_path: Path) -> None:
+    """Nanoseconds (pandas' unit), a zone pyarrow does not know (`JST`, `+0900`), 9999-12-31T20:00Z in
+    Asia/Tokyo (year 10000 there) crashed the replay; an offset with seconds (Tokyo's +09:18:59 in
+    1880, Monrovia's -00:44:30 in 1970) was written out and refused as not RFC 3339."""
+    cases = [("2025-04-08T00:00:00.123456789Z", pa.timestamp("ns", "UTC"), 1744070400_123456789),
+             ("2025-04-08T00:00:00Z", pa.timestamp("us", "JST"), 1744070400_000000),
+             ("2025-04-08T00:00:01Z", pa.timestamp("ms", "+0900"), 1744070401_000),
+             ("2025-04-08T00:00:02Z", pa.timestamp("s", "+09"), 1744070402),
+             ("2025-04-08T00:00:03Z", pa.timestamp("us", "Z"), 1744070403_000000),
+             ("9999-12-31T20:00:00Z", pa.timestamp("s", "Asia/Tokyo"), 253402300800 - 4 * 3600),
+             ("1970-01-01T00:00:00Z", pa.timestamp("s", "Africa/Monrovia"), 0)]
+    for n, (text, kind, value) in enumerate(cases):
+        pq.write_table(_login_table(pa.array([value], pa.int64()).view(kind)), tmp_path / f"{n}.parquet")
+        [event] = read_file(tmp_path / f"{n}.parquet")
+        [line] = read_file(_lines(tmp_path / f"{n}.jsonl", [{**LOGIN, "ts": text}]))
+        assert isinstance(event, Login), (kind, event)
+        assert event.ts_us == line.ts_us and parse_ts(event.ts) == line.ts_us  # digits past the sixth dropped
+    account = {"type": "account", "event_id": "a", "ts": "2025-03-21T08:00:00+09:00", "account_id": "A1"}
+    opened = [datetime(1880, 1, 1, tzinfo=timezone.utc), -1]  # Tokyo's +09:18:59; 1 ns before 1970
+    for value, kind, text in zip(opened, (pa.timestamp("us", "Asia/Tokyo"), pa.timestamp("ns", "UTC")),
+                                 ("1880-01-01T00:00:00Z", "1969-12-31T23:59:59.999999999Z")):
+        table = pa.table({**{k: [v] for k, v in account.items()}, "opened_at": pa.array([value], kind)})
+        pq.write_table(table, tmp_path / "a.parquet")
+        [read] = read_file(tmp_path / "a.parquet")
+        assert isinstance(read, Account) and parse_ts(read.opened_at) == parse_ts(text), read
+
+
+def test_a_parquet_value_python_cannot_hold_rejects_its_row_naming_the_column_and_the_rest_is_read(tmp_path: Path) -> None:
+    """Invalid UTF-8 in a string column (rejected from a JSON line) and nanosecond columns outside
+    the contract crashed the replay with a traceback, for the whole run."""
+    ts = pa.array(["2025-04-08T09:00:00+09:00"] * 3)
+    accounts = pa.array([b"A1", b"A\xff1", b"A3"], pa.binary()).view(pa.string())
+    nanos = pa.array([1744070400_123456789] * 3, pa.int64())
+    table = _login_table(ts, account_id=accounts, exported_at=nanos.view(pa.timestamp("ns")),
+                         held_for=nanos.view(pa.duration("ns")), at=nanos.view(pa.time64("ns")))
+    pq.write_table(table, tmp_path / "e.parquet")
+    first, second, third = read_file(tmp_path / "e.parquet")
+    assert isinstance(second, Rejection) and second.line == 2 and "`account_id` cannot be read" in second.reason
+    assert isinstance(first, Login) and isinstance(third, Login) and third.account_id == "A3"
+    assert first.extra["exported_at"] == "2025-04-08T00:00:00.123456"  # a local time, as a JSON line's string

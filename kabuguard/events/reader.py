@@ -10,7 +10,6 @@ import gzip
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,8 +21,6 @@ from kabuguard.events.model import EVENT_TYPES, KNOWN_FIELDS, Event
 T = TypeVar("T")
 SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 _RESERVED = ("ts_us", "extra")
-# The fields that hold an instant.
-_TIMES = ("ts", "opened_at", "last_login_at")
 # Whole-number fields a Parquet writer may store as floats: pandas does for an integer column
 # with nulls, which every file of mixed event types has. A whole float is read as the integer;
 # 1.5 stays a float and is refused, naming the field.
@@ -231,18 +228,25 @@ def batch_events(batch: Any) -> Iterator[Event | str]:
     is rejected (the replay's and Spark's Parquet readers alike)."""
     import pyarrow as pa
 
+    from kabuguard.events.arrow import python_rows, readable
+
+    batch = readable(batch)
     instants = _instants(batch)
     floats = [n for n in _WHOLE if n in batch.schema.names and pa.types.is_floating(batch.schema.field(n).type)]
-    for i, row in enumerate(batch.to_pylist()):
+    rows, unreadable = python_rows(batch)
+    for i, row in enumerate(rows):
+        if i in unreadable:
+            yield unreadable[i]
+            continue
         for name in floats:
             value = row[name]
             if value is not None and value.is_integer():
                 row[name] = int(value)
         try:
-            yield _row_fast(row, instants[i]) if instants else _row(row)
+            yield _row_fast(row, instants[i]) if instants else event_from_dict(row)
         except (ContractError, msgspec.ValidationError):
             try:
-                yield _row(row)
+                yield event_from_dict(row)
             except ContractError as exc:
                 yield str(exc)
 
@@ -276,15 +280,5 @@ def _row_fast(row: dict[str, Any], ts_us: int | None) -> Event:
     kind = row.get("type")
     cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None or ts_us is None or None in row.values():
-        return _row(row)
+        return event_from_dict(row)
     return stamped(msgspec.convert(row, cls), ts_us)
-
-
-def _row(row: dict[str, Any]) -> Event:
-    # A Parquet timestamp column arrives as datetimes: written out as RFC 3339, one with a time
-    # zone is read as the string would be, one without (local time, no offset) refused as it is.
-    for name in _TIMES:
-        value = row.get(name)
-        if isinstance(value, datetime):
-            row[name] = value.isoformat()
-    return event_from_dict(row)
