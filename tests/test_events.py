@@ -399,3 +399,17 @@ def test_a_parquet_value_python_cannot_hold_rejects_its_row_naming_the_column_an
     assert isinstance(second, Rejection) and second.line == 2 and "`account_id` cannot be read" in second.reason
     assert isinstance(first, Login) and isinstance(third, Login) and third.account_id == "A3"
     assert first.extra["exported_at"] == "2025-04-08T00:00:00.123456"  # a local time, as a JSON line's string
+
+
+def test_a_parquet_file_naming_a_column_twice_is_rejected_naming_it(tmp_path: Path) -> None:
+    """Two `ts` or `qty` columns stopped the replay with a KeyError; two columns outside the contract
+    were silently merged into one (the last kept)."""
+    login = _login_table(pa.array([LOGIN["ts"]]))
+    tables = {"ts": login.append_column("ts", pa.array(["2025-03-21T10:00:00+09:00"])),
+              "qty": login.append_column("qty", pa.array([100.0])).append_column("qty", pa.array([200.0])),
+              "note": login.append_column("note", pa.array(["a"])).append_column("note", pa.array(["b"]))}
+    for name, table in tables.items():
+        pq.write_table(table, tmp_path / f"{name}.parquet")
+        [rejected] = read_file(tmp_path / f"{name}.parquet")
+        assert isinstance(rejected, Rejection) and rejected.line == 0, rejected
+        assert f"column `{name}` appears more than once" in rejected.reason

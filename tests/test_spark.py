@@ -255,3 +255,34 @@ def test_spark_refuses_an_input_that_is_an_output_of_the_replay(spark, tmp_path:
                                        "--master", "local[2]", "--quiet"])
     assert result.exit_code == 2 and "is an output of a replay into" in result.output, result.output
     assert (feed / "alerts.jsonl").stat().st_size > 0 and not (feed / "INCOMPLETE").exists()
+
+
+def test_parquet_values_and_files_the_replay_rejects_are_rejected_alike_and_a_remote_file_spark_refuses_too(
+        spark, tmp_path: Path) -> None:
+    """Nanosecond or `JST` timestamps and invalid UTF-8 stopped both engines with a traceback; a
+    remote file Spark's Parquet reader refuses (a column named twice, nanoseconds) stopped the job."""
+    from kabuguard.spark import replay_spark
+    from kabuguard.spark.read import expand, read_events
+    from test_events import LOGIN, _login_table
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    nanos = pa.array([1744070400_123456789], pa.int64())
+    tables = {"ns": _login_table(nanos.view(pa.timestamp("ns", "UTC"))),
+              "jst": _login_table(pa.array([1744070400_000000], pa.int64()).view(pa.timestamp("us", "JST"))),
+              "utf8": _login_table(pa.array([LOGIN["ts"]]), account_id=pa.array([b"A\xff1"]).view(pa.string())),
+              "twice": _login_table(pa.array([LOGIN["ts"]])).append_column("ts", pa.array([LOGIN["ts"]]))}
+    for name, table in tables.items():
+        pq.write_table(table, folder / f"{name}.parquet")
+    (folder / "good.jsonl").write_text(json.dumps({**LOGIN, "event_id": "j1"}) + "\n")
+    replay([folder], tmp_path / "local", quiet=True)
+    replay_spark([folder], tmp_path / "spark", quiet=True)
+    _same_outputs(tmp_path / "local", tmp_path / "spark")
+    rejected = {Path(r["file"]).stem: r["reason"] for r in map(json.loads, (tmp_path / "spark" / "rejected.jsonl").open())}
+    assert set(rejected) == {"utf8", "twice"} and "`account_id`" in rejected["utf8"], rejected
+    files = expand(spark, [f"file://{folder}"])
+    rows = read_events(spark, files, load_policy()).select("seq", "event_id", "reason").collect()
+    read = {Path(files[r["seq"] >> 40]).stem: (r["seq"] & (2**40 - 1), r["event_id"], r["reason"]) for r in rows}
+    assert read["jst"][1] == "l0" and read["good"][1] == "j1" and "`account_id`" in read["utf8"][2]
+    assert read["twice"][0] == read["ns"][0] == 0  # the whole file, named in the reason
+    assert "`ts`" in read["twice"][2] and "NANOS" in read["ns"][2], read

@@ -207,6 +207,10 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, Event | str]]:
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         yield 0, f"unreadable Parquet file: {exc}"
         return
+    repeated = _repeated_column(parquet.schema_arrow.names)
+    if repeated:
+        yield 0, repeated
+        return
     number = 0
     for group in range(parquet.num_row_groups):
         # Row group by row group: a damaged page costs its own group's rows, not the file's.
@@ -249,6 +253,17 @@ def batch_events(batch: Any) -> Iterator[Event | str]:
                 yield event_from_dict(row)
             except ContractError as exc:
                 yield str(exc)
+
+
+def _repeated_column(names: Iterable[str]) -> str | None:
+    """Why a Parquet file that names a column twice is refused (Arrow and Parquet allow it): which
+    of the two is the field would be a guess, and a row read with either could be the wrong event."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return f"column `{name}` appears more than once: a Parquet file must name each column once"
+        seen.add(name)
+    return None
 
 
 def _instants(batch: Any) -> list[int | None] | None:

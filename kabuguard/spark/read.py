@@ -64,6 +64,8 @@ def _remote(spark: Any, uri: str) -> list[str]:
 
 def read_events(spark: Any, files: list[str], policy: Policy) -> Any:
     """Every line and row of `files` as a DataFrame with EVENT_COLUMNS; bad ones carry `reason`."""
+    from pyspark.errors import AnalysisException
+
     sc = spark.sparkContext
     # Absolute, as the driver sees it: an executor's working directory need not be the driver's
     # (rejections still name the file as given, through its index).
@@ -76,7 +78,14 @@ def read_events(spark: Any, files: list[str], policy: Policy) -> Any:
             continue
         literal = _GLOB.sub(r"\\\1", name)
         if name.endswith(".parquet"):
-            frame = spark.read.parquet(literal).selectExpr("*", "_metadata.row_index AS __row")
+            try:
+                frame = spark.read.parquet(literal).selectExpr("*", "_metadata.row_index AS __row")
+            except AnalysisException as exc:
+                # Its schema refused (a column named twice, nanosecond timestamps): the file is
+                # rejected, as the replay rejects a file it cannot read, and the others are read.
+                reason = f"unreadable Parquet file (Spark's Parquet reader): {exc.getMessage()}"
+                rdds.append(sc.parallelize([_rejected(index << LINE_BITS, reason)], 1))
+                continue
             frames.append(frame.mapInArrow(_ParquetTask(index, policy), EVENT_COLUMNS))
         else:
             # Through the configuration, not a path argument, which Hadoop would split at commas.
