@@ -413,3 +413,17 @@ def test_a_parquet_file_naming_a_column_twice_is_rejected_naming_it(tmp_path: Pa
         [rejected] = read_file(tmp_path / f"{name}.parquet")
         assert isinstance(rejected, Rejection) and rejected.line == 0, rejected
         assert f"column `{name}` appears more than once" in rejected.reason
+
+
+def test_a_float_outside_a_rows_type_is_an_extra_kept_as_it_is_as_in_json_lines(tmp_path: Path) -> None:
+    """A login's extra `volume: 1e20` was made an integer, as a bar's volume is, and the login
+    rejected ("an integer beyond 64 bits"), where the same JSON line is read."""
+    bar = {"type": "market_bar", "event_id": "b1", "ts": "2025-03-21T09:16:00+09:00", "symbol": "7203",
+           "open": 1.0, "high": 2.0, "low": 1.0, "close": 2.0, "volume": 300.0}
+    rows = [{**LOGIN, "volume": 1e20}, bar]
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    pq.write_table(pa.Table.from_pylist([{k: row.get(k) for k in columns} for row in rows]), tmp_path / "e.parquet")
+    login, read_bar = read_file(tmp_path / "e.parquet")
+    [line] = read_file(_lines(tmp_path / "e.jsonl", rows[:1]))
+    assert isinstance(login, Login) and login.extra["volume"] == line.extra["volume"] == 1e20
+    assert read_bar.volume == 300 and isinstance(read_bar.volume, int)

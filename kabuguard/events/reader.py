@@ -242,10 +242,8 @@ def batch_events(batch: Any) -> Iterator[Event | str]:
         if i in unreadable:
             yield unreadable[i]
             continue
-        for name in floats:
-            value = row[name]
-            if value is not None and value.is_integer():
-                row[name] = int(value)
+        if floats:
+            _whole_numbers(row, floats)
         try:
             yield _row_fast(row, instants[i]) if instants else event_from_dict(row)
         except (ContractError, msgspec.ValidationError):
@@ -253,6 +251,17 @@ def batch_events(batch: Any) -> Iterator[Event | str]:
                 yield event_from_dict(row)
             except ContractError as exc:
                 yield str(exc)
+
+
+def _whole_numbers(row: dict[str, Any], names: list[str]) -> None:
+    """Those of the fields `names` that `row`'s type has, as integers where whole. In a row of
+    another type (a login's `volume`) the field is an extra, kept as it is, as a JSON line's is."""
+    kind = row.get("type")
+    known = KNOWN_FIELDS.get(kind, ()) if isinstance(kind, str) else ()
+    for name in names:
+        value = row[name]
+        if name in known and value is not None and value.is_integer():
+            row[name] = int(value)
 
 
 def _repeated_column(names: Iterable[str]) -> str | None:
