@@ -427,3 +427,18 @@ def test_a_float_outside_a_rows_type_is_an_extra_kept_as_it_is_as_in_json_lines(
     [line] = read_file(_lines(tmp_path / "e.jsonl", rows[:1]))
     assert isinstance(login, Login) and login.extra["volume"] == line.extra["volume"] == 1e20
     assert read_bar.volume == 300 and isinstance(read_bar.volume, int)
+
+
+def test_a_whole_decimal_quantity_is_read_as_the_integer_and_a_fractional_one_rejected(tmp_path: Path) -> None:
+    """A warehouse's decimal(38,0) `qty` was rejected ("Expected `int`, got `decimal`")."""
+    from decimal import Decimal
+
+    order = {"type": "order", "event_id": "o1", "ts": "2025-03-21T09:15:00+09:00", "order_id": "o1",
+             "account_id": "A1", "symbol": "7203", "side": "buy"}
+    quantities = [Decimal(100), Decimal("1.5"), Decimal(2**64)]
+    table = pa.table({**{k: [v] * 3 for k, v in order.items()}, "qty": pa.array(quantities, pa.decimal128(38, 1))})
+    pq.write_table(table, tmp_path / "e.parquet")
+    whole, fraction, huge = read_file(tmp_path / "e.parquet")
+    assert isinstance(whole, Order) and whole.qty == 100 and isinstance(whole.qty, int)
+    assert isinstance(fraction, Rejection) and "qty" in fraction.reason
+    assert isinstance(huge, Rejection) and "qty" in huge.reason  # past 64 bits, as in a JSON line

@@ -10,6 +10,7 @@ import gzip
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,9 +22,10 @@ from kabuguard.events.model import EVENT_TYPES, KNOWN_FIELDS, Event
 T = TypeVar("T")
 SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 _RESERVED = ("ts_us", "extra")
-# Whole-number fields a Parquet writer may store as floats: pandas does for an integer column
-# with nulls, which every file of mixed event types has. A whole float is read as the integer;
-# 1.5 stays a float and is refused, naming the field.
+# Whole-number fields a Parquet writer may store as floats or decimals: pandas stores an integer
+# column with nulls, which every file of mixed event types has, as floats; a warehouse exports
+# integers as decimal(38,0). A whole value is read as the integer; 1.5 stays as it is and is
+# refused, naming the field.
 _WHOLE = ("qty", "volume", "shares_outstanding")
 _json_decode = msgspec.json.Decoder().decode
 # The fast path: straight into the typed records. It refuses unknown fields and nulls, which
@@ -236,14 +238,15 @@ def batch_events(batch: Any) -> Iterator[Event | str]:
 
     batch = readable(batch)
     instants = _instants(batch)
-    floats = [n for n in _WHOLE if n in batch.schema.names and pa.types.is_floating(batch.schema.field(n).type)]
+    types = dict(zip(batch.schema.names, batch.schema.types))
+    fractions = [n for n in _WHOLE if n in types and (pa.types.is_floating(types[n]) or pa.types.is_decimal(types[n]))]
     rows, unreadable = python_rows(batch)
     for i, row in enumerate(rows):
         if i in unreadable:
             yield unreadable[i]
             continue
-        if floats:
-            _whole_numbers(row, floats)
+        if fractions:
+            _whole_numbers(row, fractions)
         try:
             yield _row_fast(row, instants[i]) if instants else event_from_dict(row)
         except (ContractError, msgspec.ValidationError):
@@ -260,8 +263,13 @@ def _whole_numbers(row: dict[str, Any], names: list[str]) -> None:
     known = KNOWN_FIELDS.get(kind, ()) if isinstance(kind, str) else ()
     for name in names:
         value = row[name]
-        if name in known and value is not None and value.is_integer():
+        if name in known and value is not None and _is_whole(value):
             row[name] = int(value)
+
+
+def _is_whole(value: float | Decimal) -> bool:
+    # A Decimal has no is_integer() before Python 3.13 (and no NaN or infinity from Arrow).
+    return value.is_integer() if isinstance(value, float) else value == value.to_integral_value()
 
 
 def _repeated_column(names: Iterable[str]) -> str | None:
