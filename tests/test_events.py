@@ -374,8 +374,9 @@ def test_parquet_timestamps_python_cannot_hold_are_read_as_their_instants_as_jso
         pq.write_table(_login_table(pa.array([value], pa.int64()).view(kind)), tmp_path / f"{n}.parquet")
         [event] = read_file(tmp_path / f"{n}.parquet")
         [line] = read_file(_lines(tmp_path / f"{n}.jsonl", [{**LOGIN, "ts": text}]))
-        assert isinstance(event, Login), (kind, event)
-        assert event.ts_us == line.ts_us and parse_ts(event.ts) == line.ts_us  # digits past the sixth dropped
+        assert type(event) is type(line), (kind, event, line)  # the last day of 9999 is for the contract to say
+        if isinstance(line, Login):
+            assert event.ts_us == line.ts_us and parse_ts(event.ts) == line.ts_us  # digits past the sixth dropped
     account = {"type": "account", "event_id": "a", "ts": "2025-03-21T08:00:00+09:00", "account_id": "A1"}
     opened = [datetime(1880, 1, 1, tzinfo=timezone.utc), -1]  # Tokyo's +09:18:59; 1 ns before 1970
     for value, kind, text in zip(opened, (pa.timestamp("us", "Asia/Tokyo"), pa.timestamp("ns", "UTC")),
