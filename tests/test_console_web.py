@@ -123,6 +123,26 @@ def test_the_notice_after_an_action_is_the_consoles_own_text_never_the_links(app
         assert 'class="done"' not in page and "Security notice" not in page
 
 
+def test_the_audit_log_filters_by_action_and_pages_past_a_burst_of_failed_logins(app: TestClient) -> None:
+    """The page showed the newest 200 entries only: a burst of failed logins hid every
+    containment behind it."""
+    csrf = login(app, "admin")
+    assert app.post("/console/contain/account", data={"firm": "acme", "account_id": "A1", "reason": "takeover",
+                                                       "csrf": csrf}).status_code == 200
+    engine = app.app.state.service.db.engine
+    with engine.begin() as conn:
+        for n in range(250):
+            audit.record(conn, f"guess{n}", "session.login_failed", "wrong user name or password")
+    rows = lambda page: re.findall(r"<tr><td>[^<]*</td><td>([^<]*)</td><td>([^<]*)</td>", page)  # noqa: E731
+    first = app.get("/console/audit").text
+    assert len(rows(first)) == 200 and ("admin", "contain") not in rows(first)
+    older = re.search(r'<a href="\?([^"]+)">Older entries</a>', first).group(1).replace("&amp;", "&")
+    rest = rows(app.get(f"/console/audit?{older}").text)
+    assert ("admin", "contain") in rest and len(rest) < 200
+    assert {a for _, a in rows(app.get("/console/audit", params={"action": "contain"}).text)} == {"contain", "contain.dry_run"}
+    assert app.get("/console/audit", params={"before": "0"}).status_code == 422
+
+
 def test_an_auditor_reads_everything_and_cannot_act(app: TestClient) -> None:
     csrf = login(app, "auditor")
     firm, alert_id = _campaign(app)

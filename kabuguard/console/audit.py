@@ -24,14 +24,19 @@ def record(conn: Connection, actor: str, action: str, reason: str, *, firm: str 
         detail=json.dumps(detail, sort_keys=True) if detail else None))
 
 
-def entries(engine: Engine, limit: int = 200, target: str | None = None,
-            firm: str | None = None) -> list[dict[str, Any]]:
-    """The newest entries first, optionally for one target, optionally of one firm."""
+def entries(engine: Engine, limit: int = 200, target: str | None = None, firm: str | None = None,
+            action: str = "", before: int | None = None) -> list[dict[str, Any]]:
+    """The newest entries first, optionally for one target, of one firm, of actions starting with
+    `action` (`contain`, `case`, `session.login_failed`), older than the entry `before` (paging)."""
     query = select(audit_log).order_by(audit_log.c.seq.desc()).limit(limit)
     if target is not None:
         query = query.where(audit_log.c.target == target)
     if firm is not None:
         query = query.where(audit_log.c.firm == firm)
+    if action:
+        query = query.where(audit_log.c.action.startswith(action, autoescape=True))
+    if before is not None:
+        query = query.where(audit_log.c.seq < before)
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(query).mappings()]
 

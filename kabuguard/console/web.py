@@ -40,6 +40,7 @@ PREFIX = "/console"
 # Password guessing: after this many failed logins for one user name in this many minutes, its
 # logins are refused until the window has passed (each failure is in the audit log). Checks still
 # running count as failed, so concurrent guesses cannot pass together (lockout.py).
+AUDIT_PAGE = 200  # audit entries a page
 MAX_FAILED_LOGINS = 10  # per user name and client address
 MAX_FAILED_LOGINS_ANY_CLIENT = 100  # per user name: guessing spread over many addresses
 LOCKOUT_MINUTES = 15
@@ -245,11 +246,17 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
                     dispositions=DISPOSITIONS, trail=audit.entries(engine, target=f"case:{case_id}"))
 
     @router.get("/audit")
-    def audit_page(request: Request, session: Viewer) -> HTMLResponse:
+    def audit_page(request: Request, session: Viewer, action: Annotated[str, Query(max_length=64)] = "",
+                   before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None) -> HTMLResponse:
+        """Newest first, by kind of action, a page at a time: a burst of failed logins must not
+        hide the containments behind it."""
         firm = session.user.firm
         taken = actions(engine, firm, limit=200)
         sent = deliveries(engine, None if firm is None else [a["action_id"] for a in taken], limit=200)
-        return page(request, "audit.html", entries=audit.entries(engine, firm=firm), deliveries=sent, actions=taken)
+        shown = audit.entries(engine, firm=firm, action=action, before=before, limit=AUDIT_PAGE)
+        older = shown[-1]["seq"] if len(shown) == AUDIT_PAGE else None
+        return page(request, "audit.html", entries=shown, deliveries=sent, actions=taken, action=action,
+                    older=urlencode({"action": action, "before": older}) if older else "")
 
     @router.get("/intel")
     def intel_page(request: Request, session: Viewer, collection: str = "") -> HTMLResponse:
