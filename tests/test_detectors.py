@@ -78,6 +78,16 @@ def test_a_device_whose_session_changed_the_email_is_never_trusted(tmp_path: Pat
     assert "new_device" not in decisions[benign_again["event_id"]]["reasons"]
 
 
+def test_a_change_naming_no_session_keeps_the_logins_before_it_from_becoming_habit(tmp_path: Path) -> None:
+    """An export without session ids on changes: the attacker's device that changed the email
+    became the owner's habit after a day, and its next login passed as the owner's."""
+    s = brokerage(attack=False)
+    s.login(ts(20, 21, 0), "A4", "126.7.7.7", "intruder")
+    s.add("account_change", ts(20, 21, 2), account_id="A4", field="email", ip="126.7.7.7", device_id="intruder")
+    again = s.login(ts(23, 13, 0), "A4", "126.7.7.7", "intruder")
+    assert "new_device" in _decide(s, tmp_path)[again["event_id"]]["reasons"]
+
+
 def test_travel_on_the_usual_device_is_allowed_but_a_hosting_login_is_not(tmp_path: Path) -> None:
     s = brokerage(attack=False)
     travel = s.login(ts(21, 20, 30), "A1", "73.162.1.1", "dev-1")  # US residential cable, own device, a day later

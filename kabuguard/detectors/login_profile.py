@@ -161,8 +161,10 @@ class LoginProfile:
 
     def learn(self, event: Any, state: LoginProfileState, ev: Evidence) -> None:
         if event.kind == "account_change":
-            if event.field in self.distrusting and event.session_id:
-                state.pending = [p for p in state.pending if p.session_id != event.session_id]
+            if event.field in self.distrusting:
+                # A change naming no session may have come from any login still on probation
+                # (an export without session ids): none of them becomes habit.
+                state.pending = [p for p in state.pending if event.session_id and p.session_id != event.session_id]
             return
         if not event.success or ev.session_llr > self.learn_max_llr:
             return
