@@ -15,7 +15,8 @@ orders; every firm sees the market. Per symbol, from its own bars so far (no loo
   `market_factor`), so a rising index or a busy market day does not look like a pump.
 
 An episode opens when volume is at least `onset_volume_multiple` times the symbol's pace for
-the time of day (and `onset_volume_z` deviations above it) while the price has risen
+the time of day (and `onset_volume_z` deviations above it, or `strong_price_volume_z` when the
+price rose `strong_price_z` volatility units: the two are evidence together) while the price has risen
 `onset_price_z` volatility units and `onset_price_move` in log terms, or when a run of
 `sustained_bars` heavy bars none closing lower passes the same tests pooled (a staircase climb):
 one `symbol_alert`. It ends when no bar has reached `end_volume_multiple` for
@@ -120,7 +121,7 @@ class PumpSurveillance:
         p = lambda key: number(params, key, self.name)  # noqa: E731
         for key in ("bucket_minutes", "baseline_minutes", "price_window_minutes", "pace_horizon_minutes",
                     "onset_volume_multiple", "end_volume_multiple", "max_gap_minutes", "onset_volume_z",
-                    "onset_price_z"):  # divisors and logarithms
+                    "onset_price_z", "strong_price_z", "strong_price_volume_z"):  # divisors and logarithms
             positive(params, key, self.name)
         for floor, prior in (("min_sigma_per_minute", "prior_sigma_per_minute"),
                              ("min_log_pace_deviation", "prior_log_pace_deviation")):
@@ -130,6 +131,8 @@ class PumpSurveillance:
         buckets = -(-_DAY_MIN // self.bucket_minutes)
         self.on_volume_z = p("onset_volume_z")
         self.on_price_z = p("onset_price_z")
+        self.strong_price_z = p("strong_price_z")
+        self.strong_volume_z = p("strong_price_volume_z")
         self.end_quiet_us = duration_us(params, "end_quiet_minutes", self.name)
         self.max_episode_us = duration_us(params, "max_episode_hours", self.name)
         self.risky_llr = p("risky_session_llr")
@@ -148,7 +151,7 @@ class PumpSurveillance:
             inv_window, math.exp(-1.0 * inv_window), count(params, "warmup_bars", self.name, minimum=0),
             math.log(p("end_volume_multiple")), math.log(p("onset_volume_multiple")), self.on_volume_z, self.on_price_z,
             p("onset_price_move"), count(params, "sustained_bars", self.name), p("sustained_price_move"), p("min_log_pace_deviation"), p("profile_rate"),
-            1.0 / p("baseline_minutes"), p("prior_bars"),
+            1.0 / p("baseline_minutes"), p("prior_bars"), self.strong_price_z, self.strong_volume_z,
         ])
         fresh = np.zeros(_PROFILE + buckets)
         fresh[_DEV], fresh[_VAR] = p("prior_log_pace_deviation"), p("prior_sigma_per_minute") ** 2
@@ -203,7 +206,8 @@ class PumpSurveillance:
         now = event.ts_us
         assessment, risky, buyers = self._assess(tape, now)
         volume_z, price_z = bar[_VOLUME_Z], bar[_PRICE_Z]
-        strength = min(volume_z / self.on_volume_z, price_z / self.on_price_z)
+        strength = max(min(volume_z / self.on_volume_z, price_z / self.on_price_z),
+                       min(volume_z / self.strong_volume_z, price_z / self.strong_price_z))
         episode_id = f"pump-{event.symbol}-{event.event_id}"
         ev.alerts.append({
             "type": "symbol_alert", "symbol": event.symbol,
@@ -327,8 +331,9 @@ def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarr
     market passes here. `index`, `busy`: the market as of the minutes before the batch's."""
     (max_gap, horizon, beta, min_var, inv_window, decay_one, warmup, end_multiple, on_multiple,
      on_volume_z, on_price_z, on_move, sustained_bars, sustained_move, min_dev, profile_rate,
-     inv_baseline, prior_count) = (k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10],
-                                   k[11], k[12], k[13], k[14], k[15], k[16], k[17])
+     inv_baseline, prior_count, strong_price_z, strong_volume_z) = (
+        k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], k[11], k[12], k[13], k[14], k[15],
+        k[16], k[17], k[18], k[19])
     flagged = np.empty(at.size, dtype=np.int64)
     m = 0
     for i in range(at.size):
@@ -374,7 +379,8 @@ def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarr
                 move = row[_MOVE] * decay + excess
                 if excess > move:
                     move = excess
-                if volume_z >= on_volume_z and price_z >= on_price_z and move >= on_move:
+                heavy = volume_z >= on_volume_z or (volume_z >= strong_volume_z and price_z >= strong_price_z)
+                if heavy and price_z >= on_price_z and move >= on_move:
                     code = 1
                     values[i, _ON_SURPRISE], values[i, _VOLUME_Z], values[i, _PRICE_Z] = surprise, volume_z, price_z
             if code == 0 and excess >= 0.0 and row[_RUN_BARS] + 1 >= sustained_bars:
@@ -384,7 +390,8 @@ def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarr
                 pooled = (row[_RUN_SURPRISE] + surprise) / run
                 volume_z = pooled / (_MAD_TO_SD * dev)
                 price_z = (row[_RUN_U] + u) / math.sqrt(run)
-                if pooled >= on_multiple and volume_z >= on_volume_z and price_z >= on_price_z \
+                heavy = volume_z >= on_volume_z or (volume_z >= strong_volume_z and price_z >= strong_price_z)
+                if pooled >= on_multiple and heavy and price_z >= on_price_z \
                         and row[_RUN_MOVE] + excess >= sustained_move:
                     code = run
                     values[i, _ON_SURPRISE], values[i, _VOLUME_Z], values[i, _PRICE_Z] = pooled, volume_z, price_z
