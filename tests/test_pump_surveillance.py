@@ -146,6 +146,20 @@ def test_a_volume_and_price_surge_raises_one_alert_per_episode_and_ends_it(tmp_p
     assert end["evidence"]["last_active_ts"] < end["ts"] < ts(7, 12, 40) and end["evidence"]["ended_by"] == "quiet"
 
 
+def test_bars_resent_under_new_event_ids_change_nothing(tmp_path: Path) -> None:
+    """A feed that re-sent its bars under new ids doubled the alerts: the copies learnt a zero
+    return each, shrinking the symbol's volatility until ordinary moves passed for surges."""
+    once, twice = Stream(), Stream()
+    _thin_with_pump(once)
+    once.events += _liquid_market_with(5, "7777", 0.004, 6.0, range(60, 70)).events
+    twice.events = [*once.events, *({**e, "event_id": f"again-{e['event_id']}"} for e in once.events)]
+    twice.events.sort(key=lambda e: e["ts"])  # each copy beside its original, as a re-sending feed has them
+    (tmp_path / "twice").mkdir()
+    key = lambda a: (a["ts"], a["symbol"], a["reasons"], a["score"])  # noqa: E731
+    first, second = _surges(_run(once, tmp_path)[0]), _surges(_run(twice, tmp_path / "twice")[0])
+    assert first and sorted(map(key, first)) == sorted(map(key, second))
+
+
 def _liquid_market_with(day: int, target: str, drift: float, volume_x: float, minutes: range) -> Stream:
     """Twenty-five liquid names for five days; on `day`, `target` alone drifts by `drift` a minute
     on `volume_x` times its volume over `minutes` (bar indices of the session)."""

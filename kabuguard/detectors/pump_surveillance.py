@@ -342,6 +342,9 @@ def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarr
             continue
         row, now, price = table[at[i]], now_us[i], close[i]
         n = row[_N]
+        if n != 0.0 and now <= row[_LAST_US]:  # the minute again (a feed re-sent under new ids): seen
+            told[i, _CODE] = -1
+            continue
         bucket = now // _MIN_US % _DAY_MIN // bucket_minutes
         # -- score
         if n != 0.0:
