@@ -251,6 +251,7 @@ def test_settings_come_from_file_then_environment_then_options(tmp_path: Path) -
     ({"KABUGUARD_LOG_LEVEL": "loud"}, "log_level"),
     ({"KABUGUARD_STATE": "redis://127.0.0.1:notaport/0"}, "Port could not be cast"),
     ({"KABUGUARD_STATE": "redis://127.0.0.1:6379/zero"}, "must be a number"),
+    ({"KABUGUARD_STATE": "redis://127.0.0.1:6379/12?db=twelve"}, "must be a number"),  # the client reads ?db= first
     ({"KABUGUARD_DEADLINE_MS": "-1"}, "deadline_ms: must be above 0"),
     ({"KABUGUARD_MAX_BATCH": "0"}, "max_batch: must be above 0"),
     ({"KABUGUARD_MAX_BODY_BYTES": "-1"}, "max_body_bytes: must be above 0"),
@@ -270,6 +271,12 @@ def test_serve_stops_when_redis_refuses_the_urls_password_or_database(redis_url:
         serve = CliRunner().invoke(main, ["serve", "--state", url])
         assert serve.exit_code == 2 and "Redis refused" in serve.output and named in serve.output, serve.output
         assert "wrong-password" not in serve.output
+
+
+def test_settings_that_worked_before_their_checks_still_do() -> None:
+    """`warn` is a level logging takes; a URL's scheme is case-blind."""
+    Settings(log_level="warn").validate()
+    Settings(webhook_urls="HTTPS://H.EXAMPLE/x", webhook_secret="s").validate()
 
 
 def test_serve_with_a_database_it_cannot_open_says_so_in_a_line(tmp_path: Path) -> None:

@@ -256,3 +256,31 @@ def test_a_batch_whose_deciding_outlasts_the_deadline_is_answered_with_what_was_
     assert not answer["degraded"] and not any(r["duplicate"] for r in answer["results"]), answer
     assert all(r["duplicate"] for r in again["results"])
     assert [r["decision"] for r in again["results"]] == [r["decision"] for r in answer["results"]]
+
+
+def test_a_batch_that_keeps_conflicting_is_decided_again_only_within_the_deadline(
+        tmp_path: Path, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each conflict re-decided the whole batch on the event loop, up to 64 times: a 2,000-event
+    batch against another writer of one account held a worker 49 s, to answer degraded."""
+    import redis
+
+    app = create_app(Settings(state=redis_url, redis_prefix=redis_prefix, db=f"sqlite:///{tmp_path}/kg.db",
+                              deadline_ms=DEADLINE_MS, rate_limit=1e9))
+    headers = {"X-API-Key": create_key(app.state.service.db, "acme", "t")[1]}
+    decider, other = app.state.service.decider, redis.Redis.from_url(redis_url)
+    decide, rounds = decider._decide, []
+
+    def contended(*args: object) -> object:  # another worker writes the account meanwhile, every time
+        rounds.append(1)
+        time.sleep(DEADLINE_MS / 1000 / 2)  # the batch's CPU time
+        outcome = decide(*args)
+        other.hset(f"{redis_prefix}s:acme:account:A1", "v", str(len(rounds)))
+        return outcome
+
+    with TestClient(app) as client:
+        client.post("/v1/events", json=_login(0), headers=headers)  # A1 exists
+        monkeypatch.setattr(decider, "_decide", contended)
+        started = time.perf_counter()
+        answer = client.post("/v1/events", json=[_login(1), _login(2)], headers=headers).json()
+        elapsed = time.perf_counter() - started
+    assert answer["degraded"] and len(rounds) <= 4 and elapsed < 2.0, (len(rounds), elapsed)

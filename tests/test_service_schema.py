@@ -61,7 +61,8 @@ def test_what_the_reader_refuses_beyond_types_the_schema_refuses_too(tmp_path: P
                      "indicator_type": "ip", "value": "203.0.113.7"}
         account = {"event_id": "a1", "type": "account", "ts": "2025-03-03T09:01:00+09:00", "account_id": "A1",
                    "opened_at": ""}
-        for good in (bar, indicator, account, {**account, "opened_at": "2019-08-29T10:47:26+09:00"}):
+        for good in (bar, indicator, account, {**account, "opened_at": "2019-08-29T10:47:26+09:00"},
+                     {**account, "opened_at": "1965-04-01T09:00:00+09:00"}):  # an account may be older than 1970
             answer = client.post("/v1/events", json=good, headers={"X-API-Key": key})
             assert valid(good) and answer.status_code == 200, (good, answer.text)
         for bad in ({**bar, "ts": "1969-12-31T23:59:59+00:00"}, {**bar, "close": 0.0}, {**bar, "high": -1.0},

@@ -54,10 +54,20 @@ def _check_redis(url: str) -> None:
 
     from kabuguard.service.redis_client import Redis, ReplyError
 
+    async def ping() -> None:
+        async with asyncio.timeout(3.0):
+            await Redis(url).ping()
+
     try:
-        asyncio.run(Redis(url).ping())
+        asyncio.run(ping())
     except ReplyError as exc:
-        raise click.UsageError(f"state: Redis refused the URL's password or database: {exc}") from None
-    except Exception:  # noqa: BLE001 - unreachable now: the workers start degraded and recover
+        if str(exc).startswith(_REFUSALS):
+            raise click.UsageError(f"state: Redis refused the URL's password or database: {exc}") from None
+    except Exception:  # noqa: BLE001 - unreachable, hung or loading now: the workers start degraded and recover
         pass
+
+
+# Replies to AUTH and SELECT that no wait will change (a reply such as LOADING will).
+_REFUSALS = ("WRONGPASS", "NOAUTH", "NOPERM", "ERR AUTH", "ERR invalid password", "ERR DB index",
+             "ERR invalid DB index")
 

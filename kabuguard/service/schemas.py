@@ -22,7 +22,8 @@ _INSTANT = {"type": "string", "format": "date-time", "pattern": "^(19[7-9][0-9]|
             "description": "RFC 3339 with an offset, e.g. 2025-03-21T09:14:03.120+09:00; from 1970 to "
                            "9999-12-30 in UTC"}
 _PRICE = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_PRICE}
-_ACCOUNT_TIME = {"anyOf": [_INSTANT, {"type": "string", "maxLength": 0}]}  # empty: absent, as an export's cell
+# An account may be older than 1970 (events may not); empty is absent, as an export's cell.
+_ACCOUNT_TIME = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "maxLength": 0}]}
 _CHECKED = {"ts": _INSTANT, "opened_at": _ACCOUNT_TIME, "last_login_at": _ACCOUNT_TIME,
             "open": _PRICE, "high": _PRICE, "low": _PRICE, "close": _PRICE, "limit_price": _PRICE, "price": _PRICE,
             "last_price": _PRICE, "value": {"type": "string", "pattern": "[^\\s]"}}

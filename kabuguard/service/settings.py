@@ -7,12 +7,13 @@ default needs none: in-memory state and a SQLite file in the working directory.
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 _PREFIX = "KABUGUARD_"
 
@@ -74,8 +75,8 @@ class Settings:
         for name in _FLAGS:
             if getattr(self, name) not in (0, 1):
                 raise SettingsError(f"{name}: must be 0 or 1, got {getattr(self, name)}")
-        if self.log_level.lower() not in _LOG_LEVELS:
-            raise SettingsError(f"log_level: expected one of {', '.join(_LOG_LEVELS)}, got {self.log_level!r}")
+        if not isinstance(logging.getLevelName(self.log_level.upper()), int):  # as `configure` sets it
+            raise SettingsError(f"log_level: expected one of debug, info, warning, error, critical, got {self.log_level!r}")
         if not self.db.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
             raise SettingsError(f"db: expected sqlite:///PATH or postgresql://…, got {self.db!r}")
         if self.workers < 1:
@@ -83,7 +84,7 @@ class Settings:
         if self.workers > 1 and not self.redis():
             raise SettingsError("workers: more than one worker needs shared state: use --state redis://…")
         for firm, url in self.webhook_receivers():
-            if not url.startswith(("http://", "https://")) or firm == "":
+            if not url.lower().startswith(("http://", "https://")) or firm == "":
                 raise SettingsError(f"webhook_urls: expected URL or FIRM=URL with an http(s) URL, got "
                                     f"{(url if firm is None else f'{firm}={url}')!r}")
         if self.receivers() and not self.webhook_secret:
@@ -118,7 +119,6 @@ class Settings:
 _POSITIVE = ("deadline_ms", "max_body_bytes", "max_batch", "rate_limit", "idempotency_ttl_s", "outbox_after_s",
              "console_session_hours", "webhook_backoff_s", "webhook_max_backoff_s")
 _FLAGS = ("wait_for_database", "console_secure_cookie")
-_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def _check_redis_url(url: str) -> None:
@@ -128,9 +128,10 @@ def _check_redis_url(url: str) -> None:
         parts.port  # noqa: B018 - parsing the port is the check
     except ValueError as exc:
         raise SettingsError(f"state: {exc} in the Redis URL") from None
-    db = parts.path.strip("/")
-    if parts.scheme != "unix" and db and not db.isdigit():
-        raise SettingsError(f"state: the Redis database in the URL's path must be a number, got {db!r}")
+    query = parse_qs(parts.query).get("db")  # the client reads `?db=` before the path
+    db = query[0] if query else "" if parts.scheme == "unix" else parts.path.strip("/")
+    if db and not db.isdigit():
+        raise SettingsError(f"state: the Redis database in the URL must be a number, got {db!r}")
 
 
 # Settings that hold a list, comma-separated in the environment; a TOML list is natural for them.
