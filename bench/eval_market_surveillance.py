@@ -17,7 +17,6 @@ Not a test: it reports figures.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import subprocess
 import sys
