@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from kabuguard.events import Rejection, expand_paths, read_file, total_order
 from kabuguard.events.order import TotalOrder
 from kabuguard.events.instants import parse_ts
-from kabuguard.events.model import Account, Login, Order
+from kabuguard.events.model import Account, Login, MarketBar, Order
 
 LOGIN = {"type": "login", "event_id": "l1", "ts": "2025-03-21T09:14:03.120+09:00", "account_id": "A1",
          "session_id": "s1", "success": True, "ip": "126.1.2.3", "user_agent": "x", "device_id": "d1",
@@ -248,6 +248,20 @@ def test_timestamps_before_1970_or_past_9999_are_rejected_alike_in_json_lines_an
         items = list(read_file(path))
         assert [i.line for i in items if isinstance(i, Rejection)] == [1, 2, 3, 4, 5], (path, items)
         assert [i.event_id for i in items if not isinstance(i, Rejection)] == ["l1"]
+
+
+def test_whole_floats_in_json_lines_are_integers_as_in_parquet(tmp_path: Path) -> None:
+    """pandas writes an integer column holding nulls as floats, in JSON as in Parquet: every bar
+    of such a JSON export was rejected (`100.0`), where the same Parquet file was read."""
+    bar = {"type": "market_bar", "ts": "2025-03-21T09:01:00+09:00", "symbol": "9999", "open": 1.0, "high": 2.0,
+           "low": 1.0, "close": 2.0}
+    rows = [{**bar, "event_id": "whole", "volume": 100.0}, {**bar, "event_id": "part", "volume": 1.5},
+            {**LOGIN, "event_id": "extra", "volume": 1e20}]
+    items = list(read_file(_lines(tmp_path / "e.jsonl", rows)))
+    whole, part, extra = items
+    assert isinstance(whole, MarketBar) and whole.volume == 100 and isinstance(whole.volume, int)
+    assert isinstance(part, Rejection) and "volume" in part.reason
+    assert isinstance(extra, Login) and extra.extra == {"volume": 1e20}  # another type's field: kept as it is
 
 
 def test_a_leap_second_is_read_as_the_last_microsecond_before_the_next_second(tmp_path: Path) -> None:

@@ -22,10 +22,10 @@ from kabuguard.events.model import EVENT_TYPES, KNOWN_FIELDS, Event
 T = TypeVar("T")
 SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 _RESERVED = ("ts_us", "extra")
-# Whole-number fields a Parquet writer may store as floats or decimals: pandas stores an integer
-# column with nulls, which every file of mixed event types has, as floats; a warehouse exports
-# integers as decimal(38,0). A whole value is read as the integer; 1.5 stays as it is and is
-# refused, naming the field.
+# Whole-number fields a writer may store as floats or decimals: pandas stores an integer column
+# with nulls, which every file of mixed event types has, as floats (in Parquet and in JSON:
+# `100.0`); a warehouse exports integers as decimal(38,0). A whole value is read as the integer;
+# 1.5 stays as it is and is refused, naming the field.
 _WHOLE = ("qty", "volume", "shares_outstanding")
 _json_decode = msgspec.json.Decoder().decode
 # The fast path: straight into the typed records. It refuses unknown fields and nulls, which
@@ -82,6 +82,10 @@ def event_from_dict(obj: Any) -> Event:
     # Absent fields may come as nulls (Parquet always does); null means absent.
     known = KNOWN_FIELDS[kind]
     fields = {k: v for k, v in obj.items() if v is not None and k in known}
+    for name in _WHOLE:  # `100.0`: a JSON exporter's float column (pandas, with nulls), as in Parquet
+        value = fields.get(name)
+        if isinstance(value, float) and value.is_integer():
+            fields[name] = int(value)
     try:
         event = msgspec.convert(fields, cls)
     except msgspec.ValidationError as exc:
