@@ -207,6 +207,20 @@ def test_guesses_from_one_address_lock_the_name_there_only_and_many_addresses_lo
     assert lockout.reserve(engine, "ken", outsider, 10, 30, 15) is not None  # another name: its own count
 
 
+def test_a_reservation_forgets_every_attempt_past_the_window_of_any_name(db_url: str) -> None:
+    """A name never tried again kept its failures, each with a digest of an address, for ever."""
+    from kabuguard.console.clock import now_us
+    from kabuguard.console.models import login_attempts
+
+    engine = create_app(Settings(db=db_url)).state.service.db.engine
+    with engine.begin() as conn:
+        conn.execute(login_attempts.insert().values(username="gone", client=lockout.client_key("203.0.113.9"),
+                                                    at_us=now_us() - 20 * 60_000_000))
+    assert lockout.reserve(engine, "hana", lockout.client_key("10.0.0.7"), 10, 100, 15) is not None
+    with engine.connect() as conn:
+        assert [r.username for r in conn.execute(sqlalchemy.select(login_attempts))] == ["hana"]
+
+
 def test_a_login_waits_a_moment_for_another_password_check_and_is_then_refused_uncounted(tmp_path: Path) -> None:
     """Each login of a flood (a new name each: no lockout) ran argon2 at once, starving the
     decision API in the same process."""

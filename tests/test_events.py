@@ -161,7 +161,7 @@ def test_a_field_outside_the_contract_nested_past_the_limit_is_rejected_before_i
                  "ip": "126.1.2.3", "ts": "2025-03-21T09:00:00+09:00"}
         return json.dumps(login)[:-1] + ', "note": ' + "[" * depth + "1" + "]" * depth + "}"
 
-    lines = [line("kept", 31), line("deep", 32), line("deeper", 300)]
+    lines = [line("kept", 32), line("deep", 33), line("deeper", 300)]
     path = tmp_path / "e.jsonl"
     path.write_text("".join(f"{text}\n" for text in lines))
     summary = replay([path], tmp_path / "run", quiet=True, spill_after=1)

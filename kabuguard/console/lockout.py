@@ -48,8 +48,8 @@ def reserve(engine: Engine, username: str, client: str, per_client: int, per_use
         with engine.begin() as conn:
             attempt_id = int(conn.execute(login_attempts.insert().values(username=username, client=client, at_us=now))
                              .inserted_primary_key[0])
-            conn.execute(delete(login_attempts).where(login_attempts.c.username == username,
-                                                      login_attempts.c.at_us < since))
+            # Past the window, nothing is kept, of any name (a digest of an address is still one).
+            conn.execute(delete(login_attempts).where(login_attempts.c.at_us < since))
         if _locked(engine, username, client, since, per_client, per_user, now=True):
             with engine.begin() as conn:
                 give_back(conn, attempt_id)

@@ -31,7 +31,7 @@ _hasher = PasswordHasher()
 # Verifying an unknown name costs as much as a known one: no timing tells which names exist.
 _DUMMY_HASH = _hasher.hash("not a password of anyone")
 # One password check at a time per process, each waiting at most this long for its turn: a check
-# takes 64 MiB and both cores for a fifth of a second, and a flood of logins (a new name each, so
+# takes 64 MiB and a core for a fifth of a second, and a flood of logins (a new name each, so
 # no lockout counts two) starved the decision API in the same process. Past the wait, refused.
 _checks = threading.BoundedSemaphore(1)
 CHECK_WAIT_S = 0.25

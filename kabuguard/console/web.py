@@ -37,9 +37,10 @@ from kabuguard.intel.taxii.store import TaxiiStore
 from kabuguard.policy.playbooks import MEASURES
 
 PREFIX = "/console"
-# Password guessing: after this many failed logins for one user name in this many minutes, its
-# logins are refused until the window has passed (each failure is in the audit log). Checks still
-# running count as failed, so concurrent guesses cannot pass together (lockout.py).
+# Password guessing: after this many failed logins for one user name from one address, or from
+# any, in this many minutes, its logins (from there, or from anywhere) are refused until the window
+# has passed (each failure is in the audit log). Checks still running count as failed, so
+# concurrent guesses cannot pass together (lockout.py).
 AUDIT_PAGE = 200  # audit entries a page
 MAX_FAILED_LOGINS = 10  # per user name and client address
 MAX_FAILED_LOGINS_ANY_CLIENT = 100  # per user name: guessing spread over many addresses

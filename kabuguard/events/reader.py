@@ -93,7 +93,7 @@ def event_from_dict(obj: Any) -> Event:
     stamped(event, ts_us)
     if len(fields) + sum(v is None for v in obj.values()) != len(obj):
         event.extra = {k: v for k, v in obj.items() if k not in known or k in _RESERVED}
-        if _nests_deeper(event.extra, MAX_NESTING):
+        if any(_nests_deeper(value, MAX_NESTING) for value in event.extra.values()):
             raise ContractError(f"a field outside the contract nests arrays or objects more than {MAX_NESTING} deep")
         try:  # kept fields travel with the event (a sort spilled to disk, the service's state)
             _msgpack_encode(event.extra)

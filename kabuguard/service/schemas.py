@@ -16,8 +16,9 @@ from pydantic import BaseModel, Field
 from kabuguard.events.model import MAX_PRICE, Event
 
 _INTERNAL = ("ts_us", "extra")
-# What the reader checks beyond types (events/model.py), said in the schema too: a body the
-# schema accepts is one the service accepts.
+# What the reader checks beyond types (events/model.py), said in the schema too, as far as a
+# schema can: a year's pattern cannot see the offset that moves an instant across 1970 or past
+# 9999-12-30 in UTC.
 _INSTANT = {"type": "string", "format": "date-time", "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-",
             "description": "RFC 3339 with an offset, e.g. 2025-03-21T09:14:03.120+09:00; from 1970 to "
                            "9999-12-30 in UTC"}
