@@ -77,12 +77,13 @@ class LoginProfileState(msgspec.Struct):
 class _Attribute:
     """One attribute's smoothing and takeover prior, read from the policy."""
 
-    __slots__ = ("reason", "alpha", "log_p_new", "log_p_known", "min_weight")
+    __slots__ = ("reason", "alpha", "discount", "log_p_new", "log_p_known", "min_weight")
 
     def __init__(self, reason: str, conf: dict[str, float]) -> None:
         self.reason = reason
         try:
             self.alpha = positive(conf, "alpha", "login_profile")
+            self.discount = number(conf, "discount", "login_profile") if "discount" in conf else 0.0
             p_new = probability(conf, "p_new_attack", "login_profile")
         except ValueError as exc:  # which of the five attributes
             raise ValueError(f"{reason}: {exc}") from None
@@ -91,7 +92,9 @@ class _Attribute:
 
     def llr(self, counts: dict[str, int], value: str, n: int) -> float:
         if counts.get(value, 0) == 0:
-            return self.log_p_new - math.log(self.alpha / (n + self.alpha))
+            # The customer's own chance of a new value (Pitman-Yor): more for one who has shown
+            # many (`discount` per value seen: a phone on a new mobile address every login).
+            return self.log_p_new - math.log((self.alpha + self.discount * len(counts)) / (n + self.alpha))
         # A value the account has used: the attacker would have had to land on it by chance.
         return self.log_p_known + math.log((n + self.alpha) / n)
 
