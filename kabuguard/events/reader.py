@@ -82,10 +82,7 @@ def event_from_dict(obj: Any) -> Event:
     # Absent fields may come as nulls (Parquet always does); null means absent.
     known = KNOWN_FIELDS[kind]
     fields = {k: v for k, v in obj.items() if v is not None and k in known}
-    for name in _WHOLE:  # `100.0`: a JSON exporter's float column (pandas, with nulls), as in Parquet
-        value = fields.get(name)
-        if isinstance(value, float) and value.is_integer():
-            fields[name] = int(value)
+    _whole_numbers(fields, _WHOLE)  # the type's own fields only: another type's stays an extra
     try:
         event = msgspec.convert(fields, cls)
     except msgspec.ValidationError as exc:
@@ -249,8 +246,10 @@ def batch_events(batch: Any) -> Iterator[Event | str]:
         if i in unreadable:
             yield unreadable[i]
             continue
-        if fractions:
-            _whole_numbers(row, fractions)
+        if fractions:  # before the fast path, which takes integers only; another type's field stays an extra
+            kind = row.get("type")
+            known = KNOWN_FIELDS.get(kind, ()) if isinstance(kind, str) else ()
+            _whole_numbers(row, (n for n in fractions if n in known))
         try:
             yield _row_fast(row, instants[i]) if instants else event_from_dict(row)
         except (ContractError, msgspec.ValidationError):
@@ -260,20 +259,15 @@ def batch_events(batch: Any) -> Iterator[Event | str]:
                 yield str(exc)
 
 
-def _whole_numbers(row: dict[str, Any], names: list[str]) -> None:
-    """Those of the fields `names` that `row`'s type has, as integers where whole. In a row of
-    another type (a login's `volume`) the field is an extra, kept as it is, as a JSON line's is."""
-    kind = row.get("type")
-    known = KNOWN_FIELDS.get(kind, ()) if isinstance(kind, str) else ()
+def _whole_numbers(values: dict[str, Any], names: Iterable[str]) -> None:
+    """Those of `names` in `values` that hold a whole float or decimal, as integers (`_WHOLE`)."""
     for name in names:
-        value = row[name]
-        if name in known and value is not None and _is_whole(value):
-            row[name] = int(value)
-
-
-def _is_whole(value: float | Decimal) -> bool:
-    # A Decimal has no is_integer() before Python 3.13 (and no NaN or infinity from Arrow).
-    return value.is_integer() if isinstance(value, float) else value == value.to_integral_value()
+        value = values.get(name)
+        if isinstance(value, float) and value.is_integer():
+            values[name] = int(value)
+        # A Decimal has no is_integer() before Python 3.13 (and no NaN or infinity from Arrow).
+        elif isinstance(value, Decimal) and value == value.to_integral_value():
+            values[name] = int(value)
 
 
 def _repeated_column(names: Iterable[str]) -> str | None:
