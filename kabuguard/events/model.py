@@ -289,6 +289,12 @@ _from_log = msgspec.msgpack.Decoder(Event).decode
 _raw_from_log = msgspec.msgpack.Decoder().decode
 
 
+def log_columns(event: Event) -> dict[str, Any]:
+    """What the service's event log keeps beside an event's body, for the console to read by."""
+    return {"account_id": getattr(event, "account_id", None), "symbol": getattr(event, "symbol", None),
+            "ts_us": event.ts_us}
+
+
 def from_log(body: bytes) -> Event:
     """An event as the service logged it (msgpack), read back to rebuild state or show it.
 

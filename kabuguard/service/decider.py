@@ -27,7 +27,7 @@ from kabuguard.detectors.shared_indicator import INTEL_KEY, intel_key
 from kabuguard.engine.pipeline import Pipeline
 from kabuguard.engine.redis_store import (Missing, RedisState, Snapshot, StageKey, StateCodec, StateFormatMismatch,
                                          WorkingSet)
-from kabuguard.events.model import DECIDABLE, Event, account_key, from_log, ip_key
+from kabuguard.events.model import DECIDABLE, Event, account_key, from_log, ip_key, log_columns
 from kabuguard.service.redis_client import ReplyError
 from kabuguard.service.state import MemoryState
 from kabuguard.service.storage.database import Database, Records
@@ -426,9 +426,7 @@ CONTAIN_PREFIX = "~contain:"
 
 def logged(firm: str, event: Event) -> dict[str, Any]:
     """An event-log row: the typed record, and the account, symbol and time the console reads by."""
-    return {"firm": firm, "event_id": event.event_id, "body": _msgpack.encode(event),
-            "account_id": getattr(event, "account_id", None), "symbol": getattr(event, "symbol", None),
-            "ts_us": event.ts_us}
+    return {"firm": firm, "event_id": event.event_id, "body": _msgpack.encode(event), **log_columns(event)}
 
 
 def _unique(items: Any) -> list[Any]:

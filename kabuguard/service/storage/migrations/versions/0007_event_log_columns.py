@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from kabuguard.events.instants import ContractError, parse_ts
-from kabuguard.events.model import from_log
+from kabuguard.events.model import from_log, log_columns
 
 revision = "0007"
 down_revision = "0006"
@@ -26,7 +26,7 @@ def upgrade() -> None:
     events = sa.table("events", sa.column("seq"), sa.column("body"), sa.column("account_id"), sa.column("symbol"),
                       sa.column("ts_us"))
     fill = (events.update().where(events.c.seq == sa.bindparam("row"))
-            .values(account_id=sa.bindparam("account"), symbol=sa.bindparam("sym"), ts_us=sa.bindparam("at")))
+            .values(account_id=sa.bindparam("account_id"), symbol=sa.bindparam("symbol"), ts_us=sa.bindparam("ts_us")))
     last = 0
     while rows := conn.execute(sa.select(events.c.seq, events.c.body)
                                .where(events.c.seq > last, events.c.ts_us.is_(None))
@@ -38,11 +38,10 @@ def upgrade() -> None:
                 continue
             try:
                 event = from_log(bytes(body))
-                at = event.ts_us or parse_ts(event.ts)
+                event.ts_us = event.ts_us or parse_ts(event.ts)
             except (msgspec.MsgspecError, ContractError):  # unreadable: the rebuild names it and leaves it out
                 continue
-            found.append({"row": seq, "account": getattr(event, "account_id", None),
-                          "sym": getattr(event, "symbol", None), "at": at})
+            found.append({"row": seq, **log_columns(event)})
         if found:
             conn.execute(fill, found)
 
