@@ -40,7 +40,6 @@ login_attempts = Table(
     Column("at_us", BigInteger, nullable=False),
     Column("client", String(64), nullable=False, server_default=""),  # a digest of the client's address
     Index("ix_login_attempts_user", "username", "at_us"),
-    Index("ix_login_attempts_client", "username", "client", "at_us"),
 )
 
 cases = Table(

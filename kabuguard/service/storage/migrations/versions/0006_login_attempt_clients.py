@@ -17,10 +17,9 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("login_attempts") as table:
         table.add_column(sa.Column("client", sa.String(64), nullable=False, server_default=""))
-    op.create_index("ix_login_attempts_client", "login_attempts", ["username", "client", "at_us"])
+    # No index of its own: a name's attempts are counted by ix_login_attempts_user, per client in that count.
 
 
 def downgrade() -> None:
-    op.drop_index("ix_login_attempts_client", "login_attempts")
     with op.batch_alter_table("login_attempts") as table:
         table.drop_column("client")
