@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from conftest import Stream, brokerage, ts
 from kabuguard.detectors.base import Evidence
+from kabuguard.detectors.ip_reputation import IpReputation
 from kabuguard.detectors.login_profile import LoginProfile
 from kabuguard.detectors.suspect_flow import SuspectFlow
 from kabuguard.engine import Pipeline
@@ -160,6 +162,45 @@ def test_accounts_with_one_id_at_two_firms_are_two_accounts_on_a_shared_address(
                     success=True, ip="45.32.7.7", user_agent="x", device_id=f"dev-{a}", mfa="sms", channel="web")
               for a in range(6)]  # A0, A1, A2 at firm-0 and again at firm-1: six customers
     assert "shared_ip" in _decide(s, tmp_path)[logins[-1]["event_id"]]["reasons"]
+
+
+def _behind_one_carrier_address(s: Stream, day: int, ip: str = "126.1.200.9") -> list[dict]:
+    """Ten customers whose carrier puts them all behind one address (carrier-grade NAT), each on
+    the device their account knows; returns their logins of `day`."""
+    return [s.login(ts(day, 8, a), f"A{a}", ip, f"dev-{a}") for a in range(10)]
+
+
+def test_customers_behind_one_carrier_address_are_not_many_accounts_from_one_address(tmp_path: Path) -> None:
+    s = brokerage(attack=False)
+    for day in range(1, 20):
+        _behind_one_carrier_address(s, day)
+    owners = _behind_one_carrier_address(s, 20)
+    # An operator on one address new to each account it logs into, the same day:
+    operator = [s.login(ts(20, 12, a), f"A{a}", "126.1.77.9", "atk") for a in range(6)]
+    decisions = _decide(s, tmp_path)
+    assert not any("shared_ip" in decisions[e["event_id"]]["reasons"] for e in owners)
+    assert "shared_ip" in decisions[operator[-1]["event_id"]]["reasons"]
+
+
+def test_one_risky_session_among_many_customers_of_an_address_does_not_taint_it() -> None:
+    detector = IpReputation(load_policy().detector_params("ip_reputation"))
+    net = netintel().lookup("126.1.200.9")
+
+    def on_the_address(account: str, minute: int) -> Any:
+        return event_from_dict({"type": "login", "event_id": f"l-{account}", "ts": ts(3, 12, minute),
+                                "account_id": account, "success": True, "ip": "126.1.200.9", "device_id": f"d-{account}"})
+
+    def findings(customers: int) -> list[str]:
+        state = detector.initial()
+        for a in range(customers):  # each on the device and network their account knows
+            detector.learn(on_the_address(f"A{a}", 0), state, Evidence(net, session_llr=-5.0))
+        detector.learn(on_the_address("B", 1), state, Evidence(net, session_llr=6.0))  # one risky login
+        ev = Evidence(net, session_llr=0.0)
+        detector.score(on_the_address("C", 2), state, ev)
+        return [f.reason for f in ev.findings]
+
+    assert findings(0) == ["ip_reputation"]  # an address that served only that session
+    assert findings(30) == []  # a carrier's address serving thirty customers
 
 
 def test_a_news_crowd_from_home_devices_forms_no_campaign(tmp_path: Path) -> None:

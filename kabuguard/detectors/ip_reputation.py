@@ -3,9 +3,12 @@
 Attack infrastructure is shared: the proxies and servers that logged into one victim log into
 the next, and the attackers' own accounts trade from them too. Per address, the accounts whose
 sessions the account stage found risky are remembered for a window; a later login, change or
-order from the address by another account inherits `weight` plus the log of how many. It is
-learnt online from earlier events only. Known false positives: a carrier NAT address shared
-with a victim (mobile-only networks are exempt), a café hotspot.
+order from the address by another account inherits `weight` plus the log of how many, when
+they are at least `min_share` of the accounts the address served in the window: attack
+infrastructure serves mostly its victims and its owners, where a carrier's NAT address serves
+many customers, a few of them risky on any day (a new phone, a trip). It is learnt online from
+earlier events only. Known false positives: a café hotspot, a household one of whose members
+was phished (mobile-only networks are exempt).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from kabuguard.events.model import account_key
 
 class ReputationState(msgspec.Struct):
     risky: dict[str, int] = {}  # account -> last risky session seen on this key
+    seen: dict[str, int] = {}  # account -> last event of any session seen on this key
 
 
 class _Reputation:
@@ -35,13 +39,14 @@ class _Reputation:
         self.window_us = duration_us(params, "window_days", self.name)
         self.risky_llr = number(params, "risky_session_llr", self.name)
         self.weight = number(params, "weight", self.name)
+        self.min_share = number(params, "min_share", self.name)
 
     @property
     def horizon_us(self) -> int:
         return self.window_us
 
     def latest_us(self, state: ReputationState) -> int:
-        return max(state.risky.values(), default=0)
+        return max(state.seen.values(), default=0)
 
     def initial(self) -> ReputationState:
         return ReputationState()
@@ -52,14 +57,18 @@ class _Reputation:
     def score(self, event: Any, state: ReputationState, ev: Evidence) -> None:
         if not state.risky or self.exempt(ev):
             return
-        count = others(state.risky, event.ts_us - self.window_us, account_key(event))
-        if count:
+        cutoff, me = event.ts_us - self.window_us, account_key(event)
+        count = others(state.risky, cutoff, me)
+        if count and count >= self.min_share * others(state.seen, cutoff, me):
             ev.findings.append(Finding(self.name, self.weight + math.log(count)))
 
     def learn(self, event: Any, state: ReputationState, ev: Evidence) -> None:
+        cutoff, me = event.ts_us - self.window_us, account_key(event)
+        state.seen = prune(state.seen, cutoff)
+        stamp(state.seen, me, event.ts_us)
         if ev.session_llr >= self.risky_llr:
-            state.risky = prune(state.risky, event.ts_us - self.window_us)
-            stamp(state.risky, account_key(event), event.ts_us)
+            state.risky = prune(state.risky, cutoff)
+            stamp(state.risky, me, event.ts_us)
 
 
 class IpReputation(_Reputation):

@@ -1,8 +1,13 @@
 """Many accounts from one IP address: one operator driving many hijacked accounts.
 
-Counts the distinct accounts that logged in or changed details from this address in a window. Mobile
-carriers put thousands of customers behind one NAT address, so mobile-only networks are exempt.
-Known false positives: a household or office sharing one line (kept below `min_accounts`).
+Counts the distinct accounts that logged in or changed details from this address in a window,
+each from a session that is not its owner's own recognised one (stage 1's log-odds above
+`own_session_llr`), when they are at least `min_share` of all the accounts the address served:
+carriers put many customers behind one address (carrier-grade NAT on mobile and, ever more,
+fixed lines), most of whom log in there from a device and network their account knows, where
+an operator of hijacked accounts is new to every one of them. Mobile-only networks are exempt
+outright. Known false positives: a household or office sharing one line (kept below
+`min_accounts`); a shared address whose customers are mostly too new to be recognised.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from kabuguard.events.model import account_key
 
 
 class SharedKeyState(msgspec.Struct):
-    accounts: dict[str, int] = {}
+    accounts: dict[str, int] = {}  # account -> last session not its owner's own on this key
+    seen: dict[str, int] = {}  # account -> last event of any session on this key
 
 
 class _ManyAccounts:
@@ -34,13 +40,15 @@ class _ManyAccounts:
         self.window_us = duration_us(params, "window_hours", self.name)
         self.min_accounts = count(params, "min_accounts", self.name)
         self.weight = number(params, "weight", self.name)
+        self.min_share = number(params, "min_share", self.name)
+        self.own_llr = number(params, "own_session_llr", self.name)
 
     @property
     def horizon_us(self) -> int:
         return self.window_us
 
     def latest_us(self, state: SharedKeyState) -> int:
-        return max(state.accounts.values(), default=0)
+        return max(state.seen.values(), default=0)
 
     def initial(self) -> SharedKeyState:
         return SharedKeyState()
@@ -49,15 +57,20 @@ class _ManyAccounts:
         return False
 
     def score(self, event: Any, state: SharedKeyState, ev: Evidence) -> None:
-        if self.exempt(ev):
+        if ev.session_llr <= self.own_llr or self.exempt(ev):
             return
-        count = others(state.accounts, event.ts_us - self.window_us, account_key(event)) + 1
-        if count >= self.min_accounts:
+        cutoff, me = event.ts_us - self.window_us, account_key(event)
+        count = others(state.accounts, cutoff, me) + 1
+        if count >= self.min_accounts and count >= self.min_share * (others(state.seen, cutoff, me) + 1):
             ev.findings.append(Finding(self.name, self.weight + math.log(count / self.min_accounts)))
 
     def learn(self, event: Any, state: SharedKeyState, ev: Evidence) -> None:
-        state.accounts = prune(state.accounts, event.ts_us - self.window_us)
-        stamp(state.accounts, account_key(event), event.ts_us)
+        cutoff, me = event.ts_us - self.window_us, account_key(event)
+        state.seen = prune(state.seen, cutoff)
+        stamp(state.seen, me, event.ts_us)
+        if ev.session_llr > self.own_llr:
+            state.accounts = prune(state.accounts, cutoff)
+            stamp(state.accounts, me, event.ts_us)
 
 
 class SharedIp(_ManyAccounts):
