@@ -245,8 +245,10 @@ def test_auctions_lunch_and_overnight_gaps_raise_nothing(tmp_path: Path) -> None
     assert _surges(alerts) == []
 
 
-def test_any_market_any_clock_a_coin_pumped_at_night(tmp_path: Path) -> None:
-    """A coin trading around the clock (UTC timestamps), pumped from 03:00 UTC on day 4."""
+@pytest.mark.parametrize("unit", [1, 1e-5])  # a token traded in whole units, or a coin in fractions
+def test_any_market_any_clock_a_coin_pumped_at_night(tmp_path: Path, unit: float) -> None:
+    """A coin trading around the clock (UTC timestamps), pumped from 03:00 UTC on day 4. In
+    fractions of a coin (0.2 a minute) every bar was refused, for want of a whole volume."""
     s = Stream()
     rng = random.Random(2)
     price = 0.000412
@@ -259,6 +261,7 @@ def test_any_market_any_clock_a_coin_pumped_at_night(tmp_path: Path) -> None:
             prev = price
             price = prev * (1.08 if pump else math.exp(rng.gauss(0, 0.002)))
             volume = int(rng.lognormvariate(10, 0.8) * (60 if pump else 1))
+            volume = volume if unit == 1 else round(volume * unit, 8)
             s.add("market_bar", f"2025-03-{day:02d}T{hh:02d}:{mm:02d}:00Z", symbol="XYZ-BTC", open=prev,
                   high=max(prev, price), low=min(prev, price), close=price, volume=volume)
             if day == 4 and minute == 191:

@@ -34,6 +34,9 @@ FirmName = Annotated[str, msgspec.Meta(max_length=64)]
 _I64_MAX = 2**63 - 1
 Shares = Annotated[int, msgspec.Meta(ge=-_I64_MAX, le=_I64_MAX)]  # a position; short ones are negative
 Volume = Annotated[int, msgspec.Meta(ge=0, le=_I64_MAX)]
+# A bar's volume in the market's own unit: shares, or a coin's fractions (0.35 BTC) where a coin
+# trades. A whole number stays an integer (`_WHOLE` in the reader); a fraction is a float.
+BarVolume = Volume | Annotated[float, msgspec.Meta(ge=0, le=float(_I64_MAX))]
 Quantity = Annotated[int, msgspec.Meta(gt=0, le=_I64_MAX)]  # an order's or a fill's: a sell is a side
 
 
@@ -135,12 +138,14 @@ class MarketBar(_Event, tag="market_bar", kw_only=True):
     high: float
     low: float
     close: float
-    volume: Volume
+    volume: BarVolume
 
     def __post_init__(self) -> None:
         if not (0 < self.open <= MAX_PRICE and 0 < self.high <= MAX_PRICE and 0 < self.low <= MAX_PRICE
                 and 0 < self.close <= MAX_PRICE):  # the hot path of bar-heavy streams: inline
             _prices(open=self.open, high=self.high, low=self.low, close=self.close)
+        if type(self.volume) is float and self.volume.is_integer():  # 100.0 is 100, as the reader reads it
+            self.volume = int(self.volume)
 
 
 class Login(_Event, tag="login", kw_only=True):
