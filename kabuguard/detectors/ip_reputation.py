@@ -63,6 +63,8 @@ class _Reputation:
             ev.findings.append(Finding(self.name, self.weight + math.log(count)))
 
     def learn(self, event: Any, state: ReputationState, ev: Evidence) -> None:
+        if self.exempt(ev):  # never scored: a carrier's address would only pile up its customers
+            return
         cutoff, me = event.ts_us - self.window_us, account_key(event)
         state.seen = prune(state.seen, cutoff)
         stamp(state.seen, me, event.ts_us)

@@ -65,6 +65,8 @@ class _ManyAccounts:
             ev.findings.append(Finding(self.name, self.weight + math.log(count / self.min_accounts)))
 
     def learn(self, event: Any, state: SharedKeyState, ev: Evidence) -> None:
+        if self.exempt(ev):  # never scored: a carrier's address would only pile up its customers
+            return
         cutoff, me = event.ts_us - self.window_us, account_key(event)
         state.seen = prune(state.seen, cutoff)
         stamp(state.seen, me, event.ts_us)
