@@ -203,6 +203,31 @@ def test_one_risky_session_among_many_customers_of_an_address_does_not_taint_it(
     assert findings(30) == []  # a carrier's address serving thirty customers
 
 
+def _thin_bars_without_a_record(s: Stream, days: range, volume: int) -> None:
+    """9999 trading `volume` shares a day in four bars, with no `instrument` record anywhere."""
+    for day in days:
+        for hour in (9, 10, 13, 14):
+            s.add("market_bar", ts(day, hour, 30), symbol="9999", open=300.0, high=301.0, low=299.0,
+                  close=300.0, volume=volume // 4)
+
+
+def test_without_an_instrument_record_the_markets_bars_say_how_thin_a_stock_is(tmp_path: Path) -> None:
+    reasons = {}
+    for bars in ("none", "days before", "the order's day only"):
+        s = brokerage(attack=False)
+        s.events = [e for e in s.events if not (e["type"] == "instrument" and e["symbol"] == "9999")]
+        if bars == "days before":
+            _thin_bars_without_a_record(s, range(1, 20), 20_000)
+        _thin_bars_without_a_record(s, range(20, 21), 2_000_000)  # the pump's own volume, that morning
+        login = s.login(ts(20, 15, 0), "A1", "126.1.1.5", "dev-1")
+        buy = s.order(ts(20, 15, 1), "A1", "9999", "buy", 5000, "126.1.1.5", "dev-1", session=login["session_id"])
+        reasons[bars] = _decide(s, tmp_path)[buy["event_id"]]["reasons"]
+    # A quarter of a day's volume (20,000 shares a day on the days before): a thin stock.
+    assert "thin_stock_buy" in reasons["days before"]
+    assert "thin_stock_buy" not in reasons["none"]
+    assert "thin_stock_buy" not in reasons["the order's day only"]  # no completed day yet
+
+
 def test_a_news_crowd_from_home_devices_forms_no_campaign(tmp_path: Path) -> None:
     s = brokerage(attack=False)
     for a in range(10):

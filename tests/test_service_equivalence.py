@@ -52,8 +52,14 @@ def test_embedded_service_decides_byte_for_byte_as_replay(tmp_path: Path) -> Non
     stream = brokerage()
     for n in range(6):  # IPv6 addresses of one /64: one key of the ip stage
         stream.login(ts(20, 3, n), f"A{n}", f"2a01:4f8:10:20::{n + 1:x}", f"bot-{n}", success=n == 5)
+    # 9999 without its instrument record: its liquidity comes from its bars (detectors.liquidity).
+    stream.events = [e for e in stream.events if not (e["type"] == "instrument" and e["symbol"] == "9999")]
+    for day in range(1, 20):
+        stream.add("market_bar", ts(day, 10, 0), symbol="9999", open=300.0, high=300.0, low=300.0, close=300.0,
+                   volume=20_000)
     src = stream.write(tmp_path / "e.jsonl")
     want_decisions, want_alerts = replay_reference([src], tmp_path / "replay")
+    assert any(b"thin_stock_buy" in d for d in want_decisions)
     app = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9))
     key = create_key_in(app.state.service.db, "acme", "test")[1]
     with TestClient(app) as client:

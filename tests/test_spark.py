@@ -58,6 +58,21 @@ def test_spark_replay_equals_local_replay_on_a_simulated_multi_firm_brokerage(sp
     assert any("shared_indicator" in line for line in (tmp_path / "spark" / "decisions.jsonl").open())
 
 
+def test_without_instrument_records_spark_reads_liquidity_from_the_bars_as_the_replay(spark, tmp_path: Path) -> None:
+    from kabuguard.spark import replay_spark
+
+    simulate(Config(accounts=300, days=5, seed=5, symbols=20), tmp_path / "sim")
+    events = tmp_path / "sim" / "events"
+    for path in events.glob("*.jsonl.gz"):
+        lines = [line for line in gzip.open(path, "rt") if '"type":"instrument"' not in line.replace(" ", "")]
+        with gzip.open(path, "wt") as fh:
+            fh.writelines(lines)
+    replay([events], tmp_path / "local", quiet=True)
+    replay_spark([events], tmp_path / "spark", quiet=True)
+    _same_outputs(tmp_path / "local", tmp_path / "spark")
+    assert "thin_stock_buy" in (tmp_path / "spark" / "decisions.jsonl").read_text()
+
+
 def _shared_indicators(events: Path) -> None:
     """Indicators arriving mid-run for addresses, devices and agents seen on day 3, so that every
     stage that owns an indicator type routes some."""

@@ -15,6 +15,7 @@ import msgspec
 
 from kabuguard.detectors import ALL
 from kabuguard.detectors.base import Evidence, Finding
+from kabuguard.detectors.liquidity import DAY_US, TradedDays, with_liquidity
 from kabuguard.detectors.market_factor import MARKET_KEY
 from kabuguard.detectors.money import to_jpy
 from kabuguard.detectors.shared_indicator import intel_key
@@ -59,12 +60,21 @@ class AccountStatus(msgspec.Struct):
 
 
 def _quote(event: Any, state: dict[str, Any], ev: Evidence) -> None:
-    """The symbol's last traded price: bars and executions move it, orders read it."""
+    """The symbol's last traded price: bars and executions move it, orders read it. Bars also
+    add up the symbol's volume per day (`detectors.liquidity`)."""
     kind = event.kind
     if kind == "order":
         ev.price = state.get("quote")
     elif kind == "market_bar":
-        state["quote"] = event.close
+        state["quote"] = close = event.close
+        traded = state.get("traded")
+        if traded is None:
+            traded = state["traded"] = TradedDays()
+        if traded.day == (event.ts_us - 1) // DAY_US:  # the hot path of every bar: inline
+            traded.volume += event.volume
+            traded.close = close
+        else:
+            traded.add(event)
     elif kind == "execution":
         state["quote"] = event.price
 
@@ -116,7 +126,7 @@ class Pipeline:
             self.store.put("reference", event.symbol, {"instrument": event})
             return None, []
         ev = Evidence(self.net.lookup(event.ip) if kind in _ACTIVITY else UNKNOWN,
-                      self._instrument(event.symbol) if kind in _PRICED else None)
+                      self._instrument(event) if kind in _PRICED else None)
         self._decision = None
         store = self.store
         for run in self._routes[kind]:
@@ -213,9 +223,17 @@ class Pipeline:
             for key in self.note_targets(note, payload):
                 self.apply_note(key, note, payload)
 
-    def _instrument(self, symbol: str) -> Any:
-        reference = self.store.get("reference", symbol)
-        return reference["instrument"] if reference else None
+    def _instrument(self, event: Any) -> Any:
+        """The latest instrument record of the event's symbol; for an order, with the liquidity
+        the market's bars gave up to its day where the record has none (`detectors.liquidity`)."""
+        reference = self.store.get("reference", event.symbol)
+        instrument = reference["instrument"] if reference else None
+        if event.kind == "order" and (instrument is None or not instrument.adv_shares or not instrument.last_price):
+            symbol = self.store.get("symbol", event.symbol)
+            traded = symbol.get("traded") if symbol else None
+            if traded is not None:
+                instrument = with_liquidity(instrument, traded.liquidity(event.ts_us), event)
+        return instrument
 
     def contain(self, firm: str | None, account_id: str) -> None:
         """Containment: every later event of the account is blocked with reason `contained`."""

@@ -32,6 +32,7 @@ import numpy as np
 
 from kabuguard.engine.pipeline import AccountStatus, Pipeline
 from kabuguard.engine.store import Rows
+from kabuguard.detectors.liquidity import TradedDays
 from kabuguard.detectors.session_risk import SessionMemory
 from kabuguard.events.model import Instrument
 
@@ -76,6 +77,7 @@ class StateCodec:
         # What the pipeline's own hooks keep beside the detectors' states.
         types["account"]["session"] = SessionMemory
         types["symbol"]["quote"] = float | None
+        types["symbol"]["traded"] = TradedDays
         types["final"]["status"] = AccountStatus
         self._decoders = {
             stage: msgspec.msgpack.Decoder(TypedDict(f"{stage}_state", slots, total=False))  # type: ignore[operator]

@@ -20,7 +20,7 @@ from kabuguard.replay import INCOMPLETE, OUTPUTS, ReplaySummary, refuse_outputs
 from kabuguard.spark.progress import watch
 from kabuguard.spark.read import LINE_BITS, STAGE_KEYS, expand, read_events
 from kabuguard.spark.session import spark_session
-from kabuguard.spark.stages import run_stages
+from kabuguard.spark.stages import liquidity_spans, run_stages
 
 _encode = msgspec.json.Encoder().encode
 _DECISION_SCHEMA = ("event_id string, ts string, type string, account_id string, firm string, "
@@ -79,7 +79,11 @@ def replay_spark(paths: Iterable[str | Path], out_dir: str | Path, policy: Polic
         for symbol, (at, records) in by_symbol.items():
             order = sorted(range(len(at)), key=at.__getitem__)
             by_symbol[symbol] = ([at[i] for i in order], [records[i] for i in order])
-        refs = sc.broadcast(by_symbol)
+        w.begin("liquidity from bars")
+        traded = dict(events.where("kind = 'market_bar'").select("key_symbol", "ts_us", "seq", "event").rdd
+                      .map(lambda r: (r[0], (r[1], r[2], bytes(r[3])))).groupByKey()
+                      .mapValues(liquidity_spans).collect())
+        refs = sc.broadcast((by_symbol, traded))
 
         w.begin("deciding")
         decided = run_stages(events.where("kind != 'instrument'").drop("ref"), policy, refs, parts, w.begin)

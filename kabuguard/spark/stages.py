@@ -13,13 +13,14 @@ after the event that raised them, in the final stage's partitions of the account
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import msgspec
 
 from kabuguard.detectors.base import Evidence, Finding
+from kabuguard.detectors.liquidity import DAY_US, liquidity_by_day, with_liquidity
 from kabuguard.engine import Pipeline
 from kabuguard.events.model import Event
 from kabuguard.policy import Policy
@@ -44,25 +45,45 @@ _json = msgspec.json.Encoder().encode
 
 
 class References:
-    """Instrument records by symbol in the total order: the latest strictly before an event."""
+    """Instrument records by symbol in the total order: the latest strictly before an event; for
+    an order, with the liquidity its symbol's bars gave up to its day where the record has none
+    (`traded`: per symbol, the first days of `detectors.liquidity.liquidity_by_day`'s spans and
+    their liquidity), as the replay reads it from the symbol stage's state."""
 
-    def __init__(self, by_symbol: dict[str, tuple[list[tuple[int, int]], list[bytes]]]) -> None:
+    def __init__(self, by_symbol: dict[str, tuple[list[tuple[int, int]], list[bytes]]],
+                 traded: dict[str, tuple[list[int], list[tuple[float, float]]]]) -> None:
         self._by_symbol = by_symbol
+        self._traded = traded
         self._decoded: dict[tuple[str, int], Any] = {}
 
     def as_of(self, event: Any, ts_us: int, seq: int) -> Any:
         if event.kind not in ("order", "execution"):
             return None
-        found = self._by_symbol.get(event.symbol)
+        record = self._record(event.symbol, ts_us, seq)
+        if event.kind == "order" and (record is None or not record.adv_shares or not record.last_price):
+            spans = self._traded.get(event.symbol)
+            at = bisect_right(spans[0], (ts_us - 1) // DAY_US) - 1 if spans else -1
+            if at >= 0:
+                record = with_liquidity(record, spans[1][at], event)
+        return record
+
+    def _record(self, symbol: str, ts_us: int, seq: int) -> Any:
+        found = self._by_symbol.get(symbol)
         if found is None:
             return None
         at = bisect_left(found[0], (ts_us, seq)) - 1
         if at < 0:
             return None
-        record = self._decoded.get((event.symbol, at))
+        record = self._decoded.get((symbol, at))
         if record is None:
-            record = self._decoded[(event.symbol, at)] = _unpack_event(found[1][at])
+            record = self._decoded[(symbol, at)] = _unpack_event(found[1][at])
         return record
+
+
+def liquidity_spans(bars: Iterable[tuple[int, int, bytes]]) -> tuple[list[int], list[tuple[float, float]]]:
+    """One symbol's bars, as (ts_us, seq, packed event), to its liquidity spans (`References`)."""
+    spans = list(liquidity_by_day(_unpack_event(event) for _, _, event in sorted(bars)))
+    return [day for day, _ in spans], [found for _, found in spans]
 
 
 def restore(ev: Evidence, carried: bytes | None) -> None:
@@ -101,7 +122,7 @@ class StageTask:
 
         pipeline = Pipeline(self.policy)  # fresh detectors and state: one per partition
         stage = next(s for s in pipeline.stages if s.name == self.name)
-        references = References(self.refs.value)
+        references = References(*self.refs.value)
         for batch in batches:
             seqs = batch.column(0).to_pylist()
             times = batch.column(1).to_pylist()
@@ -180,7 +201,7 @@ class FinalTask:
 
     def __call__(self, batches: Iterator[Any]) -> Iterator[Any]:
         pipeline = Pipeline(self.policy)
-        references = References(self.refs.value)
+        references = References(*self.refs.value)
         final = pipeline.final
         for batch in batches:
             out = _Out()

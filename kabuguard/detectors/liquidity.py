@@ -1,0 +1,101 @@
+"""A symbol's liquidity from the market's own bars, where its reference data gives none.
+
+The thin-stock tests read a symbol's average daily volume (`adv_shares` of its `instrument`
+record). An export may send no instrument records, or records without an ADV (a coin, a
+foreign listing), and every one of those tests is then blind: `thin_stock_buy` is silent, and
+`campaign` and `suspect_flow` take every stock, the largest included, as possibly thin. The
+symbol stage sees every bar of the market, so per symbol it sums each UTC day's volume
+(`TradedDays`, kept in the symbol stage's state and updated by every bar) and an order whose
+record has no ADV reads, as reference data of its symbol from strictly earlier events, the mean
+daily volume of the completed days before the order's own (up to `ADV_DAYS`, once there are
+`MIN_DAYS`) and the latest of their closes. The order's own day never counts: a pump's volume
+must not make its stock look liquid while it runs. A record's own ADV always wins.
+
+Known limit: only days with a bar count (a name that trades one day in three looks three times
+as busy as it is).
+
+    >>> from kabuguard.events.reader import event_from_dict
+    >>> days = TradedDays()
+    >>> for day, volume in ((3, 1000), (4, 3000), (5, 500_000)):  # day 5: the pump's own
+    ...     days.add(event_from_dict({"type": "market_bar", "event_id": f"b{day}", "symbol": "9999",
+    ...         "ts": f"2025-03-0{day}T10:00:00+09:00", "open": 300.0, "high": 310.0, "low": 300.0,
+    ...         "close": 300.0 + day, "volume": volume}))
+    >>> days.liquidity(days.day * DAY_US + 1)  # an order on day 5 reads days 3 and 4
+    (2000.0, 304.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import msgspec
+
+from kabuguard.events.model import Instrument
+
+DAY_US = 86_400_000_000
+ADV_DAYS = 20  # the convention of an average daily volume
+MIN_DAYS = 2
+
+
+class TradedDays(msgspec.Struct, gc=False):
+    """One symbol's volume per UTC day, from its bars: the day being summed and the completed ones."""
+
+    day: int = -1  # the UTC day being summed (a bar ending at midnight belongs to the day before)
+    volume: float = 0.0
+    close: float = 0.0
+    days: list[tuple[float, float]] = []  # completed days with bars: (volume, last close), oldest first
+
+    def add(self, bar: Any) -> None:
+        day = (bar.ts_us - 1) // DAY_US
+        if day > self.day:  # a late bar of an earlier day counts in the current one
+            if self.day >= 0:
+                self.days.append((self.volume, self.close))
+                if len(self.days) > ADV_DAYS:
+                    del self.days[0]
+            self.day, self.volume = day, 0.0
+        self.volume += bar.volume
+        self.close = bar.close
+
+    def liquidity(self, ts_us: int) -> tuple[float, float] | None:
+        """The mean daily volume and the last close of the completed days before `ts_us`'s day;
+        None before `MIN_DAYS` of them."""
+        days = self.days
+        if 0 <= self.day < (ts_us - 1) // DAY_US:
+            days = [*days, (self.volume, self.close)][-ADV_DAYS:]
+        if len(days) < MIN_DAYS:
+            return None
+        adv = sum(volume for volume, _ in days) / len(days)
+        return (adv, days[-1][1]) if adv > 0 else None
+
+
+def with_liquidity(instrument: Instrument | None, traded: tuple[float, float] | None, order: Any) -> Instrument | None:
+    """`instrument` as an order reads it: its own ADV and price when it has them, else the ones the
+    market's bars give (`TradedDays.liquidity`), keeping what else the record says."""
+    if traded is None or (instrument is not None and instrument.adv_shares and instrument.last_price):
+        return instrument
+    adv, close = traded
+    if instrument is None:
+        return Instrument(event_id=f"traded-{order.symbol}", ts=order.ts, symbol=order.symbol,
+                          adv_shares=adv, last_price=close)
+    return msgspec.structs.replace(instrument, adv_shares=instrument.adv_shares or adv,
+                                   last_price=instrument.last_price or close)
+
+
+def liquidity_by_day(bars: Iterable[Any]) -> Iterator[tuple[int, tuple[float, float]]]:
+    """For one symbol's bars in the total order: (first day, liquidity) for every span of days
+    whose orders read the same liquidity, as `TradedDays` gives it to an order of that day. A
+    runner that cannot keep `TradedDays` beside the orders (Spark's stages run one after
+    another) looks an order's day up in these."""
+    days = TradedDays()
+    for bar in bars:
+        day = (bar.ts_us - 1) // DAY_US
+        if day > days.day >= 0:
+            found = days.liquidity(day * DAY_US + 1)
+            if found is not None:
+                yield days.day + 1, found
+        days.add(bar)
+    if days.day >= 0:
+        found = days.liquidity((days.day + 1) * DAY_US + 1)
+        if found is not None:
+            yield days.day + 1, found
