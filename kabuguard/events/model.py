@@ -36,7 +36,7 @@ Shares = Annotated[int, msgspec.Meta(ge=-_I64_MAX, le=_I64_MAX)]  # a position; 
 Volume = Annotated[int, msgspec.Meta(ge=0, le=_I64_MAX)]
 # A bar's volume in the market's own unit: shares, or a coin's fractions (0.35 BTC) where a coin
 # trades. A whole number stays an integer (`_WHOLE` in the reader); a fraction is a float.
-BarVolume = Volume | Annotated[float, msgspec.Meta(ge=0, le=float(_I64_MAX))]
+BarVolume = Volume | Annotated[float, msgspec.Meta(ge=0, lt=2.0**63)]  # float(_I64_MAX) is 2**63 itself
 Quantity = Annotated[int, msgspec.Meta(gt=0, le=_I64_MAX)]  # an order's or a fill's: a sell is a side
 
 

@@ -25,7 +25,7 @@ _RESERVED = ("ts_us", "extra")
 # Whole-number fields a writer may store as floats or decimals: pandas stores an integer column
 # with nulls, which every file of mixed event types has, as floats (in Parquet and in JSON:
 # `100.0`); a warehouse exports integers as decimal(38,0). A whole value is read as the integer;
-# 1.5 stays as it is and is refused, naming the field.
+# 1.5 stays as it is and is refused, naming the field (a bar's volume excepted: a coin's fraction).
 _WHOLE = ("qty", "volume", "shares_outstanding")
 _json_decode = msgspec.json.Decoder().decode
 # The fast path: straight into the typed records. It refuses unknown fields and nulls, which
