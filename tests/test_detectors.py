@@ -9,6 +9,7 @@ from typing import Any
 from conftest import Stream, brokerage, ts
 from kabuguard.detectors.base import Evidence
 from kabuguard.detectors.ip_reputation import IpReputation
+from kabuguard.detectors.shared_ip import CROWD_CAP, SharedIp
 from kabuguard.detectors.login_profile import LoginProfile
 from kabuguard.detectors.suspect_flow import SuspectFlow
 from kabuguard.engine import Pipeline
@@ -182,6 +183,28 @@ def test_customers_behind_one_carrier_address_are_not_many_accounts_from_one_add
     assert "shared_ip" in decisions[operator[-1]["event_id"]]["reasons"]
 
 
+def test_an_operators_own_accounts_at_home_on_its_server_do_not_hide_its_victims(tmp_path: Path) -> None:
+    """The operator's accounts trade from its VPS every day (their owners' own sessions there);
+    on day 20 it hijacks two customers from it, then its accounts sell. A hosting address serves
+    no crowd of customers: every account on it counts, however at home."""
+    s = brokerage(attack=False)
+    vps = "45.32.9.9"
+    for day in range(1, 21):
+        for m in range(6):
+            login = s.login(ts(day, 9, m), f"M{m}", vps, f"mule-{m}")
+            s.order(ts(day, 9, m, 30), f"M{m}", "7203", "buy", 100, vps, f"mule-{m}", session=login["session_id"])
+    for v in range(2):
+        login = s.login(ts(20, 10, 3 * v), f"A{v}", vps, "atk")
+        s.order(ts(20, 10, 3 * v + 1), f"A{v}", "9999", "buy", 5000, vps, "atk", session=login["session_id"])
+    sells = []
+    for m in range(6):
+        login = s.login(ts(20, 11, m), f"M{m}", vps, f"mule-{m}")
+        sells.append(s.order(ts(20, 11, m, 30), f"M{m}", "9999", "sell", 5000, vps, f"mule-{m}",
+                             session=login["session_id"]))
+    decisions = _decide(s, tmp_path)
+    assert all("ip_reputation" in decisions[o["event_id"]]["reasons"] for o in sells)
+
+
 def test_one_risky_session_among_many_customers_of_an_address_does_not_taint_it() -> None:
     detector = IpReputation(load_policy().detector_params("ip_reputation"))
     net = netintel().lookup("126.1.200.9")
@@ -226,6 +249,20 @@ def test_without_an_instrument_record_the_markets_bars_say_how_thin_a_stock_is(t
     assert "thin_stock_buy" in reasons["days before"]
     assert "thin_stock_buy" not in reasons["none"]
     assert "thin_stock_buy" not in reasons["the order's day only"]  # no completed day yet
+
+
+def test_a_carriers_address_serving_thousands_keeps_a_bounded_state() -> None:
+    """Every entry of a window is decoded and encoded again with each event the service decides
+    on the address: one per customer of a busy carrier address cost 2.5 ms an event."""
+    shared, reputation = (cls(load_policy().detector_params(cls.name)) for cls in (SharedIp, IpReputation))
+    states = shared.initial(), reputation.initial()
+    net = netintel().lookup("126.1.200.9")
+    for a in range(2000):
+        login = event_from_dict({"type": "login", "event_id": f"l{a}", "ts": ts(3, 12, a % 60, a % 50),
+                                 "account_id": f"A{a}", "success": True, "ip": "126.1.200.9"})
+        for detector, state in zip((shared, reputation), states):  # every fifth customer on a new phone
+            detector.learn(login, state, Evidence(net, session_llr=5.0 if a % 5 == 0 else -5.0))
+    assert max(len(states[0].seen), len(states[0].accounts), len(states[1].seen)) == CROWD_CAP
 
 
 def test_a_news_crowd_from_home_devices_forms_no_campaign(tmp_path: Path) -> None:

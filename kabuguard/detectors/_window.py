@@ -28,6 +28,14 @@ def stamp(last_seen: dict[str, int], key: str, at: int) -> None:
     last_seen[key] = at
 
 
+def stamp_capped(last_seen: dict[str, int], key: str, at: int, cap: int) -> None:
+    """`stamp`, then the oldest entries dropped beyond `cap`: a window that only has to say "at
+    least this many" (a carrier's address serving thousands) stays small in state."""
+    stamp(last_seen, key, at)
+    while len(last_seen) > cap:
+        del last_seen[next(iter(last_seen))]
+
+
 def _expired(last_seen: dict[str, int], cutoff: int) -> int:
     """How many entries, at the head of a window kept oldest first, were seen at or before `cutoff`."""
     n = 0

@@ -3,10 +3,11 @@
 Attack infrastructure is shared: the proxies and servers that logged into one victim log into
 the next, and the attackers' own accounts trade from them too. Per address, the accounts whose
 sessions the account stage found risky are remembered for a window; a later login, change or
-order from the address by another account inherits `weight` plus the log of how many, when
-they are at least `min_share` of the accounts the address served in the window: attack
-infrastructure serves mostly its victims and its owners, where a carrier's NAT address serves
-many customers, a few of them risky on any day (a new phone, a trip). It is learnt online from
+order from the address by another account inherits `weight` plus the log of how many. On an
+access network's address (not a hosting provider's), only when they are at least `min_share` of
+the accounts the address served in the window: a carrier's NAT address serves many customers, a
+few of them risky on any day (a new phone, a trip), where a hosting address serves no crowd and
+the attackers' own accounts at home on it must not dilute its victims. It is learnt online from
 earlier events only. Known false positives: a café hotspot, a household one of whose members
 was phished (mobile-only networks are exempt).
 """
@@ -18,14 +19,15 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors._window import others, prune, stamp
+from kabuguard.detectors._window import others, prune, stamp, stamp_capped
 from kabuguard.detectors.base import Evidence, Finding, duration_us, number
+from kabuguard.detectors.shared_ip import CROWD_CAP
 from kabuguard.events.model import account_key
 
 
 class ReputationState(msgspec.Struct):
     risky: dict[str, int] = {}  # account -> last risky session seen on this key
-    seen: dict[str, int] = {}  # account -> last event of any session seen on this key
+    seen: dict[str, int] = {}  # on a crowd's address: account -> its last event of any session
 
 
 class _Reputation:
@@ -34,19 +36,22 @@ class _Reputation:
     name: ClassVar[str]
     stage: ClassVar[str]
     types: ClassVar[frozenset[str]] = frozenset({"login", "account_change", "order"})
+    # Whether a key may be a crowd of customers, judged against everyone it serves (`crowd`).
+    crowds: ClassVar[bool] = False
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.window_us = duration_us(params, "window_days", self.name)
         self.risky_llr = number(params, "risky_session_llr", self.name)
         self.weight = number(params, "weight", self.name)
-        self.min_share = number(params, "min_share", self.name)
+        if self.crowds:
+            self.min_share = number(params, "min_share", self.name)
 
     @property
     def horizon_us(self) -> int:
         return self.window_us
 
     def latest_us(self, state: ReputationState) -> int:
-        return max(state.seen.values(), default=0)
+        return max(max(state.risky.values(), default=0), max(state.seen.values(), default=0))
 
     def initial(self) -> ReputationState:
         return ReputationState()
@@ -54,20 +59,25 @@ class _Reputation:
     def exempt(self, ev: Evidence) -> bool:
         return False
 
+    def crowd(self, ev: Evidence) -> bool:
+        """Whether the key may serve a crowd of customers (an access network's address)."""
+        return False
+
     def score(self, event: Any, state: ReputationState, ev: Evidence) -> None:
         if not state.risky or self.exempt(ev):
             return
         cutoff, me = event.ts_us - self.window_us, account_key(event)
         count = others(state.risky, cutoff, me)
-        if count and count >= self.min_share * others(state.seen, cutoff, me):
+        if count and (not self.crowd(ev) or count >= self.min_share * others(state.seen, cutoff, me)):
             ev.findings.append(Finding(self.name, self.weight + math.log(count)))
 
     def learn(self, event: Any, state: ReputationState, ev: Evidence) -> None:
         if self.exempt(ev):  # never scored: a carrier's address would only pile up its customers
             return
         cutoff, me = event.ts_us - self.window_us, account_key(event)
-        state.seen = prune(state.seen, cutoff)
-        stamp(state.seen, me, event.ts_us)
+        if self.crowd(ev):
+            state.seen = prune(state.seen, cutoff)
+            stamp_capped(state.seen, me, event.ts_us, CROWD_CAP)
         if ev.session_llr >= self.risky_llr:
             state.risky = prune(state.risky, cutoff)
             stamp(state.risky, me, event.ts_us)
@@ -77,5 +87,10 @@ class IpReputation(_Reputation):
     name: ClassVar[str] = "ip_reputation"
     stage: ClassVar[str] = "ip"
 
+    crowds: ClassVar[bool] = True
+
     def exempt(self, ev: Evidence) -> bool:
         return ev.net.kind in ("mobile", "private")
+
+    def crowd(self, ev: Evidence) -> bool:
+        return ev.net.kind != "hosting"

@@ -1,13 +1,18 @@
 """Many accounts from one IP address: one operator driving many hijacked accounts.
 
-Counts the distinct accounts that logged in or changed details from this address in a window,
-each from a session that is not its owner's own recognised one (stage 1's log-odds above
-`own_session_llr`), when they are at least `min_share` of all the accounts the address served:
-carriers put many customers behind one address (carrier-grade NAT on mobile and, ever more,
-fixed lines), most of whom log in there from a device and network their account knows, where
-an operator of hijacked accounts is new to every one of them. Mobile-only networks are exempt
-outright. Known false positives: a household or office sharing one line (kept below
-`min_accounts`); a shared address whose customers are mostly too new to be recognised.
+Counts the distinct accounts that logged in or changed details from this address in a window.
+Carriers put many customers behind one address (carrier-grade NAT on mobile and, ever more,
+fixed lines: MAP-E, DS-Lite), so on an access network's address (not a hosting provider's) an
+account counts only from a session that is not its owner's own recognised one (stage 1's
+log-odds above `own_session_llr`), and only when those are at least `min_share` of all the
+accounts the address served: most customers behind a carrier's address log in from a device
+and network their account knows, where an operator of hijacked accounts is new to every one of
+them. A hosting or VPN address serves no crowd of customers, so there every account counts: the
+operator's own accounts, at home on its servers, do not dilute its victims. Mobile-only networks
+are exempt outright. Known false positives: a household or office sharing one line (kept below
+`min_accounts`); a shared address whose customers are mostly too new to be recognised; a VPN
+service's exit. Known miss: an operator whose own accounts log in from the residential proxy it
+hijacks through.
 """
 
 from __future__ import annotations
@@ -17,14 +22,20 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors._window import others, prune, stamp
+from kabuguard.detectors._window import others, prune, stamp, stamp_capped
 from kabuguard.detectors.base import Evidence, Finding, count, duration_us, number
 from kabuguard.events.model import account_key
 
+# Accounts remembered per access network's address, of either kind: past this many the share
+# test can pass only for an address whose counted accounts are a crowd themselves, and
+# `shared_ip`'s weight stops growing (log 256/5 over its base). A carrier's address serving
+# thousands a day keeps a few kilobytes of state, not one entry per customer.
+CROWD_CAP = 256
+
 
 class SharedKeyState(msgspec.Struct):
-    accounts: dict[str, int] = {}  # account -> last session not its owner's own on this key
-    seen: dict[str, int] = {}  # account -> last event of any session on this key
+    accounts: dict[str, int] = {}  # account -> its last counted event on this key
+    seen: dict[str, int] = {}  # on a crowd's address: account -> its last event of any session
 
 
 class _ManyAccounts:
@@ -35,20 +46,23 @@ class _ManyAccounts:
     stage: ClassVar[str]
     # Logins and account changes: orders come inside sessions those already counted.
     types: ClassVar[frozenset[str]] = frozenset({"login", "account_change"})
+    # Whether a key may be a crowd of customers, judged against everyone it serves (`crowd`).
+    crowds: ClassVar[bool] = False
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.window_us = duration_us(params, "window_hours", self.name)
         self.min_accounts = count(params, "min_accounts", self.name)
         self.weight = number(params, "weight", self.name)
-        self.min_share = number(params, "min_share", self.name)
-        self.own_llr = number(params, "own_session_llr", self.name)
+        if self.crowds:
+            self.min_share = number(params, "min_share", self.name)
+            self.own_llr = number(params, "own_session_llr", self.name)
 
     @property
     def horizon_us(self) -> int:
         return self.window_us
 
     def latest_us(self, state: SharedKeyState) -> int:
-        return max(state.seen.values(), default=0)
+        return max(max(state.accounts.values(), default=0), max(state.seen.values(), default=0))
 
     def initial(self) -> SharedKeyState:
         return SharedKeyState()
@@ -56,28 +70,45 @@ class _ManyAccounts:
     def exempt(self, ev: Evidence) -> bool:
         return False
 
+    def crowd(self, ev: Evidence) -> bool:
+        """Whether the key may serve a crowd of customers (an access network's address)."""
+        return False
+
     def score(self, event: Any, state: SharedKeyState, ev: Evidence) -> None:
-        if ev.session_llr <= self.own_llr or self.exempt(ev):
+        if self.exempt(ev):
+            return
+        crowd = self.crowd(ev)
+        if crowd and ev.session_llr <= self.own_llr:
             return
         cutoff, me = event.ts_us - self.window_us, account_key(event)
         count = others(state.accounts, cutoff, me) + 1
-        if count >= self.min_accounts and count >= self.min_share * (others(state.seen, cutoff, me) + 1):
+        if count >= self.min_accounts and (not crowd or count >= self.min_share * (others(state.seen, cutoff, me) + 1)):
             ev.findings.append(Finding(self.name, self.weight + math.log(count / self.min_accounts)))
 
     def learn(self, event: Any, state: SharedKeyState, ev: Evidence) -> None:
         if self.exempt(ev):  # never scored: a carrier's address would only pile up its customers
             return
         cutoff, me = event.ts_us - self.window_us, account_key(event)
-        state.seen = prune(state.seen, cutoff)
-        stamp(state.seen, me, event.ts_us)
-        if ev.session_llr > self.own_llr:
+        crowd = self.crowd(ev)
+        if crowd:
+            state.seen = prune(state.seen, cutoff)
+            stamp_capped(state.seen, me, event.ts_us, CROWD_CAP)
+        if not crowd:
             state.accounts = prune(state.accounts, cutoff)
             stamp(state.accounts, me, event.ts_us)
+        elif ev.session_llr > self.own_llr:
+            state.accounts = prune(state.accounts, cutoff)
+            stamp_capped(state.accounts, me, event.ts_us, CROWD_CAP)
 
 
 class SharedIp(_ManyAccounts):
     name: ClassVar[str] = "shared_ip"
     stage: ClassVar[str] = "ip"
 
+    crowds: ClassVar[bool] = True
+
     def exempt(self, ev: Evidence) -> bool:
         return ev.net.kind in ("mobile", "private")
+
+    def crowd(self, ev: Evidence) -> bool:
+        return ev.net.kind != "hosting"
