@@ -66,14 +66,14 @@ def test_concurrent_requests_for_one_account_never_lose_an_update(
             assert [a.status_code for a in answers] == [200, 200]
             assert all(a.json()["results"][0]["duplicate"] is False for a in answers)
             workers |= {a.headers["x-kabuguard-worker"] for a in answers}
-        # Ten accounts log in from one address at the same moment: the address's state has all ten.
-        crowd = [_login(f"crowd-{n}", f"B{n}", "198.51.100.44", 30) for n in range(10)]
+        # Ten accounts log in from one (hosting) address at the same moment: its state has all ten.
+        crowd = [_login(f"crowd-{n}", f"B{n}", "45.32.100.44", 30) for n in range(10)]
         assert all(a.status_code == 200 for a in _at_once(service.url, key, crowd))
     finally:
         service.stop()
     account = _state(redis_url, redis_prefix, "account", "A1")
     assert account["hosting_network"].logins == 2 * rounds  # every login counted once
-    assert set(_state(redis_url, redis_prefix, "ip", "198.51.100.44")["shared_ip"].accounts) == {f"B{n}" for n in range(10)}
+    assert set(_state(redis_url, redis_prefix, "ip", "45.32.100.44")["shared_ip"].accounts) == {f"B{n}" for n in range(10)}
     assert len(workers) == 2, "both workers took part"
     import sqlalchemy
 
