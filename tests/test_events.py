@@ -86,6 +86,20 @@ def test_total_order_compares_instants_not_strings_and_drops_duplicates(tmp_path
     assert ordered.duplicates == 1
 
 
+def test_an_event_is_its_id_at_its_firm_so_a_pooled_feeds_firms_may_number_alike(tmp_path: Path) -> None:
+    """Firms number their events independently: pooled, two firms' `e-1` were one event and the
+    second firm's was dropped as a duplicate (the service already keyed them per firm)."""
+    path = _lines(tmp_path / "e.jsonl", [
+        {**LOGIN, "event_id": "e-1", "firm": "firm-a"},
+        {**LOGIN, "event_id": "e-1", "firm": "firm-b"},
+        {**LOGIN, "event_id": "e-1", "firm": "firm-a", "ts": "2025-03-21T03:00:00Z"},
+        {**LOGIN, "event_id": "e-1"},
+    ])
+    ordered = total_order(e for e in read_file(path) if not isinstance(e, Rejection))
+    assert sorted((e.firm or "", e.event_id) for e in ordered.events) == [("", "e-1"), ("firm-a", "e-1"), ("firm-b", "e-1")]
+    assert ordered.duplicates == 1
+
+
 def test_sorting_in_runs_on_disk_gives_the_same_order_duplicates_and_fields(tmp_path: Path) -> None:
     # Ties and duplicates straddle the runs: a spill every 2 events cuts between them.
     rows = [{**LOGIN, "event_id": f"e{n % 7}", "ts": f"2025-03-21T0{n % 4}:00:00Z", "vendor": n}

@@ -106,6 +106,8 @@ def test_campaigns_duplicates_bad_lines_and_parquet_in_and_out_through_the_cli(s
         fh.write(json.dumps({"event_id": "x2", "type": "teleport", "ts": ts(3, 9, 0)}) + "\n")
         fh.write(json.dumps({**events[half], "ts": "yesterday"}) + "\n")
         fh.write(json.dumps(events[half + 2]) + "\n")  # a duplicate event_id
+        login = next(e for e in events[half:] if e["type"] == "login")
+        fh.write(json.dumps({**login, "firm": "firm-z"}) + "\n")  # its id at another firm: another event
     (src / "a.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events[:half]))
     rows = [dict(e, note="extra column") for e in events[half + 1::2]]
     columns = sorted({k for r in rows for k in r} - {"holdings"})
@@ -123,6 +125,7 @@ def test_campaigns_duplicates_bad_lines_and_parquet_in_and_out_through_the_cli(s
                                        "--engine", "spark", "--master", "local[2]", "--partitions", "3", "--parquet"])
     assert distributed.exit_code == local.exit_code == 1
     assert distributed.output.replace("spark", "local") == local.output
+    assert '"firm":"firm-z"' in (tmp_path / "spark" / "decisions.jsonl").read_text()
     _same_outputs(tmp_path / "local", tmp_path / "spark")
     rejected = [json.loads(line) for line in (tmp_path / "spark" / "rejected.jsonl").open()]
     assert len(rejected) == 6 and {r["file"] for r in rejected} == {inputs[0], inputs[3]}

@@ -29,14 +29,15 @@ SPILL_AFTER = 2_000_000
 
 @dataclass(slots=True)
 class Ordered:
-    """Events in the total order, and how many duplicates of an `event_id` were dropped."""
+    """Events in the total order, and how many duplicates of an event (its `firm` and `event_id`) were dropped."""
 
     events: list[Event] = field(default_factory=list)
     duplicates: int = 0
 
 
 def total_order(events: Iterable[Event]) -> Ordered:
-    """Stable sort by instant (input order breaks ties); the first of each `event_id` wins."""
+    """Stable sort by instant (input order breaks ties); the first of each event (its `firm` and
+    `event_id`) wins."""
     order = TotalOrder()
     order.extend(events)
     return Ordered(list(order), order.duplicates)
@@ -80,12 +81,14 @@ class TotalOrder:
         self._held = []
         runs = [_read_run(run) for run in self._runs]
         merged = heapq.merge(*runs, held, key=_instant) if runs else iter(held)
-        seen: set[str] = set()
+        seen: set[str | tuple[str, str]] = set()
         for event in merged:
-            if event.event_id in seen:
+            # An event's identity is its id at its firm: a pooled feed's firms number theirs alike.
+            key = event.event_id if event.firm is None else (event.firm, event.event_id)
+            if key in seen:
                 self.duplicates += 1
                 continue
-            seen.add(event.event_id)
+            seen.add(key)
             yield event
 
     def close(self) -> None:

@@ -26,7 +26,7 @@ from kabuguard.policy import Policy
 # seq = file index << LINE_BITS | line number: one long that sorts like (file, line).
 LINE_BITS = 40
 STAGE_KEYS = ("account", "ip", "device", "intel", "market", "symbol", "final")
-EVENT_COLUMNS = ("seq long, ts_us long, event_id string, kind string, "
+EVENT_COLUMNS = ("seq long, ts_us long, event_id string, firm string, kind string, "
                  + ", ".join(f"key_{name} string" for name in STAGE_KEYS)
                  + ", ref string, event binary, reason string")
 _TEXT_FORMAT = "org.apache.hadoop.mapreduce.lib.input.TextInputFormat"
@@ -118,11 +118,11 @@ def _row(seq: int, event: Any, pipeline: Pipeline) -> tuple:
         key = stage.key_of(event) if kind in stage.by_kind else None
         keys.append(key or None)
     ref = event.symbol if kind == "instrument" else None
-    return (seq, event.ts_us, event.event_id, kind, *keys, ref, _encode(event), None)
+    return (seq, event.ts_us, event.event_id, event.firm, kind, *keys, ref, _encode(event), None)
 
 
 def _rejected(seq: int, reason: str) -> tuple:
-    return (seq, None, None, None, *([None] * len(STAGE_KEYS)), None, None, reason)
+    return (seq, None, None, None, None, *([None] * len(STAGE_KEYS)), None, None, reason)
 
 
 def _item_row(seq: int, item: Any, pipeline: Pipeline) -> tuple:
@@ -186,7 +186,7 @@ class _ParquetTask:
                 [dict(zip(_NAMES, r)) for r in out], schema=_arrow_schema()) if out else _empty()
 
 
-_NAMES = ("seq", "ts_us", "event_id", "kind", *(f"key_{n}" for n in STAGE_KEYS), "ref", "event", "reason")
+_NAMES = ("seq", "ts_us", "event_id", "firm", "kind", *(f"key_{n}" for n in STAGE_KEYS), "ref", "event", "reason")
 
 
 def _arrow_schema() -> Any:

@@ -1,7 +1,7 @@
 """`kabuguard replay --engine spark`: the replay's inputs and outputs, the core's stages on Spark.
 
-Steps: read and validate (kabuguard.spark.read), drop later duplicates of an `event_id` in the
-total order, broadcast the instruments, run the keyed stages (kabuguard.spark.stages), then
+Steps: read and validate (kabuguard.spark.read), drop later duplicates of an event (its firm and
+`event_id`) in the total order, broadcast the instruments, run the keyed stages (kabuguard.spark.stages), then
 write `decisions.jsonl`, `alerts.jsonl` and `rejected.jsonl` in the total order, byte for byte
 what `kabuguard replay` writes; with `parquet=True` also `decisions.parquet/` and `alerts.parquet/`.
 As in the replay, the INCOMPLETE marker stays in the output folder until the run has finished.
@@ -62,7 +62,7 @@ def replay_spark(paths: Iterable[str | Path], out_dir: str | Path, policy: Polic
                 fh.write(_encode(line) + b"\n")
 
         w.begin("dropping duplicate event ids")
-        first = Window.partitionBy("event_id").orderBy("ts_us", "seq")
+        first = Window.partitionBy("firm", "event_id").orderBy("ts_us", "seq")
         events = (decoded.where(F.col("reason").isNull()).withColumn("_n", F.row_number().over(first))
                   .where("_n = 1")
                   .select("seq", "ts_us", "kind", *(f"key_{name}" for name in STAGE_KEYS), "ref", "event")
