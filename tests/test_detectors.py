@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from conftest import Stream, brokerage, ts
 from kabuguard.detectors.base import Evidence
 from kabuguard.detectors.ip_reputation import IpReputation
+from kabuguard.detectors.liquidity import DAY_US, TradedDays, liquidity_by_day
 from kabuguard.detectors.shared_ip import CROWD_CAP, SharedIp
 from kabuguard.detectors.login_profile import LoginProfile
 from kabuguard.detectors.suspect_flow import SuspectFlow
@@ -263,6 +265,35 @@ def test_a_carriers_address_serving_thousands_keeps_a_bounded_state() -> None:
         for detector, state in zip((shared, reputation), states):  # every fifth customer on a new phone
             detector.learn(login, state, Evidence(net, session_llr=5.0 if a % 5 == 0 else -5.0))
     assert max(len(states[0].seen), len(states[0].accounts), len(states[1].seen)) == CROWD_CAP
+
+
+def test_spark_s_liquidity_spans_give_every_day_what_the_replay_s_daily_sums_give() -> None:
+    """Spark looks an order's day up in spans (`liquidity_by_day`) where the replay asks its
+    running sums: the two must agree on every day, through gaps, midnights, fractional volumes
+    and halts (20 days of zero volume end a liquidity; a span kept it alive in Spark)."""
+    rng = random.Random(7)
+    for _ in range(200):
+        bars, day, halted_until = [], 0, -1
+        for _ in range(rng.randint(1, 60)):
+            day += rng.choice((0, 1, 1, 1, 2, 5))
+            if rng.random() < 0.1:  # a halt: bars without volume for weeks
+                halted_until = day + rng.randint(5, 30)
+            halted = day <= halted_until
+            for minute in sorted(rng.sample(range(1, 1441), rng.randint(1, 3))):
+                bar = event_from_dict({"type": "market_bar", "event_id": f"b{len(bars)}", "symbol": "X",
+                                       "ts": "2025-01-01T00:00:00Z", "open": 1.0, "high": 1.0, "low": 1.0,
+                                       "close": 1.0 + minute / 1e4, "volume": 0 if halted else rng.choice((3, 0.25))})
+                bar.ts_us = day * DAY_US + minute * 60_000_000
+                bars.append(bar)
+        spans = list(liquidity_by_day(bars))
+        traded, at = TradedDays(), 0
+        for order_day in range(day + 3):
+            while at < len(bars) and bars[at].ts_us <= order_day * DAY_US:
+                traded.add(bars[at])
+                at += 1
+            starts = [first for first, _ in spans if first <= order_day]
+            looked_up = dict(spans)[starts[-1]] if starts else None
+            assert looked_up == traded.liquidity(order_day * DAY_US + 1), order_day
 
 
 def test_a_news_crowd_from_home_devices_forms_no_campaign(tmp_path: Path) -> None:

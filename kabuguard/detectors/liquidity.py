@@ -82,20 +82,21 @@ def with_liquidity(instrument: Instrument | None, traded: tuple[float, float] | 
                                    last_price=instrument.last_price or close)
 
 
-def liquidity_by_day(bars: Iterable[Any]) -> Iterator[tuple[int, tuple[float, float]]]:
+def liquidity_by_day(bars: Iterable[Any]) -> Iterator[tuple[int, tuple[float, float] | None]]:
     """For one symbol's bars in the total order: (first day, liquidity) for every span of days
-    whose orders read the same liquidity, as `TradedDays` gives it to an order of that day. A
-    runner that cannot keep `TradedDays` beside the orders (Spark's stages run one after
-    another) looks an order's day up in these."""
-    days = TradedDays()
+    whose orders read the same liquidity (None: none, as after 20 days without volume), as
+    `TradedDays` gives it to an order of that day. A runner that cannot keep `TradedDays` beside
+    the orders (Spark's stages run one after another) looks an order's day up in these."""
+    days, last = TradedDays(), None
     for bar in bars:
         day = (bar.ts_us - 1) // DAY_US
         if day > days.day >= 0:
             found = days.liquidity(day * DAY_US + 1)
-            if found is not None:
+            if found != last:
                 yield days.day + 1, found
+                last = found
         days.add(bar)
     if days.day >= 0:
         found = days.liquidity((days.day + 1) * DAY_US + 1)
-        if found is not None:
+        if found != last:
             yield days.day + 1, found

@@ -51,7 +51,7 @@ class References:
     their liquidity), as the replay reads it from the symbol stage's state."""
 
     def __init__(self, by_symbol: dict[str, tuple[list[tuple[int, int]], list[bytes]]],
-                 traded: dict[str, tuple[list[int], list[tuple[float, float]]]]) -> None:
+                 traded: dict[str, tuple[list[int], list[tuple[float, float] | None]]]) -> None:
         self._by_symbol = by_symbol
         self._traded = traded
         self._decoded: dict[tuple[str, int], Any] = {}
@@ -80,7 +80,7 @@ class References:
         return record
 
 
-def liquidity_spans(bars: Iterable[tuple[int, int, bytes]]) -> tuple[list[int], list[tuple[float, float]]]:
+def liquidity_spans(bars: Iterable[tuple[int, int, bytes]]) -> tuple[list[int], list[tuple[float, float] | None]]:
     """One symbol's bars, as (ts_us, seq, packed event), to its liquidity spans (`References`)."""
     spans = list(liquidity_by_day(_unpack_event(event) for _, _, event in sorted(bars)))
     return [day for day, _ in spans], [found for _, found in spans]
