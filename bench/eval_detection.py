@@ -38,19 +38,26 @@ def _news_fp(metrics: dict) -> float:
     return sum(t["flagged"] for t in by_type.values()) / benign if benign else 0.0
 
 
-def run_seed(seed: int, accounts: int, days: int) -> dict:
+def replay_and_evaluate(events: Path, labels: Path, base: Path) -> tuple[dict, float]:
+    """Replays `events` into `base/run` and evaluates it against `labels` into `base/eval`: the
+    metrics, and the replay's CPU seconds."""
     from kabuguard.evaluate import evaluate_run  # noqa: PLC0415
     from kabuguard.replay import replay  # noqa: PLC0415
+
+    started = time.process_time()
+    replay([events], base / "run", quiet=True)
+    cpu = time.process_time() - started
+    return evaluate_run(labels, base / "run", base / "eval"), cpu
+
+
+def run_seed(seed: int, accounts: int, days: int) -> dict:
     from kabuguard.sim import Config, simulate  # noqa: PLC0415
 
     base = CACHE / f"detection-{seed}-{accounts}-{days}"
     sim = base / "sim"
     if not (sim / "labels.jsonl").exists():
         simulate(Config(accounts=accounts, days=days, seed=seed), sim)
-    started = time.process_time()
-    replay([sim / "events"], base / "run", quiet=True)
-    cpu = time.process_time() - started
-    metrics = evaluate_run(sim / "labels.jsonl", base / "run", base / "eval")
+    metrics, cpu = replay_and_evaluate(sim / "events", sim / "labels.jsonl", base)
     row = {"seed": seed, "replay_cpu_s": round(cpu, 1)}
     row.update({label: round(read(metrics), 4) for label, _, read in FIGURES})
     return row

@@ -16,11 +16,12 @@ import argparse
 import gzip
 import json
 import shutil
-import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from eval_detection import replay_and_evaluate  # beside this script
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".data"
@@ -90,15 +91,9 @@ def _export(sim: Path, out: Path, change: Callable | None) -> None:
 
 
 def run_variant(sim: Path, name: str) -> dict:
-    from kabuguard.evaluate import evaluate_run  # noqa: PLC0415
-    from kabuguard.replay import replay  # noqa: PLC0415
-
     base = sim.parent / "exports" / name
     _export(sim, base / "events", VARIANTS[name]())
-    started = time.process_time()
-    replay([base / "events"], base / "run", quiet=True)
-    cpu = time.process_time() - started
-    m = evaluate_run(sim / "labels.jsonl", base / "run", base / "eval")
+    m, cpu = replay_and_evaluate(base / "events", sim / "labels.jsonl", base)
     order, login = m["detection"]["order"], m["detection"]["login"]
     return {"variant": name, "order_precision": round(order["precision"], 4), "order_recall": round(order["recall"], 4),
             "login_precision": round(login["precision"], 4), "login_recall": round(login["recall"], 4),
