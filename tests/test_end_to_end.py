@@ -66,3 +66,61 @@ def test_demo_runs_end_to_end_and_refuses_a_foreign_folder(tmp_path: Path) -> No
     empty = tmp_path / "empty"
     empty.mkdir()  # made for it beforehand: nothing to protect
     assert runner.invoke(main, ["demo", "--out", str(empty), "--accounts", "300", "--days", "6", "--quiet"]).exit_code == 0
+
+
+def _renumbered_per_firm(sim: Path, out: Path) -> None:
+    """The run as a regulator pools it: each firm numbers its events e-1, e-2, ... (labels alike)."""
+    import gzip
+
+    new_ids: dict[str, str] = {}
+    counters: dict[str, int] = {}
+    (out / "events").mkdir(parents=True)
+    for path in sorted((sim / "events").iterdir()):
+        if not path.name.endswith(".jsonl.gz"):
+            (out / "events" / path.name).write_bytes(path.read_bytes())
+            continue
+        lines = []
+        for line in gzip.open(path, "rt"):
+            event = json.loads(line)
+            if event.get("firm"):
+                counters[event["firm"]] = counters.get(event["firm"], 0) + 1
+                new_ids[event["event_id"]] = event["event_id"] = f"e-{counters[event['firm']]}"
+            lines.append(json.dumps(event) + "\n")
+        with gzip.open(out / "events" / path.name, "wt") as fh:
+            fh.writelines(lines)
+    with (out / "labels.jsonl").open("w") as fh:
+        for line in (sim / "labels.jsonl").open():
+            label = json.loads(line)
+            if "event_id" in label:
+                label["event_id"] = new_ids.get(label["event_id"], label["event_id"])
+            fh.write(json.dumps(label) + "\n")
+
+
+def test_a_pooled_run_whose_firms_number_events_alike_decides_and_evaluates_as_with_unique_ids(
+        tmp_path: Path) -> None:
+    """Two firms' e-1 were one event (the second firm's dropped), and evaluation, alert ids and
+    the intel export keyed by `event_id` alone mixed the firms up."""
+    from kabuguard.sim import Config, simulate
+
+    simulate(Config(accounts=300, days=5, seed=5, firms=2, symbols=20), tmp_path / "unique")
+    _renumbered_per_firm(tmp_path / "unique", tmp_path / "pooled")
+    runner = CliRunner()
+    figures, bundles = {}, {}
+    for name in ("unique", "pooled"):
+        folder = tmp_path / name
+        assert runner.invoke(main, ["replay", str(folder / "events"), "--out", str(folder / "run"), "--quiet"]).exit_code == 0
+        done = runner.invoke(main, ["evaluate", "--labels", str(folder / "labels.jsonl"), "--run", str(folder / "run"),
+                                    "--out", str(folder / "eval")])
+        assert done.exit_code == 0, done.output
+        metrics = json.loads((folder / "eval" / "metrics.json").read_text())
+        figures[name] = (metrics["detection"], metrics["value_stopped"])
+        alert_ids = [json.loads(line)["alert_id"] for line in (folder / "run" / "alerts.jsonl").open()]
+        assert len(alert_ids) == len(set(alert_ids)) > 0
+        exported = runner.invoke(main, ["intel", "export", "--run", str(folder / "run"), "--events", str(folder / "events"),
+                                        "--out", str(folder / "bundle.json"), "--quiet"],
+                                 env={"KABUGUARD_INTEL_KEY": "test-key-not-a-secret"})
+        assert exported.exit_code == 0, exported.output
+        bundle = json.loads((folder / "bundle.json").read_text())
+        bundles[name] = sorted(o["type"] for o in bundle["objects"])
+    assert figures["pooled"] == figures["unique"]
+    assert bundles["pooled"] == bundles["unique"]

@@ -94,10 +94,12 @@ def test_an_event_is_its_id_at_its_firm_so_a_pooled_feeds_firms_may_number_alike
         {**LOGIN, "event_id": "e-1", "firm": "firm-b"},
         {**LOGIN, "event_id": "e-1", "firm": "firm-a", "ts": "2025-03-21T03:00:00Z"},
         {**LOGIN, "event_id": "e-1"},
+        {**LOGIN, "event_id": "e-1", "firm": ""},  # an empty cell: no firm, the line above again
     ])
     ordered = total_order(e for e in read_file(path) if not isinstance(e, Rejection))
     assert sorted((e.firm or "", e.event_id) for e in ordered.events) == [("", "e-1"), ("firm-a", "e-1"), ("firm-b", "e-1")]
-    assert ordered.duplicates == 1
+    assert [e.firm for e in ordered.events if not e.firm] == [None]
+    assert ordered.duplicates == 2
 
 
 def test_sorting_in_runs_on_disk_gives_the_same_order_duplicates_and_fields(tmp_path: Path) -> None:

@@ -83,15 +83,16 @@ def _first_at_or_after(items: list[tuple[int, str]], start_us: int) -> tuple[int
     return items[i] if i < len(items) else None
 
 
-def _group(labels: dict[str, Label], decisions: dict[str, Decision]) -> dict[str, _Campaign]:
-    """Fraudulent events per campaign; an undecided one still counts, at its labelled time."""
+def _group(labels: dict[str, Label], decisions: dict[int, Decision]) -> dict[str, _Campaign]:
+    """Fraudulent events per campaign; an undecided one still counts, at its labelled time.
+    `decisions`: each label's decision, by the label's `id()` (`Run.label_of` paired them)."""
     campaigns: dict[str, _Campaign] = defaultdict(_Campaign)
     for label in labels.values():
         if not (label.fraud and label.campaign_id):
             continue
         c = campaigns[label.campaign_id]
         c.labels.append(label)
-        decision = decisions.get(label.event_id)
+        decision = decisions.get(id(label))
         if decision is not None:
             c.decided.append((decision, label))
         ts_us = decision.ts_us if decision else label.ts_us
@@ -108,7 +109,7 @@ def _group(labels: dict[str, Label], decisions: dict[str, Decision]) -> dict[str
 
 
 def campaigns(
-    labels: dict[str, Label], decisions: dict[str, Decision], leads: Leads, cal: Calendar
+    labels: dict[str, Label], decisions: dict[int, Decision], leads: Leads, cal: Calendar
 ) -> list[dict]:
     """One row per labelled campaign with its detection delay.
 

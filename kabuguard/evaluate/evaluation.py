@@ -67,9 +67,9 @@ def _fraud_accounts(run: Run, pairs: list[m.Pair]) -> set[str]:
 
 
 def _coverage(run: Run, pairs: list[m.Pair]) -> dict:
-    unlabelled = [d.event_id for d in run.decisions if d.event_id not in run.labels]
-    decided = {d.event_id for d in run.decisions}
-    undecided = [label for label in run.labels.values() if label.event_id not in decided]
+    unlabelled = [d.event_id for d in run.decisions if run.label_of(d) is None]
+    decided = {id(label) for _, label in pairs}
+    undecided = [label for label in run.labels.values() if id(label) not in decided]
     return {
         "decisions": len(run.decisions),
         "labelled_decisions": len(pairs),
@@ -108,7 +108,7 @@ def _missing_label_fields(run: Run) -> dict[str, str]:
 
 def compute(run: Run) -> dict:
     """Every metric of metrics.json from validated inputs."""
-    pairs = [(d, run.labels[d.event_id]) for d in run.decisions if d.event_id in run.labels]
+    pairs = [(d, label) for d in run.decisions if (label := run.label_of(d)) is not None]
     cal = _calendar(run)
     unavailable = _missing_label_fields(run)
     if not pairs:
@@ -124,7 +124,7 @@ def compute(run: Run) -> dict:
         []
         if "campaigns" in unavailable
         else camp.campaigns(
-            run.labels, {d.event_id: d for d in run.decisions}, camp.account_leads(run.alerts), cal
+            run.labels, {id(label): d for d, label in pairs}, camp.account_leads(run.alerts), cal
         )
     )
     return {
@@ -153,7 +153,7 @@ def compute(run: Run) -> dict:
         | {"review_decisions": m.review_hits(pairs)},
         "decisions": m.decision_matrix(run.decisions),
         "pump_episodes": camp.pump_episodes(run.episodes, run.alerts, cal, run.symbol_days) if run.episodes else None,
-        "decisions_over_time": m.decisions_over_time(run.decisions, run.labels, cal),
+        "decisions_over_time": m.decisions_over_time(run.decisions, run.label_of, cal),
         "score_histograms": histograms,
         "score_thresholds": m.score_thresholds(histograms),
         "unavailable": unavailable,

@@ -63,6 +63,11 @@ class Decision(msgspec.Struct, kw_only=True, gc=False):
     notional_jpy: Yen | None = None
     ts_us: int = 0
 
+    @property
+    def key(self) -> str:
+        """The event's identity: its id at its firm (firms of a pooled run number theirs alike)."""
+        return firm_account_key(self.firm, self.event_id)
+
 
 class _Alert(msgspec.Struct, kw_only=True, tag_field="type", gc=False):
     ts: Instant
@@ -123,6 +128,10 @@ class Label(msgspec.Struct, kw_only=True, gc=False):
     group: str | None = None
     ts_us: int | None = None
 
+    @property
+    def key(self) -> str:
+        return firm_account_key(self.firm, self.event_id)
+
 
 class PumpEpisode(msgspec.Struct, kw_only=True):
     """A labelled market episode: a manipulation (`campaign_id`) or a benign news burst."""
@@ -163,6 +172,22 @@ class Run:
     files: dict[str, InputFile] = field(default_factory=dict)
     replay_rejected: int = 0  # lines of the replay's own rejected.jsonl: events that got no decision
     symbol_days: int | None = None  # symbol-days watched (a market bar), when the bars were given
+
+    def label_of(self, decision: Decision) -> Label | None:
+        """A decision's label: by its id at its firm; by its id alone where the labels name no
+        firm at all (labels written without the decisions' `firm` field)."""
+        label = self.labels.get(decision.key)
+        if label is None and decision.firm and not self._labels_have_firms:
+            label = self.labels.get(decision.event_id)
+        return label
+
+    @property
+    def _labels_have_firms(self) -> bool:
+        if self._firms is None:
+            self._firms = any(label.firm for label in self.labels.values())
+        return self._firms
+
+    _firms: bool | None = None
 
 
 _decode_decision = msgspec.json.Decoder(Decision).decode
@@ -241,7 +266,7 @@ def load(labels_path: Path, run_dir: Path, *, progress: bool = False, bars: Iter
             if isinstance(item, PumpEpisode):
                 run.episodes.append(item)
             else:
-                run.labels[item.event_id] = item
+                run.labels[item.key] = item
     bars = list(bars)
     if bars:
         run.symbol_days = symbol_days(bars, run.rejections)
@@ -253,7 +278,7 @@ def load(labels_path: Path, run_dir: Path, *, progress: bool = False, bars: Iter
 
 
 def _event_key(decision: Decision) -> str:
-    return decision.event_id
+    return decision.key
 
 
 def _alert_key(alert: Alert) -> str | None:
@@ -263,7 +288,7 @@ def _alert_key(alert: Alert) -> str | None:
 def _label_key(item: Label | PumpEpisode) -> str | None:
     """An event's id; an episode's symbol and window, so that one listed twice counts once."""
     if isinstance(item, Label):
-        return item.event_id
+        return item.key
     return f"pump_episode {item.symbol} {item.start_us}-{item.end_us}"
 
 

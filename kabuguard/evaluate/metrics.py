@@ -8,7 +8,7 @@ values.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -168,12 +168,12 @@ def victims_stopped(pairs: list[Pair], labels: Iterable[Label], limit: int = 20)
     refused, or an earlier one of the account's fraudulent events (its takeover login, a changed
     e-mail) was blocked. A first order the run did not decide was not stopped; it is counted apart.
     """
-    decided = {d.event_id: d for d, _ in pairs}
+    decided = {id(label): d for d, label in pairs}
     events: dict[str, list[tuple[int, Label, Decision | None]]] = defaultdict(list)
     for label in labels:
         if not label.fraud or label.role != "victim":
             continue
-        d = decided.get(label.event_id)
+        d = decided.get(id(label))
         account = account_of(d, label)
         ts_us = d.ts_us if d is not None else label.ts_us
         if account is not None and ts_us is not None:
@@ -276,7 +276,8 @@ def score_thresholds(histograms: dict[str, dict[str, list[int]]]) -> dict[str, l
     return out
 
 
-def decisions_over_time(decisions: list[Decision], labels: dict[str, Label], cal: Calendar) -> dict:
+def decisions_over_time(decisions: list[Decision], label_of: Callable[[Decision], Label | None],
+                        cal: Calendar) -> dict:
     """Decisions, and labelled fraudulent ones, per time bucket of a width that keeps under _MAX_BUCKETS."""
     span_min = (cal.last_us - cal.first_us) / _MINUTE_US
     width = next((m for m in _BUCKET_MINUTES if span_min / m < _MAX_BUCKETS), _BUCKET_MINUTES[-1])
@@ -288,7 +289,7 @@ def decisions_over_time(decisions: list[Decision], labels: dict[str, Label], cal
     for d in decisions:
         bucket = (d.ts_us - origin) // width_us
         series[d.decision][bucket] += 1
-        label = labels.get(d.event_id)
+        label = label_of(d)
         fraud[bucket] += label is not None and label.fraud
     return {
         "bucket_minutes": width,

@@ -273,6 +273,12 @@ def firm_account_key(firm: str | None, account_id: str) -> str:
     return f"{firm}:{account_id}" if firm else account_id
 
 
+def event_key(event: Any) -> str:
+    """An event's identity across firms, `firm:event_id` in multi-firm feeds: firms number their
+    events independently, so the ids the core derives from an event (alerts, campaigns) carry it."""
+    return firm_account_key(event.firm, event.event_id)
+
+
 def ip_key(event: Any) -> str | None:
     """The ip stage's key: an IPv4 address as it is, an IPv6 address as the /64 around it. A
     /64 is one line (a household's, a server's): its owner's privacy addresses change within it

@@ -59,11 +59,14 @@ def event_instant(value: str) -> int:
 
 def stamped(event: Event, ts_us: int | None = None) -> Event:
     """`event` with its instant (`event_instant` of its `ts`, unless already known), and its `ts`
-    as the parsers of every later reader of it need (`normal`)."""
+    as the parsers of every later reader of it need (`normal`). An empty `firm` is none, as an
+    exporter writing an empty cell means: one account, one event, not two."""
     ts = event.ts
     event.ts_us = event_instant(ts) if ts_us is None else ts_us
     if ts.endswith("z") or ts[17:19] == "60":
         event.ts = normal(ts)
+    if event.firm == "":
+        event.firm = None
     return event
 
 

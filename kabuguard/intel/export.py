@@ -31,8 +31,9 @@ from stix2 import v21
 
 from kabuguard.detectors.shared_indicator import parent_domains
 from kabuguard.events import Event, Rejection
-from kabuguard.events.reader import event_files
+from kabuguard.events.model import event_key, firm_account_key
 from kabuguard.events.order import SPILL_AFTER, TotalOrder
+from kabuguard.events.reader import event_files
 from kabuguard.intel.pseudonym import Pseudonymiser
 from kabuguard.intel.stix import (TLP, MonthlyReport, TargetedSymbol, extension_definitions, is_address, pattern,
                                   stable_id)
@@ -116,7 +117,8 @@ def gather(run_dir: Path, events: list[str | Path], firm: str | None, quiet: boo
     # A one-firm run's events carry no `firm`: there `firm` only names the bundle's firm.
     firm = firm if named else None
     mine = (lambda line: line.get("firm") == firm) if firm else (lambda line: True)
-    verdicts = {d["event_id"]: d for d in decisions if mine(d)}
+    # By the event's id at its firm: a pooled run's firms number their events alike.
+    verdicts = {firm_account_key(d.get("firm"), d["event_id"]): d for d in decisions if mine(d)}
     found = Findings()
     found.last_ts = max((_stix_ts(d["ts"]) for d in verdicts.values()), default="")
     for alert in alerts:
@@ -132,15 +134,15 @@ def gather(run_dir: Path, events: list[str | Path], firm: str | None, quiet: boo
     with TotalOrder(SPILL_AFTER) as order:
 
         def add(event: Event) -> None:
-            if event.event_id in verdicts:  # every copy of an id or none: the order still picks the first
+            if event_key(event) in verdicts:  # every copy of an id or none: the order still picks the first
                 order.add(event)
 
         found.rejected, _ = read_into(events, add, quiet)
-        # A resent event (the same event_id again) is one event, the first in the total order,
+        # A resent event (the same event_id again at its firm) is one event, the first in the total order,
         # as the replay that made the verdicts took it.
         for event in order:
             if event.kind in _ACTIVITY and (not firm or event.firm == firm):
-                _note(found, event, verdicts[event.event_id], net)
+                _note(found, event, verdicts[event_key(event)], net)
     return found
 
 
