@@ -18,6 +18,8 @@ from kabuguard.events.model import Account, Login, MarketBar, Order
 LOGIN = {"type": "login", "event_id": "l1", "ts": "2025-03-21T09:14:03.120+09:00", "account_id": "A1",
          "session_id": "s1", "success": True, "ip": "126.1.2.3", "user_agent": "x", "device_id": "d1",
          "mfa": "sms", "channel": "web"}
+BAR = {"type": "market_bar", "event_id": "b1", "ts": "2025-03-21T09:15:00+09:00", "symbol": "9999", "open": 1.0,
+       "high": 1.0, "low": 1.0, "close": 1.0, "volume": 100}
 
 
 def _lines(path: Path, rows: list) -> Path:
@@ -95,11 +97,14 @@ def test_an_event_is_its_id_at_its_firm_so_a_pooled_feeds_firms_may_number_alike
         {**LOGIN, "event_id": "e-1", "firm": "firm-a", "ts": "2025-03-21T03:00:00Z"},
         {**LOGIN, "event_id": "e-1"},
         {**LOGIN, "event_id": "e-1", "firm": ""},  # an empty cell: no firm, the line above again
+        {**BAR, "event_id": "b-1", "firm": "firm-a"},
+        {**BAR, "event_id": "b-1", "firm": "firm-b"},  # the market's bar in each firm's export: one bar
     ])
     ordered = total_order(e for e in read_file(path) if not isinstance(e, Rejection))
-    assert sorted((e.firm or "", e.event_id) for e in ordered.events) == [("", "e-1"), ("firm-a", "e-1"), ("firm-b", "e-1")]
+    assert sorted((e.firm or "", e.event_id) for e in ordered.events) == [
+        ("", "e-1"), ("firm-a", "b-1"), ("firm-a", "e-1"), ("firm-b", "e-1")]
     assert [e.firm for e in ordered.events if not e.firm] == [None]
-    assert ordered.duplicates == 2
+    assert ordered.duplicates == 3
 
 
 def test_sorting_in_runs_on_disk_gives_the_same_order_duplicates_and_fields(tmp_path: Path) -> None:

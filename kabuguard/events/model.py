@@ -273,10 +273,20 @@ def firm_account_key(firm: str | None, account_id: str) -> str:
     return f"{firm}:{account_id}" if firm else account_id
 
 
+# The market's own data: the same for every firm, whichever firm's export carries it.
+MARKET_KINDS = frozenset({"market_bar", "instrument"})
+
+
+def event_firm(event: Any) -> str | None:
+    """The firm an event's identity belongs to: none for the market's data, which every firm's
+    export may carry under the same id."""
+    return None if event.kind in MARKET_KINDS else event.firm
+
+
 def event_key(event: Any) -> str:
     """An event's identity across firms, `firm:event_id` in multi-firm feeds: firms number their
     events independently, so the ids the core derives from an event (alerts, campaigns) carry it."""
-    return firm_account_key(event.firm, event.event_id)
+    return firm_account_key(event_firm(event), event.event_id)
 
 
 def ip_key(event: Any) -> str | None:

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import msgspec
 
-from kabuguard.events.model import Event
+from kabuguard.events.model import Event, event_firm
 
 # Events per chunk of a spilled run: large enough for msgspec to encode in bulk, small enough
 # that merging many runs holds little of each.
@@ -83,8 +83,10 @@ class TotalOrder:
         merged = heapq.merge(*runs, held, key=_instant) if runs else iter(held)
         seen: set[str | tuple[str, str]] = set()
         for event in merged:
-            # An event's identity is its id at its firm: a pooled feed's firms number theirs alike.
-            key = event.event_id if event.firm is None else (event.firm, event.event_id)
+            # An event's identity is its id at its firm: a pooled feed's firms number theirs alike
+            # (the market's data excepted: every firm's export may carry the same bars).
+            firm = event_firm(event)
+            key = event.event_id if firm is None else (firm, event.event_id)
             if key in seen:
                 self.duplicates += 1
                 continue

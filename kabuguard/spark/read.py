@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from kabuguard.engine import Pipeline
+from kabuguard.events.model import event_firm
 from kabuguard.events.reader import SUFFIXES, event_files, expand_paths, is_remote, line_item, numbered
 from kabuguard.policy import Policy
 
@@ -118,7 +119,7 @@ def _row(seq: int, event: Any, pipeline: Pipeline) -> tuple:
         key = stage.key_of(event) if kind in stage.by_kind else None
         keys.append(key or None)
     ref = event.symbol if kind == "instrument" else None
-    return (seq, event.ts_us, event.event_id, event.firm, kind, *keys, ref, _encode(event), None)
+    return (seq, event.ts_us, event.event_id, event_firm(event), kind, *keys, ref, _encode(event), None)
 
 
 def _rejected(seq: int, reason: str) -> tuple:
