@@ -263,6 +263,20 @@ def test_minimal_labels_say_what_cannot_be_computed(run_files: tuple[Path, Path]
     assert "labels carry no `role`" in (tmp_path / "out2" / "report.html").read_text()
 
 
+def test_labels_without_firm_still_match_a_firms_decisions_and_with_firms_match_by_firm(
+        run_files: tuple[Path, Path], tmp_path: Path) -> None:
+    """Decisions of one firm's export carry its `firm`; labels written without it match them by
+    id alone. Labels that name firms match only their own firm's decisions."""
+    labels, run = run_files
+    want = evaluate_run(labels, run, tmp_path / "plain")["detection"]
+    _write(run / "decisions.jsonl", [{**d, "firm": "acme"} for d in _decisions()])
+    assert evaluate_run(labels, run, tmp_path / "no-firm-labels")["detection"] == want
+    named = [{**row, "firm": "acme"} if "event_id" in row else row for row in _labels()]
+    assert evaluate_run(_write(tmp_path / "named.jsonl", named), run, tmp_path / "named")["detection"] == want
+    other = [{**row, "firm": "other"} if "event_id" in row else row for row in _labels()]
+    assert evaluate_run(_write(tmp_path / "other.jsonl", other), run, tmp_path / "other")["coverage"]["labelled_decisions"] == 0
+
+
 def test_gzip_labels_and_output_into_the_run_folder(run_files: tuple[Path, Path]) -> None:
     labels, run = run_files
     packed = labels.with_suffix(".jsonl.gz")
