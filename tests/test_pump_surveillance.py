@@ -292,6 +292,25 @@ def test_a_coin_seen_for_only_an_hour_before_its_pump_is_alerted_at_once(tmp_pat
     assert [a["ts"] for a in _surges(_run(s, tmp_path)[0])] == ["2025-03-04T01:01:00Z"]
 
 
+def test_the_pump_after_its_organisers_accumulation_opened_the_episode_is_alerted_again(tmp_path: Path) -> None:
+    """The organisers' own buying opens an episode (40 times the pace, +3%); four minutes later
+    the announced pump (200 times the pace, +30%) fell inside it and raised nothing."""
+    s = Stream()
+    rng = random.Random(11)
+    price = 0.00412
+    shape = {300: (40, 0.03), 301: (5, 0.005), 302: (5, 0.005), 303: (5, 0.005), 304: (200, 0.30), 305: (60, 0.03)}
+    for m in range(306):
+        x, step = shape.get(m, (1, rng.gauss(0, 0.003)))
+        prev, price = price, price * math.exp(step)
+        hh, mm = divmod(m + 1, 60)
+        s.add("market_bar", f"2025-03-04T{hh:02d}:{mm:02d}:00Z", symbol="XYZ-BTC", open=prev, high=max(prev, price),
+              low=min(prev, price), close=price, volume=round(rng.lognormvariate(3, 0.5) * x * 1e-3, 6))
+    surges = _surges(_run(s, tmp_path)[0])
+    assert [(a["ts"], bool(a["evidence"].get("escalated"))) for a in surges] == [
+        ("2025-03-04T05:01:00Z", False), ("2025-03-04T05:05:00Z", True)]
+    assert surges[1]["evidence"]["episode_id"] == surges[0]["evidence"]["episode_id"]
+
+
 def test_only_market_data_replay_writes_symbol_alerts_with_evidence(tmp_path: Path) -> None:
     s = Stream()
     s.instrument("9999", adv=20_000, price=300.0, market="TSE Growth")

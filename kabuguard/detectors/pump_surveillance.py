@@ -20,7 +20,9 @@ price rose `strong_price_z` volatility units: the two are evidence together) whi
 `onset_price_z` volatility units and `onset_price_move` in log terms, or when a run of
 `sustained_bars` heavy bars none closing lower passes the same tests pooled (a staircase climb):
 one `symbol_alert`. It ends when no bar has reached `end_volume_multiple` for
-`end_quiet_minutes` (or after `max_episode_hours`): one more alert with `ended` evidence.
+`end_quiet_minutes` (or after `max_episode_hours`): one more alert with `ended` evidence. A far
+stronger leg inside an open episode (the announced pump after the organisers' accumulation
+opened it) is alerted once more (`escalated`).
 Baselines do not learn during an episode.
 
 Market data cannot tell a pump from genuine news. The alert carries this firm's view of the
@@ -83,6 +85,7 @@ class Episode(msgspec.Struct, gc=False):
     last_hot_ts: str
     peak_multiple: float
     peak_move: float
+    escalated: bool = False  # alerted again once for a far stronger leg (`_escalates`)
 
 
 class SymbolTape(msgspec.Struct, gc=False):
@@ -134,6 +137,8 @@ class PumpSurveillance:
         self.strong_price_z = p("strong_price_z")
         self.strong_volume_z = p("strong_price_volume_z")
         self.end_quiet_us = duration_us(params, "end_quiet_minutes", self.name)
+        self.escalate_log_ratio = math.log(positive(params, "escalate_volume_ratio", self.name))
+        self.escalate_move = p("escalate_price_move")
         self.max_episode_us = duration_us(params, "max_episode_hours", self.name)
         self.risky_llr = p("risky_session_llr")
         self.assess_us = duration_us(params, "assess_window_minutes", self.name)
@@ -194,9 +199,12 @@ class PumpSurveillance:
             if episode is not None:
                 if hot:
                     episode.last_hot_us, episode.last_hot_ts = event.ts_us, event.ts
+                moved = event.close / episode.ref_close - 1.0
+                if not code and self._escalates(episode, bar[_SURPRISE], moved):
+                    evs[i].alerts.append(self._escalation(event, episode, bar[_SURPRISE], moved))
+                    episode.escalated = True
                 if bar[_SURPRISE] > episode.peak_multiple:
                     episode.peak_multiple = bar[_SURPRISE]
-                moved = event.close / episode.ref_close - 1.0
                 if moved > episode.peak_move:
                     episode.peak_move = moved
 
@@ -228,6 +236,30 @@ class PumpSurveillance:
         })
         tape.episode = Episode(episode_id, started, event.ts, now, bar[_REF_CLOSE], assessment, now, event.ts,
                                0.0, 0.0)
+
+    def _escalates(self, episode: Episode, surprise: float, moved: float) -> bool:
+        """A far stronger leg inside an open episode, once: a close `escalate_price_move` above the
+        episode's highest so far on volume `escalate_volume_ratio` times its heaviest bar. An
+        organiser's accumulation may open the episode minutes before the announced pump; the pump
+        itself must not pass unannounced inside it. A staircase climb, each bar a little above the
+        last, never qualifies."""
+        return (not episode.escalated and surprise >= episode.peak_multiple + self.escalate_log_ratio
+                and 1.0 + moved >= (1.0 + episode.peak_move) * (1.0 + self.escalate_move))
+
+    def _escalation(self, event: Any, episode: Episode, surprise: float, moved: float) -> dict[str, Any]:
+        return {
+            "type": "symbol_alert", "symbol": event.symbol, "score": 1.0,
+            "reasons": ["volume_price_surge", episode.assessment],
+            "evidence": {
+                "episode_id": episode.episode_id, "assessment": episode.assessment, "escalated": True,
+                "onset_ts": episode.onset_ts,
+                "volume_multiple": round(math.exp(surprise), 2),
+                "peak_volume_multiple_before": round(math.exp(episode.peak_multiple), 2),
+                "price_move_pct": round(100 * moved, 2),
+                "peak_price_move_pct_before": round(100 * episode.peak_move, 2),
+                "minutes_since_onset": round((event.ts_us - episode.started_us) / _MIN_US, 1),
+            },
+        }
 
     def _ended(self, event: Any, episode: Episode) -> dict[str, Any]:
         last = min(episode.last_hot_us + self.end_quiet_us, episode.onset_us + self.max_episode_us)
