@@ -275,6 +275,8 @@ def test_labels_without_firm_still_match_a_firms_decisions_and_with_firms_match_
     assert evaluate_run(_write(tmp_path / "named.jsonl", named), run, tmp_path / "named")["detection"] == want
     other = [{**row, "firm": "other"} if "event_id" in row else row for row in _labels()]
     assert evaluate_run(_write(tmp_path / "other.jsonl", other), run, tmp_path / "other")["coverage"]["labelled_decisions"] == 0
+    _write(run / "decisions.jsonl", _decisions())  # and labels naming the firm of decisions that do not
+    assert evaluate_run(_write(tmp_path / "named.jsonl", named), run, tmp_path / "named-only")["detection"] == want
 
 
 def test_gzip_labels_and_output_into_the_run_folder(run_files: tuple[Path, Path]) -> None:

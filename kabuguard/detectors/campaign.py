@@ -22,7 +22,7 @@ import msgspec
 from kabuguard.detectors._window import drop_expired, renew
 from kabuguard.detectors.base import Evidence, Finding, count, duration_us, number, param
 from kabuguard.detectors.money import thin
-from kabuguard.events.model import account_key, event_key
+from kabuguard.events.model import account_key
 
 
 class Buyer(msgspec.Struct, array_like=True):
@@ -101,7 +101,7 @@ class Campaign:
             ev.findings.append(Finding("campaign_buy", self.buy_weight))
         if formed:
             new = not self._active(state, now)
-            campaign_id = f"cmp-{event.symbol}-{event_key(event)}" if new else state.campaign_id
+            campaign_id = f"cmp-{event.symbol}-{event.event_id}" if new else state.campaign_id
             members = sorted(cluster if new else set(cluster) | set(state.members))
             known = {**state.buyers, key: window[key]}  # members may reach back past the window
             ips = sorted({b.ip for a, b in known.items() if a in members and b.ip})

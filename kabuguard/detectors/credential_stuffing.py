@@ -16,7 +16,7 @@ import msgspec
 
 from kabuguard.detectors._window import others, prune, stamp
 from kabuguard.detectors.base import Evidence, Finding, count, duration_us, number
-from kabuguard.events.model import account_key, event_key
+from kabuguard.events.model import account_key
 
 
 class StuffingState(msgspec.Struct):
@@ -55,7 +55,7 @@ class CredentialStuffing:
         if count + (not event.success) >= self.min_accounts and state.alerted_us <= cutoff:
             accounts = sorted({a for a, t in state.failed.items() if t > cutoff} | ({key} if not event.success else set()))
             ev.alerts.append({
-                "type": "campaign_alert", "campaign_id": f"stuffing-{event_key(event)}", "accounts": accounts,
+                "type": "campaign_alert", "campaign_id": f"stuffing-{event.event_id}", "accounts": accounts,
                 "symbols": [], "ips": [event.ip], "score": round(min(1.0, len(accounts) / (4 * self.min_accounts)), 4),
                 "reasons": [self.name],
             })

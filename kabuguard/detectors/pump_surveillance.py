@@ -62,7 +62,7 @@ import numpy as np
 
 from kabuguard.detectors.base import (Evidence, Finding, bar_columns, compiled, count, duration_us, number,
                                       positive)
-from kabuguard.events.model import account_key, event_key
+from kabuguard.events.model import account_key
 
 if TYPE_CHECKING:
     from kabuguard.engine.store import Store
@@ -216,7 +216,7 @@ class PumpSurveillance:
         volume_z, price_z = bar[_VOLUME_Z], bar[_PRICE_Z]
         strength = max(min(volume_z / self.on_volume_z, price_z / self.on_price_z),
                        min(volume_z / self.strong_volume_z, price_z / self.strong_price_z))
-        episode_id = f"pump-{event.symbol}-{event_key(event)}"
+        episode_id = f"pump-{event.symbol}-{event.event_id}"
         ev.alerts.append({
             "type": "symbol_alert", "symbol": event.symbol,
             "score": round(1.0 - 0.5 / strength, 4),

@@ -22,7 +22,7 @@ from kabuguard.detectors.shared_indicator import intel_key
 from kabuguard.detectors.session_risk import SessionMemory
 from kabuguard.engine.stages import KeyedStage
 from kabuguard.engine.store import MemoryStore, Store
-from kabuguard.events.model import Event, MarketBar, account_key, event_key, firm_account_key, ip_key
+from kabuguard.events.model import Event, MarketBar, account_key, firm_account_key, ip_key
 from kabuguard.netintel import UNKNOWN, NetIntel, netintel
 from kabuguard.policy import Policy, at_least, load_policy
 
@@ -296,7 +296,7 @@ class Pipeline:
         """Alerts as written: an id from the event and their place in it, its ts, firm and event_id."""
         stamped = []
         for n, alert in enumerate(alerts):
-            head = {"alert_id": f"al-{event_key(event)}-{n}", "type": alert["type"], "ts": event.ts,
+            head = {"alert_id": f"al-{event.event_id}-{n}", "type": alert["type"], "ts": event.ts,
                     "event_id": event.event_id}
             if event.firm:
                 head["firm"] = event.firm

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -173,21 +174,20 @@ class Run:
     replay_rejected: int = 0  # lines of the replay's own rejected.jsonl: events that got no decision
     symbol_days: int | None = None  # symbol-days watched (a market bar), when the bars were given
 
+    # Labels by id alone, where only one label has that id: for decisions and labels of which
+    # only one side names the firm (`label_of`). Filled by `load`.
+    by_id: dict[str, Label] = field(default_factory=dict)
+
     def label_of(self, decision: Decision) -> Label | None:
-        """A decision's label: by its id at its firm; by its id alone where the labels name no
-        firm at all (labels written without the decisions' `firm` field)."""
+        """A decision's label: by its id at its firm; else by its id alone when one side names no
+        firm (labels written without the decisions' `firm` field, or the other way round) and
+        only one label has that id."""
         label = self.labels.get(decision.key)
-        if label is None and decision.firm and not self._labels_have_firms:
-            label = self.labels.get(decision.event_id)
+        if label is None:
+            label = self.by_id.get(decision.event_id)
+            if label is not None and label.firm and decision.firm:
+                return None  # two firms named: another firm's event
         return label
-
-    @property
-    def _labels_have_firms(self) -> bool:
-        if self._firms is None:
-            self._firms = any(label.firm for label in self.labels.values())
-        return self._firms
-
-    _firms: bool | None = None
 
 
 _decode_decision = msgspec.json.Decoder(Decision).decode
@@ -267,6 +267,8 @@ def load(labels_path: Path, run_dir: Path, *, progress: bool = False, bars: Iter
                 run.episodes.append(item)
             else:
                 run.labels[item.key] = item
+    ids = Counter(label.event_id for label in run.labels.values())
+    run.by_id = {label.event_id: label for label in run.labels.values() if ids[label.event_id] == 1}
     bars = list(bars)
     if bars:
         run.symbol_days = symbol_days(bars, run.rejections)
@@ -282,7 +284,8 @@ def _event_key(decision: Decision) -> str:
 
 
 def _alert_key(alert: Alert) -> str | None:
-    return alert.alert_id
+    """An alert's id at its firm: ids derive from event ids, which firms number alike."""
+    return firm_account_key(alert.firm, alert.alert_id) if alert.alert_id else None
 
 
 def _label_key(item: Label | PumpEpisode) -> str | None:
