@@ -284,8 +284,9 @@ def event_firm(event: Any) -> str | None:
 
 
 def event_key(event: Any) -> str:
-    """An event's identity across firms, `firm:event_id` in multi-firm feeds: firms number their
-    events independently, so the ids the core derives from an event (alerts, campaigns) carry it."""
+    """An event's identity across firms, `firm:event_id` in multi-firm feeds (firms number their
+    events independently), as the replay keeps one of each and a reader of its decisions, which
+    name their `firm`, finds the event's."""
     return firm_account_key(event_firm(event), event.event_id)
 
 
