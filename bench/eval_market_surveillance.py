@@ -10,8 +10,9 @@ stream (the firm's own activity too, so alerts carry this firm's view of the buy
 `pump_surveillance` alerts count here (reasons `volume_price_surge*`); other detectors' symbol
 alerts are left out. An onset alert is a detection when it falls inside a manipulation episode
 on its symbol (between its labelled `start` and `end`); its delay is alert time less `start`.
-An onset outside every episode is a false alert; one inside a news burst is reported apart.
-Not a test: it reports figures.
+An onset outside every episode is a false alert; one inside a news burst is reported apart. A
+stronger leg alerted again inside an open episode (`escalated`) counts as an onset alert too,
+and is also counted apart. Not a test: it reports figures.
 """
 
 from __future__ import annotations
@@ -101,7 +102,10 @@ def score(run: Path, alerts: list[dict]) -> dict:
     for ep in episodes:
         ep["start_us"], ep["end_us"] = _instant(ep["start"]), _instant(ep["end"])
     market_onsets(run, episodes)
+    # Onset alerts, escalations included (a new alert an analyst reads: a detection inside an
+    # episode, a false alert outside every one).
     onsets = [a for a in alerts if "volume_multiple" in a.get("evidence", {})]
+    escalations = sum(bool(a["evidence"].get("escalated")) for a in onsets)
     ends = [a for a in alerts if a.get("evidence", {}).get("ended")]
     updates = [a for a in alerts if a.get("evidence", {}).get("reassessed")]
     by_symbol: dict[str, list[dict]] = defaultdict(list)
@@ -151,6 +155,7 @@ def score(run: Path, alerts: list[dict]) -> dict:
         "news": sum(r["kind"] == "news" for r in rows),
         "news_alerted": sum(r["kind"] == "news" and r["detected"] for r in rows),
         "symbol_days": days, "onset_alerts": len(onsets), "end_alerts": len(ends), "reassessments": len(updates),
+        "escalations": escalations,
         "false_onsets": len(false), "false_per_symbol_day": round(len(false) / days, 5),
         "false": [{k: a[k] for k in ("ts", "symbol")} | {"evidence": a["evidence"]} for a in false],
     }
@@ -186,7 +191,7 @@ def main() -> None:
                   f"{res['visible_detected_within_2_min_of_market_onset']}; "
                   f"news alerted {res['news_alerted']}/{res['news']}; false onsets {res['false_onsets']} "
                   f"on {res['symbol_days']} symbol-days = {res['false_per_symbol_day']}/symbol-day; "
-                  f"ends {res['end_alerts']}, reassessments {res['reassessments']}")
+                  f"ends {res['end_alerts']}, reassessments {res['reassessments']}, escalations {res['escalations']}")
             if mode == "full" or args.verbose:
                 for r in res["episodes"]:
                     print(f"    {r['kind']:4s} {r['symbol']} {r['start']} {r['campaign_id'] or ''} detected={r['detected']} "
