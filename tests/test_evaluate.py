@@ -277,6 +277,11 @@ def test_labels_without_firm_still_match_a_firms_decisions_and_with_firms_match_
     assert evaluate_run(_write(tmp_path / "other.jsonl", other), run, tmp_path / "other")["coverage"]["labelled_decisions"] == 0
     _write(run / "decisions.jsonl", _decisions())  # and labels naming the firm of decisions that do not
     assert evaluate_run(_write(tmp_path / "named.jsonl", named), run, tmp_path / "named-only")["detection"] == want
+    # Both sides name firms: a decision of a firm-less export with the same id is not acme's.
+    _write(run / "decisions.jsonl", [{**d, "firm": "acme"} for d in _decisions()] + _decisions())
+    coverage = evaluate_run(tmp_path / "named.jsonl", run, tmp_path / "mixed")["coverage"]
+    n = len(_decisions())  # acme's all labelled but u1; the firm-less copies none
+    assert (coverage["labelled_decisions"], coverage["unlabelled_decisions"]) == (n - 1, n + 1)
 
 
 def test_gzip_labels_and_output_into_the_run_folder(run_files: tuple[Path, Path]) -> None:

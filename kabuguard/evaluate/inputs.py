@@ -174,20 +174,16 @@ class Run:
     replay_rejected: int = 0  # lines of the replay's own rejected.jsonl: events that got no decision
     symbol_days: int | None = None  # symbol-days watched (a market bar), when the bars were given
 
-    # Labels by id alone, where only one label has that id: for decisions and labels of which
-    # only one side names the firm (`label_of`). Filled by `load`.
+    # Labels by id alone, where only one label has that id, when only one side of the run names
+    # firms (labels written without the decisions' `firm` field, or the other way round): there
+    # a decision finds its label by id (`label_of`). Empty otherwise. Filled by `load`.
     by_id: dict[str, Label] = field(default_factory=dict)
 
     def label_of(self, decision: Decision) -> Label | None:
-        """A decision's label: by its id at its firm; else by its id alone when one side names no
-        firm (labels written without the decisions' `firm` field, or the other way round) and
-        only one label has that id."""
+        """A decision's label: by its id at its firm, or by its id alone where only one side names
+        firms (`by_id`)."""
         label = self.labels.get(decision.key)
-        if label is None:
-            label = self.by_id.get(decision.event_id)
-            if label is not None and label.firm and decision.firm:
-                return None  # two firms named: another firm's event
-        return label
+        return self.by_id.get(decision.event_id) if label is None else label
 
 
 _decode_decision = msgspec.json.Decoder(Decision).decode
@@ -267,8 +263,9 @@ def load(labels_path: Path, run_dir: Path, *, progress: bool = False, bars: Iter
                 run.episodes.append(item)
             else:
                 run.labels[item.key] = item
-    ids = Counter(label.event_id for label in run.labels.values())
-    run.by_id = {label.event_id: label for label in run.labels.values() if ids[label.event_id] == 1}
+    if any(label.firm for label in run.labels.values()) != any(d.firm for d in run.decisions):
+        ids = Counter(label.event_id for label in run.labels.values())
+        run.by_id = {label.event_id: label for label in run.labels.values() if ids[label.event_id] == 1}
     bars = list(bars)
     if bars:
         run.symbol_days = symbol_days(bars, run.rejections)

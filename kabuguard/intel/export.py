@@ -126,9 +126,7 @@ def gather(run_dir: Path, events: list[str | Path], firm: str | None, quiet: boo
             continue
         if alert["type"] == "campaign_alert":
             when = _stix_ts(alert["ts"])
-            # Per firm: a pooled run's firms may raise campaigns from events numbered alike.
-            name = firm_account_key(alert.get("firm"), alert["campaign_id"])
-            campaign = found.campaigns.setdefault(name, {"ips": set(), "symbols": set(), "first": when, "last": when})
+            campaign = found.campaigns.setdefault(alert["campaign_id"], {"ips": set(), "symbols": set(), "first": when, "last": when})
             campaign["ips"].update(alert.get("ips") or ())
             campaign["symbols"].update(alert.get("symbols") or ())
             campaign["last"] = max(campaign["last"], when)
