@@ -19,9 +19,9 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors._window import others, prune, stamp, stamp_capped
+from kabuguard.detectors._window import others, prune, stamp
 from kabuguard.detectors.base import Evidence, Finding, duration_us, number
-from kabuguard.detectors.shared_ip import CROWD_CAP
+from kabuguard.detectors.shared_ip import Address, crowd_window
 from kabuguard.events.model import account_key
 
 
@@ -76,21 +76,12 @@ class _Reputation:
             return
         cutoff, me = event.ts_us - self.window_us, account_key(event)
         if self.crowd(ev):
-            state.seen = prune(state.seen, cutoff)
-            stamp_capped(state.seen, me, event.ts_us, CROWD_CAP)
+            state.seen = crowd_window(state.seen, me, event.ts_us, cutoff)
         if ev.session_llr >= self.risky_llr:
             state.risky = prune(state.risky, cutoff)
             stamp(state.risky, me, event.ts_us)
 
 
-class IpReputation(_Reputation):
+class IpReputation(Address, _Reputation):
     name: ClassVar[str] = "ip_reputation"
     stage: ClassVar[str] = "ip"
-
-    crowds: ClassVar[bool] = True
-
-    def exempt(self, ev: Evidence) -> bool:
-        return ev.net.kind in ("mobile", "private")
-
-    def crowd(self, ev: Evidence) -> bool:
-        return ev.net.kind != "hosting"

@@ -38,6 +38,17 @@ ADV_DAYS = 20  # the convention of an average daily volume
 MIN_DAYS = 2
 
 
+def utc_day(ts_us: int) -> int:
+    """The UTC day a time belongs to; a bar ending at midnight belongs to the day before."""
+    return (ts_us - 1) // DAY_US
+
+
+def lacks_liquidity(instrument: Instrument | None) -> bool:
+    """Whether an order reading `instrument` needs the liquidity of the bars: no record, or one
+    without its ADV or price."""
+    return instrument is None or not instrument.adv_shares or not instrument.last_price
+
+
 class TradedDays(msgspec.Struct, gc=False):
     """One symbol's volume per UTC day, from its bars: the day being summed and the completed ones."""
 
@@ -47,7 +58,7 @@ class TradedDays(msgspec.Struct, gc=False):
     days: list[tuple[float, float]] = []  # completed days with bars: (volume, last close), oldest first
 
     def add(self, bar: Any) -> None:
-        day = (bar.ts_us - 1) // DAY_US
+        day = utc_day(bar.ts_us)
         if day > self.day:  # a late bar of an earlier day counts in the current one
             if self.day >= 0:
                 self.days.append((self.volume, self.close))
@@ -61,7 +72,7 @@ class TradedDays(msgspec.Struct, gc=False):
         """The mean daily volume and the last close of the completed days before `ts_us`'s day;
         None before `MIN_DAYS` of them."""
         days = self.days
-        if 0 <= self.day < (ts_us - 1) // DAY_US:
+        if 0 <= self.day < utc_day(ts_us):
             days = [*days, (self.volume, self.close)][-ADV_DAYS:]
         if len(days) < MIN_DAYS:
             return None
@@ -72,7 +83,7 @@ class TradedDays(msgspec.Struct, gc=False):
 def with_liquidity(instrument: Instrument | None, traded: tuple[float, float] | None, order: Any) -> Instrument | None:
     """`instrument` as an order reads it: its own ADV and price when it has them, else the ones the
     market's bars give (`TradedDays.liquidity`), keeping what else the record says."""
-    if traded is None or (instrument is not None and instrument.adv_shares and instrument.last_price):
+    if traded is None or not lacks_liquidity(instrument):
         return instrument
     adv, close = traded
     if instrument is None:
@@ -89,14 +100,14 @@ def liquidity_by_day(bars: Iterable[Any]) -> Iterator[tuple[int, tuple[float, fl
     the orders (Spark's stages run one after another) looks an order's day up in these."""
     days, last = TradedDays(), None
     for bar in bars:
-        day = (bar.ts_us - 1) // DAY_US
+        day = utc_day(bar.ts_us)
         if day > days.day >= 0:
             found = days.liquidity(day * DAY_US + 1)
             if found != last:
                 yield days.day + 1, found
                 last = found
         days.add(bar)
-    if days.day >= 0:
+    if days.day >= 0:  # the days after the last bar
         found = days.liquidity((days.day + 1) * DAY_US + 1)
         if found != last:
             yield days.day + 1, found

@@ -89,21 +89,27 @@ class _ManyAccounts:
         if self.exempt(ev):  # never scored: a carrier's address would only pile up its customers
             return
         cutoff, me = event.ts_us - self.window_us, account_key(event)
-        crowd = self.crowd(ev)
-        if crowd:
-            state.seen = prune(state.seen, cutoff)
-            stamp_capped(state.seen, me, event.ts_us, CROWD_CAP)
-        if not crowd:
+        if not self.crowd(ev):
             state.accounts = prune(state.accounts, cutoff)
             stamp(state.accounts, me, event.ts_us)
-        elif ev.session_llr > self.own_llr:
-            state.accounts = prune(state.accounts, cutoff)
-            stamp_capped(state.accounts, me, event.ts_us, CROWD_CAP)
+            return
+        state.seen = crowd_window(state.seen, me, event.ts_us, cutoff)
+        if ev.session_llr > self.own_llr:
+            state.accounts = crowd_window(state.accounts, me, event.ts_us, cutoff)
 
 
-class SharedIp(_ManyAccounts):
-    name: ClassVar[str] = "shared_ip"
-    stage: ClassVar[str] = "ip"
+def crowd_window(window: dict[str, int], account: str, at: int, cutoff: int) -> dict[str, int]:
+    """`window` with `account` stamped at `at`: an access network's address's window of accounts,
+    pruned to `cutoff` and kept to `CROWD_CAP`."""
+    window = prune(window, cutoff)
+    stamp_capped(window, account, at, CROWD_CAP)
+    return window
+
+
+class Address:
+    """What an IP address's detectors share: a mobile carrier's or private address is never
+    scored (thousands behind one NAT), and any other but a hosting provider's may be a carrier's
+    shared address, judged against every account it serves (`crowd`)."""
 
     crowds: ClassVar[bool] = True
 
@@ -112,3 +118,8 @@ class SharedIp(_ManyAccounts):
 
     def crowd(self, ev: Evidence) -> bool:
         return ev.net.kind != "hosting"
+
+
+class SharedIp(Address, _ManyAccounts):
+    name: ClassVar[str] = "shared_ip"
+    stage: ClassVar[str] = "ip"

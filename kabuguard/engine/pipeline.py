@@ -15,7 +15,7 @@ import msgspec
 
 from kabuguard.detectors import ALL
 from kabuguard.detectors.base import Evidence, Finding
-from kabuguard.detectors.liquidity import DAY_US, TradedDays, with_liquidity
+from kabuguard.detectors.liquidity import DAY_US, TradedDays, lacks_liquidity, with_liquidity
 from kabuguard.detectors.market_factor import MARKET_KEY
 from kabuguard.detectors.money import to_jpy
 from kabuguard.detectors.shared_indicator import intel_key
@@ -70,7 +70,7 @@ def _quote(event: Any, state: dict[str, Any], ev: Evidence) -> None:
         traded = state.get("traded")
         if traded is None:
             traded = state["traded"] = TradedDays()
-        if traded.day == (event.ts_us - 1) // DAY_US:  # the hot path of every bar: inline
+        if traded.day == (event.ts_us - 1) // DAY_US:  # `utc_day` and `TradedDays.add` inline: every bar
             traded.volume += event.volume
             traded.close = close
         else:
@@ -228,7 +228,7 @@ class Pipeline:
         the market's bars gave up to its day where the record has none (`detectors.liquidity`)."""
         reference = self.store.get("reference", event.symbol)
         instrument = reference["instrument"] if reference else None
-        if event.kind == "order" and (instrument is None or not instrument.adv_shares or not instrument.last_price):
+        if event.kind == "order" and lacks_liquidity(instrument):
             symbol = self.store.get("symbol", event.symbol)
             traded = symbol.get("traded") if symbol else None
             if traded is not None:

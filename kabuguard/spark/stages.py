@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from kabuguard.detectors.base import Evidence, Finding
-from kabuguard.detectors.liquidity import DAY_US, liquidity_by_day, with_liquidity
+from kabuguard.detectors.liquidity import lacks_liquidity, liquidity_by_day, utc_day, with_liquidity
 from kabuguard.engine import Pipeline
 from kabuguard.events.model import Event
 from kabuguard.policy import Policy
@@ -60,9 +60,9 @@ class References:
         if event.kind not in ("order", "execution"):
             return None
         record = self._record(event.symbol, ts_us, seq)
-        if event.kind == "order" and (record is None or not record.adv_shares or not record.last_price):
+        if event.kind == "order" and lacks_liquidity(record):
             spans = self._traded.get(event.symbol)
-            at = bisect_right(spans[0], (ts_us - 1) // DAY_US) - 1 if spans else -1
+            at = bisect_right(spans[0], utc_day(ts_us)) - 1 if spans else -1
             if at >= 0:
                 record = with_liquidity(record, spans[1][at], event)
         return record
