@@ -311,6 +311,38 @@ def test_the_pump_after_its_organisers_accumulation_opened_the_episode_is_alerte
     assert surges[1]["evidence"]["episode_id"] == surges[0]["evidence"]["episode_id"]
 
 
+def _coin_with(shape: dict[int, tuple[float, float, float]], seed: int = 5, minutes: int = 306) -> Stream:
+    """A coin trading every minute at 0.4% a minute, each bar's high a random excursion above its
+    open and close; `shape`: per minute, (volume multiple, log return of the close, log rise of
+    the high above the open)."""
+    s = Stream()
+    rng = random.Random(seed)
+    price = 0.00412
+    for m in range(minutes):
+        x, step, rise = shape.get(m, (1, rng.gauss(0, 0.004), 0.0))
+        prev, price = price, price * math.exp(step)
+        high = max(prev, price, prev * math.exp(rise)) * math.exp(abs(rng.gauss(0, 0.002)))
+        hh, mm = divmod(m + 1, 60)
+        s.add("market_bar", f"2025-03-04T{hh:02d}:{mm:02d}:00Z", symbol="XYZ-BTC", open=prev, high=high,
+              low=min(prev, price) * math.exp(-abs(rng.gauss(0, 0.002))), close=price,
+              volume=round(rng.lognormvariate(3, 0.5) * x * 1e-3, 6))
+    return s
+
+
+def test_a_pump_over_within_its_first_minute_is_alerted_by_the_bar_s_high(tmp_path: Path) -> None:
+    """The announced pump bought and sold inside one minute: the bar's high 30% up on 150 times
+    the pace, its close back at +1%, then the dump. No bar closed higher than the name's noise, so
+    the closes alone saw nothing. One large order sweeping the book (+6% high, 6 times the pace)
+    must not look like it."""
+    pump = {300: (150, 0.01, 0.30), 301: (60, -0.04, 0.0), 302: (30, -0.03, 0.0)}
+    surges = _surges(_run(_coin_with(pump), tmp_path)[0])
+    assert [a["ts"] for a in surges] == ["2025-03-04T05:01:00Z"]
+    evidence = surges[0]["evidence"]
+    assert evidence["high_move_pct"] >= 30 and evidence["price_move_pct"] < 2
+    (tmp_path / "sweep").mkdir()
+    assert _surges(_run(_coin_with({300: (6, 0.003, 0.06)}), tmp_path / "sweep")[0]) == []
+
+
 def test_only_market_data_replay_writes_symbol_alerts_with_evidence(tmp_path: Path) -> None:
     s = Stream()
     s.instrument("9999", adv=20_000, price=300.0, market="TSE Growth")

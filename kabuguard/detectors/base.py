@@ -127,10 +127,14 @@ def compiled(kernel: Callable[..., Any]) -> Callable[..., Any]:
         return njit(nogil=True)(kernel)
 
 
-def bar_columns(bars: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A batch of market bars as the kernels read them: times (µs), closes and volumes, as arrays."""
-    return (np.array([bar.ts_us for bar in bars], dtype=np.int64), np.array([bar.close for bar in bars]),
-            np.array([bar.volume for bar in bars], dtype=float))
+def bar_columns(bars: Sequence[Any], high: bool = False) -> tuple[np.ndarray, ...]:
+    """A batch of market bars as the kernels read them: times (µs), closes (and with `high` the
+    highs) and volumes, as arrays."""
+    columns = [np.array([bar.ts_us for bar in bars], dtype=np.int64), np.array([bar.close for bar in bars])]
+    if high:
+        columns.append(np.array([bar.high for bar in bars]))
+    columns.append(np.array([bar.volume for bar in bars], dtype=float))
+    return tuple(columns)
 
 
 # While `unread_keys` builds a detector: the (section, key) pairs it read through `param`.

@@ -9,7 +9,8 @@ orders; every firm sees the market. Per symbol, from its own bars so far (no loo
   Its baseline is a robust EWMA of log pace (winsorised, with its mean absolute deviation) plus a
   time-of-day profile (`bucket_minutes`), learned over `baseline_minutes` of trading.
 - **price**: each bar's log return, less the market's move, in the symbol's own volatility per
-  elapsed minute; a decayed sum over `price_window_minutes` catches a climb as well as a jump.
+  elapsed minute; a decayed sum over `price_window_minutes` catches a climb as well as a jump. A bar's high counts where its close
+  has already fallen back: a pump over within its first minute (`spike_*`).
 - **market**: the median one-minute return and median volume surprise of all symbols, from
   minutes *strictly before* the bar's own (`ev.market`, from the market stage before this one:
   `market_factor`), so a rising index or a busy market day does not look like a pump.
@@ -18,8 +19,11 @@ An episode opens when volume is at least `onset_volume_multiple` times the symbo
 the time of day (and `onset_volume_z` deviations above it, or `strong_price_volume_z` when the
 price rose `strong_price_z` volatility units: the two are evidence together) while the price has risen
 `onset_price_z` volatility units and `onset_price_move` in log terms, or when a run of
-`sustained_bars` heavy bars none closing lower passes the same tests pooled (a staircase climb):
-one `symbol_alert`. It ends when no bar has reached `end_volume_multiple` for
+`sustained_bars` heavy bars none closing lower passes the same tests pooled (a staircase climb),
+or when one bar of `spike_volume_multiple` times the pace (and `onset_volume_z`) reached a high
+`spike_price_z` volatility units and `spike_price_move` above the last close, wherever it closed
+(a pump bought and sold within the minute, as on a coin exchange after an announcement; one
+large order sweeping a thin book reaches far less volume): one `symbol_alert`. It ends when no bar has reached `end_volume_multiple` for
 `end_quiet_minutes` (or after `max_episode_hours`): one more alert with `ended` evidence. A far
 stronger leg inside an open episode (the announced pump after the organisers' accumulation
 opened it) is alerted once more (`escalated`).
@@ -107,10 +111,10 @@ class SymbolTape(msgspec.Struct, gc=False):
  _SURGE_US, _SURGE_CLOSE, _SURGE_MARKET, _RUN_BARS, _RUN_SURPRISE, _RUN_U, _RUN_MOVE, _PROFILE) = range(19)
 # What the kernel tells of each bar: an onset (the run's length, 0 none, -1 for a bar without
 # volume or price, which learns nothing), the surge's start, whether the bar keeps an episode hot;
-# and the onset's volume surprise, volume z, price z, price move, market move, the close before
-# the surge, and the bar's own surprise.
+# and the onset's volume surprise, volume z, price z, price move (of the close, and of the high),
+# market move, the close before the surge, and the bar's own surprise.
 _CODE, _STARTED, _HOT = range(3)
-_ON_SURPRISE, _VOLUME_Z, _PRICE_Z, _MOVED, _MARKET_MOVED, _REF_CLOSE, _SURPRISE = range(7)
+_ON_SURPRISE, _VOLUME_Z, _PRICE_Z, _MOVED, _HIGH_MOVED, _MARKET_MOVED, _REF_CLOSE, _SURPRISE = range(8)
 
 
 class PumpSurveillance:
@@ -157,6 +161,7 @@ class PumpSurveillance:
             math.log(p("end_volume_multiple")), math.log(p("onset_volume_multiple")), self.on_volume_z, self.on_price_z,
             p("onset_price_move"), count(params, "sustained_bars", self.name), p("sustained_price_move"), p("min_log_pace_deviation"), p("profile_rate"),
             1.0 / p("baseline_minutes"), p("prior_bars"), self.strong_price_z, self.strong_volume_z,
+            math.log(positive(params, "spike_volume_multiple", self.name)), p("spike_price_z"), p("spike_price_move"),
         ])
         fresh = np.zeros(_PROFILE + buckets)
         fresh[_DEV], fresh[_VAR] = p("prior_log_pace_deviation"), p("prior_sigma_per_minute") ** 2
@@ -185,9 +190,9 @@ class PumpSurveillance:
                     active[i] = True
         symbols = [e.symbol for e in events]
         rows = store.rows(self.row_stage, symbols, self.fresh_row)
-        told, values = np.zeros((n, 3), dtype=np.int64), np.empty((n, 7))
+        told, values = np.zeros((n, 3), dtype=np.int64), np.empty((n, 8))
         index, busy = evs[0].market  # one minute: one market
-        flagged = compiled(_bars)(rows[0], rows[1], *bar_columns(events), index, busy, active, self._k,
+        flagged = compiled(_bars)(rows[0], rows[1], *bar_columns(events, high=True), index, busy, active, self._k,
                                   self.bucket_minutes, told, values)
         store.put_rows(self.row_stage, symbols, rows)
         for i in flagged.tolist():
@@ -227,6 +232,7 @@ class PumpSurveillance:
                 "volume_multiple": round(math.exp(bar[_ON_SURPRISE]), 2),
                 "volume_z": round(volume_z, 2),
                 "price_move_pct": round(100 * bar[_MOVED], 2),
+                "high_move_pct": round(100 * bar[_HIGH_MOVED], 2),
                 "price_z": round(price_z, 2),
                 "market_move_pct": round(100 * (math.exp(bar[_MARKET_MOVED]) - 1.0), 3),
                 "minutes_since_onset": round((now - started) / _MIN_US, 1),
@@ -354,7 +360,7 @@ class PumpSurveillance:
         buyers[key] = (event.ts_us, ev.session_llr)
 
 
-def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarray, volume: np.ndarray,
+def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarray, high: np.ndarray, volume: np.ndarray,
           index: float, busy: float, active: np.ndarray, k: np.ndarray, bucket_minutes: int,
           told: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Score then learn each bar against its symbol's row (`table[at[i]]`), in place; what the
@@ -363,9 +369,9 @@ def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarr
     market passes here. `index`, `busy`: the market as of the minutes before the batch's."""
     (max_gap, horizon, beta, min_var, inv_window, decay_one, warmup, end_multiple, on_multiple,
      on_volume_z, on_price_z, on_move, sustained_bars, sustained_move, min_dev, profile_rate,
-     inv_baseline, prior_count, strong_price_z, strong_volume_z) = (
+     inv_baseline, prior_count, strong_price_z, strong_volume_z, spike_multiple, spike_price_z, spike_move) = (
         k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], k[11], k[12], k[13], k[14], k[15],
-        k[16], k[17], k[18], k[19])
+        k[16], k[17], k[18], k[19], k[20], k[21], k[22])
     flagged = np.empty(at.size, dtype=np.int64)
     m = 0
     for i in range(at.size):
@@ -391,12 +397,11 @@ def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarr
             var = row[_VAR]
             if var < min_var:
                 var = min_var
-            if gap == 1.0:
-                u, decay = excess / math.sqrt(var), decay_one
-            else:
-                u, decay = excess / math.sqrt(var * gap), math.exp(-gap * inv_window)
+            scale = math.sqrt(var) if gap == 1.0 else math.sqrt(var * gap)
+            u = excess / scale
+            decay = decay_one if gap == 1.0 else math.exp(-gap * inv_window)
         else:
-            gap, excess, u, decay = max_gap, 0.0, 0.0, 0.0
+            gap, excess, u, decay, scale = max_gap, 0.0, 0.0, 0.0, 1.0
         pace = math.log(volume[i] / (gap if gap < horizon else horizon))
         surprise = pace - row[_MU] - row[_PROFILE + bucket]
         if busy > 0.0:
@@ -418,6 +423,14 @@ def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarr
                 if heavy and price_z >= on_price_z and move >= on_move:
                     code = 1
                     values[i, _ON_SURPRISE], values[i, _VOLUME_Z], values[i, _PRICE_Z] = surprise, volume_z, price_z
+            if code == 0 and n != 0.0 and surprise >= spike_multiple and high[i] > price:
+                # Bought and sold within the minute: the high tells what the close no longer does.
+                ratio = high[i] / row[_LAST_CLOSE]
+                spike = math.log(ratio) - beta * (index - row[_MARKET_REF]) if 0.0 < ratio < math.inf else 0.0
+                volume_z = surprise / (_MAD_TO_SD * dev)
+                if volume_z >= on_volume_z and spike >= spike_move and spike / scale >= spike_price_z:
+                    code = 1
+                    values[i, _ON_SURPRISE], values[i, _VOLUME_Z], values[i, _PRICE_Z] = surprise, volume_z, spike / scale
             if code == 0 and excess >= 0.0 and row[_RUN_BARS] + 1 >= sustained_bars:
                 # Buying spread over consecutive heavy bars, none closing lower: the run's volume
                 # and price pooled, so a steady climb of no single extreme minute is not missed.
@@ -435,6 +448,7 @@ def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarr
                 told[i, _STARTED] = int(row[_SURGE_US]) if surging else now - _MIN_US
                 ref = row[_SURGE_CLOSE] if surging else row[_LAST_CLOSE]
                 values[i, _REF_CLOSE], values[i, _MOVED] = ref, price / ref - 1.0
+                values[i, _HIGH_MOVED] = (high[i] if high[i] > price else price) / ref - 1.0
                 values[i, _MARKET_MOVED] = index - (row[_SURGE_MARKET] if surging else row[_MARKET_REF])
         told[i, _CODE] = code
         # -- learn
