@@ -644,6 +644,70 @@ def test_an_account_opened_before_1970_keeps_its_age() -> None:
     assert state["holdings_liquidation"].opened_us == parse_ts("1965-04-01T09:00:00+09:00") < 0
 
 
+def _order(n: int, side: str, symbol: str, qty: int, account: str = "A1") -> Any:
+    return event_from_dict({"type": "order", "event_id": f"o{n}", "ts": f"2025-03-03T10:{n:02d}:00+09:00",
+                            "order_id": f"o{n}", "account_id": account, "symbol": symbol, "side": side, "qty": qty,
+                            "order_type": "market"})
+
+
+def _account(holdings: list[dict]) -> Any:
+    return event_from_dict({"type": "account", "event_id": "a1", "ts": "2025-03-03T08:00:00+09:00",
+                            "account_id": "A1", "holdings": holdings})
+
+
+def test_without_the_account_record_a_sell_shows_the_position_it_comes_out_of() -> None:
+    """An export without `account` records: every position was 0, so the victim's sells never
+    counted as liquidation and the pump buy after them never as `liquidate_into_thin_stock`
+    (the no-account-record export lost 10 points of recall). A recorded account that sells what
+    it does not hold is still no liquidation."""
+    from kabuguard.detectors.holdings_liquidation import HoldingsLiquidation
+
+    detector = HoldingsLiquidation(load_policy().detector_params("holdings_liquidation"))
+    thin = event_from_dict({"type": "instrument", "event_id": "i1", "ts": "2025-03-01T00:00:00Z", "symbol": "9999",
+                            "name": "Thin", "market": "TSE Growth", "currency": "JPY", "shares_outstanding": 10**6,
+                            "adv_shares": 20000.0, "last_price": 300.0})
+
+    def reasons(state: Any, event: Any, instrument: Any = None) -> set[str]:
+        ev = Evidence(instrument=instrument)
+        detector.score(event, state, ev)
+        detector.learn(event, state, ev)
+        return {f.reason for f in ev.findings}
+
+    unrecorded, recorded = detector.initial(), detector.initial()
+    detector.learn(_account([]), recorded, Evidence())
+    for state in (unrecorded, recorded):
+        found = [reasons(state, _order(1, "sell", "7203", 500)), reasons(state, _order(2, "sell", "6758", 300)),
+                 reasons(state, _order(3, "buy", "9999", 1000), thin)]
+        if state is unrecorded:
+            assert found[0] == found[1] == {"holdings_liquidation"}
+            assert "liquidate_into_thin_stock" in found[2]
+        else:
+            assert found[0] == found[1] == set() and "liquidate_into_thin_stock" not in found[2]
+
+
+def test_without_the_account_record_a_sell_of_a_symbol_not_seen_is_not_new_to_the_account() -> None:
+    """A sell of a symbol the missing record would have listed scored `new_symbol`, on every
+    customer's first sell of each holding; a buy still does, and a recorded account's sell of a
+    symbol it did not list still does."""
+    from kabuguard.detectors.unusual_trading import UnusualTrading
+
+    detector = UnusualTrading(load_policy().detector_params("unusual_trading"))
+
+    def new_symbol(state: Any, event: Any) -> bool:
+        ev = Evidence()
+        detector.score(event, state, ev)
+        detector.learn(event, state, ev)
+        return any(f.reason == "new_symbol" for f in ev.findings)
+
+    unrecorded, recorded = detector.initial(), detector.initial()
+    detector.learn(_account([{"symbol": "7203", "qty": 100}]), recorded, Evidence())
+    assert [new_symbol(unrecorded, _order(1, "sell", "6758", 300)), new_symbol(unrecorded, _order(2, "buy", "9984", 100))] \
+        == [False, True]
+    assert [new_symbol(recorded, _order(1, "sell", "7203", 100)), new_symbol(recorded, _order(2, "sell", "6758", 300))] \
+        == [False, True]
+    assert unrecorded.new_symbol_orders == 1  # the sell did not make the account look adventurous
+
+
 def test_a_sell_into_a_campaign_is_a_dump_only_from_a_buy_within_the_lookback(tmp_path: Path) -> None:
     """A buy 99 days before the campaign made the sell `dump_into_pump` whenever few enough others
     had bought the stock since (the buys past the lookback are pruned only now and then)."""

@@ -2,7 +2,10 @@
 
 The 2025 attackers sold the victims' holdings to free cash for the pump. Customers sell whole
 positions too, so alone this is modest evidence; with a risky session it is decisive.
-Holdings come from the `account` record and move with executions. A buy of a thin stock the
+Holdings come from the `account` record and move with executions. An export without the
+record still shows some: a sell of a position the account is not known to hold proves it held
+at least what it sells (`HoldingsState.recorded`), the liquidation test and the concentration
+of the sell read that. A buy of a thin stock the
 account does not hold, within hours of such sells, is the scheme itself: the victim's money
 moved into the pump (`liquidate_into_thin_stock`).
 
@@ -33,6 +36,7 @@ class HoldingsState(msgspec.Struct):
     holdings: dict[str, int] = {}
     sells: dict[str, int] = {}  # symbol -> time of a recent large sell
     opened_us: int = 0  # when the account was opened, 0 when unknown
+    recorded: bool = False  # an `account` record gave the holdings; else a sell shows what was held
 
 
 class HoldingsLiquidation:
@@ -72,12 +76,19 @@ class HoldingsLiquidation:
             self._concentration(position, ev, self.concentration_weight + self._young(state, event),
                                 self.min_adv_days)
             return
-        held = state.holdings.get(event.symbol, 0)
+        held = self._held(state, event)
         if self._thin(ev):
             self._concentration(held, ev, self.concentration_sell_weight + self._young(state, event),
                                 self.sell_min_adv_days)
         if held > 0 and event.qty >= self.min_fraction * held:
             ev.findings.append(Finding(self.name, self.weight + math.log(1 + sold)))
+
+    @staticmethod
+    def _held(state: HoldingsState, event: Any) -> int:
+        """The position a sell comes out of: as recorded, or, where no record told, at least the
+        sell itself (the same sell of a recorded account that holds less is a short or a slip)."""
+        held = state.holdings.get(event.symbol, 0)
+        return held if state.recorded else max(held, event.qty)
 
     def _young(self, state: HoldingsState, event: Any) -> float:
         """More for an account opened within `young_account_days`: tenure, the oldest prior in fraud."""
@@ -98,6 +109,7 @@ class HoldingsLiquidation:
         kind = event.kind
         if kind == "account":
             state.holdings = {h.symbol: h.qty for h in event.holdings}
+            state.recorded = True
             if event.opened_at:  # read at the boundary (`model.Account`)
                 state.opened_us = parse_ts(event.opened_at)
         elif kind == "execution":
@@ -105,7 +117,7 @@ class HoldingsLiquidation:
             # Within 64 bits, as the service's state (msgpack) holds integers.
             state.holdings[event.symbol] = min(_I64_MAX, max(0, state.holdings.get(event.symbol, 0) + delta))
         elif event.kind == "order" and event.side == "sell":
-            held = state.holdings.get(event.symbol, 0)
+            held = self._held(state, event)
             cutoff = event.ts_us - self.window_us
             state.sells = {s: t for s, t in state.sells.items() if t > cutoff}
             if held > 0 and event.qty >= self.min_fraction * held:

@@ -27,6 +27,7 @@ class TradingState(msgspec.Struct):
     size_n: int = 0
     size_mean: float = 0.0
     size_m2: float = 0.0
+    recorded: bool = False  # an `account` record listed the holdings
 
 
 class UnusualTrading:
@@ -52,7 +53,7 @@ class UnusualTrading:
             return
         ev.first_order_us = state.first_orders.get(event.symbol, 0)
         found = ev.findings
-        if event.symbol not in state.symbols:
+        if _new_symbol(state, event):
             own = (state.new_symbol_orders + self.alpha * self.p_new_symbol_customer) / (state.orders + self.alpha)
             found.append(Finding("new_symbol", self.log_p_new_attack - math.log(own)))
         if state.orders < self.min_orders:
@@ -71,9 +72,10 @@ class UnusualTrading:
         if event.kind == "account":
             for h in event.holdings:
                 state.symbols.setdefault(h.symbol, 0)
+            state.recorded = True
             return
         state.orders += 1
-        if event.symbol not in state.symbols:
+        if _new_symbol(state, event):
             state.new_symbol_orders += 1
         state.symbols[event.symbol] = state.symbols.get(event.symbol, 0) + 1
         state.first_orders.setdefault(event.symbol, event.ts_us)
@@ -86,6 +88,12 @@ class UnusualTrading:
             delta = size - state.size_mean
             state.size_mean += delta / state.size_n
             state.size_m2 += delta * (size - state.size_mean)
+
+
+def _new_symbol(state: TradingState, event: Any) -> bool:
+    """An order in a symbol the account never held or traded. Without the `account` record a
+    sell of one not seen before is of a holding nobody listed: new to us, not to the account."""
+    return event.symbol not in state.symbols and (state.recorded or event.side == "buy")
 
 
 def _segment(ev: Evidence) -> str | None:
