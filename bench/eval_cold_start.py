@@ -4,7 +4,7 @@ Run: .venv/bin/python bench/eval_cold_start.py [--seeds 20] [--history 20,60,240
      [--jump 0.15,0.35] [--sigma 0.006] [--shape climb|spike]
 
 A pump-and-dump export may hold only the hours before the announcement. Per history length and
-seed this builds a coin's one-minute bars (trading 70% of minutes, in fractions of a coin, log
+seed this builds a coin's one-minute bars (trading 70% of minutes, or `active`, in fractions of a coin, log
 returns of `sigma` a minute, each bar's high and low a random excursion beyond its open and
 close), then a pump on 50-300 times the volume. `climb`: a first bar up by a log return drawn
 from `jump`, four more bars of +3%. `spike`: the announced pump over within its first minute, as
@@ -25,12 +25,13 @@ from datetime import datetime, timedelta, timezone
 START = datetime(2025, 3, 4, tzinfo=timezone.utc)
 
 
-def bars(history: int, seed: int, jump: tuple[float, float], sigma: float, shape: str = "climb") -> list[dict]:
+def bars(history: int, seed: int, jump: tuple[float, float], sigma: float, shape: str = "climb",
+         active: float = 0.7) -> list[dict]:
     rng = random.Random(seed)
     price, out = 0.00412, []
     for m in range(history + 15):
         pump = history <= m < history + 5
-        if not pump and rng.random() > 0.7:
+        if not pump and rng.random() > active:
             continue
         prev = price
         peak = 0.0  # the first pump bar's log rise to its high
@@ -69,12 +70,13 @@ def main() -> None:
     parser.add_argument("--history", default="20,60,240,1000", help="minutes of bars before the pump")
     parser.add_argument("--jump", default="0.15,0.35", help="the first pump bar's log return, lowest,highest")
     parser.add_argument("--sigma", type=float, default=0.006, help="log return sd a minute before the pump")
+    parser.add_argument("--active", type=float, default=0.7, help="the share of minutes with a trade before the pump")
     parser.add_argument("--shape", choices=("climb", "spike"), default="climb",
                         help="the pump's price: a climb, or a spike over within its first minute")
     args = parser.parse_args()
     lo, hi = (float(x) for x in args.jump.split(","))
     for history in (int(h) for h in args.history.split(",")):
-        runs = [alerted_minutes(bars(history, seed, (lo, hi), args.sigma, args.shape), history) for seed in range(args.seeds)]
+        runs = [alerted_minutes(bars(history, seed, (lo, hi), args.sigma, args.shape, args.active), history) for seed in range(args.seeds)]
         hit = sum(any(0 <= d <= 1 for d in r) for r in runs)
         early = sum(d < 0 for r in runs for d in r)
         print(f"{history:5} min of history: {hit}/{args.seeds} pumps alerted within 2 minutes; {early} alerts before a pump")
