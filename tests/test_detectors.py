@@ -270,12 +270,15 @@ def test_a_carriers_address_serving_thousands_keeps_a_bounded_state() -> None:
 def test_spark_s_liquidity_spans_give_every_day_what_the_replay_s_daily_sums_give() -> None:
     """Spark looks an order's day up in spans (`liquidity_by_day`) where the replay asks its
     running sums: the two must agree on every day, through gaps, midnights, fractional volumes
-    and halts (20 days of zero volume end a liquidity; a span kept it alive in Spark)."""
+    and halts (20 days of zero volume end a liquidity; a span kept it alive in Spark), for a stock
+    trading on weekdays and a coin trading every day."""
     rng = random.Random(7)
-    for _ in range(200):
+    for n in range(200):
         bars, day, halted_until = [], 0, -1
         for _ in range(rng.randint(1, 60)):
             day += rng.choice((0, 1, 1, 1, 2, 5))
+            if n % 2 and (day + 3) % 7 >= 5:  # a stock: Saturday and Sunday go to Monday
+                day += 7 - (day + 3) % 7
             if rng.random() < 0.1:  # a halt: bars without volume for weeks
                 halted_until = day + rng.randint(5, 30)
             halted = day <= halted_until
@@ -287,13 +290,35 @@ def test_spark_s_liquidity_spans_give_every_day_what_the_replay_s_daily_sums_giv
                 bars.append(bar)
         spans = list(liquidity_by_day(bars))
         traded, at = TradedDays(), 0
-        for order_day in range(day + 3):
+        for order_day in range(day + 2 * 20 + 3):  # past the last bar too, as the window slides
             while at < len(bars) and bars[at].ts_us <= order_day * DAY_US:
                 traded.add(bars[at])
                 at += 1
             starts = [first for first, _ in spans if first <= order_day]
             looked_up = dict(spans)[starts[-1]] if starts else None
             assert looked_up == traded.liquidity(order_day * DAY_US + 1), order_day
+
+
+def test_liquidity_counts_the_trading_days_a_name_went_without_a_trade() -> None:
+    """An illiquid name trading one weekday in three read three times its real daily volume, as
+    only the days with a bar counted; a stock's weekends are no trading days, a coin's are."""
+    def traded_on(days: list[int]) -> TradedDays:
+        traded = TradedDays()
+        for day in days:
+            bar = event_from_dict({"type": "market_bar", "event_id": f"b{day}", "symbol": "X", "ts": "2025-01-01T00:00:00Z",
+                                   "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 3000})
+            bar.ts_us = day * DAY_US + 3_600_000_000
+            traded.add(bar)
+        return traded
+
+    monday = 20157  # 2025-03-10
+    weekdays = [monday + week * 7 + d for week in range(4) for d in range(5)]
+    stock = traded_on(weekdays[::3])  # 7 bars over the 20 weekdays of four weeks
+    assert stock.liquidity((monday + 28) * DAY_US + 1) == (7 * 3000 / 20, 1.0)
+    coin = traded_on([monday + d for d in range(0, 28, 3)])  # every third day, weekends too
+    assert coin.liquidity((monday + 28) * DAY_US + 1) == (sum(3000 for d in range(0, 28, 3) if d >= 8) / 20, 1.0)
+    listed = traded_on([monday + 14, monday + 15])  # listed two weeks ago: from its first day only
+    assert listed.liquidity((monday + 16) * DAY_US + 1) == (3000.0, 1.0)
 
 
 def test_a_news_crowd_from_home_devices_forms_no_campaign(tmp_path: Path) -> None:
