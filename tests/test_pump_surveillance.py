@@ -294,7 +294,8 @@ def test_a_coin_seen_for_only_an_hour_before_its_pump_is_alerted_at_once(tmp_pat
 
 def test_the_pump_after_its_organisers_accumulation_opened_the_episode_is_alerted_again(tmp_path: Path) -> None:
     """The organisers' own buying opens an episode (40 times the pace, +3%); four minutes later
-    the announced pump (200 times the pace, +30%) fell inside it and raised nothing."""
+    the announced pump (200 times the pace, +30%) fell inside it and raised nothing. Over within
+    its minute (the high +30%, the close +1%), it raised nothing either: only closes were read."""
     s = Stream()
     rng = random.Random(11)
     price = 0.00412
@@ -309,6 +310,12 @@ def test_the_pump_after_its_organisers_accumulation_opened_the_episode_is_alerte
     assert [(a["ts"], bool(a["evidence"].get("escalated"))) for a in surges] == [
         ("2025-03-04T05:01:00Z", False), ("2025-03-04T05:05:00Z", True)]
     assert surges[1]["evidence"]["episode_id"] == surges[0]["evidence"]["episode_id"]
+    (tmp_path / "spike").mkdir()
+    pump = {300: (8, 0.03, 0.0), 301: (6, 0.0, 0.0), 302: (6, 0.0, 0.0), 303: (6, 0.0, 0.0), 304: (150, 0.01, 0.30)}
+    surges = _surges(_run(_coin_with(pump, minutes=306), tmp_path / "spike")[0])
+    assert [(a["ts"], bool(a["evidence"].get("escalated"))) for a in surges] == [
+        ("2025-03-04T05:01:00Z", False), ("2025-03-04T05:05:00Z", True)]
+    assert surges[1]["evidence"]["high_move_pct"] >= 30 > surges[1]["evidence"]["price_move_pct"]
 
 
 def _coin_with(shape: dict[int, tuple[float, float, float]], seed: int = 5, minutes: int = 306) -> Stream:
@@ -341,6 +348,26 @@ def test_a_pump_over_within_its_first_minute_is_alerted_by_the_bar_s_high(tmp_pa
     assert evidence["high_move_pct"] >= 30 and evidence["price_move_pct"] < 2
     (tmp_path / "sweep").mkdir()
     assert _surges(_run(_coin_with({300: (6, 0.003, 0.06)}), tmp_path / "sweep")[0]) == []
+
+
+def test_a_stock_falling_with_a_crashing_market_on_heavy_volume_is_no_spike(tmp_path: Path) -> None:
+    """Every symbol 6% lower a minute for four minutes; one trades twenty times more in the third,
+    its high at its open. The market's fall is read a minute late, and netting it out of that
+    high (about the last close) made a 6% rise: a pump alert in a crash."""
+    s = Stream()
+    rng = random.Random(3)
+    price = {f"S{i}": 100.0 for i in range(25)}
+    for m in range(390):
+        crash = 380 <= m < 384
+        hh, mm = divmod(m + 1, 60)
+        for symbol, prev in price.items():
+            close = prev * math.exp(-0.06 if crash else rng.gauss(0, 0.004))
+            volume = rng.lognormvariate(8, 0.4) * (5 if crash else 1) * (20 if symbol == "S0" and m == 382 else 1)
+            s.add("market_bar", f"2025-03-04T{hh:02d}:{mm:02d}:00Z", symbol=symbol, open=prev,
+                  high=max(prev, close) * math.exp(abs(rng.gauss(0, 0.001))),
+                  low=min(prev, close) * math.exp(-abs(rng.gauss(0, 0.001))), close=close, volume=round(volume))
+            price[symbol] = close
+    assert _surges(_run(s, tmp_path)[0]) == []
 
 
 def test_only_market_data_replay_writes_symbol_alerts_with_evidence(tmp_path: Path) -> None:

@@ -21,8 +21,8 @@ price rose `strong_price_z` volatility units: the two are evidence together) whi
 `onset_price_z` volatility units and `onset_price_move` in log terms, or when a run of
 `sustained_bars` heavy bars none closing lower passes the same tests pooled (a staircase climb),
 or when one bar of `spike_volume_multiple` times the pace (and `onset_volume_z`) reached a high
-`spike_price_z` volatility units and `spike_price_move` above the last close, wherever it closed
-(a pump bought and sold within the minute, as on a coin exchange after an announcement; one
+`spike_price_z` volatility units and `spike_price_move` (log) above the last close, however far
+its close fell back (a pump bought and sold within the minute, as on a coin exchange after an announcement; one
 large order sweeping a thin book reaches far less volume): one `symbol_alert`. It ends when no bar has reached `end_volume_multiple` for
 `end_quiet_minutes` (or after `max_episode_hours`): one more alert with `ended` evidence. A far
 stronger leg inside an open episode (the announced pump after the organisers' accumulation
@@ -90,6 +90,7 @@ class Episode(msgspec.Struct, gc=False):
     peak_multiple: float
     peak_move: float
     escalated: bool = False  # alerted again once for a far stronger leg (`_escalates`)
+    peak_high: float = 0.0  # the highest high so far, as a move from `ref_close`
 
 
 class SymbolTape(msgspec.Struct, gc=False):
@@ -205,13 +206,16 @@ class PumpSurveillance:
                 if hot:
                     episode.last_hot_us, episode.last_hot_ts = event.ts_us, event.ts
                 moved = event.close / episode.ref_close - 1.0
-                if not code and self._escalates(episode, bar[_SURPRISE], moved):
-                    evs[i].alerts.append(self._escalation(event, episode, bar[_SURPRISE], moved))
+                high_moved = max(event.high, event.close) / episode.ref_close - 1.0
+                if not code and self._escalates(episode, bar[_SURPRISE], moved, high_moved):
+                    evs[i].alerts.append(self._escalation(event, episode, bar[_SURPRISE], moved, high_moved))
                     episode.escalated = True
                 if bar[_SURPRISE] > episode.peak_multiple:
                     episode.peak_multiple = bar[_SURPRISE]
                 if moved > episode.peak_move:
                     episode.peak_move = moved
+                if high_moved > episode.peak_high:
+                    episode.peak_high = high_moved
 
     def _onset(self, event: Any, tape: SymbolTape, ev: Evidence, bar: list[float], started: int,
                run_bars: int) -> None:
@@ -243,16 +247,20 @@ class PumpSurveillance:
         tape.episode = Episode(episode_id, started, event.ts, now, bar[_REF_CLOSE], assessment, now, event.ts,
                                0.0, 0.0)
 
-    def _escalates(self, episode: Episode, surprise: float, moved: float) -> bool:
+    def _escalates(self, episode: Episode, surprise: float, moved: float, high_moved: float) -> bool:
         """A far stronger leg inside an open episode, once: a close `escalate_price_move` above the
-        episode's highest so far on volume `escalate_volume_ratio` times its heaviest bar. An
+        episode's highest close so far, or a high as far above its highest high (a pump over
+        within its minute), on volume `escalate_volume_ratio` times its heaviest bar. An
         organiser's accumulation may open the episode minutes before the announced pump; the pump
         itself must not pass unannounced inside it. A staircase climb, each bar a little above the
         last, never qualifies."""
+        stronger = 1.0 + self.escalate_move
         return (not episode.escalated and surprise >= episode.peak_multiple + self.escalate_log_ratio
-                and 1.0 + moved >= (1.0 + episode.peak_move) * (1.0 + self.escalate_move))
+                and (1.0 + moved >= (1.0 + episode.peak_move) * stronger
+                     or 1.0 + high_moved >= (1.0 + episode.peak_high) * stronger))
 
-    def _escalation(self, event: Any, episode: Episode, surprise: float, moved: float) -> dict[str, Any]:
+    def _escalation(self, event: Any, episode: Episode, surprise: float, moved: float,
+                    high_moved: float) -> dict[str, Any]:
         return {
             "type": "symbol_alert", "symbol": event.symbol, "score": 1.0,
             "reasons": ["volume_price_surge", episode.assessment],
@@ -263,6 +271,8 @@ class PumpSurveillance:
                 "peak_volume_multiple_before": round(math.exp(episode.peak_multiple), 2),
                 "price_move_pct": round(100 * moved, 2),
                 "peak_price_move_pct_before": round(100 * episode.peak_move, 2),
+                "high_move_pct": round(100 * high_moved, 2),
+                "peak_high_move_pct_before": round(100 * episode.peak_high, 2),
                 "minutes_since_onset": round((event.ts_us - episode.started_us) / _MIN_US, 1),
             },
         }
@@ -279,6 +289,7 @@ class PumpSurveillance:
                 "ended_by": "quiet" if last == episode.last_hot_us + self.end_quiet_us else "max_episode_hours",
                 "peak_volume_multiple": round(math.exp(episode.peak_multiple), 2),
                 "peak_price_move_pct": round(100 * episode.peak_move, 2),
+                "peak_high_move_pct": round(100 * episode.peak_high, 2),
             },
         }
 
@@ -401,7 +412,7 @@ def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarr
             u = excess / scale
             decay = decay_one if gap == 1.0 else math.exp(-gap * inv_window)
         else:
-            gap, excess, u, decay, scale = max_gap, 0.0, 0.0, 0.0, 1.0
+            gap, excess, u, decay, scale = max_gap, 0.0, 0.0, 0.0, 1.0  # a first bar: no return to scale
         pace = math.log(volume[i] / (gap if gap < horizon else horizon))
         surprise = pace - row[_MU] - row[_PROFILE + bucket]
         if busy > 0.0:
@@ -423,14 +434,6 @@ def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarr
                 if heavy and price_z >= on_price_z and move >= on_move:
                     code = 1
                     values[i, _ON_SURPRISE], values[i, _VOLUME_Z], values[i, _PRICE_Z] = surprise, volume_z, price_z
-            if code == 0 and n != 0.0 and surprise >= spike_multiple and high[i] > price:
-                # Bought and sold within the minute: the high tells what the close no longer does.
-                ratio = high[i] / row[_LAST_CLOSE]
-                spike = math.log(ratio) - beta * (index - row[_MARKET_REF]) if 0.0 < ratio < math.inf else 0.0
-                volume_z = surprise / (_MAD_TO_SD * dev)
-                if volume_z >= on_volume_z and spike >= spike_move and spike / scale >= spike_price_z:
-                    code = 1
-                    values[i, _ON_SURPRISE], values[i, _VOLUME_Z], values[i, _PRICE_Z] = surprise, volume_z, spike / scale
             if code == 0 and excess >= 0.0 and row[_RUN_BARS] + 1 >= sustained_bars:
                 # Buying spread over consecutive heavy bars, none closing lower: the run's volume
                 # and price pooled, so a steady climb of no single extreme minute is not missed.
@@ -443,12 +446,25 @@ def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarr
                         and row[_RUN_MOVE] + excess >= sustained_move:
                     code = run
                     values[i, _ON_SURPRISE], values[i, _VOLUME_Z], values[i, _PRICE_Z] = pooled, volume_z, price_z
+            if code == 0 and n != 0.0 and surprise >= spike_multiple and high[i] > price:
+                # Bought and sold within the minute: the high tells what the close no longer does.
+                # Only a market rise is netted out: a bar's high is at least its open, about the last
+                # close, so adding back a falling market (read a minute late) would make a spike.
+                top = high[i] / row[_LAST_CLOSE]
+                market = beta * (index - row[_MARKET_REF])
+                spike = math.log(top) - (market if market > 0.0 else 0.0) if 0.0 < top < math.inf else 0.0
+                spike_z = spike / scale  # `scale` is the last bar's: n != 0 here
+                volume_z = surprise / (_MAD_TO_SD * dev)
+                if volume_z >= on_volume_z and spike >= spike_move and spike_z >= spike_price_z:
+                    code = 1
+                    values[i, _ON_SURPRISE], values[i, _VOLUME_Z], values[i, _PRICE_Z] = surprise, volume_z, spike_z
             if code:
                 surging = row[_SURGE_US] != 0.0
                 told[i, _STARTED] = int(row[_SURGE_US]) if surging else now - _MIN_US
                 ref = row[_SURGE_CLOSE] if surging else row[_LAST_CLOSE]
                 values[i, _REF_CLOSE], values[i, _MOVED] = ref, price / ref - 1.0
-                values[i, _HIGH_MOVED] = (high[i] if high[i] > price else price) / ref - 1.0
+                top = (high[i] if high[i] > price else price) / ref
+                values[i, _HIGH_MOVED] = top - 1.0 if top < math.inf else 0.0  # past the floats: no measurable move
                 values[i, _MARKET_MOVED] = index - (row[_SURGE_MARKET] if surging else row[_MARKET_REF])
         told[i, _CODE] = code
         # -- learn
