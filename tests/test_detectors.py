@@ -271,14 +271,17 @@ def test_spark_s_liquidity_spans_give_every_day_what_the_replay_s_daily_sums_giv
     """Spark looks an order's day up in spans (`liquidity_by_day`) where the replay asks its
     running sums: the two must agree on every day, through gaps, midnights, fractional volumes
     and halts (20 days of zero volume end a liquidity; a span kept it alive in Spark), for a stock
-    trading on weekdays and a coin trading every day."""
+    trading on weekdays, one whose session crosses into Saturday (UTC) and a coin trading every
+    day; an order before its day's first bar and one after its last (a span is computed before a
+    day's bars: the day's own bars must change nothing, a first weekend bar included)."""
     rng = random.Random(7)
-    for n in range(200):
+    for n in range(300):
         bars, day, halted_until = [], 0, -1
         for _ in range(rng.randint(1, 60)):
             day += rng.choice((0, 1, 1, 1, 2, 5))
-            if n % 2 and (day + 3) % 7 >= 5:  # a stock: Saturday and Sunday go to Monday
-                day += 7 - (day + 3) % 7
+            weekday = (day + 3) % 7  # Monday 0
+            if (n % 3 == 1 and weekday == 6) or (n % 3 == 2 and weekday >= 5):  # Sunday (and Saturday) to Monday
+                day += 7 - weekday
             if rng.random() < 0.1:  # a halt: bars without volume for weeks
                 halted_until = day + rng.randint(5, 30)
             halted = day <= halted_until
@@ -291,12 +294,13 @@ def test_spark_s_liquidity_spans_give_every_day_what_the_replay_s_daily_sums_giv
         spans = list(liquidity_by_day(bars))
         traded, at = TradedDays(), 0
         for order_day in range(day + 2 * 20 + 3):  # past the last bar too, as the window slides
-            while at < len(bars) and bars[at].ts_us <= order_day * DAY_US:
-                traded.add(bars[at])
-                at += 1
             starts = [first for first, _ in spans if first <= order_day]
             looked_up = dict(spans)[starts[-1]] if starts else None
-            assert looked_up == traded.liquidity(order_day * DAY_US + 1), order_day
+            for at_us in (order_day * DAY_US + 1, (order_day + 1) * DAY_US):
+                while at < len(bars) and bars[at].ts_us < at_us:
+                    traded.add(bars[at])
+                    at += 1
+                assert looked_up == traded.liquidity(at_us), (n, order_day, at_us)
 
 
 def test_liquidity_counts_the_trading_days_a_name_went_without_a_trade() -> None:
@@ -319,6 +323,9 @@ def test_liquidity_counts_the_trading_days_a_name_went_without_a_trade() -> None
     assert coin.liquidity((monday + 28) * DAY_US + 1) == (sum(3000 for d in range(0, 28, 3) if d >= 8) / 20, 1.0)
     listed = traded_on([monday + 14, monday + 15])  # listed two weeks ago: from its first day only
     assert listed.liquidity((monday + 16) * DAY_US + 1) == (3000.0, 1.0)
+    # A US stock whose Friday after-hours fall on Saturday (UTC) still trades on weekdays only.
+    evenings = traded_on(sorted(weekdays + [monday + week * 7 + 5 for week in range(4)]))
+    assert evenings.liquidity((monday + 28) * DAY_US + 1) == (24 * 3000 / 20, 1.0)
 
 
 def test_a_news_crowd_from_home_devices_forms_no_campaign(tmp_path: Path) -> None:

@@ -350,6 +350,16 @@ def test_a_pump_over_within_its_first_minute_is_alerted_by_the_bar_s_high(tmp_pa
     assert _surges(_run(_coin_with({300: (6, 0.003, 0.06)}), tmp_path / "sweep")[0]) == []
 
 
+def test_a_close_under_the_spike_that_opened_the_episode_is_no_stronger_leg(tmp_path: Path) -> None:
+    """A spike opens the episode (high +30%); the next bar closes 10% up on more volume, still
+    under that high: compared with earlier closes only, it took the episode's one escalation,
+    and the real leg after it (the high +90% on 600 times the pace) passed unannounced."""
+    shape = {300: (150, 0.01, 0.30), 301: (200, 0.10, 0.0), 303: (600, 0.0, 0.9)}
+    surges = _surges(_run(_coin_with(shape), tmp_path)[0])
+    assert [(a["ts"], bool(a["evidence"].get("escalated"))) for a in surges] == [
+        ("2025-03-04T05:01:00Z", False), ("2025-03-04T05:04:00Z", True)]
+
+
 def test_a_stock_falling_with_a_crashing_market_on_heavy_volume_is_no_spike(tmp_path: Path) -> None:
     """Every symbol 6% lower a minute for four minutes; one trades twenty times more in the third,
     its high at its open. The market's fall is read a minute late, and netting it out of that

@@ -14,9 +14,12 @@ a pump's volume must not make its stock look liquid while it runs. A record's ow
 A trading day without a bar of the symbol counts, as a day of no volume: the illiquid names a
 pump picks go whole days without a trade, and counting only the days with one made a name that
 trades one day in three look three times as busy as it is. Which days trade, the symbol's own
-bars tell: Monday to Friday (UTC) until it has a bar on a Saturday or Sunday (a coin), then every
-day. A stock exchange's holiday inside the window counts as a day of no volume (about one day in
-twenty makes the name look 5% thinner: the cautious side).
+completed days tell: Monday to Friday (UTC) until it has traded on a Saturday and on a Sunday (a
+coin), then every day. One weekend side alone is a session crossing midnight UTC (a US stock's
+after-hours on Friday evening, an Australian Monday opening on Sunday), not a weekend market. A
+stock exchange's holiday inside the window counts as a day of no volume, the cautious side: one
+day in twenty makes the name look 5% thinner, the three or four around New Year or in Golden
+Week 15-20%.
 
     >>> from kabuguard.events.reader import event_from_dict
     >>> days = TradedDays()
@@ -42,6 +45,8 @@ from kabuguard.events.model import Instrument
 DAY_US = 86_400_000_000
 ADV_DAYS = 20  # the convention of an average daily volume
 MIN_DAYS = 2
+# The calendar days that ADV_DAYS weekdays span: no window reaches further back.
+SPAN_DAYS = -(-ADV_DAYS // 5) * 7
 
 
 def utc_day(ts_us: int) -> int:
@@ -55,34 +60,39 @@ def lacks_liquidity(instrument: Instrument | None) -> bool:
     return instrument is None or not instrument.adv_shares or not instrument.last_price
 
 
-def _weekend(day: int) -> bool:
-    """Whether a UTC day (days since 1970-01-01, a Thursday) is a Saturday or Sunday."""
-    return (day + 3) % 7 >= 5
+def _weekend(day: int) -> int:
+    """For a UTC day (days since 1970-01-01, a Thursday): 1 on a Saturday, 2 on a Sunday, else 0."""
+    return max(0, (day + 3) % 7 - 4)
+
+
+_BOTH_WEEKEND_DAYS = 3
 
 
 class TradedDays(msgspec.Struct, gc=False):
     """One symbol's volume per UTC day, from its bars: the day being summed and the completed
-    ones with bars, the first day it traded and whether it trades at weekends."""
+    ones with bars, the first day it traded and which weekend days it traded on."""
 
     day: int = -1  # the UTC day being summed (a bar ending at midnight belongs to the day before)
     volume: float = 0.0
     close: float = 0.0
-    days: list[tuple[int, float, float]] = []  # completed days with bars: (day, volume, last close), oldest first
+    days: list[tuple[int, float, float]] = []  # completed days with bars within SPAN_DAYS: (day, volume, close)
     first: int = -1  # the first day with a bar
-    weekends: bool = False  # a bar on a Saturday or Sunday: every day is a trading day
+    weekends: int = 0  # completed days with volume on a Saturday (1) and on a Sunday (2): 3 trades every day
 
     def add(self, bar: Any) -> None:
         day = utc_day(bar.ts_us)
         if day > self.day:  # a late bar of an earlier day counts in the current one
             if self.day >= 0:
                 self.days.append((self.day, self.volume, self.close))
-                if len(self.days) > ADV_DAYS:
+                # By date, not by count: bars on days that are no trading days (a session crossing
+                # midnight UTC) must not push trading days out of the window.
+                while self.days[0][0] < day - SPAN_DAYS:
                     del self.days[0]
+                if self.volume > 0:
+                    self.weekends |= _weekend(self.day)
             else:
                 self.first = day
             self.day, self.volume = day, 0.0
-            if not self.weekends and _weekend(day):
-                self.weekends = True
         self.volume += bar.volume
         self.close = bar.close
 
@@ -91,15 +101,18 @@ class TradedDays(msgspec.Struct, gc=False):
         none before the first bar) and the last close before it; None before `MIN_DAYS` of them
         or when they traded nothing."""
         today = utc_day(ts_us)
-        days = self.days
-        if 0 <= self.day < today:
+        days, weekends = self.days, self.weekends
+        if 0 <= self.day < today:  # the day being summed is complete for this order
             days = [*days, (self.day, self.volume, self.close)]
+            if self.volume > 0:
+                weekends |= _weekend(self.day)
         if not days:
             return None
+        every_day = weekends == _BOTH_WEEKEND_DAYS
         counted, start = 0, today
         while counted < ADV_DAYS and start > self.first:  # walk back over the window's trading days
             start -= 1
-            if self.weekends or not _weekend(start):
+            if every_day or not _weekend(start):
                 counted += 1
         if counted < MIN_DAYS:
             return None

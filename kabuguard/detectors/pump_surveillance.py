@@ -205,9 +205,9 @@ class PumpSurveillance:
             if episode is not None:
                 if hot:
                     episode.last_hot_us, episode.last_hot_ts = event.ts_us, event.ts
-                moved = event.close / episode.ref_close - 1.0
-                high_moved = max(event.high, event.close) / episode.ref_close - 1.0
-                if not code and self._escalates(episode, bar[_SURPRISE], moved, high_moved):
+                moved = _move(event.close, episode.ref_close)
+                high_moved = _move(max(event.high, event.close), episode.ref_close)
+                if not code and self._escalates(episode, bar[_SURPRISE], high_moved):
                     evs[i].alerts.append(self._escalation(event, episode, bar[_SURPRISE], moved, high_moved))
                     episode.escalated = True
                 if bar[_SURPRISE] > episode.peak_multiple:
@@ -247,17 +247,15 @@ class PumpSurveillance:
         tape.episode = Episode(episode_id, started, event.ts, now, bar[_REF_CLOSE], assessment, now, event.ts,
                                0.0, 0.0)
 
-    def _escalates(self, episode: Episode, surprise: float, moved: float, high_moved: float) -> bool:
-        """A far stronger leg inside an open episode, once: a close `escalate_price_move` above the
-        episode's highest close so far, or a high as far above its highest high (a pump over
-        within its minute), on volume `escalate_volume_ratio` times its heaviest bar. An
-        organiser's accumulation may open the episode minutes before the announced pump; the pump
-        itself must not pass unannounced inside it. A staircase climb, each bar a little above the
-        last, never qualifies."""
-        stronger = 1.0 + self.escalate_move
+    def _escalates(self, episode: Episode, surprise: float, high_moved: float) -> bool:
+        """A far stronger leg inside an open episode, once: a bar reaching `escalate_price_move`
+        above the highest price of the episode so far (its highs, closes included, so a pump over
+        within its minute counts, and a later close under an earlier spike does not), on volume
+        `escalate_volume_ratio` times its heaviest bar. An organiser's accumulation may open the
+        episode minutes before the announced pump; the pump itself must not pass unannounced
+        inside it. A staircase climb, each bar a little above the last, never qualifies."""
         return (not episode.escalated and surprise >= episode.peak_multiple + self.escalate_log_ratio
-                and (1.0 + moved >= (1.0 + episode.peak_move) * stronger
-                     or 1.0 + high_moved >= (1.0 + episode.peak_high) * stronger))
+                and 1.0 + high_moved >= (1.0 + episode.peak_high) * (1.0 + self.escalate_move))
 
     def _escalation(self, event: Any, episode: Episode, surprise: float, moved: float,
                     high_moved: float) -> dict[str, Any]:
@@ -371,6 +369,12 @@ class PumpSurveillance:
         buyers[key] = (event.ts_us, ev.session_llr)
 
 
+def _move(price: float, ref: float) -> float:
+    """`price` as a move from `ref`; none where it passes the range of floats (1e12 after 1e-300)."""
+    moved = price / ref - 1.0
+    return moved if moved < math.inf else 0.0
+
+
 def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarray, high: np.ndarray, volume: np.ndarray,
           index: float, busy: float, active: np.ndarray, k: np.ndarray, bucket_minutes: int,
           told: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -453,7 +457,7 @@ def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarr
                 top = high[i] / row[_LAST_CLOSE]
                 market = beta * (index - row[_MARKET_REF])
                 spike = math.log(top) - (market if market > 0.0 else 0.0) if 0.0 < top < math.inf else 0.0
-                spike_z = spike / scale  # `scale` is the last bar's: n != 0 here
+                spike_z = spike / scale  # this bar's scale (volatility over its gap): n != 0 here
                 volume_z = surprise / (_MAD_TO_SD * dev)
                 if volume_z >= on_volume_z and spike >= spike_move and spike_z >= spike_price_z:
                     code = 1
