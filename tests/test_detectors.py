@@ -309,8 +309,9 @@ def test_liquidity_counts_the_trading_days_a_name_went_without_a_trade() -> None
     def traded_on(days: list[int]) -> TradedDays:
         traded = TradedDays()
         for day in days:
-            bar = event_from_dict({"type": "market_bar", "event_id": f"b{day}", "symbol": "X", "ts": "2025-01-01T00:00:00Z",
-                                   "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 3000})
+            bar = event_from_dict({"type": "market_bar", "event_id": f"b{day}", "symbol": "X",
+                                   "ts": "2025-01-01T00:00:00Z", "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0,
+                                   "volume": 3000})
             bar.ts_us = day * DAY_US + 3_600_000_000
             traded.add(bar)
         return traded

@@ -5,9 +5,9 @@ positions too, so alone this is modest evidence; with a risky session it is deci
 Holdings come from the `account` record and move with executions. An export without the
 record still shows some: a sell of a position the account is not known to hold proves it held
 at least what it sells (`HoldingsState.recorded`), the liquidation test and the concentration
-of the sell read that; every sell of such an account then counts as selling out. A buy of a thin stock the
-account does not hold, within hours of such sells, is the scheme itself: the victim's money
-moved into the pump (`liquidate_into_thin_stock`).
+of the sell read that; every sell of such an account then counts as selling out. A buy of a
+thin stock the account does not hold, within hours of such sells, is the scheme itself: the
+victim's money moved into the pump (`liquidate_into_thin_stock`).
 
 The other side of a pump: whoever means to sell into it holds the thin stock first, in a size
 the market cannot absorb quietly. A buy that adds to a position already worth a large share of

@@ -148,6 +148,7 @@ def liquidity_by_day(bars: Iterable[Any]) -> Iterator[tuple[int, tuple[float, fl
             if found != last:
                 yield day, found
                 last = found
+
     for bar in bars:
         day = utc_day(bar.ts_us)
         if day > days.day >= 0:

@@ -9,8 +9,9 @@ orders; every firm sees the market. Per symbol, from its own bars so far (no loo
   Its baseline is a robust EWMA of log pace (winsorised, with its mean absolute deviation) plus a
   time-of-day profile (`bucket_minutes`), learned over `baseline_minutes` of trading.
 - **price**: each bar's log return, less the market's move, in the symbol's own volatility per
-  elapsed minute; a decayed sum over `price_window_minutes` catches a climb as well as a jump. A bar's high counts where its close
-  has already fallen back: a pump over within its first minute (`spike_*`).
+  elapsed minute; a decayed sum over `price_window_minutes` catches a climb as well as a jump.
+  A bar's high counts where its close has already fallen back: a pump over within its first
+  minute (`spike_*`).
 - **market**: the median one-minute return and median volume surprise of all symbols, from
   minutes *strictly before* the bar's own (`ev.market`, from the market stage before this one:
   `market_factor`), so a rising index or a busy market day does not look like a pump.
@@ -22,8 +23,9 @@ price rose `strong_price_z` volatility units: the two are evidence together) whi
 `sustained_bars` heavy bars none closing lower passes the same tests pooled (a staircase climb),
 or when one bar of `spike_volume_multiple` times the pace (and `onset_volume_z`) reached a high
 `spike_price_z` volatility units and `spike_price_move` (log) above the last close, however far
-its close fell back (a pump bought and sold within the minute, as on a coin exchange after an announcement; one
-large order sweeping a thin book reaches far less volume): one `symbol_alert`. It ends when no bar has reached `end_volume_multiple` for
+its close fell back (a pump bought and sold within the minute, as on a coin exchange after an
+announcement; one large order sweeping a thin book reaches far less volume): one
+`symbol_alert`. It ends when no bar has reached `end_volume_multiple` for
 `end_quiet_minutes` (or after `max_episode_hours`): one more alert with `ended` evidence. A far
 stronger leg inside an open episode (the announced pump after the organisers' accumulation
 opened it) is alerted once more (`escalated`).
@@ -375,8 +377,8 @@ def _move(price: float, ref: float) -> float:
     return moved if moved < math.inf else 0.0
 
 
-def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarray, high: np.ndarray, volume: np.ndarray,
-          index: float, busy: float, active: np.ndarray, k: np.ndarray, bucket_minutes: int,
+def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarray, high: np.ndarray,
+          volume: np.ndarray, index: float, busy: float, active: np.ndarray, k: np.ndarray, bucket_minutes: int,
           told: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Score then learn each bar against its symbol's row (`table[at[i]]`), in place; what the
     Python side needs of a bar goes to `told` and `values` (columns above), and the bars it
