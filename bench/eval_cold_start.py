@@ -1,7 +1,7 @@
 """Market surveillance from a cold start: a coin seen only briefly before its pump.
 
 Run: .venv/bin/python bench/eval_cold_start.py [--seeds 20] [--history 20,60,240,1000]
-     [--jump 0.15,0.35] [--sigma 0.006] [--shape climb|spike]
+     [--jump 0.15,0.35] [--sigma 0.006] [--shape climb|spike] [--active 0.7]
 
 A pump-and-dump export may hold only the hours before the announcement. Per history length and
 seed this builds a coin's one-minute bars (trading 70% of minutes, or `active`, in fractions of a coin, log

@@ -5,7 +5,8 @@ positions too, so alone this is modest evidence; with a risky session it is deci
 Holdings come from the `account` record and move with executions. An export without the
 record still shows some: a sell of a position the account is not known to hold proves it held
 at least what it sells (`HoldingsState.recorded`), the liquidation test and the concentration
-of the sell read that; every sell of such an account then counts as selling out. A buy of a
+of the sell read that; a sell of such an account then counts as selling out unless the
+export's own executions show a larger position. A buy of a
 thin stock the account does not hold, within hours of such sells, is the scheme itself: the
 victim's money moved into the pump (`liquidate_into_thin_stock`).
 
@@ -86,9 +87,9 @@ class HoldingsLiquidation:
     @staticmethod
     def _held(state: HoldingsState, event: Any) -> int:
         """The position a sell comes out of: as recorded, or, where no record told, at least the
-        sell itself. So without the record every sell looks like one of a whole position (a part
-        cannot be told from the whole): modest evidence alone, as for a recorded customer selling
-        out, decisive only beside a risky session."""
+        sell itself. So without the record a sell of a position bought before the export looks
+        like one of the whole (a part cannot be told from it): modest evidence alone, as for a
+        recorded customer selling out, decisive only beside a risky session."""
         held = state.holdings.get(event.symbol, 0)
         return held if state.recorded else max(held, event.qty)
 

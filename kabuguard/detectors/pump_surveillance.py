@@ -469,8 +469,8 @@ def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarr
                 told[i, _STARTED] = int(row[_SURGE_US]) if surging else now - _MIN_US
                 ref = row[_SURGE_CLOSE] if surging else row[_LAST_CLOSE]
                 values[i, _REF_CLOSE], values[i, _MOVED] = ref, price / ref - 1.0
-                top = (high[i] if high[i] > price else price) / ref
-                values[i, _HIGH_MOVED] = top - 1.0 if top < math.inf else 0.0  # past the floats: no measurable move
+                peak = (high[i] if high[i] > price else price) / ref
+                values[i, _HIGH_MOVED] = peak - 1.0 if peak < math.inf else 0.0  # past the floats: no move
                 values[i, _MARKET_MOVED] = index - (row[_SURGE_MARKET] if surging else row[_MARKET_REF])
         told[i, _CODE] = code
         # -- learn
