@@ -176,6 +176,30 @@ def test_a_bad_policy_value_stops_at_load_naming_it(tmp_path: Path, stream: Stre
     assert result.exit_code == 2 and named in result.output, result.output
 
 
+def test_an_older_copy_of_the_default_policy_is_told_every_key_it_lacks_at_once(tmp_path: Path) -> None:
+    """A firm's copy of an older default lacks each key added since; the load named only the
+    first one a detector read, one load per key."""
+    def lacking(*keys: str) -> str:
+        raw = yaml.safe_load((Path(kabuguard.policy.__file__).parent / "default.yaml").read_text())
+        for key in keys:
+            *path, last = key.split(".")
+            node = raw["detectors"]
+            for part in path:
+                node = node[part]
+            del node[last]
+        policy = tmp_path / "p.yaml"
+        policy.write_text(yaml.safe_dump(raw))
+        with pytest.raises(kabuguard.policy.PolicyError) as raised:
+            kabuguard.policy.load_policy(policy)
+        return str(raised.value)
+
+    told = lacking("pump_surveillance.spike_volume_multiple", "pump_surveillance.spike_price_z",
+                   "pump_surveillance.spike_price_move")
+    assert all(f"`{key}`" in told for key in ("spike_volume_multiple", "spike_price_z", "spike_price_move")), told
+    told = lacking("login_profile.attributes.device.alpha", "login_profile.hour_alpha")
+    assert "`attributes.device.alpha`" in told and "`hour_alpha`" in told, told
+
+
 def test_no_volatility_floor_and_no_prior_stops_the_load(tmp_path: Path) -> None:
     """Both zero divided a bar's move by zero on the first bar: a crash mid-replay, per bar."""
     raw = yaml.safe_load((Path(kabuguard.policy.__file__).parent / "default.yaml").read_text())

@@ -139,7 +139,7 @@ def _check_detectors(policy: Policy) -> None:
         try:
             unread = unread_keys(policy.detectors.get(name, {}), policy.detector_params(name), classes)
         except KeyError as exc:  # `param` names the detector and the key
-            raise PolicyError(f"{policy.source}: {exc.args[0]}") from None
+            raise PolicyError(f"{policy.source}: {exc.args[0]}{_lacking(policy, name)}") from None
         except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
             raise PolicyError(f"{policy.source}: detectors.{name}: {exc}") from None
         if unread:
@@ -147,6 +147,27 @@ def _check_detectors(policy: Policy) -> None:
     unknown = set(policy.detectors) - set(built)
     if unknown:
         raise PolicyError(f"{policy.source}: detectors: unknown detector(s) {sorted(map(str, unknown))}")
+
+
+def _lacking(policy: Policy, name: str) -> str:
+    """What a detector's section lacks against the bundled default's, all at once: a copy of an
+    older default lacks every key added since, and naming only the first that a detector reads
+    would take the operator one load per key."""
+    if policy.source == "default":
+        return ""
+
+    def missing(default: Any, mine: Any, where: str) -> list[str]:
+        out = []
+        for key, value in default.items():
+            if not isinstance(mine, dict) or key not in mine:
+                out.append(f"{where}{key}")
+            elif isinstance(value, dict):
+                out += missing(value, mine[key], f"{where}{key}.")
+        return out
+
+    keys = missing(load_policy().detectors.get(name, {}), policy.detectors.get(name, {}), "")
+    return (f"; the section lacks {', '.join(f'`{k}`' for k in keys)} of the default policy's (docs/policy.md, "
+            "\"Upgrading a policy file of your own\")") if keys else ""
 
 
 def _parse(raw: Any, source: str) -> Policy:
