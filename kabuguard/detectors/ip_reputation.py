@@ -21,7 +21,7 @@ import msgspec
 
 from kabuguard.detectors._window import others, prune, stamp
 from kabuguard.detectors.base import Evidence, Finding, duration_us, number
-from kabuguard.detectors.shared_ip import Address, crowd_window
+from kabuguard.detectors.shared_ip import Address, NetworkKey, crowd_window
 from kabuguard.events.model import account_key
 
 
@@ -30,14 +30,12 @@ class ReputationState(msgspec.Struct):
     seen: dict[str, int] = {}  # on a crowd's address: account -> its last event of any session
 
 
-class _Reputation:
+class _Reputation(NetworkKey):
     """Risky sessions of other accounts seen on one network identity."""
 
     name: ClassVar[str]
     stage: ClassVar[str]
     types: ClassVar[frozenset[str]] = frozenset({"login", "account_change", "order"})
-    # Whether a key may be a crowd of customers, judged against everyone it serves (`crowd`).
-    crowds: ClassVar[bool] = False
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.window_us = duration_us(params, "window_days", self.name)
@@ -55,13 +53,6 @@ class _Reputation:
 
     def initial(self) -> ReputationState:
         return ReputationState()
-
-    def exempt(self, ev: Evidence) -> bool:
-        return False
-
-    def crowd(self, ev: Evidence) -> bool:
-        """Whether the key may serve a crowd of customers (an access network's address)."""
-        return False
 
     def score(self, event: Any, state: ReputationState, ev: Evidence) -> None:
         if not state.risky or self.exempt(ev):

@@ -38,7 +38,21 @@ class SharedKeyState(msgspec.Struct):
     seen: dict[str, int] = {}  # on a crowd's address: account -> its last event of any session
 
 
-class _ManyAccounts:
+class NetworkKey:
+    """What a network identity's detectors ask of its key: whether it is never scored (`exempt`)
+    and whether it may serve a crowd of customers, judged against everyone it serves (`crowd`,
+    possible at all where `crowds`). A device is neither; an address may be (`Address`)."""
+
+    crowds: ClassVar[bool] = False
+
+    def exempt(self, ev: Evidence) -> bool:
+        return False
+
+    def crowd(self, ev: Evidence) -> bool:
+        return False
+
+
+class _ManyAccounts(NetworkKey):
     """Distinct accounts per network identity (an IP or a device) in a sliding window; an account
     is its firm and id, so two firms' customers with the same id are two accounts in a pooled feed."""
 
@@ -46,8 +60,6 @@ class _ManyAccounts:
     stage: ClassVar[str]
     # Logins and account changes: orders come inside sessions those already counted.
     types: ClassVar[frozenset[str]] = frozenset({"login", "account_change"})
-    # Whether a key may be a crowd of customers, judged against everyone it serves (`crowd`).
-    crowds: ClassVar[bool] = False
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.window_us = duration_us(params, "window_hours", self.name)
@@ -66,13 +78,6 @@ class _ManyAccounts:
 
     def initial(self) -> SharedKeyState:
         return SharedKeyState()
-
-    def exempt(self, ev: Evidence) -> bool:
-        return False
-
-    def crowd(self, ev: Evidence) -> bool:
-        """Whether the key may serve a crowd of customers (an access network's address)."""
-        return False
 
     def score(self, event: Any, state: SharedKeyState, ev: Evidence) -> None:
         if self.exempt(ev):
@@ -106,7 +111,7 @@ def crowd_window(window: dict[str, int], account: str, at: int, cutoff: int) -> 
     return window
 
 
-class Address:
+class Address(NetworkKey):
     """What an IP address's detectors share: a mobile carrier's or private address is never
     scored (thousands behind one NAT), and any other but a hosting provider's may be a carrier's
     shared address, judged against every account it serves (`crowd`)."""
