@@ -16,7 +16,9 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".data"
@@ -50,6 +52,22 @@ def replay_and_evaluate(events: Path, labels: Path, base: Path) -> tuple[dict, f
     return evaluate_run(labels, base / "run", base / "eval"), cpu
 
 
+def rows_as_they_come(items: list, run: Callable[[Any], dict]) -> list[dict]:
+    """`run` on each item, its row printed as JSON as soon as it is done (a run of minutes each
+    shows how it goes, and a stopped one what it got)."""
+    rows = []
+    for item in items:
+        rows.append(run(item))
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def save_rows(path: Path | None, rows: list[dict]) -> None:
+    """The rows as JSON at `path`, where the command line asked for them."""
+    if path:
+        path.write_text(json.dumps(rows, indent=1) + "\n")
+
+
 def run_seed(seed: int, accounts: int, days: int) -> dict:
     from kabuguard.sim import Config, simulate  # noqa: PLC0415
 
@@ -71,10 +89,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    rows = []
-    for seed in seeds:
-        rows.append(run_seed(seed, args.accounts, args.days))
-        print(json.dumps(rows[-1]), flush=True)
+    rows = rows_as_they_come(seeds, lambda seed: run_seed(seed, args.accounts, args.days))
     print(f"\n{len(rows)} seeds, {args.accounts:,} accounts, {args.days} days")
     print(f"{'figure':<24}{'target':>8}{'mean':>8}{'lowest':>8}{'highest':>8}  seeds meeting it")
     for label, target, _ in FIGURES:
@@ -83,8 +98,7 @@ def main() -> None:
         met = sum(v <= target if label.endswith("FP rate") else v >= target for v in values)
         print(f"{label:<24}{target:>8.3f}{statistics.fmean(values):>8.4f}{min(values):>8.4f}"
               f"{max(values):>8.4f}  {met} of {len(values)}")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    save_rows(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from eval_detection import replay_and_evaluate  # beside this script
+from eval_detection import replay_and_evaluate, rows_as_they_come, save_rows  # beside this script
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".data"
@@ -117,17 +117,13 @@ def main() -> None:
     sim = CACHE / f"exports-{args.seed}-{args.accounts}-{args.days}" / "sim"
     if not (sim / "labels.jsonl").exists():
         simulate(Config(accounts=args.accounts, days=args.days, seed=args.seed), sim)
-    rows = []
-    for name in names:
-        rows.append(run_variant(sim, name))
-        print(json.dumps(rows[-1]), flush=True)
+    rows = rows_as_they_come(names, lambda name: run_variant(sim, name))
     print(f"\nseed {args.seed}, {args.accounts:,} accounts, {args.days} days")
     print(f"{'export':<38}{'orders P / R':>16}{'logins P / R':>16}{'value stopped':>15}")
     for r in rows:
         print(f"{r['variant']:<38}{r['order_precision']:>8.1%} /{r['order_recall']:>6.1%}"
               f"{r['login_precision']:>8.1%} /{r['login_recall']:>6.1%}{r['value_stopped']:>15.1%}")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    save_rows(args.json, rows)
 
 
 if __name__ == "__main__":
