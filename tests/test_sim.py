@@ -250,6 +250,20 @@ def test_no_one_sells_shares_they_do_not_hold(small_run: Path) -> None:
         assert held[key] >= 0, e
 
 
+def test_a_session_acts_only_after_its_login_succeeded(default_run: Path) -> None:
+    """Orders and account changes come after the successful login of their session: a session
+    whose first attempt failed (a mistyped password) opens at the retry."""
+    events = _events(default_run, bars=False)
+    opened = {}
+    for e in events:
+        if e["type"] == "login" and e["success"]:
+            at = dt.datetime.fromisoformat(e["ts"])
+            opened[e["session_id"]] = min(at, opened.get(e["session_id"], at))
+    acts = [e for e in events if e["type"] in ("order", "account_change")]
+    early = [e["event_id"] for e in acts if dt.datetime.fromisoformat(e["ts"]) < opened[e["session_id"]]]
+    assert acts and not early
+
+
 def test_attackers_leave_no_simulator_tells(default_run: Path) -> None:
     """Every agent an attacker sends, customers send too; ids look alike whoever made them."""
     labels = {x["event_id"]: x for x in _labels(default_run)[0]}

@@ -299,9 +299,8 @@ class Campaigns:
                role: str = "victim") -> Session:
         tag = cp.tag(role)
         where = {"ip": ip, "user_agent": device.web_ua, "device_id": device.device_id, "channel": "web"}
-        if role == "victim" and self.rng.random() < 0.08:  # the phished password, mistyped once
-            self.broker.login(c, ms, tag, success=False, **where)
-            ms += int(self.rng.integers(3_000, 20_000))
+        if role == "victim" and self.rng.random() < 0.08:  # the phished password, mistyped once, just before
+            self.broker.login(c, ms - int(self.rng.integers(3_000, 20_000)), tag, success=False, **where)
         return self.broker.login(c, ms, tag, mfa=mfa, **where)
 
     def _visit(self, cp: Campaign, ep: Episode, v: Customer, ms: int, ip: str, device: Device,
