@@ -5,8 +5,9 @@ Run: .venv/bin/python bench/eval_exports.py --seed 271828 [--accounts 10000] [--
 
 The contract makes most fields optional, and firms' networks differ from the simulator's: this
 copies one simulated run once per variant, changed as a firm's export would be, replays each
-and evaluates it against the same labels (docs/event-contract.md, "What detection needs from an
-export"). Only the activity and reference files change; market bars are copied. Not a test: it
+and evaluates it against the same labels, less those of the events it left out (docs/event-contract.md,
+"What detection needs from an export"). Only the activity and reference files change; market bars
+are copied, or left out. Not a test: it
 reports figures, and a variant that loses much says which evidence an export must carry.
 """
 
@@ -71,29 +72,59 @@ VARIANTS: dict[str, Callable[[], Callable | None]] = {
     "no_instrument_records": lambda: _dropped("instrument"),
     "cgnat_stable": lambda: _carrier_nat(per_session=False),
     "cgnat_per_session": lambda: _carrier_nat(per_session=True),
+    "no_executions": lambda: _dropped("execution"),
+    # Only the successful logins, as a firm logging sessions rather than attempts exports them.
+    "no_failed_logins": lambda: lambda event: None if event.get("type") == "login" and event.get("success") is False
+    else event,
+    # Activity alone: the firm's own trading, no market data (the bars are the run's Parquet file).
+    "no_market_bars": lambda: _dropped("market_bar"),
 }
 
 
-def _export(sim: Path, out: Path, change: Callable | None) -> None:
-    """Copies the run's events, each JSON line through `change` (None drops it)."""
+def _export(sim: Path, out: Path, change: Callable | None) -> set[str]:
+    """Copies the run's events, each JSON line through `change` (None drops it); returns the
+    event ids dropped. The Parquet file (the market bars) is copied whole, or left out when
+    `change` drops a made-up bar."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    dropped: set[str] = set()
     for path in sorted((sim / "events").iterdir()):
+        if change is not None and path.suffix == ".parquet":
+            if change({"type": "market_bar"}) is not None:
+                shutil.copy(path, out / path.name)
+            continue
         if change is None or not path.name.endswith(".jsonl.gz"):
             shutil.copy(path, out / path.name)
             continue
         with gzip.open(path, "rt") as src, gzip.open(out / path.name, "wt") as dst:
             for line in src:
-                event = change(json.loads(line))
-                if event is not None:
-                    dst.write(json.dumps(event, separators=(",", ":")) + "\n")
+                event = json.loads(line)
+                kept = change(event)
+                if kept is None:
+                    dropped.add(event["event_id"])
+                else:
+                    dst.write(json.dumps(kept, separators=(",", ":")) + "\n")
+    return dropped
+
+
+def _labels(sim: Path, base: Path, dropped: set[str]) -> Path:
+    """The run's labels, less those of events the export left out: a firm's evaluation can
+    only ask for decisions on what it exported."""
+    if not dropped:
+        return sim / "labels.jsonl"
+    kept = base / "labels.jsonl"
+    with (sim / "labels.jsonl").open() as src, kept.open("w") as dst:
+        for line in src:
+            if json.loads(line).get("event_id") not in dropped:
+                dst.write(line)
+    return kept
 
 
 def run_variant(sim: Path, name: str) -> dict:
     base = sim.parent / "exports" / name
-    _export(sim, base / "events", VARIANTS[name]())
-    m, cpu = replay_and_evaluate(base / "events", sim / "labels.jsonl", base)
+    dropped = _export(sim, base / "events", VARIANTS[name]())
+    m, cpu = replay_and_evaluate(base / "events", _labels(sim, base, dropped), base)
     order, login = m["detection"]["order"], m["detection"]["login"]
     return {"variant": name, "order_precision": round(order["precision"], 4), "order_recall": round(order["recall"], 4),
             "login_precision": round(login["precision"], 4), "login_recall": round(login["recall"], 4),
