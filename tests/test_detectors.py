@@ -138,6 +138,21 @@ def test_credential_stuffing_source_and_failed_burst(tmp_path: Path) -> None:
     assert stuffing[0]["ips"] == ["45.32.9.9"] and stuffing[0]["accounts"] == [f"A{a}" for a in range(5)]
 
 
+def test_the_account_alert_is_the_takeovers_not_the_refused_password_before_it(tmp_path: Path) -> None:
+    """A failed login blocked minutes before the attacker gets in must not take the account's
+    one alert of the day: the analyst would read 'refused' while the takeover went unalerted."""
+    s = brokerage(attack=False)
+    for a in range(8):
+        for k in range(3):
+            s.login(ts(20, 2, a, 10 * k), f"A{a}", "45.32.9.9", "bot", success=False)
+    refused = s.login(ts(20, 2, 9), "A8", "45.32.9.9", "bot", success=False)
+    entered = s.login(ts(20, 2, 10), "A8", "45.32.9.9", "bot")
+    decisions, alerts = _run(s, tmp_path)
+    assert decisions[refused["event_id"]]["decision"] == "block"
+    assert [a["event_id"] for a in alerts if a["type"] == "account_alert"] == [entered["event_id"]]
+    assert any(a["reasons"] == ["credential_stuffing"] for a in alerts)
+
+
 def test_one_device_on_many_accounts(tmp_path: Path) -> None:
     s = brokerage(attack=False)
     last = None

@@ -286,7 +286,11 @@ class Pipeline:
             value = to_jpy(price * event.qty if price else None, inst.currency if inst else None, policy.fx_jpy)
             out["notional_jpy"] = round(value, 2) if value is not None else None
         self._decision = out
-        if at_least(decision, "review") and event.ts_us - status.last_alert_us >= policy.alert_cooldown_us:
+        # An account alert is for what got through: a refused password is decided (and counts
+        # towards the stuffing campaign's alert) but alerts nobody about the account, so that it
+        # cannot use up the cooldown the takeover's own login needs minutes later.
+        if at_least(decision, "review") and (kind != "login" or event.success) \
+                and event.ts_us - status.last_alert_us >= policy.alert_cooldown_us:
             status.last_alert_us = event.ts_us
             ev.alerts.append({"type": "account_alert", "account_id": event.account_id,
                               "score": out["score"], "reasons": reasons})
