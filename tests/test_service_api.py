@@ -297,6 +297,19 @@ def test_a_toml_list_of_webhook_urls_is_the_receivers_and_other_shapes_are_refus
             load_settings(config, env={})
 
 
+def test_a_toml_boolean_or_fraction_for_a_number_is_refused_and_a_flag_takes_a_boolean(tmp_path: Path) -> None:
+    """`rate_limit = true` ran every key at 1 request a second and `max_batch = 99.9` as 99, without
+    a word, where the same values in the environment were refused."""
+    config = tmp_path / "kabuguard.toml"
+    for line in ("rate_limit = true", "max_batch = 99.9", "port = 8080.5", "deadline_ms = false"):
+        config.write_text(f"[service]\n{line}\n")
+        with pytest.raises(SettingsError, match=f"kabuguard.toml: `{line.split()[0]}` must be"):
+            load_settings(config, env={})
+    config.write_text("[service]\nwait_for_database = true\nconsole_secure_cookie = false\nmax_batch = 500.0\n")
+    settings = load_settings(config, env={})
+    assert (settings.wait_for_database, settings.console_secure_cookie, settings.max_batch) == (1, 0, 500)
+
+
 def test_openapi_schema_documents_the_contract(api: Api) -> None:
     # Behind a key like everything but the health checks; FastAPI's open pages are off.
     for open_page in ("/openapi.json", "/docs", "/redoc", "/v1/openapi.json"):

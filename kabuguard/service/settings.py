@@ -142,13 +142,18 @@ def _coerce(name: str, value: Any, kind: Any, origin: str) -> Any:
     if name in _LISTS and isinstance(value, list) and all(isinstance(v, str) for v in value):
         return ",".join(value)
     try:
-        if kind in ("int", int):
+        if isinstance(value, bool):  # TOML's true/false: an on/off setting's, and no other's
+            if name in _FLAGS:
+                return int(value)
+        elif kind in ("int", int):
+            if isinstance(value, float) and not value.is_integer():  # 99.9 is not cut to 99
+                raise ValueError(value)
             return int(value)
-        if kind in ("float", float):
+        elif kind in ("float", float):
             return float(value)
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        elif isinstance(value, (str, int, float)):
             return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         pass
     shape = "a list of strings or a comma-separated string" if name in _LISTS else kind
     raise SettingsError(f"{origin}: `{name}` must be {shape}, got {value!r}")
