@@ -40,3 +40,30 @@ def test_a_request_whose_rows_the_database_refuses_does_not_sink_the_others_in_i
         assert stored == {"good-1", "good-2"}
     finally:
         db.stop()
+
+
+def _alert(name: str) -> dict:
+    return {"firm": "acme", "alert_id": f"al-{name}-0", "event_id": name, "ts_us": 1, "type": "account_alert",
+            "account_id": "A1", "body": name.encode()}
+
+
+def test_a_reader_paging_alerts_never_passes_one_whose_commit_is_still_coming(pg_url: str) -> None:
+    """Two workers' writers: A has inserted its alert, not yet committed, when B writes one. Had
+    B's (numbered after A's) become readable first, a client paging after it would never see A's."""
+    a, b = Database(pg_url), Database(pg_url)
+    migrate(a.engine)
+    held = a.engine.raw_connection()
+    try:
+        a.insert(held.cursor(), Records(alerts=[_alert("first")]))
+        writer = threading.Thread(target=b.write_now, args=(Records(alerts=[_alert("second")]),))
+        writer.start()
+        writer.join(0.5)
+        assert [body for _, body in b.alerts("acme", None, None, None, 0, 10)] == []  # what a client reads now
+        held.commit()
+        writer.join(10)
+        assert not writer.is_alive()
+        assert [body for _, body in b.alerts("acme", None, None, None, 0, 10)] == [b"first", b"second"]
+    finally:
+        held.close()
+        a.engine.dispose()
+        b.engine.dispose()

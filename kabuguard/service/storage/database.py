@@ -26,6 +26,10 @@ from sqlalchemy.engine import Engine
 from kabuguard.service.storage.models import alerts, api_keys, decisions, events
 
 
+# PostgreSQL advisory lock key under which alerts are inserted and committed (`Database.insert`).
+ALERT_ORDER_LOCK = 0x6B6761_6C657274
+
+
 def engine_for(url: str, busy_timeout_s: float = 5.0, **kwargs: Any) -> Engine:
     """An engine for `sqlite:///PATH` or `postgresql://…` (driven by psycopg 3)."""
     if url.startswith("postgresql://"):
@@ -148,15 +152,7 @@ class Database:
         if conn is None:
             conn = self._writer = self.engine.raw_connection()
         try:
-            cur = conn.cursor()
-            for name, rows in (("events", records.events), ("decisions", records.decisions),
-                               ("alerts", records.alerts)):
-                if not rows:
-                    continue
-                if self.embedded:
-                    cur.executemany(self._sql[name], rows)
-                else:
-                    cur.execute(self._sql[name], [[row[c] for row in rows] for c in self._columns[name]])
+            self.insert(conn.cursor(), records)
             conn.commit()
         except Exception:
             self._writer = None
@@ -165,6 +161,25 @@ class Database:
             except Exception:  # the connection is gone already
                 pass
             raise
+
+    def insert(self, cur: Any, records: Records) -> None:
+        """`records`' inserts in the cursor's open transaction (committed by the caller).
+
+        Alerts are read a page at a time after a cursor on their `seq`, which PostgreSQL hands
+        out at the insert, not at the commit: two workers' writers could commit numbers 8 then
+        7, and a client that read 8 would never see 7. A transaction lock taken before inserting
+        alerts, held until the commit, makes their numbers commit in order (SQLite has one
+        writer at a time anyway)."""
+        for name, rows in (("events", records.events), ("decisions", records.decisions),
+                           ("alerts", records.alerts)):
+            if not rows:
+                continue
+            if self.embedded:
+                cur.executemany(self._sql[name], rows)
+                continue
+            if name == "alerts":
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", [ALERT_ORDER_LOCK])
+            cur.execute(self._sql[name], [[row[c] for row in rows] for c in self._columns[name]])
 
     def _run(self) -> None:
         while True:
