@@ -439,6 +439,39 @@ def test_a_parquet_value_python_cannot_hold_rejects_its_row_naming_the_column_an
     assert first.extra["exported_at"] == "2025-04-08T00:00:00.123456"  # a local time, as a JSON line's string
 
 
+def test_parquet_times_at_the_edges_of_their_range_or_nested_are_read_or_rejected_never_crash(tmp_path: Path) -> None:
+    """Nanoseconds within a microsecond of int64's least value, and nanosecond times inside a struct or
+    list outside the contract, stopped the replay with a traceback; a time in year 67561 was read as
+    2025 (Arrow writes the year in 16 bits)."""
+    ts = pa.array(["2025-04-08T09:00:00+09:00"] * 2)
+    nested = pa.struct([("at", pa.timestamp("ns", "UTC")), ("waits", pa.list_(pa.duration("ns")))])
+    table = _login_table(ts, exported_at=pa.array([-2**63 + 1, 0], pa.int64()).view(pa.timestamp("ns", "UTC")),
+                         meta=pa.array([{"at": 1744070400_123456789, "waits": [5000]}] * 2, nested))
+    pq.write_table(table, tmp_path / "edges.parquet")
+    first, second = read_file(tmp_path / "edges.parquet")
+    assert isinstance(first, Login) and first.extra["exported_at"] == "1677-09-21T00:12:43.145224Z"
+    assert second.extra["meta"]["at"] == datetime(2025, 4, 8, 0, 0, 0, 123456, tzinfo=timezone.utc)
+    assert second.extra["meta"]["waits"][0].microseconds == 5
+    year_67561 = pa.array([2069858912400000], pa.int64())  # 2025-03-21T09:00Z and 65,536 years, in ms
+    pq.write_table(_login_table(year_67561.view(pa.timestamp("ms", "UTC"))), tmp_path / "far.parquet")
+    [far] = read_file(tmp_path / "far.parquet")
+    assert isinstance(far, Rejection) and "outside the years 1 to 9999" in far.reason, far
+
+
+def test_a_holdings_whole_float_quantity_is_read_as_the_integer(tmp_path: Path) -> None:
+    """pandas writes a list of structs with a null quantity as floats: `qty: 100.0` in a holding
+    rejected the account, where a top-level 100.0 is read."""
+    account = {"type": "account", "event_id": "a", "ts": "2025-03-21T08:00:00+09:00", "account_id": "A1",
+               "holdings": [{"symbol": "7203", "qty": 100.0}, {"symbol": "9984", "qty": 200}]}
+    pq.write_table(pa.Table.from_pylist([account]), tmp_path / "a.parquet")
+    for path in (_lines(tmp_path / "a.jsonl", [account]), tmp_path / "a.parquet"):
+        [read] = read_file(path)
+        assert isinstance(read, Account) and [(h.symbol, h.qty) for h in read.holdings] == [("7203", 100), ("9984", 200)]
+        assert all(type(h.qty) is int for h in read.holdings)
+    [fraction] = read_file(_lines(tmp_path / "f.jsonl", [{**account, "holdings": [{"symbol": "7203", "qty": 1.5}]}]))
+    assert isinstance(fraction, Rejection) and "qty" in fraction.reason
+
+
 def test_a_parquet_file_naming_a_column_twice_is_rejected_naming_it(tmp_path: Path) -> None:
     """Two `ts` or `qty` columns stopped the replay with a KeyError; two columns outside the contract
     were silently merged into one (the last kept)."""

@@ -3,7 +3,7 @@
 pyarrow turns a column into Python objects only when Python's types can hold every value: not a
 timestamp with nanoseconds (pandas' default unit), in a time zone pyarrow does not know (`JST`,
 `+0900`) or in a year past 9999 in its zone, nor a string that is not UTF-8. Times are converted
-here, in Arrow and a column at a time; a value that still has no Python form costs its own row,
+here (nested ones too), in Arrow and a column at a time; a value that still has no Python form costs its own row,
 named, never the rest of the file.
 """
 
@@ -13,6 +13,11 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+
+# Seconds from 1970 to 0001-01-01T00:00:00 and to 9999-12-31T23:59:59 (UTC).
+_FIRST_SECOND = -62_135_596_800
+_LAST_SECOND = 253_402_300_799
 
 
 def readable(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -45,11 +50,30 @@ def _readable(array: pa.Array) -> pa.Array:
     kind = array.type
     if pa.types.is_timestamp(kind):
         return _text(array)
-    if pa.types.is_duration(kind) and kind.unit == "ns":
-        return array.cast(pa.duration("us"), safe=False)
-    if pa.types.is_time64(kind) and kind.unit == "ns":
-        return array.cast(pa.time64("us"), safe=False)
-    return array
+    # Inside a struct, list or map (a column outside the contract, kept as it is), nanoseconds go
+    # to microseconds too: pyarrow gives pandas' objects for them, which no encoder keeps.
+    micro = _microseconds(kind)
+    return array if micro == kind else array.cast(micro, safe=False)
+
+
+def _microseconds(kind: pa.DataType) -> pa.DataType:
+    """`kind` with every nanosecond timestamp, duration and time of day in it in microseconds."""
+    if pa.types.is_timestamp(kind) or pa.types.is_duration(kind) or pa.types.is_time64(kind):
+        if kind.unit != "ns":
+            return kind
+        return (pa.timestamp("us", kind.tz) if pa.types.is_timestamp(kind)
+                else pa.duration("us") if pa.types.is_duration(kind) else pa.time64("us"))
+    if pa.types.is_struct(kind):
+        return pa.struct([kind.field(i).with_type(_microseconds(kind.field(i).type)) for i in range(kind.num_fields)])
+    if pa.types.is_map(kind):
+        return pa.map_(kind.key_field.with_type(_microseconds(kind.key_type)),
+                       kind.item_field.with_type(_microseconds(kind.item_type)))
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        value = kind.value_field.with_type(_microseconds(kind.value_type))
+        if pa.types.is_fixed_size_list(kind):
+            return pa.list_(value, kind.list_size)
+        return pa.large_list(value) if pa.types.is_large_list(kind) else pa.list_(value)
+    return kind
 
 
 def _text(array: pa.Array) -> pa.Array:
@@ -60,11 +84,19 @@ def _text(array: pa.Array) -> pa.Array:
     seconds (Tokyo's +09:18:59 before 1888), which RFC 3339 cannot write. Nanoseconds are floored
     to the microsecond, as `parse_ts` reads them; a zero fraction is left out."""
     zone = "UTC" if array.type.tz is not None else None
-    values = array.view(pa.timestamp(array.type.unit, zone))
-    if array.type.unit == "ns":
-        values = pc.floor_temporal(values, unit="microsecond").cast(pa.timestamp("us", zone))
-    text = pc.strftime(values, format="%Y-%m-%dT%H:%M:%S" + ("Z" if zone else ""))
-    return pc.replace_substring_regex(text, r"\.0+(Z?)$", r"\1")
+    unit = array.type.unit
+    ticks = array.view(pa.int64())
+    if unit == "ns":  # in integers: flooring the time near int64's least value left its range
+        whole = pc.divide(ticks, 1000)  # towards zero: a time before 1970 floors one lower
+        ticks = pc.subtract(whole, pc.less(ticks, pc.multiply(whole, 1000)).cast(pa.int64()))
+        unit = "us"
+    text = pc.strftime(ticks.view(pa.timestamp(unit, zone)), format="%Y-%m-%dT%H:%M:%S" + ("Z" if zone else ""))
+    text = pc.replace_substring_regex(text, r"\.0+(Z?)$", r"\1")
+    # Arrow writes the year in 16 bits: year 67561 came out as 2025. Outside years 1 to 9999 the
+    # text says so, and the reader refuses it as it refuses any time it cannot read.
+    per_second = {"s": 1, "ms": 1_000, "us": 1_000_000}[unit]
+    outside = pc.or_(pc.less(ticks, _FIRST_SECOND * per_second), pc.greater(ticks, _LAST_SECOND * per_second))
+    return pc.if_else(outside, pa.scalar("a time outside the years 1 to 9999"), text)
 
 
 def _one_by_one(name: str, array: pa.Array, unreadable: dict[int, str]) -> list[Any]:

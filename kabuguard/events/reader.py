@@ -86,6 +86,10 @@ def event_from_dict(obj: Any) -> Event:
     known = KNOWN_FIELDS[kind]
     fields = {k: v for k, v in obj.items() if v is not None and k in known}
     _whole_numbers(fields, _WHOLE)  # the type's own fields only: another type's stays an extra
+    if isinstance(fields.get("holdings"), list):  # and a holding's `qty`, as pandas writes a list of structs
+        for holding in fields["holdings"]:
+            if isinstance(holding, dict):
+                _whole_numbers(holding, ("qty",))
     try:
         event = msgspec.convert(fields, cls)
     except msgspec.ValidationError as exc:
