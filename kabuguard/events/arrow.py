@@ -3,8 +3,8 @@
 pyarrow turns a column into Python objects only when Python's types can hold every value: not a
 timestamp with nanoseconds (pandas' default unit), in a time zone pyarrow does not know (`JST`,
 `+0900`) or in a year past 9999 in its zone, nor a string that is not UTF-8. Times are converted
-here (nested ones too), in Arrow and a column at a time; a value that still has no Python form costs its own row,
-named, never the rest of the file.
+here (nested ones too), in Arrow and a column at a time; a value that still has no Python form
+costs its own row, named, never the rest of the file.
 """
 
 from __future__ import annotations
