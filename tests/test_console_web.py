@@ -324,6 +324,40 @@ def test_the_queue_filters_and_orders_every_alert_and_polls_only_newer_ones(tmp_
         assert [a["seq"] for a in oldest[:3]] == [1, 2, 3]
 
 
+def _alert_rows(first: int, count: int, ts: str = "2025-03-01T00:00:00+00:00", ts_us: int = 0) -> list[dict]:
+    """`count` account alerts of acme as the service stores them, scores rising with n."""
+    rows = []
+    for n in range(first, first + count):
+        body = {"alert_id": f"al-{n:05d}", "type": "account_alert", "ts": ts, "account_id": f"A{n}",
+                "score": round(n / (first + count), 4), "reasons": ["new_device"]}
+        rows.append({"firm": "acme", "alert_id": body["alert_id"], "event_id": f"e{n}", "ts_us": ts_us or n,
+                     "type": "account_alert", "account_id": body["account_id"], "body": msgspec.json.encode(body)})
+    return rows
+
+
+def test_the_live_queue_brings_every_alert_of_a_burst_larger_than_a_poll(tmp_path: Path) -> None:
+    """400 alerts arrive between two polls of a page sorted by score: the poll pages through them
+    in the order recorded and says when more wait, so the page's newest seq never passes one unseen."""
+    application = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db", console_secure_cookie=0))
+    engine = application.state.service.db.engine
+    create_user(engine, "hana", "analyst", PASSWORD, "acme")
+    with engine.begin() as conn:
+        conn.execute(alerts.insert(), _alert_rows(0, 5))
+    with TestClient(application) as client:
+        login(client, "hana")
+        last = int(re.search(r'data-last-seq="(\d+)"', client.get("/console/alerts", params={"sort": "score"}).text).group(1))
+        with engine.begin() as conn:
+            conn.execute(alerts.insert(), _alert_rows(5, 400))
+        seen, polls, more = [], 0, True
+        while more:
+            page = client.get("/console/api/alerts", params={"sort": "score", "after": last}).json()
+            more, polls = page["more"], polls + 1
+            seen += page["alerts"]
+            last = max([last, *(a["seq"] for a in page["alerts"])])
+        assert polls == 2 and len(seen) == 400
+        assert [a["alert_id"] for a in seen] == [f"al-{n:05d}" for n in range(5, 405)]
+
+
 def test_an_alerts_page_lists_its_containment_after_500_later_actions(app: TestClient) -> None:
     csrf = login(app, "analyst")
     firm, alert_id = _campaign(app)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from itertools import islice
 from typing import Any
@@ -60,7 +60,7 @@ def is_day(text: str) -> bool:
 
 
 # The queue's orders the database can apply (score lives in the alert's body: ordered here).
-_ORDER = {"time": alerts.c.ts_us, "type": alerts.c.type, "firm": alerts.c.firm}
+_ORDER = {"time": alerts.c.ts_us, "type": alerts.c.type, "firm": alerts.c.firm, "seq": alerts.c.seq}
 
 
 def alert_queue(engine: Engine, f: AlertFilter, after_seq: int = 0, upto_seq: int | None = None,
@@ -92,6 +92,14 @@ def alert_queue(engine: Engine, f: AlertFilter, after_seq: int = 0, upto_seq: in
             return list(islice(found, limit))
         best = heapq.nlargest if f.descending else heapq.nsmallest
         return best(limit, found, key=lambda a: (_score(a), a["seq"]))
+
+
+def alert_feed(engine: Engine, f: AlertFilter, after_seq: int, limit: int = 300) -> tuple[list[dict[str, Any]], bool]:
+    """The live queue's poll: alerts matching `f` recorded after `after_seq`, oldest first whatever
+    the page's own order, and whether more wait. The page follows the newest seq it got, so a
+    page of the best scores would leave the lower seqs behind it unseen for good."""
+    found = alert_queue(engine, replace(f, sort="seq", descending=False), after_seq=after_seq, limit=limit + 1)
+    return found[:limit], len(found) > limit
 
 
 def newest_alert_seq(engine: Engine, firm: str | None) -> int:

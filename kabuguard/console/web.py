@@ -207,9 +207,11 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
                     last_seq=newest, query=request.url.query)
 
     @router.get("/api/alerts")
-    def alert_feed(session: Viewer, f: Filter, after: int = 0) -> dict[str, Any]:
-        """Alerts recorded after `after` (the page polls this, so new alerts appear without a reload)."""
-        return {"alerts": queries.alert_queue(engine, f, after_seq=after)}
+    def alert_feed(session: Viewer, f: Filter, after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0) -> dict[str, Any]:
+        """Alerts recorded after `after`, in the order recorded (the page polls this, so new alerts
+        appear without a reload); `more`: poll again at once."""
+        found, more = queries.alert_feed(engine, f, after)
+        return {"alerts": found, "more": more}
 
     @router.get("/alerts/{firm}/{alert_id:path}")
     def alert_page(request: Request, session: Viewer, firm: str, alert_id: str) -> HTMLResponse:

@@ -14,18 +14,20 @@ function cell(row, text) {
   return td;
 }
 
-// The alert queue polls for alerts recorded since the newest one shown.
+// The alert queue polls for alerts recorded since the newest one shown, in the order recorded;
+// while the server says more are waiting (a burst, a laptop back from sleep) it asks again at once.
 function liveQueue(table) {
   const body = table.tBodies[0];
   let last = Number(table.dataset.lastSeq || 0);
   const params = new URLSearchParams(table.dataset.query || "");
   async function poll() {
     params.set("after", String(last));
+    let more = false;
     try {
       const answer = await fetch("/console/api/alerts?" + params, {credentials: "same-origin"});
       if (!answer.ok) throw new Error(String(answer.status));
-      const {alerts} = await answer.json();
-      for (const a of alerts.sort((x, y) => x.seq - y.seq)) {
+      const page = await answer.json();
+      for (const a of page.alerts) {
         const row = document.createElement("tr");
         row.dataset.seq = a.seq;
         row.className = a.type + " fresh";
@@ -38,12 +40,14 @@ function liveQueue(table) {
         body.insertBefore(row, body.firstChild);
         last = Math.max(last, a.seq);
       }
+      more = page.more;
       document.getElementById("live").textContent = "live";
     } catch (err) {
       document.getElementById("live").textContent = "reconnecting";
     }
+    setTimeout(poll, more ? 0 : 2000);
   }
-  setInterval(poll, 2000);
+  setTimeout(poll, 2000);
 }
 
 const COLOURS = {account: "#1f5fbf", ip: "#c0392b", device: "#7d3c98", symbol: "#1e8449"};
