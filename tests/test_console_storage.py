@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -179,6 +180,37 @@ def test_an_alert_closes_with_the_last_open_case_that_works_it(attacked: TestCli
     closing = [json.loads(e["detail"]) for e in audit.entries(engine, target=f"case:{second}")
                if e["action"] == "case.close"]
     assert closing == [{"disposition": "benign", "alerts_closed": [alert_id]}]
+    third = cases.open_case(engine, "ken", "acme", [alert_id])  # the customer calls back: worked again
+    assert alert_id in open_alerts()
+    cases.close(engine, "ken", third, "fraud", "the customer did not travel")
+    assert alert_id not in open_alerts()
+
+
+def test_a_case_closed_while_another_close_waits_is_refused_not_closed_twice(attacked: TestClient) -> None:
+    """Two analysts close one case at once: the second finds it closed, so the audit log and the
+    disposition (which becomes a label) tell one story."""
+    engine = _engine(attacked)
+    with engine.connect() as conn:
+        alert_id = conn.execute(sqlalchemy.text("SELECT alert_id FROM alerts WHERE type = 'account_alert'")).scalar()
+    case_id = cases.open_case(engine, "hana", "acme", [alert_id])
+    outcome: list[str] = []
+
+    def second_close() -> None:
+        try:
+            cases.close(engine, "ken", case_id, "fraud", "looks like a takeover")
+            outcome.append("closed")
+        except cases.CaseError as error:
+            outcome.append(str(error))
+
+    with engine.begin() as conn:  # the first close, still in its transaction when the second starts
+        conn.execute(sqlalchemy.text("UPDATE cases SET status = 'closed', disposition = 'benign' WHERE case_id = :c"),
+                     {"c": case_id})
+        racing = threading.Thread(target=second_close)
+        racing.start()
+        racing.join(0.1)  # within the embedded database's wait for a writer (the request deadline)
+    racing.join(10)
+    assert outcome == [f"case {case_id}: closed (benign)"]
+    assert [e["action"] for e in audit.entries(engine, target=f"case:{case_id}")].count("case.close") == 0
 
 
 def test_audit_log_refuses_updates_and_deletes(attacked: TestClient) -> None:

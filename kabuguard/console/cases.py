@@ -51,6 +51,9 @@ def open_case(engine: Engine, actor: str, firm: str, alert_ids: list[str], title
         case_id = conn.execute(cases.insert().values(
             firm=firm, title=title[:300], status="open", opened_by=actor, opened_at=now_iso())).inserted_primary_key[0]
         conn.execute(case_alerts.insert(), [{"case_id": case_id, "alert_id": a} for a in alert_ids])
+        # Worked again: an alert a closed case had closed is open while this case works it.
+        conn.execute(update(alerts).where(alerts.c.firm == firm, alerts.c.alert_id.in_(alert_ids))
+                     .values(status="open"))
         accounts = sorted({acc for alert in found for acc in alert_accounts(firm, alert)})
         if accounts:
             conn.execute(case_accounts.insert(), [{"case_id": case_id, "account_id": a} for a in accounts])
@@ -60,6 +63,10 @@ def open_case(engine: Engine, actor: str, firm: str, alert_ids: list[str], title
 
 
 def _open_case(conn: Connection, case_id: int) -> dict[str, Any]:
+    """The open case `case_id`, its row held by this transaction first (an update that changes
+    nothing: a row lock on PostgreSQL, the writer's lock on SQLite), so that a second analyst's
+    action on the case waits for the first's commit and then reads it: two closes cannot both pass."""
+    conn.execute(update(cases).where(cases.c.case_id == case_id).values(status=cases.c.status))
     row = conn.execute(select(cases).where(cases.c.case_id == case_id)).mappings().first()
     if row is None:
         raise CaseError(f"case {case_id}: no such case")
