@@ -95,6 +95,11 @@ def test_login_sets_a_session_cookie_httponly_samesite_and_refuses_a_wrong_passw
         cookie = next(v for k, v in ok.headers.multi_items() if k == "set-cookie" and v.startswith("kg_session="))
         assert {"HttpOnly", "Secure", "SameSite=strict"} <= {p.strip() for p in cookie.split(";")}
         assert client.get("/console/alerts").status_code == 200
+        session_csrf = re.search(r'data-csrf="([^"]+)"', client.get("/console/").text).group(1)
+        assert client.post("/console/logout", data={"csrf": session_csrf}).status_code == 200
+        assert client.get("/console/alerts", follow_redirects=False).status_code == 303
+    trail = audit.entries(application.state.service.db.engine, action="session")
+    assert [e["action"] for e in trail] == ["session.logout", "session.login", "session.login_failed"]  # newest first
 
 
 def test_state_changing_requests_need_the_sessions_csrf_token(app: TestClient) -> None:
@@ -356,6 +361,45 @@ def test_the_live_queue_brings_every_alert_of_a_burst_larger_than_a_poll(tmp_pat
             last = max([last, *(a["seq"] for a in page["alerts"])])
         assert polls == 2 and len(seen) == 400
         assert [a["alert_id"] for a in seen] == [f"al-{n:05d}" for n in range(5, 405)]
+
+
+def test_the_queues_date_filters_are_days_of_the_firms_time_zone(tmp_path: Path) -> None:
+    """An alert at 05:00 in Tokyo is the 21st's there, though UTC still says the 20th."""
+    application = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db", console_secure_cookie=0))
+    engine = application.state.service.db.engine
+    create_user(engine, "hana", "analyst", PASSWORD, "acme")
+    with engine.begin() as conn:
+        conn.execute(alerts.insert(), _alert_rows(0, 1, ts="2025-03-21T05:00:00+09:00", ts_us=1742500800 * 10**6))
+    with TestClient(application) as client:
+        login(client, "hana")
+        on = lambda day: [a["alert_id"] for a in client.get(  # noqa: E731
+            "/console/api/alerts", params={"since": day, "until": day}).json()["alerts"]]
+        assert on("2025-03-21") == ["al-00000"] and on("2025-03-20") == []
+        assert "(days of UTC+9)" in client.get("/console/alerts").text
+
+
+def test_ids_out_of_range_and_alerts_naming_no_account_are_a_4xx_and_contain_nothing(app: TestClient) -> None:
+    """A case id past 64 bits gave a 500 on SQLite; a firm name no table can hold a 503 that said
+    to retry; a symbol alert "contained 0 accounts"."""
+    csrf = login(app, "admin")
+    huge = "99999999999999999999"
+    assert app.get(f"/console/cases/{huge}").status_code == 422
+    assert app.post(f"/console/cases/{huge}/comment", data={"text": "x", "csrf": csrf}).status_code == 422
+    assert app.get("/console/api/alerts", params={"after": huge}).status_code == 422
+    engine = app.app.state.service.db.engine
+    before = actions(engine, limit=None)
+    refused = app.post("/console/contain/account", data={"firm": "f" * 65, "account_id": "A1", "reason": "takeover",
+                                                          "csrf": csrf})
+    assert refused.status_code == 400 and "firm: 1 to 64 characters" in refused.text
+    body = {"alert_id": "sym-1", "type": "symbol_alert", "ts": "2025-03-01T00:00:00+00:00", "symbol": "9999",
+            "score": 0.9, "reasons": ["volume_price_surge"]}
+    with engine.begin() as conn:
+        conn.execute(alerts.insert().values(firm="acme", alert_id="sym-1", event_id="b1", ts_us=1, type="symbol_alert",
+                                            account_id=None, body=msgspec.json.encode(body)))
+    symbol = app.post("/console/contain/alert", data={"firm": "acme", "alert_id": "sym-1", "reason": "pump",
+                                                       "csrf": csrf})
+    assert symbol.status_code == 400 and "names no account" in symbol.text
+    assert actions(engine, limit=None) == before
 
 
 def test_an_alerts_page_lists_its_containment_after_500_later_actions(app: TestClient) -> None:

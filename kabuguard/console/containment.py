@@ -31,6 +31,7 @@ from kabuguard.console.clock import now_iso, now_us
 from kabuguard.console.models import containment_actions, webhook_outbox
 from kabuguard.console.webhooks import Deliverer
 from kabuguard.events.model import ID_MAX
+from kabuguard.service.storage.models import FIRM_MAX
 from kabuguard.policy.playbooks import MEASURES, Playbook, fired
 from kabuguard.service.decider import Decider, is_store_error
 
@@ -80,6 +81,8 @@ class Containment:
             raise ContainmentError(f"account_id: 1 to {ID_MAX} characters and no NUL character, got {wrong[0][:40]!r}")
         if "\x00" in reason or "\x00" in firm:
             raise ContainmentError("reason: a NUL character, which the database cannot store")
+        if not 0 < len(firm) <= FIRM_MAX:  # else the record's write would fail after the state changed
+            raise ContainmentError(f"firm: 1 to {FIRM_MAX} characters, got {len(firm)}")
         try:
             # The account's key as the service's core knows it: the firm's state is its own.
             await self.decider.contain(firm, accounts)
@@ -104,8 +107,11 @@ class Containment:
         """Contain every account an alert names (a campaign's members, or the alerted account)."""
         with self.engine.connect() as conn:
             (alert,) = load_alerts(conn, firm, [alert_id])
-        return await self.contain(actor, firm, alert_accounts(firm, alert), reason, measures=measures,
-                                  alert_id=alert_id)
+        accounts = alert_accounts(firm, alert)
+        if not accounts:
+            raise ContainmentError(f"alert {alert_id!r} ({alert['type']}) names no account to contain: "
+                                   "contain its buyers from their account pages")
+        return await self.contain(actor, firm, accounts, reason, measures=measures, alert_id=alert_id)
 
     async def record_playbooks(self, firm: str, alerts: Sequence[dict[str, Any]]) -> None:
         """Record what the core's playbooks did on these newly raised alerts, and send its webhooks.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, String, Table, Text, UniqueConstraint
 
-from kabuguard.service.storage.models import metadata
+from kabuguard.service.storage.models import FIRM_MAX, metadata
 
 _Seq = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -20,7 +20,7 @@ users = Table(
     Column("created_at", String(40), nullable=False),
     Column("disabled_at", String(40), nullable=True),
     # The one firm whose data the user sees and acts on; NULL: every firm (migration 0004).
-    Column("firm", String(64), nullable=True),
+    Column("firm", String(FIRM_MAX), nullable=True),
 )
 
 # A session is a random token in an HttpOnly cookie; only its SHA-256 is stored.
@@ -45,7 +45,7 @@ login_attempts = Table(
 cases = Table(
     "cases", metadata,
     Column("case_id", _Seq, primary_key=True, autoincrement=True),
-    Column("firm", String(64), nullable=False),
+    Column("firm", String(FIRM_MAX), nullable=False),
     Column("title", String(300), nullable=False),
     Column("status", String(16), nullable=False),  # open, closed
     Column("assignee", String(64), nullable=True),
@@ -83,7 +83,7 @@ audit_log = Table(
     Column("at", String(40), nullable=False),
     Column("actor", String(64), nullable=False),
     Column("action", String(64), nullable=False),
-    Column("firm", String(64), nullable=True),
+    Column("firm", String(FIRM_MAX), nullable=True),
     Column("target", String(300), nullable=True),
     Column("reason", Text, nullable=False),
     Column("detail", Text, nullable=True),  # JSON
@@ -92,7 +92,7 @@ audit_log = Table(
 containment_actions = Table(
     "containment_actions", metadata,
     Column("action_id", String(32), primary_key=True),
-    Column("firm", String(64), nullable=False),
+    Column("firm", String(FIRM_MAX), nullable=False),
     Column("account_id", String(200), nullable=False),
     Column("measures", String(200), nullable=False),  # comma-separated
     Column("source", String(64), nullable=False),  # console, or playbook:<name>

@@ -39,15 +39,18 @@ class AlertFilter:
     firm: str = ""
     reason: str = ""
     min_score: float = 0.0
-    since: str = ""  # YYYY-MM-DD, event time
+    since: str = ""  # YYYY-MM-DD, event time, a day of the firm's time zone
     until: str = ""
     sort: str = "time"
     descending: bool = True
     scope: str | None = None  # the viewer's firm (None: every firm), beside any `firm` filter
+    utc_offset_hours: float = 0.0  # the firm's time zone, in which a day starts
 
 
-def _day_us(day: str) -> int:
-    return int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp() * 1e6)
+def _day_us(day: str, utc_offset_hours: float = 0.0) -> int:
+    """When `day` starts, in a time zone `utc_offset_hours` ahead of UTC."""
+    midnight = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp() * 1e6
+    return int(midnight) - round(utc_offset_hours * _HOUR_US)
 
 
 def is_day(text: str) -> bool:
@@ -78,9 +81,9 @@ def alert_queue(engine: Engine, f: AlertFilter, after_seq: int = 0, upto_seq: in
         if firm:
             query = query.where(alerts.c.firm == firm)
     if f.since:
-        query = query.where(alerts.c.ts_us >= _day_us(f.since))
+        query = query.where(alerts.c.ts_us >= _day_us(f.since, f.utc_offset_hours))
     if f.until:
-        query = query.where(alerts.c.ts_us < _day_us(f.until) + 24 * _HOUR_US)
+        query = query.where(alerts.c.ts_us < _day_us(f.until, f.utc_offset_hours) + 24 * _HOUR_US)
     column = _ORDER.get(f.sort)
     if column is not None:
         query = query.order_by(*(c.desc() if f.descending else c.asc() for c in (column, alerts.c.seq)))

@@ -19,7 +19,7 @@ from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import DataError, OperationalError
@@ -111,6 +111,7 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
         return session
 
     Viewer = Annotated[Session, Depends(viewer)]
+    CaseId = Annotated[int, Path(ge=1, le=2**63 - 1)]  # what the databases' integer keys hold
     Actor = Annotated[Session, Depends(actor)]
     Checked = Annotated[Session, Depends(checked)]
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -173,6 +174,8 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
     @router.post("/logout")
     def logout(request: Request, session: Checked) -> Response:
         close_session(engine, request.cookies[COOKIE])
+        with engine.begin() as conn:
+            audit.record(conn, session.user.username, "session.logout", "logged out", firm=session.user.firm)
         response = RedirectResponse(f"{PREFIX}/login", status_code=303)
         response.delete_cookie(COOKIE, path=PREFIX)
         return response
@@ -195,7 +198,7 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
             if day and not queries.is_day(day):
                 raise HTTPException(422, f"{name}: {day!r} is not a date (YYYY-MM-DD)")
         return queries.AlertFilter(type, firm, reason, min_score, since, until, sort, order == "desc",
-                                   session.user.firm)
+                                   session.user.firm, settings.console_utc_offset_hours)
 
     Filter = Annotated[queries.AlertFilter, Depends(alert_filter)]
 
@@ -243,7 +246,7 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
                     status=status)
 
     @router.get("/cases/{case_id}")
-    def case_page(request: Request, session: Viewer, case_id: int) -> HTMLResponse:
+    def case_page(request: Request, session: Viewer, case_id: CaseId) -> HTMLResponse:
         case_within(session, case_id)
         return page(request, "case.html", case=cases.get_case(engine, case_id),
                     dispositions=DISPOSITIONS, trail=audit.entries(engine, target=f"case:{case_id}"))
@@ -304,26 +307,26 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
         return back(f"/cases/{case_id}", "case-opened")
 
     @router.post("/cases/{case_id}/assign")
-    def assign(session: Actor, case_id: int, assignee: Annotated[str, Form()] = "") -> Response:
+    def assign(session: Actor, case_id: CaseId, assignee: Annotated[str, Form()] = "") -> Response:
         case_within(session, case_id)
         cases.assign(engine, session.user.username, case_id, assignee.strip())
         return back(f"/cases/{case_id}", "assigned")
 
     @router.post("/cases/{case_id}/comment")
-    def comment(session: Actor, case_id: int, text: Annotated[str, Form()]) -> Response:
+    def comment(session: Actor, case_id: CaseId, text: Annotated[str, Form()]) -> Response:
         case_within(session, case_id)
         cases.comment(engine, session.user.username, case_id, text)
         return back(f"/cases/{case_id}", "comment")
 
     @router.post("/cases/{case_id}/link")
-    def link(session: Actor, case_id: int, account_id: Annotated[str, Form()],
+    def link(session: Actor, case_id: CaseId, account_id: Annotated[str, Form()],
              reason: Annotated[str, Form()] = "") -> Response:
         case_within(session, case_id)
         cases.link_account(engine, session.user.username, case_id, account_id.strip(), reason)
         return back(f"/cases/{case_id}", "linked")
 
     @router.post("/cases/{case_id}/close")
-    def close(session: Actor, case_id: int, disposition: Annotated[str, Form()],
+    def close(session: Actor, case_id: CaseId, disposition: Annotated[str, Form()],
               reason: Annotated[str, Form()]) -> Response:
         case_within(session, case_id)
         cases.close(engine, session.user.username, case_id, disposition, reason)

@@ -53,6 +53,9 @@ class Settings:
     # only for plain HTTP on a development machine) and how long a login lasts.
     console_secure_cookie: int = 1
     console_session_hours: float = 12.0
+    # The firm's time zone as hours from UTC (Japan: 9): the days the alert queue's date filters
+    # mean, as the firm's analysts count them.
+    console_utc_offset_hours: float = 9.0
     # Containment webhooks: receivers (comma-separated; `FIRM=URL` takes that firm's actions
     # alone, a bare URL every firm's), the HMAC secret shared with them (give it in the
     # environment, KABUGUARD_WEBHOOK_SECRET, not in a file), retry backoff.
@@ -77,6 +80,8 @@ class Settings:
                 raise SettingsError(f"{name}: must be 0 or 1, got {getattr(self, name)}")
         if not isinstance(logging.getLevelName(self.log_level.upper()), int):  # as `configure` sets it
             raise SettingsError(f"log_level: expected one of debug, info, warning, error, critical, got {self.log_level!r}")
+        if not -14 <= self.console_utc_offset_hours <= 14:
+            raise SettingsError(f"console_utc_offset_hours: expected -14 to 14 (hours from UTC), got {self.console_utc_offset_hours}")
         if not self.db.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
             raise SettingsError(f"db: expected sqlite:///PATH or postgresql://…, got {self.db!r}")
         if self.workers < 1:

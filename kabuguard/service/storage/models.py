@@ -9,11 +9,13 @@ metadata = MetaData()
 
 # SQLite wants INTEGER for an auto-incrementing primary key; PostgreSQL gets a BIGINT identity.
 _Seq = BigInteger().with_variant(Integer(), "sqlite")
+# A firm's name as every table holds it.
+FIRM_MAX = 64
 
 api_keys = Table(
     "api_keys", metadata,
     Column("key_id", String(32), primary_key=True),
-    Column("firm", String(64), nullable=False),
+    Column("firm", String(FIRM_MAX), nullable=False),
     Column("name", String(200), nullable=False),
     Column("secret_sha256", String(64), nullable=False),  # the key is random: a fast hash suffices
     Column("rate_limit", Float, nullable=True),  # requests per second; null: the service default
@@ -25,7 +27,7 @@ api_keys = Table(
 decisions = Table(
     "decisions", metadata,
     Column("seq", _Seq, primary_key=True, autoincrement=True),
-    Column("firm", String(64), nullable=False),
+    Column("firm", String(FIRM_MAX), nullable=False),
     Column("event_id", String(200), nullable=False),
     Column("ts_us", BigInteger, nullable=False),
     Column("type", String(32), nullable=False),
@@ -40,7 +42,7 @@ decisions = Table(
 alerts = Table(
     "alerts", metadata,
     Column("seq", _Seq, primary_key=True, autoincrement=True),
-    Column("firm", String(64), nullable=False),
+    Column("firm", String(FIRM_MAX), nullable=False),
     Column("alert_id", String(240), nullable=False),
     Column("event_id", String(200), nullable=False),
     Column("ts_us", BigInteger, nullable=False),
@@ -61,7 +63,7 @@ alerts = Table(
 events = Table(
     "events", metadata,
     Column("seq", _Seq, primary_key=True, autoincrement=True),
-    Column("firm", String(64), nullable=False),
+    Column("firm", String(FIRM_MAX), nullable=False),
     Column("event_id", String(200), nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("account_id", String(200), nullable=True),
@@ -86,7 +88,7 @@ taxii_collections = Table(
 taxii_rights = Table(
     "taxii_rights", metadata,
     Column("collection_id", String(64), primary_key=True),
-    Column("firm", String(64), primary_key=True),
+    Column("firm", String(FIRM_MAX), primary_key=True),
     Column("can_read", Integer, nullable=False),
     Column("can_write", Integer, nullable=False),
 )
@@ -109,6 +111,6 @@ taxii_objects = Table(
 taxii_status = Table(
     "taxii_status", metadata,
     Column("status_id", String(64), primary_key=True),
-    Column("firm", String(64), nullable=False),
+    Column("firm", String(FIRM_MAX), nullable=False),
     Column("body", LargeBinary, nullable=False),
 )
