@@ -402,6 +402,18 @@ def test_ids_out_of_range_and_alerts_naming_no_account_are_a_4xx_and_contain_not
     assert actions(engine, limit=None) == before
 
 
+def test_filters_survive_the_sort_links_and_the_way_through_the_login_page(app: TestClient) -> None:
+    """A reason holding `&` or `#` was pasted raw into the sort links; a queue link opened before
+    logging in lost its filters."""
+    asked = app.get("/console/alerts", params={"type": "campaign_alert", "reason": "a&b#c"}, follow_redirects=False)
+    login_page = app.get(asked.headers["location"]).text
+    assert 'name="next" value="/console/alerts?type=campaign_alert&amp;reason=a%26b%23c"' in login_page
+    login(app, "analyst")
+    page = app.get("/console/alerts", params={"reason": "a&b#c", "min_score": 0.5}).text
+    links = [href.replace("&amp;", "&") for href in re.findall(r'<th><a href="\?([^"]+)"', page)]
+    assert len(links) == 4 and all("reason=a%26b%23c" in link and "min_score=0.5" in link for link in links)
+
+
 def test_an_alerts_page_lists_its_containment_after_500_later_actions(app: TestClient) -> None:
     csrf = login(app, "analyst")
     firm, alert_id = _campaign(app)

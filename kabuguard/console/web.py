@@ -342,7 +342,8 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
     async def login_required(request: Request, exc: LoginRequired) -> Response:
         if request.url.path.startswith(f"{PREFIX}/api/") or request.method != "GET":
             return JSONResponse({"detail": "log in to the console first"}, status_code=401)
-        return RedirectResponse(f"{PREFIX}/login?{urlencode({'next': request.url.path})}", status_code=303)
+        asked = request.url.path + (f"?{request.url.query}" if request.url.query else "")  # a queue link keeps its filters
+        return RedirectResponse(f"{PREFIX}/login?{urlencode({'next': asked})}", status_code=303)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
