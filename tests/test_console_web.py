@@ -379,13 +379,15 @@ def test_the_queues_date_filters_are_days_of_the_firms_time_zone(tmp_path: Path)
 
 
 def test_ids_out_of_range_and_alerts_naming_no_account_are_a_4xx_and_contain_nothing(app: TestClient) -> None:
-    """A case id past 64 bits gave a 500 on SQLite; a firm name no table can hold a 503 that said
-    to retry; a symbol alert "contained 0 accounts"."""
+    """A case id past 64 bits gave a 500 on SQLite; a form without its reason showed raw JSON; a
+    firm name no table can hold a 503 that said to retry; a symbol alert "contained 0 accounts"."""
     csrf = login(app, "admin")
     huge = "99999999999999999999"
     assert app.get(f"/console/cases/{huge}").status_code == 422
     assert app.post(f"/console/cases/{huge}/comment", data={"text": "x", "csrf": csrf}).status_code == 422
     assert app.get("/console/api/alerts", params={"after": huge}).status_code == 422
+    no_reason = app.post("/console/contain/account", data={"firm": "acme", "account_id": "A1", "csrf": csrf})
+    assert no_reason.status_code == 422 and "<title>" in no_reason.text and "reason: Field required" in no_reason.text
     engine = app.app.state.service.db.engine
     before = actions(engine, limit=None)
     refused = app.post("/console/contain/account", data={"firm": "f" * 65, "account_id": "A1", "reason": "takeover",

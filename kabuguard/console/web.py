@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import DataError, OperationalError
@@ -357,6 +358,19 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
 
     for error in (CaseError, ContainmentError):
         app.add_exception_handler(error, bad_input)
+
+    service_invalid = app.exception_handlers[RequestValidationError]
+
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        """A form sent without a field (a reason cleared) or with a value out of range: the
+        console's own error page, naming the field, where the API answers JSON."""
+        path = request.url.path
+        if not path.startswith(f"{PREFIX}/") or path.startswith(f"{PREFIX}/api/"):
+            return await service_invalid(request, exc)
+        fields = "; ".join(f"{e['loc'][-1]}: {e.get('msg', 'invalid')}" for e in exc.errors())
+        return await run_in_threadpool(page, request, "error.html", 422, message=fields)
+
+    app.add_exception_handler(RequestValidationError, invalid)  # type: ignore[arg-type]
 
     @app.exception_handler(OperationalError)
     async def unreachable(request: Request, exc: OperationalError) -> Response:
