@@ -86,3 +86,29 @@ def test_intel_export_makes_the_folder_of_its_bundle(tmp_path: Path) -> None:
                                        "--out", str(out)], env={KEY_ENV: "test-only-key-not-a-secret-0123456789"})
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["type"] == "bundle"
+
+
+def test_case_labels_leave_an_earlier_file_whole_when_the_database_cannot_be_opened(tmp_path: Path) -> None:
+    """The file was opened for writing, so emptied, before the database was."""
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text('{"event_id": "e1", "fraud": true}\n')
+    result = CliRunner().invoke(main, ["cases", "labels", "--out", str(labels), "--db", f"sqlite:///{tmp_path}/no/such/kg.db"])
+    assert result.exit_code == 1 and "cannot open the database" in result.output, result.output
+    assert labels.read_text() == '{"event_id": "e1", "fraud": true}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["labels.jsonl"]  # no partial file left
+
+
+def test_case_labels_into_a_folder_that_cannot_be_made_is_a_usage_error(tmp_path: Path) -> None:
+    """It was a traceback with exit 1 (which means rejected input)."""
+    (tmp_path / "file").write_text("not a folder")
+    result = CliRunner().invoke(main, ["cases", "labels", "--out", str(tmp_path / "file" / "l.jsonl"),
+                                       "--db", f"sqlite:///{tmp_path}/kg.db"])
+    assert result.exit_code == 2 and "cannot create the output folder" in result.output, result.output
+    assert not (tmp_path / "kg.db").exists()  # refused before any work
+
+
+def test_case_labels_are_written_into_a_new_folder(tmp_path: Path) -> None:
+    out = tmp_path / "eval" / "labels.jsonl"
+    result = CliRunner().invoke(main, ["cases", "labels", "--out", str(out), "--db", f"sqlite:///{tmp_path}/kg.db"])
+    assert result.exit_code == 0 and "0 labels written" in result.output, result.output
+    assert out.read_text() == "" and [p.name for p in out.parent.iterdir()] == ["labels.jsonl"]
