@@ -557,3 +557,28 @@ def test_a_campaign_first_alerted_after_it_ended_is_counted_apart(tmp_path: Path
     assert "campaigns detected: 2/2, median delay 20 min (1 of them only after they ended)" in \
         "\n".join(summary_lines(metrics))
     assert "(after it ended)" in (tmp_path / "out" / "report.html").read_text()
+
+
+@pytest.mark.parametrize("side", ["labels", "decisions"])
+def test_one_account_is_one_account_when_only_one_side_names_firms(tmp_path: Path, side: str) -> None:
+    """Paired by id alone, a hijacked account's decided event was keyed by the decision's firm and
+    its undecided one by the label's ("V1" and "F:V1"): one account counted twice."""
+    firm = {"firm": "F"}
+    run = tmp_path / "run"
+    run.mkdir()
+    _write(run / "decisions.jsonl", [
+        {"event_id": "o1", "ts": _ts("10:00"), "type": "order", "account_id": "V1", "decision": "allow",
+         "score": 0.1, "notional_jpy": 1000.0, **(firm if side == "decisions" else {})}])
+    _write(run / "alerts.jsonl", [{"type": "account_alert", "alert_id": "a1", "ts": _ts("10:30"), "account_id": "V1",
+                                   **(firm if side == "decisions" else {})}])
+    labels = _write(tmp_path / "labels.jsonl", [
+        {"event_id": e, "ts": _ts(t), "type": "order", "account_id": "V1", **C1_VICTIM, **(firm if side == "labels" else {})}
+        for e, t in (("o1", "10:00"), ("o2", "11:00"))])
+    metrics = evaluate_run(labels, run, tmp_path / "out")
+    account = "F:V1" if side == "decisions" else "V1"
+    victims = metrics["victims_stopped_before_first_order"]
+    assert (victims["victims_with_fraud_order"], victims["stopped"], victims["first_order_undecided"]) == (1, 0, 0)
+    assert victims["missed_accounts"] == [account]
+    [campaign] = metrics["campaigns"]
+    assert (campaign["accounts"], campaign["victim_accounts"]) == (1, 1)
+    assert metrics["alert_precision"]["account_alert"]["on_fraud"] == 1

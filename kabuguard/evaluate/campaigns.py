@@ -23,7 +23,7 @@ from kabuguard.evaluate.inputs import (
     SymbolAlert,
     alert_type,
 )
-from kabuguard.evaluate.metrics import Calendar, account_of, order_value, ratio, stopped
+from kabuguard.evaluate.metrics import AccountOf, Calendar, order_value, ratio, stopped
 
 # (instant, what raised it) sorted by instant, per account or per symbol.
 Leads = dict[str, list[tuple[int, str]]]
@@ -83,7 +83,7 @@ def _first_at_or_after(items: list[tuple[int, str]], start_us: int) -> tuple[int
     return items[i] if i < len(items) else None
 
 
-def _group(labels: dict[str, Label], decisions: dict[int, Decision]) -> dict[str, _Campaign]:
+def _group(labels: dict[str, Label], decisions: dict[int, Decision], account_of: AccountOf) -> dict[str, _Campaign]:
     """Fraudulent events per campaign; an undecided one still counts, at its labelled time.
     `decisions`: each label's decision, by the label's `id()` (`Run.label_of` paired them)."""
     campaigns: dict[str, _Campaign] = defaultdict(_Campaign)
@@ -109,7 +109,7 @@ def _group(labels: dict[str, Label], decisions: dict[int, Decision]) -> dict[str
 
 
 def campaigns(
-    labels: dict[str, Label], decisions: dict[int, Decision], leads: Leads, cal: Calendar
+    labels: dict[str, Label], decisions: dict[int, Decision], account_of: AccountOf, leads: Leads, cal: Calendar
 ) -> list[dict]:
     """One row per labelled campaign with its detection delay.
 
@@ -119,7 +119,7 @@ def campaigns(
     investigation, not the customers: the summary counts those apart.
     """
     rows = []
-    for campaign_id, c in sorted(_group(labels, decisions).items()):
+    for campaign_id, c in sorted(_group(labels, decisions, account_of).items()):
         candidates = [(d.ts_us, f"{d.decision} on {d.event_id}") for d, _ in c.decided if stopped(d)]
         if c.start_us is not None:
             for account in c.accounts:

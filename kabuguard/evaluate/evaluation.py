@@ -61,8 +61,8 @@ def _period(run: Run, cal: m.Calendar) -> dict:
 
 def _fraud_accounts(run: Run, pairs: list[m.Pair]) -> set[str]:
     """Accounts with a fraudulent event, as decided or as labelled."""
-    decided = {m.account_of(d, label) for d, label in pairs if label.fraud}
-    labelled = {m.account_of(None, label) for label in run.labels.values() if label.fraud}
+    decided = {run.account_of(d, label) for d, label in pairs if label.fraud}
+    labelled = {run.account_of(None, label) for label in run.labels.values() if label.fraud}
     return {a for a in decided | labelled if a}
 
 
@@ -124,7 +124,7 @@ def compute(run: Run) -> dict:
         []
         if "campaigns" in unavailable
         else camp.campaigns(
-            run.labels, {id(label): d for d, label in pairs}, camp.account_leads(run.alerts), cal
+            run.labels, {id(label): d for d, label in pairs}, run.account_of, camp.account_leads(run.alerts), cal
         )
     )
     return {
@@ -139,7 +139,7 @@ def compute(run: Run) -> dict:
         "value_stopped": m.order_value(pairs),
         "victims_stopped_before_first_order": None
         if "victims_stopped_before_first_order" in unavailable
-        else m.victims_stopped(pairs, run.labels.values()),
+        else m.victims_stopped(pairs, run.labels.values(), run.account_of),
         "false_positive_rate_by_group": None
         if "false_positive_rate_by_group" in unavailable
         else m.false_positives_by_group(pairs),

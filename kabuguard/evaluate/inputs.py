@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gzip
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -178,12 +178,30 @@ class Run:
     # firms (labels written without the decisions' `firm` field, or the other way round): there
     # a decision finds its label by id (`label_of`). Empty otherwise. Filled by `load`.
     by_id: dict[str, Label] = field(default_factory=dict)
+    # There too, the run's key (`firm:account_id` or `account_id`) of each account id that the
+    # decisions name under one key only, so that a label's account is keyed as the run keys it
+    # (`account_of`). None when both sides name firms, or neither. Filled by `load`.
+    run_accounts: dict[str, str] | None = None
 
     def label_of(self, decision: Decision) -> Label | None:
         """A decision's label: by its id at its firm, or by its id alone where only one side names
         firms (`by_id`)."""
         label = self.labels.get(decision.key)
         return self.by_id.get(decision.event_id) if label is None else label
+
+    def account_of(self, decision: Decision | None, label: Label) -> str | None:
+        """The account as the product saw it, else as the label says; `firm:account_id` when the
+        run names firms, as the engine keys accounts in a pooled feed (and its alerts name them).
+
+        Where only one side names firms, a label's account takes the run's key: keyed by its own
+        firm, one account's decided and undecided events would count as two accounts."""
+        if decision is not None and decision.account_id:
+            return firm_account_key(decision.firm, decision.account_id)
+        if not label.account_id:
+            return None
+        if self.run_accounts is None:
+            return firm_account_key(label.firm, label.account_id)
+        return self.run_accounts.get(label.account_id, label.account_id)
 
 
 _decode_decision = msgspec.json.Decoder(Decision).decode
@@ -266,6 +284,7 @@ def load(labels_path: Path, run_dir: Path, *, progress: bool = False, bars: Iter
     if any(label.firm for label in run.labels.values()) != any(d.firm for d in run.decisions):
         ids = Counter(label.event_id for label in run.labels.values())
         run.by_id = {label.event_id: label for label in run.labels.values() if ids[label.event_id] == 1}
+        run.run_accounts = _run_accounts(run.decisions)
     bars = list(bars)
     if bars:
         run.symbol_days = symbol_days(bars, run.rejections)
@@ -274,6 +293,16 @@ def load(labels_path: Path, run_dir: Path, *, progress: bool = False, bars: Iter
         with replay_rejected.open("rb") as fh:
             run.replay_rejected = sum(1 for line in fh if line.strip())
     return run
+
+
+def _run_accounts(decisions: Iterable[Decision]) -> dict[str, str]:
+    """The run's key of each account id the decisions name, where they name it at one firm only
+    (at several, a label without a firm cannot tell which customer it means)."""
+    keys: dict[str, set[str]] = defaultdict(set)
+    for d in decisions:
+        if d.account_id:
+            keys[d.account_id].add(firm_account_key(d.firm, d.account_id))
+    return {account: next(iter(named)) for account, named in keys.items() if len(named) == 1}
 
 
 def _event_key(decision: Decision) -> str:

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from kabuguard.evaluate.inputs import Alert, Decision, Label, SymbolAlert, alert_type
-from kabuguard.events.model import firm_account_key
 
 Pair = tuple[Decision, Label]
+# An event's account, from its decision when it has one, else from its label (`Run.account_of`).
+AccountOf = Callable[[Decision | None, Label], str | None]
 
 DECISIONS = ("allow", "challenge", "review", "block")
 DECIDED_TYPES = ("login", "account_change", "order")
@@ -57,14 +58,6 @@ def ratio(numerator: float, denominator: float) -> float | None:
     Six decimals: a false-positive rate of one order in 100,000 must not round to zero.
     """
     return round(numerator / denominator, 6) if denominator else None
-
-
-def account_of(decision: Decision | None, label: Label) -> str | None:
-    """The account as the product saw it, else as the label says; `firm:account_id` when the
-    record names a firm, as the engine keys accounts in a pooled feed."""
-    if decision is not None and decision.account_id:
-        return firm_account_key(decision.firm, decision.account_id)
-    return firm_account_key(label.firm, label.account_id) if label.account_id else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +153,7 @@ def by_role(pairs: list[Pair]) -> dict[str, dict]:
     return {role: order_value(group) for role, group in sorted(groups.items())}
 
 
-def victims_stopped(pairs: list[Pair], labels: Iterable[Label], limit: int = 20) -> dict:
+def victims_stopped(pairs: list[Pair], labels: Iterable[Label], account_of: AccountOf, limit: int = 20) -> dict:
     """Hijacked accounts stopped before their first fraudulent order could go through.
 
     Only the events labelled `victim` count: an attacker's own orders on an account its campaign
