@@ -582,3 +582,30 @@ def test_one_account_is_one_account_when_only_one_side_names_firms(tmp_path: Pat
     [campaign] = metrics["campaigns"]
     assert (campaign["accounts"], campaign["victim_accounts"]) == (1, 1)
     assert metrics["alert_precision"]["account_alert"]["on_fraud"] == 1
+
+
+def test_times_no_calendar_can_write_are_rejected_lines_not_a_crash(run_files: tuple[Path, Path], tmp_path: Path) -> None:
+    """Year 1 at +09:00 is year 0 in UTC: the report's calendar raised ValueError, a traceback."""
+    labels, run = run_files
+    decision = {"event_id": "x1", "type": "login", "decision": "allow", "score": 0.1}
+    with (run / "decisions.jsonl").open("a") as fh:
+        fh.write(json.dumps({**decision, "ts": "0001-01-01T00:00:00+09:00"}) + "\n")
+        fh.write(json.dumps({**decision, "event_id": "x2", "ts": "9999-12-31T20:00:00-09:00"}) + "\n")
+    with (run / "alerts.jsonl").open("a") as fh:
+        fh.write(json.dumps({"type": "symbol_alert", "alert_id": "z", "ts": "0001-01-01T12:00:00Z", "symbol": "1"}) + "\n")
+    with labels.open("a") as fh:
+        fh.write(json.dumps({"event_id": "x3", "fraud": False, "ts": "0001-01-01T08:00:00+09:00"}) + "\n")
+        fh.write(json.dumps({"kind": "pump_episode", "symbol": "1", "start": _ts("09:00"),
+                             "end": "9999-12-31T23:59:59-23:00"}) + "\n")
+    out = tmp_path / "out"
+    result = _cli("--labels", labels, "--run", run, "--out", out)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output  # not a traceback
+    rejected = [json.loads(line) for line in (out / "evaluate-rejected.jsonl").read_text().splitlines()]
+    n = len(EVENTS)
+    assert [(Path(r["file"]).name, r["line"]) for r in rejected] == [
+        ("decisions.jsonl", n + 1), ("decisions.jsonl", n + 2), ("alerts.jsonl", len(ALERTS) + 1),
+        ("labels.jsonl", len(_labels()) + 1), ("labels.jsonl", len(_labels()) + 2)]
+    assert "`ts` is outside 0001-01-02 to 9999-12-30 in UTC" in rejected[0]["reason"]
+    assert "`end` is outside" in rejected[4]["reason"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["detection"]["order"]["tp"] == 2 and metrics["period"]["first"].startswith("2025-03-21")

@@ -13,12 +13,13 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
+from kabuguard.events.instants import END_US
 from kabuguard.events.model import firm_account_key
 from kabuguard.events.reader import UNREADABLE, ContractError, Rejection, expand_paths, read_file
 from kabuguard.progress import progress
@@ -46,6 +47,19 @@ def micros(ts: datetime) -> int:
     # Whole seconds from the float (rounded down, so before 1970 too), microseconds from the
     # field: exact, and several times faster than timedelta arithmetic at a million lines.
     return math.floor(ts.timestamp()) * 1_000_000 + ts.microsecond
+
+
+# A day inside the years 1 to 9999 in UTC: the report writes every instant in the offset of the
+# run's first one, and a calendar a day off (any offset) must still have a year for it.
+_FIRST_US = micros(datetime(1, 1, 2, tzinfo=timezone.utc))
+
+
+def instant_us(ts: datetime, name: str) -> int:
+    """`micros` of the field `name`, or a ContractError when no calendar could write it back."""
+    us = micros(ts)
+    if not _FIRST_US <= us <= END_US:
+        raise ContractError(f"`{name}` is outside 0001-01-02 to 9999-12-30 in UTC: {ts.isoformat()}")
+    return us
 
 
 # gc=False: these records hold no cycles, and a million tracked objects make every
@@ -211,7 +225,7 @@ _decode_any = msgspec.json.Decoder().decode
 
 def parse_decision(line: bytes) -> Decision:
     decision = _decode_decision(line)
-    decision.ts_us = micros(decision.ts)
+    decision.ts_us = instant_us(decision.ts, "ts")
     if decision.decision == "allow":
         # Reasons are only read on flagged events, and an allow is flagged under no rule:
         # dropping them here saves most of the memory of a large run.
@@ -221,7 +235,7 @@ def parse_decision(line: bytes) -> Decision:
 
 def parse_alert(line: bytes) -> Alert:
     alert = _decode_alert(line)
-    alert.ts_us = micros(alert.ts)
+    alert.ts_us = instant_us(alert.ts, "ts")
     return alert
 
 
@@ -233,14 +247,14 @@ def parse_label(line: bytes) -> Label | PumpEpisode:
     kind = obj.get("kind")
     if kind == "pump_episode":
         episode = msgspec.convert(obj, PumpEpisode)
-        episode.start_us, episode.end_us = micros(episode.start), micros(episode.end)
+        episode.start_us, episode.end_us = instant_us(episode.start, "start"), instant_us(episode.end, "end")
         if episode.end_us < episode.start_us:
             raise ContractError("pump_episode `end` is before `start`")
         return episode
     if kind is not None:
         raise ContractError(f"unknown `kind`: {kind!r} (expected absent or 'pump_episode')")
     label = msgspec.convert(obj, Label)
-    label.ts_us = micros(label.ts) if label.ts is not None else None
+    label.ts_us = instant_us(label.ts, "ts") if label.ts is not None else None
     return label
 
 
