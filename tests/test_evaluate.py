@@ -609,3 +609,22 @@ def test_times_no_calendar_can_write_are_rejected_lines_not_a_crash(run_files: t
     assert "`end` is outside" in rejected[4]["reason"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["detection"]["order"]["tp"] == 2 and metrics["period"]["first"].startswith("2025-03-21")
+
+
+def test_a_notional_past_a_thousand_trillion_yen_is_a_rejected_line(run_files: tuple[Path, Path], tmp_path: Path) -> None:
+    """Two of 1.7e308 summed to infinity, and rounding it raised OverflowError: a traceback."""
+    labels, run = run_files
+    order = {"type": "order", "decision": "allow", "score": 0.1, "ts": _ts("09:00")}
+    with (run / "decisions.jsonl").open("a") as fh:
+        for event_id, notional in (("x1", 1.7e308), ("x2", 1.7e308), ("x3", 1e15)):
+            fh.write(json.dumps({**order, "event_id": event_id, "notional_jpy": notional}) + "\n")
+    with labels.open("a") as fh:
+        fh.writelines(json.dumps({"event_id": e, "fraud": True}) + "\n" for e in ("x1", "x2", "x3"))
+    result = _cli("--labels", labels, "--run", run, "--out", tmp_path / "out")
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output  # not a traceback
+    n = len(EVENTS)
+    rejected = [json.loads(line) for line in (tmp_path / "out" / "evaluate-rejected.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in rejected] == [n + 1, n + 2]
+    assert "`$.notional_jpy`" in rejected[0]["reason"]
+    value = json.loads((tmp_path / "out" / "metrics.json").read_text())["value_stopped"]
+    assert value["fraud_notional_jpy"] == 10**15 + 11_500_000  # the largest accepted one counts

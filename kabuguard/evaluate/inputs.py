@@ -39,7 +39,10 @@ T = TypeVar("T")
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]
 _MICRO = timedelta(microseconds=1)
 Score = Annotated[float, msgspec.Meta(ge=0, le=1)]
-Yen = Annotated[float, msgspec.Meta(ge=0)]
+# An order's notional: at most a thousand trillion yen, about what the whole Tokyo market is
+# worth, so that no sum of them overflows to infinity (which a report cannot round).
+MAX_YEN = 1e15
+Yen = Annotated[float, msgspec.Meta(ge=0, le=MAX_YEN)]
 
 
 def micros(ts: datetime) -> int:
