@@ -628,3 +628,18 @@ def test_a_notional_past_a_thousand_trillion_yen_is_a_rejected_line(run_files: t
     assert "`$.notional_jpy`" in rejected[0]["reason"]
     value = json.loads((tmp_path / "out" / "metrics.json").read_text())["value_stopped"]
     assert value["fraud_notional_jpy"] == 10**15 + 11_500_000  # the largest accepted one counts
+
+
+def test_a_run_folder_whose_replay_has_not_finished_is_refused(run_files: tuple[Path, Path], tmp_path: Path) -> None:
+    """Evaluated as if whole, with exit 0: an interrupted replay's decisions stop early."""
+    labels, run = run_files
+    (run / "INCOMPLETE").write_text("a replay into this folder has not finished\n")
+    result = _cli("--labels", labels, "--run", run, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "INCOMPLETE" in result.output and "has not finished" in result.output, result.output
+    assert not (tmp_path / "out" / "metrics.json").exists()
+    from kabuguard.evaluate.inputs import IncompleteRun  # noqa: PLC0415
+
+    with pytest.raises(IncompleteRun):
+        evaluate_run(labels, run, tmp_path / "out")
+    (run / "INCOMPLETE").unlink()  # the replay finished
+    assert _cli("--labels", labels, "--run", run, "--out", tmp_path / "out").exit_code == 0

@@ -8,6 +8,7 @@ import click
 
 from kabuguard.cli.folders import make_out
 from kabuguard.evaluate import evaluate_run, summary_lines
+from kabuguard.evaluate.inputs import IncompleteRun
 
 _REJECTIONS_SHOWN = 10
 
@@ -56,7 +57,7 @@ def evaluate(ctx: click.Context, labels_path: Path, run_dir: Path, out_dir: Path
     make_out(out_dir)
     try:
         metrics = evaluate_run(labels_path, run_dir, out_dir, progress=True, bars=bars)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, IncompleteRun) as exc:
         raise click.BadParameter(str(exc), param_hint="--run") from None
     for line in summary_lines(metrics):
         click.echo(line)

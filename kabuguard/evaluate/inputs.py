@@ -23,6 +23,7 @@ from kabuguard.events.instants import END_US
 from kabuguard.events.model import firm_account_key
 from kabuguard.events.reader import UNREADABLE, ContractError, Rejection, expand_paths, read_file
 from kabuguard.progress import progress
+from kabuguard.replay import INCOMPLETE
 
 DecisionKind = Literal["allow", "challenge", "review", "block"]
 DecidedType = Literal["login", "account_change", "order"]
@@ -276,8 +277,13 @@ def _progress(paths: list[Path], enabled: bool) -> Iterator[Callable[[Path], Cal
         yield for_file
 
 
+class IncompleteRun(ValueError):
+    """The run folder holds the replay's INCOMPLETE marker: its decisions and alerts stop early."""
+
+
 def load(labels_path: Path, run_dir: Path, *, progress: bool = False, bars: Iterable[Path] = ()) -> Run:
-    """Read the three inputs; a missing alerts.jsonl is noted (no alerts), a missing decisions.jsonl is an error.
+    """Read the three inputs; a missing alerts.jsonl is noted (no alerts), a missing decisions.jsonl
+    is an error, and so is a run folder a replay has not finished (`IncompleteRun`).
 
     `bars` (the market bars the run replayed, optional) give the symbol-days watched."""
     decisions_path = run_dir / "decisions.jsonl"
@@ -285,6 +291,11 @@ def load(labels_path: Path, run_dir: Path, *, progress: bool = False, bars: Iter
     if not decisions_path.is_file():
         raise FileNotFoundError(
             f"{decisions_path}: no decisions.jsonl in the run folder; pass the --out folder of `kabuguard replay`"
+        )
+    if (run_dir / INCOMPLETE).exists():  # its figures would read as the whole run's
+        raise IncompleteRun(
+            f"{run_dir / INCOMPLETE}: a replay into this folder has not finished (interrupted, or still running), "
+            "so its decisions and alerts stop early; run the replay to the end, then evaluate"
         )
     run = Run()
     with _progress([decisions_path, alerts_path, labels_path], progress) as counter:
