@@ -643,3 +643,17 @@ def test_a_run_folder_whose_replay_has_not_finished_is_refused(run_files: tuple[
         evaluate_run(labels, run, tmp_path / "out")
     (run / "INCOMPLETE").unlink()  # the replay finished
     assert _cli("--labels", labels, "--run", run, "--out", tmp_path / "out").exit_code == 0
+
+
+def test_the_time_chart_keeps_under_its_column_count_over_any_span(run_files: tuple[Path, Path], tmp_path: Path) -> None:
+    """Its width stopped at a week: a decision in a mistyped year gave a column per week between."""
+    labels, run = run_files
+    with (run / "decisions.jsonl").open("a") as fh:
+        fh.write(json.dumps({"event_id": "typo", "ts": "9025-03-21T09:00:00+09:00", "type": "login",
+                             "decision": "allow", "score": 0.1}) + "\n")
+    metrics = evaluate_run(labels, run, tmp_path / "out")
+    series = metrics["decisions_over_time"]
+    assert len(series["starts"]) <= 72 and series["bucket_minutes"] % 1440 == 0  # whole days
+    assert sum(map(sum, series["counts"].values())) == len(EVENTS) + 1
+    assert series["counts"]["allow"][-1] == 1 and series["starts"][0] == "2025-03-21T00:00:00+09:00"
+    assert (tmp_path / "out" / "metrics.json").stat().st_size < 100_000

@@ -271,11 +271,21 @@ def score_thresholds(histograms: dict[str, dict[str, list[int]]]) -> dict[str, l
 
 def decisions_over_time(decisions: list[Decision], label_of: Callable[[Decision], Label | None],
                         cal: Calendar) -> dict:
-    """Decisions, and labelled fraudulent ones, per time bucket of a width that keeps under _MAX_BUCKETS."""
-    span_min = (cal.last_us - cal.first_us) / _MINUTE_US
-    width = next((m for m in _BUCKET_MINUTES if span_min / m < _MAX_BUCKETS), _BUCKET_MINUTES[-1])
+    """Decisions, and labelled fraudulent ones, per time bucket of a width that keeps under _MAX_BUCKETS.
+
+    Past the widest of _BUCKET_MINUTES (a run over years, a mistyped year) the width grows with
+    the span: at a week a column, a mistyped year made metrics.json 32 MB."""
+    span_us = cal.last_us - cal.first_us
+    width = next((m for m in _BUCKET_MINUTES if span_us / _MINUTE_US / m < _MAX_BUCKETS), None)
+    if width is None:
+        # Whole days from the first day's midnight (counted from the epoch's, the chart would
+        # start in 1970), which is up to a day before the first instant.
+        days = (span_us + _DAY_US) // (_MAX_BUCKETS * _DAY_US) + 1
+        width, align_us = days * _DAY_US // _MINUTE_US, _DAY_US
+    else:
+        align_us = width * _MINUTE_US
     width_us = width * _MINUTE_US
-    origin = (cal.first_us + cal.offset_us) // width_us * width_us - cal.offset_us
+    origin = (cal.first_us + cal.offset_us) // align_us * align_us - cal.offset_us
     n = (cal.last_us - origin) // width_us + 1
     series = {dec: [0] * n for dec in DECISIONS}
     fraud = [0] * n

@@ -207,7 +207,7 @@ def _time_charts(metrics: dict) -> str:
     return _section(
         "Decisions over time",
         _note(
-            f"Each column is {width} minutes. The second chart leaves out 'allow' so interventions stay "
+            f"Each column is {width:,} minutes. The second chart leaves out 'allow' so interventions stay "
             "visible, and draws the labelled fraudulent events as a line: interventions should follow it."
         ),
         charts.stacked_columns("All decisions", labels, series["counts"], DECISION_COLORS),
