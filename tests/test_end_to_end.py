@@ -124,3 +124,25 @@ def test_a_pooled_run_whose_firms_number_events_alike_decides_and_evaluates_as_w
         bundles[name] = sorted(o["type"] for o in bundle["objects"])
     assert figures["pooled"] == figures["unique"]
     assert bundles["pooled"] == bundles["unique"]
+
+
+@pytest.mark.parametrize("stage", ["replay", "evaluate"])
+def test_a_demo_whose_replay_or_evaluation_rejected_lines_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   stage: str) -> None:
+    """It exited 0 whatever was rejected, where replay and evaluate exit 1."""
+    import kabuguard.sim
+
+    simulate = kabuguard.sim.simulate
+
+    def with_a_bad_line(config: kabuguard.sim.Config, out: Path, **kwargs: object) -> dict:
+        done = simulate(config, out, **kwargs)
+        bad = out / "events" / "bad.jsonl" if stage == "replay" else out / "labels.jsonl"
+        with bad.open("a") as fh:
+            fh.write("{not json\n")
+        return done
+
+    monkeypatch.setattr(kabuguard.sim, "simulate", with_a_bad_line)
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(main, ["demo", "--out", str(out), "--accounts", "100", "--days", "2", "--quiet"])
+    assert result.exit_code == 1 and "report:" in result.output, result.output
+    assert "rejected" in result.output

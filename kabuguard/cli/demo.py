@@ -24,7 +24,7 @@ def demo(out_dir: Path, accounts: int, days: int, seed: int, quiet: bool) -> Non
     """Simulate a brokerage hit by a 2025-style campaign, replay it and evaluate the decisions.
 
     Prints the headline figures and the path of the HTML report. Runs on the embedded default:
-    no server needed.
+    no server needed. Exits 1 when the replay or the evaluation rejected input lines.
     """
     from kabuguard.evaluate import evaluate_run, summary_lines
     from kabuguard.progress import progress
@@ -52,3 +52,8 @@ def demo(out_dir: Path, accounts: int, days: int, seed: int, quiet: bool) -> Non
     for line in summary_lines(metrics):
         click.echo(line)
     click.echo(f"report: {metrics['outputs']['report']}")
+    if summary.rejected:
+        click.echo(f"{summary.rejected} event lines rejected by the replay: see {summary.out_dir / 'rejected.jsonl'}",
+                   err=True)
+    if summary.rejected or metrics["inputs"]["rejected_lines"]:  # as replay and evaluate exit
+        sys.exit(1)
