@@ -74,6 +74,35 @@ def test_a_report_that_breaks_its_definition_is_left_out_and_named(three_firms: 
     assert f"skipped {broken['id']}" in result.stderr
 
 
+def test_a_report_whose_json_types_are_wrong_is_left_out_and_named(three_firms: Path, tmp_path: Path) -> None:
+    """stix2 coerces "5" to 5 and 202504 to "202504", so such a report passed the check and the
+    sums died with a TypeError (a traceback here, a 500 for every reader of the endpoint)."""
+    path = bundles(three_firms, tmp_path)[0]
+    bundle = json.loads(path.read_text())
+    good = _stats(str(path))
+    report = next(o for o in bundle["objects"] if o["type"] == "x-kabuguard-monthly-report")
+    symbol = next(o for o in bundle["objects"] if o["type"] == "x-kabuguard-targeted-symbol")
+    changes = [(report, "unauthorised_access_count", "5"), (report, "month", 202504), (report, "sell_amount_jpy", True),
+               (symbol, "buy_orders", 2.0), (symbol, "accounts", [1]), (symbol, "first_seen", 1)]
+    bad = [dict(obj, id=f"{obj['type']}--{n}" + "9" * 7 + "-9999-4999-8999-" + "9" * 12, **{field: value})
+           for n, (obj, field, value) in enumerate(changes)]
+    named = {"type": "identity", "spec_version": "2.1", "id": "identity--" + "9" * 8 + "-9999-4999-8999-" + "9" * 12,
+             "created": "2025-01-01T00:00:00Z", "modified": "2025-01-01T00:00:00Z", "name": ["firm-x"]}
+    bundle["objects"] += [*bad, named, dict(report, id=bad[0]["id"].replace("0999", "0998"), created_by_ref=named["id"])]
+    bad_path = tmp_path / "bad.json"
+    bad_path.write_text(json.dumps(bundle))
+    result = CliRunner().invoke(main, ["intel", "stats", "--json", str(bad_path)])
+    assert result.exit_code == 1, result.output
+    figures = json.loads(result.stdout)
+    assert [s["object"] for s in figures["skipped"]] == [o["id"] for o in bad] + [named["id"]]
+    assert [s["reason"].split(" ")[0] for s in figures["skipped"]] == [f"`{field}`" for _, field, _ in changes] + ["`name`"]
+    assert "not a whole number" in figures["skipped"][0]["reason"] and "not text" in figures["skipped"][1]["reason"]
+    month = next(m for m in figures["months"] if m["month"] == report["month"])
+    was = next(m for m in good["months"] if m["month"] == report["month"])
+    # The report naming an unreadable identity counts, under the identity's id.
+    assert month["unauthorised_access_count"] == 2 * was["unauthorised_access_count"] and named["id"] in month["firms"]
+
+
 def test_a_report_with_nan_or_infinity_is_left_out_and_named(three_firms: Path, tmp_path: Path) -> None:
     """Python's json reads them from a bundle file; summed, they printed NaN as the month's figures."""
     path = bundles(three_firms, tmp_path)[0]

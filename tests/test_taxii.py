@@ -236,6 +236,24 @@ def test_a_bad_object_fails_alone_and_bad_reports_are_left_out_of_the_figures(ta
     assert far.status_code == 400 and "next" in far.json()["description"]
 
 
+def test_a_report_whose_json_types_are_wrong_is_refused_and_the_figures_still_answer(taxii: Running) -> None:
+    """stix2 coerces "5" to 5 and 202504 to "202504": the store took the first (GET /v1/intel/stats
+    then answered 500 to everyone) and answered 500 to the second."""
+    report = {"type": "x-kabuguard-monthly-report", "spec_version": "2.1",
+              "id": "x-kabuguard-monthly-report--" + "7" * 8 + "-7777-4777-8777-" + "7" * 12,
+              "created": "2025-05-01T00:00:00Z", "modified": "2025-05-01T00:00:00Z", "name": "firm-b 2025-04",
+              "month": "2025-04", "unauthorised_access_count": 1, "unauthorised_trade_count": 1,
+              "sell_amount_jpy": 1.0, "buy_amount_jpy": 2.0}
+    answer = _post(taxii, "firm-b", [dict(report, unauthorised_access_count="5"), dict(report, month=202504)])
+    assert answer.status_code == 202, answer.text
+    failures = answer.json()["failures"]
+    assert [f["message"] for f in failures] == ["objects[0]: `unauthorised_access_count` '5': not a whole number",
+                                                "objects[1]: `month` 202504: not text"]
+    stats = requests.get(taxii.url.replace("/taxii2/", "/v1/intel/stats"), params={"collection": "regulator"},
+                         auth=("fsa", taxii.keys["fsa"]))
+    assert stats.status_code == 200 and stats.json()["months"] == []
+
+
 def test_nan_or_infinity_in_a_posted_object_is_refused_naming_it(taxii: Running) -> None:
     """Python's json reads NaN and Infinity: stored, they made the stats endpoint answer 500 and
     every page of the collection invalid JSON."""

@@ -13,7 +13,8 @@ identity it names: a firm may write to the regulator's inbox, never in another f
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+import reprlib
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,15 +26,41 @@ from kabuguard.intel.finite import non_finite
 _OKU = 1e8  # the FSA publishes amounts in oku yen (100 million)
 # The object types the figures are made of.
 STATS_TYPES = ("identity", "x-kabuguard-monthly-report", "x-kabuguard-targeted-symbol")
-_REPORTS = STATS_TYPES[1:]
 _MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 _OLDEST = datetime.min.replace(tzinfo=timezone.utc)
 
+# The JSON type of each property the figures read, as posted: `stix2.parse` checks a coerced copy
+# ("5" passes as 5, 202504 as "202504"), but what is stored, summed and compared is the JSON itself.
+_JSON_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "text": ("text", lambda v: isinstance(v, str)),
+    "whole": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "number": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "texts": ("a list of text", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
+    "objects": ("an object of objects", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values())),
+}
+_COMMON = {"created": "text", "modified": "text", "created_by_ref": "text", "name": "text", "extensions": "objects"}
+_SHAPES = {
+    "identity": {"name": "text"},
+    "x-kabuguard-monthly-report": _COMMON | {
+        "month": "text", "unauthorised_access_count": "whole", "unauthorised_trade_count": "whole",
+        "sell_amount_jpy": "number", "buy_amount_jpy": "number", "accounts": "texts"},
+    "x-kabuguard-targeted-symbol": _COMMON | {
+        "symbol": "text", "first_seen": "text", "last_seen": "text", "campaign_refs": "texts", "accounts": "texts",
+        "buy_orders": "whole", "buy_notional_jpy": "number", "sell_notional_jpy": "number"},
+}
+
 
 def problem(obj: Any) -> str | None:
-    """Why a shared report (monthly report, targeted symbol) cannot be counted, or None (other
-    types: None). The types' STIX definitions (kabuguard.intel.stix) say what each property must be."""
-    if not isinstance(obj, dict) or obj.get("type") not in _REPORTS:
+    """Why a shared report (monthly report, targeted symbol) or identity cannot be counted, or None
+    (other types: None). The types' STIX definitions (kabuguard.intel.stix) say what each property
+    must be; the JSON types are checked first, since stix2 coerces them."""
+    if not isinstance(obj, dict) or obj.get("type") not in STATS_TYPES:
+        return None
+    for name, expected in _SHAPES[obj["type"]].items():
+        what, fits = _JSON_TYPES[expected]
+        if name in obj and not fits(obj[name]):
+            return f"`{name}` {reprlib.repr(obj[name])}: not {what}"
+    if obj["type"] == "identity":
         return None
     where = non_finite(obj)
     if where is not None:  # stix2's FloatProperty takes NaN and infinity; no sum or JSON answer does
