@@ -298,3 +298,18 @@ def test_intel_pull_rejects_a_malformed_object_and_writes_the_rest() -> None:
                              lambda _: "2025-04-01T00:00:00.000+00:00", summary)
     assert [line["value"] for line in lines] == ["45.32.8.8"]
     assert summary.rejected == [("objects[0]", "no STIX `id`"), ("objects[1]", "not a JSON object")]
+
+
+def test_intel_pull_rejects_an_unreadable_creator_and_writes_the_rest() -> None:
+    """An indicator whose created_by_ref was a list stopped the whole pull: unhashable type 'list'."""
+    from kabuguard.intel.pull import PullSummary, indicator_events
+
+    good = {"type": "indicator", "spec_version": "2.1", "id": "indicator--" + "3" * 8 + "-3333-4333-8333-" + "3" * 12,
+            "modified": "2025-04-01T00:00:00.000Z", "pattern_type": "stix", "pattern": "[ipv4-addr:value = '45.32.8.8']"}
+    listed = dict(good, id=good["id"].replace("3333-4333", "3334-4334"), created_by_ref=["identity--x"])
+    nameless = {"type": "identity", "id": "identity--" + "4" * 8 + "-4444-4444-8444-" + "4" * 12, "name": {"en": "x"}}
+    signed = dict(good, id=good["id"].replace("3333-4333", "3335-4335"), created_by_ref=nameless["id"])
+    summary = PullSummary()
+    lines = indicator_events([listed, nameless, good, signed], lambda _: "2025-04-01T00:00:00.000+00:00", summary)
+    assert [(line["stix_id"], "source" in line) for line in lines] == [(good["id"], False), (signed["id"], False)]
+    assert summary.rejected == [(nameless["id"], "identity `name` is not text"), (listed["id"], "`created_by_ref` is not text")]

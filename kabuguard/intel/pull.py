@@ -3,9 +3,10 @@
 Each STIX indicator whose pattern is one comparison Kabuguard can match (`stix.parse_pattern`)
 becomes one contract line with `ts` = its arrival at this firm, so that replay and service use it
 from then on and never before. Revoked and expired indicators, and patterns Kabuguard cannot
-match, are skipped and counted; a malformed object (not a JSON object, no id) or indicator (a
-pattern that is not text, a `valid_until` that is not a timestamp with an offset) is rejected with
-its id, or its place, and the reason, and the others are still written.
+match, are skipped and counted; a malformed object (not a JSON object, no id, an identity whose
+name is not text) or indicator (a pattern or `created_by_ref` that is not text, a `valid_until`
+that is not a timestamp with an offset) is rejected with its id, or its place, and the reason, and
+the others are still written.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def indicator_events(objects: Iterable[dict[str, Any]], arrival: Callable[[dict[
             summary.rejected.append((f"objects[{n}]", "not a JSON object"))
         elif not isinstance(obj.get("id"), str) or "--" not in obj["id"]:
             summary.rejected.append((f"objects[{n}]", "no STIX `id`"))
+        elif obj.get("type") == "identity" and not isinstance(obj.get("name", ""), str):
+            summary.rejected.append((obj["id"], "identity `name` is not text"))
         else:
             readable.append(obj)
     names = {o["id"]: o.get("name", "") for o in readable if o.get("type") == "identity"}
@@ -107,6 +110,8 @@ def _problem(obj: dict[str, Any]) -> str | None:
     """Why an indicator object (with an id) cannot be read, or None."""
     if not isinstance(obj.get("pattern", ""), str):
         return "`pattern` is not text"
+    if not isinstance(obj.get("created_by_ref", ""), str):
+        return "`created_by_ref` is not text"
     until = obj.get("valid_until")
     if until is not None:
         try:
