@@ -34,7 +34,8 @@ def _flagged_run(tmp_path: Path, stream: Stream) -> Path:
     run.mkdir(parents=True)
     decisions = [{"event_id": e["event_id"], "ts": e["ts"], "type": e["type"], "account_id": e["account_id"],
                   "decision": "review", "score": 0.9, "reasons": ["new_device"],
-                  **({"notional_jpy": 1_000_000.0} if e["type"] == "order" else {})} for e in stream.events]
+                  **({"notional_jpy": 1_000_000.0} if e["type"] == "order" else {}),
+                  **({"firm": e["firm"]} if "firm" in e else {})} for e in stream.events]
     (run / "decisions.jsonl").write_text("".join(json.dumps(d) + "\n" for d in decisions))
     (run / "alerts.jsonl").write_text("")
     return run
@@ -121,6 +122,23 @@ def test_pseudonyms_are_keyed_and_a_missing_key_is_a_usage_error(three_firms: Pa
     result = CliRunner().invoke(main, ["intel", "export", "--run", str(three_firms / "run"),
                                        "--out", str(tmp_path / "b.json")], env={KEY_ENV: ""})
     assert result.exit_code == 2 and KEY_ENV in result.output
+
+
+def test_an_accounts_pseudonym_is_its_own_whether_or_not_the_events_name_the_firm(tmp_path: Path) -> None:
+    """Events carrying `firm` had 'firm-a:A1' hashed, others 'A1': one victim under two pseudonyms
+    in the same firm's exports, against the promise of one pseudonym in every export."""
+    reported = []
+    for named in (False, True):
+        stream = _two_hijacks()
+        for event in stream.events:
+            event.update({"firm": "firm-a"} if named else {})
+        run = _flagged_run(tmp_path / str(named), stream)
+        result = _invoke(run, stream.write(run / "e.jsonl"), run / "b.json", "--firm", "firm-a")
+        assert result.exit_code == 0, result.output
+        objects = json.loads((run / "b.json").read_text())["objects"]
+        reported.append([o["accounts"] for o in objects if o["type"].startswith("x-kabuguard-")])
+    one = Pseudonymiser(KEY.encode())
+    assert reported[0] == reported[1] == [sorted(one("account", a) for a in ("A1", "A2"))] * 2
 
 
 def test_a_run_folder_without_decisions_is_named(tmp_path: Path) -> None:

@@ -46,6 +46,10 @@ _JST = timezone(timedelta(hours=9))
 # `created` of what is about no time (the firm's identity, the custom types' definitions): the
 # same in every export.
 _TIMELESS = "1970-01-01T00:00:00.000Z"
+# An account in the findings: (its firm, "" in a one-firm run; its id), so that two firms' accounts
+# of one id stay two in a pooled run. Only the id is pseudonymised: the key is the firm's own.
+Account = tuple[str, str]
+_PHISH_WATCH: Account = ("", "")  # the phishing monitor's findings: no account has an empty id
 
 
 class RunError(ValueError):
@@ -56,12 +60,12 @@ class RunError(ValueError):
 class Sighting:
     """One indicator value at this firm: the accounts and times of the flagged events that carried it."""
 
-    accounts: dict[str, str] = field(default_factory=dict)  # account -> its first flagged event's ts
+    accounts: dict[Account, str] = field(default_factory=dict)  # account -> its first flagged event's ts
     count: int = 0
     first: str = ""
     last: str = ""
 
-    def add(self, account: str, ts: str) -> None:
+    def add(self, account: Account, ts: str) -> None:
         self.accounts[account] = min(self.accounts.get(account, ts), ts)
         self.count += 1
         self.first = min(self.first, ts) if self.first else ts
@@ -155,7 +159,7 @@ def _note(found: Findings, event: Any, verdict: dict[str, Any], net: Any) -> Non
             identities.append(("url", event.referrer))
             identities.extend(("domain", d) for d in parent_domains(event.referrer)[:1])
     identities = [(k, v) for k, v in identities if v]
-    account = f"{event.firm}:{event.account_id}" if event.firm else event.account_id
+    account = (event.firm or "", event.account_id)
     if verdict["decision"] not in _FLAGGED:
         if event.kind == "login" and verdict["decision"] == "allow" and not verdict["reasons"]:
             found.habits.update(identities)
@@ -190,8 +194,8 @@ def _phishing(path: Path, found: Findings) -> None:
     for n, line in enumerate(_jsonl(path), start=1):
         try:
             seen = _stix_ts(line["first_seen"])
-            found.values[("domain", line["domain"].lower())].add("phish", seen)
-            found.values[("url", line["url"])].add("phish", seen)
+            found.values[("domain", line["domain"].lower())].add(_PHISH_WATCH, seen)
+            found.values[("url", line["url"])].add(_PHISH_WATCH, seen)
         except (KeyError, AttributeError, TypeError, ValueError):
             raise RunError(f"{path}:{n}: expected a phishing alert with `domain`, `url` and `first_seen`") from None
 
@@ -204,7 +208,7 @@ def _shareable_since(kind: str, value: str, sighting: Sighting, found: Findings,
     """
     if (kind, value) in found.habits:
         return None
-    if "phish" in sighting.accounts:  # the phishing monitor's own finding
+    if _PHISH_WATCH in sighting.accounts:  # the phishing monitor's own finding
         return sighting.first
     if kind == "ip" and value in campaign_ips:
         return min(sighting.known_since(min_accounts), max(sighting.first, campaign_ips[value]))
@@ -246,7 +250,7 @@ def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min
             continue
         indicator = v21.Indicator(
             id=stable_id("indicator", firm, kind, value), name=f"{kind.replace('_', ' ')} seen in account takeovers",
-            description=f"Served {sighting.count} flagged events on {len(sighting.accounts.keys() - {'phish'})} accounts at {firm}.",
+            description=f"Served {sighting.count} flagged events on {len(sighting.accounts.keys() - {_PHISH_WATCH})} accounts at {firm}.",
             indicator_types=["malicious-activity"], pattern=pattern(kind, value), pattern_type="stix",
             valid_from=since, **common, **dated(sighting.first))
         objects.append(indicator)
@@ -267,17 +271,23 @@ def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min
             id=stable_id("x-kabuguard-targeted-symbol", firm, symbol), name=f"{symbol} bought by hijacked accounts",
             symbol=symbol, first_seen=s["first"], last_seen=s["last"],
             campaign_refs=[campaign_ids[n] for n, c in sorted(found.campaigns.items()) if symbol in c["symbols"]] or None,
-            accounts=sorted(pseudonymise("account", a) for a in s["accounts"]), buy_orders=s["orders"],
+            accounts=_pseudonyms(pseudonymise, s["accounts"]), buy_orders=s["orders"],
             buy_notional_jpy=round(s["buy"], 2), sell_notional_jpy=round(s["sell"], 2), **common, **dated(s["first"])))
     for month, m in sorted(found.months.items()):
         objects.append(MonthlyReport(
             id=stable_id("x-kabuguard-monthly-report", firm, month), name=f"{firm} {month}", month=month,
             unauthorised_access_count=len(m["access"]), unauthorised_trade_count=len(m["traders"]),
             sell_amount_jpy=round(m["sell"], 2), buy_amount_jpy=round(m["buy"], 2),
-            accounts=sorted(pseudonymise("account", a) for a in m["accounts"]), **common,
+            accounts=_pseudonyms(pseudonymise, m["accounts"]), **common,
             **dated(_stix_ts(f"{month}-01T00:00:00+09:00"))))  # the month's start, Japan time
     bundle = v21.Bundle(objects=objects, id=stable_id("bundle", firm, tlp, run), allow_custom=True)
     return json.loads(bundle.serialize())
+
+
+def _pseudonyms(pseudonymise: Pseudonymiser, accounts: Iterable[Account]) -> list[str]:
+    """The accounts' pseudonyms, of the account id alone: the same whether or not the events carry
+    `firm`, as every export of the firm promises (docs/intel.md)."""
+    return sorted(pseudonymise("account", account_id) for _, account_id in accounts)
 
 
 def _stix_ts(ts: str) -> str:
