@@ -54,6 +54,14 @@ def test_the_table_and_usage_errors() -> None:
     assert result.exit_code == 2 and "bundle files, or --taxii" in result.output
 
 
+def test_a_server_that_cannot_be_reached_is_an_error_not_a_traceback() -> None:
+    """`intel stats --taxii` let requests' ConnectionError through (`intel pull` names the server)."""
+    result = CliRunner().invoke(main, ["intel", "stats", "--taxii", "http://127.0.0.1:9/taxii2/", "--collection", "x"],
+                                env={"KABUGUARD_TAXII_KEY": "kg_x"})
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.startswith("Error: http://127.0.0.1:9/taxii2/: ")
+
+
 def test_a_report_that_breaks_its_definition_is_left_out_and_named(three_firms: Path, tmp_path: Path) -> None:
     path = bundles(three_firms, tmp_path)[0]
     bundle = json.loads(path.read_text())

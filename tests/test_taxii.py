@@ -208,6 +208,27 @@ def test_a_firm_cannot_rewrite_or_sign_for_another_firms_reports(taxii: Running,
     assert month["firms"] == sorted({*was["firms"], "firm-b"})
 
 
+def test_intel_stats_over_taxii_counts_each_report_for_the_firm_that_posted_it(taxii: Running, three_firms: Path,
+                                                                              tmp_path: Path) -> None:
+    """`intel stats --taxii` counted a report for whatever identity its created_by_ref named, so
+    firm-b reported in firm-a's name there, while GET /v1/intel/stats counted it for firm-b."""
+    from test_intel_stats import bundles
+
+    objects = json.loads(bundles(three_firms, tmp_path)[0].read_text())["objects"]  # firm-a's bundle, firm-b posts it
+    assert _post(taxii, "firm-b", objects).json()["failure_count"] == 0
+    url = taxii.url.replace("/taxii2/", "/v1/intel/stats")
+    served = requests.get(url, params={"collection": "regulator", "top": 3}, auth=("fsa", taxii.keys["fsa"])).json()
+    assert {firm for m in served["months"] for firm in m["firms"]} == {"firm-b"}
+    for root in (taxii.url, f"{taxii.url}kabuguard/"):  # discovery or API root
+        result = CliRunner().invoke(main, ["intel", "stats", "--taxii", root, "--collection", "regulator", "--top", "3",
+                                           "--json"], env={"KABUGUARD_TAXII_KEY": taxii.keys["fsa"]})
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output) == served
+    refused = CliRunner().invoke(main, ["intel", "stats", "--taxii", taxii.url, "--collection", "regulator"],
+                                 env={"KABUGUARD_TAXII_KEY": taxii.keys["firm-b"]})
+    assert refused.exit_code == 2 and "may not read it" in refused.output
+
+
 def test_a_bad_object_fails_alone_and_bad_reports_are_left_out_of_the_figures(taxii: Running) -> None:
     good = {"type": "identity", "spec_version": "2.1", "id": "identity--" + "4" * 8 + "-4444-4444-8444-" + "4" * 12,
             "created": "2025-01-01T00:00:00Z", "modified": "2025-01-01T00:00:00Z", "name": "firm-b"}

@@ -144,7 +144,8 @@ def pull(url: str, collection_id: str, out: Path, user: str, key_env: str, added
 
 @intel.command()
 @click.argument("bundles", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--taxii", "url", help="Aggregate a TAXII collection instead (discovery or API root URL).")
+@click.option("--taxii", "url", help="The figures of a TAXII collection of `kabuguard serve` instead (discovery or API "
+              "root URL), as its GET /v1/intel/stats counts them: each report for the firm whose key posted it.")
 @click.option("--collection", "collection_id", help="With --taxii: the collection firms report to.")
 @click.option("--user", default="kabuguard", show_default=True, help="With --taxii: HTTP Basic user name.")
 @click.option("--key-env", default="KABUGUARD_TAXII_KEY", show_default=True, help="With --taxii: variable holding the API key.")
@@ -155,20 +156,22 @@ def stats(bundles: tuple[Path, ...], url: str | None, collection_id: str | None,
     """Across firms: the FSA's monthly figures and the most targeted symbols, from shared bundles."""
     import os
 
-    from kabuguard.intel.stats import aggregate
+    from kabuguard.intel.stats import aggregate, remote_figures
 
     if bool(url) == bool(bundles) or bool(url) != bool(collection_id):
         raise click.UsageError("give bundle files, or --taxii URL with --collection ID")
     if url:
-        from kabuguard.intel.pull import fetch_objects
+        import requests
 
         key = os.environ.get(key_env, "")
         if not key:
             raise click.UsageError(f"{key_env} is not set: export the API key the server gave you")
         try:
-            objects = list(fetch_objects(url, collection_id or "", user, key))
+            figures = remote_figures(url, collection_id or "", user, key, top)
         except LookupError as exc:
             raise click.UsageError(str(exc)) from None
+        except (requests.RequestException, ValueError) as exc:
+            raise click.ClickException(f"{url}: {exc}") from None
     else:
         objects = []
         for path in bundles:
@@ -176,7 +179,7 @@ def stats(bundles: tuple[Path, ...], url: str | None, collection_id: str | None,
                 objects.extend(json.loads(path.read_text())["objects"])
             except (ValueError, KeyError, TypeError):
                 raise click.UsageError(f"{path}: not a STIX bundle (a JSON object with `objects`)") from None
-    figures = aggregate(objects, top)
+        figures = aggregate(objects, top)
     for left_out in figures["skipped"]:
         click.echo(f"skipped {left_out['object']}: {left_out['reason']}", err=True)
     if as_json:

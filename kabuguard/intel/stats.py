@@ -7,7 +7,8 @@ and the symbols ranked by the value hijacked accounts bought, with how many firm
 object shared twice (the same id) counts once, in its latest version. An object that breaks its
 type's definition is left out and listed under `skipped` with the reason; the rest is counted.
 Over a TAXII collection each report counts for the firm whose key posted it, not for the
-identity it names: a firm may write to the regulator's inbox, never in another firm's name.
+identity it names: a firm may write to the regulator's inbox, never in another firm's name. Only
+the server knows who posted what, so `intel stats --taxii` asks it (`remote_figures`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import reprlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import stix2
 
@@ -161,3 +163,31 @@ def aggregate(objects: Iterable[Any], top: int = 10, posted_by: Mapping[str, str
                          "sell_notional_jpy": round(s["sell_notional_jpy"], 2)} for s in ranked],
         "skipped": skipped,
     }
+
+
+def stats_url(url: str) -> str:
+    """`GET /v1/intel/stats` of the `kabuguard serve` whose TAXII discovery or API root is `url`
+    (kept behind any path prefix a proxy adds)."""
+    parts = urlsplit(url)
+    root = parts.path.split("/taxii2", 1)[0].rstrip("/")
+    return urlunsplit((parts.scheme, parts.netloc, f"{root}/v1/intel/stats", "", ""))
+
+
+def remote_figures(url: str, collection_id: str, user: str, key: str, top: int) -> dict[str, Any]:
+    """The figures `kabuguard serve` computes over a collection, each report counted for the firm
+    whose key posted it. LookupError: the collection is not the key's to read; ValueError: the
+    answer is no figures; requests' errors when the server cannot be reached."""
+    import requests
+
+    where = stats_url(url)
+    answer = requests.get(where, params={"collection": collection_id, "top": top}, auth=(user, key), timeout=60)
+    try:
+        body = answer.json()
+    except requests.JSONDecodeError:
+        body = None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if answer.status_code in (403, 404):
+        raise LookupError(f"{where}: {detail or f'collection {collection_id!r}: not readable by this firm'}")
+    if answer.status_code != 200 or not isinstance(body, dict) or not {"months", "top_symbols", "skipped"} <= body.keys():
+        raise ValueError(f"{where}: HTTP {answer.status_code}, {detail or 'not the figures of kabuguard serve'}")
+    return body
