@@ -141,6 +141,27 @@ def test_an_accounts_pseudonym_is_its_own_whether_or_not_the_events_name_the_fir
     assert reported[0] == reported[1] == [sorted(one("account", a) for a in ("A1", "A2"))] * 2
 
 
+def test_a_firms_ids_are_keyed_so_no_other_firm_can_predict_them(tmp_path: Path) -> None:
+    """Ids were a public UUIDv5 of firm, type and value: anyone could compute another firm's."""
+    from kabuguard.intel.stix import stable_id
+
+    stream = _two_hijacks()
+    run = _flagged_run(tmp_path, stream)
+    events = stream.write(tmp_path / "e.jsonl")
+    ids = []
+    for key in (KEY, KEY, "another-key-of-the-same-firm-0123"):
+        result = CliRunner().invoke(main, ["intel", "export", "--quiet", "--run", str(run), "--events", str(events),
+                                           "--firm", "firm-a", "--out", str(tmp_path / "b.json")], env={KEY_ENV: key})
+        assert result.exit_code == 0, result.output
+        objects = json.loads((tmp_path / "b.json").read_text())["objects"]
+        ids.append({o["id"] for o in objects if o["type"] not in ("marking-definition", "extension-definition")})
+    same, again, other = ids
+    assert same == again and not same & other  # stable under the firm's key, another key: other ids
+    report = next(i for i in same if i.startswith("x-kabuguard-monthly-report--"))
+    assert report == Pseudonymiser(KEY.encode()).object_id("x-kabuguard-monthly-report", "firm-a", "2025-04")
+    assert stable_id("x-kabuguard-monthly-report", "firm-a", "2025-04") not in same | other
+
+
 def test_a_run_folder_without_decisions_is_named(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["intel", "export", "--run", str(tmp_path), "--out", str(tmp_path / "b.json")],
                                 env={KEY_ENV: KEY})

@@ -196,7 +196,7 @@ def test_a_firm_cannot_rewrite_or_sign_for_another_firms_reports(taxii: Running,
     report = next(o for o in objects if o["type"] == "x-kabuguard-monthly-report")
     forged = dict(report, modified="2030-01-01T00:00:00.000Z", unauthorised_access_count=0)
     status = _post(taxii, "firm-b", [forged]).json()
-    assert status["success_count"] == 0 and "another firm" in status["failures"][0]["message"]
+    assert status["success_count"] == 0 and "not this firm's to write" in status["failures"][0]["message"]
     # A new report that names firm-a's identity counts for the firm whose key posted it.
     fresh = dict(report, id="x-kabuguard-monthly-report--" + "3" * 8 + "-3333-4333-8333-" + "3" * 12,
                  unauthorised_access_count=5)
@@ -227,6 +227,27 @@ def test_intel_stats_over_taxii_counts_each_report_for_the_firm_that_posted_it(t
     refused = CliRunner().invoke(main, ["intel", "stats", "--taxii", taxii.url, "--collection", "regulator"],
                                  env={"KABUGUARD_TAXII_KEY": taxii.keys["firm-b"]})
     assert refused.exit_code == 2 and "may not read it" in refused.output
+
+
+def test_a_firm_can_neither_take_nor_probe_another_firms_ids(taxii: Running, three_firms: Path, tmp_path: Path) -> None:
+    """Ids came from public inputs (firm, type, month or value): firm-b posted firm-a's April report
+    id first, so firm-a's own report failed; and the failure to write an id, 'shared by another
+    firm', told firm-b what firm-a had sent to an inbox firm-b may not read."""
+    from test_intel_stats import bundles
+
+    from kabuguard.intel.stix import stable_id
+
+    objects = json.loads(bundles(three_firms, tmp_path)[0].read_text())["objects"]  # firm-a's bundle
+    about = {"identity": (), "x-kabuguard-monthly-report": ("month",), "x-kabuguard-targeted-symbol": ("symbol",)}
+    squats = [dict(o, id=stable_id(o["type"], "firm-a", *(o[name] for name in about[o["type"]])))
+              for o in objects if o["type"] in about]  # the ids the export used to give them
+    assert len(squats) > 2 and _post(taxii, "firm-b", squats).json()["success_count"] == len(squats)
+    status = _post(taxii, "firm-a", objects).json()
+    assert status["failure_count"] == 0 and status["success_count"] == len(objects)
+    report = next(o for o in objects if o["type"] == "x-kabuguard-monthly-report")
+    refused = _post(taxii, "firm-b", [dict(report, unauthorised_access_count=0)]).json()["failures"]
+    assert refused == [{"id": report["id"], "message": f"objects[0]: `id` {report['id']!r}: not this firm's to write "
+                                                       "(use the ids of its own export)"}]
 
 
 def test_a_bad_object_fails_alone_and_bad_reports_are_left_out_of_the_figures(taxii: Running) -> None:

@@ -35,8 +35,7 @@ from kabuguard.events.model import event_key, firm_account_key
 from kabuguard.events.order import SPILL_AFTER, TotalOrder
 from kabuguard.events.reader import event_files
 from kabuguard.intel.pseudonym import Pseudonymiser
-from kabuguard.intel.stix import (TLP, MonthlyReport, TargetedSymbol, extension_definitions, is_address, pattern,
-                                  stable_id)
+from kabuguard.intel.stix import TLP, MonthlyReport, TargetedSymbol, extension_definitions, is_address, pattern
 from kabuguard.netintel import netintel
 from kabuguard.replay import read_into
 
@@ -220,6 +219,7 @@ def _shareable_since(kind: str, value: str, sighting: Sighting, found: Findings,
 def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min_accounts: int) -> dict[str, Any]:
     marking = TLP[tlp]
     marks = [marking.id]
+    object_id = pseudonymise.object_id  # under the firm's key: no other firm can take or probe its ids
     run = found.last_ts or _TIMELESS
 
     def dated(created: str) -> dict[str, str]:
@@ -227,7 +227,7 @@ def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min
         (3.6) asks of the versions of one object; `modified` is this run's."""
         return {"created": created, "modified": max(created, run)}
 
-    identity = v21.Identity(id=stable_id("identity", firm), name=firm, identity_class="organization",
+    identity = v21.Identity(id=object_id("identity", firm), name=firm, identity_class="organization",
                             sectors=["financial-services"], created=_TIMELESS, modified=_TIMELESS,
                             object_marking_refs=marks)
     common = {"created_by_ref": identity.id, "object_marking_refs": marks}
@@ -236,7 +236,7 @@ def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min
     campaign_ids = {}
     campaign_ips: dict[str, str] = {}  # address -> its first campaign alert
     for name, c in sorted(found.campaigns.items()):
-        campaign = v21.Campaign(id=stable_id("campaign", firm, name), name=f"{firm} {name}",
+        campaign = v21.Campaign(id=object_id("campaign", firm, name), name=f"{firm} {name}",
                                 description=f"Campaign alert at {firm}; symbols: {', '.join(sorted(c['symbols'])) or 'none'}",
                                 first_seen=c["first"], last_seen=c["last"], **common, **dated(c["first"]))
         campaign_ids[name] = campaign.id
@@ -249,38 +249,38 @@ def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min
         if since is None:
             continue
         indicator = v21.Indicator(
-            id=stable_id("indicator", firm, kind, value), name=f"{kind.replace('_', ' ')} seen in account takeovers",
+            id=object_id("indicator", firm, kind, value), name=f"{kind.replace('_', ' ')} seen in account takeovers",
             description=f"Served {sighting.count} flagged events on {len(sighting.accounts.keys() - {_PHISH_WATCH})} accounts at {firm}.",
             indicator_types=["malicious-activity"], pattern=pattern(kind, value), pattern_type="stix",
             valid_from=since, **common, **dated(sighting.first))
         objects.append(indicator)
         objects.append(v21.Sighting(
-            id=stable_id("sighting", firm, kind, value), sighting_of_ref=indicator.id, count=sighting.count,
+            id=object_id("sighting", firm, kind, value), sighting_of_ref=indicator.id, count=sighting.count,
             first_seen=sighting.first, last_seen=sighting.last,
             where_sighted_refs=[identity.id], **common, **dated(sighting.first)))
         for name, c in sorted(found.campaigns.items()):
             if kind == "ip" and value in c["ips"]:
                 objects.append(v21.Relationship(
-                    id=stable_id("relationship", firm, kind, value, name), relationship_type="indicates",
+                    id=object_id("relationship", firm, kind, value, name), relationship_type="indicates",
                     source_ref=indicator.id, target_ref=campaign_ids[name], **common, **dated(c["first"])))
 
     for symbol, s in sorted(found.symbols.items()):
         if not s["orders"]:  # sold only: a victim's holdings, not a target
             continue
         objects.append(TargetedSymbol(
-            id=stable_id("x-kabuguard-targeted-symbol", firm, symbol), name=f"{symbol} bought by hijacked accounts",
+            id=object_id("x-kabuguard-targeted-symbol", firm, symbol), name=f"{symbol} bought by hijacked accounts",
             symbol=symbol, first_seen=s["first"], last_seen=s["last"],
             campaign_refs=[campaign_ids[n] for n, c in sorted(found.campaigns.items()) if symbol in c["symbols"]] or None,
             accounts=_pseudonyms(pseudonymise, s["accounts"]), buy_orders=s["orders"],
             buy_notional_jpy=round(s["buy"], 2), sell_notional_jpy=round(s["sell"], 2), **common, **dated(s["first"])))
     for month, m in sorted(found.months.items()):
         objects.append(MonthlyReport(
-            id=stable_id("x-kabuguard-monthly-report", firm, month), name=f"{firm} {month}", month=month,
+            id=object_id("x-kabuguard-monthly-report", firm, month), name=f"{firm} {month}", month=month,
             unauthorised_access_count=len(m["access"]), unauthorised_trade_count=len(m["traders"]),
             sell_amount_jpy=round(m["sell"], 2), buy_amount_jpy=round(m["buy"], 2),
             accounts=_pseudonyms(pseudonymise, m["accounts"]), **common,
             **dated(_stix_ts(f"{month}-01T00:00:00+09:00"))))  # the month's start, Japan time
-    bundle = v21.Bundle(objects=objects, id=stable_id("bundle", firm, tlp, run), allow_custom=True)
+    bundle = v21.Bundle(objects=objects, id=object_id("bundle", firm, tlp, run), allow_custom=True)
     return json.loads(bundle.serialize())
 
 

@@ -19,17 +19,20 @@ from stix2 import v21
 from stix2.properties import FloatProperty, IntegerProperty, ListProperty, ReferenceProperty, StringProperty
 
 TLP = {"white": stix2.TLP_WHITE, "green": stix2.TLP_GREEN, "amber": stix2.TLP_AMBER, "red": stix2.TLP_RED}
-# Stable ids: the same firm exporting the same indicator again names the same object.
+# Public ids of Kabuguard's own objects (the custom types' definitions), the same in every bundle.
 _NAMESPACE = uuid.UUID("6f1d3c9e-2b7a-5e44-9c1a-4b0a7d2e8f31")
 
 
-def stable_id(kind: str, *parts: str) -> str:
-    """A STIX id derived from what the object is about, not from when it was made.
+def id_from(kind: str, digest: bytes) -> str:
+    """The STIX id `kind--UUID` of a digest's first 16 bytes, with the version bits of a v4:
+    STIX wants v4 ids for domain objects."""
+    return f"{kind}--{uuid.UUID(bytes=digest[:16], version=4)}"
 
-    The name's UUIDv5 with the version bits of a v4: STIX wants v4 ids for domain objects.
-    """
-    derived = uuid.uuid5(_NAMESPACE, "|".join((kind, *parts)))
-    return f"{kind}--{uuid.UUID(bytes=derived.bytes, version=4)}"
+
+def stable_id(kind: str, *parts: str) -> str:
+    """A public STIX id derived from its name: anyone can compute it, so only for objects that are
+    the same in every bundle. A firm's objects take ids under its key (`Pseudonymiser.object_id`)."""
+    return id_from(kind, uuid.uuid5(_NAMESPACE, "|".join((kind, *parts))).bytes)
 
 
 # One extension definition per custom object type, as STIX 2.1 asks.

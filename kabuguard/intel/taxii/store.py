@@ -210,8 +210,8 @@ class TaxiiStore:
             fresh: dict[tuple[str, str], dict[str, Any]] = {}
             for n, obj, version in valid:
                 if owner.get(obj["id"], firm) != firm:
-                    failures.append((n, {"id": obj["id"], "message": f"objects[{n}]: `id` {obj['id']!r} was shared "
-                                                                      "by another firm; only that firm may add versions"}))
+                    failures.append((n, {"id": obj["id"], "message": f"objects[{n}]: `id` {obj['id']!r}: not this "
+                                                                      "firm's to write (use the ids of its own export)"}))
                     continue
                 successes.append({"id": obj["id"], "version": version})
                 fresh.setdefault((obj["id"], version), {
