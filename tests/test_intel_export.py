@@ -14,7 +14,7 @@ from stix2validator import ValidationOptions, validate_string
 from conftest import Stream
 from kabuguard.cli import main
 from kabuguard.intel.pseudonym import KEY_ENV, MissingKey, Pseudonymiser
-from kabuguard.intel.stix import TLP, parse_pattern, pattern
+from kabuguard.intel.stix import TLP, definitions, parse_pattern, pattern
 
 KEY = "test-only-key-not-a-secret-0123456789"
 
@@ -63,8 +63,10 @@ def test_the_bundle_passes_the_oasis_validator_and_marks_every_object(three_firm
     kinds = {o["type"] for o in bundle["objects"]}
     assert {"indicator", "sighting", "campaign", "relationship", "identity", "x-kabuguard-targeted-symbol",
             "x-kabuguard-monthly-report"} <= kinds
+    public = {o.id for o in definitions()}  # Kabuguard's type definitions: the same in every bundle
+    assert public < {o["id"] for o in bundle["objects"]}
     for obj in bundle["objects"]:
-        if obj["type"] != "marking-definition":
+        if obj["type"] != "marking-definition" and obj["id"] not in public:
             assert obj["object_marking_refs"] == [TLP["green"].id], obj["id"]
     sightings = [o for o in bundle["objects"] if o["type"] == "sighting"]
     assert all(s["count"] >= 1 and s["first_seen"] <= s["last_seen"] for s in sightings)
@@ -154,7 +156,7 @@ def test_a_firms_ids_are_keyed_so_no_other_firm_can_predict_them(tmp_path: Path)
                                            "--firm", "firm-a", "--out", str(tmp_path / "b.json")], env={KEY_ENV: key})
         assert result.exit_code == 0, result.output
         objects = json.loads((tmp_path / "b.json").read_text())["objects"]
-        ids.append({o["id"] for o in objects if o["type"] not in ("marking-definition", "extension-definition")})
+        ids.append({o["id"] for o in objects if o["type"] != "marking-definition"} - {o.id for o in definitions()})
     same, again, other = ids
     assert same == again and not same & other  # stable under the firm's key, another key: other ids
     report = next(i for i in same if i.startswith("x-kabuguard-monthly-report--"))
@@ -274,7 +276,7 @@ def test_firm_names_a_one_firm_run_and_a_firm_not_in_the_run_is_a_usage_error(tm
     result = _invoke(_flagged_run(tmp_path, stream), events, tmp_path / "b.json", "--firm", "firm-a")
     assert result.exit_code == 0, result.output
     objects = json.loads((tmp_path / "b.json").read_text())["objects"]
-    assert [o["name"] for o in objects if o["type"] == "identity"] == ["firm-a"]
+    assert [o["name"] for o in objects if o["type"] == "identity" and o["identity_class"] == "organization"] == ["firm-a"]
     assert any(o["type"] == "indicator" for o in objects)
 
 

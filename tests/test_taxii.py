@@ -250,6 +250,29 @@ def test_a_firm_can_neither_take_nor_probe_another_firms_ids(taxii: Running, thr
                                                        "(use the ids of its own export)"}]
 
 
+def test_every_firm_posts_its_own_untouched_export_and_only_unchanged_copies_pass(taxii: Running, three_firms: Path,
+                                                                                 tmp_path: Path) -> None:
+    """The TLP marking and the type definitions have the same ids in every bundle, but the
+    definitions carried each firm's identity and marking: the second firm's POST failed three."""
+    from test_intel_stats import bundles
+
+    paths = bundles(three_firms, tmp_path)
+    green = CliRunner().invoke(main, ["intel", "export", "--quiet", "--run", str(three_firms / "run"), "--events",
+                                      str(three_firms / "sim" / "events"), "--firm", "firm-b", "--tlp", "green",
+                                      "--out", str(paths[1])], env={KEY_ENV: "firm-b-own-test-key-0123456789"})
+    assert green.exit_code == 0, green.output
+    for firm, path in zip(("firm-a", "firm-b", "firm-c"), paths):
+        objects = json.loads(path.read_text())["objects"]
+        status = _post(taxii, firm, objects).json()
+        assert (status["success_count"], status["failures"]) == (len(objects), []), firm
+    definition = next(o for o in objects if o["type"] == "extension-definition")
+    changed = _post(taxii, "firm-b", [dict(definition, description="firm-b's")]).json()
+    assert changed["success_count"] == 0 and "not this firm's to write" in changed["failures"][0]["message"]
+    stats = requests.get(taxii.url.replace("/taxii2/", "/v1/intel/stats"), params={"collection": "regulator"},
+                         auth=("fsa", taxii.keys["fsa"])).json()
+    assert stats["months"][0]["firms"] == ["firm-a", "firm-b", "firm-c"]
+
+
 def test_a_bad_object_fails_alone_and_bad_reports_are_left_out_of_the_figures(taxii: Running) -> None:
     good = {"type": "identity", "spec_version": "2.1", "id": "identity--" + "4" * 8 + "-4444-4444-8444-" + "4" * 12,
             "created": "2025-01-01T00:00:00Z", "modified": "2025-01-01T00:00:00Z", "name": "firm-b"}

@@ -13,8 +13,8 @@ What never leaves: account ids and device ids appear only as keyed pseudonyms (`
 a customer's address, device or user agent is never an indicator. An address, device or agent
 is shared only when it served flagged events on at least `min_accounts` accounts (or, for an
 address, belongs to a hosting network or a campaign alert) and no account ever used it in a
-recognised session (a login allowed without a single reason). Every object carries the TLP
-marking chosen.
+recognised session (a login allowed without a single reason). Every object of the firm carries
+the TLP marking chosen (Kabuguard's type definitions, public, carry none).
 """
 
 from __future__ import annotations
@@ -35,15 +35,14 @@ from kabuguard.events.model import event_key, firm_account_key
 from kabuguard.events.order import SPILL_AFTER, TotalOrder
 from kabuguard.events.reader import event_files
 from kabuguard.intel.pseudonym import Pseudonymiser
-from kabuguard.intel.stix import TLP, MonthlyReport, TargetedSymbol, extension_definitions, is_address, pattern
+from kabuguard.intel.stix import TLP, MonthlyReport, TargetedSymbol, definitions, is_address, pattern
 from kabuguard.netintel import netintel
 from kabuguard.replay import read_into
 
 _FLAGGED = frozenset({"review", "block"})
 _ACTIVITY = frozenset({"login", "account_change", "order"})
 _JST = timezone(timedelta(hours=9))
-# `created` of what is about no time (the firm's identity, the custom types' definitions): the
-# same in every export.
+# `created` of what is about no time (the firm's identity): the same in every export.
 _TIMELESS = "1970-01-01T00:00:00.000Z"
 # An account in the findings: (its firm, "" in a one-firm run; its id), so that two firms' accounts
 # of one id stay two in a pooled run. Only the id is pseudonymised: the key is the firm's own.
@@ -231,7 +230,7 @@ def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min
                             sectors=["financial-services"], created=_TIMELESS, modified=_TIMELESS,
                             object_marking_refs=marks)
     common = {"created_by_ref": identity.id, "object_marking_refs": marks}
-    objects: list[Any] = [marking, identity, *extension_definitions(identity.id, marking.id, _TIMELESS)]
+    objects: list[Any] = [marking, identity, *definitions()]
 
     campaign_ids = {}
     campaign_ips: dict[str, str] = {}  # address -> its first campaign alert

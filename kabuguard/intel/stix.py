@@ -134,10 +134,14 @@ _DESCRIPTIONS = {
 }
 
 
-def extension_definitions(creator: str, marking: str, created: str) -> list[Any]:
-    """The extension definitions announcing Kabuguard's custom object types."""
-    return [v21.ExtensionDefinition(
-        id=ext, created_by_ref=creator, created=created, modified=created, name=kind,
+def definitions() -> list[Any]:
+    """The extension definitions announcing Kabuguard's custom object types, and Kabuguard's
+    identity that made them: public and the same in every firm's bundle (no firm's creator or
+    marking), so that every firm may post them to a collection where another firm did first."""
+    timeless = "1970-01-01T00:00:00.000Z"
+    kabuguard = v21.Identity(id=stable_id("identity", "kabuguard"), name="Kabuguard", identity_class="system",
+                             created=timeless, modified=timeless)
+    return [kabuguard, *(v21.ExtensionDefinition(
+        id=ext, created_by_ref=kabuguard.id, created=timeless, modified=timeless, name=kind,
         description=_DESCRIPTIONS[kind], schema="https://github.com/kabuguard/kabuguard/blob/main/docs/intel.md",
-        version="1.0.0", extension_types=["new-sdo"], object_marking_refs=[marking])
-        for kind, ext in EXTENSIONS.items()]
+        version="1.0.0", extension_types=["new-sdo"]) for kind, ext in EXTENSIONS.items())]

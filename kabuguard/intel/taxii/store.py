@@ -180,7 +180,9 @@ class TaxiiStore:
 
         An object that cannot be stored fails alone, named by its place (`objects[n]`), and the
         rest are stored. Only the firm that first shared an id may add versions of it: a firm
-        with write rights cannot rewrite another firm's reports."""
+        with write rights cannot rewrite another firm's reports. Another firm's version posted
+        again unchanged is a success that stores nothing: what every bundle carries alike (the
+        TLP markings, Kabuguard's type definitions) is everyone's to post."""
         requested = timestamp()
         failures: list[tuple[int, dict[str, Any]]] = []
         valid: list[tuple[int, dict[str, Any], str]] = []
@@ -206,10 +208,16 @@ class TaxiiStore:
                         t.c.collection_id == collection_id, t.c.stix_id.in_(ids[start:start + 500])).order_by(t.c.seq)):
                     known.setdefault(stix_id, set()).add(version)
                     owner.setdefault(stix_id, added_by)
+            foreign = sorted({obj["id"] for _, obj, _ in valid if owner.get(obj["id"], firm) != firm})
+            stored: dict[tuple[str, str], Any] = {}
+            for start in range(0, len(foreign), 500):
+                for stix_id, version, body in conn.execute(select(t.c.stix_id, t.c.version, t.c.body).where(
+                        t.c.collection_id == collection_id, t.c.stix_id.in_(foreign[start:start + 500]))):
+                    stored[stix_id, version] = json.loads(body)
             successes: list[dict[str, Any]] = []
             fresh: dict[tuple[str, str], dict[str, Any]] = {}
             for n, obj, version in valid:
-                if owner.get(obj["id"], firm) != firm:
+                if owner.get(obj["id"], firm) != firm and stored.get((obj["id"], version)) != obj:
                     failures.append((n, {"id": obj["id"], "message": f"objects[{n}]: `id` {obj['id']!r}: not this "
                                                                       "firm's to write (use the ids of its own export)"}))
                     continue
