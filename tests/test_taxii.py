@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +19,12 @@ from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
 
 from kabuguard.cli import main
 from kabuguard.intel.pseudonym import KEY_ENV
+from kabuguard.intel.taxii.store import TaxiiStore
 from kabuguard.service.app import create_app
 from kabuguard.service.auth import create_key
 from kabuguard.service.settings import Settings
+from kabuguard.service.storage.database import engine_for, migrate
+from test_service_support import pg_url  # noqa: F401 - a fixture
 
 
 class Running:
@@ -378,3 +382,35 @@ def test_intel_pull_rejects_an_unreadable_creator_and_writes_the_rest() -> None:
     lines = indicator_events([listed, nameless, good, signed], lambda _: "2025-04-01T00:00:00.000+00:00", summary)
     assert [(line["stix_id"], "source" in line) for line in lines] == [(good["id"], False), (signed["id"], False)]
     assert summary.rejected == [(nameless["id"], "identity `name` is not text"), (listed["id"], "`created_by_ref` is not text")]
+
+
+def test_firms_posting_one_new_id_at_once_leave_it_one_owner(pg_url: str) -> None:
+    """Six firms post versions of one new id at the same moment, ten times: the first add owns
+    the id and the others are refused. Adds that each read "no owner yet" all claimed it."""
+    engine = engine_for(pg_url)
+    migrate(engine)
+    store = TaxiiStore(engine)
+    firms = [f"firm{n}" for n in range(6)]
+    store.create_collection("inbox", "inbox", "", readers=[], writers=firms)
+    try:
+        for _ in range(10):
+            stix_id = f"indicator--{uuid.uuid4()}"
+            start, answers = threading.Barrier(len(firms)), {}
+
+            def post(n: int) -> None:
+                version = {"type": "indicator", "spec_version": "2.1", "id": stix_id, "pattern_type": "stix",
+                           "created": "2025-04-01T00:00:00.000Z", "modified": f"2025-04-0{n + 1}T00:00:00.000Z",
+                           "pattern": "[ipv4-addr:value = '203.0.113.7']", "valid_from": "2025-04-01T00:00:00Z"}
+                start.wait()
+                answers[n] = store.add(firms[n], "inbox", [version])["success_count"]
+
+            posting = [threading.Thread(target=post, args=(n,)) for n in range(len(firms))]
+            for thread in posting:
+                thread.start()
+            for thread in posting:
+                thread.join(30)
+            assert sorted(answers.values()) == [0] * (len(firms) - 1) + [1]
+            page = store.page("inbox", None, 0, 100, [stix_id], [], ["all"])
+            assert len(page.rows) == 1
+    finally:
+        engine.dispose()

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.engine import Engine
 
 from kabuguard.intel.stats import problem as report_problem
@@ -24,6 +26,10 @@ ANY_FIRM = "*"
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,248}--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _MAX_TYPE = 100  # the stored column's width
+# Adds to a collection are taken one at a time (`TaxiiStore.add`): PostgreSQL's advisory lock of
+# this class and the collection's hash, or, on the embedded SQLite (one process), a lock here.
+_ADD_LOCK = 0x6B67
+_adding = threading.Lock()
 
 
 class TaxiiError(ValueError):
@@ -199,7 +205,13 @@ class TaxiiStore:
             name = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else f"objects[{n}]"
             failures.append((n, {"id": name, "message": f"objects[{n}]: {problem}"}))
         t = taxii_objects
-        with self.engine.begin() as conn:
+        # One add at a time per collection: two adds reading "no owner yet" at once both claimed
+        # a new id; and seq and date_added then commit in their order, so a reader following either
+        # never passes an object whose commit is still coming.
+        with _adding if self.engine.dialect.name == "sqlite" else nullcontext(), self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:kind, hashtext(:collection))"),
+                             {"kind": _ADD_LOCK, "collection": collection_id})
             ids = sorted({obj["id"] for _, obj, _ in valid})
             known: dict[str, set[str]] = {}
             owner: dict[str, str] = {}
