@@ -304,3 +304,30 @@ def test_parquet_values_and_files_the_replay_rejects_are_rejected_alike_and_a_re
     assert read["jst"][1] == "l0" and read["good"][1] == "j1" and "`account_id`" in read["utf8"][2]
     assert read["twice"][0] == read["ns"][0] == 0  # the whole file, named in the reason
     assert "`ts`" in read["twice"][2] and "NANOS" in read["ns"][2], read
+
+
+def test_a_callers_session_on_another_file_system_with_its_own_settings_decides_as_the_replay(
+        spark, tmp_path: Path) -> None:
+    """A notebook's session: adaptive execution on, Tokyo time, and a default file system that is
+    not the local disk (HDFS on YARN; here viewfs falling back to another folder). Its part files
+    went there and the run wrote empty decisions, reporting success."""
+    from kabuguard.spark import replay_spark
+
+    events = brokerage().write(tmp_path / "events.jsonl")
+    replay([events], tmp_path / "local", quiet=True)
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    default_fs = hadoop.get("fs.defaultFS")
+    hadoop.set("fs.defaultFS", "viewfs://elsewhere/")
+    hadoop.set("fs.viewfs.mounttable.elsewhere.linkFallback", (tmp_path / "elsewhere").as_uri())
+    spark.conf.set("spark.sql.adaptive.enabled", "true")
+    spark.conf.set("spark.sql.session.timeZone", "Asia/Tokyo")
+    try:
+        replay_spark([events], tmp_path / "spark", quiet=True)
+        assert (spark.conf.get("spark.sql.adaptive.enabled"), spark.conf.get("spark.sql.session.timeZone")) == \
+            ("true", "Asia/Tokyo")  # the caller's own again
+    finally:
+        hadoop.set("fs.defaultFS", default_fs)
+        spark.conf.set("spark.sql.adaptive.enabled", "false")
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+    _same_outputs(tmp_path / "local", tmp_path / "spark")
+    assert (tmp_path / "spark" / "decisions.jsonl").stat().st_size > 0

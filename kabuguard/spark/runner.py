@@ -10,8 +10,10 @@ As in the replay, the INCOMPLETE marker stays in the output folder until the run
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -19,7 +21,7 @@ from kabuguard.policy import Policy, load_policy
 from kabuguard.replay import INCOMPLETE, OUTPUTS, ReplaySummary, refuse_outputs
 from kabuguard.spark.progress import watch
 from kabuguard.spark.read import LINE_BITS, STAGE_KEYS, expand, read_events
-from kabuguard.spark.session import spark_session
+from kabuguard.spark.session import RUN_CONF, spark_session
 from kabuguard.spark.stages import liquidity_spans, run_stages
 
 _encode = msgspec.json.Encoder().encode
@@ -42,10 +44,9 @@ def replay_spark(paths: Iterable[str | Path], out_dir: str | Path, policy: Polic
     spark = spark_session(master, partitions)
     sc = spark.sparkContext
     parts = partitions or max(2, 2 * sc.defaultParallelism)
-    spark.conf.set("spark.sql.shuffle.partitions", str(parts))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with watch(sc, quiet) as w:
+    with _settings(spark, {**RUN_CONF, "spark.sql.shuffle.partitions": str(parts)}), watch(sc, quiet) as w:
         w.begin("reading and validating")
         files = expand(spark, paths)
         refuse_outputs(files, out)
@@ -99,20 +100,20 @@ def replay_spark(paths: Iterable[str | Path], out_dir: str | Path, policy: Polic
         shutil.rmtree(staging, ignore_errors=True)
         for name, column in (("decisions", "decision"), ("alerts", "alerts")):
             (decided.where(F.col(column).isNotNull()).orderBy("ts_us", "seq")
-             .select(F.col(column).cast("string").alias("value")).write.text(str(staging / name)))
+             .select(F.col(column).cast("string").alias("value")).write.text(_local(staging / name)))
             _concatenate(staging / name, out / f"{name}.jsonl")
         if parquet:
             w.begin("writing Parquet")
             (decided.where("decision IS NOT NULL").orderBy("ts_us", "seq")
              .select(F.from_json(F.col("decision").cast("string"), _DECISION_SCHEMA).alias("d")).select("d.*")
-             .write.mode("overwrite").parquet(str(out / "decisions.parquet")))
+             .write.mode("overwrite").parquet(_local(out / "decisions.parquet")))
             (decided.where("alerts IS NOT NULL").orderBy("ts_us", "seq")
              .select(F.explode(F.split(F.col("alerts").cast("string"), "\n")).alias("json"))
              .select(F.get_json_object("json", "$.alert_id").alias("alert_id"),
                      F.get_json_object("json", "$.type").alias("type"),
                      F.get_json_object("json", "$.ts").alias("ts"),
                      F.get_json_object("json", "$.event_id").alias("event_id"), "json")
-             .write.mode("overwrite").parquet(str(out / "alerts.parquet")))
+             .write.mode("overwrite").parquet(_local(out / "alerts.parquet")))
         shutil.rmtree(staging, ignore_errors=True)
         decided.unpersist()
         refs.unpersist()
@@ -121,6 +122,29 @@ def replay_spark(paths: Iterable[str | Path], out_dir: str | Path, policy: Polic
     marker.unlink()
     return ReplaySummary(files=len(files), events=n_events, duplicates=counts.get(False, 0) - n_events,
                          rejected=len(rejected), decisions=verdicts, alerts=alert_types, out_dir=out)
+
+
+@contextmanager
+def _settings(spark: Any, conf: dict[str, str]) -> Iterator[None]:
+    """`conf` set on the session for the run, then each key as it was: a caller's session (a
+    notebook's) is left as the caller had it."""
+    before = {key: spark.conf.get(key, None) for key in conf}
+    for key, value in conf.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+def _local(path: Path) -> str:
+    """`path` as a file URI: a path without a scheme is Hadoop's default file system's (HDFS on
+    YARN), where the part files would land out of `_concatenate`'s reach."""
+    return path.absolute().as_uri()
 
 
 def _begin(out: Path) -> Path:
@@ -137,7 +161,10 @@ def _begin(out: Path) -> Path:
 
 
 def _concatenate(parts: Path, target: Path) -> None:
-    """Spark's part files, in partition order (the sort's order), into one file."""
+    """Spark's part files, in partition order (the sort's order), into one file; a write that
+    left no `_SUCCESS` here is an error, never an empty output."""
+    if not (parts / "_SUCCESS").is_file():
+        raise RuntimeError(f"{parts}: Spark's output is not there (no _SUCCESS file), so {target.name} cannot be written")
     with target.open("wb") as fh:
         for part in sorted(parts.glob("part-*")):
             with part.open("rb") as src:

@@ -47,6 +47,17 @@ def check_prerequisites() -> None:
             "(e.g. `apt-get install openjdk-17-jre-headless`) or set JAVA_HOME to one")
 
 
+# What the runner's plans and readers assume of a session, whoever made it: set on the runner's
+# own session, and on a caller's (a notebook's) for the run only (`runner.replay_spark`). Parquet
+# timestamps come back as UTC instants; with adaptive execution on, the stages' plans ran the
+# driver out of memory even on one event (a review reproduced it at Spark's 1 GB default).
+RUN_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.execution.arrow.useLargeVarTypes": "false",
+    "spark.sql.adaptive.enabled": "false",
+}
+
+
 def spark_session(master: str | None = None, partitions: int | None = None) -> Any:
     """The process's SparkSession: an active one as it is, else a new one on `master`."""
     check_prerequisites()
@@ -68,11 +79,9 @@ def spark_session(master: str | None = None, partitions: int | None = None) -> A
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.extraJavaOptions", quiet)
         .config("spark.executor.extraJavaOptions", quiet)
-        # Timestamp columns of Parquet input come back as UTC instants.
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.execution.arrow.useLargeVarTypes", "false")
-        .config("spark.sql.adaptive.enabled", "false")
     )
+    for key, value in RUN_CONF.items():
+        builder = builder.config(key, value)
     if master:
         builder = builder.master(master)
     if (not master or master.startswith("local")) and "spark.driver.memory" not in os.environ.get("PYSPARK_SUBMIT_ARGS", ""):
