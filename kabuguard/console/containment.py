@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import HTTPException
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -31,9 +31,10 @@ from kabuguard.console.clock import now_iso, now_us
 from kabuguard.console.models import containment_actions, webhook_outbox
 from kabuguard.console.webhooks import Deliverer
 from kabuguard.events.model import ID_MAX
-from kabuguard.service.storage.models import FIRM_MAX
 from kabuguard.policy.playbooks import MEASURES, Playbook, fired
 from kabuguard.service.decider import Decider, is_store_error
+from kabuguard.service.storage.database import serialised
+from kabuguard.service.storage.models import FIRM_MAX
 
 log = logging.getLogger("kabuguard.console")
 
@@ -50,9 +51,8 @@ class StateUnavailable(HTTPException):
                               "contained; try again shortly")
 
 
-# Playbook records of this process one at a time (the embedded database has one worker; on
-# PostgreSQL an advisory lock does the same across workers), so that two requests whose alerts
-# name the same accounts record each account once.
+# Playbook records one at a time (`serialised`), so that two requests whose alerts name the same
+# accounts record each account once.
 _playbooks_once = threading.Lock()
 
 
@@ -133,9 +133,7 @@ class Containment:
                      source: str, alert_id: str | None, dry_run: bool) -> list[str]:
         """`_record` for the accounts without a containment action (of the same dry-run kind)
         yet, checked and recorded in one transaction that no other playbook record overlaps."""
-        with _playbooks_once, self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"kabuguard.playbook:{firm}"})
+        with serialised(self.engine, f"kabuguard.playbook:{firm}", _playbooks_once) as conn:
             done = set(conn.execute(select(containment_actions.c.account_id).where(
                 containment_actions.c.firm == firm, containment_actions.c.account_id.in_(accounts),
                 containment_actions.c.dry_run == int(dry_run))).scalars())

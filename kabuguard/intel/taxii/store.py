@@ -11,24 +11,22 @@ import json
 import re
 import threading
 import uuid
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Engine
 
 from kabuguard.intel.stats import problem as report_problem
+from kabuguard.service.storage.database import serialised
 from kabuguard.service.storage.models import taxii_collections, taxii_objects, taxii_rights, taxii_status
 
 ANY_FIRM = "*"
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,248}--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _MAX_TYPE = 100  # the stored column's width
-# Adds to a collection are taken one at a time (`TaxiiStore.add`): PostgreSQL's advisory lock of
-# this class and the collection's hash, or, on the embedded SQLite (one process), a lock here.
-_ADD_LOCK = 0x6B67
+# Adds to a collection are taken one at a time (`TaxiiStore.add`, `serialised`).
 _adding = threading.Lock()
 
 
@@ -208,10 +206,7 @@ class TaxiiStore:
         # One add at a time per collection: two adds reading "no owner yet" at once both claimed
         # a new id; and seq and date_added then commit in their order, so a reader following either
         # never passes an object whose commit is still coming.
-        with _adding if self.engine.dialect.name == "sqlite" else nullcontext(), self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:kind, hashtext(:collection))"),
-                             {"kind": _ADD_LOCK, "collection": collection_id})
+        with serialised(self.engine, f"kabuguard.taxii-add:{collection_id}", _adding) as conn:
             ids = sorted({obj["id"] for _, obj, _ in valid})
             known: dict[str, set[str]] = {}
             owner: dict[str, str] = {}

@@ -15,13 +15,14 @@ import asyncio
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
-from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import create_engine, event, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.engine import Connection, Engine
 
 from kabuguard.service.storage.models import alerts, api_keys, decisions, events
 
@@ -60,6 +61,18 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+@contextmanager
+def serialised(engine: Engine, key: str, local: threading.Lock) -> Iterator[Connection]:
+    """A transaction that no other one serialised on `key` overlaps: PostgreSQL's advisory lock on
+    the key's hash, held to the commit, across processes; and `local` in this process, the whole
+    of it on the embedded SQLite (one process), where a read then a write of two transactions at
+    once would fail rather than wait."""
+    with local, engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+        yield conn
 
 
 @dataclass
