@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kabuguard.detectors.liquidity import lacks_liquidity
+
 
 def to_jpy(amount: float | None, currency: str | None, fx_jpy: Mapping[str, float]) -> float | None:
     """`amount` in `currency` (JPY when not given) as yen; None when either is unknown."""
@@ -21,7 +23,7 @@ def to_jpy(amount: float | None, currency: str | None, fx_jpy: Mapping[str, floa
 
 def adv_value_jpy(instrument: Any, fx_jpy: Mapping[str, float]) -> float | None:
     """A symbol's average daily traded value in yen; None without an ADV, a price or a rate."""
-    if instrument is None or not instrument.adv_shares or not instrument.last_price:
+    if lacks_liquidity(instrument):
         return None
     return to_jpy(instrument.adv_shares * instrument.last_price, instrument.currency, fx_jpy)
 

@@ -102,7 +102,7 @@ taxii_objects = Table(
     Column("type", String(100), nullable=False),
     Column("date_added", String(40), nullable=False),
     Column("latest", Integer, nullable=False),  # 1 on the newest version of the object only
-    Column("added_by", String(64), nullable=False),
+    Column("added_by", String(FIRM_MAX), nullable=False),
     Column("body", LargeBinary, nullable=False),
     UniqueConstraint("collection_id", "stix_id", "version", name="uq_taxii_object_version"),
     Index("ix_taxii_objects_stix_id", "collection_id", "stix_id"),
