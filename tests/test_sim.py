@@ -282,3 +282,20 @@ def test_cli_defaults_are_the_config_defaults() -> None:
 
     config = Config()
     assert _DEFAULTS == {name: str(getattr(config, name)) if name == "start" else getattr(config, name) for name in _DEFAULTS}
+
+
+
+def test_a_pump_episode_begins_with_its_hijacked_accounts_first_buy(tmp_path: Path) -> None:
+    """An episode is buying that moves the market: it starts on a hijacked account's buy of the
+    symbol, and a wave whose victims bought nothing (the attackers' sales alone) is none."""
+    simulate(Config(accounts=1500, days=10, seed=1, symbols=80), tmp_path)
+    labels, episodes = _labels(tmp_path)
+    role_of = {x["event_id"]: (x["campaign_id"], x["role"]) for x in labels if x["fraud"]}
+    orders = [(*role_of[e["event_id"]], e) for e in _events_of(tmp_path, "order") if e["event_id"] in role_of]
+    buys = {(cid, e["symbol"], e["ts"]) for cid, role, e in orders if role == "victim" and e["side"] == "buy"}
+    dumped_only = {cid for cid, role, e in orders if role == "attacker" and e["side"] == "sell"} - {b[0] for b in buys}
+    pumps = [ep for ep in episodes if ep["campaign_id"]]
+    assert dumped_only, "the run should hold a campaign whose victims bought nothing"
+    assert pumps and not {ep["campaign_id"] for ep in pumps} & dumped_only
+    assert all((ep["campaign_id"], ep["symbol"], ep["start"]) in buys for ep in pumps), \
+        [ep for ep in pumps if (ep["campaign_id"], ep["symbol"], ep["start"]) not in buys]

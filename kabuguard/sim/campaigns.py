@@ -56,7 +56,9 @@ MIN_CAMPAIGNS = 2  # per style and run, so that every style can be evaluated on 
 
 @dataclass
 class Episode:
-    """The market footprint of one wave: the campaign's first buy to its last sale."""
+    """The market footprint of one wave: the campaign's first buy to its last sale. A wave whose
+    victims bought nothing (no cash left after their sales) pumped nothing: the attackers' sales
+    alone are no pump episode, though they are still labelled fraud."""
 
     campaign_id: str
     symbol: int
@@ -64,8 +66,11 @@ class Episode:
     start: int | None = None
     end: int | None = None
 
-    def touch(self, ms: int) -> None:
+    def bought(self, ms: int) -> None:
         self.start = ms if self.start is None else min(self.start, ms)
+        self.sold(ms)
+
+    def sold(self, ms: int) -> None:
         self.end = ms if self.end is None else max(self.end, ms)
 
 
@@ -329,7 +334,7 @@ class Campaigns:
             ms += int(rng.integers(8_000, 60_000))
             offset = None if rng.random() < 0.5 else float(rng.uniform(0.02, 0.08))
             broker.order(v, ms, tag, session, symbol=cp.symbol, buy=True, qty=part * 100, limit_offset=offset)
-            ep.touch(ms)
+            ep.bought(ms)
 
     def _takeover(self, cp: Campaign, v: Customer, ms: int, ip: str, device: Device, fields: list[str]) -> None:
         """Change first: email, then phone and MFA, sometimes the password, minutes apart."""
@@ -363,7 +368,7 @@ class Campaigns:
             ms += int(rng.uniform(2, 12) * MS_PER_MIN)
             self.broker.order(a, ms, cp.tag("attacker"), session, symbol=cp.symbol, buy=False, qty=lots * 100,
                               limit_offset=float(rng.uniform(0.0, 0.06)))
-            ep.touch(ms)
+            ep.sold(ms)
 
 
 def _split(lots: int, pieces: int) -> list[int]:
