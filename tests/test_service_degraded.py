@@ -188,6 +188,34 @@ def test_postgres_unreachable_decisions_wait_in_the_redis_outbox_and_arrive_once
         assert bytes(body) == encode(answers[n]["results"][0]["decision"])
 
 
+def test_a_key_revoked_before_the_database_hangs_stays_refused_and_valid_keys_do_not_wait(
+        tmp_path: Path, redis_url: str, redis_prefix: str, pg_url: str) -> None:
+    """A key revoked, then unused past the key cache's seconds, was accepted again once key reads
+    hung (the fallback was its cache entry, however old), and every request waited the deadline."""
+    import psycopg
+
+    from kabuguard.service.auth import CACHE_S, revoke_key
+
+    app = create_app(Settings(state=redis_url, redis_prefix=redis_prefix, db=pg_url, deadline_ms=DEADLINE_MS,
+                              rate_limit=1e9))
+    db = app.state.service.db
+    revoked_id, revoked = create_key(db, "acme", "revoked")
+    valid = {"X-API-Key": create_key(db, "acme", "t")[1]}
+    with TestClient(app) as client:
+        assert _timed_post(client, {"X-API-Key": revoked}, 1)[2] == 200
+        assert _timed_post(client, valid, 2)[2] == 200
+        revoke_key(db, revoked_id)
+        time.sleep(CACHE_S + 0.5)
+        with psycopg.connect(pg_url) as blocker:
+            blocker.execute("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")  # every key read hangs
+            refused = _timed_post(client, {"X-API-Key": revoked}, 3)[2]
+            timed = [_timed_post(client, valid, n) for n in range(4, 14)]
+            blocker.rollback()
+    assert refused == 503
+    assert all(status == 200 and not body["degraded"] for _, body, status in timed)
+    assert sorted(elapsed for elapsed, _, _ in timed)[5] < DEADLINE_MS / 1000 / 2, timed
+
+
 def test_an_outbox_entry_the_database_refuses_stays_and_holds_back_no_other(
         tmp_path: Path, redis_url: str, redis_prefix: str, pg_url: str) -> None:
     import msgspec

@@ -34,7 +34,7 @@ from kabuguard.intel.taxii.server import install as install_taxii
 from kabuguard.intel.taxii.store import TaxiiStore
 from kabuguard.policy import load_policy
 from kabuguard.service import logging as service_logging
-from kabuguard.service.auth import AuthError, KeyCache, Principal
+from kabuguard.service.auth import CACHE_S, AuthError, KeyCache, Principal
 from kabuguard.service.decider import CONTAIN_PREFIX, Decider
 from kabuguard.service.ratelimit import RateLimiter, RedisBuckets, TokenBuckets
 from kabuguard.service.redis_client import Redis
@@ -180,6 +180,7 @@ class Service:
             self._tasks.append(asyncio.create_task(
                 self.decider.housekeeping(outbox_after_s=self.settings.outbox_after_s)))
         self._tasks.append(asyncio.create_task(self.deliverer.run()))
+        self._tasks.append(asyncio.create_task(self._refresh_keys()))
         # Everything built so far (modules, the app, the policy, a rebuilt embedded state) lives
         # as long as the worker: out of the collector's reach, a full collection no longer walks
         # it in the middle of a request (a pause of several milliseconds in the tail).
@@ -196,25 +197,43 @@ class Service:
             token = token.strip()
         if not token:
             raise Refusal(401, "missing API key: send `Authorization: Bearer <key>` or `X-API-Key`", _BEARER)
-        who = self.keys.fresh(token)
-        if who is None:
-            try:
-                who = await asyncio.wait_for(run_in_threadpool(self.keys.verify, token),
-                                             self.settings.deadline_ms / 1000)
-            except AuthError as exc:
-                raise Refusal(401, str(exc), _BEARER) from None
-            except Exception:
-                # The database is unreachable or slower than the deadline: a key verified before
-                # still works; a new one waits.
-                who = self.keys.stale(token)
-                if who is None:
-                    raise Refusal(503, "cannot verify the API key in time: the database is slow or "
-                                       "unreachable; retry shortly") from None
+        who = self.keys.fresh(token) or await self._verified(token)
         wait = await self.buckets.take(who.key_id, who.rate_limit or self.settings.rate_limit)
         if wait:
             raise Refusal(429, f"rate limit of this key exceeded; retry in {wait:.3f} s",
                           {"Retry-After": str(max(1, round(wait)))})
         return who
+
+    async def _verified(self, token: str) -> Principal:
+        """The key checked against the database. While it does not answer (unreachable, or slower
+        than the deadline), a key valid at its last answer still works and a new one waits; the
+        database is asked again a second later, not by every request (each would wait the deadline)."""
+        if self.keys.answering():
+            try:
+                return await asyncio.wait_for(run_in_threadpool(self.keys.verify, token),
+                                              self.settings.deadline_ms / 1000)
+            except AuthError as exc:
+                raise Refusal(401, str(exc), _BEARER) from None
+            except Exception:
+                self.keys.unanswered()
+        who = self.keys.stale(token)
+        if who is None:
+            raise Refusal(503, "cannot verify the API key in time: the database is slow or "
+                               "unreachable; retry shortly")
+        return who
+
+    async def _refresh_keys(self) -> None:
+        """Check the cached keys again every half `CACHE_S`: a key revoked while nobody uses it
+        is dropped before the database can fail, and a key in use never waits for the database.
+        One check at a time, however long a hung database keeps it."""
+        while True:
+            await asyncio.sleep(CACHE_S / 2)
+            check = asyncio.ensure_future(run_in_threadpool(self.keys.refresh))
+            try:
+                await asyncio.wait_for(asyncio.shield(check), self.settings.deadline_ms / 1000)
+            except Exception:
+                self.keys.unanswered()
+                await asyncio.wait([check])
 
     async def post_events(self, who: Principal, length: str | None, receive: Any) -> tuple[int, bytes, list[tuple[str, str]]]:
         """`POST /v1/events` from the body on: (status, JSON body, extra headers)."""

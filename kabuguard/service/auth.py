@@ -2,7 +2,9 @@
 
 A key reads `kg_<key id>_<secret>`. The secret is 256 random bits, so a single SHA-256 is as
 safe to store as a slow password hash and costs microseconds per request; only the hash is
-kept. Verified keys are cached for `CACHE_S` seconds, so a revocation takes effect within that.
+kept. Verified keys are cached and checked again every `CACHE_S / 2` seconds, used or not, so a
+revocation takes effect within `CACHE_S`; while the database does not answer, the keys valid at
+its last answer keep working (docs/service.md, "Degraded mode").
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from kabuguard.service.storage.database import Database
 from kabuguard.service.storage.models import api_keys
 
 CACHE_S = 5.0
+RETRY_S = 1.0  # after the database failed to answer, requests do not ask it again for this long
 FIRM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TOKEN = re.compile(r"^kg_([0-9a-f]{12})_([A-Za-z0-9_-]{20,})$")
 
@@ -73,22 +76,32 @@ def revoke_key(db: Database, key_id: str) -> bool:
 
 
 class KeyCache:
-    """Verifies keys against the database, remembering verified ones for `CACHE_S` seconds."""
+    """Verifies keys against the database, remembering verified ones; `refresh` checks them again."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._cache: dict[str, tuple[float, Principal]] = {}  # token: (verified at, principal)
+        self._retry_at = 0.0
 
     def fresh(self, token: str) -> Principal | None:
         """The key's principal if verified within `CACHE_S` seconds."""
         hit = self._cache.get(token)
-        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+        return hit[1] if hit is not None and hit[0] + CACHE_S > time.monotonic() else None
 
     def stale(self, token: str) -> Principal | None:
-        """The key's principal as last verified, however long ago: used only while the database
-        is unreachable, so that an outage does not lock out the platforms."""
+        """The key's principal as last verified: used only while the database does not answer, so
+        that an outage does not lock out the platforms. `refresh` drops revoked keys, so this is a
+        key that was valid when the database last answered."""
         hit = self._cache.get(token)
         return hit[1] if hit is not None else None
+
+    def answering(self) -> bool:
+        """False for `RETRY_S` after the database failed to answer: requests then take the cached
+        keys without waiting for it, rather than each waiting out the deadline again."""
+        return time.monotonic() >= self._retry_at
+
+    def unanswered(self) -> None:
+        self._retry_at = time.monotonic() + RETRY_S
 
     def verify(self, token: str) -> Principal:
         """Check `token` against the database (raises AuthError, or the database's error)."""
@@ -106,5 +119,17 @@ class KeyCache:
         principal = Principal(key_id, row["firm"], row["rate_limit"])
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[token] = (time.monotonic() + CACHE_S, principal)
+        self._cache[token] = (time.monotonic(), principal)
         return principal
+
+    def refresh(self) -> None:
+        """Check every cached key again in one query: drop the revoked ones, so that revoking a key
+        nobody is using takes effect too, and keep the others fresh (raises the database's error)."""
+        checked_at = time.monotonic()
+        cached = list(self._cache.items())
+        valid = self.db.valid_keys({p.key_id for _, (_, p) in cached})
+        for token, (_, principal) in cached:
+            if principal.key_id in valid:
+                self._cache[token] = (checked_at, principal)
+            else:
+                self._cache.pop(token, None)

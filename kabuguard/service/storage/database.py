@@ -245,6 +245,13 @@ class Database:
             row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).mappings().first()
         return dict(row) if row else None
 
+    def valid_keys(self, key_ids: set[str]) -> set[str]:
+        """Those of `key_ids` that exist and are not revoked (a query even for none: a check that
+        the database answers)."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(api_keys.c.key_id).where(
+                api_keys.c.key_id.in_(key_ids), api_keys.c.revoked_at.is_(None))).scalars())
+
     def account(self, firm: str, account_id: str, limit: int = 20) -> tuple[list[bytes], list[bytes]]:
         """The account's latest decisions (newest first) and its open alerts (bodies)."""
         with self.engine.connect() as conn:
