@@ -44,7 +44,8 @@ def api(tmp_path: Path) -> Iterator[Api]:
                               max_batch=500))
     db = app.state.service.db
     keys = {"acme": create_key(db, "acme", "test")[1], "other": create_key(db, "other", "test")[1],
-            "slow": create_key(db, "slow", "test", rate_limit=2)[1]}
+            "slow": create_key(db, "slow", "test", rate_limit=2)[1],
+            "sparse": create_key(db, "sparse", "test", rate_limit=0.4)[1]}
     with TestClient(app) as client:
         yield Api(client, keys)
 
@@ -193,6 +194,14 @@ def test_rate_limit_per_key(api: Api) -> None:
     limited = api.get("/v1/alerts", firm="slow")
     assert limited.status_code == 429 and "Retry-After" in limited.headers
     assert api.get("/v1/alerts").status_code == 200  # another key is not limited
+
+
+def test_retry_after_is_never_sooner_than_the_wait(api: Api) -> None:
+    """Retry-After was the wait rounded: 2.49 s said 2, and a client obeying it got a second 429."""
+    assert api.get("/v1/alerts", firm="sparse").status_code == 200
+    limited = api.get("/v1/alerts", firm="sparse")  # the next token in 2.5 s
+    wait = float(limited.json()["detail"].removeprefix("rate limit of this key exceeded; retry in ").removesuffix(" s"))
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= wait > 2
 
 
 def test_logs_are_json_without_ips_or_account_ids(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:

@@ -9,6 +9,7 @@ reader's, deciding is `Decider`'s, reads are `Database`'s. `create_app()` builds
 import asyncio
 import gc
 import logging
+import math
 import os
 import sys
 import time
@@ -201,7 +202,7 @@ class Service:
         wait = await self.buckets.take(who.key_id, who.rate_limit or self.settings.rate_limit)
         if wait:
             raise Refusal(429, f"rate limit of this key exceeded; retry in {wait:.3f} s",
-                          {"Retry-After": str(max(1, round(wait)))})
+                          {"Retry-After": str(math.ceil(wait))})
         return who
 
     async def _verified(self, token: str) -> Principal:
