@@ -114,6 +114,23 @@ def test_redis_hung_answers_fail_closed_within_the_deadline(tmp_path: Path, redi
         assert body["degraded"] is False and body["results"][0]["duplicate"] is False
 
 
+def test_an_account_read_with_redis_stopped_says_its_containment_is_unknown(tmp_path: Path,
+                                                                           redis_server: RedisServer) -> None:
+    """With state unreadable the account view answered 200 as if complete, `contained` and
+    `campaign_id` silently left out: a platform could take that for an account nobody contained."""
+    client, headers = _client(tmp_path, redis_server)
+    with client:
+        _timed_post(client, headers, 1)
+        up = client.get("/v1/accounts/A1", headers=headers)
+        redis_server.stop()
+        down = client.get("/v1/accounts/A1", headers=headers)
+    assert down.status_code == 200 and down.headers.get("x-kabuguard-degraded") == "true"
+    assert down.json()["degraded"] is True
+    assert down.json()["risk"]["contained"] is None and down.json()["risk"]["campaign_id"] is None
+    assert up.status_code == 200 and "x-kabuguard-degraded" not in up.headers
+    assert up.json()["degraded"] is False and up.json()["risk"]["contained"] is False
+
+
 def test_embedded_database_locked_answers_fail_open_and_recovers(tmp_path: Path) -> None:
     import sqlite3
 

@@ -127,6 +127,7 @@ class Refusal(Exception):
 
 
 _BEARER = {"WWW-Authenticate": "Bearer"}
+_DEGRADED = {"X-Kabuguard-Degraded": "true"}
 _GROUP_COMMIT_S = 0.01
 
 
@@ -271,7 +272,7 @@ class Service:
                 await self.containment.record_playbooks(who.firm, outcome.alerts)
             except Exception as exc:  # the decisions stand; the playbook's failure is logged
                 log.error("playbook failed", extra={"error": type(exc).__name__})
-        return 200, outcome.body, [("X-Kabuguard-Degraded", "true")] if outcome.degraded else []
+        return 200, outcome.body, list(_DEGRADED.items()) if outcome.degraded else []
 
     async def _warm_up(self) -> None:
         """Load the Lua scripts and open a database connection, so the first request is not slower."""
@@ -365,7 +366,11 @@ def create_app(settings: Settings | None = None, migrate_db: bool = True) -> Fas
             recent, open_alerts = await run_in_threadpool(service.db.account, who.firm, account_id)
         except Exception:
             return _problem(503, "the database is unreachable; retry shortly")
-        status = await _status(service, who.firm, account_id)
+        try:
+            status = await _status(service, who.firm, account_id)
+            degraded = False
+        except Exception:  # state unreadable (Redis down, hung, of another format): unknown, not absent
+            status, degraded = {"contained": None, "campaign_id": None}, True
         if not recent and not open_alerts and status is None:
             return _problem(404, f"account_id: no decisions recorded for {account_id!r} in this firm")
         risk: dict[str, Any] = {"latest_score": None, "latest_decision": None}
@@ -374,9 +379,9 @@ def create_app(settings: Settings | None = None, migrate_db: bool = True) -> Fas
             risk.update(latest_score=latest["score"], latest_decision=latest["decision"])
         if status is not None:
             risk.update(contained=status.get("contained", False), campaign_id=status.get("campaign_id") or None)
-        body = (b'{"account_id":' + _json(account_id) + b',"risk":' + _json(risk)
+        body = (b'{"account_id":' + _json(account_id) + b',"degraded":' + _json(degraded) + b',"risk":' + _json(risk)
                 + b',"recent_decisions":[' + b",".join(recent) + b'],"open_alerts":[' + b",".join(open_alerts) + b"]}")
-        return Response(body, media_type="application/json")
+        return Response(body, media_type="application/json", headers=_DEGRADED if degraded else None)
 
     @app.get("/v1/alerts", response_model=AlertsPage, responses=errors, tags=["reads"])
     async def get_alerts(who: Auth,
@@ -581,14 +586,12 @@ class AccessLog:
 
 
 async def _status(service: Service, firm: str, account_id: str) -> dict[str, Any] | None:
-    """The final stage's containment and campaign for the account, None when unknown or unreachable."""
+    """The final stage's containment and campaign for the account, None when it has no final
+    state; raises when state cannot be read within the deadline."""
     decider = service.decider
     key = ("final", account_id)  # the firm's state is its own: events lose their firm on the way in
-    try:
-        async with asyncio.timeout(service.settings.deadline_ms / 1000):
-            snapshot = await decider.state.load(firm, [key], [])
-    except Exception:
-        return None
+    async with asyncio.timeout(service.settings.deadline_ms / 1000):
+        snapshot = await decider.state.load(firm, [key], [])
     data = snapshot.raw.get(key)
     if not data:
         return None

@@ -93,6 +93,8 @@ class EventsAnswer(BaseModel):
 
 class AccountAnswer(BaseModel):
     account_id: str
+    degraded: bool = Field(description="true when state was unreachable: `risk.contained` and `risk.campaign_id` "
+                                       "are null, unknown")
     risk: dict[str, Any]
     recent_decisions: list[dict[str, Any]]
     open_alerts: list[dict[str, Any]]
