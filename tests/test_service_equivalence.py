@@ -71,6 +71,32 @@ def test_embedded_service_decides_byte_for_byte_as_replay(tmp_path: Path) -> Non
     assert got_alerts == want_alerts
 
 
+def _as_served(line: bytes) -> bytes:
+    """A line the replay wrote for firm acme's events, as the service answers them."""
+    record = {k: v for k, v in json.loads(line).items() if k != "firm"}
+    if "accounts" in record:
+        record["accounts"] = [account.removeprefix("acme:") for account in record["accounts"]]
+    return encode(record)
+
+
+def test_events_naming_their_firm_differ_from_the_replay_only_as_documented(tmp_path: Path) -> None:
+    """docs/service.md, "Keys and firms": one account whether or not an event names its firm,
+    so no `firm` field and campaign members as account ids; nothing else differs."""
+    stream = brokerage()
+    for event in stream.events:
+        event["firm"] = "acme"
+    src = stream.write(tmp_path / "e.jsonl")
+    want_decisions, want_alerts = replay_reference([src], tmp_path / "replay")
+    assert any(b'"accounts":["acme:' in a for a in want_alerts)
+    app = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9))
+    key = create_key_in(app.state.service.db, "acme", "test")[1]
+    with TestClient(app) as client:
+        got_decisions, got_alerts = _send(
+            lambda body: client.post("/v1/events", content=body, headers={"X-API-Key": key}), ordered_stream([src]))
+    assert got_decisions == [_as_served(d) for d in want_decisions]
+    assert got_alerts == [_as_served(a) for a in want_alerts]
+
+
 def test_one_batch_decides_as_many_single_requests(tmp_path: Path) -> None:
     src = brokerage().write(tmp_path / "e.jsonl")
     want_decisions, _ = replay_reference([src], tmp_path / "replay")
