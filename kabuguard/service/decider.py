@@ -280,11 +280,9 @@ class Decider:
         for event in events:
             decision = None
             if event.kind in DECIDABLE:
-                decision = {"event_id": event.event_id, "ts": event.ts, "type": event.kind,
-                            "account_id": event.account_id}
-                if event.firm:
-                    decision["firm"] = event.firm
-                decision.update(decision=self.fail_decision, score=None, reasons=["degraded"])
+                decision = {"event_id": event.event_id, "ts": event.ts, "type": event.kind,  # firm-less: app.py
+                            "account_id": event.account_id, "decision": self.fail_decision, "score": None,
+                            "reasons": ["degraded"]}
             parts.append(_json.encode({"event_id": event.event_id, "duplicate": False, "applied": False,
                                        "decision": decision, "alerts": []}))
         body = b'{"degraded":true,"results":[' + b",".join(parts) + b"]}"
