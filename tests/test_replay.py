@@ -160,6 +160,8 @@ def test_a_malformed_policy_is_a_usage_error_naming_the_key(tmp_path: Path, stre
     ("detectors.shared_ipp", {"window_hours": 24}, "shared_ipp"),
     ("bias.oder", 0.0, "oder"),
     ("containment.campaign_member_wieght", 1.0, "campaign_member_wieght"),
+    ("decisions.oder", {"block": 0.1}, "oder"),
+    ("version", 99, "`version` must be 1"),
 ])
 def test_a_bad_policy_value_stops_at_load_naming_it(tmp_path: Path, stream: Stream, key: str, value: object,
                                                     named: str) -> None:
@@ -198,6 +200,19 @@ def test_an_older_copy_of_the_default_policy_is_told_every_key_it_lacks_at_once(
     assert all(f"`{key}`" in told for key in ("spike_volume_multiple", "spike_price_z", "spike_price_move")), told
     told = lacking("login_profile.attributes.device.alpha", "login_profile.hour_alpha")
     assert "`attributes.device.alpha`" in told and "`hour_alpha`" in told, told
+
+
+def test_a_policy_lacking_top_level_keys_is_told_them_all_and_where_to_look(tmp_path: Path) -> None:
+    """A copy of a default from before `foreign_session_llr` stopped on a bare "missing", one key a load."""
+    raw = yaml.safe_load((Path(kabuguard.policy.__file__).parent / "default.yaml").read_text())
+    for key in ("version", "own_session_llr", "foreign_session_llr"):
+        del raw[key]
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(kabuguard.policy.PolicyError) as raised:
+        kabuguard.policy.load_policy(path)
+    assert "missing `version`, `own_session_llr`, `foreign_session_llr`" in str(raised.value)
+    assert "docs/policy.md, \"Upgrading a policy file of your own\"" in str(raised.value)
 
 
 def test_no_volatility_floor_and_no_prior_stops_the_load(tmp_path: Path) -> None:

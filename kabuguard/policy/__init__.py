@@ -96,9 +96,13 @@ def load_policy(path: str | Path | None = None) -> Policy:
 
 
 # Top-level keys a policy may have: a typo (`failmode`) must not load as the default silently.
-_KEYS = frozenset({"version", "bias", "own_session_llr", "foreign_session_llr", "fx_jpy", "decisions",
-                   "min_reason_weight", "account_alert_cooldown_hours", "containment", "playbooks",
-                   "detectors", "fail_mode"})
+_REQUIRED = ("version", "bias", "own_session_llr", "foreign_session_llr", "decisions", "min_reason_weight",
+             "account_alert_cooldown_hours", "containment", "detectors")
+_KEYS = frozenset(_REQUIRED) | {"fx_jpy", "playbooks", "fail_mode"}
+# The policy format this code reads: a file of another version means other keys or other meanings.
+VERSION = 1
+# Where a copy of an older default learns what it lacks.
+_UPGRADING = "docs/policy.md, \"Upgrading a policy file of your own\""
 
 
 def _number(value: Any, where: str, source: str, low: float = -math.inf, high: float = math.inf) -> float:
@@ -166,8 +170,11 @@ def _lacking(policy: Policy, name: str) -> str:
         return out
 
     keys = missing(load_policy().detectors.get(name, {}), policy.detectors.get(name, {}), "")
-    return (f"; the section lacks {', '.join(f'`{k}`' for k in keys)} of the default policy's (docs/policy.md, "
-            "\"Upgrading a policy file of your own\")") if keys else ""
+    return f"; the section lacks {_listed(keys)} of the default policy's ({_UPGRADING})" if keys else ""
+
+
+def _listed(keys: list[str]) -> str:
+    return ", ".join(f"`{k}`" for k in keys)
 
 
 def _parse(raw: Any, source: str) -> Policy:
@@ -184,9 +191,15 @@ def _parse(raw: Any, source: str) -> Policy:
     unknown_keys = set(raw) - _KEYS
     if unknown_keys:
         raise PolicyError(f"{source}: unknown key(s) {sorted(map(str, unknown_keys))}; known: {', '.join(sorted(_KEYS))}")
+    missing = [key for key in _REQUIRED if key not in raw]
+    if missing:  # all at once: a copy of an older default lacks every key added since
+        raise PolicyError(f"{source}: missing {_listed(missing)} of the default policy's ({_UPGRADING})")
+    if type(raw["version"]) is not int or raw["version"] != VERSION:
+        raise PolicyError(f"{source}: `version` must be {VERSION}, the policy format this Kabuguard reads, "
+                          f"got {raw['version']!r}")
     kinds = ("login", "account_change", "order")
     bias = need(raw, "bias", "")
-    for section, known in (("bias", kinds), ("containment", ("campaign_member_weight",))):
+    for section, known in (("bias", kinds), ("decisions", kinds), ("containment", ("campaign_member_weight",))):
         extra = set(raw.get(section) or {}) - set(known) if isinstance(raw.get(section), dict) else set()
         if extra:  # `oder:` must not leave orders at a default silently
             raise PolicyError(f"{source}: {section}: unknown key(s) {sorted(map(str, extra))}; known: {', '.join(known)}")
