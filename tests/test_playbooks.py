@@ -118,3 +118,9 @@ def test_two_playbooks_of_one_name_stop_the_policy_load_naming_the_entry(tmp_pat
     path = policy_with(tmp_path, [PLAYBOOK, {**PLAYBOOK, "alert": "account_alert"}])
     with pytest.raises(PolicyError, match=r"playbooks\[1\]\.name: 'contain_campaign' is used by an earlier playbook"):
         load_policy(path)
+
+
+def test_a_playbook_with_no_measures_stops_the_policy_load(tmp_path: Path) -> None:
+    """It loaded: the core blocked the accounts while the firm's systems were sent nothing to do."""
+    with pytest.raises(PolicyError, match=r"playbooks\[0\]\.measures: a non-empty list"):
+        load_policy(policy_with(tmp_path, [{**PLAYBOOK, "measures": []}]))

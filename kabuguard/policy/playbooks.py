@@ -72,8 +72,8 @@ def parse_playbooks(raw: Any, source: str) -> tuple[Playbook, ...]:
         if item["alert"] not in _ALERTS:
             raise ValueError(f"{where}.alert: expected one of {', '.join(_ALERTS)}, got {item['alert']!r}")
         measures = item.get("measures", MEASURES)
-        if not isinstance(measures, (list, tuple)):
-            raise ValueError(f"{where}.measures: a list of {', '.join(MEASURES)}, got {measures!r}")
+        if not isinstance(measures, (list, tuple)) or not measures:  # none: blocked here, nothing sent to do
+            raise ValueError(f"{where}.measures: a non-empty list of {', '.join(MEASURES)}, got {measures!r}")
         unknown = set(measures) - set(MEASURES)
         if unknown:
             raise ValueError(f"{where}.measures: unknown {sorted(map(str, unknown))}; known: {', '.join(MEASURES)}")
