@@ -237,6 +237,17 @@ def test_a_fractional_local_time_offset_is_kept_to_the_minute(tmp_path: Path) ->
     assert built["LoginProfile"]._hour(3 * 3_600_000_000 + 40 * 60_000_000) == 9
 
 
+def test_a_local_time_west_of_greenwich_loads(tmp_path: Path) -> None:
+    """-5 (New York) was refused as a negative duration, for its name ends in `_hours`."""
+    raw = yaml.safe_load((Path(kabuguard.policy.__file__).parent / "default.yaml").read_text())
+    raw["detectors"]["login_profile"]["local_utc_offset_hours"] = -5
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    built = {type(d).__name__: d for stage in Pipeline(kabuguard.policy.load_policy(path)).stages
+             for ds in stage.by_kind.values() for d in ds}
+    assert built["LoginProfile"]._hour(3 * 3_600_000_000) == 22  # 03:00 UTC is 22:00 the day before
+
+
 def test_whole_numbers_written_as_floats_and_zero_where_it_means_from_the_first_login_load(tmp_path: Path) -> None:
     raw = yaml.safe_load((Path(kabuguard.policy.__file__).parent / "default.yaml").read_text())
     detectors = raw["detectors"]

@@ -115,6 +115,7 @@ def _number(value: Any, where: str, source: str, low: float = -math.inf, high: f
 
 
 _DURATIONS = ("_minutes", "_hours", "_days")
+_CLOCK = "_utc_offset_hours"  # a time of day's offset, not a duration: negative west of Greenwich
 
 
 def _finite(value: Any, where: str, source: str) -> None:
@@ -122,7 +123,7 @@ def _finite(value: Any, where: str, source: str) -> None:
     fires), and no negative duration (a negative window silently holds nothing)."""
     if isinstance(value, float) and not math.isfinite(value):
         raise PolicyError(f"{source}: `{where}` must be a finite number, got {value!r}")
-    if where.endswith(_DURATIONS) and isinstance(value, (int, float)) and value < 0:
+    if where.endswith(_DURATIONS) and not where.endswith(_CLOCK) and isinstance(value, (int, float)) and value < 0:
         raise PolicyError(f"{source}: `{where}` is a duration, it cannot be negative: {value!r}")
     if isinstance(value, dict):
         for key, item in value.items():
