@@ -161,6 +161,20 @@ def test_a_malformed_policy_is_a_usage_error_naming_the_key(tmp_path: Path, stre
     ("bias.oder", 0.0, "oder"),
     ("containment.campaign_member_wieght", 1.0, "campaign_member_wieght"),
     ("decisions.oder", {"block": 0.1}, "oder"),
+    # Outside the range their formula means anything in: each loaded, and its finding never fired,
+    # fired always, or turned evidence around.
+    ("detectors.campaign.min_share", 1.5, "`min_share` must be a number in [0, 1]"),
+    ("detectors.shared_ip.min_share", -0.5, "`min_share` must be a number in [0, 1]"),
+    ("detectors.owner_session.share", 2.0, "`share` must be a number in [0, 1]"),
+    ("detectors.risky_session.carry", -0.5, "`carry` must be a number in [0, 1]"),
+    ("detectors.holdings_liquidation.min_fraction", 1.2, "`min_fraction` must be a number in [0, 1]"),
+    ("detectors.pump_surveillance.min_risky_share", 2, "`min_risky_share` must be a number in [0, 1]"),
+    ("detectors.login_profile.attributes.ip_range.discount", 1.0, "`discount` must be a number in [0, 1)"),
+    ("detectors.hosting_network.p_hosting_attack", 5, "p_hosting_attack"),
+    ("detectors.unusual_trading.p_new_symbol_attack", 0, "p_new_symbol_attack"),  # was "math domain error"
+    ("detectors.login_profile.local_utc_offset_hours", 99, "`local_utc_offset_hours` must be a number in [-12, 14]"),
+    ("detectors.takeover_wave.surge", -1, "`surge` must be a number in [1, inf)"),
+    ("detectors.impossible_travel.max_kmh", 0, "max_kmh"),
     ("version", 99, "`version` must be 1"),
 ])
 def test_a_bad_policy_value_stops_at_load_naming_it(tmp_path: Path, stream: Stream, key: str, value: object,
@@ -213,6 +227,22 @@ def test_a_policy_lacking_top_level_keys_is_told_them_all_and_where_to_look(tmp_
         kabuguard.policy.load_policy(path)
     assert "missing `version`, `own_session_llr`, `foreign_session_llr`" in str(raised.value)
     assert "docs/policy.md, \"Upgrading a policy file of your own\"" in str(raised.value)
+
+
+def test_the_edges_of_each_checked_range_load(tmp_path: Path) -> None:
+    """The checks refuse only what a formula cannot mean: each range's edges load, and so do a
+    field weighed that is no contact and no contact fields (contact_takeover off, on purpose)."""
+    raw = yaml.safe_load((Path(kabuguard.policy.__file__).parent / "default.yaml").read_text())
+    detectors = raw["detectors"]
+    detectors["campaign"]["min_share"] = 1
+    detectors["shared_ip"]["min_share"] = 0
+    detectors["login_profile"]["attributes"]["ip_range"]["discount"] = 0.0
+    detectors["login_profile"]["local_utc_offset_hours"] = 14
+    detectors["takeover_wave"]["surge"] = 1
+    detectors["sensitive_change"].update(field_weights={"address": 0.5}, contact_fields=[])
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert kabuguard.policy.load_policy(path).detectors["campaign"]["min_share"] == 1
 
 
 def test_no_volatility_floor_and_no_prior_stops_the_load(tmp_path: Path) -> None:

@@ -184,13 +184,26 @@ def _key(name: str, detector: str) -> str:
     return f"{inner}.{name}" if inner else name
 
 
-def number(params: dict[str, Any], name: str, detector: str) -> float:
+def number(params: dict[str, Any], name: str, detector: str, low: float = -math.inf, high: float = math.inf,
+           *, below_high: bool = False) -> float:
     """A weight, share or threshold: a finite number, or a clear error (a quoted `"-inf"` passed
-    the policy's own checks as text, then `float()` made it an infinity)."""
+    the policy's own checks as text, then `float()` made it an infinity); in [low, high] (or
+    [low, high) `below_high`) where the detector's formula means nothing outside: a share of 1.5
+    is never reached, a surge of -1 turns its test off, all silently."""
     value = param(params, name, detector)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"`{_key(name, detector)}` must be a finite number, got {value!r}")
+    if not low <= value <= high or below_high and value == high:
+        opening, closing = "(" if low == -math.inf else "[", ")" if below_high or high == math.inf else "]"
+        span = f"{opening}{low:g}, {high:g}{closing}"
+        raise ValueError(f"`{_key(name, detector)}` must be a number in {span}, got {value!r}")
     return float(value)
+
+
+def share(params: dict[str, Any], name: str, detector: str) -> float:
+    """A part of a whole (of the accounts or buyers counted, of a position, of evidence carried or
+    taken back): in [0, 1]."""
+    return number(params, name, detector, 0.0, 1.0)
 
 
 _UNIT_US = {"_minutes": 60_000_000, "_hours": 3_600_000_000, "_days": 86_400_000_000}

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from kabuguard.detectors._window import drop_expired, renew
-from kabuguard.detectors.base import Evidence, Finding, count, duration_us, number, param
+from kabuguard.detectors.base import Evidence, Finding, count, duration_us, number, param, share
 from kabuguard.detectors.money import thin
 from kabuguard.events.model import account_key
 
@@ -57,7 +57,7 @@ class Campaign:
         self.window_us = duration_us(params, "window_minutes", self.name)
         self.lookback_us = duration_us(params, "lookback_days", self.name)
         self.min_accounts = count(params, "min_accounts", self.name)
-        self.min_share = number(params, "min_share", self.name)
+        self.min_share = share(params, "min_share", self.name)
         self.risky_llr = number(params, "risky_session_llr", self.name)
         self.buy_weight = number(params, "buy_weight", self.name)
         self.dump_weight = number(params, "dump_weight", self.name)

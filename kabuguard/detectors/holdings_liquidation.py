@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, duration_us, number, param
+from kabuguard.detectors.base import Evidence, Finding, duration_us, number, param, share
 from kabuguard.detectors.money import thin
 from kabuguard.events.instants import parse_ts
 
@@ -46,7 +46,7 @@ class HoldingsLiquidation:
     types: ClassVar[frozenset[str]] = frozenset({"account", "order", "execution"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.min_fraction = number(params, "min_fraction", self.name)
+        self.min_fraction = share(params, "min_fraction", self.name)
         self.window_us = duration_us(params, "window_hours", self.name)
         self.weight = number(params, "weight", self.name)
         self.into_thin_weight = number(params, "into_thin_weight", self.name)

@@ -27,7 +27,7 @@ class HostingNetwork:
     types: ClassVar[frozenset[str]] = frozenset({"login"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        p_attack = number(params, "p_hosting_attack", self.name)
+        p_attack = probability(params, "p_hosting_attack", self.name)
         self.p_customer = probability(params, "p_hosting_customer", self.name)
         self.log_p_attack = math.log(p_attack)
         self.alpha = positive(params, "alpha", self.name)

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, number
+from kabuguard.detectors.base import Evidence, Finding, number, positive
 from kabuguard.netintel import country_distance_km
 
 _HOUR_US = 3_600_000_000
@@ -27,7 +27,7 @@ class ImpossibleTravel:
     types: ClassVar[frozenset[str]] = frozenset({"login"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.max_kmh = number(params, "max_kmh", self.name)
+        self.max_kmh = positive(params, "max_kmh", self.name)  # 0 makes every trip impossible
         self.min_km = number(params, "min_km", self.name)
         self.weight = number(params, "weight", self.name)
         self.learn_max_llr = number(params, "learn_max_llr", self.name)

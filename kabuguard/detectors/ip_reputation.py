@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from kabuguard.detectors._window import others, prune, stamp
-from kabuguard.detectors.base import Evidence, Finding, duration_us, number
+from kabuguard.detectors.base import Evidence, Finding, duration_us, number, share
 from kabuguard.detectors.shared_ip import Address, NetworkKey, crowd_window
 from kabuguard.events.model import account_key
 
@@ -42,7 +42,7 @@ class _Reputation(NetworkKey):
         self.risky_llr = number(params, "risky_session_llr", self.name)
         self.weight = number(params, "weight", self.name)
         if self.crowds:
-            self.min_share = number(params, "min_share", self.name)
+            self.min_share = share(params, "min_share", self.name)
 
     @property
     def horizon_us(self) -> int:

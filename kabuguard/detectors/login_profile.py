@@ -83,7 +83,7 @@ class _Attribute:
         self.reason = reason
         try:
             self.alpha = positive(conf, "alpha", "login_profile")
-            self.discount = number(conf, "discount", "login_profile") if "discount" in conf else 0.0
+            self.discount = number(conf, "discount", "login_profile", 0.0, 1.0, below_high=True) if "discount" in conf else 0.0
             p_new = probability(conf, "p_new_attack", "login_profile")
         except ValueError as exc:  # which of the five attributes
             raise ValueError(f"{reason}: {exc}") from None
@@ -119,7 +119,7 @@ class LoginProfile:
         self.learn_max_llr = number(params, "learn_max_llr", self.name)
         # The firm's local time, to the minute (India is 5:30 ahead of UTC); optional, as policies
         # from before it was added are Japanese firms'.
-        offset = number(params, "local_utc_offset_hours", self.name) if "local_utc_offset_hours" in params else 9
+        offset = number(params, "local_utc_offset_hours", self.name, -12.0, 14.0) if "local_utc_offset_hours" in params else 9
         self.tz_offset_us = int(offset * 3_600_000_000)
         unfamiliar = param(params, "unfamiliar", self.name)
         where = f"{self.name}.unfamiliar"

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, names, number
+from kabuguard.detectors.base import Evidence, Finding, names, number, share
 
 
 class OwnerSessionState(msgspec.Struct):
@@ -44,7 +44,7 @@ class OwnerSession:
     types: ClassVar[frozenset[str]] = frozenset({"order"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.share = number(params, "share", self.name)
+        self.share = share(params, "share", self.name)
         self.own_session_llr = number(params, "own_session_llr", self.name)
         self.habit = names(params, "habit_findings", self.name)
 

@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from kabuguard.detectors._window import drop_expired, renew
-from kabuguard.detectors.base import Evidence, Finding, count, duration_us, number
+from kabuguard.detectors.base import Evidence, Finding, count, duration_us, number, share
 from kabuguard.events.model import account_key
 
 
@@ -60,7 +60,7 @@ class OwnersCrowd:
     def __init__(self, params: dict[str, Any]) -> None:
         self.window_us = duration_us(params, "window_minutes", self.name)
         self.min_owners = count(params, "min_owners", self.name)
-        self.min_share = number(params, "min_share", self.name)
+        self.min_share = share(params, "min_share", self.name)
         self.weight = number(params, "weight", self.name)
         self.foreign_session_llr = number(params, "foreign_session_llr", self.name)
 

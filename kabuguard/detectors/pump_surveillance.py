@@ -67,7 +67,7 @@ import msgspec
 import numpy as np
 
 from kabuguard.detectors.base import (Evidence, Finding, bar_columns, compiled, count, duration_us, number,
-                                      positive)
+                                      positive, share)
 from kabuguard.events.model import account_key
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ class PumpSurveillance:
         self.risky_llr = p("risky_session_llr")
         self.assess_us = duration_us(params, "assess_window_minutes", self.name)
         self.min_risky = count(params, "min_risky_buyers", self.name)
-        self.min_risky_share = p("min_risky_share")
+        self.min_risky_share = share(params, "min_risky_share", self.name)
         self.under_pump_weight = p("under_pump_weight")
         self.under_surge_weight = p("under_surge_weight")
         self.dump_lookback_us = duration_us(params, "dump_lookback_days", self.name)

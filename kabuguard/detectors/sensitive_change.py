@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, duration_us, names, number, param
+from kabuguard.detectors.base import Evidence, Finding, duration_us, names, number, param, share
 
 
 class ChangeState(msgspec.Struct):
@@ -56,7 +56,7 @@ class SensitiveChange:
         self.field_weights = {str(k): number(weights, k, f"{self.name}.field_weights") for k in weights}
         self.burst_us = duration_us(params, "burst_hours", self.name)
         self.after_us = duration_us(params, "after_days", self.name)
-        self.carry = number(params, "carry", self.name)
+        self.carry = share(params, "carry", self.name)
         self.own_session_llr = number(params, "own_session_llr", self.name)
         self.contact_fields = names(params, "contact_fields", self.name)
         self.contact_weight = number(params, "contact_takeover_weight", self.name)

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, duration_us, number
+from kabuguard.detectors.base import Evidence, Finding, duration_us, share
 
 
 class SessionMemory(msgspec.Struct):
@@ -54,7 +54,7 @@ class SessionRisk:
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.ttl_us = duration_us(params, "ttl_hours", self.name)
-        self.carry = number(params, "carry", self.name)
+        self.carry = share(params, "carry", self.name)
 
     def initial(self) -> SessionMemory:
         return SessionMemory()

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from kabuguard.detectors._window import others, prune, stamp, stamp_capped
-from kabuguard.detectors.base import Evidence, Finding, count, duration_us, number
+from kabuguard.detectors.base import Evidence, Finding, count, duration_us, number, share
 from kabuguard.events.model import account_key
 
 # Accounts remembered per access network's address, of either kind: past this many the share
@@ -66,7 +66,7 @@ class _ManyAccounts(NetworkKey):
         self.min_accounts = count(params, "min_accounts", self.name)
         self.weight = number(params, "weight", self.name)
         if self.crowds:
-            self.min_share = number(params, "min_share", self.name)
+            self.min_share = share(params, "min_share", self.name)
             self.own_llr = number(params, "own_session_llr", self.name)
 
     @property

@@ -65,7 +65,7 @@ class TakeoverWave:
         self.window_us = duration_us(params, "window_minutes", self.name)
         self.risky_llr = number(params, "risky_session_llr", self.name)
         self.min_accounts = count(params, "min_accounts", self.name)
-        self.surge = number(params, "surge", self.name)
+        self.surge = number(params, "surge", self.name, 1.0)  # below 1 it is no surge
         self.weight = number(params, "weight", self.name)
         self.max_weight = number(params, "max_weight", self.name)
 

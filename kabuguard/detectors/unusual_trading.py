@@ -38,7 +38,7 @@ class UnusualTrading:
     def __init__(self, params: dict[str, Any]) -> None:
         self.alpha = positive(params, "alpha", self.name)
         self.p_new_symbol_customer = probability(params, "p_new_symbol_customer", self.name)
-        self.log_p_new_attack = math.log(number(params, "p_new_symbol_attack", self.name))
+        self.log_p_new_attack = math.log(probability(params, "p_new_symbol_attack", self.name))
         self.min_orders = count(params, "min_orders", self.name)
         self.fx_jpy = param(params, "fx_jpy", self.name)
         self.new_segment_weight = number(params, "new_segment_weight", self.name)
