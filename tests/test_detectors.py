@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import Stream, brokerage, ts
-from kabuguard.detectors.base import Evidence
+from kabuguard.detectors.base import REASONS, Evidence
 from kabuguard.detectors.ip_reputation import IpReputation
 from kabuguard.detectors.liquidity import DAY_US, TradedDays, liquidity_by_day
 from kabuguard.detectors.shared_ip import CROWD_CAP, SharedIp
@@ -801,3 +801,12 @@ def test_failures_from_addresses_of_one_ipv6_64_are_one_source(tmp_path: Path) -
     stuffing = [a for a in alerts if a["reasons"] == ["credential_stuffing"]]
     assert [a["ips"] for a in stuffing] == [["2a01:4f8:10:20::5"]]  # the IPv6 run, at its fifth account
     assert "credential_stuffing" in decisions[after["event_id"]]["reasons"]
+
+
+def test_the_reason_codes_a_policy_may_name_are_those_docs_reason_codes_lists() -> None:
+    """`REASONS` is the vocabulary `habit_findings` is checked against: a code missing from it
+    could not be named, one too many would let a typo of nothing through."""
+    text = (Path(__file__).parent.parent / "docs" / "reason-codes.md").read_text()
+    table = next(block for block in text.split("\n\n") if block.startswith("| code | stage |"))
+    documented = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    assert REASONS == documented - {"contained"}  # a decision's reason, no finding's

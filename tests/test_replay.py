@@ -161,6 +161,13 @@ def test_a_malformed_policy_is_a_usage_error_naming_the_key(tmp_path: Path, stre
     ("bias.oder", 0.0, "oder"),
     ("containment.campaign_member_wieght", 1.0, "campaign_member_wieght"),
     ("decisions.oder", {"block": 0.1}, "oder"),
+    # Names from a closed vocabulary (the contract's account-change fields, the reason codes): a
+    # misspelt one loaded and matched nothing (contact_takeover never fired; email changes weighed 0).
+    ("detectors.sensitive_change.contact_fields", ["emial", "phone"], "unknown name(s) ['emial']"),
+    ("detectors.sensitive_change.field_weights.emial", 1.5, "unknown name(s) ['emial']"),
+    ("detectors.login_profile.distrust_on_change", ["emial", "phone"], "unknown name(s) ['emial']"),
+    ("detectors.owner_session.habit_findings", ["new_symbl"], "unknown name(s) ['new_symbl']"),
+    ("detectors.sensitive_change.field_weights", ["email"], "`field_weights` must map names"),  # "list indices..."
     # Outside the range their formula means anything in: each loaded, and its finding never fired,
     # fired always, or turned evidence around.
     ("detectors.campaign.min_share", 1.5, "`min_share` must be a number in [0, 1]"),

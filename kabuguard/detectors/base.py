@@ -9,7 +9,7 @@ manipulation, negative of the customer's own habit; the policy adds them up.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextvars import ContextVar
 from functools import cache
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
@@ -32,6 +32,21 @@ class Finding(msgspec.Struct, array_like=True, frozen=True, gc=False):
 
     reason: str
     weight: float
+
+
+# Every reason code a finding carries (docs/reason-codes.md): what a policy may name among them
+# (`owner_session.habit_findings`) is checked against these, so that a typo does not match nothing.
+REASONS = frozenset({
+    "new_device", "new_country", "new_asn", "new_ip_range", "new_user_agent", "unfamiliar_login", "unusual_hour",
+    "hosting_network", "impossible_travel", "failed_login_burst", "dormant_reactivation",
+    "holdings_liquidation", "liquidate_into_thin_stock", "concentrated_thin_position",
+    "new_symbol", "new_segment", "unusual_order_size",
+    "shared_ip", "shared_device", "credential_stuffing", "ip_reputation", "device_reputation", "shared_indicator",
+    "takeover_wave", "thin_stock_buy", "campaign_buy", "dump_into_pump", "sell_into_pump", "symbol_under_pump",
+    "sell_into_suspect_buying", "buy_with_suspect_buyers", "owners_crowd",
+    "risky_session", "sensitive_change", "contact_takeover", "order_after_risky_change", "owner_session",
+    "campaign_member",
+})
 
 
 class Evidence(msgspec.Struct):
@@ -247,9 +262,30 @@ def count(params: dict[str, Any], name: str, detector: str, minimum: int = 1) ->
     return value
 
 
-def names(params: dict[str, Any], name: str, detector: str) -> frozenset[str]:
-    """A list of names (fields, reason codes): a bare string would become a set of its letters."""
+def names(params: dict[str, Any], name: str, detector: str, known: Collection[str]) -> frozenset[str]:
+    """A list of names from a closed vocabulary (`known`: fields, reason codes): a bare string
+    would become a set of its letters, and a misspelt name (`emial`) matches nothing, turning off
+    what it was meant to turn on."""
     value = param(params, name, detector)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"`{_key(name, detector)}` must be a list of names, got {value!r}")
+    _known(value, known, name, detector)
     return frozenset(value)
+
+
+def weights(params: dict[str, Any], name: str, detector: str, known: Collection[str]) -> dict[str, float]:
+    """A mapping of names from a closed vocabulary (`known`) to weights (`field_weights`): a name
+    misspelt would leave its own at 0, silently; a name left out weighs 0."""
+    value = param(params, name, detector)
+    if not isinstance(value, dict):
+        raise ValueError(f"`{_key(name, detector)}` must map names ({', '.join(sorted(known))}) to weights, "
+                         f"got {value!r}")
+    _known(value, known, name, detector)
+    return {key: number(value, key, f"{detector}.{name}") for key in value}
+
+
+def _known(given: Iterable[Any], known: Collection[str], name: str, detector: str) -> None:
+    unknown = set(given) - set(known)
+    if unknown:
+        raise ValueError(f"`{_key(name, detector)}`: unknown name(s) {sorted(map(str, unknown))}; "
+                         f"known: {', '.join(sorted(known))}")

@@ -34,6 +34,7 @@ import msgspec
 
 from kabuguard.detectors.base import (Evidence, Finding, count, duration_us, names, number, param, positive,
                                       probability)
+from kabuguard.events.model import CHANGE_FIELDS
 
 _BROWSERS = (("edg/", "edge"), ("firefox/", "firefox"), ("opr/", "opera"), ("chrome/", "chrome"),
              ("crios/", "chrome"), ("safari/", "safari"))
@@ -106,7 +107,7 @@ class LoginProfile:
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.probation_us = duration_us(params, "probation_hours", self.name)
-        self.distrusting = names(params, "distrust_on_change", self.name)
+        self.distrusting = names(params, "distrust_on_change", self.name, CHANGE_FIELDS)
         attrs = param(params, "attributes", self.name)
         where = f"{self.name}.attributes"  # a missing one is named with its section
         self.device = _Attribute("new_device", param(attrs, "device", where))

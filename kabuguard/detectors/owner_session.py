@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, names, number, share
+from kabuguard.detectors.base import REASONS, Evidence, Finding, names, number, share
 
 
 class OwnerSessionState(msgspec.Struct):
@@ -46,7 +46,7 @@ class OwnerSession:
     def __init__(self, params: dict[str, Any]) -> None:
         self.share = share(params, "share", self.name)
         self.own_session_llr = number(params, "own_session_llr", self.name)
-        self.habit = names(params, "habit_findings", self.name)
+        self.habit = names(params, "habit_findings", self.name, REASONS)
 
     def initial(self) -> OwnerSessionState:
         return OwnerSessionState()

@@ -38,7 +38,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kabuguard.detectors.base import Evidence, Finding, duration_us, names, number, param, share
+from kabuguard.detectors.base import Evidence, Finding, duration_us, names, number, share, weights
+from kabuguard.events.model import CHANGE_FIELDS
 
 
 class ChangeState(msgspec.Struct):
@@ -52,13 +53,12 @@ class SensitiveChange:
     types: ClassVar[frozenset[str]] = frozenset({"account_change", "order"})
 
     def __init__(self, params: dict[str, Any]) -> None:
-        weights = param(params, "field_weights", self.name)
-        self.field_weights = {str(k): number(weights, k, f"{self.name}.field_weights") for k in weights}
+        self.field_weights = weights(params, "field_weights", self.name, CHANGE_FIELDS)
         self.burst_us = duration_us(params, "burst_hours", self.name)
         self.after_us = duration_us(params, "after_days", self.name)
         self.carry = share(params, "carry", self.name)
         self.own_session_llr = number(params, "own_session_llr", self.name)
-        self.contact_fields = names(params, "contact_fields", self.name)
+        self.contact_fields = names(params, "contact_fields", self.name, CHANGE_FIELDS)
         self.contact_weight = number(params, "contact_takeover_weight", self.name)
 
     def initial(self) -> ChangeState:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
@@ -22,6 +22,7 @@ OrderType = Literal["market", "limit"]
 ChangeField = Literal[
     "email", "phone", "password", "mfa", "bank_account", "address", "notification_settings"
 ]
+CHANGE_FIELDS: frozenset[str] = frozenset(get_args(ChangeField))  # what a policy's field lists may name
 # Widths the service stores these in (kabuguard/service/storage/models.py): a longer value is
 # refused here, naming the field, instead of failing a database write for the whole batch.
 # An empty id would name no account: its login or order could get no decision and no rejection.
