@@ -299,3 +299,36 @@ def test_a_pump_episode_begins_with_its_hijacked_accounts_first_buy(tmp_path: Pa
     assert pumps and not {ep["campaign_id"] for ep in pumps} & dumped_only
     assert all((ep["campaign_id"], ep["symbol"], ep["start"]) in buys for ep in pumps), \
         [ep for ep in pumps if (ep["campaign_id"], ep["symbol"], ep["start"]) not in buys]
+
+
+# Two days of 300 accounts on the full 300 symbols: on 17d0ab4 a name above ¥3,000 went
+# limit-up there (bars beyond its limit, off the tick grid, close above high).
+TINY = Config(accounts=300, days=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny")
+    simulate(TINY, out)
+    return out
+
+
+def test_every_bar_is_a_possible_print(tiny_run: Path) -> None:
+    """Prices on the tick grid, within the day's limit from the previous close, low <= open,
+    close <= high. A limit-up name above ¥3,000 printed close 3165 over high 3163 (its limit,
+    which is no tick)."""
+    from kabuguard.sim.market import daily_limit, round_tick
+
+    prev = {e["symbol"]: float(round_tick(np.array(e["last_price"]))) for e in _events_of(tiny_run, "instrument")}
+    bars = sorted(pq.read_table(tiny_run / "events" / "market_bars.parquet").to_pylist(), key=lambda b: b["ts"])
+    day, closes, nearest = "", {}, 0.0
+    for b in bars:
+        if b["ts"][:10] != day:
+            day, prev = b["ts"][:10], prev | closes
+        close, limit = prev[b["symbol"]], daily_limit(prev[b["symbol"]])
+        prices = np.array([b["open"], b["high"], b["low"], b["close"]])
+        assert b["low"] <= min(b["open"], b["close"]) <= max(b["open"], b["close"]) <= b["high"], b
+        assert (round_tick(prices) == prices).all() and close - limit <= b["low"] and b["high"] <= close + limit, b
+        closes[b["symbol"]] = b["close"]
+        nearest = max(nearest, (b["high"] - close) / limit)
+    assert nearest > 0.99  # some name went limit-up

@@ -42,8 +42,12 @@ def daily_limit(prev_close: np.ndarray) -> np.ndarray:
     return PRICE_LIMITS[np.searchsorted(PRICE_LIMITS[:, 0], prev_close, side="right"), 1]
 
 
+def _tick(price: np.ndarray) -> np.ndarray:
+    return TICKS[np.searchsorted(TICKS[:, 0], price), 1]
+
+
 def round_tick(price: np.ndarray) -> np.ndarray:
-    tick = TICKS[np.searchsorted(TICKS[:, 0], price), 1]
+    tick = _tick(price)
     return np.maximum(tick, np.round(price / tick) * tick)
 
 
@@ -53,12 +57,16 @@ def round_tick_one(price: float) -> float:
     return max(tick, round(price / tick) * tick)
 
 
-def daily_limit_one(prev_close: float) -> float:
-    return _LIMIT_SIZES[bisect.bisect_right(_LIMIT_BOUNDS, prev_close)]
+def price_band(prev_close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The lowest and highest price each symbol may print today: the daily limit either side of
+    the previous close, moved inwards onto the tick grid (above ¥3,000 the limit price itself
+    need not be a tick: 2,663 + 500 is none)."""
+    limit = daily_limit(prev_close)
+    low, high = np.maximum(prev_close - limit, 1.0), prev_close + limit
+    return np.ceil(low / _tick(low)) * _tick(low), np.floor(high / _tick(high)) * _tick(high)
 
 
 _TICK_BOUNDS, _TICK_SIZES = TICKS[:, 0].tolist(), TICKS[:, 1].tolist()
-_LIMIT_BOUNDS, _LIMIT_SIZES = PRICE_LIMITS[:, 0].tolist(), PRICE_LIMITS[:, 1].tolist()
 
 
 def _intraday_profile() -> np.ndarray:
@@ -88,10 +96,8 @@ class Market:
     def __init__(self, universe: Universe, rng: np.random.Generator) -> None:
         self.universe = universe
         self.rng = rng
-        self.last = round_tick(universe.price).astype(float)
-        # Python copies for the per-order quote, which numpy's per-call overhead would dominate.
-        self._last_list: list[float] = self.last.tolist()
-        self._adv_list: list[float] = universe.adv.tolist()
+        self._close_day(round_tick(universe.price).astype(float))
+        self._adv_list: list[float] = universe.adv.tolist()  # a Python copy for the quote, as there
         big = universe.market_cap
         self.sigma_day = np.select([big > 1e12, big > 1e11, big > 1e10], [0.015, 0.02, 0.028], 0.035)
         self.sigma_day *= np.where(np.array(universe.markets) == "TSE Growth", 1.3, 1.0)
@@ -113,8 +119,7 @@ class Market:
         if not net:
             return prev
         moved = prev * math.exp((IMPACT_PERMANENT + IMPACT_TEMPORARY) * net / self._adv_list[symbol])
-        limit = daily_limit_one(prev)
-        return round_tick_one(min(max(moved, prev - limit, 1.0), prev + limit))
+        return min(max(round_tick_one(moved), self._low_list[symbol]), self._high_list[symbol])
 
     def trade_day(self, day: dt.date, bought: np.ndarray, sold: np.ndarray) -> DayBars:
         """One trading day's bars given the simulated shares bought and sold per minute."""
@@ -124,8 +129,7 @@ class Market:
             span = min(len(shares), BARS_PER_DAY - minute)
             bought[symbol, minute : minute + span] += shares[:span]
         prev = self.last.copy()
-        limit = daily_limit(prev)
-        low_cap, high_cap = np.maximum(prev - limit, 1.0), prev + limit
+        low_cap, high_cap = price_band(prev)
         adv = self.universe.adv
         day_lots = adv * rng.lognormal(-0.1, 0.45, n) / 100
         sigma_min = self.sigma_day / np.sqrt(BARS_PER_DAY)
@@ -143,19 +147,27 @@ class Market:
             temporary = temporary * TEMPORARY_DECAY + IMPACT_TEMPORARY * net
             if self.profile[m] and m != CLOSING_AUCTION:
                 log_price += noise[:, m]
-            price = np.clip(np.exp(log_price + permanent + temporary), low_cap, high_cap)
+            price = np.clip(round_tick(np.exp(log_price + permanent + temporary)), low_cap, high_cap)
             momentum = 1 + MOMENTUM_VOLUME * np.abs(np.log(price / prev))
             lots = rng.poisson(day_lots * self.profile[m] * momentum)
             volume = lots * 100 + np.rint(bought[:, m] + sold[:, m]).astype(np.int64)
-            close = round_tick(price)
             if m == 0:  # the opening auction's price, not yesterday's close, opens the day
-                last_trade = np.where(volume > 0, close, last_trade)
+                last_trade = np.where(volume > 0, price, last_trade)
+            top, bottom = np.maximum(last_trade, price), np.minimum(last_trade, price)
             bars.open[:, m] = last_trade
-            bars.close[:, m] = close
-            bars.high[:, m] = np.minimum(round_tick(np.maximum(last_trade, close) * (1 + wick[:, m])), high_cap)
-            bars.low[:, m] = np.maximum(round_tick(np.minimum(last_trade, close) * (1 - wick[:, m])), low_cap)
+            bars.close[:, m] = price
+            bars.high[:, m] = np.clip(round_tick(top * (1 + wick[:, m])), top, high_cap)
+            bars.low[:, m] = np.clip(round_tick(bottom * (1 - wick[:, m])), low_cap, bottom)
             bars.volume[:, m] = volume
-            last_trade = np.where(volume > 0, close, last_trade)
-        self.last = last_trade
-        self._last_list = last_trade.tolist()
+            last_trade = np.where(volume > 0, price, last_trade)
+        self._close_day(last_trade)
         return bars
+
+    def _close_day(self, last: np.ndarray) -> None:
+        """The closes the next day's quotes and limits start from; Python copies for the per-order
+        quote, which numpy's per-call overhead would dominate."""
+        self.last = last
+        self._last_list: list[float] = last.tolist()
+        low, high = price_band(last)
+        self._low_list: list[float] = low.tolist()
+        self._high_list: list[float] = high.tolist()
