@@ -332,3 +332,18 @@ def test_every_bar_is_a_possible_print(tiny_run: Path) -> None:
         closes[b["symbol"]] = b["close"]
         nearest = max(nearest, (b["high"] - close) / limit)
     assert nearest > 0.99  # some name went limit-up
+
+
+def test_every_execution_falls_in_the_minute_of_the_bar_that_priced_it(small_run: Path) -> None:
+    """An order sent in a minute's last 1.5 s was stamped in the next minute, priced by the
+    earlier bar: the bar of its timestamp did not print its price or cover its volume."""
+    bars = {(b["symbol"], b["ts"]): b for b in pq.read_table(small_run / "events" / "market_bars.parquet").to_pylist()}
+    traded: dict[tuple[str, str], int] = {}
+    for e in _events_of(small_run, "execution"):
+        at = dt.datetime.fromisoformat(e["ts"])
+        # The bar's ts is the end of its minute; the closing auction prints on it, at 15:30.
+        end = at if at.time() == dt.time(15, 30) else at.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+        key = (e["symbol"], end.isoformat(timespec="milliseconds"))
+        assert key in bars and bars[key]["close"] == e["price"], e
+        traded[key] = traded.get(key, 0) + e["qty"]
+    assert traded and all(qty <= bars[key]["volume"] for key, qty in traded.items())

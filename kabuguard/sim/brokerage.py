@@ -183,8 +183,7 @@ class Brokerage:
                 continue
             c.cash += sign * ((p.reserved_price if credited else 0.0) - price) * p.qty
             _adjust(self._settled[c.index], p.symbol, sign * p.qty)
-            slot_ms = bar_start_ms(day, p.minute) + (MS_PER_MIN if p.minute == CLOSING_AUCTION else 0)
-            ms = max(slot_ms, p.sent_ms + int(self.rng.integers(40, 1500)))
+            ms = _execution_ms(day, p.minute, p.sent_ms + int(self.rng.integers(40, 1500)))
             self._record(c, ms, None, "execution", {
                 "order_id": p.event, "account_id": c.account_id, "symbol": p.event["symbol"],
                 "side": p.event["side"], "qty": p.qty, "price": price,
@@ -197,6 +196,16 @@ class Brokerage:
     def take_events(self) -> list[Recorded]:
         events, self.events = self.events, []
         return events
+
+
+def _execution_ms(day: dt.date, minute: int, ms: int) -> int:
+    """`ms` (the order's latency after sending) kept inside the bar that priced the execution, so
+    that the bar of its timestamp prints its price and counts its shares: the closing auction
+    prints at its end (15:30), any other bar within its minute (an auction at its start)."""
+    start = bar_start_ms(day, minute)
+    if minute == CLOSING_AUCTION:
+        return start + MS_PER_MIN
+    return min(max(start, ms), start + MS_PER_MIN - 1)
 
 
 def _adjust(holdings: dict[int, int], symbol: int, delta: int) -> None:
