@@ -302,7 +302,8 @@ def test_a_pump_episode_begins_with_its_hijacked_accounts_first_buy(tmp_path: Pa
 
 
 # Two days of 300 accounts on the full 300 symbols: on 17d0ab4 a name above ¥3,000 went
-# limit-up there (bars beyond its limit, off the tick grid, close above high).
+# limit-up there (bars beyond its limit, off the tick grid, close above high), and an account was
+# both a campaign's attacker and a credential-stuffing target.
 TINY = Config(accounts=300, days=2, seed=0)
 
 
@@ -347,3 +348,14 @@ def test_every_execution_falls_in_the_minute_of_the_bar_that_priced_it(small_run
         assert key in bars and bars[key]["close"] == e["price"], e
         traded[key] = traded.get(key, 0) + e["qty"]
     assert traded and all(qty <= bars[key]["volume"] for key, qty in traded.items())
+
+
+def test_an_account_plays_one_role_in_the_whole_run(tiny_run: Path) -> None:
+    """Credential-stuffing targets were never marked used, so the campaign's attackers could be
+    picked among them: one account labelled both attacker and victim."""
+    roles: dict[str, set[str]] = {}
+    for x in _labels(tiny_run)[0]:
+        if x["fraud"]:
+            roles.setdefault(x["account_id"], set()).add(x["role"])
+    assert {"attacker", "victim"} <= set().union(*roles.values())
+    assert all(len(r) == 1 for r in roles.values()), {a: r for a, r in roles.items() if len(r) > 1}

@@ -257,6 +257,7 @@ class Campaigns:
         tried = int(len(victims) * rng.integers(*STUFFING_ATTEMPTS_PER_SUCCESS))
         drawn = rng.choice(len(members), size=min(2 * tried, len(members)), replace=False)
         others = [c for c in (members[int(i)] for i in drawn) if c.role is None and c.index not in self._used][:tried]
+        self._used.update(c.index for c in others)  # one part per account: no later victim or attacker
         duration = rng.uniform(0.5, 2.0) * HOUR
         device, infra = cp.tools[0], list(cp.infra)
         for c in others:
