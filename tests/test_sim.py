@@ -197,7 +197,7 @@ def test_cli_refuses_an_existing_run(small_run: Path) -> None:
 def test_history_days_that_leave_no_day_for_campaigns_are_a_usage_error(tmp_path: Path) -> None:
     """`--days 3 --history-days 10` planned campaigns from the first day anyway, silently."""
     result = CliRunner().invoke(main, ["simulate", "--out", str(tmp_path / "s"), "--days", "3", "--history-days", "10"])
-    assert result.exit_code == 2 and "history_days 10 leaves no day" in result.output
+    assert result.exit_code == 2 and "--history-days 10 leaves no trading day" in result.output
     assert not (tmp_path / "s").exists()
 
 
@@ -359,3 +359,13 @@ def test_an_account_plays_one_role_in_the_whole_run(tiny_run: Path) -> None:
             roles.setdefault(x["account_id"], set()).add(x["role"])
     assert {"attacker", "victim"} <= set().union(*roles.values())
     assert all(len(r) == 1 for r in roles.values()), {a: r for a, r in roles.items() if len(r) > 1}
+
+
+def test_history_days_that_leave_no_trading_day_are_a_usage_error(tmp_path: Path) -> None:
+    """A Monday start, 7 days, 5 of history: only the weekend is left, and campaigns were placed
+    in the history instead, silently."""
+    out = tmp_path / "s"
+    result = CliRunner().invoke(main, ["simulate", "--out", str(out), "--accounts", "100", "--symbols", "20",
+                                       "--days", "7", "--history-days", "5", "--seed", "5", "--quiet"])
+    assert result.exit_code == 2 and "--history-days 5" in result.output and "no trading day" in result.output
+    assert not out.exists()

@@ -31,7 +31,8 @@ _DEFAULTS = {"accounts": 5000, "days": 14, "seed": 7, "firms": 1, "symbols": 300
 @click.option("--start", default=_DEFAULTS["start"], show_default=True, type=click.DateTime(["%Y-%m-%d"]),
               help="First day (JST). The campaign rate follows the FSA's 2025 figure for the month.")
 @click.option("--history-days", type=click.IntRange(min=0), default=None,
-              help="Days of ordinary activity before any campaign (default: half the run, at most 21).")
+              help="Days of ordinary activity before any campaign; a trading day must follow them (default: half "
+                   "the run, at most 21, or none when that leaves no trading day).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def simulate(out_dir: Path, accounts: int, days: int, seed: int, firms: int, symbols: int, start: dt.datetime,
              history_days: int | None, quiet: bool) -> None:

@@ -43,12 +43,16 @@ class Config:
         # start: keep the whole run well inside the calendar.
         if not dt.date(1971, 1, 1) <= self.start <= dt.date(9000, 1, 1):
             raise ValueError(f"start {self.start} is outside 1971-01-01 to 9000-01-01")
-        if self.history_days is not None and self.history_days >= self.days:
-            # The campaigns would have no day left after it (they used to start anyway, silently).
-            raise ValueError(f"history_days {self.history_days} leaves no day of the {self.days}-day run for "
-                             f"campaigns: give fewer history days or more days")
-        if not any(is_trading_day(self.start + dt.timedelta(days=i)) for i in range(self.days)):
+        if not self._trading_day_from(0):
             raise ValueError(f"{self.start} plus {self.days} days holds no TSE trading day; start earlier or run longer")
+        if self.history_days is not None and not self._trading_day_from(self.history_days):
+            # Campaigns would have no trading day after the history (they used to fall inside it,
+            # silently); the default history falls back to the whole run instead (Campaigns.plan).
+            raise ValueError(f"--history-days {self.history_days} leaves no trading day of the {self.days}-day run "
+                             f"from {self.start} for campaigns: give fewer history days or more days")
+
+    def _trading_day_from(self, first: int) -> bool:
+        return any(is_trading_day(self.start + dt.timedelta(days=i)) for i in range(first, self.days))
 
 
 def firm_ids(n: int) -> list[str | None]:

@@ -121,7 +121,8 @@ class Campaigns:
         rates = np.array([calibration.daily_hijack_rate(d) for d in self.days])
         trading = np.array([is_trading_day(d) for d in self.days])
         # Campaigns start after the history period, as in a firm whose profiles carry months of
-        # history; a run too short for both keeps its trading days.
+        # history; a run too short for both and the default history keeps its trading days (Config
+        # refuses a history given explicitly that leaves none).
         eligible = trading & (np.arange(len(self.days)) >= self.history_days)
         if not eligible.any():
             eligible = trading
