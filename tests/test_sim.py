@@ -369,3 +369,17 @@ def test_history_days_that_leave_no_trading_day_are_a_usage_error(tmp_path: Path
                                        "--days", "7", "--history-days", "5", "--seed", "5", "--quiet"])
     assert result.exit_code == 2 and "--history-days 5" in result.output and "no trading day" in result.output
     assert not out.exists()
+
+
+def test_no_account_spends_cash_it_does_not_have(small_run: Path) -> None:
+    """Buys were sized at the quote before their own impact and filled at the bar close with no
+    check of buying power: pump victims ended hundreds of thousands of yen short."""
+    events = _events(small_run, bars=False)
+    cash = {a["account_id"]: a["cash"] for a in events if a["type"] == "account"}
+    lowest = dict(cash)
+    for e in (e for e in events if e["type"] == "execution"):  # files in day order, each in time order
+        cash[e["account_id"]] -= (1 if e["side"] == "buy" else -1) * e["qty"] * e["price"]
+        lowest[e["account_id"]] = min(lowest[e["account_id"]], cash[e["account_id"]])
+    assert min(lowest.values()) >= -0.01, sorted(lowest.values())[:3]  # opening cash is written rounded to the sen
+    bought = {x["account_id"] for x in _labels(small_run)[0] if x["role"] == "victim" and x["type"] == "order"}
+    assert any(e["account_id"] in bought and e["side"] == "buy" for e in events if e["type"] == "execution")

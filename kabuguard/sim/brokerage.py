@@ -80,7 +80,8 @@ class Brokerage:
         self._pending: dict[dt.date, list[_Pending]] = {}
         self._session_ids: list[int] = []
         self._net: dict[dt.date, np.ndarray] = {}  # net shares bought so far, per fill day
-        self._settled: dict[int, dict[int, int]] = {}
+        self._settled: dict[int, dict[int, int]] = {}  # positions after the executions so far
+        self._cash: dict[int, float] = {}  # cash after the executions so far
 
     # -- activity -----------------------------------------------------------------------------
 
@@ -120,25 +121,26 @@ class Brokerage:
         self, c: Customer, ms: int, tag: Tag, session: Session, *, symbol: int, buy: bool, qty: int,
         limit_offset: float | None = None,
     ) -> None:
-        """Send an order at the quoted price (market) or `limit_offset` away from it (limit).
-        Cash and shares are reserved now and released if the order does not fill."""
+        """Send an order at the market or `limit_offset` away from the quote (limit). Cash and
+        shares are reserved now and released if the order does not fill."""
         day, minute = fill_slot(ms)
         quote = self.quote(symbol, ms)
-        limit = None if limit_offset is None else round_tick_one(quote * (1 + limit_offset))
+        limit = None if limit_offset is None else self._limit(symbol, quote, limit_offset)
         event = self._record(c, ms, tag, "order", {
             "order_id": "", "account_id": c.account_id, "session_id": session.session_id,
             "symbol": self.market.universe.codes[symbol], "side": "buy" if buy else "sell", "qty": qty,
             "order_type": "market" if limit is None else "limit", "limit_price": limit,
             "ip": session.ip, "device_id": session.device_id, "channel": session.channel,
         })
-        price = limit or quote
-        # Buys reserve their cash now; a market sale is buying power at once (it executes at
-        # once), a limit sale only when it fills.
+        weight = 1.0 + (OTHER_FIRMS_FACTOR if tag.fraud else 0.0)
+        self._net.setdefault(day, np.zeros(len(self.market.universe)))[symbol] += qty * weight * (1 if buy else -1)
+        # Buys reserve their cash now, at the most they can cost (`buy_price`); a market sale is
+        # buying power at once (it executes at once) at the quote its own selling moves to, a
+        # limit sale only when it fills.
+        price = limit or (self.buy_price(symbol, ms) if buy else self.quote(symbol, ms))
         if buy or limit is None:
             c.cash -= qty * price if buy else -qty * price
         _adjust(c.holdings, symbol, qty if buy else -qty)
-        weight = 1.0 + (OTHER_FIRMS_FACTOR if tag.fraud else 0.0)
-        self._net.setdefault(day, np.zeros(len(self.market.universe)))[symbol] += qty * weight * (1 if buy else -1)
         self._pending.setdefault(day, []).append(_Pending(event, c, symbol, buy, qty, limit, price, ms, minute, weight))
 
     def quote(self, symbol: int, ms: int) -> float:
@@ -147,9 +149,24 @@ class Brokerage:
         net = self._net.get(day)
         return self.market.quote(symbol, day, minute, 0.0 if net is None else float(net[symbol]))
 
-    def lots_for(self, symbol: int, value_jpy: float, ms: int) -> int:
-        """Shares (whole 100-share units) that `value_jpy` buys at the quote."""
-        return int(value_jpy // (self.quote(symbol, ms) * 100)) * 100
+    def _limit(self, symbol: int, quote: float, offset: float) -> float:
+        """A limit `offset` from the quote, on the tick grid and inside the day's price limits
+        (the exchange takes no order priced beyond them)."""
+        low, high = self.market.band(symbol)
+        return min(max(round_tick_one(quote * (1 + offset)), low), high)
+
+    def buy_price(self, symbol: int, ms: int, limit_offset: float | None = None) -> float:
+        """What a buy sent at `ms` reserves per share: its limit, or for a market order the day's
+        upper price limit, the most it can fill at. Japanese brokers count buying power so; at
+        the quote, a market buy paid for its own impact (and the campaign's) out of cash it did
+        not have."""
+        if limit_offset is None:
+            return self.market.band(symbol)[1]
+        return self._limit(symbol, self.quote(symbol, ms), limit_offset)
+
+    def lots_for(self, symbol: int, value_jpy: float, ms: int, limit_offset: float | None = None) -> int:
+        """Shares (whole 100-share units) that `value_jpy` of buying power buys at `buy_price`."""
+        return int(value_jpy // (self.buy_price(symbol, ms, limit_offset) * 100)) * 100
 
     # -- the market's side ------------------------------------------------------------------
 
@@ -165,8 +182,10 @@ class Brokerage:
 
     def fill(self, day: dt.date, bars: DayBars) -> None:
         """Execute `day`'s orders at the close of their minute's bar. A limit that is not
-        marketable there, or a sale of shares that never arrived (their buy did not fill), stays
-        unfilled and releases its reservation."""
+        marketable there, a sale of shares that never arrived (their buy did not fill) or a buy
+        the account's cash cannot pay at that price stays unfilled and releases its reservation.
+        A buy's reservation covers its price unless a market sale it counted on filled below its
+        quote, or it was sent after the close, on the day before's limits."""
         self._net.pop(day, None)
         # In the order they were sent: two overlapping sessions of one account (the owner and an
         # attacker, say) were generated one after the other, not interleaved.
@@ -174,14 +193,18 @@ class Brokerage:
             c = p.customer
             price = float(bars.close[p.symbol, p.minute])
             marketable = p.limit is None or (price <= p.limit if p.buy else price >= p.limit)
-            delivered = p.buy or self._settled[c.index].get(p.symbol, 0) >= p.qty
+            if p.buy:
+                covered = self._cash[c.index] >= p.qty * price
+            else:
+                covered = self._settled[c.index].get(p.symbol, 0) >= p.qty
             sign = 1 if p.buy else -1
             credited = p.buy or p.limit is None
-            if not (marketable and delivered):
+            if not (marketable and covered):
                 c.cash += sign * p.qty * p.reserved_price if credited else 0.0
                 _adjust(c.holdings, p.symbol, -sign * p.qty)
                 continue
             c.cash += sign * ((p.reserved_price if credited else 0.0) - price) * p.qty
+            self._cash[c.index] -= sign * p.qty * price
             _adjust(self._settled[c.index], p.symbol, sign * p.qty)
             ms = _execution_ms(day, p.minute, p.sent_ms + int(self.rng.integers(40, 1500)))
             self._record(c, ms, None, "execution", {
@@ -190,8 +213,9 @@ class Brokerage:
             })
 
     def open_books(self, customers: list[Customer]) -> None:
-        """The positions actually held at the start, before any order reserves shares."""
+        """The positions and cash actually held at the start, before any order reserves them."""
         self._settled = {c.index: dict(c.holdings) for c in customers}
+        self._cash = {c.index: c.cash for c in customers}
 
     def take_events(self) -> list[Recorded]:
         events, self.events = self.events, []

@@ -329,7 +329,8 @@ class Campaigns:
             else:
                 broker.order(v, ms, tag, session, symbol=s, buy=False, qty=v.holdings[s])
         # Market sales are buying power at once; a stealthy buy stays near the victim's habit.
-        value = max(0.0, v.cash) * (min(1.0, v.buy_fraction * 2.5) if stealthy else 0.97)
+        # Sized as a market order, at the upper price limit: no piece, limit or not, reserves more.
+        value = max(0.0, v.cash) * (min(1.0, v.buy_fraction * 2.5) if stealthy else 1.0)
         lots = broker.lots_for(cp.symbol, value, ms) // 100
         pieces = 1 if stealthy else int(rng.integers(1, 4))
         for part in _split(lots, pieces):

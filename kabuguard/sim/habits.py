@@ -153,9 +153,10 @@ class Habits:
         """A buy sized to the customer's habit and cash; skipped when one unit is too dear."""
         rng = self.rng
         value = max(0.0, c.cash) * min(1.0, c.buy_fraction * rng.lognormal(0, 0.4))
-        qty = self.broker.lots_for(symbol, value, ms)
+        pricing = self._pricing(market, buy=True)
+        qty = self.broker.lots_for(symbol, value, ms, **pricing)
         if qty:
-            self.broker.order(c, ms, tag, session, symbol=symbol, buy=True, qty=qty, **self._pricing(market, buy=True))
+            self.broker.order(c, ms, tag, session, symbol=symbol, buy=True, qty=qty, **pricing)
 
     def sell(self, c: Customer, ms: int, tag: Tag, session: Session, symbol: int) -> None:
         """Sell all of a position or part of it, in whole units where possible."""

@@ -121,6 +121,10 @@ class Market:
         moved = prev * math.exp((IMPACT_PERMANENT + IMPACT_TEMPORARY) * net / self._adv_list[symbol])
         return min(max(round_tick_one(moved), self._low_list[symbol]), self._high_list[symbol])
 
+    def band(self, symbol: int) -> tuple[float, float]:
+        """Today's lowest and highest possible price of `symbol` (see `price_band`)."""
+        return self._low_list[symbol], self._high_list[symbol]
+
     def trade_day(self, day: dt.date, bought: np.ndarray, sold: np.ndarray) -> DayBars:
         """One trading day's bars given the simulated shares bought and sold per minute."""
         rng, n = self.rng, len(self.universe)
