@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -268,18 +269,43 @@ def test_without_an_instrument_record_the_markets_bars_say_how_thin_a_stock_is(t
     assert "thin_stock_buy" not in reasons["the order's day only"]  # no completed day yet
 
 
+def _serve_on_a_carrier_address(detector: Any, state: Any, customers: int, risky_every: int) -> None:
+    """`customers` logins on one carrier address within the hour, every `risky_every`-th from a
+    session the account stage found risky (a customer on a new phone)."""
+    net = netintel().lookup("126.1.200.9")
+    for a in range(customers):
+        login = event_from_dict({"type": "login", "event_id": f"l{a}", "ts": ts(3, 12, a // 60, a % 60),
+                                 "account_id": f"A{a}", "success": True, "ip": "126.1.200.9"})
+        detector.learn(login, state, Evidence(net, session_llr=5.0 if a % risky_every == 0 else -5.0))
+
+
 def test_a_carriers_address_serving_thousands_keeps_a_bounded_state() -> None:
     """Every entry of a window is decoded and encoded again with each event the service decides
     on the address: one per customer of a busy carrier address cost 2.5 ms an event."""
     shared, reputation = (cls(load_policy().detector_params(cls.name)) for cls in (SharedIp, IpReputation))
     states = shared.initial(), reputation.initial()
-    net = netintel().lookup("126.1.200.9")
-    for a in range(2000):
-        login = event_from_dict({"type": "login", "event_id": f"l{a}", "ts": ts(3, 12, a % 60, a % 50),
-                                 "account_id": f"A{a}", "success": True, "ip": "126.1.200.9"})
-        for detector, state in zip((shared, reputation), states):  # every fifth customer on a new phone
-            detector.learn(login, state, Evidence(net, session_llr=5.0 if a % 5 == 0 else -5.0))
-    assert max(len(states[0].seen), len(states[0].accounts), len(states[1].seen)) == CROWD_CAP
+    for detector, state in zip((shared, reputation), states):  # every fifth customer on a new phone
+        _serve_on_a_carrier_address(detector, state, 2000, 5)
+    assert max(len(states[0].seen), len(states[0].accounts), len(states[1].seen), len(states[1].risky)) == CROWD_CAP
+
+
+def test_a_carriers_address_is_tainted_by_its_share_of_risky_accounts_however_many_it_serves() -> None:
+    """`seen` kept the address's latest 256 accounts but `risky` a week of them: 2,000 customers,
+    one in five on a new phone, read as 400 risky against 256 served and tainted the address at 8.0."""
+    detector = IpReputation(load_policy().detector_params("ip_reputation"))
+    probe = event_from_dict({"type": "login", "event_id": "probe", "ts": ts(3, 13, 30), "account_id": "NEW",
+                             "success": True, "ip": "126.1.200.9"})
+
+    def weights(customers: int, risky_every: int) -> list[float]:
+        state = detector.initial()
+        _serve_on_a_carrier_address(detector, state, customers, risky_every)
+        ev = Evidence(netintel().lookup("126.1.200.9"))
+        detector.score(probe, state, ev)
+        return [f.weight for f in ev.findings]
+
+    assert weights(200, 5) == weights(2000, 5) == weights(2000, 10) == []
+    # Every account risky: tainted, at most by the log of the accounts a window keeps.
+    assert weights(2000, 2) and weights(2000, 1) == [detector.weight + math.log(CROWD_CAP)]
 
 
 def test_spark_s_liquidity_spans_give_every_day_what_the_replay_s_daily_sums_give() -> None:

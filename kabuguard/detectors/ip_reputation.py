@@ -7,9 +7,11 @@ order from the address by another account inherits `weight` plus the log of how 
 access network's address (not a hosting provider's), only when they are at least `min_share` of
 the accounts the address served in the window: a carrier's NAT address serves many customers, a
 few of them risky on any day (a new phone, a trip), where a hosting address serves no crowd and
-the attackers' own accounts at home on it must not dilute its victims. It is learnt online from
-earlier events only. Known false positives: a café hotspot, a household one of whose members
-was phished (mobile-only networks are exempt).
+the attackers' own accounts at home on it must not dilute its victims. There both windows keep
+only the latest 256 accounts (`shared_ip.CROWD_CAP`), and only the risky accounts among those
+served are counted: both sides of the share are one population, and the weight grows to at most
+`weight` + log 256. It is learnt online from earlier events only. Known false positives: a café
+hotspot, a household one of whose members was phished (mobile-only networks are exempt).
 """
 
 from __future__ import annotations
@@ -58,17 +60,35 @@ class _Reputation(NetworkKey):
         if not state.risky or self.exempt(ev):
             return
         cutoff, me = event.ts_us - self.window_us, account_key(event)
-        count = others(state.risky, cutoff, me)
-        if count and (not self.crowd(ev) or count >= self.min_share * others(state.seen, cutoff, me)):
+        if not self.crowd(ev):
+            count = others(state.risky, cutoff, me)
+        else:
+            count = self._risky_served(state, cutoff, me)
+            if count < self.min_share * others(state.seen, cutoff, me):
+                return
+        if count:
             ev.findings.append(Finding(self.name, self.weight + math.log(count)))
+
+    @staticmethod
+    def _risky_served(state: ReputationState, cutoff: int, me: str) -> int:
+        """Accounts other than `me` risky since `cutoff` among those a crowd's address still keeps
+        as served (its latest `shared_ip.CROWD_CAP`): both sides of the share count one population."""
+        seen = state.seen
+        return sum(1 for account, at in state.risky.items()
+                   if at > cutoff and seen.get(account, cutoff) > cutoff and account != me)
 
     def learn(self, event: Any, state: ReputationState, ev: Evidence) -> None:
         if self.exempt(ev):  # never scored: a carrier's address would only pile up its customers
             return
         cutoff, me = event.ts_us - self.window_us, account_key(event)
-        if self.crowd(ev):
+        crowd = self.crowd(ev)
+        if crowd:
             state.seen = crowd_window(state.seen, me, event.ts_us, cutoff)
-        if ev.session_llr >= self.risky_llr:
+        if ev.session_llr < self.risky_llr:
+            return
+        if crowd:
+            state.risky = crowd_window(state.risky, me, event.ts_us, cutoff)
+        else:
             state.risky = prune(state.risky, cutoff)
             stamp(state.risky, me, event.ts_us)
 
