@@ -94,6 +94,17 @@ def test_a_change_naming_no_session_keeps_the_logins_before_it_from_becoming_hab
     assert "new_device" in _decide(s, tmp_path)[again["event_id"]]["reasons"]
 
 
+def test_a_change_naming_no_session_keeps_a_login_whose_probation_ended_before_it(tmp_path: Path) -> None:
+    """Logins became habit only when a later login came: a password change naming no session
+    two days after a new phone's first login dropped that login, probation over, unless some
+    other login of the account had happened to promote it first."""
+    s = brokerage(attack=False)
+    s.login(ts(20, 21, 0), "A4", "126.1.4.5", "new-phone")
+    s.add("account_change", ts(22, 21, 0), account_id="A4", field="password", ip="126.1.4.5", device_id="dev-4")
+    again = s.login(ts(23, 21, 0), "A4", "126.1.4.5", "new-phone")
+    assert "new_device" not in _decide(s, tmp_path)[again["event_id"]]["reasons"]
+
+
 def test_a_new_address_range_weighs_little_for_a_customer_who_shows_a_new_one_every_time(tmp_path: Path) -> None:
     """A phone on a new mobile address at every login got about +2.5 for each new range after
     thirty logins, as if it were the stable customer's first: the field review's mobile-app firm

@@ -134,8 +134,7 @@ class LoginProfile:
     def score(self, event: Any, state: LoginProfileState, ev: Evidence) -> None:
         if event.kind != "login":
             return
-        if state.pending and state.pending[0].ts_us <= event.ts_us - self.probation_us:
-            self._promote(state, event.ts_us - self.probation_us)
+        self._promote(state, event.ts_us - self.probation_us)
         n = state.logins
         found = ev.findings
         new_device = bool(event.device_id) and state.devices.get(event.device_id, 0) == 0
@@ -167,7 +166,9 @@ class LoginProfile:
         if event.kind == "account_change":
             if event.field in self.distrusting:
                 # A change naming no session may have come from any login still on probation
-                # (an export without session ids): none of them becomes habit.
+                # (an export without session ids): none of them becomes habit. Those whose
+                # probation ended before it are habit already, whenever a login comes to say so.
+                self._promote(state, event.ts_us - self.probation_us)
                 state.pending = [p for p in state.pending if event.session_id and p.session_id != event.session_id]
             return
         if not event.success or ev.session_llr > self.learn_max_llr:
@@ -178,7 +179,10 @@ class LoginProfile:
                                           net.country, net.asn, net.prefix, agent, self._hour(event.ts_us)))
 
     def _promote(self, state: LoginProfileState, cutoff: int) -> None:
-        """Logins past probation become the customer's habit."""
+        """Logins past probation (at or before `cutoff`) become the customer's habit; promoted
+        lazily, when a login is scored or a change distrusts what is still pending."""
+        if not state.pending or state.pending[0].ts_us > cutoff:
+            return
         keep = []
         for p in state.pending:
             if p.ts_us > cutoff:
