@@ -15,6 +15,7 @@ from console_support import Served, policy_with
 from kabuguard.console import audit
 from kabuguard.console.containment import actions
 from kabuguard.policy import PolicyError, load_policy
+from kabuguard.policy.playbooks import fired
 from kabuguard.service.settings import Settings
 from test_service_support import (CORRECTNESS_DEADLINE_MS, batches, encode, ordered_stream, pg_url, redis_prefix,
                                   redis_url, replay_reference)
@@ -112,6 +113,24 @@ def test_a_dry_run_playbook_names_itself_in_the_alert_and_changes_no_decision(tm
     marked = [a for a in map(json.loads, dry_alerts) if a.get("playbook_dry_run") == ["contain_campaign"]]
     assert marked and all("playbook" not in a for a in marked)
     assert len(dry_alerts) == len(plain_alerts)
+
+
+def test_no_playbook_fires_on_a_stuffing_alert_whose_accounts_were_only_tried(tmp_path: Path) -> None:
+    """Credential stuffing's `campaign_alert` names every account its list tried and makes none a
+    member: a live playbook contained them all, and each owner's own login at home the next
+    evening was blocked `contained`."""
+    s = brokerage(attack=False)
+    for a in range(10):
+        s.login(ts(20, 3, a), f"A{a}", "45.32.9.9", "kit", success=False)
+    for a in range(10):
+        s.login(ts(21, 20, a), f"A{a}", f"126.1.{a}.5", f"dev-{a}")
+    low = {**PLAYBOOK, "min_score": 0.2}
+    policy = policy_with(tmp_path, [{**low, "dry_run": False}, {**low, "name": "count_campaign", "dry_run": True}])
+    decisions, alerts = replay_reference([s.write(tmp_path / "e.jsonl")], tmp_path / "run", load_policy(policy))
+    (stuffing,) = [a for a in map(json.loads, alerts) if a["type"] == "campaign_alert"]
+    assert stuffing["reasons"] == ["credential_stuffing"] and stuffing["score"] >= low["min_score"]
+    assert stuffing["accounts"] == [f"A{a}" for a in range(5)]  # still names the accounts tried
+    assert fired(stuffing) == [] and not _contained(decisions)
 
 
 def test_two_playbooks_of_one_name_stop_the_policy_load_naming_the_entry(tmp_path: Path) -> None:

@@ -193,15 +193,28 @@ class Pipeline:
 
     def _fire_playbooks(self, event: Any, ev: Evidence, start: int) -> None:
         """The policy's playbooks on the alerts from `start` on, right after the stage that raised
-        them: each names itself in the alert, and a live one contains the alert's accounts
-        through a note, so every runner contains them at the same place in the order."""
+        them: each names itself in the alert, and a live one contains the accounts it names
+        through a note, so every runner contains them at the same place in the order. An alert
+        naming no one to contain fires none."""
         for alert in ev.alerts[start:]:
-            for playbook in self.policy.playbooks:
-                if playbook.matches(alert):
-                    alert.setdefault(playbook.field, []).append(playbook.name)
-                    if not playbook.dry_run:
-                        accounts = alert["accounts"] if alert["type"] == "campaign_alert" else [account_key(event)]
-                        ev.notes.append(("contain", (playbook.name, list(accounts))))
+            matching = [playbook for playbook in self.policy.playbooks if playbook.matches(alert)]
+            accounts = self._containable(event, ev, alert) if matching else []
+            if not accounts:
+                continue
+            for playbook in matching:
+                alert.setdefault(playbook.field, []).append(playbook.name)
+                if not playbook.dry_run:
+                    ev.notes.append(("contain", (playbook.name, list(accounts))))
+
+    def _containable(self, event: Any, ev: Evidence, alert: dict[str, Any]) -> list[str]:
+        """The accounts a playbook contains on `alert` (an account or campaign alert, the kinds
+        playbooks match): its account, or a campaign's members, as its detector made them by a
+        note beside the alert. A credential-stuffing alert makes none: the accounts its list
+        only tried are their owners' to use."""
+        if alert["type"] == "account_alert":
+            return [account_key(event)]
+        return next((self.note_targets(note, payload) for note, payload in ev.notes
+                     if note == "campaign_member" and payload[0] == alert["campaign_id"]), [])
 
     @staticmethod
     def note_targets(note: str, payload: Any) -> list[str]:
