@@ -26,5 +26,14 @@ def test_windows_count_and_expire_as_a_full_scan_even_out_of_order() -> None:
             seen = {k: t for k, t in seen.items() if t > cutoff}
             assert fast == seen, trial
             stamp(fast, key, at)
-            seen[key] = at
+            seen[key] = max(at, seen.get(key, at))
             assert list(fast.values()) == sorted(fast.values()), trial
+
+
+def test_a_late_event_leaves_a_key_at_its_latest_time() -> None:
+    """The service decides in arrival order: a key's late event stored its earlier time, so the
+    key left windows early (a hosting address's operator no longer counted)."""
+    window: dict[str, int] = {}
+    for key, at in (("A", 100), ("B", 110), ("A", 50)):
+        stamp(window, key, at)
+    assert window == {"A": 100, "B": 110} and others(window, 60, "Z") == 2

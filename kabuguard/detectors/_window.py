@@ -13,7 +13,10 @@ def stamp(last_seen: dict[str, int], key: str, at: int) -> None:
     """Records `key` as seen at `at`, keeping `last_seen` oldest first (`prune`, `others`).
 
     Streams come in time order, so the key normally goes last; an event older than the newest
-    entry (a client sending slightly out of order) is placed before the later entries."""
+    entry (a client sending slightly out of order) is placed before the later entries, and one
+    older than the key's own last time leaves it there: a key is seen until its latest event."""
+    if last_seen.get(key, at) > at:
+        return
     last_seen.pop(key, None)
     if last_seen and at < last_seen[next(reversed(last_seen))]:
         later = []
