@@ -793,37 +793,64 @@ def test_without_the_account_record_a_sell_of_a_symbol_not_seen_is_not_new_to_th
     assert unrecorded.new_symbol_orders == 1  # the sell did not make the account look adventurous
 
 
+def _at(day: int, minute: int) -> str:
+    """Day `day` of a calendar running past a month, `minute` minutes after 09:00 JST."""
+    from datetime import datetime, timedelta
+
+    return (datetime.fromisoformat("2025-03-01T09:00:00+09:00") + timedelta(days=day - 1, minutes=minute)).isoformat()
+
+
+def _trade(s: Stream, day: int, minute: int, account: str, side: str, qty: int, ip: str, device: str) -> dict:
+    """A login and, a minute later, an order of 9999 in its session; returns the order."""
+    login = s.login(_at(day, minute), account, ip, device)
+    return s.order(_at(day, minute + 1), account, "9999", side, qty, ip, device, session=login["session_id"])
+
+
+def _hijacked_buyers(s: Stream, day: int, minute: int, accounts: range) -> None:
+    """A campaign: hijacked sessions from hosting addresses buying the thin name, 3 minutes apart."""
+    for i in accounts:
+        _trade(s, day, minute + 3 * (i - accounts.start), f"V{i}", "buy", 500, f"45.32.1.{i}", f"atk-{i}")
+
+
 def test_a_sell_into_a_campaign_is_a_dump_only_from_a_buy_within_the_lookback(tmp_path: Path) -> None:
     """A buy 99 days before the campaign made the sell `dump_into_pump` whenever few enough others
     had bought the stock since (the buys past the lookback are pruned only now and then)."""
-    from datetime import datetime, timedelta
-
-    lookback = load_policy().detectors["campaign"]["lookback_days"]
-    start = datetime.fromisoformat("2025-03-01T09:00:00+09:00")
-
-    def at(day: int, minute: int) -> str:
-        return (start + timedelta(days=day - 1, minutes=minute)).isoformat()
-
     s = Stream()
     s.instrument("9999", adv=20_000, price=300.0, market="TSE Growth")
-    day = lookback + 70
-    sells = {}
+    day = load_policy().detectors["campaign"]["lookback_days"] + 70
     for holder, bought_on in (("OLD", 1), ("NEW", day - 2)):
-        s.add("account", at(1, 0), account_id=holder, holdings=[], cash=1e6)
-        login = s.login(at(bought_on, 5), holder, "126.1.0.5", f"dev-{holder}")
-        s.order(at(bought_on, 6), holder, "9999", "buy", 100, "126.1.0.5", f"dev-{holder}", session=login["session_id"])
-    for i in range(4):  # the campaign: hijacked sessions from hosting addresses, buying the thin name
-        login = s.login(at(day, 60 + 3 * i), f"V{i}", f"45.32.1.{i}", f"atk-{i}")
-        s.order(at(day, 61 + 3 * i), f"V{i}", "9999", "buy", 500, f"45.32.1.{i}", f"atk-{i}", session=login["session_id"])
-    for holder in ("OLD", "NEW"):
-        login = s.login(at(day, 120), holder, "126.1.0.5", f"dev-{holder}")
-        sells[holder] = s.order(at(day, 121), holder, "9999", "sell", 100, "126.1.0.5", f"dev-{holder}",
-                                session=login["session_id"])["event_id"]
+        s.add("account", _at(1, 0), account_id=holder, holdings=[], cash=1e6)
+        _trade(s, bought_on, 5, holder, "buy", 100, "126.1.0.5", f"dev-{holder}")
+    _hijacked_buyers(s, day, 60, range(4))
+    sells = {holder: _trade(s, day, 120, holder, "sell", 100, "126.1.0.5", f"dev-{holder}")["event_id"]
+             for holder in ("OLD", "NEW")}
     decisions, alerts = _run(s, tmp_path)
     assert any(a["type"] == "campaign_alert" for a in alerts)
     assert "dump_into_pump" in decisions[sells["NEW"]]["reasons"]
     reasons = decisions[sells["OLD"]]["reasons"]
     assert "dump_into_pump" not in reasons and "sell_into_pump" in reasons, reasons
+
+
+def test_a_sell_into_a_campaign_reads_alike_however_many_others_bought_the_stock(tmp_path: Path) -> None:
+    """A buy in the lookback before the campaign began but more than a lookback before the sell
+    read as `dump_into_pump` (7.0) when few others had bought the stock, and as `sell_into_pump`
+    (6.0) once a campaign buy had pruned the buys past the lookback (more than 4 per buyer + 64)."""
+    lookback = load_policy().detectors["campaign"]["lookback_days"]
+
+    def sell_reasons(others: int) -> list[str]:
+        s = Stream()
+        s.instrument("9999", adv=20_000, price=300.0, market="TSE Growth")
+        _trade(s, 1, 79, "EDGE", "buy", 100, "126.1.0.5", "dev-edge")  # 10:20, day 1
+        for i in range(others):
+            _trade(s, 2, i, f"F{i}", "buy", 100, f"126.1.1.{i}", f"dev-f{i}")
+        _hijacked_buyers(s, lookback + 1, 30, range(4))  # from 09:30: begun before 10:20 + lookback
+        _hijacked_buyers(s, lookback + 1, 84, range(4, 5))  # 10:25: this buy may prune
+        sell = _trade(s, lookback + 1, 89, "EDGE", "sell", 100, "126.1.0.5", "dev-edge")  # 10:30
+        return _decide(s, tmp_path)[sell["event_id"]]["reasons"]
+
+    alone = sell_reasons(0)
+    assert "sell_into_pump" in alone and "dump_into_pump" not in alone
+    assert sell_reasons(100) == alone
 
 
 def test_failures_from_addresses_of_one_ipv6_64_are_one_source(tmp_path: Path) -> None:

@@ -83,9 +83,11 @@ class Campaign:
             if not self._active(state, now) or key in state.members:
                 return
             bought = state.earlier.get(key)
-            # `earlier` is pruned only now and then (memory): its times past the lookback still
-            # sit there, and must read as they would once pruned.
-            if bought is not None and state.started_us - self.lookback_us <= bought < state.started_us:
+            # `earlier` is pruned only now and then (memory): its times a lookback or more before
+            # now still sit there, and must read as they would once pruned, however many others
+            # bought the name since.
+            kept = bought is not None and bought > now - self.lookback_us
+            if kept and state.started_us - self.lookback_us <= bought < state.started_us:
                 ev.findings.append(Finding("dump_into_pump", self.dump_weight))
             else:  # a position held from before the lookback: who sells into the pump profits from it
                 ev.findings.append(Finding("sell_into_pump", self.sell_weight))
