@@ -12,6 +12,7 @@ from conftest import Stream, brokerage, ts
 from kabuguard.detectors.base import REASONS, Evidence
 from kabuguard.detectors.ip_reputation import IpReputation
 from kabuguard.detectors.liquidity import DAY_US, TradedDays, liquidity_by_day
+from kabuguard.detectors.session_risk import SessionMemory, SessionRisk
 from kabuguard.detectors.shared_ip import CROWD_CAP, SharedIp
 from kabuguard.detectors.login_profile import LoginProfile
 from kabuguard.detectors.suspect_flow import SuspectFlow
@@ -253,6 +254,29 @@ def test_one_risky_session_among_many_customers_of_an_address_does_not_taint_it(
 
     assert findings(0) == ["ip_reputation"]  # an address that served only that session
     assert findings(30) == []  # a carrier's address serving thirty customers
+
+
+def test_a_session_carries_its_risk_until_its_ttl_whatever_logins_come_meanwhile() -> None:
+    """`risk` kept a session up to and including its ttl, `open` dropped it at exactly the ttl:
+    an order 12 h to the microsecond after a risky login carried its risk only when no other
+    login of the account came at that instant."""
+    ttl = SessionRisk(load_policy().detector_params("risky_session")).ttl_us
+
+    def login(session: str, hour: int) -> Any:
+        return event_from_dict({"type": "login", "event_id": session, "ts": ts(16, hour, 0), "account_id": "A",
+                                "session_id": session, "success": True})
+
+    order = event_from_dict({"type": "order", "event_id": "o", "ts": ts(16, 21, 0), "order_id": "o", "account_id": "A",
+                             "session_id": "s-bad", "symbol": "7203", "side": "sell", "qty": 100, "order_type": "market"})
+
+    def risk_at_ttl(other_login: bool) -> float:
+        memory = SessionMemory()
+        memory.open(login("s-bad", 9), 6.0, ttl)
+        if other_login:
+            memory.open(login("s-own", 21), -3.0, ttl)
+        return memory.risk(order, ttl)
+
+    assert risk_at_ttl(False) == risk_at_ttl(True) == 6.0
 
 
 def _thin_bars_without_a_record(s: Stream, days: range, volume: int) -> None:

@@ -39,9 +39,10 @@ class SessionMemory(msgspec.Struct):
         if not event.success:
             return
         cutoff = event.ts_us - ttl_us
-        # The oldest session first (min() in C): most logins expire nothing.
-        if self.sessions and min(self.sessions.values())[0] <= cutoff:
-            self.sessions = {k: v for k, v in self.sessions.items() if v[0] > cutoff}
+        # The oldest session first (min() in C): most logins expire nothing. A session opened
+        # exactly a ttl ago is kept, as `risk` still reads it.
+        if self.sessions and min(self.sessions.values())[0] < cutoff:
+            self.sessions = {k: v for k, v in self.sessions.items() if v[0] >= cutoff}
         self.latest = (event.ts_us, llr)
         if event.session_id:
             self.sessions[event.session_id] = self.latest
