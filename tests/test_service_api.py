@@ -240,6 +240,28 @@ def test_keys_are_created_listed_and_revoked_from_the_command_line(tmp_path: Pat
     assert key.split("_", 2)[2].encode() not in (tmp_path / "keys.db").read_bytes()
 
 
+def test_the_database_commands_read_the_config_file_serve_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """They had no --config: with the database named in serve's file, keys went to ./kabuguard.db
+    and every request to the service failed 'unknown API key'."""
+    monkeypatch.chdir(tmp_path)  # where ./kabuguard.db would be made
+    config = tmp_path / "kabuguard.toml"
+    config.write_text(f'[service]\ndb = "sqlite:///{tmp_path}/prod.db"\nwebhook_urls = ["https://h.example/hook"]\n')
+    env = {"KABUGUARD_WEBHOOK_SECRET": "test-only-secret"}
+    runner = CliRunner(env=env)
+    created = runner.invoke(main, ["keys", "create", "--firm", "acme", "--config", str(config)])
+    assert created.exit_code == 0, created.output
+    for command in (["keys", "list"], ["users", "create", "hana", "--role", "analyst", "--firm", "acme", "--password-stdin"],
+                    ["users", "list"], ["cases", "labels", "--out", "l.jsonl"],
+                    ["intel", "collections", "create", "shared", "--title", "T"],
+                    ["keys", "webhook-secret", "https://h.example/hook"]):
+        result = runner.invoke(main, [*command, "--config", str(config)], input="a long enough password\n")
+        assert result.exit_code == 0, (command, result.output)
+    assert not (tmp_path / "kabuguard.db").exists()
+    with TestClient(create_app(load_settings(config, env=env))) as client:
+        assert client.get("/v1/alerts", headers={"X-API-Key": created.stdout.strip()}).status_code == 200
+    assert "hana" in runner.invoke(main, ["users", "list", "--db", f"sqlite:///{tmp_path}/prod.db"]).output
+
+
 def test_settings_come_from_file_then_environment_then_options(tmp_path: Path) -> None:
     config = tmp_path / "kabuguard.toml"
     config.write_text('[service]\nport = 9000\nstate = "redis://127.0.0.1:6379/0"\nworkers = 2\n')

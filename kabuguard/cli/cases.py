@@ -10,7 +10,7 @@ import click
 import msgspec
 
 from kabuguard.cli.folders import make_out
-from kabuguard.cli.keys import db_option, open_database
+from kabuguard.cli.keys import database_options, open_database
 
 
 @click.group()
@@ -21,8 +21,8 @@ def cases() -> None:
 @cases.command()
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The labels file to write (JSON lines); replaced only once every label is written.")
-@db_option
-def labels(out: Path, db: str | None) -> None:
+@database_options
+def labels(out: Path, db: str | None, config: str | None) -> None:
     """Write labels from closed cases: fraud and benign dispositions label each decision of the
     case's accounts around its alerts; unsure cases give none. Use with `kabuguard evaluate --labels`."""
     from kabuguard.console.cases import labels as case_labels
@@ -38,7 +38,7 @@ def labels(out: Path, db: str | None) -> None:
     try:
         n = 0
         with os.fdopen(fd, "wb") as fh:
-            for label in case_labels(open_database(db).engine):
+            for label in case_labels(open_database(db, config).engine):
                 fh.write(msgspec.json.encode(label) + b"\n")
                 n += 1
         partial.replace(out)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from kabuguard.cli.folders import make_out
+from kabuguard.cli.keys import database_options, open_database
 
 
 @click.group()
@@ -76,16 +77,15 @@ def collections() -> None:
 @click.option("--read", "readers", default="*", show_default=True,
               help="Comma-separated firms (API-key firms) that may read; `*` for every firm.")
 @click.option("--write", "writers", default="", help="Comma-separated firms that may add objects; `*` for every firm.")
-@click.option("--db", default=None, help="The service's database (default: as `kabuguard serve` reads it).")
+@database_options
 def create_collection(collection_id: str, title: str, description: str, readers: str, writers: str,
-                      db: str | None) -> None:
+                      db: str | None, config: str | None) -> None:
     """Create a collection with its read and write rights."""
     from sqlalchemy.exc import IntegrityError
 
-    from kabuguard.cli.keys import open_database
     from kabuguard.intel.taxii.store import TaxiiError, TaxiiStore
 
-    store = TaxiiStore(open_database(db).engine)
+    store = TaxiiStore(open_database(db, config).engine)
     try:
         store.create_collection(collection_id, title, description, _firms(readers), _firms(writers))
     except TaxiiError as exc:

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import click
 
 from kabuguard.service.settings import SettingsError, load_settings
 
-db_option = click.option("--db", default=None, help="The service's database (default: as `kabuguard serve` reads it).")
+F = TypeVar("F")
+
+config_option = click.option("--config", default=None, type=click.Path(exists=True, dir_okay=False),
+                             help="TOML file with a [service] table (or $KABUGUARD_CONFIG).")
+_db_option = click.option("--db", default=None, help="The service's database (default: the `db` that `kabuguard serve` "
+                          "reads: $KABUGUARD_DB, else the config file's, else sqlite:///kabuguard.db).")
 
 
-def open_database(db: str | None):  # noqa: ANN202 - the import stays lazy
+def database_options(command: F) -> F:
+    """--db and --config, the database found as `serve` finds it: with --db alone, the keys of a
+    service started with --config went to ./kabuguard.db, which it never reads."""
+    return _db_option(config_option(command))
+
+
+def open_database(db: str | None, config: str | None):  # noqa: ANN202 - the import stays lazy
     """The service database at `db` (or as `serve` reads it), migrated to the newest schema."""
     from kabuguard.service.storage import Database
 
     try:
-        url = load_settings(db=db).db
+        url = load_settings(config, db=db).db
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
     migrate(url)
@@ -53,8 +66,8 @@ def keys() -> None:
 @click.option("--name", default="", help="What the key is for (e.g. login-platform).")
 @click.option("--rate-limit", type=click.FloatRange(min=0, min_open=True, max=1e9), default=None,
               help="Requests per second, more than 0 (default: the service's).")
-@db_option
-def create(firm: str, name: str, rate_limit: float | None, db: str | None) -> None:
+@database_options
+def create(firm: str, name: str, rate_limit: float | None, db: str | None, config: str | None) -> None:
     """Create a key and print it once: it cannot be shown again."""
     from kabuguard.service.auth import create_key
 
@@ -62,7 +75,7 @@ def create(firm: str, name: str, rate_limit: float | None, db: str | None) -> No
         raise click.BadParameter("not a number", param_hint="'--rate-limit'")
 
     try:
-        key_id, token = create_key(open_database(db), firm, name, rate_limit)
+        key_id, token = create_key(open_database(db, config), firm, name, rate_limit)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(token)
@@ -70,12 +83,12 @@ def create(firm: str, name: str, rate_limit: float | None, db: str | None) -> No
 
 
 @keys.command("list")
-@db_option
-def list_(db: str | None) -> None:
+@database_options
+def list_(db: str | None, config: str | None) -> None:
     """Every key: id, firm, name, rate limit, created, revoked."""
     from kabuguard.service.auth import list_keys
 
-    for row in list_keys(open_database(db)):
+    for row in list_keys(open_database(db, config)):
         rate = row["rate_limit"] if row["rate_limit"] is not None else "default"
         click.echo(f"{row['key_id']}\t{row['firm']}\t{row['name'] or '-'}\t{rate}\t{row['created_at']}\t"
                    f"{'revoked ' + row['revoked_at'] if row['revoked_at'] else 'active'}")
@@ -83,19 +96,20 @@ def list_(db: str | None) -> None:
 
 @keys.command()
 @click.argument("key_id")
-@db_option
-def revoke(key_id: str, db: str | None) -> None:
+@database_options
+def revoke(key_id: str, db: str | None, config: str | None) -> None:
     """Revoke a key by its id (effective within seconds on every worker)."""
     from kabuguard.service.auth import revoke_key
 
-    if not revoke_key(open_database(db), key_id):
+    if not revoke_key(open_database(db, config), key_id):
         raise click.UsageError(f"key id {key_id!r}: no such active key (see `kabuguard keys list`)")
     click.echo(f"revoked {key_id}")
 
 
 @keys.command("webhook-secret")
 @click.argument("receiver")
-def webhook_secret(receiver: str) -> None:
+@config_option
+def webhook_secret(receiver: str, config: str | None) -> None:
     """Print the secret RECEIVER (one of the webhook_urls) verifies its webhooks with.
 
     Each receiver's secret is derived from the service's webhook_secret and its URL, so a
@@ -104,7 +118,7 @@ def webhook_secret(receiver: str) -> None:
     from kabuguard.console.webhooks import receiver_secret
 
     try:
-        settings = load_settings()
+        settings = load_settings(config)
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
     if not settings.webhook_secret:

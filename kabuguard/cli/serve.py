@@ -6,6 +6,7 @@ import os
 
 import click
 
+from kabuguard.cli.keys import config_option
 from kabuguard.service.settings import SettingsError, load_settings
 
 
@@ -16,7 +17,7 @@ from kabuguard.service.settings import SettingsError, load_settings
 @click.option("--state", default=None, help="`memory` (default, embedded) or a redis:// URL shared by the workers.")
 @click.option("--db", default=None, help="sqlite:///PATH (default sqlite:///kabuguard.db) or postgresql://…")
 @click.option("--policy", "policy", default=None, type=click.Path(exists=True, dir_okay=False), help="Policy YAML (default: the bundled policy).")
-@click.option("--config", "config", default=None, type=click.Path(exists=True, dir_okay=False), help="TOML file with a [service] table (or $KABUGUARD_CONFIG).")
+@config_option
 def serve(host: str | None, port: int | None, workers: int | None, state: str | None, db: str | None,
           policy: str | None, config: str | None) -> None:
     """Serve decisions over HTTP: POST /v1/events and the read endpoints, behind API keys.

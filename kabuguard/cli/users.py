@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from kabuguard.cli.keys import db_option, open_database
+from kabuguard.cli.keys import database_options, open_database
 from kabuguard.console.models import ROLES
 
 
@@ -22,8 +22,9 @@ def users() -> None:
 @click.option("--all-firms", is_flag=True, help="The user sees and acts on every firm (the deployment's own "
                                                  "team, a regulator's auditor).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input (for scripts).")
-@db_option
-def create(username: str, role: str, firm: str | None, all_firms: bool, password_stdin: bool, db: str | None) -> None:
+@database_options
+def create(username: str, role: str, firm: str | None, all_firms: bool, password_stdin: bool, db: str | None,
+           config: str | None) -> None:
     """Create a user of one firm (--firm) or of all (--all-firms); the password is asked for
     (twice) unless given on standard input."""
     from kabuguard.console.users import UserError, create_user
@@ -35,30 +36,30 @@ def create(username: str, role: str, firm: str | None, all_firms: bool, password
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        create_user(open_database(db).engine, username, role, password, firm)
+        create_user(open_database(db, config).engine, username, role, password, firm)
     except UserError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(f"created {username} ({role}, {f'firm {firm}' if firm else 'all firms'})")
 
 
 @users.command("list")
-@db_option
-def list_(db: str | None) -> None:
+@database_options
+def list_(db: str | None, config: str | None) -> None:
     """Every user: name, role, firm (`*`: all firms), created, active or disabled."""
     from kabuguard.console.users import list_users
 
-    for row in list_users(open_database(db).engine):
+    for row in list_users(open_database(db, config).engine):
         state = f"disabled {row['disabled_at']}" if row["disabled_at"] else "active"
         click.echo(f"{row['username']}\t{row['role']}\t{row['firm'] or '*'}\t{row['created_at']}\t{state}")
 
 
 @users.command()
 @click.argument("username")
-@db_option
-def disable(username: str, db: str | None) -> None:
+@database_options
+def disable(username: str, db: str | None, config: str | None) -> None:
     """Disable a user: their sessions stop working at once."""
     from kabuguard.console.users import disable_user
 
-    if not disable_user(open_database(db).engine, username):
+    if not disable_user(open_database(db, config).engine, username):
         raise click.UsageError(f"user {username!r}: no such active user (see `kabuguard users list`)")
     click.echo(f"disabled {username}")
