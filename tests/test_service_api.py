@@ -278,6 +278,23 @@ def test_settings_come_from_file_then_environment_then_options(tmp_path: Path) -
     assert serve.exit_code == 2 and "needs shared state" in serve.output
 
 
+@pytest.mark.parametrize("text, named", [
+    ('[servce]\nport = 9000\n', "unexpected [servce] outside [service]"),
+    ('port = 9000\nworkers = 2\n', "unexpected `port`, `workers` outside [service]"),
+    ('[service]\nport = 9000\n[console]\nx = 1\n', "unexpected [console] outside [service]"),
+    ('service = "port 9000"\n', "no [service] table"),
+    ('', "no [service] table"),
+])
+def test_a_config_file_with_settings_outside_its_service_table_is_refused(tmp_path: Path, text: str, named: str) -> None:
+    """Only [service] was read: a misspelt table or settings above it were ignored without a word,
+    and the service started on every default (an embedded one in ./kabuguard.db)."""
+    config = tmp_path / "kabuguard.toml"
+    config.write_text(text)
+    with pytest.raises(SettingsError) as refused:
+        load_settings(config, env={})
+    assert str(refused.value).startswith(f"{config}: {named}")
+
+
 @pytest.mark.parametrize("env, named", [
     ({"KABUGUARD_LOG_LEVEL": "loud"}, "log_level"),
     ({"KABUGUARD_STATE": "redis://127.0.0.1:notaport/0"}, "Port could not be cast"),

@@ -164,6 +164,22 @@ def _coerce(name: str, value: Any, kind: Any, origin: str) -> Any:
     raise SettingsError(f"{origin}: `{name}` must be {shape}, got {value!r}")
 
 
+def _service_table(path: str | Path) -> dict[str, Any]:
+    """The config file's [service] table. Anything else in the file is refused: a file without
+    the table, a misspelt `[servce]` or settings above the table were read as no settings at all."""
+    try:
+        document = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read the config file: {exc}") from None
+    others = [f"[{k}]" if isinstance(v, dict) else f"`{k}`" for k, v in document.items() if k != "service"]
+    if others:
+        raise SettingsError(f"{path}: unexpected {', '.join(others)} outside [service]; the settings go in "
+                            f"the [service] table")
+    if not isinstance(document.get("service"), dict):
+        raise SettingsError(f"{path}: no [service] table; the settings go in it")
+    return document["service"]
+
+
 def load_settings(config: str | Path | None = None, env: dict[str, str] | None = None,
                   **overrides: Any) -> Settings:
     """Defaults < config file (`config` or $KABUGUARD_CONFIG) < environment < `overrides`."""
@@ -172,11 +188,7 @@ def load_settings(config: str | Path | None = None, env: dict[str, str] | None =
     types = {f.name: f.type for f in fields(Settings)}
     path = config or env.get(_PREFIX + "CONFIG")
     if path:
-        try:
-            table = tomllib.loads(Path(path).read_text()).get("service", {})
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise SettingsError(f"{path}: cannot read the config file: {exc}") from None
-        for name, value in table.items():
+        for name, value in _service_table(path).items():
             if name not in types:
                 raise SettingsError(f"{path}: unknown setting `{name}` in [service]")
             values[name] = _coerce(name, value, types[name], str(path))
