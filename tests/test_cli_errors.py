@@ -38,6 +38,24 @@ def test_a_database_that_cannot_be_opened_is_one_line_without_its_password(tmp_p
     assert result.exit_code == 1 and "hunter2" not in result.output and "cannot open the database" in result.output
 
 
+@pytest.mark.parametrize("setting, url", [
+    ("--db", "mysql://kg:S3cretPW@127.0.0.1:1/kg"), ("--db", "postgres://kg:S3cretPW@127.0.0.1:1/kg"),
+    ("--state", "http://kg:S3cretPW@127.0.0.1:1/0"),
+])
+def test_a_url_in_an_error_never_shows_its_password(setting: str, url: str) -> None:
+    """`serve --db 'postgres://kg:S3cretPW@db/kg'` printed the URL, password and all, in its usage error."""
+    result = CliRunner().invoke(main, ["serve", setting, url])
+    assert result.exit_code in (1, 2) and "S3cretPW" not in result.output and ":***@" in result.output, result.output
+
+
+@pytest.mark.parametrize("urls, shown", [("ftp://u:S3cretPW@h.example/x", "'ftp://u:***@h.example/x'"),
+                                         ("acme=h.example/x", "'acme=h.example/x'")])  # no password: shown whole
+def test_a_webhook_url_in_an_error_never_shows_its_password(urls: str, shown: str) -> None:
+    result = CliRunner().invoke(main, ["serve"], env={"KABUGUARD_WEBHOOK_URLS": urls})
+    assert result.exit_code == 2 and f"webhook_urls: expected URL or FIRM=URL with an http(s) URL, got {shown}" \
+        in result.output, result.output
+
+
 @pytest.mark.parametrize("command", ["replay", "evaluate", "demo"])
 def test_an_output_folder_that_cannot_be_made_is_a_usage_error_before_any_work(tmp_path: Path, command: str) -> None:
     """It was a traceback with exit 1, which means rejected input lines, after the work was done

@@ -16,7 +16,7 @@ from kabuguard.cli import main
 from kabuguard.service.app import create_app
 from kabuguard.service.auth import create_key
 from kabuguard.service.settings import Settings, SettingsError, load_settings
-from test_service_support import encode, ordered_stream, redis_url  # noqa: F401 - a fixture
+from test_service_support import encode, ordered_stream, pg_url, redis_url  # noqa: F401 - fixtures
 
 
 def _login(event_id: str, account: str = "A1", ip: str = "203.0.113.77", minute: int = 0) -> dict:
@@ -260,6 +260,16 @@ def test_the_database_commands_read_the_config_file_serve_reads(tmp_path: Path, 
     with TestClient(create_app(load_settings(config, env=env))) as client:
         assert client.get("/v1/alerts", headers={"X-API-Key": created.stdout.strip()}).status_code == 200
     assert "hana" in runner.invoke(main, ["users", "list", "--db", f"sqlite:///{tmp_path}/prod.db"]).output
+
+
+def test_a_postgres_url_is_postgresql(pg_url: str) -> None:
+    """`postgres://`, the scheme many hosts and tools hand out, was refused: 'expected postgresql://'."""
+    db = pg_url.replace("postgresql://", "postgres://", 1)
+    runner = CliRunner()
+    created = runner.invoke(main, ["keys", "create", "--firm", "acme", "--db", db])
+    assert created.exit_code == 0, created.output
+    assert "\tacme\t" in runner.invoke(main, ["keys", "list", "--db", pg_url]).output
+    assert load_settings(env={"KABUGUARD_DB": db}).db == db
 
 
 def test_settings_come_from_file_then_environment_then_options(tmp_path: Path) -> None:

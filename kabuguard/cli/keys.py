@@ -6,7 +6,7 @@ from typing import TypeVar
 
 import click
 
-from kabuguard.service.settings import SettingsError, load_settings
+from kabuguard.service.settings import SettingsError, load_settings, redacted
 
 F = TypeVar("F")
 
@@ -43,17 +43,7 @@ def migrate(url: str) -> None:
     try:
         migrate_database(url)
     except SQLAlchemyError as exc:  # unreachable server, a folder that does not exist
-        raise click.ClickException(f"cannot open the database {_redacted(url)}: {exc.orig or exc}") from None
-
-
-def _redacted(url: str) -> str:
-    """The URL without its password, for messages."""
-    from sqlalchemy.engine import make_url  # noqa: PLC0415
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a URL SQLAlchemy cannot parse is shown by its scheme only
-        return url.split(":", 1)[0] + ":…"
+        raise click.ClickException(f"cannot open the database {redacted(url)}: {exc.orig or exc}") from None
 
 
 @click.group()

@@ -15,7 +15,7 @@ from kabuguard.service.settings import SettingsError, load_settings
 @click.option("--port", type=int, default=None, help="Port (default 8000).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default 1; more need --state redis://…).")
 @click.option("--state", default=None, help="`memory` (default, embedded) or a redis:// URL shared by the workers.")
-@click.option("--db", default=None, help="sqlite:///PATH (default sqlite:///kabuguard.db) or postgresql://…")
+@click.option("--db", default=None, help="sqlite:///PATH (default sqlite:///kabuguard.db) or postgresql://… (postgres://…).")
 @click.option("--policy", "policy", default=None, type=click.Path(exists=True, dir_okay=False), help="Policy YAML (default: the bundled policy).")
 @config_option
 def serve(host: str | None, port: int | None, workers: int | None, state: str | None, db: str | None,

@@ -69,7 +69,7 @@ class Settings:
 
     def validate(self) -> Settings:
         if self.state != "memory" and not self.redis():
-            raise SettingsError(f"state: expected `memory` or a redis:// URL, got {self.state!r}")
+            raise SettingsError(f"state: expected `memory` or a redis:// URL, got {redacted(self.state)!r}")
         if self.redis():
             _check_redis_url(self.state)
         for name in _POSITIVE:
@@ -82,8 +82,8 @@ class Settings:
             raise SettingsError(f"log_level: expected one of debug, info, warning, error, critical, got {self.log_level!r}")
         if not -14 <= self.console_utc_offset_hours <= 14:
             raise SettingsError(f"console_utc_offset_hours: expected -14 to 14 (hours from UTC), got {self.console_utc_offset_hours}")
-        if not self.db.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
-            raise SettingsError(f"db: expected sqlite:///PATH or postgresql://…, got {self.db!r}")
+        if not self.db.startswith(("sqlite://", "postgresql://", "postgres://", "postgresql+psycopg://")):
+            raise SettingsError(f"db: expected sqlite:///PATH or postgresql://…, got {redacted(self.db)!r}")
         if self.workers < 1:
             raise SettingsError(f"workers: must be at least 1, got {self.workers}")
         if self.workers > 1 and not self.redis():
@@ -91,7 +91,7 @@ class Settings:
         for firm, url in self.webhook_receivers():
             if not url.lower().startswith(("http://", "https://")) or firm == "":
                 raise SettingsError(f"webhook_urls: expected URL or FIRM=URL with an http(s) URL, got "
-                                    f"{(url if firm is None else f'{firm}={url}')!r}")
+                                    f"{(redacted(url) if firm is None else f'{firm}={redacted(url)}')!r}")
         if self.receivers() and not self.webhook_secret:
             raise SettingsError("webhook_secret: webhook_urls are set but no secret to sign with "
                                 "(set KABUGUARD_WEBHOOK_SECRET)")
@@ -117,6 +117,18 @@ class Settings:
     def to_env(self) -> dict[str, str]:
         """The settings as environment variables, so that worker processes read the same."""
         return {_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages: they reach terminals, logs and CI output."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+
+    if "@" not in url:  # no user info, no password: shown whole, however malformed
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a URL SQLAlchemy cannot parse is shown by its scheme only
+        return url.split(":", 1)[0] + ":…"
 
 
 # Settings that must be above 0 (a deadline of -1 ms timed out every database read; a max_batch

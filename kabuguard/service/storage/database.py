@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,9 +33,9 @@ ALERT_ORDER_LOCK = 0x6B6761_6C657274
 
 
 def engine_for(url: str, busy_timeout_s: float = 5.0, **kwargs: Any) -> Engine:
-    """An engine for `sqlite:///PATH` or `postgresql://…` (driven by psycopg 3)."""
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    """An engine for `sqlite:///PATH` or `postgresql://…` (or `postgres://…`, as many hosts write
+    it; SQLAlchemy knows only the first), driven by psycopg 3."""
+    url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": busy_timeout_s, "check_same_thread": False}, **kwargs)
 
