@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
+import kabuguard.policy
 from kabuguard.cli import main
 from kabuguard.engine import Pipeline
 from kabuguard.events import total_order
@@ -66,6 +68,23 @@ def test_demo_runs_end_to_end_and_refuses_a_foreign_folder(tmp_path: Path) -> No
     empty = tmp_path / "empty"
     empty.mkdir()  # made for it beforehand: nothing to protect
     assert runner.invoke(main, ["demo", "--out", str(empty), "--accounts", "300", "--days", "6", "--quiet"]).exit_code == 0
+
+
+def test_demo_takes_a_policy_checked_as_replay_checks_it(tmp_path: Path) -> None:
+    """docs/policy.md names `demo` among the commands taking --policy; it had no such option."""
+    raw = yaml.safe_load((Path(kabuguard.policy.__file__).parent / "default.yaml").read_text())
+    out, policy = tmp_path / "demo", tmp_path / "p.yaml"
+    policy.write_text(yaml.safe_dump({**raw, "bias": {"login": -6.9, "order": -6.5}}))
+    refused = CliRunner().invoke(main, ["demo", "--out", str(out), "--policy", str(policy), "--quiet"])
+    assert refused.exit_code == 2 and "bias.account_change" in refused.output, refused.output
+    assert not out.exists()  # refused before any work
+    raw["decisions"]["order"]["review"] = 0.0  # every order held at least
+    policy.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(main, ["demo", "--out", str(out), "--accounts", "100", "--days", "2", "--quiet",
+                                       "--policy", str(policy)])
+    assert result.exit_code == 0, result.output
+    orders = [d["decision"] for d in map(json.loads, (out / "run" / "decisions.jsonl").open()) if d["type"] == "order"]
+    assert orders and set(orders) <= {"review", "block"}
 
 
 def _renumbered_per_firm(sim: Path, out: Path) -> None:

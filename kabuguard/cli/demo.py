@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from kabuguard.cli.folders import make_out
+from kabuguard.cli.replay import policy_from, policy_option
 
 _MARKER = ".kabuguard-demo"
 
@@ -19,8 +20,9 @@ _MARKER = ".kabuguard-demo"
 @click.option("--accounts", default=5000, show_default=True, type=click.IntRange(min=20), help="Customer accounts.")
 @click.option("--days", default=28, show_default=True, type=click.IntRange(1, 366), help="Calendar days simulated.")
 @click.option("--seed", default=7, show_default=True, type=click.IntRange(min=0), help="Simulation seed.")
+@policy_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def demo(out_dir: Path, accounts: int, days: int, seed: int, quiet: bool) -> None:
+def demo(out_dir: Path, accounts: int, days: int, seed: int, policy_path: str | None, quiet: bool) -> None:
     """Simulate a brokerage hit by a 2025-style campaign, replay it and evaluate the decisions.
 
     Prints the headline figures and the path of the HTML report. Runs on the embedded default:
@@ -31,6 +33,7 @@ def demo(out_dir: Path, accounts: int, days: int, seed: int, quiet: bool) -> Non
     from kabuguard.replay import replay
     from kabuguard.sim import Config, simulate
 
+    policy = policy_from(policy_path)  # before the previous demo is removed
     if out_dir.exists() and any(out_dir.iterdir()):
         if not (out_dir / _MARKER).exists():
             raise click.UsageError(f"{out_dir} exists and is not a Kabuguard demo folder; choose another --out.")
@@ -43,7 +46,7 @@ def demo(out_dir: Path, accounts: int, days: int, seed: int, quiet: bool) -> Non
             task = bar.add_task("simulating", total=days)
             simulate(Config(accounts=accounts, days=days, seed=seed), out_dir / "sim",
                      progress=lambda stage, done: bar.update(task, description=f"simulating {stage}", completed=done))
-        summary = replay([out_dir / "sim" / "events"], out_dir / "run", quiet=quiet)
+        summary = replay([out_dir / "sim" / "events"], out_dir / "run", policy, quiet=quiet)
     except KeyboardInterrupt:  # 1 would say the input had rejected lines
         click.echo(f"interrupted: {out_dir} holds part of a demo; the next demo replaces it", err=True)
         sys.exit(130)

@@ -14,13 +14,25 @@ from kabuguard.policy import Policy, PolicyError, load_policy
 if TYPE_CHECKING:
     from kabuguard.replay import ReplaySummary
 
+policy_option = click.option("--policy", "policy_path", type=click.Path(exists=True, dir_okay=False),
+                             help="Policy YAML (default: the bundled policy).")
+
+
+def policy_from(path: str | None) -> Policy:
+    """The policy at `path` (the bundled one without it); a malformed file is a usage error naming
+    it, before any work (docs/policy.md)."""
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        raise click.UsageError(str(exc)) from None
+
 
 @click.command()
 # Not checked here: a URI (hdfs://, s3a://) is for Spark to find; a path or URI with no event file
 # is a usage error from either engine.
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for decisions.jsonl, alerts.jsonl and rejected.jsonl.")
-@click.option("--policy", "policy_path", type=click.Path(exists=True, dir_okay=False), help="Policy YAML (default: the bundled policy).")
+@policy_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
               help="local: one process (the reference); spark: the same stages on Apache Spark (docs/spark.md).")
@@ -36,10 +48,7 @@ def replay(paths: tuple[str, ...], out_dir: str, policy_path: str | None, quiet:
     Each decision uses only events before it, exactly as the online service would have decided.
     Exits 1 when some input lines were rejected (see rejected.jsonl), 0 otherwise.
     """
-    try:
-        policy = load_policy(policy_path)
-    except PolicyError as exc:
-        raise click.UsageError(str(exc)) from None
+    policy = policy_from(policy_path)
     if engine == "spark" and spill_after != SPILL_AFTER:
         raise click.UsageError("--spill-after is for --engine local: Spark sorts on its own disks")
     make_out(out_dir)
