@@ -88,7 +88,7 @@ def test_an_intel_output_whose_folder_cannot_be_made_is_a_usage_error_before_any
     (tmp_path / "file").write_text("not a folder")
     out = str(tmp_path / "file" / "out.json")
     run = _decided_run(tmp_path)
-    args = (["intel", "export", "--quiet", "--run", str(run), "--events", str(run / "e.jsonl"), "--out", out]
+    args = (["intel", "export", "--quiet", "--run", str(run), "--events", str(run / "e.jsonl"), "--firm", "a", "--out", out]
             if command == "export" else  # nothing listens on port 9 of loopback: the folder is checked first
             ["intel", "pull", "http://127.0.0.1:9/taxii2/", "--collection", "shared", "--out", out])
     result = CliRunner().invoke(main, args, env={KEY_ENV: "test-only-key-not-a-secret-0123456789",
@@ -101,7 +101,7 @@ def test_intel_export_makes_the_folder_of_its_bundle(tmp_path: Path) -> None:
     run = _decided_run(tmp_path)
     out = tmp_path / "bundles" / "april" / "b.json"
     result = CliRunner().invoke(main, ["intel", "export", "--quiet", "--run", str(run), "--events", str(run / "e.jsonl"),
-                                       "--out", str(out)], env={KEY_ENV: "test-only-key-not-a-secret-0123456789"})
+                                       "--firm", "a", "--out", str(out)], env={KEY_ENV: "test-only-key-not-a-secret-0123456789"})
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["type"] == "bundle"
 

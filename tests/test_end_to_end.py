@@ -135,12 +135,14 @@ def test_a_pooled_run_whose_firms_number_events_alike_decides_and_evaluates_as_w
         figures[name] = (metrics["detection"], metrics["value_stopped"])
         alert_ids = [(a.get("firm"), a["alert_id"]) for a in map(json.loads, (folder / "run" / "alerts.jsonl").open())]
         assert len(alert_ids) == len(set(alert_ids)) > 0  # unique at their firm
-        exported = runner.invoke(main, ["intel", "export", "--run", str(folder / "run"), "--events", str(folder / "events"),
-                                        "--out", str(folder / "bundle.json"), "--quiet"],
-                                 env={"KABUGUARD_INTEL_KEY": "test-key-not-a-secret"})
-        assert exported.exit_code == 0, exported.output
-        bundle = json.loads((folder / "bundle.json").read_text())
-        bundles[name] = sorted(o["type"] for o in bundle["objects"])
+        bundles[name] = []
+        for firm in ("firm-a", "firm-b"):
+            exported = runner.invoke(main, ["intel", "export", "--run", str(folder / "run"), "--events", str(folder / "events"),
+                                            "--firm", firm, "--out", str(folder / "bundle.json"), "--quiet"],
+                                     env={"KABUGUARD_INTEL_KEY": "test-key-not-a-secret"})
+            assert exported.exit_code == 0, exported.output
+            bundle = json.loads((folder / "bundle.json").read_text())
+            bundles[name].append(sorted(o["type"] for o in bundle["objects"]))
     assert figures["pooled"] == figures["unique"]
     assert bundles["pooled"] == bundles["unique"]
 

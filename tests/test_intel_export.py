@@ -19,10 +19,10 @@ from kabuguard.intel.stix import TLP, definitions, parse_pattern, pattern
 KEY = "test-only-key-not-a-secret-0123456789"
 
 
-def _export(root: Path, tmp_path: Path, *extra: str, events: Path | None = None) -> dict:
+def _export(root: Path, tmp_path: Path, *extra: str, events: Path | None = None, firm: str = "firm-a") -> dict:
     out = tmp_path / "bundle.json"
     result = CliRunner().invoke(main, ["intel", "export", "--quiet", "--run", str(root / "run"), "--events",
-                                       str(events or root / "sim" / "events"), "--out", str(out), *extra],
+                                       str(events or root / "sim" / "events"), "--firm", firm, "--out", str(out), *extra],
                                 env={KEY_ENV: KEY})
     assert result.exit_code == 0, result.output
     return json.loads(out.read_text())
@@ -41,9 +41,9 @@ def _flagged_run(tmp_path: Path, stream: Stream) -> Path:
     return run
 
 
-def _invoke(run: Path, events: Path, out: Path, *extra: str):  # -> click.testing.Result
+def _invoke(run: Path, events: Path, out: Path, *extra: str, firm: str = "firm-a"):  # -> click.testing.Result
     return CliRunner().invoke(main, ["intel", "export", "--quiet", "--run", str(run), "--events", str(events),
-                                     "--out", str(out), *extra], env={KEY_ENV: KEY})
+                                     "--firm", firm, "--out", str(out), *extra], env={KEY_ENV: KEY})
 
 
 def _two_hijacks(ip: str = "203.0.113.7") -> Stream:
@@ -56,7 +56,7 @@ def _two_hijacks(ip: str = "203.0.113.7") -> Stream:
 
 
 def test_the_bundle_passes_the_oasis_validator_and_marks_every_object(three_firms: Path, tmp_path: Path) -> None:
-    bundle = _export(three_firms, tmp_path, "--firm", "firm-a", "--tlp", "green")
+    bundle = _export(three_firms, tmp_path, "--tlp", "green")
     results = validate_string(json.dumps(bundle), ValidationOptions(version="2.1"))
     assert results.is_valid
     assert not results.warnings
@@ -75,7 +75,7 @@ def test_the_bundle_passes_the_oasis_validator_and_marks_every_object(three_firm
     campaign_symbols = {o["description"].split("symbols: ")[1] for o in bundle["objects"] if o["type"] == "campaign"}
     assert targeted & {s for text in campaign_symbols for s in text.split(", ")}
     # Exporting again gives the same objects (stable ids), so peers deduplicate.
-    again = _export(three_firms, tmp_path, "--firm", "firm-a", "--tlp", "green")
+    again = _export(three_firms, tmp_path, "--tlp", "green")
     assert again == bundle
 
 
@@ -91,7 +91,8 @@ def test_no_account_id_email_phone_or_customer_address_leaves(three_firms: Path,
                     event = json.loads(line)
                     event.update(email=f"{event['account_id'].lower()}@mail.example.jp", phone="090-1234-5678")
                     dst.write(json.dumps(event) + "\n")
-    text = json.dumps(_export(three_firms, tmp_path, events=events))
+    bundles = [_export(three_firms, tmp_path, events=events, firm=firm) for firm in ("firm-a", "firm-b", "firm-c")]
+    text = json.dumps(bundles)
     accounts, customer_ips = set(), set()
     labels = {}
     for line in (sim / "labels.jsonl").open():
@@ -110,7 +111,7 @@ def test_no_account_id_email_phone_or_customer_address_leaves(three_firms: Path,
     assert "acc-" in text  # accounts appear, as pseudonyms
     assert not [a for a in accounts if a in text]
     assert "@" not in text and not re.search(r"0[789]0-?\d{4}-?\d{4}", text)
-    shared_ips = {parse_pattern(o["pattern"])[1] for o in json.loads(text)["objects"]
+    shared_ips = {parse_pattern(o["pattern"])[1] for bundle in bundles for o in bundle["objects"]
                   if o["type"] == "indicator" and o["pattern"].startswith("[ipv")}
     assert shared_ips and not shared_ips & customer_ips
 
@@ -121,7 +122,7 @@ def test_pseudonyms_are_keyed_and_a_missing_key_is_a_usage_error(three_firms: Pa
     assert one("account", "A1") != one("device", "A1")
     with pytest.raises(MissingKey, match="at least 16"):
         Pseudonymiser(b"short")
-    result = CliRunner().invoke(main, ["intel", "export", "--run", str(three_firms / "run"),
+    result = CliRunner().invoke(main, ["intel", "export", "--run", str(three_firms / "run"), "--firm", "firm-a",
                                        "--out", str(tmp_path / "b.json")], env={KEY_ENV: ""})
     assert result.exit_code == 2 and KEY_ENV in result.output
 
@@ -135,7 +136,7 @@ def test_an_accounts_pseudonym_is_its_own_whether_or_not_the_events_name_the_fir
         for event in stream.events:
             event.update({"firm": "firm-a"} if named else {})
         run = _flagged_run(tmp_path / str(named), stream)
-        result = _invoke(run, stream.write(run / "e.jsonl"), run / "b.json", "--firm", "firm-a")
+        result = _invoke(run, stream.write(run / "e.jsonl"), run / "b.json")
         assert result.exit_code == 0, result.output
         objects = json.loads((run / "b.json").read_text())["objects"]
         reported.append([o["accounts"] for o in objects if o["type"].startswith("x-kabuguard-")])
@@ -165,8 +166,8 @@ def test_a_firms_ids_are_keyed_so_no_other_firm_can_predict_them(tmp_path: Path)
 
 
 def test_a_run_folder_without_decisions_is_named(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["intel", "export", "--run", str(tmp_path), "--out", str(tmp_path / "b.json")],
-                                env={KEY_ENV: KEY})
+    result = CliRunner().invoke(main, ["intel", "export", "--run", str(tmp_path), "--firm", "firm-a",
+                                       "--out", str(tmp_path / "b.json")], env={KEY_ENV: KEY})
     assert result.exit_code == 2 and "decisions.jsonl: not found" in result.output
 
 
@@ -273,7 +274,7 @@ def test_firm_names_a_one_firm_run_and_a_firm_not_in_the_run_is_a_usage_error(tm
     empty bundle with exit 0, as did a misspelt firm on a multi-firm run."""
     stream = _two_hijacks()
     events = stream.write(tmp_path / "e.jsonl")
-    result = _invoke(_flagged_run(tmp_path, stream), events, tmp_path / "b.json", "--firm", "firm-a")
+    result = _invoke(_flagged_run(tmp_path, stream), events, tmp_path / "b.json")
     assert result.exit_code == 0, result.output
     objects = json.loads((tmp_path / "b.json").read_text())["objects"]
     assert [o["name"] for o in objects if o["type"] == "identity" and o["identity_class"] == "organization"] == ["firm-a"]
@@ -281,5 +282,21 @@ def test_firm_names_a_one_firm_run_and_a_firm_not_in_the_run_is_a_usage_error(tm
 
 
 def test_a_firm_the_run_does_not_hold_is_a_usage_error(three_firms: Path, tmp_path: Path) -> None:
-    result = _invoke(three_firms / "run", three_firms / "sim" / "events", tmp_path / "b.json", "--firm", "firm-z")
+    result = _invoke(three_firms / "run", three_firms / "sim" / "events", tmp_path / "b.json", firm="firm-z")
     assert result.exit_code == 2 and "--firm 'firm-z': the run's decisions are of firm-a" in result.output
+
+
+def test_the_firm_is_required_so_that_each_firms_bundle_counts_as_its_own(tmp_path: Path) -> None:
+    """Without --firm the bundle's firm was `kabuguard`: `intel stats` over two firms' bundles
+    reported one firm affected."""
+    stream = _two_hijacks()
+    run, events = _flagged_run(tmp_path, stream), stream.write(tmp_path / "e.jsonl")
+    unnamed = CliRunner().invoke(main, ["intel", "export", "--quiet", "--run", str(run), "--events", str(events),
+                                        "--out", str(tmp_path / "b.json")], env={KEY_ENV: KEY})
+    assert unnamed.exit_code == 2 and "Missing option '--firm'" in unnamed.output, unnamed.output
+    assert not (tmp_path / "b.json").exists()
+    bundles = [tmp_path / f"{firm}.json" for firm in ("firm-a", "firm-b")]
+    for bundle in bundles:
+        assert _invoke(run, events, bundle, firm=bundle.stem).exit_code == 0
+    stats = CliRunner().invoke(main, ["intel", "stats", "--json", *map(str, bundles)])
+    assert [m["firms"] for m in json.loads(stats.output)["months"]] == [["firm-a", "firm-b"]]

@@ -25,13 +25,14 @@ def intel() -> None:
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Bundle file to write (JSON).")
 @click.option("--tlp", type=click.Choice(["white", "green", "amber", "red"]), default="amber", show_default=True,
               help="Traffic Light Protocol marking put on every object.")
-@click.option("--firm", help="Export this firm's findings only (multi-firm runs), named so in the bundle.")
+@click.option("--firm", required=True, help="The sharing firm, named so in the bundle (`intel stats` counts firms by "
+              "it); in a run of several firms, only its findings are exported.")
 @click.option("--phish", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Alerts of `kabuguard phish watch` (JSON lines) to include as phishing domain and URL indicators.")
 @click.option("--min-accounts", type=click.IntRange(min=1), default=2, show_default=True,
               help="Share an address, device or agent only when it served flagged events on this many accounts.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def export(run_dir: Path, events: tuple[Path, ...], out: Path, tlp: str, firm: str | None, phish: Path | None,
+def export(run_dir: Path, events: tuple[Path, ...], out: Path, tlp: str, firm: str, phish: Path | None,
            min_accounts: int, quiet: bool) -> None:
     """Write a STIX 2.1 bundle of what the run's decisions and alerts established.
 

@@ -98,27 +98,28 @@ class Exported:
     rejected: list[Rejection]  # event lines that could not be read: what they held is missing
 
 
-def export_bundle(run_dir: str | Path, events: Iterable[str | Path], firm: str | None, tlp: str,
+def export_bundle(run_dir: str | Path, events: Iterable[str | Path], firm: str, tlp: str,
                   pseudonymise: Pseudonymiser, phish: str | Path | None = None, min_accounts: int = 2,
                   quiet: bool = False) -> Exported:
-    """The STIX bundle (as a dict) of `firm`'s findings in `run_dir` (all firms when None)."""
+    """The STIX bundle (as a dict) of `firm`'s findings in `run_dir`, `firm` named as its identity.
+
+    Always a firm's own: a bundle of every firm in a run, or one named by no firm, was counted
+    as one firm by `intel stats` however many firms' bundles it read."""
     found = gather(Path(run_dir), list(events), firm, quiet)
     if phish is not None:
         _phishing(Path(phish), found)
-    return Exported(build(found, firm or "kabuguard", tlp, pseudonymise, min_accounts), found.not_addresses,
-                    found.rejected)
+    return Exported(build(found, firm, tlp, pseudonymise, min_accounts), found.not_addresses, found.rejected)
 
 
-def gather(run_dir: Path, events: list[str | Path], firm: str | None, quiet: bool) -> Findings:
+def gather(run_dir: Path, events: list[str | Path], firm: str, quiet: bool) -> Findings:
     decisions = _jsonl(run_dir / "decisions.jsonl")
     alerts = _jsonl(run_dir / "alerts.jsonl")
     event_files(events)
     named = {d["firm"] for d in decisions if d.get("firm")}
-    if firm and named and firm not in named:  # a typo would export nothing, silently
+    if named and firm not in named:  # a typo would export nothing, silently
         raise RunError(f"--firm {firm!r}: the run's decisions are of {', '.join(sorted(named))}")
     # A one-firm run's events carry no `firm`: there `firm` only names the bundle's firm.
-    firm = firm if named else None
-    mine = (lambda line: line.get("firm") == firm) if firm else (lambda line: True)
+    mine = (lambda line: line.get("firm") == firm) if named else (lambda line: True)
     # By the event's id at its firm: a pooled run's firms number their events alike.
     verdicts = {firm_account_key(d.get("firm"), d["event_id"]): d for d in decisions if mine(d)}
     found = Findings()
@@ -143,7 +144,7 @@ def gather(run_dir: Path, events: list[str | Path], firm: str | None, quiet: boo
         # A resent event (the same event_id again at its firm) is one event, the first in the total order,
         # as the replay that made the verdicts took it.
         for event in order:
-            if event.kind in _ACTIVITY and (not firm or event.firm == firm):
+            if event.kind in _ACTIVITY and (not named or event.firm == firm):
                 _note(found, event, verdicts[event_key(event)], net)
     return found
 
