@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from kabuguard.cli import main
 from kabuguard.engine import Pipeline
 from kabuguard.events import total_order
 from kabuguard.replay import read_events
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +53,18 @@ def test_replay_then_evaluate_writes_metrics_and_report(sim: Path, tmp_path: Pat
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics  # the evaluation's own tests check the figures
     assert (tmp_path / "eval" / "report.html").stat().st_size > 1000
+
+
+def test_every_reason_a_decision_or_alert_can_carry_is_documented(sim: Path, tmp_path: Path) -> None:
+    """docs/reason-codes.md lacked `degraded`, the reason of the service's fail-mode answers."""
+    from kabuguard.replay import replay
+    from kabuguard.service.decider import DEGRADED
+
+    replay([sim / "events"], tmp_path, quiet=True)
+    lines = [json.loads(line) for name in ("decisions.jsonl", "alerts.jsonl") for line in (tmp_path / name).open()]
+    emitted = {reason for line in lines for reason in line.get("reasons") or ()}
+    documented = set(re.findall(r"^\| `(\w+)` \|", (DOCS / "reason-codes.md").read_text(), re.MULTILINE))
+    assert len(emitted) > 20 and emitted | {DEGRADED} <= documented, sorted((emitted | {DEGRADED}) - documented)
 
 
 def test_demo_runs_end_to_end_and_refuses_a_foreign_folder(tmp_path: Path) -> None:

@@ -34,6 +34,8 @@ from kabuguard.service.storage.database import Database, Records
 
 log = logging.getLogger("kabuguard.service")
 
+# The one reason of a fail-mode answer (docs/reason-codes.md): the policy's fail_mode decided, not the core.
+DEGRADED = "degraded"
 _ACTIVITY = frozenset({"login", "account_change", "order"})
 _WITH_ACCOUNT = frozenset({"login", "account_change", "order", "execution", "account"})
 _WITH_SYMBOL = frozenset({"order", "execution", "market_bar"})
@@ -282,7 +284,7 @@ class Decider:
             if event.kind in DECIDABLE:
                 decision = {"event_id": event.event_id, "ts": event.ts, "type": event.kind,  # firm-less: app.py
                             "account_id": event.account_id, "decision": self.fail_decision, "score": None,
-                            "reasons": ["degraded"]}
+                            "reasons": [DEGRADED]}
             parts.append(_json.encode({"event_id": event.event_id, "duplicate": False, "applied": False,
                                        "decision": decision, "alerts": []}))
         body = b'{"degraded":true,"results":[' + b",".join(parts) + b"]}"
