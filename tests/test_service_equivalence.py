@@ -60,15 +60,20 @@ def test_embedded_service_decides_byte_for_byte_as_replay(tmp_path: Path) -> Non
     src = stream.write(tmp_path / "e.jsonl")
     want_decisions, want_alerts = replay_reference([src], tmp_path / "replay")
     assert any(b"thin_stock_buy" in d for d in want_decisions)
+    got_decisions, got_alerts = _served_embedded(src, tmp_path)
+    assert got_decisions == want_decisions
+    assert got_alerts == want_alerts
+
+
+def _served_embedded(src: Path, tmp_path: Path) -> tuple[list[bytes], list[bytes]]:
+    """The decisions and alerts of firm acme's embedded service, sent `src` one event at a time."""
     app = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9))
     key = create_key_in(app.state.service.db, "acme", "test")[1]
     with TestClient(app) as client:
         def post(body: bytes) -> httpx.Response:
             return client.post("/v1/events", content=body, headers={"Authorization": f"Bearer {key}"})
 
-        got_decisions, got_alerts = _send(post, ordered_stream([src]))
-    assert got_decisions == want_decisions
-    assert got_alerts == want_alerts
+        return _send(post, ordered_stream([src]))
 
 
 def _as_served(line: bytes) -> bytes:
@@ -88,11 +93,7 @@ def test_events_naming_their_firm_differ_from_the_replay_only_as_documented(tmp_
     src = stream.write(tmp_path / "e.jsonl")
     want_decisions, want_alerts = replay_reference([src], tmp_path / "replay")
     assert any(b'"accounts":["acme:' in a for a in want_alerts)
-    app = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9))
-    key = create_key_in(app.state.service.db, "acme", "test")[1]
-    with TestClient(app) as client:
-        got_decisions, got_alerts = _send(
-            lambda body: client.post("/v1/events", content=body, headers={"X-API-Key": key}), ordered_stream([src]))
+    got_decisions, got_alerts = _served_embedded(src, tmp_path)
     assert got_decisions == [_as_served(d) for d in want_decisions]
     assert got_alerts == [_as_served(a) for a in want_alerts]
 
