@@ -594,7 +594,7 @@ def sim_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from kabuguard.sim import Config, simulate
 
     out = tmp_path_factory.mktemp("sim")
-    simulate(Config(accounts=2000, days=8, seed=23, symbols=120), out)
+    simulate(Config(accounts=4000, days=15, seed=23, symbols=120), out)  # a dozen episodes: 80% means something
     return out
 
 
