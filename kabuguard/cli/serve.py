@@ -7,6 +7,7 @@ import os
 import click
 
 from kabuguard.cli.keys import config_option
+from kabuguard.cli.replay import policy_option
 from kabuguard.service.settings import SettingsError, load_settings
 
 
@@ -16,10 +17,10 @@ from kabuguard.service.settings import SettingsError, load_settings
 @click.option("--workers", type=int, default=None, help="Worker processes (default 1; more need --state redis://…).")
 @click.option("--state", default=None, help="`memory` (default, embedded) or a redis:// URL shared by the workers.")
 @click.option("--db", default=None, help="sqlite:///PATH (default sqlite:///kabuguard.db) or postgresql://… (postgres://…).")
-@click.option("--policy", "policy", default=None, type=click.Path(exists=True, dir_okay=False), help="Policy YAML (default: the bundled policy).")
+@policy_option
 @config_option
 def serve(host: str | None, port: int | None, workers: int | None, state: str | None, db: str | None,
-          policy: str | None, config: str | None) -> None:
+          policy_path: str | None, config: str | None) -> None:
     """Serve decisions over HTTP: POST /v1/events and the read endpoints, behind API keys.
 
     Settings come from the options, then KABUGUARD_* environment variables, then the config
@@ -31,7 +32,7 @@ def serve(host: str | None, port: int | None, workers: int | None, state: str | 
     from kabuguard.policy import PolicyError, load_policy
 
     try:
-        settings = load_settings(config, host=host, port=port, workers=workers, state=state, db=db, policy=policy)
+        settings = load_settings(config, host=host, port=port, workers=workers, state=state, db=db, policy=policy_path)
         load_policy(settings.policy or None)  # the workers load it again: a bad one stops here, before them
     except (SettingsError, PolicyError) as exc:
         raise click.UsageError(str(exc)) from None
