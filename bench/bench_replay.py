@@ -125,7 +125,7 @@ def _child(events_dir: str, profile: bool, state: bool, spill_after: int, by_det
 
     t0, c0 = time.perf_counter(), time.process_time()
     order = TotalOrder(spill_after, workdir=tempfile.gettempdir())
-    read_into([events_dir], order.add, quiet=True)
+    read_into([events_dir], order.add, [], quiet=True)
     # The first event comes once the held events are sorted and the runs opened: reading's share.
     merged = iter(order)
     ordered = itertools.chain([next(merged)], merged)

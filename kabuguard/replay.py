@@ -48,14 +48,17 @@ class ReplaySummary:
 def read_events(paths: Iterable[str | Path], quiet: bool = False) -> tuple[list[Event], list[Rejection], int]:
     """Every event of every file (in input order) and every rejected line."""
     events: list[Event] = []
-    rejected, n_files = read_into(paths, events.append, quiet)
+    rejected: list[Rejection] = []
+    n_files = read_into(paths, events.append, rejected, quiet)
     return events, rejected, n_files
 
 
-def read_into(paths: Iterable[str | Path], add: Callable[[Event], None], quiet: bool) -> tuple[list[Rejection], int]:
-    """Hands every event of every file to `add`, in input order; returns the rejected lines."""
+def read_into(paths: Iterable[str | Path], add: Callable[[Event], None], rejected: list[Rejection],
+              quiet: bool) -> int:
+    """Hands every event of every file to `add`, in input order, and appends each rejected line to
+    `rejected` as it comes (the caller's list, so an interrupted read keeps those found); returns
+    the number of files."""
     files = expand_paths(paths)
-    rejected: list[Rejection] = []
     with progress(quiet) as bar:
         task = bar.add_task("reading", total=len(files))
         for path in files:
@@ -65,7 +68,7 @@ def read_into(paths: Iterable[str | Path], add: Callable[[Event], None], quiet: 
                 else:
                     add(item)
             bar.advance(task)
-    return rejected, len(files)
+    return len(files)
 
 
 @contextmanager
@@ -123,7 +126,7 @@ def replay(paths: Iterable[str | Path], out_dir: str | Path, policy: Policy | No
     rejected: list[Rejection] = []
     try:
         with TotalOrder(spill_after, workdir=out) as order:
-            rejected, n_files = read_into(paths, order.add, quiet)
+            n_files = read_into(paths, order.add, rejected, quiet)
             summary = ReplaySummary(files=n_files, rejected=len(rejected), out_dir=out)
             _decide(order, Pipeline(policy), summary, quiet)
     finally:  # an interrupted run still says which lines it rejected

@@ -385,6 +385,28 @@ def test_a_replay_interrupted_while_reading_leaves_no_earlier_runs_decisions(
     assert (out / "decisions.jsonl").read_bytes() == (out / "alerts.jsonl").read_bytes() == b""
 
 
+def test_a_replay_interrupted_while_reading_still_writes_the_lines_it_rejected(
+        tmp_path: Path, stream: Stream, monkeypatch: pytest.MonkeyPatch) -> None:
+    """rejected.jsonl was written from what the read returned, so Ctrl-C during the second file
+    wrote it empty: the first file's bad line, already found, went unsaid."""
+    first = stream.write(tmp_path / "a.jsonl")
+    with first.open("a") as fh:
+        fh.write("not json\n")
+    second = stream.write(tmp_path / "b.jsonl")
+
+    def ctrl_c_at_second(file: Path, *args: object, **kwargs: object) -> object:  # Ctrl-C as it opens b.jsonl
+        if Path(file) == second:
+            raise KeyboardInterrupt
+        return open(file, *args, **kwargs)
+
+    monkeypatch.setattr("kabuguard.events.reader.open", ctrl_c_at_second, raising=False)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        replay([first, second], out, quiet=True)
+    assert (out / "INCOMPLETE").exists()
+    assert [(r["file"], r["line"]) for r in _jsonl(out / "rejected.jsonl")] == [(str(first), len(stream.events) + 1)]
+
+
 def test_an_input_that_is_an_output_of_the_replay_is_a_usage_error(tmp_path: Path, stream: Stream) -> None:
     """`replay feed/ --out feed/` emptied feed/alerts.jsonl before reading it and decided 0 events."""
     feed = tmp_path / "feed"

@@ -140,7 +140,7 @@ def gather(run_dir: Path, events: list[str | Path], firm: str, quiet: bool) -> F
             if event_key(event) in verdicts:  # every copy of an id or none: the order still picks the first
                 order.add(event)
 
-        found.rejected, _ = read_into(events, add, quiet)
+        read_into(events, add, found.rejected, quiet)
         # A resent event (the same event_id again at its firm) is one event, the first in the total order,
         # as the replay that made the verdicts took it.
         for event in order:
