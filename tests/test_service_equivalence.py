@@ -6,6 +6,7 @@ import itertools
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -94,6 +95,38 @@ def test_events_naming_their_firm_differ_from_the_replay_only_as_documented(tmp_
     want_decisions, want_alerts = replay_reference([src], tmp_path / "replay")
     assert any(b'"accounts":["acme:' in a for a in want_alerts)
     got_decisions, got_alerts = _served_embedded(src, tmp_path)
+    assert got_decisions == [_as_served(d) for d in want_decisions]
+    assert got_alerts == [_as_served(a) for a in want_alerts]
+
+
+def test_a_firm_is_served_as_a_replay_of_its_own_events_not_of_a_pooled_feed(tmp_path: Path) -> None:
+    """docs/service.md, "Keys and firms": the service keeps every key per firm, so with another
+    firm's customers on the same addresses and devices in between, acme's answers are a replay of
+    acme's events and the market data alone; a replay of the pooled feed shares IP, device and
+    symbol state between the firms and decides otherwise."""
+    stream = brokerage()
+    market = [e for e in stream.events if "account_id" not in e]
+    acme = [{**e, "firm": "acme"} for e in stream.events if "account_id" in e]
+    beta = [{**e, "firm": "beta"} for e in acme]
+    alone, pooled = tmp_path / "acme.jsonl", tmp_path / "pooled.jsonl"
+    alone.write_text("".join(json.dumps(e) + "\n" for e in market + acme))
+    pooled.write_text("".join(json.dumps(e) + "\n" for e in market + acme + beta))
+    want_decisions, want_alerts = replay_reference([alone], tmp_path / "alone")
+    pooled_decisions = [d for d in replay_reference([pooled], tmp_path / "pooled")[0] if b'"firm":"acme"' in d]
+    assert pooled_decisions != want_decisions
+    app = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9))
+    keys = {firm: create_key_in(app.state.service.db, firm, "test")[1] for firm in ("acme", "beta")}
+    with TestClient(app) as client:
+        def post_to(firm: str) -> Callable[[bytes], httpx.Response]:
+            return lambda body: client.post("/v1/events", content=body, headers={"Authorization": f"Bearer {keys[firm]}"})
+
+        got_decisions, got_alerts = [], []
+        for event in ordered_stream([pooled]):  # in the total order; the market's data to both firms
+            for firm in [event["firm"]] if "firm" in event else keys:
+                decisions, alerts = _send(post_to(firm), [event])
+                if firm == "acme":
+                    got_decisions += decisions
+                    got_alerts += alerts
     assert got_decisions == [_as_served(d) for d in want_decisions]
     assert got_alerts == [_as_served(a) for a in want_alerts]
 
