@@ -119,7 +119,8 @@ class Pipeline:
         return {st.name: st.horizon_us for st in self.stages if st.horizon_us is not None}
 
     def process(self, event: Event) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        """Decide one event (None for reference data) and return the alerts it raised."""
+        """One event's decision and the alerts it raised; the decision is None for every event but
+        an activity event (login, account_change, order): the others only feed state."""
         kind = event.kind
         if kind == "instrument":
             # Reference data, broadcast to every stage: the latest record before each event.

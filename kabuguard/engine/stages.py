@@ -3,7 +3,7 @@
 Each stage owns the detectors of its name and keeps their state per key in a `Store`. For one
 event a stage loads the key's state, lets every detector score (reading only state from strictly
 earlier events), then lets every detector learn, and saves the state. Stages run in order
-(account, ip, device, symbol, final); a stage reads only earlier stages' evidence.
+(account, ip, device, intel, market, symbol, final); a stage reads only earlier stages' evidence.
 
 A stage whose detectors all remember a key only for a while (`WindowedDetector`, the IP and
 device stages) forgets a key whose state holds nothing later than the longest of their horizons
