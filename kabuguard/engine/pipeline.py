@@ -59,6 +59,15 @@ class AccountStatus(msgspec.Struct):
     last_alert_us: int = 0
 
 
+def _status_in(state: dict[str, Any]) -> AccountStatus:
+    """An account's status in its final-stage state, created when first needed (made only then:
+    the final stage asks on every activity event)."""
+    status = state.get("status")
+    if status is None:
+        status = state["status"] = AccountStatus()
+    return status
+
+
 def _quote(event: Any, state: dict[str, Any], ev: Evidence) -> None:
     """The symbol's last traded price: bars and executions move it, orders read it. Bars also
     add up the symbol's volume per day (`detectors.liquidity`)."""
@@ -257,7 +266,7 @@ class Pipeline:
     def _status(self, key: str) -> tuple[dict[str, Any], AccountStatus]:
         """An account's final-stage state and its status, created when first needed."""
         state = self.store.get("final", key) or {}
-        return state, state.setdefault("status", AccountStatus())
+        return state, _status_in(state)
 
     # -- stage hooks --------------------------------------------------------------------
 
@@ -274,9 +283,7 @@ class Pipeline:
 
     def _decide(self, event: Any, state: dict[str, Any], ev: Evidence) -> None:
         policy = self.policy
-        status = state.get("status")
-        if status is None:
-            status = state["status"] = AccountStatus()
+        status = _status_in(state)
         # Membership follows the campaign's sessions, not the owner's own recognised ones.
         if status.campaign_id and ev.session_llr > policy.own_session_llr:
             ev.findings.append(Finding("campaign_member", policy.campaign_member_weight))
