@@ -25,6 +25,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import aclosing
 from typing import Any, TypedDict
 
 import msgspec
@@ -363,12 +364,15 @@ class RedisState:
         """Outbox records left longer than `older_than_s` (their database write did not finish)."""
         cutoff = time.time_ns() - int(older_than_s * 1e9)
         found: list[tuple[bytes, bytes]] = []
-        async for field, value in self.client.hscan_iter(self.outbox_key, count=limit):
-            stamp = int(field.split(b":")[-2])
-            if stamp < cutoff:
-                found.append((field, value))
-                if len(found) >= limit:
-                    break
+        # Closed on leaving, after `break` too: a suspended async generator is otherwise closed only
+        # when collected, by the event loop.
+        async with aclosing(self.client.hscan_iter(self.outbox_key, count=limit)) as records:
+            async for field, value in records:
+                stamp = int(field.split(b":")[-2])
+                if stamp < cutoff:
+                    found.append((field, value))
+                    if len(found) >= limit:
+                        break
         return found
 
     async def done(self, fields: Iterable[bytes | str]) -> None:

@@ -22,7 +22,7 @@ import hashlib
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -173,7 +173,7 @@ class Redis:
     async def hdel(self, key: str, *fields: Any) -> int:
         return await self.execute("HDEL", key, *fields)
 
-    async def hscan_iter(self, key: str, count: int = 500) -> AsyncIterator[tuple[bytes, bytes]]:
+    async def hscan_iter(self, key: str, count: int = 500) -> AsyncGenerator[tuple[bytes, bytes], None]:
         cursor = b"0"
         while True:
             cursor, flat = await self.execute("HSCAN", key, cursor, "COUNT", count)
