@@ -657,3 +657,36 @@ def test_the_time_chart_keeps_under_its_column_count_over_any_span(run_files: tu
     assert sum(map(sum, series["counts"].values())) == len(EVENTS) + 1
     assert series["counts"]["allow"][-1] == 1 and series["starts"][0] == "2025-03-21T00:00:00+09:00"
     assert (tmp_path / "out" / "metrics.json").stat().st_size < 100_000
+
+
+def test_one_pump_labelled_at_two_firms_is_one_episode(tmp_path: Path) -> None:
+    """`simulate --firms 2` writes a pump once per firm, each window from that firm's trades: scored
+    apart, the one alert made one episode detected and the other (starting after it) missed."""
+    pump = {"kind": "pump_episode", "symbol": "9265", "campaign_id": "c6", "news": False}
+    metrics = _small_run(tmp_path, [("l1", "09:00", "login", "V1", "allow", None, C1_VICTIM)], [
+        {"type": "symbol_alert", "alert_id": "s1", "ts": _ts("09:08"), "symbol": "9265", "reasons": ["volume_price_surge"]},
+    ], [
+        {**pump, "start": "2025-03-21T09:07:52+09:00", "end": _ts("09:50"), "firm": "firm-b"},
+        {**pump, "start": _ts("09:10"), "end": _ts("09:51"), "firm": "firm-a"},
+        {**pump, "start": _ts("09:51"), "end": _ts("09:55"), "firm": "firm-c"},  # touching: the same episode
+        {**pump, "start": _ts("09:10"), "end": _ts("09:51"), "firm": "firm-c"},  # same window, another firm
+        {**pump, "start": _ts("11:00"), "end": _ts("11:30"), "firm": "firm-a"},  # a later pump of the campaign
+    ])
+    pumps = metrics["pump_episodes"]
+    assert metrics["inputs"]["rejected_lines"] == 0
+    assert (pumps["label_lines"], pumps["manipulation"]["episodes"], pumps["manipulation"]["detected"]) == (5, 2, 1)
+    first = pumps["episodes"][0]
+    assert (first["start"], first["end"]) == ("2025-03-21T09:07:52+09:00", _ts("09:55"))
+    assert (first["firms"], first["delay_min"]) == (["firm-a", "firm-b", "firm-c"], 0.1)
+
+
+def test_a_zero_length_episode_alerted_at_its_instant_counts_and_is_warned_about(tmp_path: Path) -> None:
+    metrics = _small_run(tmp_path, [("l1", "09:00", "login", "V1", "allow", None, C1_VICTIM)], [
+        {"type": "symbol_alert", "alert_id": "s1", "ts": _ts("10:00"), "symbol": "2224", "reasons": ["volume_price_surge"]},
+    ], [{"kind": "pump_episode", "symbol": "2224", "start": _ts("10:00"), "end": _ts("10:00"), "campaign_id": "C1"}])
+    pumps = metrics["pump_episodes"]
+    assert (pumps["manipulation"]["detected"], pumps["episodes"][0]["delay_min"]) == (1, 0.0)
+    assert pumps["false_symbol_alerts"] == 0 and pumps["zero_length_episodes"] == 1
+    assert any(line.startswith("warning: 1 pump episode(s) start and end at the same instant")
+               for line in summary_lines(metrics))
+    assert "start and end at the same instant" in (tmp_path / "out" / "report.html").read_text()

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from statistics import median
 
+import msgspec
+
 from kabuguard.evaluate.inputs import (
     AccountAlert,
     Alert,
@@ -163,18 +165,45 @@ def campaign_summary(rows: list[dict]) -> dict:
     }
 
 
+def merge_episodes(episodes: list[PumpEpisode]) -> list[tuple[PumpEpisode, list[str]]]:
+    """The market episodes to score, each with the firms whose label lines it joins.
+
+    `simulate --firms N` labels a pump once per firm it reached, each window drawn from that firm's
+    own trades: scored apart, one pump would count as several, the later ones late or missed. So
+    one campaign's windows on one symbol that overlap or touch are one episode, from the earliest
+    start to the latest end. News bursts are kept as labelled."""
+    merged: list[tuple[PumpEpisode, set[str]]] = []
+    last: dict[tuple[str, str], int] = {}  # (symbol, campaign) -> its latest episode in `merged`
+    for ep in sorted(episodes, key=lambda e: (e.start_us, e.end_us, e.symbol)):
+        firms = {ep.firm} if ep.firm else set()
+        i = last.get((ep.symbol, ep.campaign_id)) if ep.campaign_id is not None else None
+        if i is not None and ep.start_us <= merged[i][0].end_us:
+            current, seen = merged[i]
+            if ep.end_us > current.end_us:
+                current = msgspec.structs.replace(current, end=ep.end, end_us=ep.end_us)
+            merged[i] = (current, seen | firms)
+            continue
+        if ep.campaign_id is not None:
+            last[ep.symbol, ep.campaign_id] = len(merged)
+        merged.append((ep, firms))
+    return [(ep, sorted(firms)) for ep, firms in merged]
+
+
 def pump_episodes(episodes: list[PumpEpisode], alerts: list[Alert], cal: Calendar,
                   symbol_days: int | None = None) -> dict:
     """Was each labelled episode alerted on while it ran, and how many symbol alerts were false.
 
+    Episodes are scored as `merge_episodes` joins them, each window with both ends included (a
+    zero-length one, start equal to end, is counted apart: it can only be alerted at that instant).
     A symbol alert is false unless it falls inside a manipulation episode on its symbol; alerts
     during a news burst count as false, since the price move there was genuine. A notice that
     an episode ended is no new alert. Per symbol-day when the symbol-days watched are known.
     """
     leads = symbol_leads(alerts)
+    merged = merge_episodes(episodes)
     rows = []
     detected: list[float] = []  # delays of the manipulations alerted on
-    for ep in sorted(episodes, key=lambda e: (e.start_us, e.symbol)):
+    for ep, firms in sorted(merged, key=lambda m: (m[0].start_us, m[0].symbol)):
         lead = _first_at_or_after(leads.get(ep.symbol, []), ep.start_us)
         hit = lead if lead is not None and lead[0] <= ep.end_us else None
         delay = _minutes(hit[0] - ep.start_us) if hit else None
@@ -185,6 +214,7 @@ def pump_episodes(episodes: list[PumpEpisode], alerts: list[Alert], cal: Calenda
                 "symbol": ep.symbol,
                 "kind": "manipulation" if ep.manipulated else "news",
                 "campaign_id": ep.campaign_id,
+                "firms": firms,
                 "start": ep.start.isoformat(),
                 "end": ep.end.isoformat(),
                 "alerted": hit is not None,
@@ -198,6 +228,8 @@ def pump_episodes(episodes: list[PumpEpisode], alerts: list[Alert], cal: Calenda
     false_days = {(a.symbol, cal.day(a.ts_us)) for a in false_alerts}
     return {
         "episodes": rows,
+        "label_lines": len(episodes),
+        "zero_length_episodes": sum(ep.start_us == ep.end_us for ep, _ in merged),
         "manipulation": {
             "episodes": len(pumps),
             "detected": len(detected),

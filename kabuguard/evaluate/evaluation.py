@@ -15,7 +15,7 @@ import msgspec
 from kabuguard.evaluate import campaigns as camp
 from kabuguard.evaluate import metrics as m
 from kabuguard.evaluate.inputs import Run, load, utc_offset_us
-from kabuguard.evaluate.report import duration, percent, render
+from kabuguard.evaluate.report import duration, percent, render, zero_length_warning
 
 REJECTED = "evaluate-rejected.jsonl"
 _EXAMPLES = 5
@@ -205,6 +205,9 @@ def summary_lines(metrics: dict) -> list[str]:
             f"warning: {coverage['unlabelled_decisions']} decisions without a label, "
             f"{coverage['labels_without_decision']} labels without a decision (not in the figures above)"
         )
+    pumps = metrics["pump_episodes"]
+    if pumps and pumps["zero_length_episodes"]:
+        lines.append(f"warning: {zero_length_warning(pumps['zero_length_episodes'])}")
     if metrics["inputs"]["rejected_lines"]:
         lines.append(
             f"warning: {metrics['inputs']['rejected_lines']} input lines rejected, "

@@ -153,13 +153,17 @@ class Label(msgspec.Struct, kw_only=True, gc=False):
 
 
 class PumpEpisode(msgspec.Struct, kw_only=True):
-    """A labelled market episode: a manipulation (`campaign_id`) or a benign news burst."""
+    """A labelled market episode: a manipulation (`campaign_id`) or a benign news burst.
+
+    `firm`: the firm whose trades the window was drawn from (`simulate --firms N` labels a pump
+    once per firm it reached); evaluation merges such lines into one market episode."""
 
     symbol: str
     start: Instant
     end: Instant
     campaign_id: str | None = None
     news: str | bool | None = None
+    firm: str | None = None
     start_us: int = 0
     end_us: int = 0
 
@@ -343,10 +347,11 @@ def _alert_key(alert: Alert) -> str | None:
 
 
 def _label_key(item: Label | PumpEpisode) -> str | None:
-    """An event's id; an episode's symbol and window, so that one listed twice counts once."""
+    """An event's id; an episode's firm, symbol and window, so that one listed twice counts once
+    (two firms' lines of one pump are no duplicate: `campaigns.merge_episodes` joins them)."""
     if isinstance(item, Label):
         return item.key
-    return f"pump_episode {item.symbol} {item.start_us}-{item.end_us}"
+    return f"pump_episode {item.firm or ''} {item.symbol} {item.start_us}-{item.end_us}"
 
 
 def _read(

@@ -72,6 +72,14 @@ def duration(minutes: float) -> str:
     return f"{minutes:g} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
 
+def zero_length_warning(count: int) -> str:
+    """The warning about pump episodes labelled with `start` equal to `end`."""
+    return (
+        f"{count:,} pump episode(s) start and end at the same instant: only an alert at that very "
+        "instant detects one, so check how they were labelled."
+    )
+
+
 def _yen(value: float | None) -> str:
     return "n/a" if value is None else f"¥{value:,.0f}"
 
@@ -194,6 +202,9 @@ def _warnings(metrics: dict) -> str:
             f"The replay rejected {cov['replay_rejected_lines']:,} input line(s) (its rejected.jsonl): "
             "those events got no decision."
         )
+    pumps = metrics["pump_episodes"]
+    if pumps and pumps["zero_length_episodes"]:
+        items.append(zero_length_warning(pumps["zero_length_episodes"]))
     items += [f"Not computed, {name}: {why}." for name, why in metrics["unavailable"].items()]
     if not items:
         return ""
@@ -462,6 +473,7 @@ def _pump_section(metrics: dict) -> str:
             e["symbol"],
             e["kind"],
             e["campaign_id"],
+            ", ".join(e["firms"]),
             _when(e["start"]),
             _when(e["end"]),
             e["alerted"],
@@ -475,13 +487,17 @@ def _pump_section(metrics: dict) -> str:
         _note(
             f"Manipulations alerted while running: {manip['detected']} of {manip['episodes']} "
             f"(median delay {_num(manip['median_delay_min'])} min). News bursts alerted (false alarms): "
-            f"{news['alerted']} of {news['episodes']}. Symbol alerts outside any manipulation: "
+            f"{news['alerted']} of {news['episodes']}. "
+            + (f"The {pumps['label_lines']:,} episode lines make {len(pumps['episodes']):,} episodes: a campaign's "
+               "overlapping windows on one symbol (one line per firm it reached) are one. "
+               if pumps["label_lines"] != len(pumps["episodes"]) else "")
+            + "Symbol alerts outside any manipulation: "
             f"{pumps['false_symbol_alerts']} on {pumps['false_symbol_days']} symbol-day(s), "
             f"{_num(pumps['false_symbol_alerts_per_day'])} per day"
             + (f", {pumps['false_symbol_alerts_per_symbol_day']} per symbol-day watched ({pumps['symbol_days']:,})."
                if pumps["symbol_days"] else ".")
         ),
-        _table(("symbol", "kind", "campaign", "start", "end", "alerted", "by", "delay (min)"), rows),
+        _table(("symbol", "kind", "campaign", "labelled at", "start", "end", "alerted", "by", "delay (min)"), rows),
     )
 
 
