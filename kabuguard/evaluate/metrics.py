@@ -159,20 +159,32 @@ def victims_stopped(pairs: list[Pair], labels: Iterable[Label], account_of: Acco
     Only the events labelled `victim` count: an attacker's own orders on an account its campaign
     also attacked are not its owner's loss. Stopped means the first such order was held or
     refused, or an earlier one of the account's fraudulent events (its takeover login, a changed
-    e-mail) was blocked. A first order the run did not decide was not stopped; it is counted apart.
+    e-mail) was blocked. A first order the run did not decide was not stopped; it is counted apart,
+    and so is an account with an undecided order of unknown time (no decision, no `ts` in its
+    label), which may have been the first.
     """
     decided = {id(label): d for d, label in pairs}
     events: dict[str, list[tuple[int, Label, Decision | None]]] = defaultdict(list)
+    untimed: set[str] = set()  # accounts with an undecided order of unknown time
     for label in labels:
         if not label.fraud or label.role != "victim":
             continue
         d = decided.get(id(label))
         account = account_of(d, label)
         ts_us = d.ts_us if d is not None else label.ts_us
-        if account is not None and ts_us is not None:
+        if account is None:
+            continue
+        if ts_us is not None:
             events[account].append((ts_us, label, d))
+        elif label.type == "order":
+            untimed.add(account)
+    accounts = events.keys() | untimed
     saved, missed, no_order, undecided = 0, [], 0, 0
-    for account in sorted(events):
+    for account in sorted(accounts):
+        if account in untimed:
+            undecided += 1
+            missed.append(account)
+            continue
         history = sorted(events[account], key=lambda e: e[0])
         first = next((i for i, (_, label, d) in enumerate(history) if (d.type if d else label.type) == "order"), None)
         if first is None:
@@ -184,7 +196,7 @@ def victims_stopped(pairs: list[Pair], labels: Iterable[Label], account_of: Acco
             continue
         undecided += d is None
         missed.append(account)
-    with_order = len(events) - no_order
+    with_order = len(accounts) - no_order
     return {
         "victims_with_fraud_order": with_order,
         "stopped": saved,
