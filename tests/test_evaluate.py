@@ -521,13 +521,15 @@ def test_the_report_shows_small_rates_large_delays_and_orders_without_a_price(tm
 
 
 def test_instants_before_1970_are_counted_down_from_the_epoch_not_towards_it() -> None:
-    """Half a second before 1970 read as half a second after it (int() of the float rounds towards 0)."""
+    """Half a second before 1970 read as half a second after it (int() of the float rounds towards 0);
+    past year ~2500 the float of a time at .999999 rounded up to the next second."""
     from datetime import datetime, timezone
 
     from kabuguard.evaluate.inputs import micros
     from kabuguard.events.instants import parse_ts
 
-    for text in ("1969-12-31T23:59:59.500000Z", "1965-04-01T09:00:00.000001+09:00", "2025-03-21T09:14:03.999999+09:00"):
+    for text in ("1969-12-31T23:59:59.500000Z", "1965-04-01T09:00:00.000001+09:00", "2025-03-21T09:14:03.999999+09:00",
+                 "2600-06-01T12:00:00.999999Z", "9999-06-01T12:00:00.999990+09:00"):  # the float rounded these up
         assert micros(datetime.fromisoformat(text.replace("Z", "+00:00"))) == parse_ts(text), text
     assert micros(datetime(1970, 1, 1, tzinfo=timezone.utc)) == 0
 
