@@ -6,7 +6,8 @@ Run: .venv/bin/python bench/eval_detection.py --seeds 31001,31002 [--accounts 20
 One seed is one draw of campaigns: a few dozen attackers' own orders more or less caught move
 order recall by half a point. So a figure near its target says little from one seed; this
 simulates each seed (cached under bench/.data/, not committed), replays it, evaluates it and
-prints the figures per seed with their mean, lowest and highest. Only seeds never used in
+prints the figures per seed with their mean, lowest and highest (a figure a seed has no data for,
+null in its row, is left out of them, and the table says so). Only seeds never used in
 development measure the detectors; say which seeds were. Not a test: it reports figures.
 """
 
@@ -23,21 +24,22 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".data"
 
-# (label, target, how the figure is read from metrics.json)
+# (label, target, how the figure is read from metrics.json: None where the seed gives no data)
 FIGURES = [
     ("order recall", 0.95, lambda m: m["detection"]["order"]["recall"]),
     ("order precision", 0.90, lambda m: m["detection"]["order"]["precision"]),
     ("value stopped", 0.95, lambda m: m["value_stopped"]["value_stopped"]),
-    ("hijacked stopped first", 0.90, lambda m: m["victims_stopped_before_first_order"]["share"]),
+    ("hijacked stopped first", 0.90, lambda m: (m["victims_stopped_before_first_order"] or {}).get("share")),
     ("news-burst FP rate", 0.01, lambda m: _news_fp(m)),
 ]
 
 
-def _news_fp(metrics: dict) -> float:
-    """False positives among the news crowd's logins, changes and orders together."""
-    by_type = metrics["false_positive_rate_by_group"].get("news_burst", {})
+def _news_fp(metrics: dict) -> float | None:
+    """False positives among the news crowd's logins, changes and orders together; None without
+    a news burst (no data is not a rate of 0, which would meet the target)."""
+    by_type = (metrics["false_positive_rate_by_group"] or {}).get("news_burst", {})
     benign = sum(t["benign"] for t in by_type.values())
-    return sum(t["flagged"] for t in by_type.values()) / benign if benign else 0.0
+    return sum(t["flagged"] for t in by_type.values()) / benign if benign else None
 
 
 def replay_and_evaluate(events: Path, labels: Path, base: Path) -> tuple[dict, float]:
@@ -77,7 +79,7 @@ def run_seed(seed: int, accounts: int, days: int) -> dict:
         simulate(Config(accounts=accounts, days=days, seed=seed), sim)
     metrics, cpu = replay_and_evaluate(sim / "events", sim / "labels.jsonl", base)
     row = {"seed": seed, "replay_cpu_s": round(cpu, 1)}
-    row.update({label: round(read(metrics), 4) for label, _, read in FIGURES})
+    row.update({label: None if (value := read(metrics)) is None else round(value, 4) for label, _, read in FIGURES})
     return row
 
 
@@ -93,11 +95,15 @@ def main() -> None:
     print(f"\n{len(rows)} seeds, {args.accounts:,} accounts, {args.days} days")
     print(f"{'figure':<24}{'target':>8}{'mean':>8}{'lowest':>8}{'highest':>8}  seeds meeting it")
     for label, target, _ in FIGURES:
-        values = [r[label] for r in rows]
+        # A seed without data for a figure (None: nothing to divide by) is left out of its spread.
+        values = [r[label] for r in rows if r[label] is not None]
         # The FP rate is a ceiling; every other figure a floor.
         met = sum(v <= target if label.endswith("FP rate") else v >= target for v in values)
-        print(f"{label:<24}{target:>8.3f}{statistics.fmean(values):>8.4f}{min(values):>8.4f}"
-              f"{max(values):>8.4f}  {met} of {len(values)}")
+        spread = (f"{statistics.fmean(values):>8.4f}{min(values):>8.4f}{max(values):>8.4f}" if values
+                  else f"{'n/a':>8}{'n/a':>8}{'n/a':>8}")
+        left_out = len(rows) - len(values)
+        print(f"{label:<24}{target:>8.3f}{spread}  {met} of {len(values)}"
+              + (f" ({left_out} seed(s) without data left out)" if left_out else ""))
     save_rows(args.json, rows)
 
 
