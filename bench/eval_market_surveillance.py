@@ -131,7 +131,9 @@ def score(run: Path, alerts: list[dict]) -> dict:
             "open_at_start": bool(covering),
             # The first bar 2% above the close before `start`, in minutes after `start`.
             "market_onset_min": round((ep["market_onset_us"] - ep["start_us"]) / 60e6, 2) if ep["market_onset_us"] else None,
-            "delay_from_market_onset_min": round(max(0, first["ts_us"] - ep["market_onset_us"]) / 60e6 + 1, 2)
+            # Minutes from the start of that bar (a bar's `ts` is its end), signed: an alert raised
+            # before the footprint bar began (an earlier leg, an alert open at `start`) is negative.
+            "delay_from_market_onset_min": round((first["ts_us"] - ep["market_onset_us"]) / 60e6 + 1, 2)
             if first and ep["market_onset_us"] else None,
             "assessment": first["evidence"]["assessment"] if first else None,
             "onsets_inside": len(inside), "evidence": first["evidence"] if first else None,
@@ -147,7 +149,8 @@ def score(run: Path, alerts: list[dict]) -> dict:
         "pumps_within_2_min": sum(d <= 2.0 for d in delays),
         "max_delay_min": max(delays, default=None),
         # Episodes whose price rose 2% within the episode, and those detected within 2 minutes of
-        # that bar's start (the bar ending 1 minute after it is the earliest possible alert).
+        # that bar's start (the bar ending 1 minute after it is the earliest possible alert), or
+        # before it.
         "pumps_visible": len(visible),
         "visible_detected_within_2_min_of_market_onset": sum(
             r["detected"] and r["delay_from_market_onset_min"] is not None and r["delay_from_market_onset_min"] <= 2.0 for r in visible),
@@ -156,7 +159,7 @@ def score(run: Path, alerts: list[dict]) -> dict:
         "news_alerted": sum(r["kind"] == "news" and r["detected"] for r in rows),
         "symbol_days": days, "onset_alerts": len(onsets), "end_alerts": len(ends), "reassessments": len(updates),
         "escalations": escalations,
-        "false_onsets": len(false), "false_per_symbol_day": round(len(false) / days, 5),
+        "false_onsets": len(false), "false_per_symbol_day": round(len(false) / days, 5) if days else None,
         "false": [{k: a[k] for k in ("ts", "symbol")} | {"evidence": a["evidence"]} for a in false],
     }
 
