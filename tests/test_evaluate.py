@@ -701,3 +701,22 @@ def test_an_undecided_victim_order_of_unknown_time_is_a_fraud_order_not_stopped(
     victims = metrics["victims_stopped_before_first_order"]
     assert (victims["victims_with_fraud_order"], victims["stopped"], victims["victims_without_fraud_order"]) == (1, 0, 0)
     assert (victims["first_order_undecided"], victims["missed_accounts"]) == (1, ["V1"])
+
+
+def test_an_attackers_orders_split_at_the_campaigns_first_hijack_decided_or_not(tmp_path: Path) -> None:
+    """The first hijack was the first decided victim event: an undecided takeover login labelled
+    earlier moved it later, and an attacker's order after that login read as placed before any hijack.
+    An order labelled with no campaign was counted before its (non-existent) campaign's first hijack."""
+    attacker_no_campaign = {**C1_ATTACKER, "campaign_id": None}
+    metrics = _small_run(tmp_path, [
+        ("v0", "09:00", "login", "V1", None, None, C1_VICTIM),  # the takeover, not in the run
+        ("x1", "08:50", "order", "X1", "allow", 1000, C1_ATTACKER),
+        ("x2", "09:10", "order", "X1", "review", 1000, C1_ATTACKER),
+        ("v1", "09:30", "order", "V1", "allow", 1000, C1_VICTIM),
+        ("x3", "09:40", "order", "X2", "allow", 1000, attacker_no_campaign),
+    ], [])
+    roles = {role: v["fraud_orders"] for role, v in metrics["roles"].items()}
+    assert roles == {"victim": 1, "attacker": 3, "attacker_before_first_hijack": 1,
+                     "attacker_after_first_hijack": 1, "attacker_without_campaign": 1}
+    assert metrics["roles"]["attacker_after_first_hijack"]["stopped_orders"] == 1
+    assert "labelled with no campaign" in (tmp_path / "out" / "report.html").read_text()

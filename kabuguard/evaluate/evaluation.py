@@ -145,7 +145,7 @@ def compute(run: Run) -> dict:
         else m.false_positives_by_group(pairs),
         "false_positive_reasons": m.false_positive_reasons(pairs),
         "attack_styles": None if "attack_styles" in unavailable else m.by_attack_style(pairs),
-        "roles": None if "roles" in unavailable else m.by_role(pairs),
+        "roles": None if "roles" in unavailable else m.by_role(pairs, run.labels.values()),
         "campaigns": campaign_rows,
         "campaign_summary": camp.campaign_summary(campaign_rows),
         "workload": m.workload(run.alerts, run.decisions, cal),

@@ -128,28 +128,37 @@ def by_attack_style(pairs: list[Pair]) -> dict[str, dict]:
     return {style: order_value(group) for style, group in sorted(styles.items())}
 
 
-def by_role(pairs: list[Pair]) -> dict[str, dict]:
+def by_role(pairs: list[Pair], labels: Iterable[Label]) -> dict[str, dict]:
     """order_value for hijacked accounts (`victim`) and for the attackers' own accounts
     (`attacker`), the latter split at its campaign's first event in a hijacked account.
 
     Before that event an attacker's orders (the position built to sell into the pump) come before
     anything of the campaign a decision without look-ahead could have seen at this firm: only the
-    account's own trading can give them away. Pairs come in the total order, so the first hijacked
-    event met is the earliest.
+    account's own trading can give them away. The first hijacked event is the earliest victim
+    label of the campaign, decided or not (at its decision's time, else its label's), as the
+    campaign table dates campaigns. Attackers' orders labelled with no campaign have no such
+    event: they are `attacker_without_campaign`, neither before nor after it.
     """
+    decided = {id(label): d.ts_us for d, label in pairs}
     first_hijack: dict[str, int] = {}
-    for d, label in pairs:
+    for label in labels:
         if label.fraud and label.role == "victim" and label.campaign_id:
-            first_hijack.setdefault(label.campaign_id, d.ts_us)
+            ts_us = decided.get(id(label), label.ts_us)
+            if ts_us is not None:
+                first_hijack[label.campaign_id] = min(ts_us, first_hijack.get(label.campaign_id, ts_us))
     groups: dict[str, list[Pair]] = defaultdict(list)
     for d, label in pairs:
         if not label.fraud or label.role is None:
             continue
         groups[label.role].append((d, label))
-        if label.role == "attacker":
-            start = first_hijack.get(label.campaign_id or "")
-            early = start is None or d.ts_us < start
-            groups["attacker_before_first_hijack" if early else "attacker_after_first_hijack"].append((d, label))
+        if label.role != "attacker":
+            continue
+        if label.campaign_id is None:
+            groups["attacker_without_campaign"].append((d, label))
+            continue
+        start = first_hijack.get(label.campaign_id)
+        early = start is None or d.ts_us < start
+        groups["attacker_before_first_hijack" if early else "attacker_after_first_hijack"].append((d, label))
     return {role: order_value(group) for role, group in sorted(groups.items())}
 
 

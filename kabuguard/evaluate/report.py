@@ -328,6 +328,7 @@ _ROLES = {
     "attacker": "attackers' own accounts",
     "attacker_before_first_hijack": "… before their campaign's first hijack",
     "attacker_after_first_hijack": "… after it",
+    "attacker_without_campaign": "… labelled with no campaign",
 }
 
 
