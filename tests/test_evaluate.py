@@ -202,9 +202,27 @@ def test_false_symbol_alerts_per_symbol_day_watched_and_end_notices_are_not_aler
             for n, (symbol, ts) in enumerate([("9999", _ts("09:01")), ("9999", _ts("09:02")), ("1111", _ts("09:01")),
                                               ("2222", _ts("09:01")), ("3333", _ts("09:01")),
                                               ("9999", "2025-03-22T00:30:00+09:00")])]
-    pumps = evaluate_run(labels, run, tmp_path / "out", bars=[_write(tmp_path / "bars.jsonl", bars)])["pump_episodes"]
+    bars_path = _write(tmp_path / "bars.jsonl", bars, extra_lines=("{not json",))
+    metrics = evaluate_run(labels, run, tmp_path / "out", bars=[bars_path])
+    pumps = metrics["pump_episodes"]
     assert (pumps["false_symbol_alerts"], pumps["symbol_days"]) == (2, 5)
     assert pumps["false_symbol_alerts_per_symbol_day"] == pytest.approx(2 / 5)
+    # The bars are an input like the others: in the inputs table, with their rejected line.
+    assert metrics["inputs"]["files"]["bars"] == {"path": str(bars_path), "lines": 7, "read": 6, "rejected": 1,
+                                                  "missing": False}
+    assert [r["file"] for r in metrics["inputs"]["rejections"]] == [str(bars_path)]
+    assert str(bars_path) in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_bars_without_a_market_bar_are_warned_about(run_files: tuple[Path, Path], tmp_path: Path) -> None:
+    labels, run = run_files
+    login = {"event_id": "x", "type": "login", "ts": _ts("09:00"), "account_id": "A", "ip": "192.0.2.1",
+             "device_id": "d", "success": True}
+    metrics = evaluate_run(labels, run, tmp_path / "out", bars=[_write(tmp_path / "bars.jsonl", [login])])
+    assert metrics["pump_episodes"]["false_symbol_alerts_per_symbol_day"] is None
+    assert "no `market_bar` was read from --bars" in metrics["unavailable"]["false_symbol_alerts_per_symbol_day"]
+    assert any("no `market_bar` was read" in line for line in summary_lines(metrics))
+    assert "no `market_bar` was read" in (tmp_path / "out" / "report.html").read_text().replace("&#x27;", "'")
 
 
 def test_alert_precision(metrics: dict) -> None:

@@ -20,6 +20,7 @@ from kabuguard.evaluate.report import duration, percent, render, zero_length_war
 REJECTED = "evaluate-rejected.jsonl"
 _EXAMPLES = 5
 _REJECTIONS_SHOWN = 20
+NO_BARS = "no `market_bar` was read from --bars, so no symbol-day was watched"
 
 
 def evaluate_run(
@@ -115,6 +116,8 @@ def compute(run: Run) -> dict:
         unavailable["detection"] = "no decision has a label: do the labels belong to this run?"
     if not run.episodes:
         unavailable["pump_episodes"] = "labels have no `pump_episode` lines"
+    if run.symbol_days == 0:
+        unavailable["false_symbol_alerts_per_symbol_day"] = NO_BARS
     if run.files.get("alerts") and run.files["alerts"].missing:
         unavailable["alerts"] = (
             f"{run.files['alerts'].path} not found: no alert counted, delays use decisions only"
@@ -205,6 +208,8 @@ def summary_lines(metrics: dict) -> list[str]:
             f"warning: {coverage['unlabelled_decisions']} decisions without a label, "
             f"{coverage['labels_without_decision']} labels without a decision (not in the figures above)"
         )
+    if "false_symbol_alerts_per_symbol_day" in metrics["unavailable"]:
+        lines.append(f"warning: {NO_BARS}")
     pumps = metrics["pump_episodes"]
     if pumps and pumps["zero_length_episodes"]:
         lines.append(f"warning: {zero_length_warning(pumps['zero_length_episodes'])}")

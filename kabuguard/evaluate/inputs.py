@@ -320,7 +320,8 @@ def load(labels_path: Path, run_dir: Path, *, progress: bool = False, bars: Iter
         run.run_accounts = _run_accounts(run.decisions)
     bars = list(bars)
     if bars:
-        run.symbol_days = symbol_days(bars, run.rejections)
+        info = run.files["bars"] = InputFile(", ".join(map(str, bars)))
+        run.symbol_days = symbol_days(bars, run.rejections, info)
     replay_rejected = run_dir / "rejected.jsonl"
     if replay_rejected.is_file():
         with replay_rejected.open("rb") as fh:
@@ -410,17 +411,20 @@ def _read(
     return records
 
 
-def symbol_days(paths: Iterable[Path], rejections: list[Rejection]) -> int:
+def symbol_days(paths: Iterable[Path], rejections: list[Rejection], info: InputFile) -> int:
     """Distinct (symbol, local day) pairs with a market bar in `paths`: the symbol-days watched,
     each day in the UTC offset of the first bar (the market's own calendar). Bad lines and files
-    go to `rejections`."""
+    go to `rejections`, and the counts of lines read and rejected to `info` (the report's inputs)."""
     days: set[tuple[str, int]] = set()
     offset: int | None = None
     for path in expand_paths(paths):
         for item in read_file(path):
+            info.lines += 1
             if isinstance(item, Rejection):
+                info.rejected += 1
                 rejections.append(item)
                 continue
+            info.read += 1
             if item.kind != "market_bar":
                 continue
             if offset is None:
