@@ -4,7 +4,7 @@ Run: .venv/bin/python bench/bench_bars.py [--symbols 2000] [--minutes 500] [--pr
 
 Builds typed `market_bar` records (as the reader would hand them over) for a whole market:
 `--symbols` names, one bar a minute for the liquid half and a few an hour for the thin half,
-random walks with U-shaped volume. Then it times, in this one process:
+random walks with volume three times the day's usual at the open, decaying to it within the hour. Then it times, in this one process:
 - the pipeline on consecutive bars, `Pipeline.process_bars`, as the replay runs them: batches
   of one minute through the market and symbol stages (market_factor, pump_surveillance);
 - the pipeline one bar at a time, `Pipeline.process`, as the service and Spark run them.
@@ -101,7 +101,9 @@ def main() -> None:
     for name, path in (("in batches (Pipeline.process_bars, the replay)", batch_path),
                        ("one at a time (Pipeline.process, service/Spark)", pipeline_path)):
         with collector_off():  # the garbage collector as the replay runs it
-            wall, cpu, alerts = min(path(bars) for _ in range(args.repeat))
+            runs = [path(bars) for _ in range(args.repeat)]
+        # Best of each apart: the fastest run by the wall clock need not be the cheapest in CPU.
+        wall, cpu, alerts = min(r[0] for r in runs), min(r[1] for r in runs), runs[0][2]
         print(f"{name}: {len(bars) / wall:,.0f} bars/s wall, {len(bars) / cpu:,.0f} bars/s CPU ({alerts} alerts)")
     per_symbol, market_key = state_bytes(bars)
     print(f"state: {per_symbol:,.0f} bytes per symbol (its key and rows), {market_key:,} bytes in the market key (msgpack)")

@@ -185,6 +185,11 @@ def _print_steps(r: dict, top: int = 25) -> None:
         print(f"{kind:>14} {stage:>8} {step:<38} {ns / total:>6.1%} {ns / 1000 / max(count, 1):>13.2f}")
 
 
+def _child_cmd(events_dir: Path, spill_after: int) -> list[str]:
+    """A child run on `events_dir`, every one with the same --spill-after (the sort is part of the cost)."""
+    return [sys.executable, __file__, "--child", str(events_dir), "--spill-after", str(spill_after)]
+
+
 def _run(cmd: list[str]) -> dict:
     """The child's JSON result; its stderr (the profile) passes through."""
     proc = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
@@ -213,7 +218,7 @@ def main() -> None:
           f"{'runs':>5}")
     for n, target in enumerate(sizes):
         events_dir = _simulate(target)
-        cmd = [sys.executable, __file__, "--child", str(events_dir), "--spill-after", str(args.spill_after)]
+        cmd = _child_cmd(events_dir, args.spill_after)
         if args.profile and n == len(sizes) - 1:
             cmd.append("--profile")
         r = _run(cmd)
@@ -224,13 +229,13 @@ def main() -> None:
         full = r["decide_cpu_s"]
         print(f"floor ({r['events']} events, decide CPU s): everything {full}", end="", flush=True)
         for hollow, what in (("detectors", "no-op detectors"), ("hooks", "no-op detectors and hooks")):
-            cut = _run([sys.executable, __file__, "--child", str(events_dir), "--hollow", hollow])["decide_cpu_s"]
+            cut = _run([*_child_cmd(events_dir, args.spill_after), "--hollow", hollow])["decide_cpu_s"]
             print(f"; {what} {cut} ({cut / full:.0%})", end="", flush=True)
         print()
     if args.by_detector:
-        _print_steps(_run([sys.executable, __file__, "--child", str(events_dir), "--by-detector"]))
+        _print_steps(_run([*_child_cmd(events_dir, args.spill_after), "--by-detector"]))
     small = _simulate(sizes[0])
-    r = _run([sys.executable, __file__, "--child", str(small), "--state"])
+    r = _run([*_child_cmd(small, args.spill_after), "--state"])
     print(f"detection state: {r['state_bytes_per_account']} bytes per account ({r['accounts']} accounts, tracemalloc)")
     print(machine_line())
 
