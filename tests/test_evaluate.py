@@ -738,3 +738,17 @@ def test_an_attackers_orders_split_at_the_campaigns_first_hijack_decided_or_not(
                      "attacker_after_first_hijack": 1, "attacker_without_campaign": 1}
     assert metrics["roles"]["attacker_after_first_hijack"]["stopped_orders"] == 1
     assert "labelled with no campaign" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_the_report_writes_tiny_rates_undetected_pumps_and_long_bar_labels_readably(tmp_path: Path) -> None:
+    from kabuguard.evaluate.report import _ROLES, _num, percent  # noqa: PLC0415
+
+    assert [_num(v) for v in (6.7e-05, 0.00012, 0.5)] == ["0.000067", "0.00012", "0.5"]  # not 6.7e-05
+    long = _ROLES["attacker_before_first_hijack"]
+    svg = charts.horizontal_bars("t", [long, "x" * 80], {"a": [0.5, 0.2]}, {"a": "#000"}, percent, limit=1.0)
+    assert f">{long.replace(chr(39), '&#x27;')}</text>" in svg  # whole, not cut at 240 px
+    assert ">" + "x" * 44 + "…</text>" in svg and "<title>" + "x" * 80 + "</title>" in svg
+    _small_run(tmp_path, [("l1", "09:00", "login", "V1", "allow", None, C1_VICTIM)], [], [
+        {"kind": "pump_episode", "symbol": "7203", "start": _ts("10:00"), "end": _ts("11:00"), "campaign_id": "C1"}])
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "0 of 1 (no detection)" in report and "n/a min" not in report

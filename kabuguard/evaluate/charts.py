@@ -13,6 +13,10 @@ from html import escape
 WIDTH = 720
 _LEFT, _RIGHT, _TOP, _BOTTOM = 56, 16, 34, 40
 _BAR_ROW = 22
+# Category labels of horizontal bars: about 7.5 px a character at 12 px, up to half the chart (room
+# for "… before their campaign's first hijack"); a longer one is cut, whole in its tooltip.
+_CHAR_PX = 7.5
+_LABEL_MAX = WIDTH // 2
 
 
 def _text(x: float, y: float, value: str, anchor: str = "start", cls: str = "") -> str:
@@ -150,7 +154,8 @@ def horizontal_bars(
     `limit` is the value of a full-width bar (1.0 for shares that should read against 100%);
     by default the largest value.
     """
-    label_w = min(240, 16 + 7.5 * max((len(c) for c in categories), default=0))
+    label_w = min(_LABEL_MAX, 16 + _CHAR_PX * max((len(c) for c in categories), default=0))
+    fits = int((label_w - 16) / _CHAR_PX)
     rows = len(categories) * len(series)
     gap = 8
     height = _TOP + rows * _BAR_ROW + len(categories) * gap + 12
@@ -159,7 +164,12 @@ def horizontal_bars(
     plot_w = WIDTH - label_w - _RIGHT - 70
     body, y = [], float(_TOP)
     for i, category in enumerate(categories):
-        body.append(_text(label_w - 8, y + _BAR_ROW * len(series) / 2 + 4, category, "end"))
+        label_y = y + _BAR_ROW * len(series) / 2 + 4
+        if len(category) <= fits:
+            body.append(_text(label_w - 8, label_y, category, "end"))
+        else:  # cut to fit, whole in its tooltip
+            cut = _text(label_w - 8, label_y, category[: fits - 1] + "…", "end")
+            body.append(f"<g><title>{escape(category)}</title>{cut}</g>")
         for name, color in colors.items():
             value = series[name][i]
             if value is None:

@@ -63,6 +63,8 @@ def _num(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
+        if 0 < abs(value) < 0.001:  # 0.000067, not 6.7e-05: two significant digits
+            return f"{value:.{1 - math.floor(math.log10(abs(value)))}f}"
         return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:,.4g}"  # 14,400, not 1.44e+04
     return str(value)
 
@@ -487,7 +489,9 @@ def _pump_section(metrics: dict) -> str:
         "Pump episodes",
         _note(
             f"Manipulations alerted while running: {manip['detected']} of {manip['episodes']} "
-            f"(median delay {_num(manip['median_delay_min'])} min). News bursts alerted (false alarms): "
+            + ("(no detection)" if manip["median_delay_min"] is None
+               else f"(median delay {duration(manip['median_delay_min'])})")
+            + ". News bursts alerted (false alarms): "
             f"{news['alerted']} of {news['episodes']}. "
             + (f"The {pumps['label_lines']:,} episode lines make {len(pumps['episodes']):,} episodes: a campaign's "
                "overlapping windows on one symbol (one line per firm it reached) are one. "
@@ -495,7 +499,7 @@ def _pump_section(metrics: dict) -> str:
             + "Symbol alerts outside any manipulation: "
             f"{pumps['false_symbol_alerts']} on {pumps['false_symbol_days']} symbol-day(s), "
             f"{_num(pumps['false_symbol_alerts_per_day'])} per day"
-            + (f", {pumps['false_symbol_alerts_per_symbol_day']} per symbol-day watched ({pumps['symbol_days']:,})."
+            + (f", {_num(pumps['false_symbol_alerts_per_symbol_day'])} per symbol-day watched ({pumps['symbol_days']:,})."
                if pumps["symbol_days"] else ".")
         ),
         _table(("symbol", "kind", "campaign", "labelled at", "start", "end", "alerted", "by", "delay (min)"), rows),
