@@ -10,8 +10,6 @@ from kabuguard.cli.folders import make_out
 from kabuguard.evaluate import evaluate_run, summary_lines
 from kabuguard.evaluate.inputs import IncompleteRun
 
-_REJECTIONS_SHOWN = 10
-
 
 @click.command()
 @click.option(
@@ -62,8 +60,7 @@ def evaluate(ctx: click.Context, labels_path: Path, run_dir: Path, out_dir: Path
     for line in summary_lines(metrics):
         click.echo(line)
     click.echo(f"report: {metrics['outputs']['report']}")
-    rejections = metrics["inputs"]["rejections"]
-    for r in rejections[:_REJECTIONS_SHOWN]:
+    for r in metrics["inputs"]["rejections"]:  # the first ones (evaluation.REJECTIONS_SHOWN)
         click.echo(f"rejected {r['file']}:{r['line']}: {r['reason']}", err=True)
     if metrics["inputs"]["rejected_lines"]:
         ctx.exit(1)

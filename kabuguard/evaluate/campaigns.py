@@ -16,6 +16,7 @@ from statistics import median
 import msgspec
 
 from kabuguard.evaluate.inputs import (
+    MINUTE_US,
     AccountAlert,
     Alert,
     CampaignAlert,
@@ -29,7 +30,6 @@ from kabuguard.evaluate.metrics import AccountOf, Calendar, order_value, ratio, 
 
 # (instant, what raised it) sorted by instant, per account or per symbol.
 Leads = dict[str, list[tuple[int, str]]]
-_MINUTE_US = 60_000_000
 _first = itemgetter(0)
 
 
@@ -264,7 +264,7 @@ def alert_precision(alerts: list[Alert], fraud_accounts: set[str], episodes: lis
             hit = any(a in fraud_accounts for a in alert.accounts) or any(
                 _inside(alert.ts_us, windows.get(s, ())) for s in alert.symbols
             )
-        elif episodes and not (isinstance(alert, SymbolAlert) and alert.ended):
+        elif episodes and not alert.ended:  # a symbol alert; an episode's end notice is no alert
             hit = id(alert) not in false_ids
         else:
             continue
@@ -302,4 +302,4 @@ def _median(minutes: list[float]) -> float | None:
 
 
 def _minutes(delta_us: int) -> float:
-    return round(delta_us / _MINUTE_US, 1)
+    return round(delta_us / MINUTE_US, 1)

@@ -19,7 +19,8 @@ from kabuguard.evaluate.report import duration, percent, render, zero_length_war
 
 REJECTED = "evaluate-rejected.jsonl"
 _EXAMPLES = 5
-_REJECTIONS_SHOWN = 20
+# Rejected lines listed in metrics.json, the report and on stderr (all are in REJECTED).
+REJECTIONS_SHOWN = 20
 NO_BARS = "no `market_bar` was read from --bars, so no symbol-day was watched"
 
 
@@ -134,7 +135,7 @@ def compute(run: Run) -> dict:
         "inputs": {
             "files": {role: asdict(info) for role, info in run.files.items()},
             "rejected_lines": len(run.rejections),
-            "rejections": [r.to_dict() for r in run.rejections[:_REJECTIONS_SHOWN]],
+            "rejections": [r.to_dict() for r in run.rejections[:REJECTIONS_SHOWN]],
         },
         "coverage": _coverage(run, pairs),
         "period": _period(run, cal),

@@ -32,7 +32,9 @@ DecidedType = Literal["login", "account_change", "order"]
 _PROGRESS_MIN_BYTES = 8 << 20
 _ADVANCE_EVERY = 1 << 20
 _MB = 1 << 20
-_DAY_US = 86_400_000_000
+# Microseconds in a day and a minute, for every module of the evaluation.
+DAY_US = 86_400_000_000
+MINUTE_US = 60_000_000
 
 T = TypeVar("T")
 # RFC 3339 with an offset, parsed by msgspec while it decodes the line (far faster than
@@ -429,7 +431,7 @@ def symbol_days(paths: Iterable[Path], rejections: list[Rejection], info: InputF
                 continue
             if offset is None:
                 offset = utc_offset_us(datetime.fromisoformat(item.ts))
-            days.add((item.symbol, (item.ts_us + offset) // _DAY_US))
+            days.add((item.symbol, (item.ts_us + offset) // DAY_US))
     return len(days)
 
 

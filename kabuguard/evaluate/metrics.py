@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from kabuguard.evaluate.inputs import Alert, Decision, Label, SymbolAlert, alert_type
+from kabuguard.evaluate.inputs import DAY_US, MINUTE_US, Alert, Decision, Label, SymbolAlert, alert_type
 
 Pair = tuple[Decision, Label]
 # An event's account, from its decision when it has one, else from its label (`Run.account_of`).
@@ -36,8 +36,6 @@ RULES = {
 }
 NO_GROUP = "(no group)"
 SCORE_BINS = 20
-_DAY_US = 86_400_000_000
-_MINUTE_US = 60_000_000
 # Bucket widths tried for the decisions-over-time chart, smallest first.
 _BUCKET_MINUTES = (5, 15, 60, 180, 360, 1440, 10080)
 _MAX_BUCKETS = 72
@@ -69,7 +67,7 @@ class Calendar:
     last_us: int
 
     def day(self, ts_us: int) -> int:
-        return (ts_us + self.offset_us) // _DAY_US
+        return (ts_us + self.offset_us) // DAY_US
 
     @property
     def days(self) -> int:
@@ -297,15 +295,15 @@ def decisions_over_time(decisions: list[Decision], label_of: Callable[[Decision]
     Past the widest of _BUCKET_MINUTES (a run over years, a mistyped year) the width grows with
     the span: at a week a column, a mistyped year made metrics.json 32 MB."""
     span_us = cal.last_us - cal.first_us
-    width = next((m for m in _BUCKET_MINUTES if span_us / _MINUTE_US / m < _MAX_BUCKETS), None)
+    width = next((m for m in _BUCKET_MINUTES if span_us / MINUTE_US / m < _MAX_BUCKETS), None)
     if width is None:
         # Whole days from the first day's midnight (counted from the epoch's, the chart would
         # start in 1970), which is up to a day before the first instant.
-        days = (span_us + _DAY_US) // (_MAX_BUCKETS * _DAY_US) + 1
-        width, align_us = days * _DAY_US // _MINUTE_US, _DAY_US
+        days = (span_us + DAY_US) // (_MAX_BUCKETS * DAY_US) + 1
+        width, align_us = days * DAY_US // MINUTE_US, DAY_US
     else:
-        align_us = width * _MINUTE_US
-    width_us = width * _MINUTE_US
+        align_us = width * MINUTE_US
+    width_us = width * MINUTE_US
     origin = (cal.first_us + cal.offset_us) // align_us * align_us - cal.offset_us
     n = (cal.last_us - origin) // width_us + 1
     series = {dec: [0] * n for dec in DECISIONS}

@@ -13,7 +13,7 @@ from html import escape
 from typing import Any
 
 from kabuguard.evaluate import charts
-from kabuguard.evaluate.metrics import DECIDED_TYPES, DECISIONS
+from kabuguard.evaluate.metrics import DECIDED_TYPES, DECISIONS, RULES
 
 DECISION_COLORS = {"allow": "#b8c2cc", "challenge": "#f2b134", "review": "#ef7d22", "block": "#c8102e"}
 _INTERVENTIONS = {k: v for k, v in DECISION_COLORS.items() if k != "allow"}
@@ -297,7 +297,9 @@ def _fp_section(metrics: dict) -> str:
     groups, reasons = metrics["false_positive_rate_by_group"], metrics["false_positive_reasons"]
     parts = [
         _note(
-            "Orders count as flagged when held or blocked; logins and account changes when challenged or stronger."
+            "Counted as flagged: "
+            + "; ".join(f"{kind.replace('_', ' ')}s on {rule}" for kind, rule in RULES.items())
+            + "."
         )
     ]
     if groups is not None:
