@@ -145,3 +145,57 @@ def test_securities_rows_of_the_real_feed() -> None:
     true = sum(round((y["precision"] or 0) * y["flagged"]) for y in summary["years"])
     assert true >= 3
     assert flagged - true <= 20
+
+
+def _feed(tmp_path: Path, body: bytes, header: bytes = b"date,URL,description\n") -> Path:
+    path = tmp_path / "feed" / "2021" / "202101.csv"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(header + body)
+    return tmp_path / "feed"
+
+
+BAD_ROWS = ("2021/01/04 09:00:00,https://smbc-card-login.xyz/,三井住友カード\n"  # the one good row
+            '2021/01/04 09:01:00,"https://bad host,x/",三井住友カード\n'  # no host: was skipped unseen
+            "2021/01/04 09:02:00\n"  # short: its URL was None and stopped the run
+            "2021/01/04 09:03:00,https://eposcrad.top/,エポスカード,extra\n").encode()  # long: the label would shift
+
+
+def test_rows_without_a_host_are_counted_per_year_and_named(tmp_path: Path) -> None:
+    """Rows without a host left every denominator unseen (raising recall), and a short row stopped the run."""
+    data = _feed(tmp_path, BAD_ROWS + "2021/01/04 09:04:00,https://jcb-login.top/\xff,JCB\n".encode("latin-1"))
+    registry = load_registry("cards-jp")
+    rejected: list[tuple[str, str]] = []
+    [result] = evaluate(read_jpcert(data), registry, {"always": lambda target: "smbc-card"},
+                        on_reject=lambda row, why: rejected.append((f"{row.file}:{row.line}", why)))
+    [year] = result.to_dict()["years"]
+    assert year["positives"] == 1 and year["rejected_rows"] == 4
+    assert [where for where, _ in rejected] == [f"2021/202101.csv:{n}" for n in (3, 4, 5, 6)]
+    assert "no host name" in rejected[0][1] and "1 field where the header has 3" in rejected[1][1]
+    assert "4 fields" in rejected[2][1] and "not valid UTF-8" in rejected[3][1]
+
+
+def test_evaluate_command_reports_rejected_rows_and_exits_1(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = CliRunner().invoke(phish, ["evaluate", "--data", str(_feed(tmp_path, BAD_ROWS)), "--out", str(out), "--quiet"])
+    assert result.exit_code == 1, result.output
+    sections = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert [(r["file"], r["line"]) for r in sections[0]["rejected_rows"]] == [("2021/202101.csv", n) for n in (3, 4, 5)]
+    assert sections[0]["detectors"][0]["years"][0]["rejected_rows"] == 3
+    assert "`2021/202101.csv:4`: 1 field where the header has 3" in (out / "report.md").read_text(encoding="utf-8")
+    logs = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [{k: log[k] for k in ("file", "line", "reason")} for log in logs if log["event"] == "rejected"] == sections[0]["rejected_rows"]
+
+
+@pytest.mark.parametrize(("header", "body", "named"), [
+    (b"when,link,label\n", b"2021/01/04,https://smbc-card-login.xyz/,x\n", "2021/202101.csv: no column date, URL, description"),
+    (b"date,URL,description\n", b"2021/01/04,https://x.top/" + b"a" * 200_000 + b",x\n", "2021/202101.csv:2: not CSV"),
+])
+def test_a_feed_file_that_is_no_feed_is_a_usage_error_naming_it(tmp_path: Path, header: bytes, body: bytes, named: str) -> None:
+    """A missing column was a KeyError traceback; any ValueError was reported as a bad --years."""
+    result = CliRunner().invoke(phish, ["evaluate", "--data", str(_feed(tmp_path, body, header)), "--out", str(tmp_path / "r"), "--quiet"])
+    assert result.exit_code == 2 and named in result.output and "--years" not in result.output, result.output
+
+
+def test_only_a_bad_years_value_is_reported_as_one(data_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(phish, ["evaluate", "--data", str(data_dir), "--years", "2021,20x3", "--out", str(tmp_path / "r"), "--quiet"])
+    assert result.exit_code == 2 and "--years must be comma-separated years, got '2021,20x3'" in result.output

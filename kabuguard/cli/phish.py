@@ -186,18 +186,16 @@ def evaluate(registries: tuple[str, ...], confirm: str, data_dir: Path | None, o
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from kabuguard.intel.phish.baselines import CatcherBaseline, DnstwistBaseline
-    from kabuguard.intel.phish.evaluate import default_data_dir, evaluate as run, read_jpcert
+    from kabuguard.intel.phish.evaluate import FeedError, default_data_dir, evaluate as run, read_jpcert
     from kabuguard.intel.phish.report import write_report
 
     data = data_dir or default_data_dir(_REPO_ROOT)
     if not data.is_dir():
         raise click.UsageError(f"no JPCERT/CC data at {data}; pass --data DIR with the phishurl-list folder (YYYY/YYYYMM.csv)")
+    wanted = _years(years)
     try:
-        wanted = [int(y) for y in years.split(",")] if years else None
         rows = list(read_jpcert(data))
-    except ValueError:
-        raise click.UsageError(f"--years must be comma-separated years, got {years!r}") from None
-    except FileNotFoundError as exc:
+    except (OSError, FeedError) as exc:
         raise click.UsageError(str(exc)) from None
     runs = [(registries, "Brand family measured leave-brands-out: tuned on the tuning years, reported on the held-out years.")]
     if confirm:
@@ -215,9 +213,12 @@ def evaluate(registries: tuple[str, ...], confirm: str, data_dir: Path | None, o
 
             detectors = {"kabuguard": kabuguard, "dnstwist-style": DnstwistBaseline(scorer.registry),
                          "phishing_catcher-style": CatcherBaseline(scorer.registry)}
+            rejected: list[dict] = []
             results = run(rows, scorer.registry, detectors, shared_for="kabuguard", scoring=scorer.config, years=wanted,
-                          on_row=lambda task=task: bar.advance(task))
-            sections.append({"registry": scorer.registry.name, "role": role, "detectors": [r.to_dict() for r in results]})
+                          on_row=lambda task=task: bar.advance(task),
+                          on_reject=lambda row, why, rejected=rejected: rejected.append({"file": row.file, "line": row.line, "reason": why}))
+            sections.append({"registry": scorer.registry.name, "role": role, "detectors": [r.to_dict() for r in results],
+                             "rejected_rows": rejected})
     paths = write_report(out_dir, sections)
     for section in sections:
         click.echo(f"registry {section['registry']}")
@@ -228,9 +229,23 @@ def evaluate(registries: tuple[str, ...], confirm: str, data_dir: Path | None, o
                            f"none with a path {_pct(y['recall_no-token_with_path'])}) "
                            f"precision {_pct(y['precision'])} attribution {_pct(y['attribution_accuracy'])} "
                            f"(wrong {y['wrong_attributions']}, label not in the URL {y['wrong_attributions_label_not_in_url']}) "
-                           f"positives {y['positives']} flagged {y['flagged']}")
+                           f"positives {y['positives']} flagged {y['flagged']} rejected {y['rejected_rows']}")
             click.echo(f"  {det['detector']:<34} official domains flagged: {len(det['official_domains_flagged'])} of {det['official_domains_checked']}")
     click.echo("report: " + ", ".join(str(p) for p in paths))
+    rejected = sections[0]["rejected_rows"]  # every run reads the same rows
+    for item in rejected:
+        _log("rejected", **item)
+    if rejected:
+        _log("summary", rejected=len(rejected))
+        sys.exit(1)
+
+
+def _years(text: str | None) -> list[int] | None:
+    """`--years` as years, or a usage error naming what was given."""
+    try:
+        return [int(y) for y in text.split(",")] if text else None
+    except ValueError:
+        raise click.UsageError(f"--years must be comma-separated years, got {text!r}") from None
 
 
 def _pct(value: float | None) -> str:

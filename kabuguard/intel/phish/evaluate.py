@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kabuguard.intel.phish.confusables import skeleton
-from kabuguard.intel.phish.domains import Target, parse_target
+from kabuguard.intel.phish.domains import Target, parse_target, undecodable
 from kabuguard.intel.phish.indicators import IndicatorStore
 from kabuguard.intel.phish.lookalike import edit_kind
 from kabuguard.intel.phish.registry import Registry
@@ -31,6 +31,7 @@ TUNING_YEARS = (2019, 2020, 2021, 2022)
 HELD_OUT_YEARS = (2023, 2024)
 
 _LABEL_SPLIT = re.compile(r"[_/・]")
+_FEED_COLUMNS = ("date", "URL", "description")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,20 +42,51 @@ class Row:
     date: str
     url: str
     label: str
+    file: str = ""  # where in the feed (`2021/202101.csv`, line), to name the row if it is rejected
+    line: int = 0
+    error: str = ""  # why the row could not be read as one (a short row, bytes not UTF-8); "" when it could
+
+
+class FeedError(ValueError):
+    """A feed file that cannot be read at all (columns missing, not CSV); the message names it."""
 
 
 def read_jpcert(data_dir: Path) -> Iterator[Row]:
-    """Rows of every ``YYYY/YYYYMM.csv`` under the folder, in date order."""
+    """Rows of every ``YYYY/YYYYMM.csv`` under the folder, in date order; raises FeedError."""
     files = sorted(data_dir.glob("[12][0-9][0-9][0-9]/*.csv"))
     if not files:
         raise FileNotFoundError(f"no YYYY/*.csv files under {data_dir}; pass --data with the JPCERT/CC phishurl-list folder")
-    rows = []
-    for path in files:
-        with path.open(encoding="utf-8", newline="") as f:
-            for record in csv.DictReader(f):
-                rows.append(Row(int(path.parent.name), record["date"], record["URL"], record["description"]))
+    rows = [row for path in files for row in _read_feed_file(path, path.relative_to(data_dir).as_posix())]
     rows.sort(key=lambda r: r.date)
     return iter(rows)
+
+
+def _read_feed_file(path: Path, name: str) -> list[Row]:
+    """One month's rows; a row that is not one (short, long, bad bytes) comes with its `error`, so
+    it is counted and named rather than dropped or read with a shifted label."""
+    year = int(path.parent.name)
+    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as f:  # a bad byte rejects its row only
+        reader = csv.reader(f)
+        try:
+            header = next(reader, [])
+            missing = [c for c in _FEED_COLUMNS if c not in header]
+            if missing:
+                raise FeedError(f"{name}: no column {', '.join(missing)} in the header {header!r}; "
+                                f"expected {','.join(_FEED_COLUMNS)} as JPCERT/CC writes it")
+            index = [header.index(c) for c in _FEED_COLUMNS]
+            return [_feed_row(year, record, index, len(header), name, reader.line_num) for record in reader if record]
+        except csv.Error as exc:
+            raise FeedError(f"{name}:{reader.line_num}: not CSV: {exc}") from None
+
+
+def _feed_row(year: int, record: list[str], index: list[int], width: int, file: str, line: int) -> Row:
+    if len(record) != width:
+        date = record[index[0]] if index[0] < len(record) else ""
+        return Row(year, date, "", "", file, line, f"{len(record)} field{'s' * (len(record) != 1)} where the header has {width}")
+    date, url, label = (record[i] for i in index)
+    if any(undecodable(field) for field in record):
+        return Row(year, date, url, label, file, line, "not valid UTF-8")
+    return Row(year, date, url, label, file, line)
 
 
 def _norm_name(name: str) -> str:
@@ -149,6 +181,8 @@ class YearMetrics:
     no_token_with_path: int = 0
     no_token_with_path_detected: int = 0
     official_rows_flagged: int = 0
+    # Rows read for no detector (short, not UTF-8, no host): out of every denominator, so counted.
+    rejected: int = 0
 
     @staticmethod
     def _rate(a: int, b: int) -> float | None:
@@ -175,6 +209,7 @@ class YearMetrics:
             "wrong_attributions": self.true_flagged - self.attributed_right,
             "wrong_attributions_label_not_in_url": self.misattributed_label_not_in_url,
             "official_rows_flagged": self.official_rows_flagged,
+            "rejected_rows": self.rejected,
         }
         return out
 
@@ -187,6 +222,10 @@ class Evaluation:
     years: dict[int, YearMetrics] = field(default_factory=dict)
     official_checked: int = 0
     official_flagged: list[str] = field(default_factory=list)
+
+    def year(self, year: int) -> YearMetrics:
+        """The year's counts, started on its first row."""
+        return self.years.setdefault(year, YearMetrics(year, _split(year)))
 
     def to_dict(self) -> dict:
         return {
@@ -220,6 +259,7 @@ def evaluate(
     scoring: ScoringConfig | None = None,
     years: Iterable[int] | None = None,
     on_row: Callable[[], None] | None = None,
+    on_reject: Callable[[Row, str], None] | None = None,
 ) -> list[Evaluation]:
     """Run every detector over the rows and the official probes; years limits the report.
 
@@ -228,6 +268,8 @@ def evaluate(
     them from JPCERT/CC or its peers. Every confirmed row is shared with its label, other brands
     too, so a key seen for two labels says no brand; a row is shared only after it was scored.
     `scoring` gives the free hosts and words the store keys by (the bundled file's by default).
+    A row without a host is rejected: counted per year (`rejected_rows`) and passed to `on_reject`
+    with the reason, since dropping it unseen would raise recall.
     """
     brand_of = label_mapper(registry)
     stratum_of = token_oracle(registry)
@@ -253,23 +295,36 @@ def evaluate(
     for row in rows:
         if on_row:
             on_row()
+        reported = wanted is None or row.year in wanted
         try:
-            target = parse_target(row.url)
-        except ValueError:
-            continue  # a handful of feed rows carry no host; they count for no detector
+            target = _target(row)
+        except ValueError as exc:
+            if reported:
+                for evaluation in evaluations.values():
+                    evaluation.year(row.year).rejected += 1
+            if on_reject:
+                on_reject(row, str(exc))
+            continue
         truth = brand_of(row.label)
-        if wanted is None or row.year in wanted:
+        if reported:
             predictions = {name: detect(target) for name, detect in detectors.items()}
             needed = truth is not None or any(p is not None for p in predictions.values())
             stratum = stratum_of(target.host.host) if needed else ""  # the oracle is slow: only when counted
             official = target.host.registered in officials
             for name, predicted in predictions.items():
-                m = evaluations[name].years.setdefault(row.year, YearMetrics(row.year, _split(row.year)))
+                m = evaluations[name].year(row.year)
                 _count(m, truth, predicted, stratum, official, bool(target.path))
                 if predicted is not None and truth is not None and predicted != truth:
                     m.misattributed_label_not_in_url += not spells_label(truth, row.url)
         shared.confirm(target, truth or f"other:{row.label}")
     return list(evaluations.values())
+
+
+def _target(row: Row) -> Target:
+    """The row's URL parsed; ValueError with the reason when the row holds none."""
+    if row.error:
+        raise ValueError(row.error)
+    return parse_target(row.url)
 
 
 def _count(m: YearMetrics, truth: str | None, predicted: str | None, stratum: str, official: bool, path: bool) -> None:

@@ -16,7 +16,7 @@ _SERIES = (("recall_brand-token", "recall (token hosts)", "#1f77b4"), ("recall_n
            ("attribution_accuracy", "attribution", "#ff7f0e"))
 _COLUMNS = ("year", "split", "positives", "recall", *(f"recall_{s}" for s in STRATA), "recall_no-token_with_path", "flagged", "precision",
             "false_positives_with_brand_token", "attribution_accuracy", "wrong_attributions",
-            "wrong_attributions_label_not_in_url", "official_rows_flagged")
+            "wrong_attributions_label_not_in_url", "official_rows_flagged", "rejected_rows")
 
 
 def _fmt(value: object) -> str:
@@ -34,6 +34,10 @@ def markdown(section: dict) -> str:
         flagged = det["official_domains_flagged"]
         out += ["", f"Official domains flagged: {len(flagged)} of {det['official_domains_checked']} probes"
                 + (f" ({', '.join(flagged)})" if flagged else ""), ""]
+    rejected = section.get("rejected_rows", [])
+    if rejected:
+        out += [f"Rejected rows, counted for no detector: {len(rejected)}", ""]
+        out += [f"- `{r['file']}:{r['line']}`: {r['reason']}" for r in rejected] + [""]
     return "\n".join(out)
 
 
