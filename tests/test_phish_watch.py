@@ -78,6 +78,23 @@ def test_alerts_become_indicators_and_takedown_evidence(scorer: Scorer) -> None:
     assert "SBI証券" in text and "verify-account.top" in text and "sbisec.co.jp" in text
 
 
+@pytest.mark.parametrize(("host", "domain_line", "host_line"), [
+    ("xn--sbsec-login-0vj.com", "Domain: xn--sbsec-login-0vj.com (sb\u0456sec-login.com)", None),
+    ("\u0455bisec.evil.com", "Domain: evil.com", "Host: xn--bisec-g2e.evil.com (\u0455bisec.evil.com)"),
+])
+def test_an_idn_alert_names_its_a_label_for_the_registrar(scorer: Scorer, host: str, domain_line: str, host_line: str | None) -> None:
+    """Indicators and takedown texts named only the Unicode homoglyph, which no registrar or DNS looks up."""
+    hit = Monitor(scorer, scorer.threshold).check(host, "2025-04-01T00:00:00Z")
+    assert hit is not None
+    verdict, ind = hit
+    record = ind.to_dict()
+    assert record["domain_ascii"].isascii() and record["host_ascii"].isascii() and record["host_ascii"].endswith(record["domain_ascii"])
+    assert verdict.to_dict()["host_ascii"] == record["host_ascii"]
+    lines = takedown_text(ind, verdict, ()).splitlines()
+    assert lines[0] == domain_line
+    assert (lines[1] if lines[1].startswith("Host:") else None) == host_line
+
+
 def test_shared_indicators_catch_hosts_without_a_brand_token(scorer: Scorer, tmp_path: Path) -> None:
     known = tmp_path / "known.jsonl"
     known.write_text(json.dumps({"url": "https://qsader.icu/", "brand": "gmo-click"}) + "\n", encoding="utf-8")

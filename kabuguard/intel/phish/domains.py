@@ -127,6 +127,16 @@ def _encode_label(label: str) -> str:
         return "xn--" + label.encode("punycode").decode("ascii")
 
 
+def ascii_domain(domain: str) -> str:
+    """A domain, or a provider customer's `host/folder`, with its host in punycode (A-labels), as
+    DNS, registrars and certificates name it: a takedown naming only `ѕbisec.com` names no
+    domain a registrar can look up."""
+    host, slash, folder = domain.partition("/")
+    if host.isascii():
+        return domain
+    return ".".join(_encode_label(label) for label in host.split(".")) + slash + folder
+
+
 def _is_ipv6(text: str) -> bool:
     try:
         return ipaddress.ip_address(text).version == 6

@@ -34,11 +34,15 @@ class Indicator:
     score: float
     first_seen: str
     reasons: tuple[str, ...]
+    domain_ascii: str = ""  # the domain and host in punycode (A-labels): what DNS and registrars look up
+    host_ascii: str = ""
 
     def to_dict(self) -> dict:
         return {
             "type": "phishing-domain",
             "domain": self.domain,
+            "domain_ascii": self.domain_ascii,
+            "host_ascii": self.host_ascii,
             "url": self.url,
             "brand": self.brand,
             "brand_name": self.brand_name,
@@ -53,7 +57,8 @@ def indicator(verdict: Verdict, first_seen: str) -> Indicator:
     assert verdict.brand is not None and verdict.brand_name is not None
     reasons = tuple(f"{r.code}:{r.detail}" if r.detail else r.code for r in verdict.reasons)
     url = verdict.input if "://" in verdict.input else f"https://{verdict.host}/"
-    return Indicator(verdict.registered_domain, url, verdict.brand, verdict.brand_name, verdict.score, first_seen, reasons)
+    return Indicator(verdict.registered_domain, url, verdict.brand, verdict.brand_name, verdict.score, first_seen, reasons,
+                     verdict.registered_domain_ascii, verdict.host_ascii)
 
 
 _EXPLAIN = {
@@ -82,7 +87,8 @@ _EXPLAIN = {
 def takedown_text(ind: Indicator, verdict: Verdict, official_domains: tuple[str, ...]) -> str:
     """A short evidence text for a registrar, host or CERT, one paragraph per domain."""
     lines = [
-        f"Domain: {ind.domain}",
+        f"Domain: {_a_label(ind.domain_ascii, ind.domain)}",
+        *([f"Host: {_a_label(ind.host_ascii, verdict.host)}"] if verdict.host not in (ind.domain, ind.host_ascii) else []),
         f"URL: {ind.url}",
         f"Impersonated brand: {ind.brand_name} (official domains: {', '.join(official_domains)})",
         f"First seen: {ind.first_seen}",
@@ -93,6 +99,12 @@ def takedown_text(ind: Indicator, verdict: Verdict, official_domains: tuple[str,
         lines.append("  - " + _EXPLAIN.get(r.code, r.code).format(found=r.found, detail=r.detail, edit=edit))
     lines.append("Request: suspend the domain or remove the content; it collects login credentials of the brand's customers.")
     return "\n".join(lines)
+
+
+def _a_label(ascii_name: str, name: str) -> str:
+    """A name as a registrar looks it up, the Unicode a reader sees in brackets when it differs
+    (`xn--bisec-g2e.com (ѕbisec.com)`): the homoglyph alone names no domain in DNS."""
+    return name if not ascii_name or ascii_name == name else f"{ascii_name} ({name})"
 
 
 def kit_path(path: str) -> str | None:

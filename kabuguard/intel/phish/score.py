@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from kabuguard.intel.phish.confusables import skeleton
-from kabuguard.intel.phish.domains import Host, Target, parse_target, split_host
+from kabuguard.intel.phish.domains import Host, Target, ascii_domain, parse_target, split_host
 from kabuguard.intel.phish.lookalike import BrandMatcher, Match
 from kabuguard.intel.phish.providers import Providers
 from kabuguard.intel.phish.registry import Registry, compact
@@ -110,6 +110,8 @@ class Verdict(NamedTuple):
     score: float
     reasons: tuple[Reason, ...] = ()
     official: bool = False
+    host_ascii: str = ""  # the host in punycode (A-labels), as DNS and registrars name it
+    registered_domain_ascii: str = ""
 
     def alert(self, threshold: float) -> bool:
         return self.brand is not None and not self.official and self.score >= threshold
@@ -129,6 +131,8 @@ class Verdict(NamedTuple):
             "input": self.input,
             "host": self.host,
             "registered_domain": self.registered_domain,
+            "host_ascii": self.host_ascii,
+            "registered_domain_ascii": self.registered_domain_ascii,
             "brand": self.brand,
             "brand_name": self.brand_name,
             "score": round(self.score, 4),
@@ -187,7 +191,8 @@ class Scorer:
         official = self.official.get(h.registered)
         if official is not None:
             reason = Reason("official", 0.0, h.registered, official)
-            return Verdict(target.raw, h.host, h.registered, official, self.names[official], 0.0, (reason,), True)
+            return Verdict(target.raw, h.host, h.registered, official, self.names[official], 0.0, (reason,), True,
+                           h.ascii_host, ascii_domain(h.registered))
         name = h.host[: -len(h.suffix) - 1] if h.suffix and not h.is_ip else ""
         matches = self.matcher.match_host(name) if name else []
         if target.path:
@@ -198,8 +203,9 @@ class Scorer:
         brand, brand_reasons = self._attribute(matches, name) if matches else (None, [])
         reasons = brand_reasons + self._context(h, name)
         score = _noisy_or([r.weight for r in reasons])
-        return Verdict(target.raw, h.host, self.providers.owner(target), brand, self.names.get(brand) if brand else None, score,
-                       tuple(reasons))
+        owner = self.providers.owner(target)
+        return Verdict(target.raw, h.host, owner, brand, self.names.get(brand) if brand else None, score,
+                       tuple(reasons), False, h.ascii_host, ascii_domain(owner))
 
     def _attribute(self, matches: list[Match], name: str) -> tuple[str | None, list[Reason]]:
         """Pick the brand with the strongest evidence; keep the best reason per code for it.
