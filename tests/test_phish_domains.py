@@ -58,3 +58,12 @@ def test_an_address_spelt_as_a_number_is_the_address_a_browser_visits(url: str) 
     """`http://3232235777/` is 192.168.1.1 to a browser; it was read as a host name, no IP."""
     host = parse_target(url).host
     assert (host.host, host.is_ip) == ("192.168.1.1", True)
+
+
+@pytest.mark.parametrize("url", ["http:/www.sbisec-login.top/etgate", "https:www.sbisec-login.top/etgate",
+                                 "https:\\\\www.sbisec-login.top\\etgate", "HTTPS:///www.sbisec-login.top/etgate",
+                                 "//www.sbisec-login.top/etgate"])
+def test_a_web_scheme_with_any_slashes_or_none_is_followed_by_the_host(url: str) -> None:
+    """Browsers go to the host after `https:` whatever the slashes; the scheme word was read as the host."""
+    t = parse_target(url)
+    assert (t.host.host, t.path) == ("www.sbisec-login.top", "/etgate")

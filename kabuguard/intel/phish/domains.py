@@ -18,6 +18,9 @@ from urllib.parse import unquote, urlsplit
 import publicsuffixlist
 
 _URL_CHARS = re.compile(r"[/:?#@\[\s\\]")
+# A web scheme and the slashes after it, however many and whichever way (`https:x`, `http:/x`,
+# `https:\\x`: browsers go to x), or the two a scheme-relative link starts with (`//x`).
+_WEB_START = re.compile(r"(https?|ftp|wss?):[/\\]*|[/\\]{2,}", re.IGNORECASE)
 # Letters, digits, hyphens (and the underscores browsers accept) per label, labels between dots.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a tab or NUL inside a line glues fields; urlsplit drops tabs
 # Bytes that were not UTF-8, as the readers keep them (errors="surrogateescape").
@@ -217,10 +220,8 @@ def parse_target(raw: str) -> Target:
         raise ValueError(f"a control character (tab, NUL…) inside {raw[:80]!r}")
     if ":" in text and "/" not in text and _is_ipv6(text):  # a bare IPv6 address, not host:port
         return Target(raw=raw, host=split_host(text.lower()), path="")
-    if "://" not in text:
-        text = "http://" + text.lstrip("*.")  # certificate wildcards name the same registrant
     # A browser reads `\` as `/` in a web URL: `http://evil.com\@www.sbisec.co.jp/` goes to evil.com.
-    parts = urlsplit(text.replace("\\", "/"))
+    parts = urlsplit(_with_authority(text).replace("\\", "/"))
     try:
         host = parts.hostname
     except ValueError as exc:
@@ -231,6 +232,16 @@ def parse_target(raw: str) -> Target:
     path = parts.path + ("?" + parts.query if parts.query else "")
     userinfo = parts.netloc.rpartition("@")[0].lower()
     return Target(raw=raw, host=split_host(host), path="" if path == "/" else path.lower(), userinfo=userinfo)
+
+
+def _with_authority(text: str) -> str:
+    """The URL as `scheme://host…`, the host where a browser finds it: after a web scheme and any
+    slashes, after the `//` of a scheme-relative link, or at the start of a bare `host/path`
+    (certificate wildcards dropped: `*.x.com` names the same registrant)."""
+    start = _WEB_START.match(text)
+    if start is not None:
+        return f"{start.group(1) or 'http'}://{text[start.end():]}"
+    return text if "://" in text else "http://" + text.lstrip("*.")
 
 
 def undecodable(text: str) -> bool:
