@@ -228,3 +228,27 @@ def test_a_brand_before_the_at_sign_alerts_though_the_browser_goes_elsewhere(sco
         assert verdict.registered_domain == "evil.example" and verdict.brand == "sbi-sec", url
         assert verdict.alert(scorer.threshold) and verdict.reasons[0].code == "userinfo-in-url", url
     assert scorer.score("https://user:pass@example.com/").score == 0.0
+
+
+def test_a_repeated_bad_name_is_rejected_each_time(scorer: Scorer) -> None:
+    """The name was remembered before it was parsed: rejected once, then skipped without a word."""
+    rejected: list[int] = []
+    stats = watch(['"sbisec-login.top,2024"'] * 2, Monitor(scorer, scorer.threshold), lambda v, i: None,
+                  lambda n, why: rejected.append(n))
+    assert stats.rejected == 2 and rejected == [1, 2]
+
+
+@pytest.mark.parametrize("stamp", [{"t": 1}, [2024, 1, 2], True, ""])
+def test_a_first_seen_of_the_wrong_type_is_a_record_error(stamp: object) -> None:
+    """It was replaced by the time of reading, dating an old phish as new."""
+    with pytest.raises(ValueError, match="first-seen time"):
+        domains_of(json.dumps({"domain": "sbisec-login.top", "seen": stamp}))
+    assert domains_of(json.dumps({"domain": "sbisec-login.top"}))[1]  # absent: now
+
+
+def test_a_domain_field_carrying_a_path_keeps_it_in_the_url(scorer: Scorer) -> None:
+    """The path alerted (`/SbiSec/`), but the indicator's url was `https://evil.top/` without it."""
+    hit = Monitor(scorer, scorer.threshold).check("evil.top/SbiSec/login", "2025-04-01T00:00:00Z")
+    assert hit is not None and hit[1].url == "https://evil.top/SbiSec/login" and hit[1].domain == "evil.top"
+    bare = Monitor(scorer, scorer.threshold).check("*.SBISEC-login.top", "2025-04-01T00:00:00Z")
+    assert bare is not None and bare[1].url == "https://sbisec-login.top/"

@@ -240,8 +240,16 @@ def _with_authority(text: str) -> str:
     (certificate wildcards dropped: `*.x.com` names the same registrant)."""
     start = _WEB_START.match(text)
     if start is not None:
-        return f"{start.group(1) or 'http'}://{text[start.end():]}"
-    return text if "://" in text else "http://" + text.lstrip("*.")
+        return f"{start.group(1) or 'https'}://{text[start.end():]}"
+    return text if "://" in text else "https://" + text.lstrip("*.")
+
+
+def web_url(raw: str, host: str) -> str:
+    """The URL of an input as a browser visits it: a bare domain as `https://host/`, anything
+    more as written from its scheme on (`evil.top/sbisec/login`, a domain field carrying a path,
+    as `https://evil.top/sbisec/login`: the path may be what alerted)."""
+    text = raw.strip()
+    return _with_authority(text) if _URL_CHARS.search(text) else f"https://{host}/"
 
 
 def undecodable(text: str) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kabuguard.intel.phish.domains import Host, Target
+from kabuguard.intel.phish.domains import Host, Target, web_url
 from kabuguard.intel.phish.score import ScoringConfig, Verdict, looks_random
 
 _DIGITS = re.compile(r"[0-9]+")
@@ -56,7 +56,7 @@ def indicator(verdict: Verdict, first_seen: str) -> Indicator:
     """The indicator for an alert; call only for verdicts that alert (they carry a brand)."""
     assert verdict.brand is not None and verdict.brand_name is not None
     reasons = tuple(f"{r.code}:{r.detail}" if r.detail else r.code for r in verdict.reasons)
-    url = verdict.input if "://" in verdict.input else f"https://{verdict.host}/"
+    url = web_url(verdict.input, verdict.host)
     return Indicator(verdict.registered_domain, url, verdict.brand, verdict.brand_name, verdict.score, first_seen, reasons,
                      verdict.registered_domain_ascii, verdict.host_ascii)
 

@@ -28,21 +28,26 @@ class RecordError(ValueError):
 
 
 def _first_seen(value: object) -> str:
-    """An RFC 3339 instant from epoch seconds or a timestamp with an offset; now when absent."""
+    """An RFC 3339 instant from epoch seconds or a timestamp with an offset; now when absent.
+
+    Anything else present (an object, a list, true, "") is an error, not now: a stamp silently
+    replaced by the time of reading would date old phish as new."""
+    if value is None:
+        return datetime.now(UTC).isoformat(timespec="seconds")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
             return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")
         except (OverflowError, OSError, ValueError):  # 1e20, Infinity, NaN
             raise RecordError(f"first-seen time {value!r} is not an instant") from None
-    if isinstance(value, str) and value:
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise RecordError(f"first-seen time {value!r} is not an RFC 3339 timestamp") from None
-        if moment.tzinfo is None:
-            raise RecordError(f"first-seen time {value!r} has no UTC offset")
-        return value
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    if not isinstance(value, str):
+        raise RecordError(f"first-seen time {value!r} is neither epoch seconds nor an RFC 3339 timestamp")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise RecordError(f"first-seen time {value!r} is not an RFC 3339 timestamp") from None
+    if moment.tzinfo is None:
+        raise RecordError(f"first-seen time {value!r} has no UTC offset")
+    return value
 
 
 def domains_of(line: str) -> tuple[list[str], str]:
@@ -141,14 +146,18 @@ class Monitor:
         self.seen: dict[str, None] = {}  # insertion order: the oldest first
 
     def check(self, domain: str, first_seen: str) -> tuple[Verdict, Indicator] | None:
-        """Score a domain not seen lately; the verdict and indicator if it alerts."""
-        host = domain.strip().lower().removeprefix("*.")
-        if host in self.seen:
+        """Score a domain not seen lately; the verdict and indicator if it alerts.
+
+        Raises ValueError for a name that is no host, each time it comes: only a parsed host is
+        remembered, so a repeated bad name is rejected again rather than skipped unseen."""
+        name = domain.strip().removeprefix("*.")
+        key = name.lower()  # case kept for the parse: a path's case is part of the URL
+        if key in self.seen:
             return None
-        self.seen[host] = None
+        target = parse_target(name)
+        self.seen[key] = None
         if len(self.seen) > self.remember:
             del self.seen[next(iter(self.seen))]
-        target = parse_target(host)
         verdict = self.scorer.score_target(target)
         if not verdict.alert(self.threshold) and not verdict.official and self.known is not None:
             verdict = self._from_known(verdict, target, self.known)
