@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,15 @@ def test_an_official_domain_written_as_a_url_is_refused_by_brand_and_value(tmp_p
         path.write_text(yaml.safe_dump({"brands": [{**base, "official_domains": [value]}]}), encoding="utf-8")
         with pytest.raises(RegistryError, match=f"brand example-sec: official domain '{value}' is not a host name"):
             load_registry(str(path))
+
+
+@pytest.mark.parametrize("field", ["corroborators", "neighbours", "include"])
+def test_a_registry_word_list_written_as_one_string_is_refused_by_name(tmp_path: Path, field: str) -> None:
+    """`corroborators: kabu` was read letter by letter: k, a, b, u each turned a group token into evidence."""
+    path = tmp_path / "ours.yaml"
+    path.write_text(f"name: ours\n{field}: kabu\nbrands:\n  - id: our-sec\n    official_domains: [example-sec.co.jp]\n",
+                    encoding="utf-8")
+    with pytest.raises(RegistryError, match=re.escape(f"{path}: `{field}` must be a list of non-empty strings, got 'kabu'")):
+        load_registry(str(path))
+    path.write_text(path.read_text(encoding="utf-8").replace(f"{field}: kabu", f"{field}: [securities-jp]"), encoding="utf-8")
+    assert load_registry(str(path)).brands

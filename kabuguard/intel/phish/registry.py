@@ -87,14 +87,15 @@ def _read(source: str) -> tuple[dict, str]:
     return data, where
 
 
-def _texts(entry: dict, key: str, where: str, brand_id: str) -> list[str]:
-    """A list of non-empty strings, or a clear error: a bare string would be read letter by
-    letter, and an empty token would match everything."""
+def _texts(entry: dict, key: str, where: str) -> list[str]:
+    """A list of non-empty strings, or a clear error naming `where` (the file, and the brand for
+    a brand's field): a bare string would be read letter by letter, and an empty token would
+    match everything."""
     value = entry.get(key)
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) and compact(v.strip()) for v in value):
-        raise RegistryError(f"{where}: brand {brand_id}: `{key}` must be a list of non-empty strings, got {value!r}")
+        raise RegistryError(f"{where}: `{key}` must be a list of non-empty strings, got {value!r}")
     return [v.strip() for v in value]
 
 
@@ -102,19 +103,20 @@ def _brand(entry: dict, where: str) -> Brand:
     brand_id = entry.get("id", "")
     if not _ID.match(str(brand_id)):
         raise RegistryError(f"{where}: brand id {brand_id!r} must be lower-case letters, digits and hyphens")
-    domains = _texts(entry, "official_domains", where, brand_id)
+    at = f"{where}: brand {brand_id}"
+    domains = _texts(entry, "official_domains", at)
     if not domains:
-        raise RegistryError(f"{where}: brand {brand_id} needs official_domains (its real registered domains)")
+        raise RegistryError(f"{at} needs official_domains (its real registered domains)")
     officials = tuple(d.lower().strip(".") for d in domains)
     for domain in officials:
         if not is_host_name(domain):  # `https://www.example-sec.co.jp/` read as `https:` made the firm's own domain alert
-            raise RegistryError(f"{where}: brand {brand_id}: official domain {domain!r} is not a host name; write the "
+            raise RegistryError(f"{at}: official domain {domain!r} is not a host name; write the "
                                 f"domain alone, without scheme, port, path or @ (example-sec.co.jp)")
     # The registered label of each official domain is a token too (`sbisec` for sbisec.co.jp), but
     # not a host on a shared domain (kabu.dmm.com would make `kabu` a token), and a label listed
     # under shared_tokens stays weak (kabu.com's `kabu` is also the common word for stock).
-    shared = {compact(t) for t in _texts(entry, "shared_tokens", where, brand_id)}
-    tokens = {compact(t) for t in _texts(entry, "tokens", where, brand_id)}
+    shared = {compact(t) for t in _texts(entry, "shared_tokens", at)}
+    tokens = {compact(t) for t in _texts(entry, "tokens", at)}
     for domain in officials:
         host = split_host(domain)
         if host.registered == host.host and not host.subdomain and len(host.registered) > len(host.suffix) + 4:
@@ -122,12 +124,12 @@ def _brand(entry: dict, where: str) -> Brand:
     return Brand(
         id=brand_id,
         name=entry.get("name", brand_id),
-        names=tuple([entry.get("name", brand_id), *_texts(entry, "names", where, brand_id),
-                     *_texts(entry, "aliases", where, brand_id)]),
+        names=tuple([entry.get("name", brand_id), *_texts(entry, "names", at),
+                     *_texts(entry, "aliases", at)]),
         official_domains=officials,
         tokens=tuple(sorted(tokens - shared)),
         shared_tokens=tuple(sorted(shared)),
-        login_paths=tuple(p.lower() for p in _texts(entry, "login_paths", where, brand_id)),
+        login_paths=tuple(p.lower() for p in _texts(entry, "login_paths", at)),
     )
 
 
@@ -144,11 +146,11 @@ def load_registry(*sources: str) -> Registry:
         if where in seen:
             return
         seen.append(where)
-        for included in data.get("include", []):
+        for included in _texts(data, "include", where):
             visit(included)
         names.append(data.get("name", Path(where).stem))
-        corroborators.update(compact(w) for w in data.get("corroborators", []))
-        neighbours.update(compact(w) for w in data.get("neighbours", []))
+        corroborators.update(compact(w) for w in _texts(data, "corroborators", where))
+        neighbours.update(compact(w) for w in _texts(data, "neighbours", where))
         for entry in data.get("brands", []):
             brand = _brand(entry, where)
             brands[brand.id] = brand
