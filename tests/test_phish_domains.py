@@ -67,3 +67,27 @@ def test_a_web_scheme_with_any_slashes_or_none_is_followed_by_the_host(url: str)
     """Browsers go to the host after `https:` whatever the slashes; the scheme word was read as the host."""
     t = parse_target(url)
     assert (t.host.host, t.path) == ("www.sbisec-login.top", "/etgate")
+
+
+@pytest.mark.parametrize(("bare", "address"), [("127.1", "127.0.0.1"), ("0x7f000001", "127.0.0.1"),
+                                               ("3232235777", "192.168.1.1"), ("192.168.1.1", "192.168.1.1")])
+def test_a_bare_number_is_the_address_its_url_visits(bare: str, address: str) -> None:
+    """`127.1` on a line was a domain under the suffix `1`, `http://127.1/` the address 127.0.0.1."""
+    for text in (bare, f"http://{bare}/"):
+        host = parse_target(text).host
+        assert (host.host, host.is_ip, host.registered) == (address, True, address), text
+
+
+@pytest.mark.parametrize("text", ["1.2.3.4.5", "http://1.2.3.4.5/", "999.1.1.1", "http://999.1.1.1/", "www.example.0x1f",
+                                  "login.sbisec.123", "-", "_", "---", "http://-/", "sbisec.-.top", "-sbisec.top", "sbisec-.top",
+                                  "_sbisec.top", "ѕbisec-.com", "http://sbisec-login.top:99999/", "http://sbisec-login.top:port/"])
+def test_no_host_a_browser_would_refuse_is_scored(text: str) -> None:
+    """`1.2.3.4.5` was scored as the domain `4.5`, `999.1.1.1` as an IP, `-` and `_` as hosts, and a
+    port past 65535 or not a number was ignored."""
+    with pytest.raises(ValueError):
+        parse_target(text)
+
+
+def test_inner_hyphens_and_underscores_stay_host_names() -> None:
+    for host in ("my_site.blogspot.com", "smbc--card.top", "xn--bisec-g2e.com", "a.b.1x", "0x.example.com", "http://a.b:8443/"):
+        assert parse_target(host).host.host, host

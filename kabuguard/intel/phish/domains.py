@@ -25,7 +25,10 @@ _WEB_START = re.compile(r"(https?|ftp|wss?):[/\\]*|[/\\]{2,}", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a tab or NUL inside a line glues fields; urlsplit drops tabs
 # Bytes that were not UTF-8, as the readers keep them (errors="surrogateescape").
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
-_ASCII_HOST = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*\.?")
+# A label starts and ends with a letter or digit: `-`, `_` or `---` name no host.
+_ASCII_LABEL = r"[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?"
+_ASCII_HOST = re.compile(rf"{_ASCII_LABEL}(?:\.{_ASCII_LABEL})*\.?")
+_HEX_NUMBER = re.compile(r"0x[0-9a-f]*")
 MAX_HOST = 253  # DNS's limit; longer is no host, and matching grows with the square of its length
 # What a browser reads as a dot, and what it drops from a host name (soft hyphen, zero widths).
 _HOST_FOLD = {0x3002: ".", 0xFF0E: ".", 0xFF61: ".", 0x00AD: None, 0x200B: None, 0x200C: None,
@@ -152,20 +155,25 @@ def _is_ip(host: str) -> bool:
         return True
     if not host[-1:].isdigit():  # no TLD ends in a digit
         return False
-    parts = host.split(".")
-    return len(parts) == 4 and all(p.isdigit() for p in parts)
+    try:
+        ipaddress.IPv4Address(host)  # `999.1.1.1` is none
+    except ValueError:
+        return False
+    return True
 
 
 def is_host_name(host: str) -> bool:
     """Whether a lower-case text is a host name: labels of letters (any script, for IDN), digits,
-    hyphens and underscores between dots, or an IP address. Quotes, commas, tabs, `@` or NUL are
-    no host: scored as one, they would be shared and sent for takedown as written."""
+    hyphens and underscores between dots, each label starting and ending with no hyphen or
+    underscore, or an IP address. Quotes, commas, tabs, `@` or NUL are no host: scored as one,
+    they would be shared and sent for takedown as written."""
     if host.isascii():
         return _ASCII_HOST.fullmatch(host) is not None or _is_ipv6(host)
     # An internationalised label is one IDNA takes (`ヤマダ・デンキ` too: its middle dot is no
     # letter); its ASCII characters are still letters, digits, hyphens and underscores only.
     return all(0 < len(label) <= 63 and all(c.isalnum() or c in "-_" for c in label if c.isascii())
-               and _idna_label(label) for label in host.removesuffix(".").split("."))
+               and label[0] not in "-_" and label[-1] not in "-_" and _idna_label(label)
+               for label in host.removesuffix(".").split("."))
 
 
 def _idna_label(label: str) -> bool:
@@ -210,10 +218,7 @@ def parse_target(raw: str) -> Target:
     """
     text = raw.strip()
     if text.isascii() and not _URL_CHARS.search(text):  # a bare domain, as streams carry them
-        host = text.lower().lstrip("*.")
-        if not host or len(host) > MAX_HOST or not is_host_name(host):
-            raise ValueError(_not_a_host(raw))
-        return Target(raw=raw, host=split_host(host), path="")
+        return Target(raw=raw, host=split_host(_checked_host(text.lstrip("*."), raw)), path="")
     if not text.isascii() and undecodable(text):
         raise ValueError(f"not valid UTF-8: {raw[:80]!r}")
     if _CONTROL.search(text):
@@ -223,12 +228,10 @@ def parse_target(raw: str) -> Target:
     # A browser reads `\` as `/` in a web URL: `http://evil.com\@www.sbisec.co.jp/` goes to evil.com.
     parts = urlsplit(_with_authority(text).replace("\\", "/"))
     try:
-        host = parts.hostname
+        host, _ = parts.hostname, parts.port  # a port past 65535 or not a number is no URL either
     except ValueError as exc:
         raise ValueError(f"unparseable URL {raw!r}: {exc}") from None
-    host = _as_browsers_read(host) if host else host
-    if not host or len(host) > MAX_HOST or not is_host_name(host):
-        raise ValueError(_not_a_host(raw))
+    host = _checked_host(host or "", raw)
     path = parts.path + ("?" + parts.query if parts.query else "")
     userinfo = parts.netloc.rpartition("@")[0].lower()
     return Target(raw=raw, host=split_host(host), path="" if path == "/" else path.lower(), userinfo=userinfo)
@@ -258,26 +261,51 @@ def undecodable(text: str) -> bool:
 
 
 def _not_a_host(raw: str) -> str:
-    return (f"no host name of at most {MAX_HOST} characters (letters, digits and hyphens between dots) "
-            f"in {raw[:80]!r}")
+    return (f"no host name of at most {MAX_HOST} characters (letters, digits and hyphens between dots, "
+            f"no label starting or ending with a hyphen) in {raw[:80]!r}")
+
+
+def _checked_host(host: str, raw: str) -> str:
+    """The host a browser visits, or ValueError: the same check for a bare domain and a URL's host,
+    so `127.1` and `http://127.1/` are one address."""
+    host = _as_browsers_read(host)
+    if not host or len(host) > MAX_HOST or not is_host_name(host):
+        raise ValueError(_not_a_host(raw))
+    return host
 
 
 def _as_browsers_read(host: str) -> str:
     """The host a browser would visit: percent-decoded, full-width letters folded (NFKC),
-    ideographic full stops as dots, soft hyphens and zero-width characters dropped. Otherwise
-    `ＳＢＩＳＥＣ.co.jp` or `sbisec.co.jp。evil.com` would be judged as some other host."""
+    ideographic full stops as dots, soft hyphens and zero-width characters dropped, a host ending
+    in a number read as an IPv4 address. Otherwise `ＳＢＩＳＥＣ.co.jp` or
+    `sbisec.co.jp。evil.com` would be judged as some other host."""
     if "%" in host:
         host = unquote(host)
-    if host.isascii():
-        return _numeric_ipv4(host.lower()) or host.lower()
-    return unicodedata.normalize("NFKC", host).translate(_HOST_FOLD).lower()
+    host = host.lower() if host.isascii() else unicodedata.normalize("NFKC", host).translate(_HOST_FOLD).lower()
+    return _numeric_ipv4(host) if _ends_in_number(host) else host
 
 
-def _numeric_ipv4(host: str) -> str | None:
+def _ends_in_number(host: str) -> bool:
+    """Whether the last label is a number (decimal or 0x hex): a browser then reads the host as
+    an IPv4 address or refuses it; no TLD is a number (WHATWG URL, "ends in a number")."""
+    last = host.removesuffix(".").rpartition(".")[2]
+    return last.isdigit() or (last[:2] == "0x" and _HEX_NUMBER.fullmatch(last) is not None)
+
+
+def _numeric_ipv4(host: str) -> str:
     """The dotted address a browser reads in a host whose last label is a number (the WHATWG URL
     rules): `3232235777`, `0xc0a80101` and `0300.0250.1.1` all visit 192.168.1.1, and phishing
-    links spell addresses so to pass as something else. None when the host is no such number."""
-    labels = host.removesuffix(".").split(".")
+    links spell addresses so to pass as something else. ValueError when it is no address
+    (`1.2.3.4.5`, `999.1.1.1`): a browser refuses it, and as a name its `4.5` would be scored."""
+    value = _ipv4_value(host.removesuffix(".").split("."))
+    if value is None:
+        raise ValueError(f"{host[:80]!r} ends in a number but is no IPv4 address")
+    return str(ipaddress.IPv4Address(value))
+
+
+def _ipv4_value(labels: list[str]) -> int | None:
+    """The address of one to four numbers (decimal, 0x hex, 0-led octal), the last filling the
+    bytes left; None when the labels are no such address."""
     if not 1 <= len(labels) <= 4 or not all(labels):
         return None
     numbers = []
@@ -291,5 +319,4 @@ def _numeric_ipv4(host: str) -> str | None:
     *head, last = numbers
     if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
         return None
-    value = sum(n << 8 * (3 - i) for i, n in enumerate(head)) + last
-    return str(ipaddress.IPv4Address(value))
+    return sum(n << 8 * (3 - i) for i, n in enumerate(head)) + last
