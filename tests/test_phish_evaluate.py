@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from kabuguard.cli.phish import phish
 from kabuguard.intel.phish.baselines import CatcherBaseline, DnstwistBaseline
 from kabuguard.intel.phish.domains import Target, parse_target
-from kabuguard.intel.phish.evaluate import HELD_OUT_YEARS, TUNING_YEARS, Row, evaluate, label_mapper, read_jpcert, token_oracle
+from kabuguard.intel.phish.evaluate import (HELD_OUT_YEARS, TUNING_YEARS, Row, evaluate, label_mapper, label_token_oracle, read_jpcert,
+                                           token_oracle)
 from kabuguard.intel.phish.registry import load_registry
 
 JPCERT = Path(__file__).parents[2] / "shared" / "data" / "jpcert"
@@ -92,6 +93,14 @@ def test_wrong_attributions_split_by_whether_the_url_spells_the_label() -> None:
     [year] = result.to_dict()["years"]
     assert year["attribution_accuracy"] == pytest.approx(1 / 3, abs=1e-3)
     assert year["wrong_attributions"] == 2 and year["wrong_attributions_label_not_in_url"] == 1
+
+
+def test_the_label_oracle_reads_an_upper_case_url() -> None:
+    """Upper-case letters were dropped, so `https://www.example.top/SMBC-CARD/` did not spell smbc-card."""
+    spells = label_token_oracle(load_registry("cards-jp"))
+    for url in ("https://SMBC-CARD.example.top/", "https://www.example.top/SMBC-CARD/"):
+        assert spells("smbc-card", url), url
+    assert not spells("smbc-card", "https://www.example.top/JCB/")
 
 
 def test_baselines_run_and_attribute() -> None:

@@ -111,8 +111,9 @@ STRATA = ("brand-token", "group-token", "no-token")
 
 
 def _words(text: str) -> tuple[str, list[str]]:
-    """A text's skeleton with only letters and digits, and its runs of letters."""
-    skel = skeleton(text)
+    """A text's skeleton with only letters and digits, and its runs of letters; lower-cased first,
+    since a URL keeps its case (`/SMBC-Card/`) and the skeleton is of lower-case text."""
+    skel = skeleton(text.lower())
     return re.sub(r"[^a-z0-9]", "", skel), [s for s in re.split(r"[^a-z]+", skel) if s]
 
 
