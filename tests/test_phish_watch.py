@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from kabuguard.cli.phish import phish
-from kabuguard.intel.phish.indicators import takedown_text
+from kabuguard.intel.phish.domains import parse_target
+from kabuguard.intel.phish.indicators import IndicatorStore, takedown_text
 from kabuguard.intel.phish.registry import load_registry
 from kabuguard.intel.phish.score import Scorer
 from kabuguard.intel.phish.watch import Monitor, domains_of, load_known, watch
@@ -140,7 +141,17 @@ def test_a_shared_url_names_neither_its_common_subdomain_nor_its_provider(tmp_pa
     urls = "https://sites.google.com/view/sbi-login/home\nhttps://bit.ly/3xYz\nhttps://foo.weebly.com/x\nhttps://docs.google.com/x\n"
     scored = CliRunner().invoke(phish, ["score", "-"], input=urls)
     assert [json.loads(line)["registered_domain"] for line in scored.stdout.splitlines()] == [
-        "sites.google.com/view/sbi-login", "bit.ly/3xyz", "foo.weebly.com", "google.com"]
+        "sites.google.com/view/sbi-login", "bit.ly/3xYz", "foo.weebly.com", "google.com"]
+
+
+def test_a_shortener_link_keeps_the_case_of_its_code(scorer: Scorer) -> None:
+    """`bit.ly/3xYz` was shared as `bit.ly/3xyz`, another link; a peer's `3xYz` then marked `3xyz` too."""
+    store = IndicatorStore(scorer.config)
+    store.confirm(parse_target("https://bit.ly/3xYz?utm=x"), "monex")
+    assert scorer.score("bit.ly/3xYz").registered_domain == "bit.ly/3xYz"
+    assert store.brand_for(parse_target("HTTPS://BIT.LY/3xYz")) == "monex"
+    assert store.brand_for(parse_target("https://bit.ly/3xyz")) is None
+    assert scorer.score("https://sites.google.com/VIEW/SBI-Login").registered_domain == "sites.google.com/view/sbi-login"
 
 
 def test_watch_command_on_a_file_exits_1_on_rejected_records(tmp_path: Path) -> None:

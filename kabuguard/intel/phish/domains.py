@@ -255,6 +255,12 @@ def web_url(raw: str, host: str) -> str:
     return _with_authority(text) if _URL_CHARS.search(text) else f"https://{host}/"
 
 
+def path_as_written(raw: str) -> str:
+    """The path of an input with its case kept (`Target.path` is lower-cased for matching): a
+    shortener's code is case-sensitive, `bit.ly/3xYz` and `bit.ly/3xyz` are two links."""
+    return urlsplit(_with_authority(raw.strip()).replace("\\", "/")).path
+
+
 def undecodable(text: str) -> bool:
     """Whether the line held bytes that are not UTF-8 (read with errors="surrogateescape")."""
     return _UNDECODABLE.search(text) is not None
