@@ -25,16 +25,14 @@ def _table() -> dict[int, str]:
     return table
 
 
-
-
 def skeleton(text: str) -> str:
     """TR39 skeleton of a lower-case label: NFD, map confusables, NFD again, `rn` as `m`.
 
     Combining marks are dropped as well, since a domain reader does not see `é` apart from `e`.
     """
-    if text.isascii():  # the common case: only 0, 1, | and I have ASCII prototypes
+    if text.isascii():  # the common case: only 0, 1 and | have lower-case ASCII prototypes
         # str.replace, several times faster here than str.translate with a table (the hot path)
-        return text.replace("0", "o").replace("1", "l").replace("|", "l").replace("I", "l").replace("rn", "m")
+        return text.replace("0", "o").replace("1", "l").replace("|", "l").replace("rn", "m")
     mapped = unicodedata.normalize("NFD", text).translate(_table())
     if not mapped.isascii():
         mapped = "".join(c for c in unicodedata.normalize("NFD", mapped) if not unicodedata.combining(c))

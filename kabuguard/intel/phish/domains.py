@@ -62,7 +62,8 @@ class Target(NamedTuple):
 
 
 class _SuffixList:
-    """The PSL rules as three sets; a lookup walks a host's labels from the right."""
+    """The PSL rules as look-up tables (rules and wildcards to whether they are private, the
+    exceptions, every rule's tails); a lookup walks a host's labels from the right."""
 
     def __init__(self, text: str) -> None:
         self.rules: dict[str, bool] = {}  # suffix -> is private
