@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,14 @@ def test_found_after_a_start_without_redis_it_answers_degraded_not_500(tmp_path:
             assert client.get("/readyz").json()["state"] == "format mismatch"
     finally:
         server.stop()
+
+
+def test_a_row_of_another_width_is_another_format() -> None:
+    """Rows are lists of floats whatever their width; a version that adds a column to a symbol's
+    row, or a policy with other time-of-day buckets, must not start on the old rows."""
+    policy = load_policy()
+    params = {**policy.detectors["pump_surveillance"], "bucket_minutes": 60}
+    wider = dataclasses.replace(policy, detectors={**policy.detectors, "pump_surveillance": params})
+    default, other = StateCodec(Pipeline(policy)).formats(), StateCodec(Pipeline(wider)).formats()
+    assert default["symbol_tapes.row"] != other["symbol_tapes.row"]
+    assert default["market_marks.row"] == other["market_marks.row"]

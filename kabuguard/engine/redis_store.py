@@ -66,6 +66,7 @@ class StateCodec:
 
     def __init__(self, pipeline: Pipeline) -> None:
         types: dict[str, dict[str, Any]] = {"reference": {"instrument": Instrument}}
+        self._widths: dict[str, int] = {}  # floats per row, by row stage: the schema says only "a list"
         for stage in pipeline.stages:
             slots: dict[str, Any] = {}
             for detectors in stage.by_kind.values():
@@ -74,6 +75,7 @@ class StateCodec:
                     # Rows of floats per key (`Store.rows`) are kept under the detector's own name.
                     if getattr(detector, "row_stage", None):
                         types[detector.row_stage] = {"row": list[float]}
+                        self._widths[detector.row_stage] = detector.fresh_row.size
             types[stage.name] = slots
         # What the pipeline's own hooks keep beside the detectors' states.
         types["account"]["session"] = SessionMemory
@@ -88,7 +90,8 @@ class StateCodec:
         self.types = types
 
     def formats(self) -> dict[str, str]:
-        """Per `stage.slot`, a digest of its type's schema and `STATE_REVISION`.
+        """Per `stage.slot`, a digest of its type's schema and `STATE_REVISION` (and of a row's
+        width: a column added, or a policy's `bucket_minutes` changed, is another format).
 
         Per slot, not one digest for all: a policy that turns a detector on or off adds or
         leaves a slot, which old state survives; only a slot whose format changed cannot."""
@@ -96,7 +99,8 @@ class StateCodec:
         for stage, slots in self.types.items():
             for slot, tp in slots.items():
                 schema = msgspec.json.encode(msgspec.json.schema(tp), order="sorted")
-                out[f"{stage}.{slot}"] = hashlib.sha256(schema + b"/%d" % STATE_REVISION).hexdigest()[:16]
+                width = b"/%d" % self._widths[stage] if stage in self._widths else b""
+                out[f"{stage}.{slot}"] = hashlib.sha256(schema + b"/%d" % STATE_REVISION + width).hexdigest()[:16]
         return out
 
     def decode(self, stage: str, data: bytes) -> dict[str, Any]:
