@@ -126,6 +126,25 @@ def test_a_quiet_symbol_trading_a_few_times_a_day_raises_nothing(tmp_path: Path)
     assert _surges(alerts) == []
 
 
+def test_a_thin_name_s_climb_after_a_silence_is_judged_in_trade_time(tmp_path: Path) -> None:
+    """The first heavy bar after twenty-five quiet minutes, +2%: a thin name's price moves when
+    it trades, so the move counts against its usual move between two trades, not against
+    twenty-five minutes of clock-time drift (which would wait for the next bar)."""
+    s = Stream()
+    m = Market(s, seed=4)
+    for day in range(1, 7):
+        m.quiet_day(day, "9999", trades_per_day=40)
+    for hh, mm in _bar_minutes():
+        when, prev = hh * 60 + mm, m.price["9999"]
+        if when < 9 * 60 + 35 and m.rng.random() < 0.2 or when == 9 * 60 + 35:
+            m.bar(7, hh, mm, "9999", prev + m.rng.choice((-1, 0, 1)), 100 * m.rng.randint(1, 3), prev)
+        elif 10 * 60 <= when <= 10 * 60 + 5:  # the pump: after 09:35, nothing traded until 10:00
+            m.bar(7, hh, mm, "9999", round(prev * 1.02), 6000, prev)
+    alerts, _ = _run(s, tmp_path)
+    first = _surges(alerts)[0]
+    assert first["ts"] == ts(7, 10, 0), first
+
+
 def test_a_volume_and_price_surge_raises_one_alert_per_episode_and_ends_it(tmp_path: Path) -> None:
     s = Stream()
     _thin_with_pump(s)

@@ -9,7 +9,10 @@ orders; every firm sees the market. Per symbol, from its own bars so far (no loo
   Its baseline is a robust EWMA of log pace (winsorised, with its mean absolute deviation) plus a
   time-of-day profile (`bucket_minutes`), learned over `baseline_minutes` of trading.
 - **price**: each bar's log return, less the market's move, in the symbol's own volatility per
-  elapsed minute; a decayed sum over `price_window_minutes` catches a climb as well as a jump.
+  elapsed minute, or, when smaller, in its usual move from one bar to the next within a session:
+  a thin name's price moves when it trades, so a climb after twenty silent minutes is not
+  discounted as twenty minutes' drift. A decayed sum over `price_window_minutes` catches a climb
+  as well as a jump.
   A bar's high counts where its close has already fallen back: a pump over within its first
   minute (`spike_*`).
 - **market**: the median one-minute return and median volume surprise of all symbols, from
@@ -109,9 +112,11 @@ class SymbolTape(msgspec.Struct, gc=False):
 # excess log returns and of volume (about `price_window_minutes` of trading); the current run
 # of elevated bars (its start, the close and index before it; then, of those none of which
 # closed lower net of the market: how many, their summed log-pace surprise, standardised and
-# log returns); then the log-pace offset per time-of-day bucket.
+# log returns); the EWMA of squared excess log return from one bar to the next (within
+# `max_gap_minutes`: no session break); then the log-pace offset per time-of-day bucket.
 (_N, _LAST_US, _LAST_CLOSE, _MARKET_REF, _MU, _DEV, _VAR, _DRIFT, _DRIFT_NORM, _MOVE, _HEAT,
- _SURGE_US, _SURGE_CLOSE, _SURGE_MARKET, _RUN_BARS, _RUN_SURPRISE, _RUN_U, _RUN_MOVE, _PROFILE) = range(19)
+ _SURGE_US, _SURGE_CLOSE, _SURGE_MARKET, _RUN_BARS, _RUN_SURPRISE, _RUN_U, _RUN_MOVE, _TRADE_VAR,
+ _PROFILE) = range(20)
 # What the kernel tells of each bar: an onset (the run's length, 0 none, -1 for a bar without
 # volume or price, which learns nothing), the surge's start, whether the bar keeps an episode hot;
 # and the onset's volume surprise, volume z, price z, price move (of the close, and of the high),
@@ -168,6 +173,7 @@ class PumpSurveillance:
         ])
         fresh = np.zeros(_PROFILE + buckets)
         fresh[_DEV], fresh[_VAR] = p("prior_log_pace_deviation"), p("prior_sigma_per_minute") ** 2
+        fresh[_TRADE_VAR] = fresh[_VAR]
         self.fresh_row = fresh
 
     def initial(self) -> SymbolTape:
@@ -414,11 +420,20 @@ def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarr
             var = row[_VAR]
             if var < min_var:
                 var = min_var
-            scale = math.sqrt(var) if gap == 1.0 else math.sqrt(var * gap)
+            spread = var if gap == 1.0 else var * gap
+            within = (now - row[_LAST_US]) / _MIN_US <= max_gap  # no session break in between
+            if within and gap > 1.0 and n >= warmup:
+                # A thin name's price moves when it trades, not with the clock: a move after a
+                # silence is judged against its usual move from one trade to the next, when less.
+                per_trade = row[_TRADE_VAR] if row[_TRADE_VAR] > var else var
+                if per_trade < spread:
+                    spread = per_trade
+            scale = math.sqrt(spread)
             u = excess / scale
             decay = decay_one if gap == 1.0 else math.exp(-gap * inv_window)
         else:
             gap, excess, u, decay, scale = max_gap, 0.0, 0.0, 0.0, 1.0  # a first bar: no return to scale
+            within = False
         pace = math.log(volume[i] / (gap if gap < horizon else horizon))
         surprise = pace - row[_MU] - row[_PROFILE + bucket]
         if busy > 0.0:
@@ -518,6 +533,11 @@ def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarr
             sq = excess * excess / gap
             cap = _WINSOR * _WINSOR * (var if var > min_var else min_var)
             row[_VAR] = var + slow * ((sq if sq < cap else cap) - var)
+            if within:
+                trade_var = row[_TRADE_VAR]
+                sq = excess * excess
+                cap = _WINSOR * _WINSOR * (trade_var if trade_var > min_var else min_var)
+                row[_TRADE_VAR] = trade_var + slow * ((sq if sq < cap else cap) - trade_var)
         else:
             row[_MU] = pace
         row[_N] = n + 1.0
