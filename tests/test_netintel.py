@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from kabuguard.netintel import _V4, UNKNOWN, _reserved_v4, _v4_int, country_distance_km, netintel
+from kabuguard.netintel import _V4, UNKNOWN, Network, _reserved_v4, _v4_int, country_distance_km, netintel
 
 
 def test_hosting_mobile_fixed_private_and_invalid_addresses() -> None:
@@ -72,3 +72,54 @@ def test_special_purpose_space_is_no_network_and_mapped_ipv6_is_its_ipv4() -> No
     assert net.lookup("192.0.0.8").country == ""  # the database's "--" is no country
     assert net.lookup("::ffff:153.240.1.1") == net.lookup("153.240.1.1")
     assert net.lookup("153.240.1.1").country == "JP"
+
+
+def test_an_address_between_the_owner_ranges_has_no_owner() -> None:
+    """With IPv6 data loaded geoip2fast gives an IPv4 address in a gap between ASN ranges the
+    owner of the range before it: 1.0.2.127 would be CLOUDFLARENET's (1.0.0.0/24), a hosting
+    network, and so would the rest of 1.0.2.0/24 once the first answer stood for the /24."""
+    from kabuguard.netintel import NetIntel
+
+    net = NetIntel()
+    for ip in ("1.0.2.127", "1.0.2.1", "1.1.4.255"):  # the gaps after 1.0.0.0/24 and 1.1.1.0/24
+        found = net.lookup(ip)
+        assert (found.asn, found.kind) == ("", "unknown"), ip
+    assert net.lookup("1.0.2.127").country == "CN"  # the country ranges have no such gap
+    for ip in ("1.0.0.5", "1.1.1.1"):
+        found = net.lookup(ip)
+        assert (found.asn, found.kind) == ("CLOUDFLARENET", "hosting"), ip
+    # IPv6: geoip2fast checks these against the IPv6 size, so a gap is no owner there already.
+    assert net.lookup("2001:200::1").asn == "WIDE Project"
+    assert net.lookup("2001:256:0:7fff::1") == Network(prefix="2001:256::/48", asn="", country="CN", kind="unknown")
+
+
+def test_a_prefix_is_remembered_only_when_the_owner_range_holds_all_of_it() -> None:
+    """A /24 whose first half is a gap after a wide range and whose second half is another
+    owner's /25: the gap's answer (no owner) must not stand for the /25's addresses, in either order."""
+    from types import SimpleNamespace
+
+    from kabuguard.netintel import NetIntel
+
+    ranges = [(int(ipaddress.ip_address(cidr.split("/")[0])), cidr, name)
+              for cidr, name in (("20.0.0.0/16", "AMAZON-02"), ("20.1.0.128/25", "Example Telecom"))]
+
+    class Database:
+        """geoip2fast as loaded with IPv6 data: the ASN range before an address, whether it holds it or not."""
+
+        def lookup(self, ip: str) -> SimpleNamespace:
+            value = int(ipaddress.ip_address(ip))
+            _, cidr, name = max(r for r in ranges if r[0] <= value)
+            return SimpleNamespace(is_private=False, country_code="US", cidr="20.0.0.0/8", asn_name=name, asn_cidr=cidr)
+
+    for order in (("20.1.0.5", "20.1.0.200"), ("20.1.0.200", "20.1.0.5")):
+        net = NetIntel()
+        net._db = Database()
+        found = {ip: net.lookup(ip) for ip in order}
+        assert (found["20.1.0.5"].asn, found["20.1.0.5"].kind) == ("", "unknown"), order
+        assert found["20.1.0.200"].asn == "Example Telecom", order
+        assert "20.1.0.0/24" not in net._prefixes, order
+    # A /24 wholly in the gap is still remembered, and one an owner's range holds is too.
+    net = NetIntel()
+    net._db = Database()
+    assert net.lookup("20.2.0.1").asn == "" and net.lookup("20.0.7.1").asn == "AMAZON-02"
+    assert {"20.2.0.0/24", "20.0.7.0/24"} <= set(net._prefixes)

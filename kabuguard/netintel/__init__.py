@@ -121,7 +121,7 @@ class NetIntel:
                     if _reserved_v4(value):
                         found = self._prefixes[prefix] = Network(prefix=prefix, asn="", country="", kind="private")
                     else:
-                        found = self._network(prefix, ip, 24)
+                        found = self._network(prefix, ip, value, 32, 24)
                 return found
         # IPv6, the mixed /24s and anything that may not be an address at all.
         try:
@@ -139,26 +139,44 @@ class NetIntel:
             return Network(prefix=prefix, asn="", country="", kind="private")
         found = self._prefixes.get(prefix)
         if found is None:
-            found = self._network(prefix, str(addr), 24 if addr.version == 4 else 48)
+            width = addr.max_prefixlen
+            found = self._network(prefix, str(addr), int(addr), width, 24 if width == 32 else 48)
         return found
 
-    def _network(self, prefix: str, ip: str, bits: int) -> Network:
-        """The owner and country of a public address, from the bundled database; remembered for
-        its whole prefix when the database's ranges for it (country and owner) hold all of it.
+    def _network(self, prefix: str, ip: str, value: int, width: int, bits: int) -> Network:
+        """The owner and country of a public address (`value`, a `width`-bit integer), from the
+        bundled database; remembered for its whole /`bits` prefix when the database's ranges for
+        it (country and owner) hold all of it.
 
         Not otherwise: a /24 split between two countries (one /25 each) would get the country
         of whichever address came first, and a decision would depend on what the process had
-        seen before (the replay and Spark's workers see addresses in different orders)."""
+        seen before (the replay and Spark's workers see addresses in different orders).
+
+        The owner counts only when its range holds the address: with IPv6 data loaded,
+        geoip2fast checks an IPv4 address against the IPv6 size of the ASN range before it, so
+        an address in a gap between ASN ranges (1.0.2.127, after 1.0.0.0/24) would get that
+        range's owner (here CLOUDFLARENET, a hosting network)."""
         row = self._db.lookup(ip)
+        first = value >> (width - bits) << (width - bits)
+        last = first + (1 << (width - bits)) - 1
+        owner = _span(row.asn_cidr)
+        owned = owner is not None and owner[0] <= value <= owner[1]
         if getattr(row, "is_private", False):
             # Special-purpose space the database knows (carrier-grade NAT, multicast): no owner, no country.
             found = Network(prefix=prefix, asn="", country="", kind="private")
         else:
-            asn = row.asn_name or ""
+            asn = (row.asn_name or "") if owned else ""
             code = row.country_code or ""
             country = code if len(code) == 2 and code.isalpha() else ""  # not the database's "--"
             found = Network(prefix=prefix, asn=asn, country=country, kind=self._kind(asn))
-        if _holds(row.cidr, bits) and _holds(row.asn_cidr, bits):
+        if owned:
+            whole = _holds(owner, first, last)
+        else:
+            # In a gap between owners: all of the prefix is when the range before it ends before
+            # the prefix starts and none starts inside it (its last address sees the same range).
+            end = ipaddress.IPv4Address(last) if width == 32 else ipaddress.IPv6Address(last)
+            whole = owner is not None and owner[1] < first and self._db.lookup(str(end)).asn_cidr == row.asn_cidr
+        if whole and _holds(_span(row.cidr), first, last):
             self._prefixes[prefix] = found
         return found
 
@@ -174,10 +192,30 @@ class NetIntel:
         return "fixed"
 
 
-def _holds(cidr: str | None, bits: int) -> bool:
-    """Whether a database range (`a.b.c.d/n`) is as wide as a /`bits` prefix or wider."""
-    _, slash, length = (cidr or "").rpartition("/")
-    return bool(slash) and length.isdigit() and int(length) <= bits
+def _span(cidr: str | None) -> tuple[int, int] | None:
+    """The first and last address, as integers, of a database range (`a.b.c.d/n` or IPv6), or
+    None for no range: compared with the address itself, since geoip2fast's own check is wrong."""
+    start, slash, length = (cidr or "").rpartition("/")
+    if not slash or not length.isdigit():
+        return None
+    if ":" in start:
+        try:
+            first, width = int(ipaddress.IPv6Address(start)), 128
+        except ValueError:
+            return None
+    else:
+        v4 = _v4_int(start)
+        if v4 is None:
+            return None
+        first, width = v4, 32
+    size = width - int(length)
+    return (first, first + (1 << size) - 1) if size >= 0 else None
+
+
+def _holds(span: tuple[int, int] | None, first: int, last: int) -> bool:
+    """Whether a database range holds all of the prefix from `first` to `last`, not merely one
+    as wide: a range that does not hold the address must not decide for its prefix."""
+    return span is not None and span[0] <= first and last <= span[1]
 
 
 @cache
