@@ -410,6 +410,7 @@ def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarr
         # -- score
         if n != 0.0:
             gap = (now - row[_LAST_US]) / _MIN_US
+            within = gap <= max_gap  # no session break in between
             if gap > max_gap:
                 gap = max_gap
             elif gap < 1.0:
@@ -421,7 +422,6 @@ def _bars(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarr
             if var < min_var:
                 var = min_var
             spread = var if gap == 1.0 else var * gap
-            within = (now - row[_LAST_US]) / _MIN_US <= max_gap  # no session break in between
             if within and gap > 1.0 and n >= warmup:
                 # A thin name's price moves when it trades, not with the clock: a move after a
                 # silence is judged against its usual move from one trade to the next, when less.
