@@ -26,7 +26,7 @@ from kabuguard.evaluate.inputs import (
     SymbolAlert,
     alert_type,
 )
-from kabuguard.evaluate.metrics import AccountOf, Calendar, order_value, ratio, stopped
+from kabuguard.evaluate.metrics import AccountOf, Calendar, Decided, order_value, ratio, stopped
 
 # (instant, what raised it) sorted by instant, per account or per symbol.
 Leads = dict[str, list[tuple[int, str]]]
@@ -85,9 +85,8 @@ def _first_at_or_after(items: list[tuple[int, str]], start_us: int) -> tuple[int
     return items[i] if i < len(items) else None
 
 
-def _group(labels: dict[str, Label], decisions: dict[int, Decision], account_of: AccountOf) -> dict[str, _Campaign]:
-    """Fraudulent events per campaign; an undecided one still counts, at its labelled time.
-    `decisions`: each label's decision, by the label's `id()` (`Run.label_of` paired them)."""
+def _group(labels: dict[str, Label], decisions: Decided, account_of: AccountOf) -> dict[str, _Campaign]:
+    """Fraudulent events per campaign; an undecided one still counts, at its labelled time."""
     campaigns: dict[str, _Campaign] = defaultdict(_Campaign)
     for label in labels.values():
         if not (label.fraud and label.campaign_id):
@@ -111,7 +110,7 @@ def _group(labels: dict[str, Label], decisions: dict[int, Decision], account_of:
 
 
 def campaigns(
-    labels: dict[str, Label], decisions: dict[int, Decision], account_of: AccountOf, leads: Leads, cal: Calendar
+    labels: dict[str, Label], decisions: Decided, account_of: AccountOf, leads: Leads, cal: Calendar
 ) -> list[dict]:
     """One row per labelled campaign with its detection delay.
 

@@ -111,6 +111,7 @@ def _missing_label_fields(run: Run) -> dict[str, str]:
 def compute(run: Run) -> dict:
     """Every metric of metrics.json from validated inputs."""
     pairs = [(d, label) for d in run.decisions if (label := run.label_of(d)) is not None]
+    decided: m.Decided = {id(label): d for d, label in pairs}
     cal = _calendar(run)
     unavailable = _missing_label_fields(run)
     if not pairs:
@@ -128,7 +129,7 @@ def compute(run: Run) -> dict:
         []
         if "campaigns" in unavailable
         else camp.campaigns(
-            run.labels, {id(label): d for d, label in pairs}, run.account_of, camp.account_leads(run.alerts), cal
+            run.labels, decided, run.account_of, camp.account_leads(run.alerts), cal
         )
     )
     return {
@@ -143,13 +144,13 @@ def compute(run: Run) -> dict:
         "value_stopped": m.order_value(pairs),
         "victims_stopped_before_first_order": None
         if "victims_stopped_before_first_order" in unavailable
-        else m.victims_stopped(pairs, run.labels.values(), run.account_of),
+        else m.victims_stopped(decided, run.labels.values(), run.account_of),
         "false_positive_rate_by_group": None
         if "false_positive_rate_by_group" in unavailable
         else m.false_positives_by_group(pairs),
         "false_positive_reasons": m.false_positive_reasons(pairs),
         "attack_styles": None if "attack_styles" in unavailable else m.by_attack_style(pairs),
-        "roles": None if "roles" in unavailable else m.by_role(pairs, run.labels.values()),
+        "roles": None if "roles" in unavailable else m.by_role(pairs, run.labels.values(), decided),
         "campaigns": campaign_rows,
         "campaign_summary": camp.campaign_summary(campaign_rows),
         "workload": m.workload(run.alerts, run.decisions, cal),

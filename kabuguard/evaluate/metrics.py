@@ -15,6 +15,8 @@ from datetime import datetime, timedelta, timezone
 from kabuguard.evaluate.inputs import DAY_US, MINUTE_US, Alert, Decision, Label, SymbolAlert, alert_type
 
 Pair = tuple[Decision, Label]
+# Each label's decision, by the label's `id()` (`Run.label_of` paired them): built once per run.
+Decided = dict[int, Decision]
 # An event's account, from its decision when it has one, else from its label (`Run.account_of`).
 AccountOf = Callable[[Decision | None, Label], str | None]
 
@@ -126,7 +128,7 @@ def by_attack_style(pairs: list[Pair]) -> dict[str, dict]:
     return {style: order_value(group) for style, group in sorted(styles.items())}
 
 
-def by_role(pairs: list[Pair], labels: Iterable[Label]) -> dict[str, dict]:
+def by_role(pairs: list[Pair], labels: Iterable[Label], decided: Decided) -> dict[str, dict]:
     """order_value for hijacked accounts (`victim`) and for the attackers' own accounts
     (`attacker`), the latter split at its campaign's first event in a hijacked account.
 
@@ -137,11 +139,11 @@ def by_role(pairs: list[Pair], labels: Iterable[Label]) -> dict[str, dict]:
     campaign table dates campaigns. Attackers' orders labelled with no campaign have no such
     event: they are `attacker_without_campaign`, neither before nor after it.
     """
-    decided = {id(label): d.ts_us for d, label in pairs}
     first_hijack: dict[str, int] = {}
     for label in labels:
         if label.fraud and label.role == "victim" and label.campaign_id:
-            ts_us = decided.get(id(label), label.ts_us)
+            d = decided.get(id(label))
+            ts_us = label.ts_us if d is None else d.ts_us
             if ts_us is not None:
                 first_hijack[label.campaign_id] = min(ts_us, first_hijack.get(label.campaign_id, ts_us))
     groups: dict[str, list[Pair]] = defaultdict(list)
@@ -160,7 +162,7 @@ def by_role(pairs: list[Pair], labels: Iterable[Label]) -> dict[str, dict]:
     return {role: order_value(group) for role, group in sorted(groups.items())}
 
 
-def victims_stopped(pairs: list[Pair], labels: Iterable[Label], account_of: AccountOf, limit: int = 20) -> dict:
+def victims_stopped(decided: Decided, labels: Iterable[Label], account_of: AccountOf, limit: int = 20) -> dict:
     """Hijacked accounts stopped before their first fraudulent order could go through.
 
     Only the events labelled `victim` count: an attacker's own orders on an account its campaign
@@ -170,7 +172,6 @@ def victims_stopped(pairs: list[Pair], labels: Iterable[Label], account_of: Acco
     and so is an account with an undecided order of unknown time (no decision, no `ts` in its
     label), which may have been the first.
     """
-    decided = {id(label): d for d, label in pairs}
     events: dict[str, list[tuple[int, Label, Decision | None]]] = defaultdict(list)
     untimed: set[str] = set()  # accounts with an undecided order of unknown time
     for label in labels:
