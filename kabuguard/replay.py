@@ -9,6 +9,7 @@ merged, so memory stays bounded whatever the length of the history.
 from __future__ import annotations
 
 import gc
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ class ReplaySummary:
     events: int = 0
     duplicates: int = 0
     rejected: int = 0
+    # Rejected lines per input file: a whole file rejected is the wrong file, not bad lines.
+    rejected_files: dict[str, int] = field(default_factory=dict)
     decisions: dict[str, int] = field(default_factory=dict)
     alerts: dict[str, int] = field(default_factory=dict)
     out_dir: Path = Path(".")
@@ -127,7 +130,8 @@ def replay(paths: Iterable[str | Path], out_dir: str | Path, policy: Policy | No
     try:
         with TotalOrder(spill_after, workdir=out) as order:
             n_files = read_into(paths, order.add, rejected, quiet)
-            summary = ReplaySummary(files=n_files, rejected=len(rejected), out_dir=out)
+            summary = ReplaySummary(files=n_files, rejected=len(rejected),
+                                    rejected_files=dict(Counter(r.file for r in rejected)), out_dir=out)
             _decide(order, Pipeline(policy), summary, quiet)
     finally:  # an interrupted run still says which lines it rejected
         with (out / "rejected.jsonl").open("wb") as fh:

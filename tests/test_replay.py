@@ -96,6 +96,21 @@ def test_cli_exit_codes_and_help(tmp_path: Path, stream: Stream) -> None:
         assert runner.invoke(main, [command, "--help"]).exit_code == 0, command
 
 
+def test_rejected_lines_are_counted_by_file_and_a_simulator_answer_key_is_named(tmp_path: Path, stream: Stream) -> None:
+    """A simulator's folder replayed whole reads labels.jsonl as events: the exit says which files
+    the rejected lines came from and what labels.jsonl is, not only a count."""
+    sim = tmp_path / "sim"
+    (sim / "events").mkdir(parents=True)
+    good = stream.write(sim / "events" / "e.jsonl")
+    (sim / "events" / "bad.jsonl").write_text(good.read_text().splitlines()[0] + "\n{oops\n")
+    (sim / "labels.jsonl").write_text("".join(json.dumps({"event_id": e["event_id"], "fraud": False}) + "\n"
+                                              for e in stream.events[:5]))
+    result = CliRunner().invoke(main, ["replay", str(sim), "--out", str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 1
+    assert f"6 rejected lines (5 in {sim / 'labels.jsonl'}, 1 in {sim / 'events' / 'bad.jsonl'})" in result.stderr
+    assert "replay its events/ folder" in result.stderr
+
+
 def test_a_malformed_policy_is_a_usage_error_naming_the_key(tmp_path: Path, stream: Stream) -> None:
     raw = yaml.safe_load((Path(kabuguard.policy.__file__).parent / "default.yaml").read_text())
     del raw["bias"]["account_change"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -71,8 +72,21 @@ def replay(paths: tuple[str, ...], out_dir: str, policy_path: str | None, quiet:
     )
     click.echo(f"written to {summary.out_dir}")
     if summary.rejected:
-        click.echo(f"{summary.rejected} rejected lines: see {summary.out_dir / 'rejected.jsonl'}", err=True)
+        click.echo(rejection_line(summary), err=True)
         sys.exit(1)
+
+
+def rejection_line(summary: ReplaySummary, shown: int = 3) -> str:
+    """How many lines were rejected, from which files (the most first), and where they are listed.
+    A simulator's folder replayed whole reads its answer key as events: that is said outright."""
+    by_file = sorted(summary.rejected_files.items(), key=lambda item: (-item[1], item[0]))
+    files = ", ".join(f"{n} in {name}" for name, n in by_file[:shown])
+    more = f" and {len(by_file) - shown} more files" if len(by_file) > shown else ""
+    line = f"{summary.rejected} rejected lines ({files}{more}): see {summary.out_dir / 'rejected.jsonl'}"
+    if any(Path(name).name == "labels.jsonl" for name in summary.rejected_files):
+        line += ("\nlabels.jsonl is the simulator's answer key, not events: replay its events/ folder "
+                 "and give labels.jsonl to `kabuguard evaluate --labels`")
+    return line
 
 
 def _run(paths: tuple[str, ...], out_dir: str, policy: Policy, quiet: bool, engine: str, master: str | None,

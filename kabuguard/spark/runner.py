@@ -10,6 +10,7 @@ As in the replay, the INCOMPLETE marker stays in the output folder until the run
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -121,7 +122,9 @@ def replay_spark(paths: Iterable[str | Path], out_dir: str | Path, policy: Polic
         timings.update(w.timings)
     marker.unlink()
     return ReplaySummary(files=len(files), events=n_events, duplicates=counts.get(False, 0) - n_events,
-                         rejected=len(rejected), decisions=verdicts, alerts=alert_types, out_dir=out)
+                         rejected=len(rejected),
+                         rejected_files=dict(Counter(files[row["seq"] >> LINE_BITS] for row in rejected)),
+                         decisions=verdicts, alerts=alert_types, out_dir=out)
 
 
 @contextmanager
