@@ -355,6 +355,21 @@ def test_a_toml_list_of_webhook_urls_is_the_receivers_and_other_shapes_are_refus
             load_settings(config, env={})
 
 
+def test_a_refused_setting_never_shows_a_password_or_secret_it_holds(tmp_path: Path) -> None:
+    """The message printed the refused value whole: a database URL or the webhook secret in a TOML
+    array reached the terminal and CI logs."""
+    config = tmp_path / "kabuguard.toml"
+    for line, shape in (('db = ["postgresql://kg:hunter2@db.example/kg"]', "an array of 1"),
+                        ('webhook_urls = ["https://u:hunter2@h.example/x", 5]', "an array of 2"),
+                        ('webhook_secret = ["hunter2"]', "an array of 1"),
+                        ('state = {url = "redis://:hunter2@h.example/0"}', "a table"),
+                        ('port = "postgresql://kg:hunter2@db.example/kg"', "'postgresql://kg:***@db.example/kg'")):
+        config.write_text(f"[service]\n{line}\n")
+        with pytest.raises(SettingsError) as refused:
+            load_settings(config, env={})
+        assert str(refused.value).endswith(f"got {shape}") and "hunter2" not in str(refused.value), refused.value
+
+
 def test_a_toml_boolean_or_fraction_for_a_number_is_refused_and_a_flag_takes_a_boolean(tmp_path: Path) -> None:
     """`rate_limit = true` ran every key at 1 request a second and `max_batch = 99.9` as 99, without
     a word, where the same values in the environment were refused."""

@@ -173,7 +173,18 @@ def _coerce(name: str, value: Any, kind: Any, origin: str) -> Any:
     except (TypeError, ValueError, OverflowError):
         pass
     shape = "a list of strings or a comma-separated string" if name in _LISTS else kind
-    raise SettingsError(f"{origin}: `{name}` must be {shape}, got {value!r}")
+    raise SettingsError(f"{origin}: `{name}` must be {shape}, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """A refused setting's value for the message, without what a URL's user info or a secret holds:
+    an array or table is told by its shape (its items may be URLs with passwords, or the webhook
+    secret), a string by its redacted form."""
+    if isinstance(value, list):
+        return f"an array of {len(value)}"
+    if isinstance(value, dict):
+        return "a table"
+    return repr(redacted(value)) if isinstance(value, str) else repr(value)
 
 
 def _service_table(path: str | Path) -> dict[str, Any]:
