@@ -176,6 +176,9 @@ def test_a_malformed_policy_is_a_usage_error_naming_the_key(tmp_path: Path, stre
     ("bias.oder", 0.0, "oder"),
     ("containment.campaign_member_wieght", 1.0, "campaign_member_wieght"),
     ("decisions.oder", {"block": 0.1}, "oder"),
+    # Thresholds out of order loaded: block is checked first, so no order was ever reviewed.
+    ("decisions.order.block", 0.4, "`block` (0.4) must be above `review` (0.5)"),
+    ("decisions.login.review", 0.03, "`review` (0.03) must be above `challenge` (0.05)"),
     # Names from a closed vocabulary (the contract's account-change fields, the reason codes): a
     # misspelt one loaded and matched nothing (contact_takeover never fired; email changes weighed 0).
     ("detectors.sensitive_change.contact_fields", ["emial", "phone"], "unknown name(s) ['emial']"),

@@ -215,6 +215,10 @@ def _parse(raw: Any, source: str) -> Policy:
             raise PolicyError(f"{source}: decisions.{kind}: unknown decision(s) {sorted(map(str, unknown))}")
         ordered = sorted(((d, number(levels, d, f"decisions.{kind}.", 0.0, 1.0)) for d in levels),
                          key=lambda item: -_STRENGTH[item[0]])
+        for (strong, above), (weak, below) in zip(ordered, ordered[1:]):
+            if above <= below:  # the stronger decision is checked first: the weaker would never be made
+                raise PolicyError(f"{source}: decisions.{kind}: `{strong}` ({above}) must be above `{weak}` "
+                                  f"({below}), or no {kind} would ever get `{weak}`")
         thresholds[kind] = tuple(ordered)
     detectors = need(raw, "detectors", "")
     if not isinstance(detectors, dict) or not all(isinstance(v, dict) for v in detectors.values()):
