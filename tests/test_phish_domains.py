@@ -91,3 +91,17 @@ def test_no_host_a_browser_would_refuse_is_scored(text: str) -> None:
 def test_inner_hyphens_and_underscores_stay_host_names() -> None:
     for host in ("my_site.blogspot.com", "smbc--card.top", "xn--bisec-g2e.com", "a.b.1x", "0x.example.com", "http://a.b:8443/"):
         assert parse_target(host).host.host, host
+
+
+@pytest.mark.parametrize("text", ["hxxps://www.sbisec-login[.]top/etgate", "hXXps[:]//www(.)sbisec-login(.)top/etgate",
+                                  "https[://]www[dot]sbisec-login[.]top/etgate", "www.sbisec-login{.}top/etgate"])
+def test_a_defanged_url_is_the_url_it_stands_for(text: str) -> None:
+    """Threat feeds and analysts share `hxxps://evil[.]top`: it was refused as a bad IPv6 address
+    without naming the line, so a pasted indicator list lost its defanged entries."""
+    t = parse_target(text)
+    assert (t.host.host, t.path) == ("www.sbisec-login.top", "/etgate")
+
+
+def test_an_unparseable_url_is_named_in_its_error() -> None:
+    with pytest.raises(ValueError, match=r"unparseable URL 'https://\[zz\]/x'"):
+        parse_target("https://[zz]/x")

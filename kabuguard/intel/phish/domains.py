@@ -21,6 +21,10 @@ _URL_CHARS = re.compile(r"[/:?#@\[\s\\]")
 # A web scheme and the slashes after it, however many and whichever way (`https:x`, `http:/x`,
 # `https:\\x`: browsers go to x), or the two a scheme-relative link starts with (`//x`).
 _WEB_START = re.compile(r"(https?|ftp|wss?):[/\\]*|[/\\]{2,}", re.IGNORECASE)
+# How threat feeds and analysts defang what they share so that nobody clicks it: `hxxps://`,
+# `evil[.]com`, `evil(.)com`, `evil[dot]com`, `https[:]//`. No URL or host holds these written so.
+_DEFANGED = re.compile(r"^h(?:xx|\*\*)p(s?)(?=\[?:)|\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\[:\]|\[://\]", re.IGNORECASE)
+_REFANG = {"[.]": ".", "(.)": ".", "{.}": ".", "[dot]": ".", "(dot)": ".", "[:]": ":", "[://]": "://"}
 # Letters, digits, hyphens (and the underscores browsers accept) per label, labels between dots.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a tab or NUL inside a line glues fields; urlsplit drops tabs
 # Bytes that were not UTF-8, as the readers keep them (errors="surrogateescape").
@@ -212,12 +216,20 @@ def split_host(host: str) -> Host:
     )
 
 
+def refanged(text: str) -> str:
+    """`text` with the usual defanging undone (`hxxps://evil[.]com` is `https://evil.com`)."""
+    if "[" not in text and "(" not in text and "{" not in text and text[1:3] not in ("xx", "XX", "**"):
+        return text  # a certificate stream's millions of names a day pass here
+    return _DEFANGED.sub(lambda m: f"http{m.group(1)}" if m.group(0)[:1] in "hH" else _REFANG[m.group(0).lower()],
+                         text)
+
+
 def parse_target(raw: str) -> Target:
-    """Parse a domain or URL as a user or a certificate stream gives it.
+    """Parse a domain or URL as a user or a certificate stream gives it, defanged or not.
 
     Raises ValueError when no host can be found, so callers can reject the line.
     """
-    text = raw.strip()
+    text = refanged(raw.strip())
     if text.isascii() and not _URL_CHARS.search(text):  # a bare domain, as streams carry them
         return Target(raw=raw, host=split_host(_checked_host(text.lstrip("*."), raw)), path="")
     if not text.isascii() and undecodable(text):
@@ -227,8 +239,8 @@ def parse_target(raw: str) -> Target:
     if ":" in text and "/" not in text and _is_ipv6(text):  # a bare IPv6 address, not host:port
         return Target(raw=raw, host=split_host(text.lower()), path="")
     # A browser reads `\` as `/` in a web URL: `http://evil.com\@www.sbisec.co.jp/` goes to evil.com.
-    parts = urlsplit(_with_authority(text).replace("\\", "/"))
     try:
+        parts = urlsplit(_with_authority(text).replace("\\", "/"))  # refuses a bad `[IPv6]` host
         host, _ = parts.hostname, parts.port  # a port past 65535 or not a number is no URL either
     except ValueError as exc:
         raise ValueError(f"unparseable URL {raw!r}: {exc}") from None
@@ -252,14 +264,14 @@ def web_url(raw: str, host: str) -> str:
     """The URL of an input as a browser visits it: a bare domain as `https://host/`, anything
     more as written from its scheme on (`evil.top/sbisec/login`, a domain field carrying a path,
     as `https://evil.top/sbisec/login`: the path may be what alerted)."""
-    text = raw.strip()
+    text = refanged(raw.strip())
     return _with_authority(text) if _URL_CHARS.search(text) else f"https://{host}/"
 
 
 def path_as_written(raw: str) -> str:
     """The path of an input with its case kept (`Target.path` is lower-cased for matching): a
     shortener's code is case-sensitive, `bit.ly/3xYz` and `bit.ly/3xyz` are two links."""
-    return urlsplit(_with_authority(raw.strip()).replace("\\", "/")).path
+    return urlsplit(_with_authority(refanged(raw.strip())).replace("\\", "/")).path
 
 
 def undecodable(text: str) -> bool:
