@@ -19,7 +19,7 @@ from kabuguard.intel.phish.score import Scorer
 from kabuguard.intel.phish.watch import Monitor, domains_of, load_known, watch
 
 
-def cert(*domains: str, seen: float = 1735689600.0) -> str:
+def cert(*domains: object, seen: float = 1735689600.0) -> str:
     return json.dumps({"message_type": "certificate_update", "data": {"seen": seen, "leaf_cert": {"all_domains": list(domains)}}})
 
 
@@ -209,13 +209,16 @@ def test_a_bad_time_a_bad_name_or_a_heartbeat_costs_only_itself(scorer: Scorer) 
         json.dumps({"domain": "sbisec-login4.top", "first_seen": "yesterday"}),
         json.dumps({"message_type": "heartbeat", "timestamp": 1}),  # certstream's keep-alive
         json.dumps({"domains": ["", "sbisec-login5.top"], "seen": 1735689600}),  # one empty name, one good
+        # One name that is no string: the record was rejected whole, its good name never scored.
+        cert("sbisec-login6.top", {"cn": "x"}, 7),
     ]
     alerts, rejected = [], []
     stats = watch(records, Monitor(scorer, scorer.threshold), lambda v, i: alerts.append(i),
                   lambda n, why: rejected.append((n, why)))
-    assert [a.domain for a in alerts] == ["sbisec-login5.top"]
-    assert [n for n, _ in rejected] == [1, 2, 4] and "not an instant" in rejected[0][1]
-    assert stats.records == 4 and stats.rejected == 3
+    assert [a.domain for a in alerts] == ["sbisec-login5.top", "sbisec-login6.top"]
+    assert [n for n, _ in rejected] == [1, 2, 4, 5, 5] and "not an instant" in rejected[0][1]
+    assert [why for _, why in rejected[3:]] == ['{"cn": "x"}: not a name (a JSON string)', "7: not a name (a JSON string)"]
+    assert stats.records == 5 and stats.rejected == 5
 
 
 def test_urls_are_read_as_a_browser_reads_them(scorer: Scorer) -> None:

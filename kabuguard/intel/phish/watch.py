@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from kabuguard.intel.phish.domains import Target, parse_target, undecodable
 from kabuguard.intel.phish.indicators import Indicator, IndicatorStore, indicator
@@ -50,8 +50,9 @@ def _first_seen(value: object) -> str:
     return value
 
 
-def domains_of(line: str) -> tuple[list[str], str]:
-    """The domains in one stream record and when they were first seen; raises RecordError."""
+def domains_of(line: str) -> tuple[list[Any], str]:
+    """The domains in one stream record (as the record has them: `watch` judges each) and when
+    they were first seen; raises RecordError."""
     text = line.strip()
     if not text.isascii() and undecodable(text):
         raise RecordError("not valid UTF-8")
@@ -74,7 +75,7 @@ def domains_of(line: str) -> tuple[list[str], str]:
     data = record.get("data") if isinstance(record.get("data"), dict) else record
     leaf = data.get("leaf_cert") if isinstance(data.get("leaf_cert"), dict) else {}
     found = leaf.get("all_domains") or data.get("domains") or ([data["domain"]] if data.get("domain") else [])
-    if not isinstance(found, list) or not all(isinstance(d, str) for d in found) or not found:
+    if not isinstance(found, list) or not found:
         raise RecordError("no domain in the record (expected data.leaf_cert.all_domains, domains or domain)")
     stamps = (data.get("seen"), data.get("first_seen"), leaf.get("not_before"))
     return found, _first_seen(next((s for s in stamps if s is not None), None))
@@ -213,6 +214,10 @@ def watch(
             domains = []
         for domain in domains:  # one name that does not parse costs only itself
             stats.domains += 1
+            if not isinstance(domain, str):  # a record's names are the feed's JSON: any type
+                stats.rejected += 1
+                reject(stats.records, f"{json.dumps(domain)[:80]}: not a name (a JSON string)")
+                continue
             try:
                 hit = monitor.check(domain, first_seen)
             except ValueError as exc:
