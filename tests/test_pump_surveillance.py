@@ -22,6 +22,7 @@ from kabuguard.detectors.market_factor import MARKET_KEY
 from kabuguard.engine import MemoryStore, Pipeline
 from kabuguard.engine.redis_store import StateCodec
 from kabuguard.events import read_file, total_order
+from kabuguard.events.reader import event_from_dict
 from kabuguard.policy import load_policy
 from kabuguard.replay import replay
 
@@ -651,3 +652,22 @@ def test_on_a_simulated_market_pumps_with_a_footprint_are_caught_fast_and_false_
     assert visible and len(caught) >= 0.8 * len(visible), [ep for ep in visible if ep not in caught]
     symbol_days = len({(b.symbol, b.ts[:10]) for b in bars})
     assert len([a for a in onsets if a["alert_id"] not in explained]) / symbol_days < 0.05
+
+
+def test_a_flat_market_of_an_even_number_of_symbols_leaves_the_index_flat() -> None:
+    """Half the symbols up a tick and half down each minute, then the other way: the market is flat.
+    The upper of the two middle returns was taken as the median, so the index climbed one tick a
+    minute (+1% a minute here) and every symbol's move was judged against a rally that never was."""
+    pipeline = Pipeline()
+    for minute in range(1, 61):
+        bars = []
+        for i in range(20):
+            up = (i < 10) == (minute % 2 == 0)
+            hh, mm = divmod(9 * 60 + minute, 60)
+            bars.append(event_from_dict({
+                "event_id": f"b{i}-{minute}", "type": "market_bar", "symbol": f"S{i}",
+                "ts": f"2025-03-03T{hh:02d}:{mm:02d}:00.000+09:00", "open": 100.0, "high": 101.0, "low": 100.0,
+                "close": 101.0 if up else 100.0, "volume": 1000}))
+        pipeline.process_bars(bars)
+    tape = pipeline.store.get("market", MARKET_KEY)["market_factor"]
+    assert abs(tape.index) < 1e-9

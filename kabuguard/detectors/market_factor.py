@@ -104,18 +104,23 @@ class MarketFactor:
         surprise = 0.0
         if tape.minute >= 0:
             if len(tape.returns) >= self.min_symbols:
-                tape.returns.sort()
-                tape.index += tape.returns[len(tape.returns) // 2]
+                tape.index += _median(tape.returns)
             if len(tape.surprises) >= self.min_symbols:
-                tape.surprises.sort()
-                median = tape.surprises[len(tape.surprises) // 2]
                 bucket = tape.minute % _DAY_MIN // self.bucket_minutes
-                surprise = median - tape.profile[bucket]
+                surprise = _median(tape.surprises) - tape.profile[bucket]
                 tape.profile[bucket] += self.profile_rate * surprise
         tape.surprise = surprise
         tape.minute = minute
         tape.returns = []
         tape.surprises = []
+
+
+def _median(values: list[float]) -> float:
+    """The median, the two middle values averaged for an even count: the upper one alone would
+    lift the cumulative index a little every minute of a flat market."""
+    values.sort()
+    half = len(values) // 2
+    return values[half] if len(values) % 2 else 0.5 * (values[half - 1] + values[half])
 
 
 def _learn(table: np.ndarray, at: np.ndarray, now_us: np.ndarray, close: np.ndarray, volume: np.ndarray,
