@@ -265,6 +265,33 @@ def test_a_playbook_records_each_account_once_however_many_workers_record_at_onc
     assert len(deliveries(engine)) == 80
 
 
+def _deliver_for_a_second(deliverer: Deliverer) -> None:
+    """Run the deliverer's loop for a second: one try of every due row."""
+    async def one_try() -> None:
+        task = asyncio.create_task(deliverer.run(poll_s=0.05))
+        await asyncio.sleep(1.0)
+        task.cancel()
+
+    asyncio.run(one_try())
+
+
+@pytest.mark.parametrize("receiver", ["http://127.0.0.1:99999/hook", "https://[::1/hook"])
+def test_a_delivery_the_client_refuses_is_recorded_and_backed_off(tmp_path: Path, receiver: str) -> None:
+    """A row whose URL the client refuses with an error of its own (recorded before the settings
+    checked it): the error escaped the send, the row stayed unsettled (no attempt, no error) and
+    the log said the outbox was postponed, as for a database outage."""
+    db = Database(f"sqlite:///{tmp_path}/kg.db")
+    migrate(db.engine)
+    with db.engine.begin() as conn:
+        conn.execute(webhook_outbox.insert().values(action_id="a1", receiver=receiver, body=b"{}", next_attempt_us=0))
+    _deliver_for_a_second(Deliverer(db.engine, SECRET, base_backoff_s=60.0))
+    (row,) = deliveries(db.engine)
+    assert row["attempts"] == 1 and row["last_error"] and row["delivered_at"] is None
+    with db.engine.connect() as conn:
+        due = conn.execute(webhook_outbox.select()).mappings().one()["next_attempt_us"]
+    assert due > now_us() + 50_000_000
+
+
 def test_a_receiver_down_for_days_is_still_retried_at_the_longest_backoff(tmp_path: Path) -> None:
     """1024 failed attempts (a receiver down for days at five minutes apart) and one more."""
     db = Database(f"sqlite:///{tmp_path}/kg.db")
@@ -273,14 +300,7 @@ def test_a_receiver_down_for_days_is_still_retried_at_the_longest_backoff(tmp_pa
     with db.engine.begin() as conn:
         conn.execute(webhook_outbox.insert().values(action_id="a1", receiver=down.url, body=b"{}",
                                                     attempts=1024, next_attempt_us=0))
-    deliverer = Deliverer(db.engine, SECRET, base_backoff_s=1.0, max_backoff_s=300.0)
-
-    async def one_try() -> None:
-        task = asyncio.create_task(deliverer.run(poll_s=0.05))
-        await asyncio.sleep(1.0)
-        task.cancel()
-
-    asyncio.run(one_try())
+    _deliver_for_a_second(Deliverer(db.engine, SECRET, base_backoff_s=1.0, max_backoff_s=300.0))
     (row,) = deliveries(db.engine)
     assert row["attempts"] == 1025 and row["last_error"] and row["delivered_at"] is None
     with db.engine.connect() as conn:

@@ -331,6 +331,20 @@ def test_serve_stops_when_redis_refuses_the_urls_password_or_database(redis_url:
         assert "wrong-password" not in serve.output
 
 
+@pytest.mark.parametrize("url, named", [
+    ("http://ops:S3cret-pw@127.0.0.1:99999/hook", "port 99999 is out of range"),
+    ("https://ops:S3cret-pw@[::1/hook", "not a URL the webhook client can parse"),
+    ("acme=http://ops:S3cret-pw@/hook", "no host"),
+])
+def test_a_webhook_url_the_client_cannot_send_to_is_refused_naming_the_setting(url: str, named: str) -> None:
+    """It was taken (`serve` started), and every delivery to the URL failed with an error the outbox
+    did not record: the row stayed unsettled, retried each minute, and the log blamed the database."""
+    with pytest.raises(SettingsError) as refused:
+        load_settings(env={"KABUGUARD_WEBHOOK_URLS": url, "KABUGUARD_WEBHOOK_SECRET": "s" * 32})
+    assert str(refused.value).startswith("webhook_urls: ") and named in str(refused.value)
+    assert "S3cret-pw" not in str(refused.value)
+
+
 def test_settings_that_worked_before_their_checks_still_do() -> None:
     """`warn` is a level logging takes; a URL's scheme is case-blind."""
     Settings(log_level="warn").validate()

@@ -116,7 +116,7 @@ class Deliverer:
                 "X-Kabuguard-Signature": sign(receiver_secret(self.secret, row["receiver"]), body, row["action_id"])})
             if not 200 <= answer.status_code < 300:
                 error = f"HTTP {answer.status_code}"
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure of this delivery is this row's, retried with backoff
             error = type(exc).__name__
         await run_in_threadpool(self._settle, row, error)
 

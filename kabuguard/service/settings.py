@@ -89,9 +89,12 @@ class Settings:
         if self.workers > 1 and not self.redis():
             raise SettingsError("workers: more than one worker needs shared state: use --state redis://…")
         for firm, url in self.webhook_receivers():
+            shown = redacted(url) if firm is None else f"{firm}={redacted(url)}"
             if not url.lower().startswith(("http://", "https://")) or firm == "":
-                raise SettingsError(f"webhook_urls: expected URL or FIRM=URL with an http(s) URL, got "
-                                    f"{(redacted(url) if firm is None else f'{firm}={redacted(url)}')!r}")
+                raise SettingsError(f"webhook_urls: expected URL or FIRM=URL with an http(s) URL, got {shown!r}")
+            problem = _unsendable(url)
+            if problem:
+                raise SettingsError(f"webhook_urls: {shown!r}: {problem}")
         if self.receivers() and not self.webhook_secret:
             raise SettingsError("webhook_secret: webhook_urls are set but no secret to sign with "
                                 "(set KABUGUARD_WEBHOOK_SECRET)")
@@ -136,6 +139,22 @@ def redacted(url: str) -> str:
 _POSITIVE = ("deadline_ms", "max_body_bytes", "max_batch", "rate_limit", "idempotency_ttl_s", "outbox_after_s",
              "console_session_hours", "webhook_backoff_s", "webhook_max_backoff_s")
 _FLAGS = ("wait_for_database", "console_secure_cookie")
+
+
+def _unsendable(url: str) -> str:
+    """Why the webhook client cannot send to `url` (empty if it can): refused at the start, since
+    at send time such a URL failed every delivery with an error of the client's own."""
+    import httpx  # noqa: PLC0415 - only a service with webhooks needs it
+
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:  # its message may quote the URL's parts, the password among them
+        return "not a URL the webhook client can parse (a malformed host, port or character)"
+    if not parsed.host:
+        return "no host"
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        return f"port {parsed.port} is out of range (1 to 65535)"
+    return ""
 
 
 def _check_redis_url(url: str) -> None:
