@@ -7,13 +7,16 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from conftest import brokerage
+from console_support import SECRET
 from kabuguard.console import audit, cases
 from kabuguard.console.containment import actions
 from kabuguard.console.users import create_user
@@ -49,6 +52,16 @@ def login(client: TestClient, user: str, password: str = PASSWORD) -> str:
                          follow_redirects=False)
     assert answer.status_code == 303, answer.text
     return re.search(r'data-csrf="([^"]+)"', client.get("/console/").text).group(1)
+
+
+def _console(tmp_path: Path, users: tuple[tuple[str, str, str | None], ...] = (("hana", "analyst", "acme"),),
+             **settings: Any) -> FastAPI:
+    """A service of the test's own, with these users (name, role, firm) and settings."""
+    application = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9, console_secure_cookie=0,
+                                      **settings))
+    for name, role, firm in users:
+        create_user(application.state.service.db.engine, name, role, PASSWORD, firm)
+    return application
 
 
 def _flat(routes: list) -> list:
@@ -146,6 +159,23 @@ def test_the_audit_log_filters_by_action_and_pages_past_a_burst_of_failed_logins
     assert ("admin", "contain") in rest and len(rest) < 200
     assert {a for _, a in rows(app.get("/console/audit", params={"action": "contain"}).text)} == {"contain", "contain.dry_run"}
     assert app.get("/console/audit", params={"before": "0"}).status_code == 422
+
+
+def test_the_audit_page_shows_webhook_receivers_without_their_credentials(tmp_path: Path) -> None:
+    """Each receiver's URL was printed whole to every user, auditors too: a password in its user
+    info or a token in its query with it."""
+    urls = "https://ops:S3cretPassw0rd@127.0.0.1:9/hook,https://127.0.0.1:9/in?token=tok-abcdef123"
+    application = _console(tmp_path, (("hana", "analyst", "acme"), ("aiko", "auditor", "acme")),
+                           webhook_urls=urls, webhook_secret=SECRET)
+    with TestClient(application) as client:
+        csrf = login(client, "hana")
+        assert client.post("/console/contain/account", data={"firm": "acme", "account_id": "A1", "reason": "takeover",
+                                                              "csrf": csrf}).status_code == 200
+        login(client, "aiko")
+        page = client.get("/console/audit").text
+    shown = re.findall(r"<td>(https?://[^<]*)</td>", page)
+    assert sorted(shown) == ["https://127.0.0.1:9/hook", "https://127.0.0.1:9/in"]
+    assert "S3cretPassw0rd" not in page and "tok-abcdef123" not in page and "ops@" not in page
 
 
 def test_an_auditor_reads_everything_and_cannot_act(app: TestClient) -> None:

@@ -17,7 +17,7 @@ import logging
 import secrets
 from importlib import resources
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -82,6 +82,7 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
     containment = service.containment
     templates = Jinja2Templates(directory=str(resources.files("kabuguard.console") / "templates"))
     templates.env.filters["segment"] = _segment
+    templates.env.filters["receiver"] = _receiver
     static = resources.files("kabuguard.console") / "static"
 
     def page(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
@@ -389,6 +390,16 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
 def _segment(value: str) -> str:
     """`value` as one path segment: ids may hold '/' (the event contract allows it)."""
     return quote(value, safe="")
+
+
+def _receiver(url: str) -> str:
+    """A webhook receiver's URL as pages show it, scheme://host[:port]/path: its user info and query
+    may hold a password or token, and every console user, auditors too, reads the audit page."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a malformed address: its scheme alone
+        return url.split(":", 1)[0] + "://…"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 def _cookie(response: Response, name: str, value: str, settings: Any, max_age: int) -> None:
