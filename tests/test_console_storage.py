@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,12 +17,13 @@ from fastapi.testclient import TestClient
 
 from conftest import brokerage
 from kabuguard.cli import main
-from kabuguard.console import audit, cases, lockout, users
+from kabuguard.console import audit, cases, lockout, models, users
 from kabuguard.console.users import UserError, authenticate, create_user, disable_user
 from kabuguard.evaluate.inputs import load as load_run
 from kabuguard.service.app import create_app
 from kabuguard.service.auth import create_key
 from kabuguard.service.settings import Settings
+from kabuguard.service.storage.models import alerts
 from test_service_support import ordered_stream, pg_url  # noqa: F401 - a fixture
 
 
@@ -211,6 +213,44 @@ def test_a_case_closed_while_another_close_waits_is_refused_not_closed_twice(att
     racing.join(10)
     assert outcome == [f"case {case_id}: closed (benign)"]
     assert [e["action"] for e in audit.entries(engine, target=f"case:{case_id}")].count("case.close") == 0
+
+
+def test_a_case_opened_over_an_alert_while_another_case_closes_keeps_it_open(pg_url: str) -> None:
+    """PostgreSQL: the close read which open cases still work the alert before the new case
+    committed, then set the alert closed once it had: an open case over a closed alert (the
+    queue's status and the API's open_alerts said there was nothing left to work)."""
+    engine = create_app(Settings(db=pg_url)).state.service.db.engine
+    body = {"alert_id": "al-1", "type": "account_alert", "ts": "2025-03-01T00:00:00+00:00", "account_id": "A1",
+            "score": 0.9, "reasons": ["new_device"]}
+    with engine.begin() as conn:
+        conn.execute(alerts.insert().values(firm="acme", alert_id="al-1", event_id="e1", ts_us=1, type="account_alert",
+                                            account_id="A1", body=json.dumps(body).encode()))
+    first = cases.open_case(engine, "hana", "acme", ["al-1"])
+    closing = threading.Thread(target=cases.close, args=(engine, "hana", first, "benign", "false alarm"))
+    with engine.begin() as conn:  # a second analyst's case over the alert, still in its transaction
+        second = conn.execute(models.cases.insert().values(firm="acme", title="again", status="open", opened_by="ken",
+                                                         opened_at="2025-03-02T00:00:00+00:00")).inserted_primary_key[0]
+        conn.execute(models.case_alerts.insert().values(case_id=second, alert_id="al-1"))
+        conn.execute(sqlalchemy.update(alerts).where(alerts.c.alert_id == "al-1").values(status="open"))
+        closing.start()
+        _wait_for_a_lock_wait(engine)
+    closing.join(10)
+    assert cases.get_case(engine, first)["status"] == "closed" and cases.get_case(engine, second)["status"] == "open"
+    with engine.connect() as conn:
+        assert conn.execute(sqlalchemy.select(alerts.c.status).where(alerts.c.alert_id == "al-1")).scalar() == "open"
+
+
+def _wait_for_a_lock_wait(engine: sqlalchemy.Engine, timeout_s: float = 10.0) -> None:
+    """Until a session of the database waits for a row another transaction holds."""
+    deadline = time.monotonic() + timeout_s
+    query = sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND wait_event_type = 'Lock'")
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if conn.execute(query).scalar():
+                return
+        time.sleep(0.02)
+    raise AssertionError("no session came to wait for the lock")
 
 
 def test_audit_log_refuses_updates_and_deletes(attacked: TestClient) -> None:

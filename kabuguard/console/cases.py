@@ -4,7 +4,7 @@ and, when closed, a disposition (fraud, benign, unsure) that becomes labels for 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -46,6 +46,7 @@ def open_case(engine: Engine, actor: str, firm: str, alert_ids: list[str], title
     if not alert_ids:
         raise CaseError("a case starts from at least one alert")
     with engine.begin() as conn:
+        _hold_alerts(conn, firm, alert_ids)
         found = load_alerts(conn, firm, alert_ids)
         title = title or f"{found[0]['type'].replace('_', ' ')} {found[0]['alert_id']}"
         case_id = conn.execute(cases.insert().values(
@@ -60,6 +61,15 @@ def open_case(engine: Engine, actor: str, firm: str, alert_ids: list[str], title
         audit.record(conn, actor, "case.open", "opened from alerts", firm=firm, target=f"case:{case_id}",
                      detail={"alerts": alert_ids, "accounts": accounts})
     return int(case_id)
+
+
+def _hold_alerts(conn: Connection, firm: str, alert_ids: Iterable[str]) -> None:
+    """Lock the alerts' rows to the commit (PostgreSQL; SQLite has one writer at a time already),
+    in id order so that two callers cannot deadlock. A close reads which open cases still work an
+    alert and then closes it: without the lock, a case opened over the alert in between (its
+    commit after the read) was left open over a closed alert."""
+    conn.execute(select(alerts.c.alert_id).where(alerts.c.firm == firm, alerts.c.alert_id.in_(list(alert_ids)))
+                 .order_by(alerts.c.alert_id).with_for_update())
 
 
 def _open_case(conn: Connection, case_id: int) -> dict[str, Any]:
@@ -123,6 +133,7 @@ def _close_alerts(conn: Connection, case: dict[str, Any]) -> list[str]:
     """Close the case's alerts that no other open case still works (the API's `open_alerts` and
     the queue's status read it); their ids."""
     ids = set(conn.execute(select(case_alerts.c.alert_id).where(case_alerts.c.case_id == case["case_id"])).scalars())
+    _hold_alerts(conn, case["firm"], ids)
     worked = conn.execute(select(case_alerts.c.alert_id).join(cases, cases.c.case_id == case_alerts.c.case_id).where(
         cases.c.firm == case["firm"], cases.c.status == "open", case_alerts.c.alert_id.in_(ids))).scalars()
     closing = sorted(ids - set(worked))
