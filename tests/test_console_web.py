@@ -223,6 +223,31 @@ def test_repeated_failed_logins_lock_the_user_name_for_a_while(app: TestClient) 
     assert login(app, "lead")  # another user is not affected
 
 
+def test_refused_logins_are_in_the_named_users_firms_audit_log_and_tell_nothing_of_the_name(tmp_path: Path) -> None:
+    """A failed login was recorded with no firm, so the firm's lead never saw guessing at its
+    analysts; refusals once the name was locked were not recorded at all."""
+    application = _console(tmp_path, (("hana", "analyst", "acme"), ("kenji", "lead", "acme")))
+    engine = application.state.service.db.engine
+    with TestClient(application) as client:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text).group(1)
+        answers = {name: [client.post("/console/login", data={"username": name, "password": f"guess {n}", "csrf": csrf})
+                          for n in range(25)] for name in ("hana", "nobody")}
+        for got in answers.values():
+            assert [a.status_code for a in got] == [401] * 10 + [429] * 15
+        assert answers["hana"][0].text == answers["nobody"][0].text.replace("nobody", "hana")
+        assert answers["hana"][-1].text == answers["nobody"][-1].text.replace("nobody", "hana")
+        login(client, "kenji")
+        shown = re.findall(r"<tr><td>[^<]*</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>",
+                           client.get("/console/audit", params={"action": "session.login"}).text)
+    assert sorted(set(shown)) == [("hana", "session.login_failed", "acme"), ("hana", "session.login_locked", "acme"),
+                                  ("kenji", "session.login", "acme")]
+    assert [e["action"] for e in audit.entries(engine, action="session.login_") if e["actor"] == "hana"].count(
+        "session.login_failed") == 10
+    trail = [(e["action"], e["firm"]) for e in audit.entries(engine) if e["actor"] == "nobody"]
+    assert sorted(set(trail)) == [("session.login_failed", None), ("session.login_locked", None)]
+    assert trail.count(("session.login_locked", None)) == 1 and len(trail) == 11  # one a lockout, not one a guess
+
+
 def test_a_user_of_one_firm_sees_and_acts_only_on_that_firms_records(tmp_path: Path) -> None:
     application = create_app(Settings(db=f"sqlite:///{tmp_path}/kg.db", rate_limit=1e9, console_secure_cookie=0))
     engine = application.state.service.db.engine

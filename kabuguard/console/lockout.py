@@ -57,6 +57,26 @@ def reserve(engine: Engine, username: str, client: str, per_client: int, per_use
     return attempt_id
 
 
+class Refusals:
+    """Which refused logins the audit log records: the first for a user name from a client within
+    the lockout window, in this process, so that guesses sent on after the lockout cannot flood
+    the append-only log (at most one entry a window per name and address, as the lock itself)."""
+
+    def __init__(self, minutes: float) -> None:
+        self.window_us = int(minutes * _MINUTE_US)
+        self._noted: dict[tuple[str, str], int] = {}  # when each was recorded
+        self._lock = threading.Lock()
+
+    def first(self, username: str, client: str) -> bool:
+        now = now_us()
+        with self._lock:
+            for key in [k for k, at in self._noted.items() if at < now - self.window_us]:
+                del self._noted[key]
+            first = (username, client) not in self._noted
+            self._noted.setdefault((username, client), now)
+        return first
+
+
 def give_back(conn: Connection, attempt_id: int) -> None:
     """Forget a reservation that was no failed guess (refused, or the right password)."""
     conn.execute(delete(login_attempts).where(login_attempts.c.attempt_id == attempt_id))

@@ -95,6 +95,12 @@ def disable_user(engine: Engine, username: str) -> bool:
     return done.rowcount > 0
 
 
+def firm_of(engine: Engine, username: str) -> str | None:
+    """The firm of the user named `username`; None for a user of every firm or no such user."""
+    with engine.connect() as conn:
+        return conn.execute(select(users.c.firm).where(users.c.username == username)).scalar()
+
+
 def authenticate(engine: Engine, username: str, password: str) -> User | None:
     """The active user with this name and password, else None."""
     with engine.connect() as conn:
