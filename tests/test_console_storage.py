@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 import threading
@@ -121,6 +122,21 @@ def test_users_command_creates_lists_and_disables(tmp_path: Path) -> None:
     assert "disabled" in runner.invoke(main, ["users", "list", "--db", db]).output
     again = runner.invoke(main, ["users", "disable", "aiko", "--db", db])
     assert again.exit_code == 2 and "no such active user" in again.output
+
+
+def test_the_users_command_audits_each_user_it_creates_and_disables(db_url: str) -> None:
+    """Users were created and disabled with no audit entry: who gave whom access was not recorded."""
+    runner = CliRunner()
+    for name in ("hana", "hana"):  # the second is refused (taken) and records nothing
+        runner.invoke(main, ["users", "create", name, "--role", "analyst", "--firm", "acme", "--password-stdin",
+                             "--db", db_url], input="a long enough password\n")
+    assert runner.invoke(main, ["users", "disable", "hana", "--db", db_url]).exit_code == 0
+    assert runner.invoke(main, ["users", "disable", "hana", "--db", db_url]).exit_code == 2
+    engine = create_app(Settings(db=db_url)).state.service.db.engine
+    trail = [(e["actor"], e["action"], e["firm"], e["target"], e["detail"]) for e in audit.entries(engine, action="user")]
+    operator = f"cli:{getpass.getuser()}"
+    assert trail == [(operator, "user.disable", "acme", "user:hana", None),
+                     (operator, "user.create", "acme", "user:hana", '{"firm": "acme", "role": "analyst"}')]
 
 
 def test_a_case_from_a_campaign_alert_is_worked_closed_and_becomes_labels(attacked: TestClient, db_url: str,

@@ -6,7 +6,9 @@ the change itself; the database refuses UPDATE and DELETE on the table (migratio
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 from typing import Any
 
 from sqlalchemy import select
@@ -14,6 +16,15 @@ from sqlalchemy.engine import Connection, Engine
 
 from kabuguard.console.clock import now_iso
 from kabuguard.console.models import audit_log
+
+
+def operator() -> str:
+    """The actor of a command run on this machine (`kabuguard users`): `cli:` and the OS user."""
+    try:
+        name = getpass.getuser()
+    except (OSError, KeyError):  # no name in the environment nor the password database (a container)
+        name = f"uid{os.getuid()}"
+    return f"cli:{name}"[:64]
 
 
 def record(conn: Connection, actor: str, action: str, reason: str, *, firm: str | None = None,

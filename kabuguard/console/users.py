@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from kabuguard.console import audit
 from kabuguard.console.clock import now_iso
 from kabuguard.console.models import ROLES, users
 
@@ -60,8 +61,10 @@ class User:
         return self.firm is None or self.firm == firm
 
 
-def create_user(engine: Engine, username: str, role: str, password: str, firm: str | None) -> User:
-    """A new active user of `firm` (None: of every firm)."""
+def create_user(engine: Engine, username: str, role: str, password: str, firm: str | None,
+                actor: str | None = None) -> User:
+    """A new active user of `firm` (None: of every firm), audited as created by `actor` (by default
+    this machine's operator, `audit.operator`)."""
     if firm is not None and not _NAME.match(firm):
         raise UserError(f"firm {firm!r}: use letters, digits, '_', '.', '@' or '-' (at most 64)")
     if not _NAME.match(username):
@@ -75,6 +78,8 @@ def create_user(engine: Engine, username: str, role: str, password: str, firm: s
             user_id = conn.execute(users.insert().values(
                 username=username, role=role, password_hash=_hasher.hash(password),
                 created_at=now_iso(), firm=firm)).inserted_primary_key[0]
+            audit.record(conn, actor or audit.operator(), "user.create", f"created as {role}", firm=firm,
+                         target=f"user:{username}", detail={"role": role, "firm": firm})
     except IntegrityError:
         raise UserError(f"username {username!r}: taken") from None
     return User(int(user_id), username, role, firm)
@@ -87,11 +92,16 @@ def list_users(engine: Engine) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-def disable_user(engine: Engine, username: str) -> bool:
-    """Disable `username`: its sessions stop working at their next request."""
+def disable_user(engine: Engine, username: str, actor: str | None = None) -> bool:
+    """Disable `username`: its sessions stop working at their next request. Audited as done by
+    `actor` (by default this machine's operator)."""
     with engine.begin() as conn:
         done = conn.execute(update(users).where(users.c.username == username, users.c.disabled_at.is_(None))
                             .values(disabled_at=now_iso()))
+        if done.rowcount > 0:
+            firm = conn.execute(select(users.c.firm).where(users.c.username == username)).scalar()
+            audit.record(conn, actor or audit.operator(), "user.disable", "disabled", firm=firm,
+                         target=f"user:{username}")
     return done.rowcount > 0
 
 
