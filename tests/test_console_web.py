@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from conftest import brokerage
+from conftest import HOME_UA, brokerage
 from console_support import SECRET
 from kabuguard.console import audit, cases
 from kabuguard.console.containment import actions
@@ -210,6 +210,28 @@ def test_pages_show_the_run(app: TestClient) -> None:
         for path in ("/console/alerts", "/console/api/alerts"):
             refused = app.get(path, params=bad)
             assert refused.status_code == 422 and "YYYY-MM-DD" in refused.text, (path, bad)
+
+
+def test_the_timeline_orders_events_by_their_instant_and_shows_them_in_the_firms_zone(tmp_path: Path) -> None:
+    """Rows were sorted by the `ts` text, so events sent with different UTC offsets showed out of
+    order, each in its own offset; the devices' 'since' cut the offset off."""
+    def login_at(n: int, ts: str) -> dict:
+        return {"event_id": f"e{n}", "type": "login", "ts": ts, "account_id": "Z1", "session_id": f"s{n}",
+                "success": True, "ip": "126.1.1.1", "user_agent": HOME_UA, "device_id": f"dev-{n}", "mfa": "sms",
+                "channel": "web"}
+
+    application = _console(tmp_path, console_utc_offset_hours=9.0)
+    key = create_key(application.state.service.db, "acme", "test")[1]
+    sent = [login_at(1, "2025-03-01T10:00:00+09:00"), login_at(2, "2025-03-01T02:00:00Z"),
+            login_at(3, "2025-03-01T07:30:00+04:30")]  # 01:00, 02:00 and 03:00 UTC
+    with TestClient(application) as client:
+        assert client.post("/v1/events", json=sent, headers={"X-API-Key": key}).status_code == 200
+        login(client, "hana")
+        page = client.get("/console/accounts/acme/Z1").text
+    rows = re.findall(r"<tr class=\"[^\"]*\">\s*<td>([^<]*)</td>.*?<br>(dev-\d)", page.split('class="timeline"')[1], re.S)
+    assert rows == [("2025-03-01 10:00:00 UTC+9", "dev-1"), ("2025-03-01 11:00:00 UTC+9", "dev-2"),
+                    ("2025-03-01 12:00:00 UTC+9", "dev-3")]
+    assert re.findall(r"<li>(dev-\d) <small>since ([^,]*),", page) == [(d, t) for t, d in rows]
 
 
 def test_repeated_failed_logins_lock_the_user_name_for_a_while(app: TestClient) -> None:

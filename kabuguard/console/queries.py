@@ -8,7 +8,7 @@ import heapq
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from itertools import islice
 from typing import Any
 
@@ -27,8 +27,10 @@ log = logging.getLogger("kabuguard.console")
 SORTS = ("time", "score", "type", "firm")
 
 
-def iso(ts_us: int) -> str:
-    return datetime.fromtimestamp(ts_us / 1e6, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+def local_time(ts_us: int, utc_offset_hours: float) -> str:
+    """The instant as the firm's analysts read it, in one zone labelled (events may carry any offset)."""
+    zone = timezone(timedelta(hours=utc_offset_hours))
+    return datetime.fromtimestamp(ts_us / 1e6, zone).strftime("%Y-%m-%d %H:%M:%S ") + f"UTC{utc_offset_hours:+g}"
 
 
 @dataclass(frozen=True)
@@ -162,22 +164,27 @@ def _logged(engine: Engine, firm: str, column: Any, values: list[str], start_us:
     return found
 
 
-def timeline(engine: Engine, firm: str, account_id: str, limit: int = 500) -> dict[str, Any]:
-    """The account's activity in time order, each decided event with its decision, score and
-    reasons, and the devices, IPs, ASNs and countries it used, each marked new at its first use."""
+def timeline(engine: Engine, firm: str, account_id: str, utc_offset_hours: float = 0.0,
+             limit: int = 500) -> dict[str, Any]:
+    """The account's activity in time order (of the instants: events may carry any UTC offset),
+    shown in the zone `utc_offset_hours`, each decided event with its decision, score and reasons,
+    and the devices, IPs, ASNs and countries it used, each marked new at its first use."""
     with engine.connect() as conn:
-        decided = {d["event_id"]: d for d in (msgspec.json.decode(b) for b in conn.execute(
-            select(decisions.c.body).where(decisions.c.firm == firm, decisions.c.account_id == account_id)
-            .order_by(decisions.c.ts_us.desc(), decisions.c.seq.desc()).limit(limit)).scalars())}
+        recorded = conn.execute(select(decisions.c.body, decisions.c.ts_us).where(
+            decisions.c.firm == firm, decisions.c.account_id == account_id)
+            .order_by(decisions.c.ts_us.desc(), decisions.c.seq.desc()).limit(limit)).all()
         contained = conn.execute(select(func.count()).select_from(containment_actions).where(
             containment_actions.c.firm == firm, containment_actions.c.account_id == account_id,
             containment_actions.c.dry_run == 0)).scalar_one()
+    decided = {d["event_id"]: d for d in (msgspec.json.decode(body) | {"ts_us": ts_us} for body, ts_us in recorded)}
     logged = _logged(engine, firm, events.c.account_id, [account_id], 0, 2**62)
     net = netintel()
     seen: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in ("device", "ip", "asn", "country")}
     rows = []
     for event in logged:
-        row: dict[str, Any] = {"ts": event.ts, "type": event.kind, "event_id": event.event_id, "new": []}
+        shown = local_time(event.ts_us, utc_offset_hours)
+        row: dict[str, Any] = {"ts": shown, "ts_us": event.ts_us, "type": event.kind, "event_id": event.event_id,
+                               "new": []}
         ip = getattr(event, "ip", None)
         if event.kind in ("login", "account_change", "order"):
             network = net.lookup(ip)
@@ -185,7 +192,7 @@ def timeline(engine: Engine, firm: str, account_id: str, limit: int = 500) -> di
                                 ("country", network.country)):
                 if not value:
                     continue
-                first = seen[kind].setdefault(value, {"value": value, "first": event.ts, "uses": 0})
+                first = seen[kind].setdefault(value, {"value": value, "first": shown, "uses": 0})
                 first["uses"] += 1
                 if first["uses"] == 1 and any(seen[kind][v]["uses"] for v in seen[kind] if v != value):
                     row["new"].append(kind)
@@ -196,9 +203,10 @@ def timeline(engine: Engine, firm: str, account_id: str, limit: int = 500) -> di
             row.update(decision=decision["decision"], score=decision["score"], reasons=decision["reasons"])
         rows.append(row)
     # Without an event log (production), the decisions alone.
-    rows += [{"ts": d["ts"], "type": d["type"], "event_id": d["event_id"], "new": [], "what": "",
-              "decision": d["decision"], "score": d["score"], "reasons": d["reasons"]} for d in decided.values()]
-    rows.sort(key=lambda r: r["ts"])
+    rows += [{"ts": local_time(d["ts_us"], utc_offset_hours), "ts_us": d["ts_us"], "type": d["type"],
+              "event_id": d["event_id"], "new": [], "what": "", "decision": d["decision"], "score": d["score"],
+              "reasons": d["reasons"]} for d in decided.values()]
+    rows.sort(key=lambda r: r["ts_us"])
     return {"rows": rows[-limit:], "seen": {k: list(v.values()) for k, v in seen.items()},
             "contained": contained > 0}
 

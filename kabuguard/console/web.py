@@ -250,7 +250,8 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
     def account_page(request: Request, session: Viewer, firm: str, account_id: str) -> HTMLResponse:
         within(session, firm)
         return page(request, "account.html", firm=firm, account_id=account_id,
-                    timeline=queries.timeline(engine, firm, account_id), actions=actions(engine, firm, account_id))
+                    timeline=queries.timeline(engine, firm, account_id, settings.console_utc_offset_hours),
+                    actions=actions(engine, firm, account_id))
 
     @router.get("/cases")
     def case_list(request: Request, session: Viewer, status: str = "") -> HTMLResponse:

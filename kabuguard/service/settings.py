@@ -54,7 +54,7 @@ class Settings:
     console_secure_cookie: int = 1
     console_session_hours: float = 12.0
     # The firm's time zone as hours from UTC (Japan: 9): the days the alert queue's date filters
-    # mean, as the firm's analysts count them.
+    # mean, as the firm's analysts count them, and the zone the account timeline shows times in.
     console_utc_offset_hours: float = 9.0
     # Containment webhooks: receivers (comma-separated; `FIRM=URL` takes that firm's actions
     # alone, a bare URL every firm's), the HMAC secret shared with them (give it in the
