@@ -234,6 +234,26 @@ def test_the_timeline_orders_events_by_their_instant_and_shows_them_in_the_firms
     assert re.findall(r"<li>(dev-\d) <small>since ([^,]*),", page) == [(d, t) for t, d in rows]
 
 
+def test_a_symbol_alert_becomes_a_case_from_its_page(tmp_path: Path) -> None:
+    """The 'Open a case' form was inside the block shown for alerts naming accounts: a pump's
+    symbol alert names none, so it could not become a case."""
+    application = _console(tmp_path)
+    body = {"alert_id": "sym-1", "type": "symbol_alert", "ts": "2025-03-01T00:00:00+00:00", "symbol": "9999",
+            "score": 0.9, "reasons": ["volume_price_surge"]}
+    with application.state.service.db.engine.begin() as conn:
+        conn.execute(alerts.insert().values(firm="acme", alert_id="sym-1", event_id="b1", ts_us=1, type="symbol_alert",
+                                            account_id=None, body=msgspec.json.encode(body)))
+    with TestClient(application) as client:
+        csrf = login(client, "hana")
+        page = client.get("/console/alerts/acme/sym-1").text
+        assert 'action="/console/cases"' in page and "Open a case" in page and 'id="contain-alert"' not in page
+        opened = client.post("/console/cases", data={"firm": "acme", "alert_id": "sym-1", "csrf": csrf},
+                             follow_redirects=False)
+    assert opened.status_code == 303
+    (case,) = cases.list_cases(application.state.service.db.engine)
+    assert case["title"] == "symbol alert sym-1" and case["status"] == "open"
+
+
 def test_repeated_failed_logins_lock_the_user_name_for_a_while(app: TestClient) -> None:
     form = app.get("/console/login").text
     csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
