@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from conftest import HOME_UA, brokerage
-from console_support import SECRET
+from console_support import SECRET, WebhookReceiver, wait_for
 from kabuguard.console import audit, cases
 from kabuguard.console.containment import actions
 from kabuguard.console.users import create_user
@@ -252,6 +252,26 @@ def test_a_symbol_alert_becomes_a_case_from_its_page(tmp_path: Path) -> None:
     assert opened.status_code == 303
     (case,) = cases.list_cases(application.state.service.db.engine)
     assert case["title"] == "symbol alert sym-1" and case["status"] == "open"
+
+
+def test_the_account_page_says_when_its_containment_reached_the_receivers(tmp_path: Path) -> None:
+    """account.html emptied the deliveries before listing the actions: its Webhooks column was
+    blank even once every receiver had the action."""
+    receiver = WebhookReceiver()
+    receiver.start()
+    application = _console(tmp_path, webhook_urls=receiver.url, webhook_secret=SECRET, webhook_backoff_s=0.1)
+    try:
+        with TestClient(application) as client:
+            csrf = login(client, "hana")
+            client.post("/console/contain/account", data={"firm": "acme", "account_id": "A1", "reason": "takeover",
+                                                           "csrf": csrf})
+            wait_for(lambda: len(receiver.received) == 1, what="the delivery")
+            wait_for(lambda: "delivered" in client.get("/console/accounts/acme/A1").text, what="the delivery recorded")
+            page = client.get("/console/accounts/acme/A1").text
+    finally:
+        receiver.stop()
+    (row,) = re.findall(r'<table class="actions-taken">.*?<tbody>\s*<tr>(.*?)</tr>', page, re.S)
+    assert '<span class="ok">delivered</span>' in row
 
 
 def test_repeated_failed_logins_lock_the_user_name_for_a_while(app: TestClient) -> None:

@@ -129,6 +129,10 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
         if firm is None or not session.user.sees(firm):
             raise HTTPException(404, f"case {case_id}: not found")
 
+    def sent_for(taken: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The webhook deliveries of these containment actions, for their table's Webhooks column."""
+        return deliveries(engine, [a["action_id"] for a in taken])
+
     def back(path: str, done: str, **detail: int) -> RedirectResponse:
         return RedirectResponse(f"{PREFIX}{path}?{urlencode({'done': done, **detail})}", status_code=303)
 
@@ -236,7 +240,7 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
             raise HTTPException(404, f"alert {alert_id!r} of firm {firm!r}: not found")
         taken = actions(engine, firm, alert_id=alert_id, limit=None)
         return page(request, "alert.html", alert=found, accounts=cases.alert_accounts(firm, found),
-                    actions=taken, deliveries=deliveries(engine, [a["action_id"] for a in taken]))
+                    actions=taken, deliveries=sent_for(taken))
 
     @router.get("/api/campaign/{firm}/{alert_id:path}")
     def campaign_data(session: Viewer, firm: str, alert_id: str) -> dict[str, Any]:
@@ -249,9 +253,10 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
     @router.get("/accounts/{firm}/{account_id:path}")
     def account_page(request: Request, session: Viewer, firm: str, account_id: str) -> HTMLResponse:
         within(session, firm)
+        taken = actions(engine, firm, account_id)
         return page(request, "account.html", firm=firm, account_id=account_id,
                     timeline=queries.timeline(engine, firm, account_id, settings.console_utc_offset_hours),
-                    actions=actions(engine, firm, account_id))
+                    actions=taken, deliveries=sent_for(taken))
 
     @router.get("/cases")
     def case_list(request: Request, session: Viewer, status: str = "") -> HTMLResponse:
