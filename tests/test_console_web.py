@@ -274,6 +274,20 @@ def test_the_account_page_says_when_its_containment_reached_the_receivers(tmp_pa
     assert '<span class="ok">delivered</span>' in row
 
 
+def test_every_console_answer_carries_the_security_headers(app: TestClient) -> None:
+    """Pages sent them; the JSON reads under /console/api/ (customers' account ids, IPs and
+    devices) sent none: cacheable by a browser or proxy, sniffable."""
+    login(app, "analyst")
+    firm, alert_id = _campaign(app)
+    for path in ("/console/alerts", "/console/api/alerts", "/console/api/dashboard", f"/console/api/campaign/{firm}/{alert_id}",
+                 "/console/api/campaign/acme/no-such-alert", "/console"):
+        headers = app.get(path, follow_redirects=False).headers
+        assert headers.get("cache-control") == "no-store" and headers.get("x-content-type-options") == "nosniff", path
+        assert "frame-ancestors 'none'" in headers.get("content-security-policy", ""), path
+    assert app.get("/console/static/console.js").headers["cache-control"] == "private, max-age=3600"
+    assert "cache-control" not in app.get("/healthz").headers
+
+
 def test_repeated_failed_logins_lock_the_user_name_for_a_while(app: TestClient) -> None:
     form = app.get("/console/login").text
     csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)

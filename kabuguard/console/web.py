@@ -25,6 +25,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
 
 from kabuguard.console import audit, cases, lockout, queries
 from kabuguard.console.cases import CaseError
@@ -89,7 +90,7 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
         session = getattr(request.state, "console", None)
         return templates.TemplateResponse(request, name, {"session": session, "measures": MEASURES,
                                                           "done": _notice(request), **context},
-                                          status_code=code, headers=_HEADERS)
+                                          status_code=code)
 
     def viewer(request: Request) -> Session:
         session = find_session(engine, request.cookies.get(COOKIE))
@@ -351,6 +352,7 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
         return back(f"/cases/{case_id}", "closed")
 
     app.include_router(router)
+    app.add_middleware(SecurityHeaders)
 
     @app.get(PREFIX, include_in_schema=False)
     def console_root() -> RedirectResponse:
@@ -401,6 +403,31 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
         the request's mistake, not an outage; the driver's text (which quotes the values) is not shown."""
         return await http_error(request, HTTPException(
             400, "a value is longer than its field allows or holds a NUL character"))
+
+
+class SecurityHeaders:
+    """The console's security headers (`_HEADERS`) on every answer under /console: pages, JSON
+    reads (customers' account ids, IPs, devices: never cached, never sniffed), redirects and
+    errors alike; a header a route set itself (the assets' caching) stands. Plain ASGI, and the
+    decision API's paths pass untouched."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path != PREFIX and not path.startswith(f"{PREFIX}/"):
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in _HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, sending)
 
 
 def _segment(value: str) -> str:
