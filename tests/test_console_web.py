@@ -288,6 +288,28 @@ def test_every_console_answer_carries_the_security_headers(app: TestClient) -> N
     assert "cache-control" not in app.get("/healthz").headers
 
 
+def test_the_queue_shows_each_alerts_status_and_filters_by_it(app: TestClient) -> None:
+    """Closing a case closes its alerts, but the queue showed no status and ignored ?status=: a
+    closed alert looked exactly like an open one."""
+    csrf = login(app, "analyst")
+    firm, alert_id = _campaign(app)
+    opened = app.post("/console/cases", data={"firm": firm, "alert_id": alert_id, "csrf": csrf}, follow_redirects=False)
+    case_id = opened.headers["location"].split("?")[0].rsplit("/", 1)[1]
+    app.post(f"/console/cases/{case_id}/close", data={"disposition": "fraud", "reason": "confirmed", "csrf": csrf})
+
+    def shown(**params: str) -> dict[str, str]:
+        page = app.get("/console/alerts", params=params).text
+        rows = re.findall(r'href="/console/alerts/[^/"]+/([^"]+)">.*?<td class="status">([^<]*)</td>', page, re.S)
+        return dict(rows)
+
+    every = shown()
+    assert every[alert_id] == "closed" and set(every.values()) == {"open", "closed"}
+    assert alert_id not in shown(status="open") and set(shown(status="open").values()) == {"open"}
+    assert shown(status="closed") == {alert_id: "closed"}
+    assert [a["alert_id"] for a in app.get("/console/api/alerts", params={"status": "closed"}).json()["alerts"]] == [alert_id]
+    assert app.get("/console/alerts", params={"status": "shut"}).status_code == 422
+
+
 def test_repeated_failed_logins_lock_the_user_name_for_a_while(app: TestClient) -> None:
     form = app.get("/console/login").text
     csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)

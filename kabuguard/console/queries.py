@@ -47,6 +47,7 @@ class AlertFilter:
     descending: bool = True
     scope: str | None = None  # the viewer's firm (None: every firm), beside any `firm` filter
     utc_offset_hours: float = 0.0  # the firm's time zone, in which a day starts
+    status: str = ""  # open or closed (closed with the last open case that worked it); "" either
 
 
 def _day_us(day: str, utc_offset_hours: float = 0.0) -> int:
@@ -79,6 +80,8 @@ def alert_queue(engine: Engine, f: AlertFilter, after_seq: int = 0, upto_seq: in
         query = query.where(alerts.c.seq <= upto_seq)
     if f.type:
         query = query.where(alerts.c.type == f.type)
+    if f.status:
+        query = query.where(alerts.c.status == f.status)
     for firm in (f.firm, f.scope):
         if firm:
             query = query.where(alerts.c.firm == firm)

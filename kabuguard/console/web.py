@@ -209,13 +209,14 @@ def mount_console(app: FastAPI, service: Any, taxii: TaxiiStore) -> None:
 
     def alert_filter(session: Viewer, type: str = "", firm: str = "", reason: str = "", min_score: float = 0.0,
                      since: str = "", until: str = "",
+                     status: Annotated[str, Query(pattern="^(open|closed|)$")] = "",
                      sort: Annotated[str, Query(pattern="^(time|score|type|firm)$")] = "time",
                      order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc") -> queries.AlertFilter:
         for name, day in (("since", since), ("until", until)):
             if day and not queries.is_day(day):
                 raise HTTPException(422, f"{name}: {day!r} is not a date (YYYY-MM-DD)")
         return queries.AlertFilter(type, firm, reason, min_score, since, until, sort, order == "desc",
-                                   session.user.firm, settings.console_utc_offset_hours)
+                                   session.user.firm, settings.console_utc_offset_hours, status)
 
     Filter = Annotated[queries.AlertFilter, Depends(alert_filter)]
 

@@ -37,6 +37,7 @@ function liveQueue(table) {
         link.textContent = a.subject;
         cell(row, "").appendChild(link);
         cell(row, (a.reasons || []).join(", "));
+        cell(row, a.status).className = "status";
         body.insertBefore(row, body.firstChild);
         last = Math.max(last, a.seq);
       }
