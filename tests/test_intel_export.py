@@ -300,3 +300,32 @@ def test_the_firm_is_required_so_that_each_firms_bundle_counts_as_its_own(tmp_pa
         assert _invoke(run, events, bundle, firm=bundle.stem).exit_code == 0
     stats = CliRunner().invoke(main, ["intel", "stats", "--json", *map(str, bundles)])
     assert [m["firms"] for m in json.loads(stats.output)["months"]] == [["firm-a", "firm-b"]]
+
+
+def test_no_event_id_or_account_id_of_the_run_leaves(three_firms: Path, tmp_path: Path) -> None:
+    """A campaign was named `{firm} {campaign_id}`, and campaign ids carry the raw event id that
+    opened them (`stuffing-LGN-K80000004-0001`): an account number embedded in an event id left
+    the firm as it was."""
+    from kabuguard.replay import replay
+
+    stuffing = Stream()  # one address failing logins on many accounts: a credential stuffing alert
+    for n in range(12):
+        account = f"K8{n:07d}"
+        stuffing.add("login", f"2025-04-10T10:{n:02d}:00+09:00", event_id=f"LGN-{account}-0001", account_id=account,
+                     session_id=f"s{n}", success=False, ip="45.32.7.7", user_agent="python-requests/2.31",
+                     device_id="atk", mfa="sms", channel="web")
+    events = stuffing.write(tmp_path / "stuffing.jsonl")
+    replay([events], tmp_path / "stuffing", quiet=True)
+    runs = [(tmp_path / "stuffing", events, "firm-a")]
+    runs += [(three_firms / "run", three_firms / "sim" / "events", firm) for firm in ("firm-a", "firm-b", "firm-c")]
+    for run, source, firm in runs:
+        decisions = [json.loads(line) for line in (run / "decisions.jsonl").read_text().splitlines()]
+        alerts = [json.loads(line) for line in (run / "alerts.jsonl").read_text().splitlines()]
+        assert any(a["type"] == "campaign_alert" and a.get("firm", firm) == firm for a in alerts), run
+        out = tmp_path / f"{firm}.json"
+        result = _invoke(run, source, out, firm=firm)
+        assert result.exit_code == 0, result.output
+        text = out.read_text()
+        assert '"type": "campaign"' in text
+        raw = {d["event_id"] for d in decisions} | {d["account_id"] for d in decisions if d.get("account_id")}
+        assert len(raw) > 20 and [r for r in sorted(raw) if r in text] == [], (run, firm)

@@ -129,7 +129,8 @@ def gather(run_dir: Path, events: list[str | Path], firm: str, quiet: bool) -> F
             continue
         if alert["type"] == "campaign_alert":
             when = _stix_ts(alert["ts"])
-            campaign = found.campaigns.setdefault(alert["campaign_id"], {"ips": set(), "symbols": set(), "first": when, "last": when})
+            campaign = found.campaigns.setdefault(alert["campaign_id"], {"ips": set(), "symbols": set(), "first": when, "last": when,
+                                                                         "style": _style(alert)})
             campaign["ips"].update(alert.get("ips") or ())
             campaign["symbols"].update(alert.get("symbols") or ())
             campaign["last"] = max(campaign["last"], when)
@@ -188,6 +189,11 @@ def _note(found: Findings, event: Any, verdict: dict[str, Any], net: Any) -> Non
         symbol["first"], symbol["last"] = min(symbol["first"], when), max(symbol["last"], when)
 
 
+def _style(alert: dict[str, Any]) -> str:
+    """What kind of campaign an alert reports, from its reasons (`credential stuffing`, `campaign buy`)."""
+    return " ".join(reason.replace("_", " ") for reason in alert.get("reasons") or ()) or "unnamed"
+
+
 def _phishing(path: Path, found: Findings) -> None:
     """Alerts of `kabuguard phish watch` (JSON lines with `domain`, `url`, `first_seen`)."""
     for n, line in enumerate(_jsonl(path), start=1):
@@ -236,7 +242,9 @@ def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min
     campaign_ids = {}
     campaign_ips: dict[str, str] = {}  # address -> its first campaign alert
     for name, c in sorted(found.campaigns.items()):
-        campaign = v21.Campaign(id=object_id("campaign", firm, name), name=f"{firm} {name}",
+        # Named by its style and first alert, never by its id: detectors make campaign ids of the
+        # event that opened them, and a brokerage's event ids often embed account numbers.
+        campaign = v21.Campaign(id=object_id("campaign", firm, name), name=f"{firm} {c['style']} campaign first seen {c['first']}",
                                 description=f"Campaign alert at {firm}; symbols: {', '.join(sorted(c['symbols'])) or 'none'}",
                                 first_seen=c["first"], last_seen=c["last"], **common, **dated(c["first"]))
         campaign_ids[name] = campaign.id
