@@ -144,3 +144,25 @@ def test_the_latest_version_is_the_latest_instant(three_firms: Path, tmp_path: P
         path.write_text(json.dumps(bundle))
         month = next(m for m in _stats(str(path))["months"] if m["month"] == report["month"])
         assert month["unauthorised_access_count"] == others + 7
+
+
+def test_a_firm_that_only_blocked_failed_logins_is_not_affected_and_reports_no_account(tmp_path: Path) -> None:
+    """Every firm with a month report counted as affected, one whose report said 0 accesses too,
+    and its report listed the stuffing targets, whose accounts were never accessed, as accessed."""
+    from conftest import Stream
+    from test_intel_export import _flagged_run, _invoke
+
+    paths = []
+    for firm, success in (("firm-a", True), ("firm-b", False)):
+        stream = Stream()
+        for n in range(3):
+            stream.login(f"2025-04-10T10:0{n}:00+09:00", f"A{n}", "45.32.1.9", "atk", success=success)
+        run = _flagged_run(tmp_path / firm, stream)
+        paths.append(run / "b.json")
+        result = _invoke(run, stream.write(run / "e.jsonl"), paths[-1], firm=firm)
+        assert result.exit_code == 0, result.output
+    reports = [next(o for o in json.loads(p.read_text())["objects"] if o["type"] == "x-kabuguard-monthly-report")
+               for p in paths]
+    assert [(r["unauthorised_access_count"], len(r.get("accounts", []))) for r in reports] == [(3, 3), (0, 0)]
+    month = _stats(*map(str, paths))["months"][0]
+    assert (month["firms_affected"], month["firms"], month["unauthorised_access_count"]) == (1, ["firm-a"], 3)

@@ -174,7 +174,8 @@ def _note(found: Findings, event: Any, verdict: dict[str, Any], net: Any) -> Non
         found.values[identity].add(account, when)
     month = datetime.fromisoformat(event.ts).astimezone(_JST).strftime("%Y-%m")
     report = found.months.setdefault(month, {"access": set(), "accounts": set(), "traders": set(), "buy": 0.0, "sell": 0.0})
-    report["accounts"].add(account)
+    if event.kind != "login" or event.success:  # accessed: a failed login's target was not
+        report["accounts"].add(account)
     if event.kind == "login" and event.success:  # the FSA counts accesses, not attempts
         report["access"].add(event.session_id or event.event_id)
     elif event.kind == "order":
@@ -286,7 +287,7 @@ def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min
             id=object_id("x-kabuguard-monthly-report", firm, month), name=f"{firm} {month}", month=month,
             unauthorised_access_count=len(m["access"]), unauthorised_trade_count=len(m["traders"]),
             sell_amount_jpy=round(m["sell"], 2), buy_amount_jpy=round(m["buy"], 2),
-            accounts=_pseudonyms(pseudonymise, m["accounts"]), **common,
+            accounts=_pseudonyms(pseudonymise, m["accounts"]) or None, **common,
             **dated(_stix_ts(f"{month}-01T00:00:00+09:00"))))  # the month's start, Japan time
     bundle = v21.Bundle(objects=objects, id=object_id("bundle", firm, tlp, run), allow_custom=True)
     return json.loads(bundle.serialize())

@@ -131,7 +131,8 @@ def aggregate(objects: Iterable[Any], top: int = 10, posted_by: Mapping[str, str
         m = months.setdefault(o["month"], {"month": o["month"], "firms": set(), "trading_firms": set(),
                                            "unauthorised_access_count": 0, "unauthorised_trade_count": 0,
                                            "sell_amount_jpy": 0.0, "buy_amount_jpy": 0.0})
-        m["firms"].add(firm(o))
+        if o["unauthorised_access_count"]:  # a firm that only held failed logins was not affected
+            m["firms"].add(firm(o))
         if o["unauthorised_trade_count"]:
             m["trading_firms"].add(firm(o))
         for name in ("unauthorised_access_count", "unauthorised_trade_count", "sell_amount_jpy", "buy_amount_jpy"):

@@ -120,7 +120,7 @@ class TargetedSymbol:
     ("unauthorised_trade_count", IntegerProperty(min=0, required=True)),  # accounts with flagged orders
     ("sell_amount_jpy", FloatProperty(min=0, required=True)),
     ("buy_amount_jpy", FloatProperty(min=0, required=True)),
-    ("accounts", ListProperty(StringProperty)),  # pseudonyms of the accounts accessed
+    ("accounts", ListProperty(StringProperty)),  # pseudonyms of the accounts accessed (no failed login's target)
 ], extension_name=EXTENSIONS["x-kabuguard-monthly-report"])
 class MonthlyReport:
     """One firm's month in the FSA's terms, from its own decisions (docs/intel.md)."""
