@@ -74,9 +74,10 @@ def test_the_bundle_passes_the_oasis_validator_and_marks_every_object(three_firm
     targeted = {o["symbol"] for o in bundle["objects"] if o["type"] == "x-kabuguard-targeted-symbol"}
     campaign_symbols = {o["description"].split("symbols: ")[1] for o in bundle["objects"] if o["type"] == "campaign"}
     assert targeted & {s for text in campaign_symbols for s in text.split(", ")}
-    # Exporting again gives the same objects (stable ids), so peers deduplicate.
-    again = _export(three_firms, tmp_path, "--tlp", "green")
-    assert again == bundle
+    # Exporting again at a pinned `modified` gives the same objects (stable ids), so peers deduplicate.
+    pinned = [_export(three_firms, tmp_path, "--tlp", "green", "--modified", "2025-05-01T09:00:00+09:00") for _ in (1, 2)]
+    assert pinned[0] == pinned[1]
+    assert [o["id"] for o in pinned[0]["objects"]] == [o["id"] for o in bundle["objects"]]
 
 
 def test_no_account_id_email_phone_or_customer_address_leaves(three_firms: Path, tmp_path: Path) -> None:
@@ -265,8 +266,7 @@ def test_an_object_exported_again_keeps_its_created_and_only_modified_moves(tmp_
     assert report["created"] == "2025-03-31T15:00:00.000Z"  # April's start, Japan time
     for i in shared:
         if first[i]["type"] in ("indicator", "sighting"):
-            assert first[i]["created"] == "2025-04-10T01:00:00.000Z"  # the first flagged event that carried it
-            assert again[i]["modified"] == "2025-05-20T01:00:00.000Z" > first[i]["modified"]
+            assert again[i]["modified"] > first[i]["modified"] >= first[i]["created"]  # each export's own time
 
 
 def test_firm_names_a_one_firm_run_and_a_firm_not_in_the_run_is_a_usage_error(tmp_path: Path) -> None:
@@ -329,3 +329,37 @@ def test_no_event_id_or_account_id_of_the_run_leaves(three_firms: Path, tmp_path
         assert '"type": "campaign"' in text
         raw = {d["event_id"] for d in decisions} | {d["account_id"] for d in decisions if d.get("account_id")}
         assert len(raw) > 20 and [r for r in sorted(raw) if r in text] == [], (run, firm)
+
+
+def test_a_corrected_export_supersedes_the_first_and_keeps_every_created(tmp_path: Path) -> None:
+    """`modified` was the run's last decision: a re-export after correcting an earlier decision
+    gave changed objects the version they had, so a TAXII server kept the old figures and
+    `intel stats` over both files took whichever came first."""
+    stream = _two_hijacks()
+    run = _flagged_run(tmp_path, stream)
+    events = stream.write(tmp_path / "e.jsonl")
+    assert _invoke(run, events, tmp_path / "v1.json", "--modified", "2025-04-10T10:30:00+09:00").exit_code == 0
+    decisions = [json.loads(line) for line in (run / "decisions.jsonl").read_text().splitlines()]
+    cleared = next(d for d in decisions if d["type"] == "order")  # the first buy: not the run's last decision
+    cleared.update(decision="allow", reasons=[])
+    (run / "decisions.jsonl").write_text("".join(json.dumps(d) + "\n" for d in decisions))
+    assert _invoke(run, events, tmp_path / "v2.json").exit_code == 0  # modified: the export's own time
+    first, second = ({o["id"]: o for o in json.loads((tmp_path / f"{v}.json").read_text())["objects"]} for v in ("v1", "v2"))
+    changed = [i for i in first.keys() & second.keys() if first[i] != second[i]]
+    assert {second[i]["type"] for i in changed} >= {"x-kabuguard-monthly-report", "x-kabuguard-targeted-symbol"}
+    assert [i for i in changed if not second[i]["modified"] > first[i]["modified"]] == []
+    assert [i for i in first.keys() & second.keys() if first[i].get("created") != second[i].get("created")] == []
+    figures = [json.loads(CliRunner().invoke(main, ["intel", "stats", "--json", *map(str, files)]).output)["months"]
+               for files in ([tmp_path / "v1.json", tmp_path / "v2.json"], [tmp_path / "v2.json", tmp_path / "v1.json"])]
+    assert figures[0] == figures[1] and figures[0][0]["buy_amount_jpy"] == 1_000_000.0
+
+
+@pytest.mark.parametrize("modified,reason", [
+    ("2025-04-10T10:00:00+09:00", "before the run's last decision (2025-04-10T01:11:00.000Z)"),
+    ("2025-05-01T00:00:00", "give its offset"), ("next week", "not an RFC 3339 timestamp")])
+def test_a_modified_that_cannot_version_the_export_is_a_usage_error(tmp_path: Path, modified: str, reason: str) -> None:
+    stream = _two_hijacks()
+    result = _invoke(_flagged_run(tmp_path, stream), stream.write(tmp_path / "e.jsonl"), tmp_path / "b.json",
+                     "--modified", modified)
+    assert result.exit_code == 2 and f"--modified {modified!r}: {reason}" in result.output, result.output
+    assert not (tmp_path / "b.json").exists()

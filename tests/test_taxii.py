@@ -414,3 +414,30 @@ def test_firms_posting_one_new_id_at_once_leave_it_one_owner(pg_url: str) -> Non
             assert len(page.rows) == 1
     finally:
         engine.dispose()
+
+
+def test_another_body_under_a_stored_version_fails_and_a_later_version_replaces_it(taxii: Running, three_firms: Path,
+                                                                                   tmp_path: Path) -> None:
+    """A known (id, version) was skipped and counted as a success whatever it held: a corrected
+    report under its old `modified` changed nothing, and the firm was told it had."""
+    from test_intel_stats import bundles
+
+    objects = json.loads(bundles(three_firms, tmp_path)[0].read_text())["objects"]
+    assert _post(taxii, "firm-a", objects).json()["success_count"] == len(objects)
+    again = _post(taxii, "firm-a", objects).json()  # the same versions again: a success that stores nothing
+    assert (again["success_count"], again["failures"]) == (len(objects), [])
+    url = taxii.url.replace("/taxii2/", "/v1/intel/stats")
+    before = requests.get(url, params={"collection": "regulator"}, auth=("fsa", taxii.keys["fsa"])).json()["months"]
+    report = next(o for o in objects if o["type"] == "x-kabuguard-monthly-report")
+    corrected = dict(report, unauthorised_access_count=report["unauthorised_access_count"] + 5)
+    status = _post(taxii, "firm-a", [corrected]).json()
+    assert status["success_count"] == 0 and status["failures"] == [{"id": report["id"], "message": (
+        f"objects[0]: `id` {report['id']!r}: version {report['modified'][:-1]}000Z is stored with other content; "
+        "a changed object needs a later `modified` (the stored version stays)")}]
+    twice = _post(taxii, "firm-a", [dict(corrected, modified="2030-01-01T00:00:00.000Z"),
+                                    dict(report, modified="2030-01-01T00:00:00.000Z")]).json()
+    assert twice["success_count"] == 1 and "stored with other content" in twice["failures"][0]["message"]
+    after = requests.get(url, params={"collection": "regulator"}, auth=("fsa", taxii.keys["fsa"])).json()["months"]
+    month = next(m for m in after if m["month"] == report["month"])
+    was = next(m for m in before if m["month"] == report["month"])
+    assert month["unauthorised_access_count"] == was["unauthorised_access_count"] + 5

@@ -31,9 +31,11 @@ def intel() -> None:
               help="Alerts of `kabuguard phish watch` (JSON lines) to include as phishing domain and URL indicators.")
 @click.option("--min-accounts", type=click.IntRange(min=1), default=2, show_default=True,
               help="Share an address, device or agent only when it served flagged events on this many accounts.")
+@click.option("--modified", help="The version (STIX `modified`, RFC 3339 with offset) of every object of the firm; "
+              "default: now, so that this export supersedes what it corrects. Pin it for reproducible output.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def export(run_dir: Path, events: tuple[Path, ...], out: Path, tlp: str, firm: str, phish: Path | None,
-           min_accounts: int, quiet: bool) -> None:
+           min_accounts: int, modified: str | None, quiet: bool) -> None:
     """Write a STIX 2.1 bundle of what the run's decisions and alerts established.
 
     Account ids appear only as keyed pseudonyms: set KABUGUARD_INTEL_KEY to a secret of this firm.
@@ -45,7 +47,7 @@ def export(run_dir: Path, events: tuple[Path, ...], out: Path, tlp: str, firm: s
     try:
         pseudonymise = Pseudonymiser.from_env()
         make_out(out.parent)  # before the work: a folder that cannot be made is a usage error, not a traceback after it
-        exported = export_bundle(run_dir, events, firm, tlp, pseudonymise, phish, min_accounts, quiet)
+        exported = export_bundle(run_dir, events, firm, tlp, pseudonymise, phish, min_accounts, quiet, modified)
     except (MissingKey, RunError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from None
     bundle = exported.bundle

@@ -42,7 +42,7 @@ from kabuguard.replay import read_into
 _FLAGGED = frozenset({"review", "block"})
 _ACTIVITY = frozenset({"login", "account_change", "order"})
 _JST = timezone(timedelta(hours=9))
-# `created` of what is about no time (the firm's identity): the same in every export.
+# `created` of what is about no time (the firm's identity) or outlives a run: the same in every export.
 _TIMELESS = "1970-01-01T00:00:00.000Z"
 # An account in the findings: (its firm, "" in a one-firm run; its id), so that two firms' accounts
 # of one id stay two in a pooled run. Only the id is pseudonymised: the key is the firm's own.
@@ -100,15 +100,35 @@ class Exported:
 
 def export_bundle(run_dir: str | Path, events: Iterable[str | Path], firm: str, tlp: str,
                   pseudonymise: Pseudonymiser, phish: str | Path | None = None, min_accounts: int = 2,
-                  quiet: bool = False) -> Exported:
+                  quiet: bool = False, modified: str | None = None) -> Exported:
     """The STIX bundle (as a dict) of `firm`'s findings in `run_dir`, `firm` named as its identity.
 
     Always a firm's own: a bundle of every firm in a run, or one named by no firm, was counted
-    as one firm by `intel stats` however many firms' bundles it read."""
+    as one firm by `intel stats` however many firms' bundles it read. `modified` (RFC 3339 with
+    offset) is the version every object of the firm gets; by default the export's own time, so
+    that a corrected export supersedes what it corrects wherever it is posted."""
     found = gather(Path(run_dir), list(events), firm, quiet)
     if phish is not None:
         _phishing(Path(phish), found)
-    return Exported(build(found, firm, tlp, pseudonymise, min_accounts), found.not_addresses, found.rejected)
+    version = _version(modified, found)
+    return Exported(build(found, firm, tlp, pseudonymise, min_accounts, version), found.not_addresses, found.rejected)
+
+
+def _version(modified: str | None, found: Findings) -> str:
+    """The export's `modified`: now, or the time given, which must not precede the decisions it reports."""
+    if modified is None:
+        return _stix_ts(datetime.now(timezone.utc).isoformat())
+    try:
+        moment = datetime.fromisoformat(modified)
+    except ValueError:
+        raise RunError(f"--modified {modified!r}: not an RFC 3339 timestamp") from None
+    if moment.tzinfo is None:
+        raise RunError(f"--modified {modified!r}: give its offset (e.g. +09:00 or Z)")
+    version = _stix_ts(modified)
+    if version < found.last_ts:
+        raise RunError(f"--modified {modified!r}: before the run's last decision ({found.last_ts}); "
+                       "an export's version is made after what it reports")
+    return version
 
 
 def gather(run_dir: Path, events: list[str | Path], firm: str, quiet: bool) -> Findings:
@@ -223,20 +243,21 @@ def _shareable_since(kind: str, value: str, sighting: Sighting, found: Findings,
     return sighting.known_since(min_accounts) if len(sighting.accounts) >= min_accounts else None
 
 
-def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min_accounts: int) -> dict[str, Any]:
+def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min_accounts: int,
+          modified: str) -> dict[str, Any]:
     marking = TLP[tlp]
     marks = [marking.id]
     object_id = pseudonymise.object_id  # under the firm's key: no other firm can take or probe its ids
-    run = found.last_ts or _TIMELESS
 
-    def dated(created: str) -> dict[str, str]:
-        """`created` from what the object is about, so that every later export keeps it, as STIX 2.1
-        (3.6) asks of the versions of one object; `modified` is this run's."""
-        return {"created": created, "modified": max(created, run)}
+    def dated(created: str = _TIMELESS) -> dict[str, str]:
+        """`created` that no export can change, as STIX 2.1 (3.6) asks of the versions of one object:
+        what outlives a run (an indicator, a campaign: one id for a value however many runs saw it)
+        takes the timeless one, since no run knows when another first saw it; `modified` is the
+        export's, so that whatever may have changed since supersedes what was shared before."""
+        return {"created": created, "modified": modified}
 
     identity = v21.Identity(id=object_id("identity", firm), name=firm, identity_class="organization",
-                            sectors=["financial-services"], created=_TIMELESS, modified=_TIMELESS,
-                            object_marking_refs=marks)
+                            sectors=["financial-services"], object_marking_refs=marks, **dated())
     common = {"created_by_ref": identity.id, "object_marking_refs": marks}
     objects: list[Any] = [marking, identity, *definitions()]
 
@@ -247,7 +268,7 @@ def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min
         # event that opened them, and a brokerage's event ids often embed account numbers.
         campaign = v21.Campaign(id=object_id("campaign", firm, name), name=f"{firm} {c['style']} campaign first seen {c['first']}",
                                 description=f"Campaign alert at {firm}; symbols: {', '.join(sorted(c['symbols'])) or 'none'}",
-                                first_seen=c["first"], last_seen=c["last"], **common, **dated(c["first"]))
+                                first_seen=c["first"], last_seen=c["last"], **common, **dated())
         campaign_ids[name] = campaign.id
         for ip in c["ips"]:
             campaign_ips[ip] = min(campaign_ips.get(ip, c["first"]), c["first"])
@@ -261,17 +282,17 @@ def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min
             id=object_id("indicator", firm, kind, value), name=f"{kind.replace('_', ' ')} seen in account takeovers",
             description=f"Served {sighting.count} flagged events on {len(sighting.accounts.keys() - {_PHISH_WATCH})} accounts at {firm}.",
             indicator_types=["malicious-activity"], pattern=pattern(kind, value), pattern_type="stix",
-            valid_from=since, **common, **dated(sighting.first))
+            valid_from=since, **common, **dated())
         objects.append(indicator)
         objects.append(v21.Sighting(
             id=object_id("sighting", firm, kind, value), sighting_of_ref=indicator.id, count=sighting.count,
             first_seen=sighting.first, last_seen=sighting.last,
-            where_sighted_refs=[identity.id], **common, **dated(sighting.first)))
+            where_sighted_refs=[identity.id], **common, **dated()))
         for name, c in sorted(found.campaigns.items()):
             if kind == "ip" and value in c["ips"]:
                 objects.append(v21.Relationship(
                     id=object_id("relationship", firm, kind, value, name), relationship_type="indicates",
-                    source_ref=indicator.id, target_ref=campaign_ids[name], **common, **dated(c["first"])))
+                    source_ref=indicator.id, target_ref=campaign_ids[name], **common, **dated()))
 
     for symbol, s in sorted(found.symbols.items()):
         if not s["orders"]:  # sold only: a victim's holdings, not a target
@@ -281,7 +302,7 @@ def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min
             symbol=symbol, first_seen=s["first"], last_seen=s["last"],
             campaign_refs=[campaign_ids[n] for n, c in sorted(found.campaigns.items()) if symbol in c["symbols"]] or None,
             accounts=_pseudonyms(pseudonymise, s["accounts"]), buy_orders=s["orders"],
-            buy_notional_jpy=round(s["buy"], 2), sell_notional_jpy=round(s["sell"], 2), **common, **dated(s["first"])))
+            buy_notional_jpy=round(s["buy"], 2), sell_notional_jpy=round(s["sell"], 2), **common, **dated()))
     for month, m in sorted(found.months.items()):
         objects.append(MonthlyReport(
             id=object_id("x-kabuguard-monthly-report", firm, month), name=f"{firm} {month}", month=month,
@@ -289,7 +310,7 @@ def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min
             sell_amount_jpy=round(m["sell"], 2), buy_amount_jpy=round(m["buy"], 2),
             accounts=_pseudonyms(pseudonymise, m["accounts"]) or None, **common,
             **dated(_stix_ts(f"{month}-01T00:00:00+09:00"))))  # the month's start, Japan time
-    bundle = v21.Bundle(objects=objects, id=object_id("bundle", firm, tlp, run), allow_custom=True)
+    bundle = v21.Bundle(objects=objects, id=object_id("bundle", firm, tlp, modified), allow_custom=True)
     return json.loads(bundle.serialize())
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import func, or_, select, tuple_, update
+from sqlalchemy.engine import Connection, Engine
 
 from kabuguard.intel.stats import problem as report_problem
 from kabuguard.service.storage.database import serialised
@@ -184,9 +184,10 @@ class TaxiiStore:
 
         An object that cannot be stored fails alone, named by its place (`objects[n]`), and the
         rest are stored. Only the firm that first shared an id may add versions of it: a firm
-        with write rights cannot rewrite another firm's reports. Another firm's version posted
-        again unchanged is a success that stores nothing: what every bundle carries alike (the
-        TLP markings, Kabuguard's type definitions) is everyone's to post."""
+        with write rights cannot rewrite another firm's reports. A version posted again unchanged
+        is a success that stores nothing: what every bundle carries alike (the TLP markings,
+        Kabuguard's type definitions) is everyone's to post. A version posted again changed is a
+        failure: the stored one stays, and a client told "success" would believe it had replaced it."""
         requested = timestamp()
         failures: list[tuple[int, dict[str, Any]]] = []
         valid: list[tuple[int, dict[str, Any], str]] = []
@@ -207,28 +208,18 @@ class TaxiiStore:
         # a new id; and seq and date_added then commit in their order, so a reader following either
         # never passes an object whose commit is still coming.
         with serialised(self.engine, f"kabuguard.taxii-add:{collection_id}", _adding) as conn:
-            ids = sorted({obj["id"] for _, obj, _ in valid})
-            known: dict[str, set[str]] = {}
-            owner: dict[str, str] = {}
-            for start in range(0, len(ids), 500):
-                for stix_id, version, added_by in conn.execute(select(t.c.stix_id, t.c.version, t.c.added_by).where(
-                        t.c.collection_id == collection_id, t.c.stix_id.in_(ids[start:start + 500])).order_by(t.c.seq)):
-                    known.setdefault(stix_id, set()).add(version)
-                    owner.setdefault(stix_id, added_by)
-            foreign = sorted({obj["id"] for _, obj, _ in valid if owner.get(obj["id"], firm) != firm})
-            stored: dict[tuple[str, str], Any] = {}
-            for start in range(0, len(foreign), 500):
-                for stix_id, version, body in conn.execute(select(t.c.stix_id, t.c.version, t.c.body).where(
-                        t.c.collection_id == collection_id, t.c.stix_id.in_(foreign[start:start + 500]))):
-                    stored[stix_id, version] = json.loads(body)
+            known, owner = _versions_of(conn, collection_id, sorted({obj["id"] for _, obj, _ in valid}))
+            posted = _bodies(conn, collection_id, sorted({(obj["id"], version) for _, obj, version in valid
+                                                          if version in known.get(obj["id"], ())}))
             successes: list[dict[str, Any]] = []
             fresh: dict[tuple[str, str], dict[str, Any]] = {}
             for n, obj, version in valid:
-                if owner.get(obj["id"], firm) != firm and stored.get((obj["id"], version)) != obj:
-                    failures.append((n, {"id": obj["id"], "message": f"objects[{n}]: `id` {obj['id']!r}: not this "
-                                                                      "firm's to write (use the ids of its own export)"}))
+                refusal = _refusal(obj, version, firm, owner, posted)
+                if refusal is not None:
+                    failures.append((n, {"id": obj["id"], "message": f"objects[{n}]: {refusal}"}))
                     continue
                 successes.append({"id": obj["id"], "version": version})
+                posted[obj["id"], version] = obj
                 fresh.setdefault((obj["id"], version), {
                     "collection_id": collection_id, "stix_id": obj["id"], "version": version, "type": obj["type"],
                     "added_by": firm, "body": json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()})
@@ -251,6 +242,47 @@ class TaxiiStore:
             conn.execute(taxii_status.insert().values(status_id=status["id"], firm=firm,
                                                       body=json.dumps(status).encode()))
         return status
+
+
+_CHUNK = 500  # ids per IN (...): well under every database's limit on bound parameters
+
+
+def _versions_of(conn: Connection, collection_id: str, ids: list[str]) -> tuple[dict[str, set[str]], dict[str, str]]:
+    """The stored versions of each id, and the firm that first shared it (its owner)."""
+    t = taxii_objects
+    known: dict[str, set[str]] = {}
+    owner: dict[str, str] = {}
+    for start in range(0, len(ids), _CHUNK):
+        for stix_id, version, added_by in conn.execute(select(t.c.stix_id, t.c.version, t.c.added_by).where(
+                t.c.collection_id == collection_id, t.c.stix_id.in_(ids[start:start + _CHUNK])).order_by(t.c.seq)):
+            known.setdefault(stix_id, set()).add(version)
+            owner.setdefault(stix_id, added_by)
+    return known, owner
+
+
+def _bodies(conn: Connection, collection_id: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """The stored object of each (id, version), decoded: what a version posted again is compared with."""
+    t = taxii_objects
+    found: dict[tuple[str, str], Any] = {}
+    for start in range(0, len(keys), _CHUNK):
+        for stix_id, version, body in conn.execute(select(t.c.stix_id, t.c.version, t.c.body).where(
+                t.c.collection_id == collection_id, tuple_(t.c.stix_id, t.c.version).in_(keys[start:start + _CHUNK]))):
+            found[stix_id, version] = json.loads(body)
+    return found
+
+
+def _refusal(obj: dict[str, Any], version: str, firm: str, owner: dict[str, str],
+             posted: dict[tuple[str, str], Any]) -> str | None:
+    """Why `firm` may not add this version, or None. `posted`: the versions stored or taken from
+    this envelope already. The owner's name is never said: the id may be in a collection the
+    poster cannot read."""
+    same = posted.get((obj["id"], version))
+    if owner.get(obj["id"], firm) != firm and same != obj:
+        return f"`id` {obj['id']!r}: not this firm's to write (use the ids of its own export)"
+    if same is not None and same != obj:
+        return (f"`id` {obj['id']!r}: version {version} is stored with other content; a changed object "
+                "needs a later `modified` (the stored version stays)")
+    return None
 
 
 def _problem(obj: Any) -> str | None:
