@@ -441,3 +441,18 @@ def test_another_body_under_a_stored_version_fails_and_a_later_version_replaces_
     month = next(m for m in after if m["month"] == report["month"])
     was = next(m for m in before if m["month"] == report["month"])
     assert month["unauthorised_access_count"] == was["unauthorised_access_count"] + 5
+
+
+def test_an_object_without_modified_is_stored_once_and_anyones_to_post_again(taxii: Running) -> None:
+    """A cyber-observable (no created or modified, an id derived from its value) got a new version
+    at every POST (the request's time), and a second firm posting the same address was refused
+    as writing another firm's object."""
+    import stix2
+
+    address = json.loads(stix2.v21.IPv4Address(value="203.0.113.7").serialize())
+    answers = [_post(taxii, firm, [address]).json() for firm in ("firm-a", "firm-a", "firm-b")]
+    assert [(a["success_count"], a["failures"]) for a in answers] == [(1, [])] * 3
+    assert len({a["successes"][0]["version"] for a in answers}) == 1
+    versions = requests.get(f"{taxii.url}kabuguard/collections/regulator/objects/{address['id']}/versions/",
+                            auth=("fsa", taxii.keys["fsa"]), headers={"Accept": "application/taxii+json;version=2.1"})
+    assert versions.json()["versions"] == [answers[0]["successes"][0]["version"]]

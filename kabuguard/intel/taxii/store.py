@@ -187,7 +187,10 @@ class TaxiiStore:
         with write rights cannot rewrite another firm's reports. A version posted again unchanged
         is a success that stores nothing: what every bundle carries alike (the TLP markings,
         Kabuguard's type definitions) is everyone's to post. A version posted again changed is a
-        failure: the stored one stays, and a client told "success" would believe it had replaced it."""
+        failure: the stored one stays, and a client told "success" would believe it had replaced it.
+        An object without `modified` (a cyber-observable, a marking definition) cannot be versioned
+        (STIX 2.1, 3.6): it is stored once, at its `created` or else at the time it was first added,
+        and posting it again, by any firm, is a success that stores nothing."""
         requested = timestamp()
         failures: list[tuple[int, dict[str, Any]]] = []
         valid: list[tuple[int, dict[str, Any], str]] = []
@@ -213,13 +216,18 @@ class TaxiiStore:
                                                           if version in known.get(obj["id"], ())}))
             successes: list[dict[str, Any]] = []
             fresh: dict[tuple[str, str], dict[str, Any]] = {}
+            first = {stix_id: min(versions) for stix_id, versions in known.items()}
             for n, obj, version in valid:
+                if "modified" not in obj and obj["id"] in first:  # immutable: stored once, anyone's to post again
+                    successes.append({"id": obj["id"], "version": first[obj["id"]]})
+                    continue
                 refusal = _refusal(obj, version, firm, owner, posted)
                 if refusal is not None:
                     failures.append((n, {"id": obj["id"], "message": f"objects[{n}]: {refusal}"}))
                     continue
                 successes.append({"id": obj["id"], "version": version})
                 posted[obj["id"], version] = obj
+                first.setdefault(obj["id"], version)
                 fresh.setdefault((obj["id"], version), {
                     "collection_id": collection_id, "stix_id": obj["id"], "version": version, "type": obj["type"],
                     "added_by": firm, "body": json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()})
