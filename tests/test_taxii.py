@@ -201,10 +201,18 @@ def test_a_firm_cannot_rewrite_or_sign_for_another_firms_reports(taxii: Running,
     forged = dict(report, modified="2030-01-01T00:00:00.000Z", unauthorised_access_count=0)
     status = _post(taxii, "firm-b", [forged]).json()
     assert status["success_count"] == 0 and "not this firm's to write" in status["failures"][0]["message"]
-    # A new report that names firm-a's identity counts for the firm whose key posted it.
+    # A new report signed with firm-a's identity, or with an identity of firm-b's named firm-a, is
+    # refused (it was stored, and `intel pull` named firm-a as its source); signed as firm-b, it counts.
     fresh = dict(report, id="x-kabuguard-monthly-report--" + "3" * 8 + "-3333-4333-8333-" + "3" * 12,
                  unauthorised_access_count=5)
-    assert _post(taxii, "firm-b", [fresh]).json()["success_count"] == 1
+    posing = {"type": "identity", "spec_version": "2.1", "id": "identity--" + "5" * 8 + "-5555-4555-8555-" + "5" * 12,
+              "created": "2025-01-01T00:00:00Z", "modified": "2025-01-01T00:00:00Z", "name": "firm-a"}
+    own = dict(posing, id=posing["id"].replace("5555-4555", "5556-4556"), name="firm-b")
+    forged = _post(taxii, "firm-b", [fresh, posing, dict(fresh, created_by_ref=posing["id"])]).json()
+    assert forged["success_count"] == 1 and [f["message"] for f in forged["failures"]] == [
+        f"objects[{n}]: `created_by_ref` {signer!r}: not this firm's own identity (one it shared, named 'firm-b'); "
+        "a firm signs only what it posts itself" for n, signer in ((0, report["created_by_ref"]), (2, posing["id"]))]
+    assert _post(taxii, "firm-b", [own, dict(fresh, created_by_ref=own["id"])]).json()["failures"] == []
     after = requests.get(url, params={"collection": "regulator"}, auth=("fsa", taxii.keys["fsa"])).json()
     month = next(m for m in after["months"] if m["month"] == report["month"])
     was = next(m for m in before["months"] if m["month"] == report["month"])
@@ -219,7 +227,8 @@ def test_intel_stats_over_taxii_counts_each_report_for_the_firm_that_posted_it(t
     from test_intel_stats import bundles
 
     objects = json.loads(bundles(three_firms, tmp_path)[0].read_text())["objects"]  # firm-a's bundle, firm-b posts it
-    assert _post(taxii, "firm-b", objects).json()["failure_count"] == 0
+    unsigned = [{k: v for k, v in o.items() if k != "created_by_ref"} for o in objects if o["type"] != "identity"]
+    assert _post(taxii, "firm-b", unsigned).json()["failure_count"] == 0  # signed as firm-a, they are refused
     url = taxii.url.replace("/taxii2/", "/v1/intel/stats")
     served = requests.get(url, params={"collection": "regulator", "top": 3}, auth=("fsa", taxii.keys["fsa"])).json()
     assert {firm for m in served["months"] for firm in m["firms"]} == {"firm-b"}
@@ -243,8 +252,8 @@ def test_a_firm_can_neither_take_nor_probe_another_firms_ids(taxii: Running, thr
 
     objects = json.loads(bundles(three_firms, tmp_path)[0].read_text())["objects"]  # firm-a's bundle
     about = {"identity": (), "x-kabuguard-monthly-report": ("month",), "x-kabuguard-targeted-symbol": ("symbol",)}
-    squats = [dict(o, id=stable_id(o["type"], "firm-a", *(o[name] for name in about[o["type"]])))
-              for o in objects if o["type"] in about]  # the ids the export used to give them
+    squats = [{k: v for k, v in o.items() if k != "created_by_ref"} | {"id": stable_id(o["type"], "firm-a", *(
+        o[name] for name in about[o["type"]]))} for o in objects if o["type"] in about]  # the ids the export used to give them
     assert len(squats) > 2 and _post(taxii, "firm-b", squats).json()["success_count"] == len(squats)
     status = _post(taxii, "firm-a", objects).json()
     assert status["failure_count"] == 0 and status["success_count"] == len(objects)

@@ -2,7 +2,9 @@
 
 Each STIX indicator whose pattern is one comparison Kabuguard can match (`stix.parse_pattern`)
 becomes one contract line with `ts` = its arrival at this firm, so that replay and service use it
-from then on and never before. Revoked and expired indicators, and patterns Kabuguard cannot
+from then on and never before. Its `source` is the name of the identity the indicator's
+`created_by_ref` names: on a `kabuguard serve` the firm that posted it, since that server refuses
+an object signed by any identity but the poster's own (`taxii/store.py`). Revoked and expired indicators, and patterns Kabuguard cannot
 match, are skipped and counted; a malformed object (not a JSON object, no id, an identity whose
 name is not text) or indicator (a pattern or `created_by_ref` that is not text, a `valid_until`
 that is not a timestamp with an offset) is rejected with its id, or its place, and the reason, and

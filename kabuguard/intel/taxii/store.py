@@ -19,6 +19,7 @@ from sqlalchemy import func, or_, select, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 
 from kabuguard.intel.stats import problem as report_problem
+from kabuguard.intel.stix import definitions
 from kabuguard.service.storage.database import serialised
 from kabuguard.service.storage.models import taxii_collections, taxii_objects, taxii_rights, taxii_status
 
@@ -211,7 +212,9 @@ class TaxiiStore:
         # a new id; and seq and date_added then commit in their order, so a reader following either
         # never passes an object whose commit is still coming.
         with serialised(self.engine, f"kabuguard.taxii-add:{collection_id}", _adding) as conn:
-            known, owner = _versions_of(conn, collection_id, sorted({obj["id"] for _, obj, _ in valid}))
+            signers = {obj["created_by_ref"] for _, obj, _ in valid if isinstance(obj.get("created_by_ref"), str)}
+            known, owner = _versions_of(conn, collection_id, sorted({obj["id"] for _, obj, _ in valid} | signers))
+            own = _own_identities(conn, collection_id, firm, signers, owner, [obj for _, obj, _ in valid])
             posted = _bodies(conn, collection_id, sorted({(obj["id"], version) for _, obj, version in valid
                                                           if version in known.get(obj["id"], ())}))
             successes: list[dict[str, Any]] = []
@@ -221,7 +224,7 @@ class TaxiiStore:
                 if "modified" not in obj and obj["id"] in first:  # immutable: stored once, anyone's to post again
                     successes.append({"id": obj["id"], "version": first[obj["id"]]})
                     continue
-                refusal = _refusal(obj, version, firm, owner, posted)
+                refusal = _refusal(obj, version, firm, owner, posted, own)
                 if refusal is not None:
                     failures.append((n, {"id": obj["id"], "message": f"objects[{n}]: {refusal}"}))
                     continue
@@ -279,17 +282,42 @@ def _bodies(conn: Connection, collection_id: str, keys: list[tuple[str, str]]) -
     return found
 
 
+def _own_identities(conn: Connection, collection_id: str, firm: str, signers: set[str], owner: dict[str, str],
+                    envelope: list[dict[str, Any]]) -> set[str]:
+    """The identities among `signers` that are `firm`'s own: shared first by it, and named as it
+    (the envelope's copy, else the stored latest version), so that no firm signs as another."""
+    t = taxii_objects
+    names = {obj["id"]: obj.get("name") for obj in envelope if obj["id"] in signers}
+    rest = sorted(signers - names.keys())
+    for start in range(0, len(rest), _CHUNK):
+        for stix_id, body in conn.execute(select(t.c.stix_id, t.c.body).where(
+                t.c.collection_id == collection_id, t.c.latest == 1, t.c.stix_id.in_(rest[start:start + _CHUNK]))):
+            names[stix_id] = json.loads(body).get("name")
+    return {i for i in signers if i.startswith("identity--") and owner.get(i, firm) == firm and names.get(i) == firm}
+
+
+# Kabuguard's own objects, which every bundle carries alike (made by Kabuguard's identity): an
+# exact copy is anyone's to post first.
+_PUBLIC = {o.id: json.loads(o.serialize()) for o in definitions()}
+
+
 def _refusal(obj: dict[str, Any], version: str, firm: str, owner: dict[str, str],
-             posted: dict[tuple[str, str], Any]) -> str | None:
+             posted: dict[tuple[str, str], Any], own: set[str]) -> str | None:
     """Why `firm` may not add this version, or None. `posted`: the versions stored or taken from
-    this envelope already. The owner's name is never said: the id may be in a collection the
-    poster cannot read."""
+    this envelope already; `own`: the identities it may sign with. The owner's name is never
+    said: the id may be in a collection the poster cannot read."""
     same = posted.get((obj["id"], version))
-    if owner.get(obj["id"], firm) != firm and same != obj:
+    if same == obj:  # stored already, as it is: nothing to add
+        return None
+    if owner.get(obj["id"], firm) != firm:
         return f"`id` {obj['id']!r}: not this firm's to write (use the ids of its own export)"
-    if same is not None and same != obj:
+    if same is not None:
         return (f"`id` {obj['id']!r}: version {version} is stored with other content; a changed object "
                 "needs a later `modified` (the stored version stays)")
+    signer = obj.get("created_by_ref")
+    if signer is not None and signer not in own and _PUBLIC.get(obj["id"]) != obj:
+        return (f"`created_by_ref` {signer!r}: not this firm's own identity (one it shared, named {firm!r}); "
+                "a firm signs only what it posts itself")
     return None
 
 
