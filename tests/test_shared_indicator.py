@@ -150,3 +150,48 @@ def test_an_ipv6_indicator_matches_the_address_however_it_is_written(tmp_path: P
     decisions = _decide(s, tmp_path)
     assert "shared_indicator" in decisions[login["event_id"]]["reasons"]
     assert "shared_indicator" in decisions[mapped["event_id"]]["reasons"]
+
+
+def _shared(stix_id: str, modified: str, **fields: object) -> dict:
+    """A peer's STIX indicator of address 45.32.7.7, as `intel pull` reads it."""
+    return {"type": "indicator", "spec_version": "2.1", "id": stix_id, "created": "2025-03-01T00:00:00.000Z",
+            "modified": modified, "pattern_type": "stix", "pattern": "[ipv4-addr:value = '45.32.7.7']",
+            "valid_from": "2025-03-01T00:00:00Z", **fields}
+
+
+def _pulled(s: Stream, arrival: str, objects: list[dict]) -> list[dict]:
+    """The lines `intel pull` writes for `objects` arriving at `arrival`, added to `s`."""
+    from kabuguard.intel.pull import PullSummary, indicator_events
+
+    lines = indicator_events(objects, lambda _: arrival, PullSummary())
+    return [s.add(line.pop("type"), line.pop("ts"), **line) for line in lines]
+
+
+def test_an_indicator_counts_until_its_valid_until_and_a_revocation_withdraws_it(tmp_path: Path) -> None:
+    """`intel pull` dropped `valid_until` and skipped a revoked version: an indicator past its
+    validity (a rented server handed on to a customer) kept matching for max_age_days, and a
+    revoked one could not withdraw the line pulled before."""
+    one, two = ("indicator--" + d * 8 + f"-{d * 4}-4{d * 3}-8{d * 3}-" + d * 12 for d in "67")
+    ending = _shared(one, "2025-03-19T00:00:00.000Z", valid_until="2025-03-20T01:00:00Z")  # 10:00 in Japan
+    s = Stream()
+    lines = _pulled(s, ts(20, 8, 0), [ending, _shared(two, "2025-03-19T00:00:00.000Z")])
+    lines += _pulled(s, ts(20, 12, 0), [_shared(two, "2025-03-20T02:30:00.000Z", revoked=True)])  # revoked 11:30
+    assert [(line["stix_id"], line.get("valid_until")) for line in lines] == [
+        (one, "2025-03-20T01:00:00.000000+00:00"), (two, None), (two, "2025-03-20T02:30:00.000000+00:00")]
+    logins = [s.login(when, f"A{n}", "45.32.7.7", f"dev-{n}") for n, when in enumerate(
+        (ts(20, 9, 30), ts(20, 11, 45), ts(20, 13, 0)))]
+    decisions = _decide(s, tmp_path)
+    # 11:45: after the revocation, before it arrived here (no look-ahead); 13:00: withdrawn.
+    assert ["shared_indicator" in decisions[login["event_id"]]["reasons"] for login in logins] == [True, True, False]
+    alone = Stream()
+    _pulled(alone, ts(20, 8, 0), [ending])
+    within, after = (alone.login(when, f"A{n}", "45.32.7.7", f"dev-{n}") for n, when in enumerate((ts(20, 9, 59), ts(20, 10, 0))))
+    decisions = _decide(alone, tmp_path)
+    assert ["shared_indicator" in decisions[e["event_id"]]["reasons"] for e in (within, after)] == [True, False]
+
+
+def test_an_unreadable_valid_until_is_refused_naming_the_field() -> None:
+    record = {"event_id": "i1", "type": "indicator", "ts": ts(1, 1, 0), "indicator_type": "ip", "value": "1.2.3.4"}
+    assert event_from_dict({**record, "valid_until": "2025-04-20T01:00:00Z"}).valid_until == "2025-04-20T01:00:00Z"
+    with pytest.raises(ContractError, match="`valid_until` is not an RFC 3339 timestamp"):
+        event_from_dict({**record, "valid_until": "next week"})

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -151,11 +152,15 @@ def test_intel_pull_writes_indicator_events_that_replay_reads(taxii: Running, th
     result = CliRunner().invoke(main, ["intel", "pull", taxii.url, "--collection", "shared", "--out", str(out),
                                        "--user", "firm-b"], env={"KABUGUARD_TAXII_KEY": taxii.keys["firm-b"]})
     assert result.exit_code == 1, result.output  # two malformed indicators, named; the rest written
-    assert "revoked 1" in result.stdout and "pattern Kabuguard cannot match 1" in result.stdout
+    assert "(1 withdrawing a value: revoked or expired)" in result.stdout
+    assert "pattern Kabuguard cannot match 1" in result.stdout
     assert "`valid_until` 'next week'" in result.stderr and "`pattern` is not text" in result.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    shared = {(o["pattern"]) for o in objects if o["type"] == "indicator" and o["id"] != revoked["id"]}
+    shared = {(o["pattern"]) for o in objects if o["type"] == "indicator"}
     assert len(lines) == len(shared) and {line["source"] for line in lines} == {"firm-a"}
+    withdrawal = lines[0]  # the revoked version ends the value as it arrives: revoked is revoked now
+    assert withdrawal["stix_id"] == revoked["id"]
+    assert datetime.fromisoformat(withdrawal["valid_until"]) == datetime.fromisoformat(withdrawal["ts"])
     assert all(line["ts"] > "2026" for line in lines)  # arrival: now, never the sharer's first sighting
     from kabuguard.replay import replay
 

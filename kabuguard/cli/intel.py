@@ -137,8 +137,8 @@ def pull(url: str, collection_id: str, out: Path, user: str, key_env: str, added
         raise click.ClickException(f"{url}: {exc}") from None
     out.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
     skipped = ", ".join(f"{why} {n}" for why, n in sorted(summary.skipped.items())) or "none"
-    click.echo(f"{summary.objects} objects, {summary.indicators} indicators: {summary.written} written to {out}; "
-               f"skipped: {skipped}")
+    click.echo(f"{summary.objects} objects, {summary.indicators} indicators: {summary.written} written to {out} "
+               f"({summary.withdrawn} withdrawing a value: revoked or expired); skipped: {skipped}")
     for name, reason in summary.rejected:
         click.echo(f"rejected {name}: {reason}", err=True)
     if summary.rejected:

@@ -8,7 +8,10 @@ and networks (AS names), user agents, domains and URLs to the `intel` stage, whi
 because a login carries several of them. Each stage remembers the arrival time of the
 indicators it owns and, for a later login, account change or order that matches one, adds the
 policy's weight for that indicator type (the strongest match per stage). An indicator counts
-from its arrival until `max_age_days` later, never before it arrived.
+from its arrival until `max_age_days` later, never before it arrived, and never at or after its
+`valid_until`: a later line of the same value whose `valid_until` has passed (`intel pull`
+writes one for a revoked indicator) withdraws it from its own arrival on. The latest line of a
+value decides: a withdrawal by one sharer ends the value until another's line arrives after it.
 
 Known false positives: a carrier NAT or café address an attacker also used (private addresses
 are exempt, mobile ones are not), a common user agent or a large cloud AS shared as an
@@ -25,6 +28,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from kabuguard.detectors.base import Evidence, Finding, duration_us, number, param
+from kabuguard.events.instants import parse_ts
 
 # The `intel` stage's one key: its indicators are few and every login may match several.
 INTEL_KEY = "shared"
@@ -33,7 +37,9 @@ NETWORK_TYPES = frozenset({"asn", "user_agent", "domain", "url"})
 
 
 class IndicatorState(msgspec.Struct):
-    arrived: dict[str, int] = {}  # "type:value" -> arrival (µs); the latest arrival counts
+    # "type:value" -> when its `max_age` window starts (µs): its arrival, or earlier so that the
+    # window ends before its `valid_until`. The latest line of a value counts.
+    arrived: dict[str, int] = {}
 
 
 class _SharedIndicator:
@@ -83,7 +89,14 @@ class _SharedIndicator:
             return
         since = event.ts_us - self.max_age_us
         state.arrived = {k: t for k, t in state.arrived.items() if t >= since}
-        state.arrived[f"{event.indicator_type}:{event.value}"] = event.ts_us
+        state.arrived[f"{event.indicator_type}:{event.value}"] = self._window_start(event)
+
+    def _window_start(self, event: Any) -> int:
+        """The arrival, moved back when `valid_until` comes before `max_age` ends: one number per
+        value keeps both limits (the state's format is unchanged), and `score` stays one comparison."""
+        if not event.valid_until:
+            return event.ts_us
+        return min(event.ts_us, parse_ts(event.valid_until, "valid_until") - 1 - self.max_age_us)
 
 
 class SharedIndicatorIp(_SharedIndicator):

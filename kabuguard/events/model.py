@@ -225,8 +225,13 @@ class Indicator(_Event, tag="indicator", kw_only=True):
     # Who shared it (a firm or the regulator), and the STIX object it came from.
     source: str | None = None
     stix_id: str | None = None
+    # Contract extension (optional): the instant from which it counts for no event (the STIX
+    # indicator's `valid_until`, or when it was revoked): a line already past it withdraws the value.
+    valid_until: str | None = None
 
     def __post_init__(self) -> None:
+        if self.valid_until:  # read here, so that an unreadable one is a rejected line, not a lasting match
+            parse_ts(self.valid_until, "valid_until")
         value = self.value.strip()
         if self.indicator_type == "domain":
             value = value.lower().rstrip(".")

@@ -4,11 +4,14 @@ Each STIX indicator whose pattern is one comparison Kabuguard can match (`stix.p
 becomes one contract line with `ts` = its arrival at this firm, so that replay and service use it
 from then on and never before. Its `source` is the name of the identity the indicator's
 `created_by_ref` names: on a `kabuguard serve` the firm that posted it, since that server refuses
-an object signed by any identity but the poster's own (`taxii/store.py`). Revoked and expired indicators, and patterns Kabuguard cannot
-match, are skipped and counted; a malformed object (not a JSON object, no id, an identity whose
-name is not text) or indicator (a pattern or `created_by_ref` that is not text, a `valid_until`
-that is not a timestamp with an offset) is rejected with its id, or its place, and the reason, and
-the others are still written.
+an object signed by any identity but the poster's own (`taxii/store.py`). A line carries the
+indicator's `valid_until`; a revoked indicator becomes a line whose `valid_until` is its
+revocation (its `modified`), which withdraws the value's earlier lines from its arrival on, as does
+an expired one (`shared_indicator`). Patterns Kabuguard cannot match are skipped and counted; a
+malformed object (not a JSON object, no id, an identity whose name is not text) or indicator (a
+pattern or `created_by_ref` that is not text, a `valid_until` or `modified` that is not a
+timestamp with an offset) is rejected with its id, or its place, and the reason, and the others
+are still written.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class PullSummary:
     objects: int = 0
     indicators: int = 0
     written: int = 0
+    withdrawn: int = 0  # of the written: revoked or expired, lines that end the value's earlier ones
     skipped: dict[str, int] = field(default_factory=dict)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (object, reason)
 
@@ -66,7 +70,7 @@ def indicator_events(objects: Iterable[dict[str, Any]], arrival: Callable[[dict[
         else:
             readable.append(obj)
     names = {o["id"]: o.get("name", "") for o in readable if o.get("type") == "identity"}
-    out = []
+    withdrawals, lines = [], []
     for obj in readable:
         if obj.get("type") != "indicator":
             continue
@@ -75,26 +79,34 @@ def indicator_events(objects: Iterable[dict[str, Any]], arrival: Callable[[dict[
         if problem:
             summary.rejected.append((obj["id"], problem))
             continue
-        when = arrival(obj)
-        if obj.get("revoked"):
-            summary.skip("revoked")
-            continue
-        if obj.get("valid_until") and _instant(obj["valid_until"]) <= _instant(when):
-            summary.skip("expired")
-            continue
         parsed = parse_pattern(obj.get("pattern", "")) if obj.get("pattern_type", "stix") == "stix" else None
         if parsed is None:
             summary.skip("pattern Kabuguard cannot match")
             continue
+        when = arrival(obj)
         kind, value = parsed
         line = {"event_id": f"ind-{obj['id'].split('--', 1)[1]}-{obj.get('modified', '')}", "type": "indicator",
                 "ts": when, "indicator_type": kind, "value": value, "stix_id": obj["id"]}
         source = names.get(obj.get("created_by_ref", ""))
         if source:
             line["source"] = source
-        out.append(line)
-        summary.written += 1
-    return out
+        until = _until(obj, when)
+        if until is not None:
+            line["valid_until"] = until.astimezone(timezone.utc).isoformat(timespec="microseconds")
+        withdrawn = until is not None and until <= _instant(when)
+        (withdrawals if withdrawn else lines).append(line)
+        summary.withdrawn += withdrawn
+    summary.written = len(withdrawals) + len(lines)
+    # Withdrawals first: arriving at the same instant, another sharer's current line of the value counts.
+    return withdrawals + lines
+
+
+def _until(obj: dict[str, Any], when: str) -> datetime | None:
+    """When the indicator stops counting: when it was revoked (its `modified`, at the latest its
+    arrival here: revoked is revoked now), or its `valid_until`; None: it does not end."""
+    if obj.get("revoked"):
+        return min(_instant(obj.get("modified") or when), _instant(when))
+    return _instant(obj["valid_until"]) if obj.get("valid_until") else None
 
 
 def now() -> str:
@@ -114,10 +126,11 @@ def _problem(obj: dict[str, Any]) -> str | None:
         return "`pattern` is not text"
     if not isinstance(obj.get("created_by_ref", ""), str):
         return "`created_by_ref` is not text"
-    until = obj.get("valid_until")
-    if until is not None:
-        try:
-            _instant(until)
-        except (ValueError, TypeError, AttributeError):
-            return f"`valid_until` {until!r} is not an RFC 3339 timestamp with an offset"
+    for name in ("valid_until", "modified"):
+        stamp = obj.get(name)
+        if stamp is not None:
+            try:
+                _instant(stamp)
+            except (ValueError, TypeError, AttributeError):
+                return f"`{name}` {stamp!r} is not an RFC 3339 timestamp with an offset"
     return None
