@@ -162,7 +162,8 @@ def test_a_firms_ids_are_keyed_so_no_other_firm_can_predict_them(tmp_path: Path)
     same, again, other = ids
     assert same == again and not same & other  # stable under the firm's key, another key: other ids
     report = next(i for i in same if i.startswith("x-kabuguard-monthly-report--"))
-    assert report == Pseudonymiser(KEY.encode()).object_id("x-kabuguard-monthly-report", "firm-a", "2025-04")
+    start = "2025-04-10T01:00:00.000Z"  # the run's first decision: its window's start
+    assert report == Pseudonymiser(KEY.encode()).object_id("x-kabuguard-monthly-report", "firm-a", "2025-04", start)
     assert stable_id("x-kabuguard-monthly-report", "firm-a", "2025-04") not in same | other
 
 
@@ -263,7 +264,7 @@ def test_an_object_exported_again_keeps_its_created_and_only_modified_moves(tmp_
                                                    "x-kabuguard-targeted-symbol", "extension-definition"}
     assert [i for i in shared if first[i]["created"] != again[i]["created"]] == []
     report = next(o for o in first.values() if o["type"] == "x-kabuguard-monthly-report")
-    assert report["created"] == "2025-03-31T15:00:00.000Z"  # April's start, Japan time
+    assert report["created"] == report["period_start"] == "2025-04-10T01:00:00.000Z"  # the run's window in April
     for i in shared:
         if first[i]["type"] in ("indicator", "sighting"):
             assert again[i]["modified"] > first[i]["modified"] >= first[i]["created"]  # each export's own time

@@ -166,3 +166,65 @@ def test_a_firm_that_only_blocked_failed_logins_is_not_affected_and_reports_no_a
     assert [(r["unauthorised_access_count"], len(r.get("accounts", []))) for r in reports] == [(3, 3), (0, 0)]
     month = _stats(*map(str, paths))["months"][0]
     assert (month["firms_affected"], month["firms"], month["unauthorised_access_count"]) == (1, ["firm-a"], 3)
+
+
+def weekly_bundles(three_firms: Path, tmp_path: Path, cut: str = "2025-04-15T12:00:00+09:00") -> list[Path]:
+    """Each firm's run cut in two at `cut` (decisions and alerts), each part exported on its own."""
+    from datetime import datetime
+
+    run = three_firms / "run"
+    out = []
+    for n, keep in enumerate((lambda t: t < datetime.fromisoformat(cut), lambda t: t >= datetime.fromisoformat(cut))):
+        part = tmp_path / f"part{n}"
+        part.mkdir()
+        for name in ("decisions.jsonl", "alerts.jsonl"):
+            lines = (run / name).read_text().splitlines()
+            (part / name).write_text("".join(f"{line}\n" for line in lines if keep(datetime.fromisoformat(json.loads(line)["ts"]))))
+        for firm in FIRMS:
+            path = tmp_path / f"{firm}-{n}.json"
+            result = CliRunner().invoke(main, ["intel", "export", "--quiet", "--run", str(part), "--events",
+                                               str(three_firms / "sim" / "events"), "--firm", firm, "--out", str(path)],
+                                        env={KEY_ENV: f"{firm}-own-test-key-0123456789"})
+            assert result.exit_code == 0, result.output
+            out.append(path)
+    return out
+
+
+def test_two_consecutive_exports_give_the_months_full_figures(three_firms: Path, tmp_path: Path) -> None:
+    """A month report's id was the firm's and the month's alone, its figures the run's: the second
+    run's export superseded the first's, and the month showed the last run only."""
+    whole = _stats(*map(str, bundles(three_firms, tmp_path)))
+    parts = weekly_bundles(three_firms, tmp_path)
+    halves = [_stats(*map(str, paths)) for paths in (parts[:3], parts[3:])]
+    assert all(h["months"][0]["unauthorised_access_count"] for h in halves)  # both weeks hold accesses
+    assert _stats(*map(str, parts)) == whole
+    reports = [o for p in parts[:1] + parts[3:4] for o in json.loads(p.read_text())["objects"]
+               if o["type"] == "x-kabuguard-monthly-report"]
+    assert [(r["period_start"] < r["period_end"]) for r in reports] == [True, True]
+    assert reports[0]["period_end"] < "2025-04-15T03:00:00.000Z" <= reports[1]["period_start"]
+
+
+def test_reports_of_overlapping_periods_are_not_added_up(three_firms: Path, tmp_path: Path) -> None:
+    path = bundles(three_firms, tmp_path)[0]
+    bundle = json.loads(path.read_text())
+    good = _stats(str(path))
+    report = next(o for o in bundle["objects"] if o["type"] == "x-kabuguard-monthly-report")
+    older = "2025-04-20T00:00:00.000Z"
+    inside = dict(report, id=report["id"][:-4] + "0001", modified=older, unauthorised_access_count=1000,
+                  period_start=report["period_start"].replace(":00.000Z", ":01.000Z"))  # all within the later one's
+    across = dict(inside, id=report["id"][:-4] + "0002", period_start="2025-04-01T00:00:00.000Z")  # partly before it
+    bundle["objects"] += [inside, across]
+    path.write_text(json.dumps(bundle))
+    result = CliRunner().invoke(main, ["intel", "stats", "--json", str(path)])
+    assert result.exit_code == 1
+    figures = json.loads(result.stdout)
+    assert figures["months"] == good["months"]
+    assert figures["skipped"] == [{"object": across["id"], "reason": f"its period overlaps that of {report['id']}, "
+                                   "modified later: a firm's reports must cover separate periods (export again the "
+                                   "whole of both)"}]
+    wrong = dict(report, id=report["id"][:-4] + "0003", period_end="2025-05-01T00:00:00.000Z")
+    bundle["objects"] = [wrong]
+    path.write_text(json.dumps(bundle))
+    skipped = json.loads(CliRunner().invoke(main, ["intel", "stats", "--json", str(path)]).stdout)["skipped"]
+    assert skipped == [{"object": wrong["id"], "reason": f"period from {report['period_start']} to "
+                        "2025-05-01T00:00:00.000Z: not within month 2025-04 (Japan time)"}]

@@ -470,3 +470,16 @@ def test_an_object_without_modified_is_stored_once_and_anyones_to_post_again(tax
     versions = requests.get(f"{taxii.url}kabuguard/collections/regulator/objects/{address['id']}/versions/",
                             auth=("fsa", taxii.keys["fsa"]), headers={"Accept": "application/taxii+json;version=2.1"})
     assert versions.json()["versions"] == [answers[0]["successes"][0]["version"]]
+
+
+def test_the_regulator_sums_a_firms_consecutive_exports(taxii: Running, three_firms: Path, tmp_path: Path) -> None:
+    """The second export's month report superseded the first's: the regulator saw the last run only."""
+    from test_intel_stats import bundles, weekly_bundles
+
+    whole = CliRunner().invoke(main, ["intel", "stats", "--json", *map(str, bundles(three_firms, tmp_path))])
+    for n, path in enumerate(weekly_bundles(three_firms, tmp_path)):
+        status = _post(taxii, ("firm-a", "firm-b", "firm-c")[n % 3], json.loads(path.read_text())["objects"]).json()
+        assert status["failures"] == [], path
+    served = requests.get(taxii.url.replace("/taxii2/", "/v1/intel/stats"), params={"collection": "regulator"},
+                          auth=("fsa", taxii.keys["fsa"])).json()
+    assert served == json.loads(whole.output)

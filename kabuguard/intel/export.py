@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -84,6 +84,7 @@ class Findings:
     campaigns: dict[str, dict[str, Any]] = field(default_factory=dict)
     symbols: dict[str, dict[str, Any]] = field(default_factory=dict)
     months: dict[str, dict[str, Any]] = field(default_factory=dict)
+    first_ts: str = ""  # the firm's first and last decisions: the window the run covers
     last_ts: str = ""
     not_addresses: dict[str, int] = field(default_factory=dict)  # flagged events per `ip` that is no address
     rejected: list[Rejection] = field(default_factory=list)  # event lines that could not be read
@@ -143,7 +144,8 @@ def gather(run_dir: Path, events: list[str | Path], firm: str, quiet: bool) -> F
     # By the event's id at its firm: a pooled run's firms number their events alike.
     verdicts = {firm_account_key(d.get("firm"), d["event_id"]): d for d in decisions if mine(d)}
     found = Findings()
-    found.last_ts = max((_stix_ts(d["ts"]) for d in verdicts.values()), default="")
+    times = sorted(_stix_ts(d["ts"]) for d in verdicts.values())
+    found.first_ts, found.last_ts = (times[0], times[-1]) if times else ("", "")
     for alert in alerts:
         if not mine(alert):
             continue
@@ -193,7 +195,7 @@ def _note(found: Findings, event: Any, verdict: dict[str, Any], net: Any) -> Non
     for identity in identities:
         found.values[identity].add(account, when)
     month = datetime.fromisoformat(event.ts).astimezone(_JST).strftime("%Y-%m")
-    report = found.months.setdefault(month, {"access": set(), "accounts": set(), "traders": set(), "buy": 0.0, "sell": 0.0})
+    report = found.months.setdefault(month, _month())
     if event.kind != "login" or event.success:  # accessed: a failed login's target was not
         report["accounts"].add(account)
     if event.kind == "login" and event.success:  # the FSA counts accesses, not attempts
@@ -294,24 +296,50 @@ def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min
                     id=object_id("relationship", firm, kind, value, name), relationship_type="indicates",
                     source_ref=indicator.id, target_ref=campaign_ids[name], **common, **dated()))
 
+    # Figures cover the run's window, and say so: each export's are its own, keyed by where its
+    # window starts, so that a regulator sums a firm's separate windows (`intel stats`) and an
+    # export of the same window again (a correction) supersedes the one before.
     for symbol, s in sorted(found.symbols.items()):
         if not s["orders"]:  # sold only: a victim's holdings, not a target
             continue
         objects.append(TargetedSymbol(
-            id=object_id("x-kabuguard-targeted-symbol", firm, symbol), name=f"{symbol} bought by hijacked accounts",
-            symbol=symbol, first_seen=s["first"], last_seen=s["last"],
+            id=object_id("x-kabuguard-targeted-symbol", firm, symbol, found.first_ts),
+            name=f"{symbol} bought by hijacked accounts", symbol=symbol, first_seen=s["first"], last_seen=s["last"],
+            period_start=found.first_ts, period_end=found.last_ts,
             campaign_refs=[campaign_ids[n] for n, c in sorted(found.campaigns.items()) if symbol in c["symbols"]] or None,
             accounts=_pseudonyms(pseudonymise, s["accounts"]), buy_orders=s["orders"],
-            buy_notional_jpy=round(s["buy"], 2), sell_notional_jpy=round(s["sell"], 2), **common, **dated()))
-    for month, m in sorted(found.months.items()):
+            buy_notional_jpy=round(s["buy"], 2), sell_notional_jpy=round(s["sell"], 2), **common,
+            **dated(found.first_ts)))
+    for month, start, end in _months(found.first_ts, found.last_ts):  # a month with nothing flagged says so
+        m = found.months.get(month) or _month()
         objects.append(MonthlyReport(
-            id=object_id("x-kabuguard-monthly-report", firm, month), name=f"{firm} {month}", month=month,
+            id=object_id("x-kabuguard-monthly-report", firm, month, start), name=f"{firm} {month}", month=month,
+            period_start=start, period_end=end,
             unauthorised_access_count=len(m["access"]), unauthorised_trade_count=len(m["traders"]),
             sell_amount_jpy=round(m["sell"], 2), buy_amount_jpy=round(m["buy"], 2),
-            accounts=_pseudonyms(pseudonymise, m["accounts"]) or None, **common,
-            **dated(_stix_ts(f"{month}-01T00:00:00+09:00"))))  # the month's start, Japan time
+            accounts=_pseudonyms(pseudonymise, m["accounts"]) or None,
+            trading_accounts=_pseudonyms(pseudonymise, m["traders"]) or None, **common, **dated(start)))
     bundle = v21.Bundle(objects=objects, id=object_id("bundle", firm, tlp, modified), allow_custom=True)
     return json.loads(bundle.serialize())
+
+
+def _month() -> dict[str, Any]:
+    """A month's findings before any flagged event."""
+    return {"access": set(), "accounts": set(), "traders": set(), "buy": 0.0, "sell": 0.0}
+
+
+def _months(first: str, last: str) -> Iterator[tuple[str, str, str]]:
+    """Each month (Japan time) the window from `first` to `last` touches: (YYYY-MM, the window's
+    start and end within it)."""
+    if not first:
+        return
+    month = datetime.fromisoformat(first).astimezone(_JST).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = datetime.fromisoformat(last)
+    while month <= end:
+        following = (month + timedelta(days=32)).replace(day=1)
+        yield (month.strftime("%Y-%m"), max(first, _stix_ts(month.isoformat())),
+               min(last, _stix_ts((following - timedelta(milliseconds=1)).isoformat())))
+        month = following
 
 
 def _pseudonyms(pseudonymise: Pseudonymiser, accounts: Iterable[Account]) -> list[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import reprlib
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -40,16 +40,19 @@ _JSON_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "texts": ("a list of text", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
     "objects": ("an object of objects", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values())),
 }
-_COMMON = {"created": "text", "modified": "text", "created_by_ref": "text", "name": "text", "extensions": "objects"}
+_COMMON = {"created": "text", "modified": "text", "created_by_ref": "text", "name": "text", "extensions": "objects",
+           "period_start": "text", "period_end": "text"}
 _SHAPES = {
     "identity": {"name": "text"},
     "x-kabuguard-monthly-report": _COMMON | {
         "month": "text", "unauthorised_access_count": "whole", "unauthorised_trade_count": "whole",
-        "sell_amount_jpy": "number", "buy_amount_jpy": "number", "accounts": "texts"},
+        "sell_amount_jpy": "number", "buy_amount_jpy": "number", "accounts": "texts", "trading_accounts": "texts"},
     "x-kabuguard-targeted-symbol": _COMMON | {
         "symbol": "text", "first_seen": "text", "last_seen": "text", "campaign_refs": "texts", "accounts": "texts",
         "buy_orders": "whole", "buy_notional_jpy": "number", "sell_notional_jpy": "number"},
 }
+_JST = timezone(timedelta(hours=9))
+_ALL_TIME = (datetime.min.replace(tzinfo=timezone.utc), datetime.max.replace(tzinfo=timezone.utc))
 
 
 def problem(obj: Any) -> str | None:
@@ -73,7 +76,56 @@ def problem(obj: Any) -> str | None:
         return str(exc) or type(exc).__name__
     if obj["type"] == "x-kabuguard-monthly-report" and not _MONTH.match(obj["month"]):
         return f"month {obj['month']!r}: not YYYY-MM"
+    return _period_problem(obj)
+
+
+def _period_problem(obj: dict[str, Any]) -> str | None:
+    """Why a report's period or trading accounts cannot be counted, or None."""
+    if ("period_start" in obj) != ("period_end" in obj):
+        return "`period_start` and `period_end` go together"
+    start, end = _period(obj)
+    if start > end:
+        return f"period from {obj['period_start']} to {obj['period_end']}: ends before it starts"
+    if obj["type"] == "x-kabuguard-monthly-report":
+        if not _month_span(obj["month"])[0] <= start <= end <= _month_span(obj["month"])[1]:
+            return f"period from {obj['period_start']} to {obj['period_end']}: not within month {obj['month']} (Japan time)"
+        if "trading_accounts" in obj and len(set(obj["trading_accounts"])) != obj["unauthorised_trade_count"]:
+            return "`trading_accounts`: not as many accounts as `unauthorised_trade_count`"
     return None
+
+
+def _month_span(month: str) -> tuple[datetime, datetime]:
+    """The first and last instants of a month, Japan time."""
+    start = datetime.fromisoformat(f"{month}-01T00:00:00+09:00")
+    return start, (start + timedelta(days=32)).replace(day=1) - timedelta(microseconds=1)
+
+
+def _period(obj: dict[str, Any]) -> tuple[datetime, datetime]:
+    """The instants a report covers: its period; without one (an export before periods), a
+    monthly report its whole month, a targeted symbol all time."""
+    if "period_start" in obj:
+        return _instant(obj["period_start"]), _instant(obj["period_end"])
+    return _month_span(obj["month"]) if obj["type"] == "x-kabuguard-monthly-report" else _ALL_TIME
+
+
+def separate(reports: Iterable[dict[str, Any]], firm: Callable[[dict[str, Any]], str],
+             about: Callable[[dict[str, Any]], str]) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """The reports to add up: per firm and what they are `about` (a month, a symbol), periods
+    that do not overlap, the latest `modified` first. One that overlaps a later one is left out:
+    silently where the later covers all of its period (the firm exported that period again),
+    else listed with the reason (the two cannot both be counted, and neither is the whole)."""
+    counted: dict[tuple[str, str], list[tuple[datetime, datetime, dict[str, Any]]]] = {}
+    left_out = []
+    for obj in sorted(reports, key=lambda o: (_modified(o), o["id"]), reverse=True):
+        start, end = _period(obj)
+        kept = counted.setdefault((firm(obj), about(obj)), [])
+        later = next((k for k in kept if start <= k[1] and k[0] <= end), None)
+        if later is None:
+            kept.append((start, end, obj))
+        elif not later[0] <= start <= end <= later[1]:
+            left_out.append({"object": obj["id"], "reason": f"its period overlaps that of {later[2]['id']}, modified "
+                             "later: a firm's reports must cover separate periods (export again the whole of both)"})
+    return [obj for kept in counted.values() for _, _, obj in kept], left_out
 
 
 def latest(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -92,9 +144,14 @@ def _modified(obj: dict[str, Any]) -> datetime:
     """The instant of `modified`; the oldest possible when it cannot be read (nothing checks an
     identity's), so that any readable version supersedes it."""
     try:
-        moment = datetime.fromisoformat(obj["modified"])
+        return _instant(obj["modified"])
     except (KeyError, TypeError, ValueError):
         return _OLDEST
+
+
+def _instant(ts: str) -> datetime:
+    """A STIX timestamp as an instant (one without an offset is UTC, as STIX writes them all)."""
+    moment = datetime.fromisoformat(ts)
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
@@ -124,28 +181,33 @@ def aggregate(objects: Iterable[Any], top: int = 10, posted_by: Mapping[str, str
             return posted_by.get(obj["id"], "unknown")
         return firms.get(obj.get("created_by_ref", ""), obj.get("created_by_ref", "unknown"))
 
+    reports, overlapping = separate((o for o in current if o["type"] == "x-kabuguard-monthly-report"),
+                                    firm, lambda o: o["month"])
+    targets, overlapping_targets = separate((o for o in current if o["type"] == "x-kabuguard-targeted-symbol"),
+                                            firm, lambda o: o["symbol"])
+    skipped += overlapping + overlapping_targets
     months: dict[str, dict[str, Any]] = {}
-    for o in current:
-        if o["type"] != "x-kabuguard-monthly-report":
-            continue
+    for o in reports:
         m = months.setdefault(o["month"], {"month": o["month"], "firms": set(), "trading_firms": set(),
                                            "unauthorised_access_count": 0, "unauthorised_trade_count": 0,
-                                           "sell_amount_jpy": 0.0, "buy_amount_jpy": 0.0})
+                                           "traders": set(), "sell_amount_jpy": 0.0, "buy_amount_jpy": 0.0})
         if o["unauthorised_access_count"]:  # a firm that only held failed logins was not affected
             m["firms"].add(firm(o))
         if o["unauthorised_trade_count"]:
             m["trading_firms"].add(firm(o))
-        for name in ("unauthorised_access_count", "unauthorised_trade_count", "sell_amount_jpy", "buy_amount_jpy"):
+        for name in ("unauthorised_access_count", "sell_amount_jpy", "buy_amount_jpy"):
             m[name] += o[name]
+        if "trading_accounts" in o:  # an account trading in two of a firm's periods is one account
+            m["traders"].update((firm(o), account) for account in o["trading_accounts"])
+        else:
+            m["unauthorised_trade_count"] += o["unauthorised_trade_count"]
     symbols: dict[str, dict[str, Any]] = {}
-    for o in current:
-        if o["type"] != "x-kabuguard-targeted-symbol":
-            continue
-        s = symbols.setdefault(o["symbol"], {"symbol": o["symbol"], "firms": set(), "accounts": 0, "buy_orders": 0,
+    for o in targets:
+        s = symbols.setdefault(o["symbol"], {"symbol": o["symbol"], "firms": set(), "accounts": set(), "buy_orders": 0,
                                              "buy_notional_jpy": 0.0, "sell_notional_jpy": 0.0, "first_seen": o["first_seen"],
                                              "last_seen": o["last_seen"]})
         s["firms"].add(firm(o))
-        s["accounts"] += len(o.get("accounts", ()))
+        s["accounts"].update((firm(o), account) for account in o.get("accounts", ()))
         s["buy_orders"] += o.get("buy_orders", 0)
         s["buy_notional_jpy"] += o.get("buy_notional_jpy", 0.0)
         s["sell_notional_jpy"] += o.get("sell_notional_jpy", 0.0)
@@ -155,12 +217,13 @@ def aggregate(objects: Iterable[Any], top: int = 10, posted_by: Mapping[str, str
         "months": [{"month": m["month"], "firms_affected": len(m["firms"]),
                     "firms_with_unauthorised_trades": len(m["trading_firms"]),
                     "unauthorised_access_count": m["unauthorised_access_count"],
-                    "unauthorised_trade_count": m["unauthorised_trade_count"],
+                    "unauthorised_trade_count": m["unauthorised_trade_count"] + len(m["traders"]),
                     "sell_amount_jpy": round(m["sell_amount_jpy"], 2), "buy_amount_jpy": round(m["buy_amount_jpy"], 2),
                     "sell_amount_oku_yen": round(m["sell_amount_jpy"] / _OKU, 4),
                     "buy_amount_oku_yen": round(m["buy_amount_jpy"] / _OKU, 4), "firms": sorted(m["firms"])}
                    for _, m in sorted(months.items())],
-        "top_symbols": [{**s, "firms": sorted(s["firms"]), "buy_notional_jpy": round(s["buy_notional_jpy"], 2),
+        "top_symbols": [{**s, "firms": sorted(s["firms"]), "accounts": len(s["accounts"]),
+                         "buy_notional_jpy": round(s["buy_notional_jpy"], 2),
                          "sell_notional_jpy": round(s["sell_notional_jpy"], 2)} for s in ranked],
         "skipped": skipped,
     }

@@ -103,6 +103,8 @@ def _host(value: str) -> tuple[str, str] | None:
     ("symbol", StringProperty(required=True)),
     ("first_seen", stix2.properties.TimestampProperty(required=True)),
     ("last_seen", stix2.properties.TimestampProperty(required=True)),
+    ("period_start", stix2.properties.TimestampProperty(precision="millisecond")),  # the window of the run the figures cover
+    ("period_end", stix2.properties.TimestampProperty(precision="millisecond")),
     ("campaign_refs", ListProperty(ReferenceProperty(valid_types="campaign", spec_version="2.1"))),
     ("accounts", ListProperty(StringProperty)),  # pseudonyms, never account ids
     ("buy_orders", IntegerProperty(min=0)),
@@ -116,11 +118,15 @@ class TargetedSymbol:
 @v21.CustomObject("x-kabuguard-monthly-report", [
     ("name", StringProperty(required=True)),
     ("month", StringProperty(required=True)),  # YYYY-MM, Japan time
+    # The part of the month the figures cover (the run's window in it); none: the whole month.
+    ("period_start", stix2.properties.TimestampProperty(precision="millisecond")),
+    ("period_end", stix2.properties.TimestampProperty(precision="millisecond")),
     ("unauthorised_access_count", IntegerProperty(min=0, required=True)),  # flagged successful logins
     ("unauthorised_trade_count", IntegerProperty(min=0, required=True)),  # accounts with flagged orders
     ("sell_amount_jpy", FloatProperty(min=0, required=True)),
     ("buy_amount_jpy", FloatProperty(min=0, required=True)),
     ("accounts", ListProperty(StringProperty)),  # pseudonyms of the accounts accessed (no failed login's target)
+    ("trading_accounts", ListProperty(StringProperty)),  # pseudonyms of those with flagged orders: the trade count's
 ], extension_name=EXTENSIONS["x-kabuguard-monthly-report"])
 class MonthlyReport:
     """One firm's month in the FSA's terms, from its own decisions (docs/intel.md)."""
