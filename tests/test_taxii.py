@@ -483,3 +483,33 @@ def test_the_regulator_sums_a_firms_consecutive_exports(taxii: Running, three_fi
     served = requests.get(taxii.url.replace("/taxii2/", "/v1/intel/stats"), params={"collection": "regulator"},
                           auth=("fsa", taxii.keys["fsa"])).json()
     assert served == json.loads(whole.output)
+
+
+def test_an_incremental_pull_keeps_the_source_and_says_where_to_resume(taxii: Running, three_firms: Path,
+                                                                        tmp_path: Path) -> None:
+    """`--added-after` lost `source` (the creator's identity was posted before, so it is not in the
+    increment) and the command printed no X-TAXII-Date-Added-Last to resume from."""
+    objects = _bundle(three_firms, tmp_path)["objects"]
+    taxii.collection("shared", "firm-a").add_objects(json.dumps({"objects": objects}))
+    out = tmp_path / "indicators.jsonl"
+
+    def pull(*args: str) -> tuple[str, list[dict]]:
+        result = CliRunner().invoke(main, ["intel", "pull", taxii.url, "--collection", "shared", "--out", str(out),
+                                           "--user", "firm-b", *args], env={"KABUGUARD_TAXII_KEY": taxii.keys["firm-b"]})
+        assert result.exit_code == 0, result.output
+        resume = result.stdout.splitlines()[-1]
+        assert resume.startswith("next pull: --added-after "), result.stdout
+        return resume.split()[-1], [json.loads(line) for line in out.read_text().splitlines()]
+
+    cut, everything = pull()
+    assert len(everything) == sum(o["type"] == "indicator" for o in objects)
+    signer = next(o for o in objects if o["type"] == "indicator")["created_by_ref"]
+    fresh = {"type": "indicator", "spec_version": "2.1", "id": "indicator--" + "5" * 8 + "-5555-4555-8555-" + "5" * 12,
+             "created": "2025-04-20T00:00:00.000Z", "modified": "2025-04-20T00:00:00.000Z", "pattern_type": "stix",
+             "pattern": "[ipv4-addr:value = '198.51.100.99']", "valid_from": "2025-04-20T00:00:00Z",
+             "created_by_ref": signer}
+    taxii.collection("shared", "firm-a").add_objects(json.dumps({"objects": [fresh]}))
+    resume, lines = pull("--added-after", cut)
+    assert [(line["stix_id"], line.get("source")) for line in lines] == [(fresh["id"], "firm-a")]
+    manifest = taxii.collection("shared", "firm-b").get_manifest(id=fresh["id"])["objects"]
+    assert datetime.fromisoformat(resume) == datetime.fromisoformat(manifest[0]["date_added"]) > datetime.fromisoformat(cut)

@@ -110,7 +110,8 @@ def _firms(text: str) -> list[str]:
 @click.option("--user", default="kabuguard", show_default=True, help="HTTP Basic user name sent with the key.")
 @click.option("--key-env", default="KABUGUARD_TAXII_KEY", show_default=True,
               help="Environment variable holding the API key (the password) for the server.")
-@click.option("--added-after", help="Only objects the server added after this timestamp (incremental pulls).")
+@click.option("--added-after", help="Only objects the server added after this timestamp (incremental pulls): "
+              "the one the previous pull printed as `next pull: --added-after …`.")
 def pull(url: str, collection_id: str, out: Path, user: str, key_env: str, added_after: str | None) -> None:
     """Pull a TAXII 2.1 collection (URL: discovery or API root) into indicator events.
 
@@ -121,7 +122,7 @@ def pull(url: str, collection_id: str, out: Path, user: str, key_env: str, added
     import requests
     from taxii2client.exceptions import TAXIIServiceException
 
-    from kabuguard.intel.pull import PullSummary, fetch_objects, indicator_events, now
+    from kabuguard.intel.pull import Feed, PullSummary, indicator_events, now
 
     key = os.environ.get(key_env, "")
     if not key:
@@ -130,7 +131,8 @@ def pull(url: str, collection_id: str, out: Path, user: str, key_env: str, added
     summary = PullSummary()
     arrived = now()
     try:
-        lines = indicator_events(fetch_objects(url, collection_id, user, key, added_after), lambda _: arrived, summary)
+        feed = Feed(url, collection_id, user, key)
+        lines = indicator_events(feed.objects(added_after), lambda _: arrived, summary, feed.identities)
     except LookupError as exc:
         raise click.UsageError(str(exc)) from None
     except (requests.RequestException, TAXIIServiceException) as exc:
@@ -139,6 +141,9 @@ def pull(url: str, collection_id: str, out: Path, user: str, key_env: str, added
     skipped = ", ".join(f"{why} {n}" for why, n in sorted(summary.skipped.items())) or "none"
     click.echo(f"{summary.objects} objects, {summary.indicators} indicators: {summary.written} written to {out} "
                f"({summary.withdrawn} withdrawing a value: revoked or expired); skipped: {skipped}")
+    resume = feed.last_added or added_after  # nothing new: the same point again
+    if resume:
+        click.echo(f"next pull: --added-after {resume}")
     for name, reason in summary.rejected:
         click.echo(f"rejected {name}: {reason}", err=True)
     if summary.rejected:

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from requests import PreparedRequest, Response
+from requests.auth import HTTPBasicAuth
+
 from kabuguard.intel.stix import parse_pattern
 
 
@@ -37,39 +40,86 @@ class PullSummary:
         self.skipped[why] = self.skipped.get(why, 0) + 1
 
 
-def fetch_objects(url: str, collection_id: str, user: str, key: str, added_after: str | None = None,
-                  page: int = 1000) -> Iterator[dict[str, Any]]:
-    """Every object of the collection (latest versions), page by page, as taxii2-client reads them.
+class Feed:
+    """A TAXII collection as `intel pull` reads it, through taxii2client (`url`: the server's
+    discovery URL or an API root)."""
 
-    `url` is the server's discovery URL or an API root."""
-    from taxii2client.v21 import ApiRoot, Server, as_pages
+    def __init__(self, url: str, collection_id: str, user: str, key: str) -> None:
+        from taxii2client.v21 import ApiRoot, Server
 
-    server = Server(url, user=user, password=key)
-    root = server.default or (server.api_roots[0] if server.api_roots else ApiRoot(url, user=user, password=key))
-    matches = [c for c in root.collections if c.id == collection_id]
-    if not matches:
-        raise LookupError(f"collection {collection_id!r}: not offered to this firm at {url} "
-                          f"(offered: {', '.join(c.id for c in root.collections) or 'none'})")
-    filters = {"added_after": added_after} if added_after else {}
-    for envelope in as_pages(matches[0].get_objects, per_request=page, **filters):
-        yield from envelope.get("objects", [])
+        self._auth = _Noting(user, key)
+        server = Server(url, auth=self._auth)
+        root = server.default or (server.api_roots[0] if server.api_roots else ApiRoot(url, auth=self._auth))
+        matches = [c for c in root.collections if c.id == collection_id]
+        if not matches:
+            raise LookupError(f"collection {collection_id!r}: not offered to this firm at {url} "
+                              f"(offered: {', '.join(c.id for c in root.collections) or 'none'})")
+        self._collection = matches[0]
+
+    @property
+    def last_added(self) -> str | None:
+        """The latest `X-TAXII-Date-Added-Last` of the object pages read: the next pull's `added_after`."""
+        return self._auth.last_added
+
+    def objects(self, added_after: str | None = None, page: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every object of the collection (latest versions) added after `added_after`, page by page."""
+        from taxii2client.v21 import as_pages
+
+        filters = {"added_after": added_after} if added_after else {}
+        self._auth.noting = True
+        try:
+            for envelope in as_pages(self._collection.get_objects, per_request=page, **filters):
+                yield from envelope.get("objects", [])
+        finally:
+            self._auth.noting = False
+
+    def identities(self, ids: list[str]) -> Iterator[Any]:
+        """The identities of `ids` (`match[id]`), whenever they were added: an increment holds an
+        indicator without the identity that made it, posted before."""
+        from taxii2client.v21 import as_pages
+
+        for start in range(0, len(ids), _LOOKUP):
+            chunk = ",".join(ids[start:start + _LOOKUP])
+            for envelope in as_pages(self._collection.get_objects, per_request=_LOOKUP, id=chunk, type="identity"):
+                yield from envelope.get("objects", [])
+
+
+_LOOKUP = 50  # identity ids per request: a query string every server takes
+
+
+class _Noting(HTTPBasicAuth):
+    """HTTP Basic auth that notes each answer's `X-TAXII-Date-Added-Last` while `noting`:
+    taxii2client hands back bodies only."""
+
+    def __init__(self, user: str, key: str) -> None:
+        super().__init__(user, key)
+        self.noting = False
+        self.last_added: str | None = None
+
+    def __call__(self, request: PreparedRequest) -> PreparedRequest:
+        request = super().__call__(request)
+        if self.noting:
+            request.register_hook("response", self._note)
+        return request
+
+    def _note(self, response: Response, *args: Any, **kwargs: Any) -> None:
+        added = response.headers.get("X-TAXII-Date-Added-Last")
+        if added and (self.last_added is None or _instant(added) > _instant(self.last_added)):
+            self.last_added = added
 
 
 def indicator_events(objects: Iterable[dict[str, Any]], arrival: Callable[[dict[str, Any]], str],
-                     summary: PullSummary) -> list[dict[str, Any]]:
-    """Contract `indicator` lines for the matchable, current indicators among `objects`."""
-    readable = []
-    for n, obj in enumerate(objects):
-        summary.objects += 1
-        if not isinstance(obj, dict):
-            summary.rejected.append((f"objects[{n}]", "not a JSON object"))
-        elif not isinstance(obj.get("id"), str) or "--" not in obj["id"]:
-            summary.rejected.append((f"objects[{n}]", "no STIX `id`"))
-        elif obj.get("type") == "identity" and not isinstance(obj.get("name", ""), str):
-            summary.rejected.append((obj["id"], "identity `name` is not text"))
-        else:
-            readable.append(obj)
+                     summary: PullSummary, identities: Callable[[list[str]], Iterable[Any]] | None = None
+                     ) -> list[dict[str, Any]]:
+    """Contract `indicator` lines for the matchable indicators among `objects`; `identities`
+    finds the creators `objects` lack (`Feed.identities`)."""
+    readable = _readable(objects, summary)
     names = {o["id"]: o.get("name", "") for o in readable if o.get("type") == "identity"}
+    missing = sorted({o["created_by_ref"] for o in readable if o.get("type") == "indicator"
+                      and isinstance(o.get("created_by_ref"), str)} - names.keys())
+    if missing and identities is not None:
+        found = _readable(identities(missing), PullSummary())  # counted once: an unreadable one names no source
+        names |= {o["id"]: o.get("name", "") for o in found if o.get("type") == "identity" and o["id"] in missing}
     withdrawals, lines = [], []
     for obj in readable:
         if obj.get("type") != "indicator":
@@ -107,6 +157,22 @@ def _until(obj: dict[str, Any], when: str) -> datetime | None:
     if obj.get("revoked"):
         return min(_instant(obj.get("modified") or when), _instant(when))
     return _instant(obj["valid_until"]) if obj.get("valid_until") else None
+
+
+def _readable(objects: Iterable[Any], summary: PullSummary) -> list[dict[str, Any]]:
+    """The objects that can be read; the others rejected in `summary`, named and with the reason."""
+    readable = []
+    for n, obj in enumerate(objects):
+        summary.objects += 1
+        if not isinstance(obj, dict):
+            summary.rejected.append((f"objects[{n}]", "not a JSON object"))
+        elif not isinstance(obj.get("id"), str) or "--" not in obj["id"]:
+            summary.rejected.append((f"objects[{n}]", "no STIX `id`"))
+        elif obj.get("type") == "identity" and not isinstance(obj.get("name", ""), str):
+            summary.rejected.append((obj["id"], "identity `name` is not text"))
+        else:
+            readable.append(obj)
+    return readable
 
 
 def now() -> str:
