@@ -188,10 +188,11 @@ def test_stats_endpoint_aggregates_what_firms_reported_for_the_regulator_only(ta
     assert requests.get(url, auth=("fsa", taxii.keys["fsa"])).status_code == 422
 
 
-def _post(taxii: Running, firm: str, objects: list) -> requests.Response:
+def _post(taxii: Running, firm: str, objects: list, headers: dict[str, str] | None = None) -> requests.Response:
     return requests.post(f"{taxii.url}kabuguard/collections/regulator/objects/", data=json.dumps({"objects": objects}),
                          auth=(firm, taxii.keys[firm]), headers={"Content-Type": "application/taxii+json;version=2.1",
-                                                                 "Accept": "application/taxii+json;version=2.1"})
+                                                                 "Accept": "application/taxii+json;version=2.1",
+                                                                 **(headers or {})})
 
 
 def test_a_firm_cannot_rewrite_or_sign_for_another_firms_reports(taxii: Running, three_firms: Path, tmp_path: Path) -> None:
@@ -513,3 +514,35 @@ def test_an_incremental_pull_keeps_the_source_and_says_where_to_resume(taxii: Ru
     assert [(line["stix_id"], line.get("source")) for line in lines] == [(fresh["id"], "firm-a")]
     manifest = taxii.collection("shared", "firm-b").get_manifest(id=fresh["id"])["objects"]
     assert datetime.fromisoformat(resume) == datetime.fromisoformat(manifest[0]["date_added"]) > datetime.fromisoformat(cut)
+
+
+def test_versions_of_taxii_and_stix_this_server_does_not_speak_are_refused(taxii: Running) -> None:
+    """Any version in Accept or Content-Type was taken (2.0, 3.0, 9) and match[spec_version] was
+    ignored; TAXII 2.1 answers 406 and 415, and filters by the STIX version."""
+    ident = {"type": "identity", "spec_version": "2.1", "id": "identity--" + "1" * 8 + "-1111-4111-8111-" + "1" * 12,
+             "created": "2025-01-01T00:00:00Z", "modified": "2025-01-01T00:00:00Z", "name": "firm-b"}
+    posted = {ctype: _post(taxii, "firm-b", [ident], headers={"Content-Type": ctype}) for ctype in (
+        "application/taxii+json;version=2.0", "application/taxii+json; version=9", "application/taxii+json;version=2.1",
+        "application/taxii+json")}
+    assert [answer.status_code for answer in posted.values()] == [415, 415, 202, 202]
+    assert "version 2.0" in posted["application/taxii+json;version=2.0"].json()["description"]
+
+    def read(accept: str, **params: str) -> requests.Response:
+        return requests.get(f"{taxii.url}kabuguard/collections/regulator/objects/", params=params,
+                            auth=("fsa", taxii.keys["fsa"]), headers={"Accept": accept})
+
+    answers = {accept: read(accept).status_code for accept in (
+        "application/taxii+json;version=2.0", "application/taxii+json;version=3.0", "application/json",
+        "application/taxii+json;version=2.1", "application/taxii+json", "*/*",
+        "application/taxii+json;version=2.0, application/taxii+json;version=2.1")}
+    assert list(answers.values()) == [406, 406, 406, 200, 200, 200, 200]
+    assert "version 3.0" in read("application/taxii+json;version=3.0").json()["description"]
+    taxii21 = "application/taxii+json;version=2.1"
+    found = {spec: read(taxii21, **{"match[spec_version]": spec}).json().get("objects", [])
+             for spec in ("2.0", "2.1", "2.0,2.1")}
+    assert found == {"2.0": [], "2.1": [ident], "2.0,2.1": [ident]}
+    bad = read(taxii21, **{"match[spec_version]": "latest"})
+    assert bad.status_code == 400 and "match[spec_version] 'latest'" in bad.json()["description"]
+    manifest = requests.get(f"{taxii.url}kabuguard/collections/regulator/manifest/", params={"match[spec_version]": "2.0"},
+                            auth=("fsa", taxii.keys["fsa"]), headers={"Accept": taxii21})
+    assert manifest.status_code == 200 and "objects" not in manifest.json()

@@ -12,6 +12,7 @@ read and posts only where it may write. Answers use TAXII's media type; pages fo
 import base64
 import binascii
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -23,7 +24,11 @@ from kabuguard.intel.finite import non_finite
 from kabuguard.intel.stats import STATS_TYPES, aggregate
 from kabuguard.intel.taxii.store import Page, TaxiiError, TaxiiStore
 
-TAXII = "application/taxii+json;version=2.1"
+MEDIA, VERSION = "application/taxii+json", "2.1"
+TAXII = f"{MEDIA};version={VERSION}"
+_ANY = ("*/*", "application/*")
+STIX_VERSION = "2.1"  # of the objects stored (`store._problem`)
+_SPEC_VERSION = re.compile(r"^[0-9]+\.[0-9]+$")
 API_ROOT = "kabuguard"
 MAX_PAGE = 1000
 _DEFAULT_PAGE = 100
@@ -76,6 +81,24 @@ async def authenticated_firm(request: Request, authenticate: Authenticate, refus
     return who.firm
 
 
+def _media_ranges(header: str) -> list[tuple[str, str | None]]:
+    """(type/subtype, its `version` parameter or None) of each media range of an Accept or
+    Content-Type header."""
+    ranges = []
+    for part in header.split(","):
+        kind, *parameters = (p.strip() for p in part.split(";"))
+        versions = [value.strip().strip('"') for name, _, value in (p.partition("=") for p in parameters)
+                    if name.strip().lower() == "version"]
+        ranges.append((kind.lower(), versions[0] if versions else None))
+    return ranges
+
+
+def _unsupported(header: str) -> str:
+    """The TAXII version a header asks for that this server does not speak, said first in a refusal."""
+    asked = [version for kind, version in _media_ranges(header) if kind == MEDIA and version not in (None, VERSION)]
+    return f"version {asked[0]} of {MEDIA} is not supported; " if asked else ""
+
+
 def taxii_router(store: TaxiiStore, authenticate: Authenticate, max_content_length: int,
                  refusal: type[Exception]) -> APIRouter:
     """The routes, over `store`, with the service's own key check (`authenticate`, raising `refusal`)."""
@@ -84,8 +107,9 @@ def taxii_router(store: TaxiiStore, authenticate: Authenticate, max_content_leng
 
     async def firm(request: Request) -> str:
         accept = request.headers.get("accept")
-        if accept and not any(t in accept for t in ("application/taxii+json", "*/*", "application/*")):
-            raise Refused(406, f"Accept: this server answers {TAXII}")
+        if accept and not any(kind in _ANY or (kind == MEDIA and version in (None, VERSION))
+                              for kind, version in _media_ranges(accept)):
+            raise Refused(406, f"Accept: {_unsupported(accept)}this server answers {TAXII}")
         return await authenticated_firm(request, authenticate, refusal)
 
     Firm = Annotated[str, Depends(firm)]
@@ -125,8 +149,9 @@ def taxii_router(store: TaxiiStore, authenticate: Authenticate, max_content_leng
     async def add_objects(collection_id: str, request: Request, who: Firm) -> Response:
         if not (await run_in_threadpool(store.rights, who, collection_id)).can_write:
             raise Refused(403, f"collection {collection_id!r}: this firm may not write to it")
-        if not request.headers.get("content-type", "").replace(" ", "").startswith("application/taxii+json"):
-            raise Refused(415, f"Content-Type: send an envelope as {TAXII}")
+        content_type = request.headers.get("content-type", "")
+        if list(_media_ranges(content_type)) not in ([(MEDIA, None)], [(MEDIA, VERSION)]):
+            raise Refused(415, f"Content-Type: {_unsupported(content_type)}send an envelope as {TAXII}")
         body = await request.body()
         if len(body) > max_content_length:
             raise Refused(413, f"envelope of {len(body)} bytes exceeds max_content_length {max_content_length}")
@@ -189,6 +214,12 @@ async def _page(store: TaxiiStore, collection_id: str, request: Request, object_
     def listed(name: str) -> list[str]:
         return [v for raw in query.getlist(f"match[{name}]") for v in raw.split(",") if v]
 
+    specs = listed("spec_version")
+    for spec in specs:
+        if not _SPEC_VERSION.match(spec):
+            raise Refused(400, f"match[spec_version] {spec!r}: not a STIX version (e.g. {STIX_VERSION})")
+    if specs and STIX_VERSION not in specs:  # the only version stored
+        return Page([], [], False, None)
     return await run_in_threadpool(store.page, collection_id, query.get("added_after"), after, limit,
                                    listed("id"), listed("type"), versions or listed("version"), object_id)
 
