@@ -179,7 +179,8 @@ def weekly_bundles(three_firms: Path, tmp_path: Path, cut: str = "2025-04-15T12:
         part.mkdir()
         for name in ("decisions.jsonl", "alerts.jsonl"):
             lines = (run / name).read_text().splitlines()
-            (part / name).write_text("".join(f"{line}\n" for line in lines if keep(datetime.fromisoformat(json.loads(line)["ts"]))))
+            kept = [line for line in lines if keep(datetime.fromisoformat(json.loads(line)["ts"]))]
+            (part / name).write_text("".join(f"{line}\n" for line in kept))
         for firm in FIRMS:
             path = tmp_path / f"{firm}-{n}.json"
             result = CliRunner().invoke(main, ["intel", "export", "--quiet", "--run", str(part), "--events",

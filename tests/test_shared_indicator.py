@@ -185,7 +185,8 @@ def test_an_indicator_counts_until_its_valid_until_and_a_revocation_withdraws_it
     assert ["shared_indicator" in decisions[login["event_id"]]["reasons"] for login in logins] == [True, True, False]
     alone = Stream()
     _pulled(alone, ts(20, 8, 0), [ending])
-    within, after = (alone.login(when, f"A{n}", "45.32.7.7", f"dev-{n}") for n, when in enumerate((ts(20, 9, 59), ts(20, 10, 0))))
+    within, after = (alone.login(when, f"A{n}", "45.32.7.7", f"dev-{n}")
+                     for n, when in enumerate((ts(20, 9, 59), ts(20, 10, 0))))
     decisions = _decide(alone, tmp_path)
     assert ["shared_indicator" in decisions[e["event_id"]]["reasons"] for e in (within, after)] == [True, False]
 

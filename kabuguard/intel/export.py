@@ -151,8 +151,8 @@ def gather(run_dir: Path, events: list[str | Path], firm: str, quiet: bool) -> F
             continue
         if alert["type"] == "campaign_alert":
             when = _stix_ts(alert["ts"])
-            campaign = found.campaigns.setdefault(alert["campaign_id"], {"ips": set(), "symbols": set(), "first": when, "last": when,
-                                                                         "style": _style(alert)})
+            campaign = found.campaigns.setdefault(alert["campaign_id"], {
+                "ips": set(), "symbols": set(), "first": when, "last": when, "style": _style(alert)})
             campaign["ips"].update(alert.get("ips") or ())
             campaign["symbols"].update(alert.get("symbols") or ())
             campaign["last"] = max(campaign["last"], when)
@@ -268,7 +268,8 @@ def build(found: Findings, firm: str, tlp: str, pseudonymise: Pseudonymiser, min
     for name, c in sorted(found.campaigns.items()):
         # Named by its style and first alert, never by its id: detectors make campaign ids of the
         # event that opened them, and a brokerage's event ids often embed account numbers.
-        campaign = v21.Campaign(id=object_id("campaign", firm, name), name=f"{firm} {c['style']} campaign first seen {c['first']}",
+        campaign = v21.Campaign(id=object_id("campaign", firm, name),
+                                name=f"{firm} {c['style']} campaign first seen {c['first']}",
                                 description=f"Campaign alert at {firm}; symbols: {', '.join(sorted(c['symbols'])) or 'none'}",
                                 first_seen=c["first"], last_seen=c["last"], **common, **dated())
         campaign_ids[name] = campaign.id

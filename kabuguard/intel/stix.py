@@ -103,7 +103,8 @@ def _host(value: str) -> tuple[str, str] | None:
     ("symbol", StringProperty(required=True)),
     ("first_seen", stix2.properties.TimestampProperty(required=True)),
     ("last_seen", stix2.properties.TimestampProperty(required=True)),
-    ("period_start", stix2.properties.TimestampProperty(precision="millisecond")),  # the window of the run the figures cover
+    # The window of the run the figures cover.
+    ("period_start", stix2.properties.TimestampProperty(precision="millisecond")),
     ("period_end", stix2.properties.TimestampProperty(precision="millisecond")),
     ("campaign_refs", ListProperty(ReferenceProperty(valid_types="campaign", spec_version="2.1"))),
     ("accounts", ListProperty(StringProperty)),  # pseudonyms, never account ids
