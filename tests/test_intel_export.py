@@ -339,12 +339,12 @@ def test_a_corrected_export_supersedes_the_first_and_keeps_every_created(tmp_pat
     stream = _two_hijacks()
     run = _flagged_run(tmp_path, stream)
     events = stream.write(tmp_path / "e.jsonl")
-    assert _invoke(run, events, tmp_path / "v1.json", "--modified", "2025-04-10T10:30:00+09:00").exit_code == 0
+    assert _invoke(run, events, tmp_path / "v1.json").exit_code == 0
     decisions = [json.loads(line) for line in (run / "decisions.jsonl").read_text().splitlines()]
     cleared = next(d for d in decisions if d["type"] == "order")  # the first buy: not the run's last decision
     cleared.update(decision="allow", reasons=[])
     (run / "decisions.jsonl").write_text("".join(json.dumps(d) + "\n" for d in decisions))
-    assert _invoke(run, events, tmp_path / "v2.json").exit_code == 0  # modified: the export's own time
+    assert _invoke(run, events, tmp_path / "v2.json").exit_code == 0  # modified: each export's own time
     first, second = ({o["id"]: o for o in json.loads((tmp_path / f"{v}.json").read_text())["objects"]} for v in ("v1", "v2"))
     changed = [i for i in first.keys() & second.keys() if first[i] != second[i]]
     assert {second[i]["type"] for i in changed} >= {"x-kabuguard-monthly-report", "x-kabuguard-targeted-symbol"}
