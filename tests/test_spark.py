@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,6 +26,7 @@ from kabuguard.sim import Config, simulate
 from test_playbooks import PLAYBOOK, attacked_then_home
 
 _OUTPUTS = ("decisions.jsonl", "alerts.jsonl", "rejected.jsonl")
+_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -262,6 +266,28 @@ def test_an_interrupted_spark_replay_exits_130_marked_incomplete_and_a_finished_
     monkeypatch.undo()
     assert CliRunner().invoke(main, spark_args).exit_code == 1
     assert not (out / "INCOMPLETE").exists() and (out / "decisions.jsonl").stat().st_size > 0
+
+
+def _own_process(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python args` in a process of its own, with this checkout's kabuguard: a new Spark session
+    (this process's is the fixture's for every test)."""
+    path = os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": path, **(env or {})})
+
+
+def test_a_spark_that_does_not_start_exits_3_with_one_line_and_marks_the_folder_incomplete(tmp_path: Path) -> None:
+    """Spark failing to start printed a traceback, exited 1 (finished, lines rejected) and left an
+    earlier run's decisions.jsonl in --out, unmarked, looking like this run's."""
+    events = brokerage(attack=False).write(tmp_path / "events.jsonl")
+    out = tmp_path / "out"
+    assert CliRunner().invoke(main, ["replay", str(events), "--out", str(out), "--quiet"]).exit_code == 0
+    run = _own_process(["-m", "kabuguard.cli", "replay", str(events), "--out", str(out), "--quiet",
+                        "--engine", "spark", "--master", "no-such-master"])
+    assert run.returncode == 3 and "Traceback" not in run.stderr, run.stderr
+    said = run.stderr.strip().splitlines()[-1]
+    assert said.startswith("Error: Spark did not start on master no-such-master: ") and "INCOMPLETE" in said, said
+    assert (out / "INCOMPLETE").exists() and not (out / "decisions.jsonl").exists()
 
 
 def test_spark_refuses_an_input_that_is_an_output_of_the_replay(spark, tmp_path: Path) -> None:

@@ -15,6 +15,13 @@ from kabuguard.policy import Policy, PolicyError, load_policy
 if TYPE_CHECKING:
     from kabuguard.replay import ReplaySummary
 
+
+class SparkDidNotStartError(click.ClickException):
+    """Spark's session failed to start: an exit code of its own, since 1 says the run finished."""
+
+    exit_code = 3
+
+
 policy_option = click.option("--policy", "policy_path", type=click.Path(exists=True, dir_okay=False),
                              help="Policy YAML (default: the bundled policy).")
 
@@ -47,7 +54,14 @@ def replay(paths: tuple[str, ...], out_dir: str, policy_path: str | None, quiet:
     """Replay contract files (JSONL, JSONL.gz, Parquet or folders) through the detection core.
 
     Each decision uses only events before it, exactly as the online service would have decided.
-    Exits 1 when some input lines were rejected (see rejected.jsonl), 0 otherwise.
+
+    \b
+    Exit codes:
+      0    finished, every input line read
+      1    finished, some input lines rejected (see rejected.jsonl)
+      2    usage error (an option, no event file, an input that is an output, no Java or pyspark)
+      3    --engine spark: Spark did not start; nothing was decided, --out is marked INCOMPLETE
+      130  interrupted; --out is marked INCOMPLETE
     """
     policy = policy_from(policy_path)
     if engine == "spark" and spill_after != SPILL_AFTER:
@@ -93,7 +107,7 @@ def _run(paths: tuple[str, ...], out_dir: str, policy: Policy, quiet: bool, engi
          partitions: int | None, parquet: bool, spill_after: int) -> ReplaySummary:
     """The replay on `engine`; raises FileNotFoundError when `paths` hold no event file."""
     if engine == "spark":
-        from kabuguard.spark import SparkUnavailable, check_prerequisites
+        from kabuguard.spark import SparkDidNotStart, SparkUnavailable, check_prerequisites
 
         try:
             check_prerequisites()
@@ -101,8 +115,11 @@ def _run(paths: tuple[str, ...], out_dir: str, policy: Policy, quiet: bool, engi
             raise click.UsageError(str(exc)) from None
         from kabuguard.spark import replay_spark
 
-        return replay_spark(paths, out_dir, policy, master=master, partitions=partitions, quiet=quiet,
-                            parquet=parquet)
+        try:
+            return replay_spark(paths, out_dir, policy, master=master, partitions=partitions, quiet=quiet,
+                                parquet=parquet)
+        except SparkDidNotStart as exc:
+            raise SparkDidNotStartError(f"{exc} (nothing was decided; {out_dir} is marked INCOMPLETE)") from None
     if master or partitions or parquet:
         raise click.UsageError("--master, --partitions and --parquet need --engine spark")
     from kabuguard.replay import replay as run

@@ -4,9 +4,9 @@ The same `Pipeline` and detectors as the replay run inside Spark's Python worker
 stage at a time over time-sorted partitions; the output is the replay's, byte for byte.
 """
 
-from kabuguard.spark.session import SparkUnavailable, check_prerequisites, spark_session
+from kabuguard.spark.session import SparkDidNotStart, SparkUnavailable, check_prerequisites, spark_session
 
-__all__ = ["SparkUnavailable", "check_prerequisites", "replay_spark", "spark_session"]
+__all__ = ["SparkDidNotStart", "SparkUnavailable", "check_prerequisites", "replay_spark", "spark_session"]
 
 
 def __getattr__(name: str):  # the runner imports pyspark; keep `import kabuguard.spark` light

@@ -4,7 +4,8 @@ Steps: read and validate (kabuguard.spark.read), drop later duplicates of an eve
 `event_id`) in the total order, broadcast the instruments, run the keyed stages (kabuguard.spark.stages), then
 write `decisions.jsonl`, `alerts.jsonl` and `rejected.jsonl` in the total order, byte for byte
 what `kabuguard replay` writes; with `parquet=True` also `decisions.parquet/` and `alerts.parquet/`.
-As in the replay, the INCOMPLETE marker stays in the output folder until the run has finished.
+As in the replay, the INCOMPLETE marker stays in the output folder until the run has finished; it
+is written, and an earlier run's outputs removed, before Spark starts, which may fail.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from kabuguard.events.reader import event_files, expand_paths, is_remote
 from kabuguard.policy import Policy, load_policy
 from kabuguard.replay import INCOMPLETE, OUTPUTS, ReplaySummary, refuse_outputs
 from kabuguard.spark.progress import watch
@@ -42,16 +44,17 @@ def replay_spark(paths: Iterable[str | Path], out_dir: str | Path, policy: Polic
     from pyspark.sql import functions as F
 
     policy = policy or load_policy()
+    paths = list(paths)
+    out = Path(out_dir)
+    _refuse_local(paths, out)
+    out.mkdir(parents=True, exist_ok=True)
+    marker = _begin(out)
     spark = spark_session(master, partitions)
     sc = spark.sparkContext
     parts = partitions or max(2, 2 * sc.defaultParallelism)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     with _settings(spark, {**RUN_CONF, "spark.sql.shuffle.partitions": str(parts)}), watch(sc, quiet) as w:
         w.begin("reading and validating")
         files = expand(spark, paths)
-        refuse_outputs(files, out)
-        marker = _begin(out)
         decoded = read_events(spark, files, policy).persist(StorageLevel.MEMORY_AND_DISK)
         counts = {row["bad"]: row["count"] for row in
                   decoded.groupBy(F.col("reason").isNotNull().alias("bad")).count().collect()}
@@ -148,6 +151,14 @@ def _local(path: Path) -> str:
     """`path` as a file URI: a path without a scheme is Hadoop's default file system's (HDFS on
     YARN), where the part files would land out of `_concatenate`'s reach."""
     return path.absolute().as_uri()
+
+
+def _refuse_local(paths: list[str | Path], out: Path) -> None:
+    """The replay's refusals that need no Spark, before `out` is touched: a local input that is an
+    output there, a missing local path, and (when no URI is named, which only Spark can list) no
+    event file at all. A missing or empty URI is found once Spark has started."""
+    local = [path for path in paths if not is_remote(path)]
+    refuse_outputs(expand_paths(local) if len(local) < len(paths) else event_files(local), out)
 
 
 def _begin(out: Path) -> Path:

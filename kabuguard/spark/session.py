@@ -29,6 +29,11 @@ class SparkUnavailable(RuntimeError):
     """Spark cannot start here; the message names what is missing and how to get it."""
 
 
+class SparkDidNotStart(RuntimeError):
+    """Spark is installed but its session failed to start (a master URL it refuses, a setting of
+    spark-defaults.conf, a host it cannot bind): nothing was read or decided."""
+
+
 def check_prerequisites() -> None:
     """Raise SparkUnavailable unless pyspark is importable and a Java runtime can be found."""
     try:
@@ -89,6 +94,19 @@ def spark_session(master: str | None = None, partitions: int | None = None) -> A
         builder = builder.config("spark.driver.memory", os.environ.get("KABUGUARD_SPARK_MEMORY", "4g"))
     if partitions:
         builder = builder.config("spark.sql.shuffle.partitions", str(partitions))
-    spark = builder.getOrCreate()
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # whatever is raised here (pyspark's, py4j's, the JVM's), Spark did not start
+        raise SparkDidNotStart(f"Spark did not start on master {master or 'of its configuration'}: "
+                               f"{_first_line(exc)}") from exc
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def _first_line(exc: Exception) -> str:
+    """What Spark said, in one line: a JVM exception's own message rather than py4j's wrapper of it
+    ("An error occurred while calling None.org.apache.spark.api.java.JavaSparkContext.")."""
+    from py4j.protocol import Py4JJavaError
+
+    text = str(exc.java_exception.toString()) if isinstance(exc, Py4JJavaError) else str(exc)
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
