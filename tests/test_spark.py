@@ -290,6 +290,42 @@ def test_a_spark_that_does_not_start_exits_3_with_one_line_and_marks_the_folder_
     assert (out / "INCOMPLETE").exists() and not (out / "decisions.jsonl").exists()
 
 
+# A new session's settings as its JVM has them: Spark's configuration, a Java system property a
+# test sets through Java options, and the heap.
+_SESSION_FACTS = """
+import json
+from kabuguard.spark import spark_session
+spark = spark_session("local[1]")
+jvm = spark.sparkContext._jvm
+print(json.dumps({"conf": dict(spark.sparkContext.getConf().getAll()),
+                  "property": jvm.java.lang.System.getProperty("kg.user.option"),
+                  "heap_mb": jvm.java.lang.Runtime.getRuntime().maxMemory() // 2**20}))
+spark.stop()
+"""
+
+
+def _new_session(env: dict[str, str]) -> dict:
+    """`_SESSION_FACTS` of a session the runner starts in a process of its own, with `env`."""
+    run = _own_process(["-c", _SESSION_FACTS], env)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_a_log_configuration_planted_in_the_temporary_folder_is_not_used(tmp_path: Path) -> None:
+    """The runner took $TMPDIR/kabuguard-spark-log4j2.properties as it found it: another local user
+    could write one first, with a File appender of theirs taking Spark's logs."""
+    shared = tmp_path / "shared-tmp"
+    shared.mkdir()
+    taken = tmp_path / "taken.log"
+    (shared / "kabuguard-spark-log4j2.properties").write_text(
+        "rootLogger.level = info\nrootLogger.appenderRef.f.ref = f\nappender.f.type = File\n"
+        f"appender.f.name = f\nappender.f.fileName = {taken}\nappender.f.layout.type = PatternLayout\n"
+        "appender.f.layout.pattern = %m%n\n")
+    facts = _new_session({"TMPDIR": str(shared)})
+    assert not taken.exists(), taken.read_text()[:300]
+    assert "kabuguard/spark/log4j2.properties" in facts["conf"]["spark.driver.extraJavaOptions"]
+
+
 def test_spark_refuses_an_input_that_is_an_output_of_the_replay(spark, tmp_path: Path) -> None:
     """Spark deleted feed/alerts.jsonl, an earlier output to it, before its lazy read of it."""
     feed = tmp_path / "feed"

@@ -9,20 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-# Spark logs at INFO and draws its own progress bar by default; the runner reports progress itself.
-_LOG4J = """\
-rootLogger.level = error
-rootLogger.appenderRef.stderr.ref = stderr
-appender.stderr.type = Console
-appender.stderr.name = stderr
-appender.stderr.target = SYSTEM_ERR
-appender.stderr.layout.type = PatternLayout
-appender.stderr.layout.pattern = {"level":"%p","logger":"%c","message":"%enc{%m}{JSON}"}%n
-"""
+# Spark's logs cut to errors, as JSON lines; read from the installed package, never from a shared
+# temporary folder, where another local user could have written a configuration of their own.
+_LOG4J = Path(__file__).with_name("log4j2.properties")
 
 
 class SparkUnavailable(RuntimeError):
@@ -75,10 +67,7 @@ def spark_session(master: str | None = None, partitions: int | None = None) -> A
     if not master or master.startswith("local"):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    log4j = Path(tempfile.gettempdir(), "kabuguard-spark-log4j2.properties")
-    if not log4j.exists():
-        log4j.write_text(_LOG4J)
-    quiet = f"-Dlog4j2.configurationFile=file:{log4j}"
+    quiet = f"-Dlog4j2.configurationFile={_LOG4J.as_uri()}"
     builder = (
         SparkSession.builder.appName("kabuguard-replay")
         .config("spark.ui.showConsoleProgress", "false")
