@@ -326,6 +326,43 @@ def test_a_log_configuration_planted_in_the_temporary_folder_is_not_used(tmp_pat
     assert "kabuguard/spark/log4j2.properties" in facts["conf"]["spark.driver.extraJavaOptions"]
 
 
+def _spark_defaults(folder: Path, text: str) -> dict[str, str]:
+    """`folder` made a SPARK_CONF_DIR whose spark-defaults.conf is `text`: the environment to give it."""
+    folder.mkdir()
+    (folder / "spark-defaults.conf").write_text(text)
+    return {"SPARK_CONF_DIR": str(folder)}
+
+
+def test_a_new_session_keeps_the_java_options_and_memory_of_spark_defaults_conf(tmp_path: Path) -> None:
+    """The runner replaced both extraJavaOptions with its own and set 4 GB of driver memory over
+    spark-defaults.conf's, which docs/spark.md says is where to configure Spark."""
+    facts = _new_session(_spark_defaults(tmp_path / "conf", "# the user's\n"
+                                         "spark.driver.memory              1234m\n"
+                                         "spark.driver.extraJavaOptions    -Dkg.user.option=from-spark-defaults\n"
+                                         "spark.executor.extraJavaOptions  -XX:+UseG1GC -Dkg.exec=from-spark-defaults\n"))
+    conf = facts["conf"]
+    assert facts["property"] == "from-spark-defaults" and conf["spark.driver.memory"] == "1234m", facts
+    assert facts["heap_mb"] < 1300  # the JVM's heap is the user's 1234m, not the runner's 4 GB
+    assert conf["spark.executor.extraJavaOptions"].endswith(" -XX:+UseG1GC -Dkg.exec=from-spark-defaults")
+    for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
+        assert "log4j2.properties" in conf[key], conf[key]  # the runner's quiet logs as well
+
+
+def test_the_configuration_read_is_the_environments_then_spark_defaults_then_pyspark_submit_args(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """spark-submit's own order: each source over the one before."""
+    from kabuguard.spark.session import configured
+
+    for name, value in {**_spark_defaults(tmp_path / "conf", "spark.master spark://conf:7077\n"
+                                          "spark.driver.memory=5g\nspark.executor.cores : 3\n"),
+                        "SPARK_DRIVER_MEMORY": "6g", "MASTER": "spark://env:7077",
+                        "PYSPARK_SUBMIT_ARGS": "--driver-memory 7g --conf 'spark.executor.extraJavaOptions=-Da -Db' "
+                                               "pyspark-shell"}.items():
+        monkeypatch.setenv(name, value)
+    assert configured() == {"spark.master": "spark://conf:7077", "spark.driver.memory": "7g",
+                            "spark.executor.cores": "3", "spark.executor.extraJavaOptions": "-Da -Db"}
+
+
 def test_spark_refuses_an_input_that_is_an_output_of_the_replay(spark, tmp_path: Path) -> None:
     """Spark deleted feed/alerts.jsonl, an earlier output to it, before its lazy read of it."""
     feed = tmp_path / "feed"

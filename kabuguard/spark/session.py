@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -55,32 +57,36 @@ RUN_CONF = {
 }
 
 
+# Where spark-submit takes a setting from besides `--conf`: environment variables (read last, so
+# lowest first here) and flags of PYSPARK_SUBMIT_ARGS.
+_ENVIRONMENT = {"MASTER": "spark.master", "SPARK_DRIVER_MEMORY": "spark.driver.memory"}
+_FLAGS = {"--master": "spark.master", "--driver-memory": "spark.driver.memory",
+          "--driver-java-options": "spark.driver.extraJavaOptions"}
+_JAVA_OPTIONS = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions")
+# A line of a properties file: a key, then `=`, `:` or blanks, then the value.
+_PROPERTY = re.compile(r"([^\s=:]+)\s*[=:\s]?\s*(.*)")
+
+
 def spark_session(master: str | None = None, partitions: int | None = None) -> Any:
-    """The process's SparkSession: an active one as it is, else a new one on `master`."""
+    """The process's SparkSession: an active one as it is, else a new one on `master`, with the
+    user's own configuration (`configured`) kept."""
     check_prerequisites()
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    user = configured()
+    local = (master or user.get("spark.master", "local")).startswith("local")
     # Local workers must run this interpreter (with kabuguard and pyarrow), not the first python3.
-    if not master or master.startswith("local"):
+    if local:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    quiet = f"-Dlog4j2.configurationFile={_LOG4J.as_uri()}"
-    builder = (
-        SparkSession.builder.appName("kabuguard-replay")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.extraJavaOptions", quiet)
-        .config("spark.executor.extraJavaOptions", quiet)
-    )
-    for key, value in RUN_CONF.items():
+    builder = SparkSession.builder.appName("kabuguard-replay")
+    for key, value in {**_session_conf(user, local), **RUN_CONF}.items():
         builder = builder.config(key, value)
     if master:
         builder = builder.master(master)
-    if (not master or master.startswith("local")) and "spark.driver.memory" not in os.environ.get("PYSPARK_SUBMIT_ARGS", ""):
-        # In local mode the driver JVM is the executor; Spark's 1 GB default runs out near 4M events.
-        builder = builder.config("spark.driver.memory", os.environ.get("KABUGUARD_SPARK_MEMORY", "4g"))
     if partitions:
         builder = builder.config("spark.sql.shuffle.partitions", str(partitions))
     try:
@@ -90,6 +96,55 @@ def spark_session(master: str | None = None, partitions: int | None = None) -> A
                                f"{_first_line(exc)}") from exc
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def configured() -> dict[str, str]:
+    """The settings a new session starts with before the runner's, in spark-submit's order: the
+    environment's, then spark-defaults.conf's (in $SPARK_CONF_DIR, else Spark's conf/), then those
+    of PYSPARK_SUBMIT_ARGS (`--conf key=value` and the flags of `_FLAGS`), each over the one before."""
+    from pyspark.find_spark_home import _find_spark_home
+
+    settings = {key: os.environ[name] for name, key in _ENVIRONMENT.items() if os.environ.get(name)}
+    folder = os.environ.get("SPARK_CONF_DIR") or Path(_find_spark_home(), "conf")
+    settings.update(_properties(Path(folder, "spark-defaults.conf")))
+    settings.update(_submit_args(os.environ.get("PYSPARK_SUBMIT_ARGS", "")))
+    return settings
+
+
+def _properties(path: Path) -> dict[str, str]:
+    """A properties file's settings (`key value` or `key=value`, `#` and `!` comments); none if it is
+    absent. Lines continued with a backslash, and escapes, are not read."""
+    if not path.is_file():
+        return {}
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    found = (_PROPERTY.fullmatch(line) for line in lines if line and not line.startswith(("#", "!")))
+    return {match[1]: match[2].strip() for match in found if match}
+
+
+def _submit_args(args: str) -> dict[str, str]:
+    """The settings of spark-submit arguments (PYSPARK_SUBMIT_ARGS): `--conf key=value` and `_FLAGS`."""
+    words = shlex.split(args)
+    settings = {}
+    for flag, value in zip(words, words[1:]):
+        if flag == "--conf" and "=" in value:
+            key, _, setting = value.partition("=")
+            settings[key] = setting
+        elif flag in _FLAGS:
+            settings[_FLAGS[flag]] = value
+    return settings
+
+
+def _session_conf(user: dict[str, str], local: bool) -> dict[str, str]:
+    """The runner's settings of a new session, around the user's: its log configuration before their
+    Java options (so that a log configuration of theirs wins), its defaults where they set none."""
+    quiet = f"-Dlog4j2.configurationFile={_LOG4J.as_uri()}"
+    conf = {key: " ".join(filter(None, (quiet, user.get(key)))) for key in _JAVA_OPTIONS}
+    defaults = {"spark.ui.showConsoleProgress": "false"}  # the runner reports progress itself
+    if local:
+        # In local mode the driver JVM is the executor; Spark's 1 GB default runs out near 4M events.
+        defaults["spark.driver.memory"] = os.environ.get("KABUGUARD_SPARK_MEMORY", "4g")
+    conf.update({key: value for key, value in defaults.items() if key not in user})
+    return conf
 
 
 def _first_line(exc: Exception) -> str:
