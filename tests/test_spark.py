@@ -326,6 +326,14 @@ def test_a_log_configuration_planted_in_the_temporary_folder_is_not_used(tmp_pat
     assert "kabuguard/spark/log4j2.properties" in facts["conf"]["spark.driver.extraJavaOptions"]
 
 
+def test_a_local_session_listens_on_the_loopback_address_alone_and_has_no_spark_ui(spark) -> None:
+    """A local run needs no network, yet the driver bound the machine's external address and the
+    unauthenticated Spark UI listened on every interface (the cached blocks hold customer data)."""
+    conf = spark.sparkContext.getConf()
+    assert conf.get("spark.driver.host") == conf.get("spark.driver.bindAddress") == "127.0.0.1"
+    assert conf.get("spark.ui.enabled") == "false" and spark.sparkContext.uiWebUrl is None
+
+
 def _spark_defaults(folder: Path, text: str) -> dict[str, str]:
     """`folder` made a SPARK_CONF_DIR whose spark-defaults.conf is `text`: the environment to give it."""
     folder.mkdir()
@@ -339,8 +347,11 @@ def test_a_new_session_keeps_the_java_options_and_memory_of_spark_defaults_conf(
     facts = _new_session(_spark_defaults(tmp_path / "conf", "# the user's\n"
                                          "spark.driver.memory              1234m\n"
                                          "spark.driver.extraJavaOptions    -Dkg.user.option=from-spark-defaults\n"
-                                         "spark.executor.extraJavaOptions  -XX:+UseG1GC -Dkg.exec=from-spark-defaults\n"))
+                                         "spark.executor.extraJavaOptions  -XX:+UseG1GC -Dkg.exec=from-spark-defaults\n"
+                                         "spark.driver.host                localhost\n"))
     conf = facts["conf"]
+    # An address the user chose is theirs, both settings (the bind address follows the host).
+    assert conf["spark.driver.host"] == "localhost" and "spark.driver.bindAddress" not in conf, conf
     assert facts["property"] == "from-spark-defaults" and conf["spark.driver.memory"] == "1234m", facts
     assert facts["heap_mb"] < 1300  # the JVM's heap is the user's 1234m, not the runner's 4 GB
     assert conf["spark.executor.extraJavaOptions"].endswith(" -XX:+UseG1GC -Dkg.exec=from-spark-defaults")

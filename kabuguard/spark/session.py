@@ -59,10 +59,14 @@ RUN_CONF = {
 
 # Where spark-submit takes a setting from besides `--conf`: environment variables (read last, so
 # lowest first here) and flags of PYSPARK_SUBMIT_ARGS.
-_ENVIRONMENT = {"MASTER": "spark.master", "SPARK_DRIVER_MEMORY": "spark.driver.memory"}
+_ENVIRONMENT = {"MASTER": "spark.master", "SPARK_DRIVER_MEMORY": "spark.driver.memory",
+                "SPARK_LOCAL_IP": "spark.driver.bindAddress", "SPARK_LOCAL_HOSTNAME": "spark.driver.host"}
 _FLAGS = {"--master": "spark.master", "--driver-memory": "spark.driver.memory",
           "--driver-java-options": "spark.driver.extraJavaOptions"}
 _JAVA_OPTIONS = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions")
+# Where the driver listens and what it tells executors; one choice, the user's or the runner's.
+_ADDRESS = ("spark.driver.host", "spark.driver.bindAddress")
+_LOOPBACK = "127.0.0.1"
 # A line of a properties file: a key, then `=`, `:` or blanks, then the value.
 _PROPERTY = re.compile(r"([^\s=:]+)\s*[=:\s]?\s*(.*)")
 
@@ -78,24 +82,37 @@ def spark_session(master: str | None = None, partitions: int | None = None) -> A
         return active
     user = configured()
     local = (master or user.get("spark.master", "local")).startswith("local")
+    loopback = local and not user.keys() & set(_ADDRESS)
     # Local workers must run this interpreter (with kabuguard and pyarrow), not the first python3.
     if local:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName("kabuguard-replay")
-    for key, value in {**_session_conf(user, local), **RUN_CONF}.items():
+    for key, value in {**_session_conf(user, local, loopback), **RUN_CONF}.items():
         builder = builder.config(key, value)
     if master:
         builder = builder.master(master)
     if partitions:
         builder = builder.config("spark.sql.shuffle.partitions", str(partitions))
+    # spark-submit resolves this host's name before it reads a setting, and stops when the name does
+    # not resolve, unless SPARK_LOCAL_IP gives it the address.
+    spark = _start(builder, master, {"SPARK_LOCAL_IP": _LOOPBACK} if loopback else {})
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def _start(builder: Any, master: str | None, environment: dict[str, str]) -> Any:
+    """`builder`'s session, with `environment` added to this process's while spark-submit starts
+    (the JVM keeps it); anything raised is SparkDidNotStart."""
+    os.environ.update(environment)
     try:
-        spark = builder.getOrCreate()
+        return builder.getOrCreate()
     except Exception as exc:  # whatever is raised here (pyspark's, py4j's, the JVM's), Spark did not start
         raise SparkDidNotStart(f"Spark did not start on master {master or 'of its configuration'}: "
                                f"{_first_line(exc)}") from exc
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
+    finally:
+        for name in environment:
+            del os.environ[name]
 
 
 def configured() -> dict[str, str]:
@@ -134,15 +151,21 @@ def _submit_args(args: str) -> dict[str, str]:
     return settings
 
 
-def _session_conf(user: dict[str, str], local: bool) -> dict[str, str]:
+def _session_conf(user: dict[str, str], local: bool, loopback: bool) -> dict[str, str]:
     """The runner's settings of a new session, around the user's: its log configuration before their
-    Java options (so that a log configuration of theirs wins), its defaults where they set none."""
+    Java options (so that a log configuration of theirs wins), its defaults where they set none.
+    A local run needs no network: its driver listens on the loopback address (`loopback`, unless
+    the user chose an address), and Spark's UI, which has no authentication and shows the data of
+    cached blocks, is off."""
     quiet = f"-Dlog4j2.configurationFile={_LOG4J.as_uri()}"
     conf = {key: " ".join(filter(None, (quiet, user.get(key)))) for key in _JAVA_OPTIONS}
     defaults = {"spark.ui.showConsoleProgress": "false"}  # the runner reports progress itself
     if local:
         # In local mode the driver JVM is the executor; Spark's 1 GB default runs out near 4M events.
         defaults["spark.driver.memory"] = os.environ.get("KABUGUARD_SPARK_MEMORY", "4g")
+        defaults["spark.ui.enabled"] = "false"
+    if loopback:
+        defaults.update(dict.fromkeys(_ADDRESS, _LOOPBACK))
     conf.update({key: value for key, value in defaults.items() if key not in user})
     return conf
 
