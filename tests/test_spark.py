@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from conftest import brokerage, ts
 from console_support import policy_with
 from kabuguard.cli import main
+from kabuguard.events.reader import expand_paths
 from kabuguard.policy import load_policy
 from kabuguard.replay import replay
 from kabuguard.sim import Config, simulate
@@ -197,7 +198,8 @@ def _odd_names(folder: Path, names: tuple[str, ...] = _ODD_NAMES) -> list[list[d
 
 def test_local_file_names_are_read_as_named_and_a_broken_link_is_rejected_as_the_replay_does(
         spark, tmp_path: Path) -> None:
-    """Hadoop would read x1.jsonl for x[1].jsonl, fail on a:b.jsonl, skip _under and .dot."""
+    """Hadoop would read x1.jsonl for x[1].jsonl and fail on a:b.jsonl; _under and .dot are skipped by
+    both runners, as Hadoop's listing skips them."""
     from kabuguard.spark import replay_spark
 
     folder = tmp_path / "in"
@@ -207,6 +209,7 @@ def test_local_file_names_are_read_as_named_and_a_broken_link_is_rejected_as_the
     distributed = replay_spark([folder], tmp_path / "spark", quiet=True)
     _same_outputs(tmp_path / "local", tmp_path / "spark")
     assert (distributed.files, distributed.events, distributed.duplicates) == (local.files, local.events, 0)
+    assert local.files == len(_ODD_NAMES) - 2 + 1  # no _under nor .dot, and the broken link
     [gone] = [json.loads(line) for line in (tmp_path / "spark" / "rejected.jsonl").open()]
     assert gone["file"].endswith("gone.jsonl") and gone["line"] == 0 and "unreadable file" in gone["reason"]
 
@@ -228,6 +231,30 @@ def test_a_uri_is_read_by_hadoop_with_its_name_taken_literally(spark, tmp_path: 
     for r in rows:
         read[names[r["seq"] >> 40]].add(r["event_id"])
     assert read == {name: {e["event_id"] for e in shares[name]} for name in names}
+
+
+def test_files_below_a_folder_named_with_an_underscore_or_a_dot_are_read_by_neither_runner(
+        spark, tmp_path: Path) -> None:
+    """A Spark export still being written keeps its part files in `_temporary/`: Hadoop's listing
+    skips every name beginning with `_` or `.` below the folder, the replay read them all, and
+    Spark's reader skipped such names only as the file's own. A folder named so is read."""
+    from kabuguard.spark.read import expand, read_events
+
+    events = brokerage(attack=False).events
+    folder = tmp_path / "_exports" / "in"  # the named folder's own path is not looked at
+    names = ("a.jsonl", "sub/b.jsonl", "_temporary/0/part-00000.jsonl", ".hidden/c.jsonl", "sub/_d.jsonl",
+             "sub/.e.jsonl")
+    for n, name in enumerate(names):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("".join(json.dumps(e) + "\n" for e in events[n::len(names)]))
+    read = ["a.jsonl", "sub/b.jsonl"]
+    assert [p.relative_to(folder).as_posix() for p in expand_paths([folder])] == read
+    for given in (folder, folder.as_uri()):
+        files = expand(spark, [given])
+        assert [name[len(str(given)) + 1:] for name in files] == read, files
+    rows = read_events(spark, expand(spark, [folder.as_uri()]), load_policy()).select("event_id").collect()
+    assert sorted(r["event_id"] for r in rows) == sorted(e["event_id"] for e in events[0::6] + events[1::6])
+    assert replay([folder], tmp_path / "local", quiet=True).events == len(rows)
 
 
 def test_no_event_files_or_a_missing_uri_is_a_usage_error_as_for_the_replay(spark, tmp_path: Path) -> None:

@@ -136,19 +136,28 @@ def decode_line(line: bytes) -> Event:
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files named, and every contract file inside named folders, in a stable order."""
+    """Files named, and every contract file inside named folders (`hidden` ones aside), in a stable order."""
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             # A broken link is kept: reading it reports the file, where skipping it would say nothing.
-            found = sorted(p for p in path.rglob("*") if (p.is_file() or p.is_symlink()) and p.name.endswith(SUFFIXES))
+            found = sorted(p for p in path.rglob("*") if (p.is_file() or p.is_symlink()) and p.name.endswith(SUFFIXES)
+                           and not hidden(p.relative_to(path).parts))
             out.extend(found)
         elif path.is_file():
             out.append(path)
         else:
             raise FileNotFoundError(f"{path}: no such file or folder")
     return out
+
+
+def hidden(parts: Iterable[str]) -> bool:
+    """Whether a file found below a named folder, by its path's `parts` below it, is skipped: a name
+    beginning with `_` or `.` anywhere there, Hadoop's listing rule (`_SUCCESS`, `.crc`, the
+    `_temporary/` folder of a Spark export still being written, hidden folders). Both runners list
+    folders by it, so that they read the same files."""
+    return any(part.startswith(("_", ".")) for part in parts)
 
 
 def is_remote(name: str | Path) -> bool:

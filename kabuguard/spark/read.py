@@ -21,7 +21,7 @@ import msgspec
 
 from kabuguard.engine import Pipeline
 from kabuguard.events.model import event_firm
-from kabuguard.events.reader import SUFFIXES, event_files, expand_paths, is_remote, line_item, numbered
+from kabuguard.events.reader import SUFFIXES, event_files, expand_paths, hidden, is_remote, line_item, numbered
 from kabuguard.policy import Policy
 
 # seq = file index << LINE_BITS | line number: one long that sorts like (file, line).
@@ -52,13 +52,12 @@ def _remote(spark: Any, uri: str) -> list[str]:
         raise FileNotFoundError(f"{uri}: no such file or folder")
     if fs.getFileStatus(path).isFile():
         return [uri]
-    # Each file's URI as `uri` spells it (Hadoop writes file:///x as file:/x). Names beginning
-    # with `_` or `.` are Hadoop's own (_SUCCESS, .crc), which its readers refuse to read.
+    # Each file's URI as `uri` spells it (Hadoop writes file:///x as file:/x), `hidden` ones aside.
     root, found, listing = len(fs.makeQualified(path).toString().rstrip("/")), [], fs.listFiles(path, True)
     while listing.hasNext():
-        name = listing.next().getPath().toString()
-        if name.endswith(SUFFIXES) and not name.rsplit("/", 1)[1].startswith(("_", ".")):
-            found.append(uri.rstrip("/") + name[root:])
+        below = listing.next().getPath().toString()[root:]
+        if below.endswith(SUFFIXES) and not hidden(below.split("/")):
+            found.append(uri.rstrip("/") + below)
     # The order of `expand_paths`: by path components, as pathlib compares paths.
     return sorted(found, key=lambda n: PurePosixPath(n.split("://", 1)[1]).parts)
 
