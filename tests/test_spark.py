@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -399,6 +400,23 @@ def test_the_configuration_read_is_the_environments_then_spark_defaults_then_pys
         monkeypatch.setenv(name, value)
     assert configured() == {"spark.master": "spark://conf:7077", "spark.driver.memory": "7g",
                             "spark.executor.cores": "3", "spark.executor.extraJavaOptions": "-Da -Db"}
+
+
+def test_rejected_lines_reach_the_driver_a_partition_at_a_time_and_are_written_as_the_replay_writes_them(
+        tmp_path: Path) -> None:
+    """Every rejected row was collected to the driver at once: a badly formatted export of many GB
+    filled its memory. Here a limit on one job's results to the driver (spark.driver.maxResultSize,
+    1 MB) that the 6,000 rejections together pass and one partition of them does not."""
+    noise = random.Random(6)
+    bad = [{"event_id": f"b{n}", "type": noise.randbytes(300).hex(), "ts": ts(1, 9, 0)} for n in range(6000)]
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(e) + "\n" for e in brokerage(attack=False).events[:50] + bad))
+    assert CliRunner().invoke(main, ["replay", str(events), "--out", str(tmp_path / "local"), "--quiet"]).exit_code == 1
+    run = _own_process(["-m", "kabuguard.cli", "replay", str(events), "--out", str(tmp_path / "spark"), "--quiet",
+                        "--engine", "spark", "--master", "local[2]", "--partitions", "8"],
+                       _spark_defaults(tmp_path / "conf", "spark.driver.maxResultSize 1m\n"))
+    assert run.returncode == 1 and "6000 rejected lines" in run.stderr, run.stderr[-3000:]
+    _same_outputs(tmp_path / "local", tmp_path / "spark")
 
 
 def test_spark_refuses_an_input_that_is_an_output_of_the_replay(spark, tmp_path: Path) -> None:

@@ -58,13 +58,11 @@ def replay_spark(paths: Iterable[str | Path], out_dir: str | Path, policy: Polic
         decoded = read_events(spark, files, policy).persist(StorageLevel.MEMORY_AND_DISK)
         counts = {row["bad"]: row["count"] for row in
                   decoded.groupBy(F.col("reason").isNotNull().alias("bad")).count().collect()}
-        rejected = (decoded.where(F.col("reason").isNotNull()).select("seq", "reason").orderBy("seq").collect()
-                    if counts.get(True) else [])
-        with (out / "rejected.jsonl").open("wb") as fh:  # written now, so an interrupted run says them too
-            for row in rejected:
-                seq = row["seq"]
-                line = {"file": files[seq >> LINE_BITS], "line": seq & ((1 << LINE_BITS) - 1), "reason": row["reason"]}
-                fh.write(_encode(line) + b"\n")
+        # Sorted, then to the driver a partition at a time: a badly formatted export can reject more
+        # lines than the driver holds. Written now, so that an interrupted run says them too.
+        rejected = (decoded.where(F.col("reason").isNotNull()).select("seq", "reason").orderBy("seq")
+                    .toLocalIterator() if counts.get(True) else [])
+        rejected_files = _write_rejected(rejected, files, out / "rejected.jsonl")
 
         w.begin("dropping duplicate event ids")
         first = Window.partitionBy("firm", "event_id").orderBy("ts_us", "seq")
@@ -125,8 +123,7 @@ def replay_spark(paths: Iterable[str | Path], out_dir: str | Path, policy: Polic
         timings.update(w.timings)
     marker.unlink()
     return ReplaySummary(files=len(files), events=n_events, duplicates=counts.get(False, 0) - n_events,
-                         rejected=len(rejected),
-                         rejected_files=dict(Counter(files[row["seq"] >> LINE_BITS] for row in rejected)),
+                         rejected=counts.get(True, 0), rejected_files=dict(rejected_files),
                          decisions=verdicts, alerts=alert_types, out_dir=out)
 
 
@@ -172,6 +169,19 @@ def _begin(out: Path) -> Path:
         else:
             (out / name).unlink(missing_ok=True)
     return marker
+
+
+def _write_rejected(rows: Iterable[Any], files: list[str], target: Path) -> Counter[str]:
+    """Rejected rows (`seq`, `reason`), in their order, as the replay's lines of `target`, never
+    held all at once; how many each file had."""
+    per_file: Counter[str] = Counter()
+    with target.open("wb") as fh:
+        for row in rows:
+            seq = row["seq"]
+            name = files[seq >> LINE_BITS]
+            per_file[name] += 1
+            fh.write(_encode({"file": name, "line": seq & ((1 << LINE_BITS) - 1), "reason": row["reason"]}) + b"\n")
+    return per_file
 
 
 def _concatenate(parts: Path, target: Path) -> None:
