@@ -35,13 +35,12 @@ from kabuguard.events.model import event_key, firm_account_key
 from kabuguard.events.order import SPILL_AFTER, TotalOrder
 from kabuguard.events.reader import event_files
 from kabuguard.intel.pseudonym import Pseudonymiser
-from kabuguard.intel.stix import TLP, MonthlyReport, TargetedSymbol, definitions, is_address, pattern
+from kabuguard.intel.stix import JST, TLP, MonthlyReport, TargetedSymbol, definitions, is_address, month_span, pattern
 from kabuguard.netintel import netintel
 from kabuguard.replay import read_into
 
 _FLAGGED = frozenset({"review", "block"})
 _ACTIVITY = frozenset({"login", "account_change", "order"})
-_JST = timezone(timedelta(hours=9))
 # `created` of what is about no time (the firm's identity) or outlives a run: the same in every export.
 _TIMELESS = "1970-01-01T00:00:00.000Z"
 # An account in the findings: (its firm, "" in a one-firm run; its id), so that two firms' accounts
@@ -194,7 +193,7 @@ def _note(found: Findings, event: Any, verdict: dict[str, Any], net: Any) -> Non
     when = _stix_ts(event.ts)  # UTC: times from different offsets compare as instants
     for identity in identities:
         found.values[identity].add(account, when)
-    month = datetime.fromisoformat(event.ts).astimezone(_JST).strftime("%Y-%m")
+    month = datetime.fromisoformat(event.ts).astimezone(JST).strftime("%Y-%m")
     report = found.months.setdefault(month, _month())
     if event.kind != "login" or event.success:  # accessed: a failed login's target was not
         report["accounts"].add(account)
@@ -334,13 +333,12 @@ def _months(first: str, last: str) -> Iterator[tuple[str, str, str]]:
     start and end within it)."""
     if not first:
         return
-    month = datetime.fromisoformat(first).astimezone(_JST).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    end = datetime.fromisoformat(last)
-    while month <= end:
-        following = (month + timedelta(days=32)).replace(day=1)
-        yield (month.strftime("%Y-%m"), max(first, _stix_ts(month.isoformat())),
-               min(last, _stix_ts((following - timedelta(milliseconds=1)).isoformat())))
-        month = following
+    month = datetime.fromisoformat(first).astimezone(JST).strftime("%Y-%m")
+    start, stop = month_span(month)
+    while start <= datetime.fromisoformat(last):
+        yield month, max(first, _stix_ts(start.isoformat())), min(last, _stix_ts(stop.isoformat()))
+        month = (stop + timedelta(microseconds=1)).strftime("%Y-%m")
+        start, stop = month_span(month)
 
 
 def _pseudonyms(pseudonymise: Pseudonymiser, accounts: Iterable[Account]) -> list[str]:

@@ -16,14 +16,14 @@ from __future__ import annotations
 import re
 import reprlib
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import stix2
 
-import kabuguard.intel.stix  # noqa: F401  (defines the report types that `problem` checks against)
 from kabuguard.intel.finite import non_finite
+from kabuguard.intel.stix import month_span  # the module defines the report types that `problem` checks against
 
 _OKU = 1e8  # the FSA publishes amounts in oku yen (100 million)
 # The object types the figures are made of.
@@ -51,8 +51,7 @@ _SHAPES = {
         "symbol": "text", "first_seen": "text", "last_seen": "text", "campaign_refs": "texts", "accounts": "texts",
         "buy_orders": "whole", "buy_notional_jpy": "number", "sell_notional_jpy": "number"},
 }
-_JST = timezone(timedelta(hours=9))
-_ALL_TIME = (datetime.min.replace(tzinfo=timezone.utc), datetime.max.replace(tzinfo=timezone.utc))
+_ALL_TIME = (_OLDEST, datetime.max.replace(tzinfo=timezone.utc))
 
 
 def problem(obj: Any) -> str | None:
@@ -87,17 +86,12 @@ def _period_problem(obj: dict[str, Any]) -> str | None:
     if start > end:
         return f"period from {obj['period_start']} to {obj['period_end']}: ends before it starts"
     if obj["type"] == "x-kabuguard-monthly-report":
-        if not _month_span(obj["month"])[0] <= start <= end <= _month_span(obj["month"])[1]:
+        first, last = month_span(obj["month"])
+        if not first <= start <= end <= last:
             return f"period from {obj['period_start']} to {obj['period_end']}: not within month {obj['month']} (Japan time)"
         if "trading_accounts" in obj and len(set(obj["trading_accounts"])) != obj["unauthorised_trade_count"]:
             return "`trading_accounts`: not as many accounts as `unauthorised_trade_count`"
     return None
-
-
-def _month_span(month: str) -> tuple[datetime, datetime]:
-    """The first and last instants of a month, Japan time."""
-    start = datetime.fromisoformat(f"{month}-01T00:00:00+09:00")
-    return start, (start + timedelta(days=32)).replace(day=1) - timedelta(microseconds=1)
 
 
 def _period(obj: dict[str, Any]) -> tuple[datetime, datetime]:
@@ -105,7 +99,7 @@ def _period(obj: dict[str, Any]) -> tuple[datetime, datetime]:
     monthly report its whole month, a targeted symbol all time."""
     if "period_start" in obj:
         return _instant(obj["period_start"]), _instant(obj["period_end"])
-    return _month_span(obj["month"]) if obj["type"] == "x-kabuguard-monthly-report" else _ALL_TIME
+    return month_span(obj["month"]) if obj["type"] == "x-kabuguard-monthly-report" else _ALL_TIME
 
 
 def separate(reports: Iterable[dict[str, Any]], firm: Callable[[dict[str, Any]], str],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import stix2
@@ -114,6 +115,16 @@ def _host(value: str) -> tuple[str, str] | None:
 ], extension_name=EXTENSIONS["x-kabuguard-targeted-symbol"])
 class TargetedSymbol:
     """A symbol the firm's hijacked accounts were spent on: what a regulator ranks pumps by."""
+
+
+# A monthly report's month is Japan's, as the FSA counts its months.
+JST = timezone(timedelta(hours=9))
+
+
+def month_span(month: str) -> tuple[datetime, datetime]:
+    """The first and last instants of a report's month (YYYY-MM, Japan time)."""
+    start = datetime.fromisoformat(f"{month}-01T00:00:00+09:00")
+    return start, (start + timedelta(days=32)).replace(day=1) - timedelta(microseconds=1)
 
 
 @v21.CustomObject("x-kabuguard-monthly-report", [
