@@ -11,6 +11,7 @@ import json
 import re
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -239,9 +240,8 @@ class TaxiiStore:
             newest = {stix_id: max(known.get(stix_id, set()) | {r["version"] for r in rows if r["stix_id"] == stix_id})
                       for stix_id in {r["stix_id"] for r in rows}} if rows else {}
             superseded = sorted(i for i, v in newest.items() if known.get(i) and v > max(known[i]))
-            for start in range(0, len(superseded), 500):
-                conn.execute(update(t).where(t.c.collection_id == collection_id,
-                                             t.c.stix_id.in_(superseded[start:start + 500])).values(latest=0))
+            for chunk in _chunks(superseded):
+                conn.execute(update(t).where(t.c.collection_id == collection_id, t.c.stix_id.in_(chunk)).values(latest=0))
             added = timestamp()
             for row in rows:
                 row.update(date_added=added, latest=int(row["version"] == newest[row["stix_id"]]))
@@ -255,7 +255,10 @@ class TaxiiStore:
         return status
 
 
-_CHUNK = 500  # ids per IN (...): well under every database's limit on bound parameters
+def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    """`values` in slices for one IN (...) each: well under every database's limit on bound parameters."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 def _versions_of(conn: Connection, collection_id: str, ids: list[str]) -> tuple[dict[str, set[str]], dict[str, str]]:
@@ -263,9 +266,9 @@ def _versions_of(conn: Connection, collection_id: str, ids: list[str]) -> tuple[
     t = taxii_objects
     known: dict[str, set[str]] = {}
     owner: dict[str, str] = {}
-    for start in range(0, len(ids), _CHUNK):
+    for chunk in _chunks(ids):
         for stix_id, version, added_by in conn.execute(select(t.c.stix_id, t.c.version, t.c.added_by).where(
-                t.c.collection_id == collection_id, t.c.stix_id.in_(ids[start:start + _CHUNK])).order_by(t.c.seq)):
+                t.c.collection_id == collection_id, t.c.stix_id.in_(chunk)).order_by(t.c.seq)):
             known.setdefault(stix_id, set()).add(version)
             owner.setdefault(stix_id, added_by)
     return known, owner
@@ -275,9 +278,9 @@ def _bodies(conn: Connection, collection_id: str, keys: list[tuple[str, str]]) -
     """The stored object of each (id, version), decoded: what a version posted again is compared with."""
     t = taxii_objects
     found: dict[tuple[str, str], Any] = {}
-    for start in range(0, len(keys), _CHUNK):
+    for chunk in _chunks(keys):
         for stix_id, version, body in conn.execute(select(t.c.stix_id, t.c.version, t.c.body).where(
-                t.c.collection_id == collection_id, tuple_(t.c.stix_id, t.c.version).in_(keys[start:start + _CHUNK]))):
+                t.c.collection_id == collection_id, tuple_(t.c.stix_id, t.c.version).in_(chunk))):
             found[stix_id, version] = json.loads(body)
     return found
 
@@ -289,9 +292,9 @@ def _own_identities(conn: Connection, collection_id: str, firm: str, signers: se
     t = taxii_objects
     names = {obj["id"]: obj.get("name") for obj in envelope if obj["id"] in signers}
     rest = sorted(signers - names.keys())
-    for start in range(0, len(rest), _CHUNK):
+    for chunk in _chunks(rest):
         for stix_id, body in conn.execute(select(t.c.stix_id, t.c.body).where(
-                t.c.collection_id == collection_id, t.c.latest == 1, t.c.stix_id.in_(rest[start:start + _CHUNK]))):
+                t.c.collection_id == collection_id, t.c.latest == 1, t.c.stix_id.in_(chunk))):
             names[stix_id] = json.loads(body).get("name")
     return {i for i in signers if i.startswith("identity--") and owner.get(i, firm) == firm and names.get(i) == firm}
 
